@@ -1,0 +1,22 @@
+"""hawk_kernels: exact (lossless) speculative decoding for autoregressive text-to-image models.
+
+Hawk (arXiv 2510.25739): horizontal + vertical draft heads, a speculation cache for vertical drafts, a
+spatial sampling pool, one candidate tree verified in one backbone pass with exact multi-draft rejection.
+"""
+from . import ops
+from .decoder import HawkDecoder, HawkOutput
+from .grid import ImageGrid
+from .heads import DraftHeads, DraftHeadsConfig
+from .target import SamplingConfig
+from .tree import TreeTemplate
+
+__all__ = ["DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
+           "TreeTemplate", "ops", "load_demo_pipeline"]
+__version__ = "0.1.0"
+
+
+def load_demo_pipeline(*args, **kwargs):
+    """The bundled MNIST text-to-image model + trained heads (hawk_kernels.demo)."""
+    from .demo import load_demo_pipeline as _load
+
+    return _load(*args, **kwargs)

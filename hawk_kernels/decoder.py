@@ -1,0 +1,317 @@
+"""HawkDecoder: exact speculative decoding of an image with horizontal + vertical draft heads.
+
+One step (`_step`) reads as: draft -> build tree -> forward the tree -> verify -> commit.
+  1. draft    the spatial pool draws candidates for depths 1..D from the horizontal heads (fed the last
+              committed hidden state) and the speculation cache (vertical drafts made rows above).
+  2. tree     the static template turns candidates into nodes; node 0 is the root, the last committed token.
+  3. forward  one backbone pass over all nodes with the tree mask (CFG rows batched with the same nodes).
+  4. verify   ops.accept_reject walks the tree with the exact multi-draft rule; returns path + bonus token.
+  5. commit   accepted tokens + bonus join the sequence; the KV cache keeps only the path; the heads run on
+              the committed hidden states (vertical drafts go to the cache, horizontal ones feed the next step).
+Invariant between steps: body[:c] is committed, the cache holds the prompt + body[:c-1], body[c-1] is the root.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from . import ops
+from .backbone import Backbone
+from .grid import ImageGrid
+from .heads import DraftHeads
+from .pool import DraftContext, HorizontalSource, SpatialPool, VerticalSource
+from .spec_cache import SpeculationCache
+from .target import SamplingConfig, TargetProcessor
+from .tree import TreeBuffers, TreeTemplate
+
+MODES = ("ar", "medusa", "vertical", "hawk")
+
+
+@dataclass
+class HawkOutput:
+    image_tokens: torch.Tensor  # [B, H, W] global image code ids
+    sequences: torch.Tensor  # [B, L_prompt + body (+ image_end)] the (padded) prompt then generated ids
+    generated: torch.Tensor  # [B, body (+ image_end)]
+    num_forward_passes: int  # target passes after prefill
+    accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
+    accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted draft tokens per source
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens committed per target pass (the prefill's first token not counted)."""
+        total = sum(sum(step) for step in self.accepted_lengths)
+        rows = len(self.accepted_lengths[0]) if self.accepted_lengths else 1
+        return total / max(1, self.num_forward_passes * rows)
+
+
+class HawkDecoder:
+    """Drop-in decode loop over a frozen transformers causal LM. Modes: "ar" (plain), "medusa" (horizontal
+    heads), "vertical" (vertical heads + cache), "hawk" (both in the spatial pool)."""
+
+    def __init__(self, model, heads: DraftHeads | None, grid: ImageGrid, mode: str = "hawk",
+                 tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
+                 vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto"):
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        grid.check_vocab(config.vocab_size)
+        if mode != "ar":
+            if heads is None:
+                raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
+            if heads.config.hidden_size != config.hidden_size:
+                raise ValueError(f"heads: hidden_size={heads.config.hidden_size} does not match the model's "
+                                 f"{config.hidden_size}")
+            if heads.config.vocab_size != config.vocab_size:
+                raise ValueError(f"heads: vocab_size={heads.config.vocab_size} does not match the model's "
+                                 f"{config.vocab_size}")
+            if heads.config.image_token_range not in (None, grid.image_token_range):
+                raise ValueError(f"heads: image_token_range={heads.config.image_token_range} differs from the "
+                                 f"grid's {grid.image_token_range}")
+        self.model, self.heads, self.grid, self.mode, self.backend = model, heads, grid, mode, backend
+        self.max_positions = getattr(config, "max_position_embeddings", None)
+        self.backbone = Backbone(model, grid.local_vocab_ids())
+        sources = self._sources(mode, horizontal_candidates, vertical_candidates)
+        self.sources = sources
+        if mode == "ar":
+            tree = TreeTemplate.from_paths([])
+        elif tree is None:
+            deepest = max_depth or self._default_depth()
+            width = max(1, sum(s.num_candidates() for s in sources))
+            tree = TreeTemplate.from_budget(num_nodes, deepest, width)
+        self.tree = TreeBuffers(tree, self.backbone.device, backend=backend)
+
+    def _sources(self, mode, horizontal_candidates, vertical_candidates):
+        sources = []
+        if mode in ("medusa", "hawk") and self.heads.num_horizontal:
+            sources.append(HorizontalSource(horizontal_candidates))
+        if mode in ("vertical", "hawk") and self.heads.vertical_depth:
+            sources.append(VerticalSource(self.heads.vertical_depth, vertical_candidates))
+        if mode != "ar" and not sources:
+            raise ValueError(f"heads: mode={mode!r} has no heads of the kind it needs")
+        return sources
+
+    def _default_depth(self) -> int:
+        return max(self.heads.num_horizontal, 1) if self.mode == "medusa" else self.heads.num_horizontal + 2
+
+    # --- public entry ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                 attention_mask=None, progress: bool = False) -> HawkOutput:
+        """input_ids [B, L] (or [L]) conditional prompts ending where the image starts; attention_mask marks
+        left padding; negative_input_ids [B or 1, L'] the unconditional prompts for CFG (default: the last
+        token of each prompt, i.e. image-start only, as Lumina-mGPT does). temperature=0 -> greedy."""
+        sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
+        prompt, valid = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
+        generator = torch.Generator(device=self.backbone.device).manual_seed(int(seed))
+        state = _DecodeState.start(self, prompt, valid, sampling, generator)
+        steps = range(self.grid.num_body_tokens)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, total=self.grid.num_body_tokens, unit="tok", leave=False)
+            steps.update(int(state.committed.min()))
+        while not state.done():
+            before = int(state.committed.min())
+            self._step(state)
+            if progress:
+                steps.update(int(state.committed.min()) - before)
+        return state.output(input_ids[None] if input_ids.dim() == 1 else input_ids)
+
+    def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
+        dev = self.backbone.device
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
+            raise TypeError("input_ids: expected an integer torch.Tensor of token ids [B, L]")
+        ids = (input_ids[None] if input_ids.dim() == 1 else input_ids).to(dev, torch.int64)
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise ValueError(f"input_ids: expected shape [B, L] with L >= 1, got {tuple(input_ids.shape)}")
+        valid = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else attention_mask.to(dev).bool()
+        if valid.shape != ids.shape:
+            raise ValueError(f"attention_mask: expected shape {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
+        if not bool(valid[:, -1].all()):
+            raise ValueError("attention_mask: prompts must be left-padded (the last position valid in every row)")
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if bool((ids < 0).any()) or bool((ids >= vocab).any()):
+            raise ValueError(f"input_ids: token ids must lie in [0, {vocab})")
+        if sampling.uses_cfg:
+            neg = ids[:, -1:] if negative_input_ids is None else negative_input_ids
+            neg = (neg[None] if neg.dim() == 1 else neg).to(dev, torch.int64).expand(ids.shape[0], -1)
+            ids, valid = _left_pad_cat([(ids, valid), (neg, torch.ones_like(neg, dtype=torch.bool))])
+        elif negative_input_ids is not None:
+            raise ValueError("negative_input_ids: given, but cfg_scale == 1 disables classifier-free guidance")
+        total = ids.shape[1] + self.grid.num_body_tokens + 1
+        if self.max_positions is not None and total > self.max_positions:
+            raise ValueError(f"grid: prompt ({ids.shape[1]}) + image ({self.grid.num_body_tokens}) tokens exceed "
+                             f"the model's max_position_embeddings={self.max_positions}")
+        return ids, valid
+
+    # --- one step ---------------------------------------------------------------------------------------
+    def _step(self, state: "_DecodeState") -> None:
+        candidates = self._draft(state)
+        node_local, node_rows = self._build_tree(state, candidates)
+        target_logits, hidden = self._forward(state, node_local)
+        uniforms = torch.rand(*node_local.shape, 2, generator=state.generator, device=node_local.device)
+        rule = "match" if state.sampling.greedy else "rejection"
+        accept_len, path, bonus = ops.accept_reject(target_logits, candidates.table, node_local,
+                                                    self.tree.parents, node_rows, uniforms, rule=rule,
+                                                    backend=self.backend)
+        self._commit(state, node_local, candidates, path, accept_len, bonus, hidden)
+
+    def _draft(self, state):
+        depth = max(self.tree.template.max_depth, 1)  # AR's root-only tree still asks for one depth
+        offsets = state.committed[:, None] - 1 + torch.arange(1, depth + 1, device=state.committed.device)
+        ctx = DraftContext(depth, offsets, state.horizontal_logq, state.cache)
+        return state.pool.draw(ctx, state.generator)
+
+    def _build_tree(self, state, candidates):
+        node_local = self.tree.gather(candidates.tokens, -1)
+        node_rows = self.tree.gather(candidates.rows, 0)
+        return node_local, node_rows
+
+    def _forward(self, state, node_local):
+        root = state.body.gather(1, (state.committed - 1).clamp(min=0)[:, None])[:, 0]
+        node_global = self.grid.to_global(node_local.clamp(min=0))
+        node_global[:, 0] = torch.where(state.committed > 0, root, state.prompt_last)
+        repeat = 2 if state.sampling.uses_cfg else 1
+        hidden = self.backbone.forward_tree(node_global.repeat(repeat, 1), self.tree.depth, self.tree.ancestor_mask)
+        next_offsets = state.committed[:, None] + self.tree.depth[None]
+        target_logits = state.target(self.backbone.local_logits(hidden), next_offsets)
+        return target_logits, hidden[: node_local.shape[0]]
+
+    def _commit(self, state, node_local, candidates, path, accept_len, bonus, hidden):
+        if bool((bonus < 0).any()):
+            raise FloatingPointError("target logits: a target row was NaN or had no finite entry (check the "
+                                     "model's dtype/weights, cfg_scale and the token range)")
+        remaining = self.grid.num_body_tokens - state.committed
+        # accepted drafts + bonus, cut at the image end (a bonus past the last body offset is dropped)
+        new_count = torch.minimum(accept_len + 1, remaining.clamp(min=0))
+        path_tokens = node_local.gather(1, path.clamp(min=0))
+        slots = torch.arange(path.shape[1], device=path.device)[None]
+        # slot s < accept_len holds the token of path node s+1; slot accept_len holds the bonus
+        tokens = torch.where(slots < accept_len[:, None], path_tokens.roll(-1, 1), 0)
+        tokens = torch.where(slots == accept_len[:, None], bonus[:, None], tokens)
+        state.write(tokens, new_count, self.grid)
+        self._count_sources(state, candidates, path, accept_len)
+        keep = new_count  # the root + the accepted nodes before the bonus enter the KV cache
+        repeat = 2 if state.sampling.uses_cfg else 1
+        self.backbone.commit(path.repeat(repeat, 1), keep.repeat(repeat))
+        state.after_commit(self, hidden, path, keep)
+        state.record(new_count)
+
+    def _count_sources(self, state, candidates, path, accept_len):
+        if self.mode == "ar":
+            return
+        node_source = self.tree.gather(candidates.source, -1).gather(1, path.clamp(min=0))
+        slots = torch.arange(path.shape[1], device=path.device)[None]
+        accepted = (slots >= 1) & (slots <= accept_len[:, None]) & (node_source >= 0)
+        for index, count in Counter(node_source[accepted].tolist()).items():
+            state.by_source[candidates.source_names[index]] += count
+
+
+def _left_pad_cat(parts):
+    """[(ids [B, L_i], valid [B, L_i]), ...] stacked on the batch axis, left-padded to one length."""
+    length = max(ids.shape[1] for ids, _ in parts)
+    ids_out, valid_out = [], []
+    for ids, valid in parts:
+        pad = length - ids.shape[1]
+        ids_out.append(torch.nn.functional.pad(ids, (pad, 0), value=0))
+        valid_out.append(torch.nn.functional.pad(valid, (pad, 0), value=False))
+    return torch.cat(ids_out), torch.cat(valid_out)
+
+
+class _DecodeState:
+    """Everything one generate() call mutates; the decoder itself stays stateless between calls."""
+
+    @classmethod
+    def start(cls, decoder: HawkDecoder, prompt, valid, sampling, generator):
+        self = cls()
+        grid, dev = decoder.grid, prompt.device
+        rows = prompt.shape[0] // (2 if sampling.uses_cfg else 1)
+        self.decoder, self.sampling, self.generator = decoder, sampling, generator
+        self.target = TargetProcessor(grid, sampling)
+        self.pool = SpatialPool(decoder.sources, grid, greedy=sampling.greedy)
+        self.body = torch.zeros(rows, grid.num_body_tokens, dtype=torch.int64, device=dev)
+        self.committed = torch.zeros(rows, dtype=torch.int64, device=dev)
+        self.prompt_last = prompt[:rows, -1]
+        self.steps: list[list[int]] = []
+        self.by_source: Counter = Counter()
+        heads = decoder.heads
+        vsd = heads.vertical_depth if (heads is not None and decoder.mode in ("vertical", "hawk")) else 0
+        self.cache = SpeculationCache(rows, grid.row_stride, vsd, grid.local_vocab_size, dev) if vsd else None
+        self.horizontal_logq = None
+        last_hidden = decoder.backbone.prefill(prompt, valid)
+        first = self.target(decoder.backbone.local_logits(last_hidden)[:, None], self.committed[:, None])
+        uniforms = torch.rand(rows, 1, 2, generator=generator, device=dev)
+        _, _, bonus = ops.accept_reject(first, first, torch.full((rows, 1), -1, device=dev),
+                                        decoder.tree.parents[:1], torch.zeros(rows, 1, dtype=torch.int64, device=dev),
+                                        uniforms, rule="match", backend=decoder.backend)
+        if bool((bonus < 0).any()):
+            raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
+        self.write(bonus[:, None], torch.ones_like(self.committed), grid)
+        self._run_heads(last_hidden[:rows, None], torch.full((rows, 1), -1, device=dev),
+                        torch.ones(rows, 1, dtype=torch.bool, device=dev))
+        return self
+
+    def done(self) -> bool:
+        return bool((self.committed >= self.decoder.grid.num_body_tokens).all())
+
+    def write(self, tokens_local, count, grid: ImageGrid) -> None:
+        """tokens_local [B, K] local ids; count [B] how many to append at body[committed:]."""
+        slots = torch.arange(tokens_local.shape[1], device=tokens_local.device)[None]
+        where = self.committed[:, None] + slots
+        ok = (slots < count[:, None]) & (where < grid.num_body_tokens)
+        glob = grid.to_global(tokens_local.clamp(min=0))
+        b_idx = torch.arange(tokens_local.shape[0], device=where.device)[:, None].expand_as(where)
+        self.body[b_idx[ok], where[ok]] = glob[ok]
+        self.committed = self.committed + ok.sum(1)
+
+    def after_commit(self, decoder: HawkDecoder, hidden, path, keep) -> None:
+        """Run the heads on the newly cached nodes' hidden states (offsets c_old-1 .. c_old-2+keep)."""
+        width = int(keep.max())
+        if width == 0 or decoder.mode == "ar":
+            return
+        chosen = path[:, :width].clamp(min=0)
+        states = hidden.gather(1, chosen[:, :, None].expand(-1, -1, hidden.shape[-1]))
+        root_offset = self.committed - keep - 1  # keep == tokens just committed (never truncated here)
+        offsets = root_offset[:, None] + torch.arange(width, device=path.device)[None]
+        valid = torch.arange(width, device=path.device)[None] < keep[:, None]
+        self._run_heads(states, offsets, valid)
+
+    def _run_heads(self, states, offsets, valid) -> None:
+        """states [B, T, d] hidden states at body offsets [B, T]; the last valid one feeds horizontal heads."""
+        decoder = self.decoder
+        if decoder.mode == "ar":
+            return
+        heads, grid = decoder.heads, decoder.grid
+        rows, width, dim = states.shape
+        inv_temp = 1.0 if self.sampling.greedy else 1.0 / self.sampling.temperature
+        image_rows = decoder.backbone.local_rows[: grid.num_image_codes]
+        logq = heads.draft_logq(states.reshape(-1, dim), image_rows, inv_temp, backend=decoder.backend)
+        logq = _pad_layout(logq.float(), grid).view(rows, width, heads.config.num_heads, -1)
+        last = (valid.long().sum(1) - 1).clamp(min=0)
+        self.horizontal_logq = logq[torch.arange(rows), last, : heads.num_horizontal]
+        if self.cache is not None:
+            self.cache.evict_before(self.committed)
+            self.cache.insert(offsets, logq[:, :, heads.num_horizontal:], valid, grid.num_body_tokens)
+
+    def record(self, new_count) -> None:
+        self.steps.append(new_count.tolist())
+
+    def output(self, cond_prompt) -> HawkOutput:
+        grid = self.decoder.grid
+        generated = self.body
+        if grid.image_end_token is not None:
+            end = torch.full((generated.shape[0], 1), grid.image_end_token, dtype=torch.int64, device=generated.device)
+            generated = torch.cat([generated, end], dim=1)
+        sequences = torch.cat([cond_prompt.to(generated), generated], dim=1)
+        return HawkOutput(grid.image_tokens(self.body), sequences, generated,
+                          len(self.steps), self.steps, dict(self.by_source))
+
+
+def _pad_layout(logq, grid: ImageGrid):
+    """[T, H, V_img] -> [T, H, V_local]: the row-end column (if any) gets -inf (drafts are for image offsets)."""
+    if grid.row_end_local is None:
+        return logq
+    return torch.nn.functional.pad(logq, (0, 1), value=float("-inf"))

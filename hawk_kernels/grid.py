@@ -1,0 +1,97 @@
+"""ImageGrid: where image tokens and forced layout tokens sit in the generated sequence.
+
+The generated body is `height` rows of `width` image tokens, each row followed by `row_end_token` when the
+layout has one (Lumina-mGPT, Emu3): the row stride S is width (+1). `image_end_token`, when set, is appended
+after the body without a forward pass. Body offsets k with k % S == width hold the row-end token.
+
+Inside the decoder every distribution lives on a *local vocabulary*: the image codes [lo, hi) as local ids
+0..hi-lo-1, then the row-end token (if any) as local id hi-lo. Non-image tokens get probability 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    height: int
+    width: int
+    row_end_token: int | None = None
+    image_token_range: tuple[int, int] = (0, 0)  # [lo, hi), hi exclusive
+    image_start_token: int | None = None  # informational: prompts are expected to end with it
+    image_end_token: int | None = None
+
+    def __post_init__(self):
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not (isinstance(self.image_token_range, (tuple, list)) and len(self.image_token_range) == 2):
+            raise ValueError(f"image_token_range: expected (lo, hi), got {self.image_token_range!r}")
+        lo, hi = (int(v) for v in self.image_token_range)
+        object.__setattr__(self, "image_token_range", (lo, hi))
+        if lo < 0 or hi <= lo:
+            raise ValueError(f"image_token_range: expected 0 <= lo < hi (hi exclusive), got ({lo}, {hi})")
+        for name in ("row_end_token", "image_end_token", "image_start_token"):
+            token = getattr(self, name)
+            if token is not None and lo <= token < hi:
+                raise ValueError(f"{name}: {token} lies inside image_token_range ({lo}, {hi})")
+
+    # --- geometry -------------------------------------------------------------------------------------
+    @property
+    def row_stride(self) -> int:
+        return self.width + (self.row_end_token is not None)
+
+    @property
+    def num_body_tokens(self) -> int:
+        return self.height * self.row_stride
+
+    @property
+    def num_image_codes(self) -> int:
+        return self.image_token_range[1] - self.image_token_range[0]
+
+    @property
+    def local_vocab_size(self) -> int:
+        return self.num_image_codes + (self.row_end_token is not None)
+
+    @property
+    def row_end_local(self) -> int | None:
+        return self.num_image_codes if self.row_end_token is not None else None
+
+    def is_forced(self, offsets: torch.Tensor) -> torch.Tensor:
+        """bool, same shape: body offsets that hold a forced row-end token."""
+        if self.row_end_token is None:
+            return torch.zeros_like(offsets, dtype=torch.bool)
+        return offsets.remainder(self.row_stride) == self.width
+
+    def local_vocab_ids(self) -> torch.Tensor:
+        """[local_vocab_size] the global token id of every local id."""
+        lo, hi = self.image_token_range
+        ids = list(range(lo, hi)) + ([self.row_end_token] if self.row_end_token is not None else [])
+        return torch.tensor(ids, dtype=torch.int64)
+
+    def to_global(self, local: torch.Tensor) -> torch.Tensor:
+        return self.local_vocab_ids().to(local.device)[local]
+
+    def image_tokens(self, body: torch.Tensor) -> torch.Tensor:
+        """[B, num_body_tokens] global ids -> [B, height, width] image code ids (layout tokens dropped)."""
+        return body.view(body.shape[0], self.height, self.row_stride)[:, :, : self.width]
+
+    def check_vocab(self, vocab_size: int, name: str = "model vocab_size") -> None:
+        hi = self.image_token_range[1]
+        for label, token in (("image_token_range hi", hi - 1), ("row_end_token", self.row_end_token),
+                             ("image_end_token", self.image_end_token)):
+            if token is not None and token >= vocab_size:
+                raise ValueError(f"grid {label}={token} does not fit the {name} {vocab_size}")
+
+    # --- presets --------------------------------------------------------------------------------------
+    @classmethod
+    def lumina_mgpt(cls, resolution: int = 768) -> "ImageGrid":
+        """Lumina-mGPT (Chameleon tokenizer): 16 px per token, row-end 8803, codes 4..8195, start 8197, end 8196."""
+        if resolution not in (512, 768, 1024):
+            raise ValueError(f"resolution: expected 512, 768 or 1024, got {resolution}")
+        side = resolution // 16
+        return cls(height=side, width=side, row_end_token=8803, image_token_range=(4, 8196),
+                   image_start_token=8197, image_end_token=8196)

@@ -1,0 +1,165 @@
+"""Draft heads: horizontal (Medusa-style) and vertical (Hawk) heads on a frozen backbone's hidden states.
+
+The hidden state at body offset j is the one the backbone's lm_head turns into the law of offset j+1.
+Horizontal head i (1..num_horizontal) predicts offset j+1+i; vertical head d (1..vertical_depth) predicts
+offset j+1+S*d, the token d rows below (S = row stride). Each head is `num_layers` ResBlocks
+(z + SiLU(W z + b), W zero-initialised so a fresh head starts as the lm_head) then a projection: the
+backbone's frozen lm_head (shared, the paper's configuration) or a head-owned one.
+
+Weights are stacked tensors ([heads, layers, d, d]) so that one fused op runs every head at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from . import ops
+
+CONFIG_NAME = "draft_heads_config.json"
+WEIGHTS_NAME = "draft_heads.safetensors"
+
+
+@dataclass(frozen=True)
+class DraftHeadsConfig:
+    hidden_size: int
+    vocab_size: int
+    num_horizontal: int = 3
+    vertical_depth: int = 2
+    num_layers: int = 1
+    shared_lm_head: bool = True
+    image_token_range: tuple[int, int] | None = None  # restrict head-owned projections to [lo, hi)
+
+    def __post_init__(self):
+        for name in ("hidden_size", "vocab_size", "num_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("num_horizontal", "vertical_depth"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.num_horizontal + self.vertical_depth == 0:
+            raise ValueError("num_horizontal + vertical_depth: expected at least one head")
+        if self.image_token_range is not None:
+            lo, hi = self.image_token_range
+            object.__setattr__(self, "image_token_range", (int(lo), int(hi)))
+            if not 0 <= lo < hi <= self.vocab_size:
+                raise ValueError(f"image_token_range: expected 0 <= lo < hi <= vocab_size={self.vocab_size}, "
+                                 f"got ({lo}, {hi})")
+
+    @property
+    def num_heads(self) -> int:
+        return self.num_horizontal + self.vertical_depth
+
+    @property
+    def projection_rows(self) -> int:
+        if self.image_token_range is None:
+            return self.vocab_size
+        return self.image_token_range[1] - self.image_token_range[0]
+
+
+class DraftHeads(nn.Module):
+    """Heads 0..num_horizontal-1 are horizontal (distance 1..n); the rest vertical (rows 1..vertical_depth)."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, num_horizontal: int = 3, vertical_depth: int = 2,
+                 num_layers: int = 1, shared_lm_head: bool = True,
+                 image_token_range: tuple[int, int] | None = None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.config = DraftHeadsConfig(hidden_size, vocab_size, num_horizontal, vertical_depth, num_layers,
+                                       shared_lm_head, image_token_range)
+        heads, width = self.config.num_heads, hidden_size
+        self.res_weight = nn.Parameter(torch.zeros(heads, num_layers, width, width, dtype=dtype))
+        self.res_bias = nn.Parameter(torch.zeros(heads, num_layers, width, dtype=dtype))
+        if shared_lm_head:
+            self.proj_weight = None
+        else:
+            rows = self.config.projection_rows
+            self.proj_weight = nn.Parameter(torch.randn(heads, rows, width, dtype=dtype) * width**-0.5)
+
+    # --- geometry -------------------------------------------------------------------------------------
+    @property
+    def num_horizontal(self) -> int:
+        return self.config.num_horizontal
+
+    @property
+    def vertical_depth(self) -> int:
+        return self.config.vertical_depth
+
+    def offsets(self, row_stride: int) -> list[int]:
+        """Distance of each head's target beyond the lm_head's next token: [1..n] + [S*1..S*VSD]."""
+        return list(range(1, self.num_horizontal + 1)) + [row_stride * d for d in range(1, self.vertical_depth + 1)]
+
+    # --- projection -----------------------------------------------------------------------------------
+    def init_projection_from(self, lm_head_weight: torch.Tensor) -> None:
+        """Start head-owned projections as copies of the lm_head rows they cover (Medusa's init)."""
+        if self.proj_weight is None:
+            raise ValueError("init_projection_from: these heads share the backbone lm_head")
+        rows = self._rows(lm_head_weight)
+        with torch.no_grad():
+            self.proj_weight.copy_(rows[None].expand_as(self.proj_weight))
+
+    def _rows(self, lm_head_weight: torch.Tensor) -> torch.Tensor:
+        if self.config.image_token_range is None:
+            return lm_head_weight
+        lo, hi = self.config.image_token_range
+        return lm_head_weight[lo:hi]
+
+    def projection(self, local_rows: torch.Tensor | None) -> torch.Tensor:
+        """[P, V, d]: head-owned projections, or the given lm_head rows shared by every head."""
+        if self.proj_weight is not None:
+            return self.proj_weight
+        if local_rows is None:
+            raise ValueError("local_rows: heads with shared_lm_head=True need the backbone lm_head rows")
+        return local_rows[None]
+
+    def forward(self, hidden: torch.Tensor, local_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable logits for training: hidden [..., d] -> [..., heads, V]."""
+        self._check_hidden(hidden)
+        z = hidden.unsqueeze(-2).expand(*hidden.shape[:-1], self.config.num_heads, hidden.shape[-1])
+        for layer in range(self.config.num_layers):
+            pre = torch.einsum("...hd,hed->...he", z, self.res_weight[:, layer].to(z.dtype))
+            z = z + nn.functional.silu(pre + self.res_bias[:, layer].to(z.dtype))
+        proj = self.projection(local_rows).to(z.dtype)
+        return torch.einsum("...hd,hvd->...hv", z, proj.expand(self.config.num_heads, *proj.shape[1:]))
+
+    @torch.no_grad()
+    def draft_logq(self, hidden: torch.Tensor, local_rows: torch.Tensor | None = None,
+                   inv_temperature: float = 1.0, backend: str = "auto") -> torch.Tensor:
+        """hidden [T, d] -> draft log-probs [T, heads, V] (float32) through the fused op."""
+        self._check_hidden(hidden)
+        dtype = hidden.dtype
+        return ops.draft_heads(hidden, self.res_weight.to(dtype), self.res_bias.to(dtype),
+                               self.projection(local_rows).to(dtype), inv_temperature, backend=backend)
+
+    def _check_hidden(self, hidden: torch.Tensor) -> None:
+        if hidden.shape[-1] != self.config.hidden_size:
+            raise ValueError(f"hidden: expected last dimension hidden_size={self.config.hidden_size}, "
+                             f"got shape {tuple(hidden.shape)}")
+
+    # --- persistence ----------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str) -> None:
+        from safetensors.torch import save_file
+
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(asdict(self.config), f, indent=2)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(tensors, os.path.join(directory, WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str, dtype: torch.dtype | None = None,
+                        device: str | torch.device = "cpu") -> "DraftHeads":
+        from safetensors.torch import load_file
+
+        config_path = os.path.join(directory, CONFIG_NAME)
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"directory: no {CONFIG_NAME} in {directory!r}")
+        with open(config_path) as f:
+            config = json.load(f)
+        tensors = load_file(os.path.join(directory, WEIGHTS_NAME))
+        dtype = dtype or tensors["res_weight"].dtype
+        heads = cls(**config, dtype=dtype)
+        heads.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
+        return heads.to(device)

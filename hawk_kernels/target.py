@@ -1,0 +1,94 @@
+"""The target distribution at every position, in the documented order (DESIGN.md §2):
+
+  logits -> CFG combine -> layout mask -> top-k -> top-p -> temperature -> (softmax in the verifier)
+
+Works on local-vocabulary logits (see grid.py). At a forced layout offset the law is one-hot on the row-end
+local id; at an image offset the row-end id is masked. temperature == 0 means greedy: one-hot on the argmax
+(first index among ties, as torch.argmax). The output is *processed logits* (-inf = excluded): what the
+verifier turns into target_probs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .grid import ImageGrid
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    cfg_scale: float = 1.0
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self):
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k: expected None or an int >= 1, got {self.top_k!r}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p: expected None or 0 < top_p <= 1, got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.cfg_scale != 1.0
+
+
+def combine_cfg(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    """[2B, ...] (conditional rows first, then unconditional) -> [B, ...]: uncond + cfg * (cond - uncond)."""
+    cond, uncond = logits.chunk(2, dim=0)
+    return uncond + cfg_scale * (cond - uncond)
+
+
+def filter_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """top-k, then top-p, then temperature (or greedy one-hot) on [..., V] logits with -inf exclusions."""
+    if config.greedy:
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.argmax(-1, keepdim=True), True)
+        return torch.where(keep, torch.zeros_like(logits), torch.full_like(logits, NEG_INF))
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if config.top_p is not None and config.top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        mass_before = torch.softmax(sorted_logits, -1).cumsum(-1) - torch.softmax(sorted_logits, -1)
+        drop_sorted = mass_before >= config.top_p  # keeps the smallest prefix reaching top_p (>= 1 token)
+        drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, NEG_INF)
+    return logits / config.temperature
+
+
+class TargetProcessor:
+    """Turns backbone logits on the local vocabulary into the processed target logits."""
+
+    def __init__(self, grid: ImageGrid, config: SamplingConfig):
+        self.grid = grid
+        self.config = config
+
+    def __call__(self, local_logits: torch.Tensor, next_offsets: torch.Tensor) -> torch.Tensor:
+        """local_logits [B or 2B (CFG), N, V_local]; next_offsets [B, N] body offset of the token each row
+        predicts -> processed logits [B, N, V_local] in float32 (float64 if given float64)."""
+        dtype = torch.float64 if local_logits.dtype == torch.float64 else torch.float32
+        logits = local_logits.to(dtype)
+        if self.config.uses_cfg:
+            logits = combine_cfg(logits, self.config.cfg_scale)
+        return self.apply_layout_and_filters(logits, next_offsets)
+
+    def apply_layout_and_filters(self, logits: torch.Tensor, next_offsets: torch.Tensor) -> torch.Tensor:
+        row_end = self.grid.row_end_local
+        if row_end is None:
+            return filter_logits(logits, self.config)
+        forced = self.grid.is_forced(next_offsets)
+        image = logits.clone()
+        image[..., row_end] = NEG_INF
+        image = filter_logits(image, self.config)
+        one_hot = torch.full_like(logits, NEG_INF)
+        one_hot[..., row_end] = 0.0
+        return torch.where(forced[..., None], one_hot, image)

@@ -1,0 +1,93 @@
+"""Candidate tree: a static template over the pool's per-depth candidate lists, and its per-step tensors.
+
+A node is a path of candidate ranks (r1, r2, ..., rk): depth k, token = k-th depth's candidate r_k. Every
+parent's children are a *prefix* of the depth's candidate list (ranks 0..m-1), which is what keeps the
+verifier's "earlier siblings removed" draft law true. The template is fixed for a decode (static shapes for
+CUDA graphs); candidates missing in a step (-1) simply make their nodes invalid.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import torch
+
+from . import ops
+
+
+@dataclass(frozen=True)
+class TreeTemplate:
+    parents: tuple[int, ...]  # node 0 is the root (-1)
+    depth: tuple[int, ...]
+    rank: tuple[int, ...]  # candidate index within its depth's list (root: 0, unused)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.parents)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth)
+
+    @property
+    def max_rank(self) -> int:
+        return max(self.rank) + 1
+
+    @classmethod
+    def from_paths(cls, paths) -> "TreeTemplate":
+        """paths: iterable of rank tuples; must be prefix-closed with sibling prefixes (r-1 exists for r)."""
+        nodes = sorted({tuple(int(r) for r in p) for p in paths if len(p)}, key=lambda p: (len(p), p))
+        index = {(): 0}
+        parents, depth, rank = [-1], [0], [0]
+        for path in nodes:
+            if path[:-1] not in index:
+                raise ValueError(f"paths: {path} has no parent {path[:-1]}")
+            if path[-1] < 0 or (path[-1] > 0 and path[:-1] + (path[-1] - 1,) not in index):
+                raise ValueError(f"paths: {path} needs its earlier sibling {path[:-1] + (path[-1] - 1,)}")
+            index[path] = len(parents)
+            parents.append(index[path[:-1]])
+            depth.append(len(path))
+            rank.append(path[-1])
+        return cls(tuple(parents), tuple(depth), tuple(rank))
+
+    @classmethod
+    def chain(cls, depth: int, width: int = 1) -> "TreeTemplate":
+        """The root, `width` candidates at depth 1, and a chain below the first candidate of every depth."""
+        paths = [(r,) for r in range(width)] + [(0,) * k for k in range(1, depth + 1)]
+        return cls.from_paths(paths)
+
+    @classmethod
+    def from_budget(cls, num_nodes: int, max_depth: int, width: int, accept_rate=None) -> "TreeTemplate":
+        """Best-first tree of `num_nodes` nodes (root included): a node's score is the product of the
+        acceptance rates along its path; accept_rate(depth, rank) defaults to 0.6 * 0.5**rank."""
+        rate = accept_rate or (lambda depth, rank: 0.6 * 0.5**rank)
+        chosen, heap = [], [(-rate(1, 0), (0,))]
+        while heap and len(chosen) + 1 < num_nodes:
+            neg_score, path = heapq.heappop(heap)
+            chosen.append(path)
+            score, k = -neg_score, len(path)
+            if path[-1] + 1 < width:  # next sibling
+                sibling = path[:-1] + (path[-1] + 1,)
+                heapq.heappush(heap, (-score / rate(k, path[-1]) * rate(k, path[-1] + 1), sibling))
+            if k < max_depth:  # first child
+                heapq.heappush(heap, (-score * rate(k + 1, 0), path + (0,)))
+        return cls.from_paths(chosen)
+
+
+class TreeBuffers:
+    """Tensors of a template on a device: built once (one tree_mask op), reused every step."""
+
+    def __init__(self, template: TreeTemplate, device, backend: str = "auto"):
+        self.template = template
+        self.parents = torch.tensor(template.parents, dtype=torch.int64, device=device)
+        self.depth_index = torch.tensor([max(d - 1, 0) for d in template.depth], device=device)
+        self.rank_index = torch.tensor(template.rank, device=device)
+        zero = torch.zeros(1, dtype=torch.int64, device=device)
+        mask, depth, _, _, _, retrieve = ops.tree_mask(self.parents, zero, template.max_depth, backend=backend)
+        self.ancestor_mask, self.depth, self.retrieve = mask, depth, retrieve
+
+    def gather(self, per_depth: torch.Tensor, root_value) -> torch.Tensor:
+        """per_depth [B, D, M] -> [B, N]: each node's entry; the root gets root_value ([B] or scalar)."""
+        out = per_depth[:, self.depth_index, self.rank_index]
+        out[:, 0] = root_value
+        return out
