@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import ops
 from .backbone import Backbone
 from .grid import ImageGrid
 from .heads import DraftHeads
@@ -25,6 +24,7 @@ from .pool import DraftContext, HorizontalSource, SpatialPool, VerticalSource
 from .spec_cache import SpeculationCache
 from .target import SamplingConfig, TargetProcessor
 from .tree import TreeBuffers, TreeTemplate
+from .verify import verify_tree
 
 MODES = ("ar", "medusa", "vertical", "hawk")
 
@@ -152,12 +152,10 @@ class HawkDecoder:
         candidates = self._draft(state)
         node_local, node_rows = self._build_tree(state, candidates)
         target_logits, hidden = self._forward(state, node_local)
-        uniforms = torch.rand(*node_local.shape, 2, generator=state.generator, device=node_local.device)
         rule = "match" if state.sampling.greedy else "rejection"
-        accept_len, path, bonus = ops.accept_reject(target_logits, candidates.table, node_local,
-                                                    self.tree.parents, node_rows, uniforms, rule=rule,
-                                                    backend=self.backend)
-        self._commit(state, node_local, candidates, path, accept_len, bonus, hidden)
+        result = verify_tree(target_logits, candidates.table, node_local, self.tree.parents, node_rows,
+                             rule=rule, generator=state.generator, backend=self.backend)
+        self._commit(state, node_local, candidates, result.path, result.accept_len, result.bonus, hidden)
 
     def _draft(self, state):
         depth = max(self.tree.template.max_depth, 1)  # AR's root-only tree still asks for one depth
@@ -243,10 +241,9 @@ class _DecodeState:
         self.horizontal_logq = None
         last_hidden = decoder.backbone.prefill(prompt, valid)
         first = self.target(decoder.backbone.local_logits(last_hidden)[:, None], self.committed[:, None])
-        uniforms = torch.rand(rows, 1, 2, generator=generator, device=dev)
-        _, _, bonus = ops.accept_reject(first, first, torch.full((rows, 1), -1, device=dev),
-                                        decoder.tree.parents[:1], torch.zeros(rows, 1, dtype=torch.int64, device=dev),
-                                        uniforms, rule="match", backend=decoder.backend)
+        no_node = torch.full((rows, 1), -1, device=dev)  # a root-only tree: the "match" rule just samples
+        bonus = verify_tree(first, first, no_node, decoder.tree.parents[:1], no_node.clamp(min=0), rule="match",
+                            generator=generator, backend=decoder.backend).bonus
         if bool((bonus < 0).any()):
             raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
         self.write(bonus[:, None], torch.ones_like(self.committed), grid)
