@@ -2,6 +2,7 @@
 
 Priority: cuda (compiled hawk::* CUDA kernels) > triton (GPU) > cpu (compiled hawk::* C++ kernels) > reference.
 Each candidate reports why it cannot take the given inputs; an explicit request that fails names the reason.
+Triton on CPU tensors (TRITON_INTERPRET=1, the test setting) is taken only when asked for by name.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _compiled_ops_available() -> str | None:
     return None if _library.compiled_available() else f"hawk_kernels._C is not importable ({_library.load_error()})"
 
 
-def why_not(backend: str, op: str, device: torch.device) -> str | None:
+def why_not(backend: str, op: str, device: torch.device, explicit: bool = False) -> str | None:
     """None if `backend` can run `op` on `device`, else the reason it cannot."""
     if backend == "reference":
         return None
@@ -29,19 +30,19 @@ def why_not(backend: str, op: str, device: torch.device) -> str | None:
             return f"inputs are on {device}, not a CUDA device"
         from . import _library
 
+        if not _library.compiled_available():
+            return _compiled_ops_available()
         return None if _library.has_kernel(op, "CUDA") else "hawk_kernels._C was built without CUDA kernels"
     if backend == "triton":
-        if device.type != "cuda":
-            return f"inputs are on {device}; Triton runs on CUDA tensors (or the interpreter in tests)"
         from . import triton as triton_ops
 
-        return triton_ops.unavailable_reason(op)
+        return triton_ops.unavailable_reason(op, device, explicit=explicit)
     return f"unknown backend {backend!r}; expected one of {BACKENDS + ('auto',)}"
 
 
 def pick(op: str, device: torch.device, backend: str = "auto") -> str:
     if backend != "auto":
-        reason = why_not(backend, op, device)
+        reason = why_not(backend, op, device, explicit=True)
         if reason is not None:
             raise RuntimeError(f"backend={backend!r} cannot run {op}: {reason}")
         return backend
@@ -49,3 +50,8 @@ def pick(op: str, device: torch.device, backend: str = "auto") -> str:
         if why_not(candidate, op, device) is None:
             return candidate
     return "reference"
+
+
+def reasons(op: str, device: torch.device) -> dict[str, str | None]:
+    """Every backend's refusal for `op` on `device` (None = available); for logs and `hawk` diagnostics."""
+    return {name: why_not(name, op, device) for name in BACKENDS}

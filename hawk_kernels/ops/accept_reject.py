@@ -38,8 +38,8 @@ def accept_reject(
     if chosen == "reference":
         return _reference(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule)
     if chosen == "triton":
-        from .triton import accept_reject as triton_impl
+        from .triton.accept_reject import accept_reject as triton_impl
 
         return triton_impl(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule)
     return torch.ops.hawk.accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_source,
-                                        uniforms.float(), rule == "match")
+                                        uniforms, rule == "match")

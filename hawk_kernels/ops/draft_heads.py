@@ -26,7 +26,7 @@ def draft_heads(hidden, res_weight, res_bias, proj_weight, inv_temperature: floa
     if chosen == "reference" or hidden.dtype == torch.float64:
         return _reference(hidden, res_weight, res_bias, proj_weight, inv_temperature)
     if chosen == "triton":
-        from .triton import draft_heads as triton_impl
+        from .triton.draft_heads import draft_heads as triton_impl
 
         return triton_impl(hidden, res_weight, res_bias, proj_weight, inv_temperature)
     return torch.ops.hawk.draft_heads(hidden, res_weight, res_bias, proj_weight, float(inv_temperature))

@@ -8,14 +8,19 @@ from ._checks import INDEX, check_tensor
 from .reference import tree_mask as _reference
 
 
-def validate_parents(node_parent: torch.Tensor) -> None:
-    """Host-side check (syncs): node 0 is the only root and every parent precedes its child."""
+def validate_parents(node_parent: torch.Tensor) -> int:
+    """Host-side check (syncs): node 0 is the only root and every parent precedes its child.
+
+    Returns the depth of the tree."""
     parents = node_parent.tolist()
     if not parents or parents[0] != -1:
         raise ValueError("node_parent: node 0 must be the root (parent -1)")
+    depth = [0] * len(parents)
     for node, parent in enumerate(parents[1:], start=1):
         if not 0 <= parent < node:
             raise ValueError(f"node_parent: node {node} has parent {parent}; expected 0 <= parent < {node}")
+        depth[node] = depth[parent] + 1
+    return max(depth)
 
 
 def tree_mask(node_parent: torch.Tensor, prefix_len: torch.Tensor, max_depth: int, backend: str = "auto",
@@ -26,15 +31,14 @@ def tree_mask(node_parent: torch.Tensor, prefix_len: torch.Tensor, max_depth: in
     check_tensor("node_parent", node_parent, ndim=1, dtypes=INDEX)
     check_tensor("prefix_len", prefix_len, ndim=1, dtypes=INDEX, device=node_parent.device)
     if validate:
-        validate_parents(node_parent)
-        depth = _reference(node_parent.cpu(), prefix_len[:1].cpu(), node_parent.shape[0])[1]
-        if int(depth.max()) > max_depth:
-            raise ValueError(f"max_depth: the tree is {int(depth.max())} deep, max_depth={max_depth}")
+        tree_depth = validate_parents(node_parent)
+        if tree_depth > max_depth:
+            raise ValueError(f"max_depth: the tree is {tree_depth} deep, max_depth={max_depth}")
     chosen = _backend.pick("tree_mask", node_parent.device, backend)
     if chosen == "reference":
         return _reference(node_parent, prefix_len, max_depth)
     if chosen == "triton":
-        from .triton import tree_mask as triton_impl
+        from .triton.tree_mask import tree_mask as triton_impl
 
         return triton_impl(node_parent, prefix_len, max_depth)
     return torch.ops.hawk.tree_mask(node_parent, prefix_len, max_depth)

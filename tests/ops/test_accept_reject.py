@@ -1,0 +1,257 @@
+"""accept_reject: every backend makes the reference's decisions, given the same uniforms.
+
+The reference runs in float64; the C++ CPU op in double, CUDA/Triton in float32. Decisions can only differ
+when a uniform lands within float32 rounding of a threshold (probability ~1e-6 per decision), so fixed seeds
+give bit-equal (accept_len, path, bonus).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hawk_kernels import ops
+from hawk_kernels.ops import reference
+from conftest import backend_params, require
+
+# ---------------------------------------------------------------- trees (parent pointers, topological)
+
+
+def chain(n):
+    return [-1] + list(range(n - 1))
+
+
+def wide(n):
+    return [-1] + [0] * (n - 1)
+
+
+def random_tree(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [-1] + [int(torch.randint(0, i, (1,), generator=g)) for i in range(1, n)]
+
+
+def layered(branching):
+    """Medusa-like: every node of depth k has branching[k] children."""
+    parents, frontier = [-1], [0]
+    for width in branching:
+        nxt = []
+        for node in frontier:
+            for _ in range(width):
+                parents.append(node)
+                nxt.append(len(parents) - 1)
+        frontier = nxt
+    return parents
+
+
+TREES = {
+    "chain8": chain(8), "chain33": chain(33), "wide13": wide(13), "random24": random_tree(24, 3),
+    "layered": layered([3, 2, 2, 1]), "root_only": [-1],
+}
+
+# ---------------------------------------------------------------- inputs
+
+
+def make_inputs(parents, batch, vocab, num_rows, seed, dtype=torch.float32):
+    """Correlated target/draft logits, tokens drawn from their draft rows, fresh uniforms (all CPU)."""
+    g = torch.Generator().manual_seed(seed)
+    num_nodes = len(parents)
+    base = torch.randn(batch, 1, vocab, generator=g) * 2.5  # shared shape of every law: drafts get accepted
+    target = base + 0.6 * torch.randn(batch, num_nodes, vocab, generator=g)
+    draft = base + 0.6 * torch.randn(batch, num_rows, vocab, generator=g)
+    source = torch.randint(0, num_rows, (batch, num_nodes), generator=g)
+    rows = torch.softmax(torch.gather(draft, 1, source[..., None].expand(-1, -1, vocab)), -1)
+    tokens = torch.multinomial(rows.reshape(-1, vocab), 1, generator=g).view(batch, num_nodes)
+    uniforms = torch.rand(batch, num_nodes, 2, generator=g)
+    return dict(target_logits=target.to(dtype), draft_logits=draft.to(dtype), node_tokens=tokens,
+                node_parent=torch.tensor(parents, dtype=torch.int64), node_source=source, uniforms=uniforms)
+
+
+def corrupt(inputs, seed, *, invalid=False, nan=False, neg_inf=False, forced=False, duplicates=False):
+    """Edge cases of the contract, each on some nodes of some batch rows."""
+    g = torch.Generator().manual_seed(seed)
+    t, d, tok, src = (inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_source"))
+    batch, num_nodes, vocab = t.shape
+    num_rows = d.shape[1]
+    parents = inputs["node_parent"].tolist()
+    some = lambda: torch.rand(batch, num_nodes, generator=g) < 0.25
+    if invalid:
+        bad = torch.tensor([-1, vocab, vocab + 7, -100])[torch.randint(0, 4, (batch, num_nodes), generator=g)]
+        tok[:] = torch.where(some(), bad, tok)
+        src[:] = torch.where(some(), torch.where(some(), -1, num_rows), src)
+    if nan:  # one NaN logit in ~20% of target rows, a NaN draft row, and the root of batch row 0
+        rows = torch.rand(batch, num_nodes, generator=g) < 0.2
+        t[rows, torch.randint(0, vocab, (int(rows.sum()),), generator=g)] = float("nan")
+        d[:, 0, vocab // 2] = float("nan")
+        t[0, 0, 0] = float("nan")
+    if neg_inf:
+        t[-1, num_nodes // 2] = float("-inf")
+        d[:, -1] = float("-inf")
+        t[..., : vocab // 3] = torch.where(some()[..., None], float("-inf"), t[..., : vocab // 3])
+    if forced:  # one-hot laws (layout tokens): a child matching its parent's one-hot target is always taken
+        d[:, 0] = float("-inf")
+        d[:, 0, 1] = 3.0
+        tok[src == 0] = 1
+        for b in range(batch):
+            for node in range(1, num_nodes):
+                if node % 3 != 2:
+                    t[b, parents[node]] = float("-inf")
+                    t[b, parents[node], int(tok[b, node]) % vocab] = 0.0
+    if duplicates:
+        for node in range(2, num_nodes):
+            if parents[node] == parents[node - 1]:
+                tok[:, node] = tok[:, node - 1]
+                src[:, node] = src[:, node - 1] if node % 2 else src[:, node]
+    return inputs
+
+
+def run(backend, inputs, rule, device=torch.device("cpu")):
+    moved = {k: v.to(device) for k, v in inputs.items()}
+    return ops.accept_reject(**moved, rule=rule, backend=backend)
+
+
+def assert_same(got, want, note=""):
+    names = ("accept_len", "path", "bonus")
+    for name, a, b in zip(names, got, want):
+        assert a.dtype == torch.int64, name
+        assert torch.equal(a.cpu(), b.cpu()), f"{name} differs {note}:\n got {a.tolist()}\nwant {b.tolist()}"
+
+
+# ---------------------------------------------------------------- backend == reference
+
+CASES = [  # (tree, batch, vocab, draft rows, edge cases)
+    ("chain8", 3, 37, 3, {}),
+    ("wide13", 2, 129, 4, {"duplicates": True}),
+    ("random24", 3, 300, 5, {"invalid": True}),
+    ("layered", 2, 257, 4, {"nan": True}),
+    ("layered", 2, 100, 3, {"neg_inf": True, "invalid": True}),
+    ("chain33", 2, 64, 2, {"forced": True}),
+    ("wide13", 2, 50, 2, {"forced": True, "duplicates": True}),
+    ("root_only", 2, 17, 1, {}),
+]
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject"))
+@pytest.mark.parametrize("rule", ["rejection", "match"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_matches_reference(backend, rule, case):
+    device = require(backend, "accept_reject")
+    tree, batch, vocab, num_rows, edges = CASES[case]
+    for seed in range(2 if backend == "triton" else 4):
+        inputs = corrupt(make_inputs(TREES[tree], batch, vocab, num_rows, seed=100 * case + seed), seed, **edges)
+        want = reference.accept_reject(**inputs, rule=rule)
+        assert_same(run(backend, inputs, rule, device), want, f"(case {case}, seed {seed})")
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject"))
+def test_matches_reference_lumina_vocab(backend):
+    """The real local vocabulary (8192 codes + row-end), a Medusa-like tree, CFG batch 2, bf16 logits."""
+    device = require(backend, "accept_reject")
+    dtype = torch.float32 if backend == "triton" and device.type == "cpu" else torch.bfloat16
+    inputs = make_inputs(layered([2, 2, 1]), 2, 8194, 4, seed=7, dtype=dtype)
+    for rule in ("rejection", "match"):
+        assert_same(run(backend, inputs, rule, device), reference.accept_reject(**inputs, rule=rule), rule)
+
+
+def test_cpu_many_rows_mixed_edges():
+    """Many seeds through the C++ op: every edge case at once, both rules."""
+    require("cpu", "accept_reject")
+    for seed in range(20):
+        tree = random_tree(12 + seed % 7, seed)
+        inputs = corrupt(make_inputs(tree, 4, 23 + 11 * seed, 3, seed=seed), seed, invalid=seed % 2 == 0,
+                         nan=seed % 3 == 0, duplicates=True, forced=seed % 4 == 1)
+        for rule in ("rejection", "match"):
+            want = reference.accept_reject(**inputs, rule=rule)
+            assert_same(run("cpu", inputs, rule), want, f"(seed {seed}, {rule})")
+
+
+def test_outputs_are_well_formed():
+    inputs = corrupt(make_inputs(TREES["random24"], 3, 40, 3, seed=5), 5, invalid=True, nan=True)
+    accept_len, path, bonus = ops.accept_reject(**inputs)
+    parents = inputs["node_parent"]
+    for b in range(3):
+        assert bonus[b] < 40
+        assert path[b, 0] == 0 and (path[b, accept_len[b] + 1:] == -1).all()
+        for k in range(1, int(accept_len[b]) + 1):
+            assert parents[path[b, k]] == path[b, k - 1]
+    assert bonus[0] == -1  # the NaN root
+
+
+# ---------------------------------------------------------------- the law is the target's (C++ op, fast)
+
+
+def _draw_without_replacement(draft_probs, sources, count, g):
+    """Candidates of one depth drawn as the pool draws: sequentially, earlier tokens removed from every law."""
+    batch = draft_probs.shape[0]
+    removed = torch.zeros(batch, draft_probs.shape[-1], dtype=torch.bool)
+    tokens = []
+    for k in range(count):
+        law = draft_probs[:, sources[k]].masked_fill(removed, 0.0)
+        token = torch.multinomial(law, 1, generator=g)[:, 0]
+        removed[torch.arange(batch), token] = True
+        tokens.append(token)
+    return torch.stack(tokens, 1)
+
+
+@pytest.mark.parametrize("rule", ["rejection", "match"])
+def test_first_token_follows_target_law(rule):
+    """Output token after the root ~ target_probs for ANY mix of draft laws (lossless), 5 sigma."""
+    require("cpu", "accept_reject")
+    g = torch.Generator().manual_seed(11)
+    batch, vocab, num_rows = 200_000, 6, 2
+    target_row = torch.randn(vocab, generator=g) * 1.5
+    draft_rows = torch.randn(num_rows, vocab, generator=g) * 1.5
+    sources = [0, 1, 0]
+    tokens = _draw_without_replacement(torch.softmax(draft_rows, -1).expand(batch, -1, -1), sources, 3, g)
+    parents = torch.tensor([-1, 0, 0, 0])
+    inputs = dict(target_logits=target_row.expand(batch, 4, vocab).contiguous(),
+                  draft_logits=draft_rows.expand(batch, -1, -1).contiguous(),
+                  node_tokens=torch.cat([torch.zeros(batch, 1, dtype=torch.int64), tokens], 1), node_parent=parents,
+                  node_source=torch.tensor([0] + sources).expand(batch, -1).contiguous(),
+                  uniforms=torch.rand(batch, 4, 2, generator=g, dtype=torch.float64))
+    accept_len, path, bonus = ops.accept_reject(**inputs, rule=rule, backend="cpu")
+    first = torch.where(accept_len > 0, inputs["node_tokens"].gather(1, path[:, 1:2].clamp(min=0))[:, 0], bonus)
+    freq = torch.bincount(first, minlength=vocab).double() / batch
+    want = torch.softmax(target_row.double(), -1)
+    sigma = (want * (1 - want) / batch).sqrt()
+    assert ((freq - want).abs() < 5 * sigma).all(), (freq, want)
+    assert (accept_len > 0).float().mean() > 0.3  # the drafts do get accepted
+
+
+# ---------------------------------------------------------------- op registration and argument checks
+
+
+def test_opcheck():
+    require("cpu", "accept_reject")
+    inputs = corrupt(make_inputs(TREES["layered"], 2, 33, 3, seed=1), 1, invalid=True)
+    args = tuple(inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_parent", "node_source",
+                                     "uniforms"))
+    for match_rule in (False, True):
+        torch.library.opcheck(torch.ops.hawk.accept_reject.default, args + (match_rule,))
+
+
+@pytest.mark.parametrize("field,value,error,pattern", [
+    ("node_tokens", lambda t: t.int(), TypeError, "node_tokens"),
+    ("uniforms", lambda t: t[:, :, :1], ValueError, "uniforms"),
+    ("draft_logits", lambda t: t[..., :-1], ValueError, "draft_logits"),
+    ("node_parent", lambda t: t[:-1], ValueError, "node_parent"),
+    ("target_logits", lambda t: t[0], ValueError, "target_logits"),
+])
+def test_bad_inputs_name_the_argument(field, value, error, pattern):
+    inputs = make_inputs(TREES["chain8"], 2, 20, 2, seed=0)
+    inputs[field] = value(inputs[field])
+    with pytest.raises(error, match=pattern):
+        ops.accept_reject(**inputs)
+
+
+def test_bad_rule_and_backend():
+    inputs = make_inputs(TREES["chain8"], 1, 20, 2, seed=0)
+    with pytest.raises(ValueError, match="rule"):
+        ops.accept_reject(**inputs, rule="greedy")
+    with pytest.raises(RuntimeError, match="cuda"):
+        ops.accept_reject(**inputs, backend="cuda")
+
+
+def test_cpu_op_rejects_bad_parents():
+    require("cpu", "accept_reject")
+    inputs = make_inputs([-1, 0, 5, 1], 1, 20, 2, seed=0)
+    with pytest.raises(RuntimeError, match="node_parent"):
+        ops.accept_reject(**inputs, backend="cpu")

@@ -1,0 +1,87 @@
+"""draft_heads: every backend within a stated tolerance of the float64 reference on the same inputs.
+
+Tolerances on draft_logq (absolute): float32 inputs 1e-5 * scale of the logits (fp32 math against float64),
+bf16 / fp16 inputs 2e-2 on CUDA (bf16 GEMM operands and ResBlock state, as the model runs) and 1e-4 on CPU
+(which upcasts to float32 before any math).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hawk_kernels import ops
+from hawk_kernels.ops import reference
+from conftest import backend_params, require
+
+SHAPES = [  # (tokens, width, heads, layers, vocab, shared projection)
+    (1, 16, 1, 1, 37, True),
+    (5, 32, 3, 1, 1000, True),
+    (17, 48, 5, 2, 301, False),
+    (4, 16, 2, 0, 64, False),
+    (3, 64, 4, 3, 129, True),
+]
+
+
+def make_inputs(tokens, width, heads, layers, vocab, shared, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    scale = width ** -0.5
+    return dict(
+        hidden=torch.randn(tokens, width, generator=g).to(dtype),
+        res_weight=(torch.randn(heads, layers, width, width, generator=g) * scale).to(dtype),
+        res_bias=(torch.randn(heads, layers, width, generator=g) * 0.1).to(dtype),
+        proj_weight=(torch.randn(1 if shared else heads, vocab, width, generator=g) * 2 * scale).to(dtype),
+    )
+
+
+def tolerance(dtype, device):
+    if dtype == torch.float32:
+        return 1e-5
+    return 2e-2 if device.type == "cuda" else 1e-4
+
+
+def expected(inputs, inv_temperature):
+    return reference.draft_heads(**inputs, inv_temperature=inv_temperature, compute_dtype=torch.float64)
+
+
+@pytest.mark.parametrize("backend", backend_params("draft_heads"))
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+def test_matches_reference(backend, shape, dtype):
+    device = require(backend, "draft_heads")
+    if backend == "triton" and device.type == "cpu" and dtype != torch.float32:
+        pytest.skip("the Triton interpreter computes bf16/fp16 wrongly; covered on the GPU")
+    inputs = make_inputs(*SHAPES[shape], seed=shape, dtype=dtype)
+    inv_temperature = 1.0 if shape % 2 else 1.7
+    want = expected(inputs, inv_temperature)
+    got = ops.draft_heads(**{k: v.to(device) for k, v in inputs.items()}, inv_temperature=inv_temperature,
+                          backend=backend)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    err = (got.cpu().double() - want).abs().max().item()
+    scale = max(1.0, want.abs().max().item())
+    assert err <= tolerance(dtype, device) * scale, f"max abs error {err:.3g} (scale {scale:.3g})"
+
+
+def test_float64_goes_to_the_reference():
+    inputs = make_inputs(*SHAPES[1], seed=0, dtype=torch.float64)
+    got = ops.draft_heads(**inputs)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected(inputs, 1.0), rtol=0, atol=1e-12)
+
+
+def test_opcheck():
+    require("cpu", "draft_heads")
+    for shape in (SHAPES[1], SHAPES[2]):
+        inputs = make_inputs(*shape, seed=1)
+        torch.library.opcheck(torch.ops.hawk.draft_heads.default, tuple(inputs.values()) + (1.3,))
+
+
+def test_bad_inputs_name_the_argument():
+    inputs = make_inputs(*SHAPES[1], seed=0)
+    with pytest.raises(ValueError, match="proj_weight"):
+        ops.draft_heads(**{**inputs, "proj_weight": inputs["proj_weight"].expand(2, -1, -1)})
+    with pytest.raises(ValueError, match="res_bias"):
+        ops.draft_heads(**{**inputs, "res_bias": inputs["res_bias"][:, :, :-1]})
+    with pytest.raises(TypeError, match="res_weight"):
+        ops.draft_heads(**{**inputs, "res_weight": inputs["res_weight"].double()})
+    with pytest.raises(ValueError, match="inv_temperature"):
+        ops.draft_heads(**inputs, inv_temperature=0.0)
