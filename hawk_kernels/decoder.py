@@ -36,7 +36,7 @@ class HawkOutput:
     generated: torch.Tensor  # [B, body (+ image_end)]
     num_forward_passes: int  # target passes after prefill
     accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
-    accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted draft tokens per source
+    accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted tree tokens per source (+ 'layout')
 
     @property
     def mean_accepted_length(self) -> float:
@@ -191,7 +191,7 @@ class HawkDecoder:
         tokens = torch.where(slots < accept_len[:, None], path_tokens.roll(-1, 1), 0)
         tokens = torch.where(slots == accept_len[:, None], bonus[:, None], tokens)
         state.write(tokens, new_count, self.grid)
-        self._count_sources(state, candidates, path, accept_len)
+        self._count_sources(state, candidates, path, (new_count - 1).clamp(min=0))
         keep = new_count  # the root + the accepted nodes before the bonus enter the KV cache
         repeat = 2 if state.sampling.uses_cfg else 1
         self.backbone.commit(path.repeat(repeat, 1), keep.repeat(repeat))

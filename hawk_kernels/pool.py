@@ -94,7 +94,7 @@ class Candidates:
 class SpatialPool:
     def __init__(self, sources: list[DraftSource], grid: ImageGrid, greedy: bool = False):
         self.sources, self.grid, self.greedy = sources, grid, greedy
-        self.source_names = sorted({s.name for s in sources})
+        self.source_names = sorted({s.name for s in sources}) + ["layout"]  # layout: forced row-end tokens
 
     def candidates_per_depth(self) -> int:
         return max(1, sum(s.num_candidates() for s in self.sources))
@@ -131,6 +131,7 @@ class SpatialPool:
         if self.grid.row_end_local is not None:
             tokens[:, :, 0] = torch.where(forced, self.grid.row_end_local, tokens[:, :, 0])
             rows[:, :, 0] = torch.where(forced, forced_row, rows[:, :, 0])
+            source[:, :, 0] = torch.where(forced, len(self.source_names) - 1, source[:, :, 0])
         return Candidates(tokens, rows, source, torch.cat(table, dim=1), self.source_names)
 
     def _one_hot_row_end(self, batch: int, depth: int, dev) -> torch.Tensor:
