@@ -65,7 +65,7 @@ def train_heads_cmd(args) -> int:
         grid = demo_image_grid(vocab)
         train, body_start = demo_sequences(vq, vocab, "train", seed=args.seed)
         held, _ = demo_sequences(vq, vocab, "heldout", seed=args.seed)
-        out_dir = args.out or str(HEADS_DIR)
+        out_dir, pad_id = args.out or str(HEADS_DIR), vocab.pad_id
     else:
         if not (args.model and args.data and args.image_range and args.height and args.width):
             print("train-heads: give --demo, or --model, --data, --height, --width and --image-range", file=sys.stderr)
@@ -81,13 +81,14 @@ def train_heads_cmd(args) -> int:
         train, held = train[split:], train[:split]
         grid = ImageGrid(height=args.height, width=args.width, row_end_token=args.row_end,
                          image_token_range=tuple(args.image_range))
-        out_dir = args.out or "draft_heads"
+        out_dir, pad_id = args.out or "draft_heads", data.get("pad_id")
     config = model.config.get_text_config()
     heads = DraftHeads(config.hidden_size, config.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     metrics = train_heads(model, heads, train, body_start, grid, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size, eval_sequences=held, device=device, seed=args.seed)
+                          batch_size=args.batch_size, eval_sequences=held, device=device, seed=args.seed,
+                          pad_id=pad_id)
     print(metrics.table(heads.num_horizontal))
     heads.cpu().save_pretrained(out_dir)
     print(f"saved heads to {out_dir}")
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("train-heads", help="train horizontal + vertical heads on a frozen backbone")
     t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data")
     t.add_argument("--model", help="a transformers causal-LM directory (loaded offline)")
-    t.add_argument("--data", help="torch file {'sequences': LongTensor [N, L], 'body_start': int}")
+    t.add_argument("--data", help="torch file {'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
     t.add_argument("--height", type=int)
     t.add_argument("--width", type=int)
     t.add_argument("--row-end", type=int, default=None)

@@ -30,13 +30,19 @@ class HeadMetrics:
 
 
 @torch.no_grad()
-def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device="cpu") -> torch.Tensor:
-    """[N, L] token ids -> [N, L, d] fp16 last hidden states of the frozen backbone."""
+def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device="cpu",
+                    pad_id: int | None = None) -> torch.Tensor:
+    """[N, L] token ids -> [N, L, d] fp16 last hidden states of the frozen backbone. With pad_id, leading
+    pads are masked and positions start at the first real token, exactly as the decoder's prefill does."""
     decoder = model.get_decoder()
     out = []
     for start in range(0, sequences.shape[0], batch_size):
         chunk = sequences[start: start + batch_size].to(device)
-        out.append(decoder(input_ids=chunk).last_hidden_state.to(torch.float16).cpu())
+        kwargs = {}
+        if pad_id is not None:
+            valid = (chunk != pad_id).long().cumsum(-1) > 0  # left padding only
+            kwargs = dict(attention_mask=valid.long(), position_ids=(valid.long().cumsum(-1) - 1).clamp(min=0))
+        out.append(decoder(input_ids=chunk, **kwargs).last_hidden_state.to(torch.float16).cpu())
     return torch.cat(out)
 
 
@@ -69,7 +75,7 @@ def _loss(heads, hidden, rows, targets, valid):
 
 def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: int, grid: ImageGrid, *,
                 epochs: int = 4, lr: float = 1e-3, batch_size: int = 32, eval_sequences: torch.Tensor | None = None,
-                device="cpu", progress: bool = True, seed: int = 0) -> HeadMetrics:
+                device="cpu", progress: bool = True, seed: int = 0, pad_id: int | None = None) -> HeadMetrics:
     """Train `heads` in place on full sequences [N, L] (prompt + image body starting at `body_start`).
     Returns per-head loss and top-1 accuracy on eval_sequences (or the training set)."""
     from tqdm.auto import tqdm
@@ -83,7 +89,7 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
     lo, hi = grid.image_token_range
     rows = None if heads.proj_weight is not None else model.get_output_embeddings().weight.detach()[lo:hi].float()
     offsets = heads.offsets(grid.row_stride)
-    hidden = backbone_hidden(model, sequences, device=device)
+    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
     heads.to(device).float().train()
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.0)
@@ -103,15 +109,16 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
     bar.close()
     heads.eval()
     return evaluate_heads(model, heads, eval_sequences if eval_sequences is not None else sequences, body_start,
-                          grid, device=device)
+                          grid, device=device, pad_id=pad_id)
 
 
 @torch.no_grad()
-def evaluate_heads(model, heads: DraftHeads, sequences, body_start: int, grid: ImageGrid, device="cpu") -> HeadMetrics:
+def evaluate_heads(model, heads: DraftHeads, sequences, body_start: int, grid: ImageGrid, device="cpu",
+                   pad_id: int | None = None) -> HeadMetrics:
     lo, hi = grid.image_token_range
     rows = None if heads.proj_weight is not None else model.get_output_embeddings().weight.detach()[lo:hi].float()
     offsets = heads.offsets(grid.row_stride)
-    hidden = backbone_hidden(model, sequences, device=device)
+    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
     loss_sum = torch.zeros(len(offsets))
     correct = torch.zeros(len(offsets))
