@@ -1,0 +1,98 @@
+"""Acceptance, steps, wall time and image quality of every decoding mode on the bundled model.
+
+For each mode (AR, Medusa, vertical-only, Hawk): generate N images (prompts cycle over the ten digits and
+their phrasings, CFG on, temperature 1, lossless), count target passes per image and tokens per pass, time
+the batch, and judge the images with an independent trained MNIST classifier (python/digit_judge.py):
+prompt-match accuracy and a Frechet distance on its features, against the real held-out digits.
+Writes benchmarks/results/demo_eval_<device>.json.
+
+    python python/evaluate_demo.py --images 1000 --modes ar hawk      # the quality comparison
+    python python/evaluate_demo.py --images 100                         # all four modes, quick
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from digit_judge import DigitJudge, frechet_distance  # noqa: E402
+
+import hawk_kernels as hk  # noqa: E402
+from hawk_kernels.demo.data import load_split  # noqa: E402
+
+
+def prompts_for(count: int, vocab) -> tuple[list[str], list[int]]:
+    prompts, labels = [], []
+    for i in range(count):
+        digit = i % 10
+        texts = vocab.all_prompt_texts(digit)
+        prompts.append(texts[(i // 10) % len(texts)])
+        labels.append(digit)
+    return prompts, labels
+
+
+def run_mode(pipe, mode, prompts, batch, seed, cfg, nodes):
+    images, passes, tokens_per_pass, seconds = [], [], [], 0.0
+    for start in range(0, len(prompts), batch):
+        out = pipe.generate(prompts[start: start + batch], mode=mode, seed=seed + start, cfg_scale=cfg,
+                            num_nodes=nodes, progress=False)
+        images += [np.asarray(img) for img in out.images]
+        passes += out.num_forward_passes
+        seconds += out.seconds
+        tokens_per_pass.append(out.output.mean_accepted_length)
+        print(f"  {mode}: {len(images)}/{len(prompts)} images, {seconds:.1f}s", flush=True)
+    return np.stack(images), passes, float(np.mean(tokens_per_pass)), seconds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=100)
+    ap.add_argument("--modes", nargs="*", default=["ar", "medusa", "vertical", "hawk"])
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--nodes", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    pipe = hk.load_demo_pipeline(device=args.device)
+    judge = DigitJudge()
+    real, _ = load_split("heldout")
+    real_feats = judge.features(real)
+    prompts, labels = prompts_for(args.images, pipe.vocab)
+    results = {}
+    for mode in args.modes:
+        images, passes, per_pass, seconds = run_mode(pipe, mode, prompts, args.batch, args.seed, args.cfg, args.nodes)
+        acc = float((judge.predict(images) == np.array(labels)).mean())
+        fd = frechet_distance(judge.features(images), real_feats)
+        results[mode] = dict(images=len(images), mean_passes_per_image=float(np.mean(passes)),
+                             tokens_per_pass=per_pass, seconds=seconds, judge_prompt_accuracy=acc,
+                             frechet_distance_vs_real=fd)
+    base = results.get("ar")
+    for mode, r in results.items():
+        if base:
+            r["step_ratio_vs_ar"] = base["mean_passes_per_image"] / r["mean_passes_per_image"]
+            r["wall_ratio_vs_ar"] = base["seconds"] / r["seconds"] * (r["images"] / base["images"])
+        print(mode, json.dumps(r))
+    real_acc = float((judge.predict(real) == load_split("heldout")[1]).mean())
+    report = dict(results=results, real_heldout_judge_accuracy=real_acc, num_nodes=args.nodes, cfg=args.cfg,
+                  temperature=1.0, device=str(pipe.device), torch=torch.__version__, python=platform.python_version(),
+                  cpu_threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),
+                  command="python " + " ".join(sys.argv))
+    path = args.out or f"benchmarks/results/demo_eval_{pipe.device.type}.json"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
