@@ -105,7 +105,7 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
             opt.step()
             sched.step()
             bar.update()
-            bar.set_postfix(loss=f"{float(per_head.mean()):.3f}")
+            bar.set_postfix(loss=f"{float(per_head.detach().mean()):.3f}")
     bar.close()
     heads.eval()
     return evaluate_heads(model, heads, eval_sequences if eval_sequences is not None else sequences, body_start,
