@@ -255,3 +255,16 @@ def test_cpu_op_rejects_bad_parents():
     inputs = make_inputs([-1, 0, 5, 1], 1, 20, 2, seed=0)
     with pytest.raises(RuntimeError, match="node_parent"):
         ops.accept_reject(**inputs, backend="cpu")
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject", include_reference=True))
+def test_pos_inf_rows(backend):
+    """A +inf logit makes softmax NaN: a target row like that stops the walk (bonus -1), a draft row like
+    that makes its nodes invalid (the reference used to crash on both)."""
+    device = require(backend, "accept_reject")
+    inputs = make_inputs(TREES["layered"], 2, 40, 3, seed=4)
+    inputs["target_logits"][1, 0, 3] = float("inf")
+    inputs["draft_logits"][0, 1, 5] = float("inf")
+    want = reference.accept_reject(**inputs)
+    assert want[2][1] == -1
+    assert_same(run(backend, inputs, "rejection", device), want)

@@ -21,8 +21,8 @@ Contract shared by every backend (reference, C++ CPU, Triton, CUDA):
     cumsum(w)[v] > u * sum(w); if rounding leaves none, the last v with w[v] > 0.
   * A residual whose mass is not > 0 after an update (rounding when residual ~= draft) is replaced by
     the node's target_probs: documented, measure-zero in exact arithmetic.
-  * A target row with a NaN, or no finite entry, stops the walk at that node with bonus = -1 (the
-    decoder raises on it); no token >= V is ever returned.
+  * A target row with a NaN, a +inf, or no finite entry, stops the walk at that node with bonus = -1 (the
+    decoder raises on it); no token >= V is ever returned. (A draft row like that makes its nodes invalid.)
 """
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def _sample(weights: torch.Tensor, u: float) -> int:
 
 
 def _probs(row: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """softmax of one logits row, or None if the row cannot define a law (NaN or no finite entry)."""
+    """softmax of one logits row, or None if the row cannot define a law (NaN, +inf or no finite entry)."""
     row = row.to(dtype)
-    if torch.isnan(row).any() or not torch.isfinite(row).any():
+    if torch.isnan(row).any() or torch.isposinf(row).any() or not torch.isfinite(row).any():
         return None
     return torch.softmax(row, 0)
 
