@@ -1,0 +1,46 @@
+"""tree_mask for trees of 16/32/64/128 nodes (CFG batch 2) on CUDA, and a 1024-node tree; CPU at small sizes.
+Compared with the Python reference (which is what a host-side tree builder costs)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hawk_kernels import ops
+from hawk_kernels.ops import _backend
+
+from bench_accept_reject import medusa_tree
+
+
+def depth_of(parents):
+    depth = [0] * len(parents)
+    for i in range(1, len(parents)):
+        depth[i] = depth[parents[i]] + 1
+    return max(depth)
+
+
+def params():
+    out = []
+    for n in (16, 32, 64, 128, 1024):
+        for backend in ("cuda", "triton", "reference"):
+            out.append(pytest.param("cuda", backend, n, marks=pytest.mark.cuda, id=f"cuda-{backend}-N{n}"))
+    for n in (16, 128):
+        for backend in ("cpu", "reference"):
+            out.append(pytest.param("cpu", backend, n, id=f"cpu-{backend}-N{n}"))
+    return out
+
+
+@pytest.mark.parametrize("device_type,backend,num_nodes", params())
+def test_tree_mask(timed, device_type, backend, num_nodes):
+    if device_type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    device = torch.device(device_type)
+    reason = _backend.why_not(backend, "tree_mask", device, explicit=True)
+    if reason:
+        pytest.skip(reason)
+    parents = medusa_tree(num_nodes)
+    node_parent = torch.tensor(parents, device=device)
+    prefix_len = torch.tensor([1000, 1000], device=device)
+    max_depth = depth_of(parents)
+    out_bytes = num_nodes * num_nodes + 8 * (num_nodes * (4 + max_depth) + 2 * num_nodes)
+    timed(lambda: ops.tree_mask(node_parent, prefix_len, max_depth, backend=backend, validate=False), device=device,
+          bytes_moved=out_bytes, backend=backend, nodes=num_nodes, max_depth=max_depth)
