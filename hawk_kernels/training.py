@@ -65,6 +65,14 @@ def head_targets(sequences: torch.Tensor, body_start: int, grid: ImageGrid, offs
     return targets, valid
 
 
+def _shared_rows(model, heads, grid):
+    """The frozen lm_head rows of the image codes, when the heads share the backbone's lm_head."""
+    if heads.proj_weight is not None:
+        return None
+    lo, hi = grid.image_token_range
+    return model.get_output_embeddings().weight.detach()[lo:hi].float()
+
+
 def _loss(heads, hidden, rows, targets, valid):
     logits = heads(hidden.float(), rows).float()  # [b, L, H, V_img]
     loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(valid.shape)
@@ -86,8 +94,7 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
         raise ValueError(f"sequences: length {sequences.shape[1]} < body_start + image body "
                          f"({body_start} + {grid.num_body_tokens})")
     model.requires_grad_(False)
-    lo, hi = grid.image_token_range
-    rows = None if heads.proj_weight is not None else model.get_output_embeddings().weight.detach()[lo:hi].float()
+    rows = _shared_rows(model, heads, grid)
     offsets = heads.offsets(grid.row_stride)
     hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
@@ -115,8 +122,7 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
 @torch.no_grad()
 def evaluate_heads(model, heads: DraftHeads, sequences, body_start: int, grid: ImageGrid, device="cpu",
                    pad_id: int | None = None) -> HeadMetrics:
-    lo, hi = grid.image_token_range
-    rows = None if heads.proj_weight is not None else model.get_output_embeddings().weight.detach()[lo:hi].float()
+    rows = _shared_rows(model, heads, grid)
     offsets = heads.offsets(grid.row_stride)
     hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
