@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 
 def load_demo_pipeline(*args, **kwargs):
     """The bundled MNIST text-to-image model + trained heads (hawk_kernels.demo)."""
-    from .demo import load_demo_pipeline as _load
+    from .demo.pipeline import load_demo_pipeline as _load
 
     return _load(*args, **kwargs)
