@@ -25,6 +25,7 @@ def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
 def demo(args) -> int:
     from .demo.pipeline import DEFAULT_PROMPTS, load_demo_pipeline
 
+    torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
     pipe = load_demo_pipeline(device=args.device)
     if pipe.heads is None:
         print("no trained heads bundled: only --modes ar can run", file=sys.stderr)
@@ -106,8 +107,9 @@ def main(argv=None) -> int:
     d.add_argument("--cfg", type=float, default=3.0)
     d.add_argument("--temperature", type=float, default=1.0)
     d.add_argument("--top-k", type=int, default=None)
-    d.add_argument("--nodes", type=int, default=32)
+    d.add_argument("--nodes", type=int, default=16, help="tree nodes per step (16 suits a CPU)")
     d.add_argument("--out", default="hawk_demo.png")
+    d.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     t = sub.add_parser("train-heads", help="train horizontal + vertical heads on a frozen backbone")
     t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data")
     t.add_argument("--model", help="a transformers causal-LM directory (loaded offline)")
