@@ -266,7 +266,7 @@ def main():
             step += 1
             tot += loss.item()
             cnt += 1
-            bar.set_postfix(loss=f"{tot / cnt:.4f}", lr=f"{lr_at(step):.2e}")
+            bar.set_postfix(loss=f"{tot / cnt:.4f}", lr=f"{lr_at(step):.2e}", refresh=False)
         # held-out loss (unshifted, template 0, conditional)
         model.eval()
         with torch.no_grad():
