@@ -1,8 +1,9 @@
 """Two analyses of the bundled model, as PNG plots (the paper's Figures 1 and 5):
 
 1. attention_neighbours.png: mean attention weight from an image token to the tokens at each relative
-   2-D offset (rows above / columns left-right), over layers, heads and real held-out digits. Mass on the
-   token directly above (dr = -1, dc = 0) is why vertical drafts help.
+   2-D offset (rows above / columns left-right), over layers, heads and real held-out digits. Offsets are
+   relative to the query's INPUT token (r, c), whose hidden state predicts (r, c+1): the token directly
+   above the predicted one sits at (dr = -1, dc = +1). Mass there is why vertical drafts help.
 2. draft_kl.png: per image position, KL(target || horizontal draft), KL(target || vertical draft) and
    KL(horizontal || vertical): where the two draft sources disagree (complementary) and which is closer.
 
