@@ -61,8 +61,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)  # tiny model: extra threads only contend on small shared CPUs
     pipe = hk.load_demo_pipeline(device=args.device)
     judge = DigitJudge()
     real, _ = load_split("heldout")
