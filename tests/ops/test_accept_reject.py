@@ -11,6 +11,7 @@ import torch
 
 from hawk_kernels import ops
 from hawk_kernels.ops import reference
+from trees import layered
 from conftest import backend_params, require
 
 # ---------------------------------------------------------------- trees (parent pointers, topological)
@@ -27,19 +28,6 @@ def wide(n):
 def random_tree(n, seed):
     g = torch.Generator().manual_seed(seed)
     return [-1] + [int(torch.randint(0, i, (1,), generator=g)) for i in range(1, n)]
-
-
-def layered(branching):
-    """Medusa-like: every node of depth k has branching[k] children."""
-    parents, frontier = [-1], [0]
-    for width in branching:
-        nxt = []
-        for node in frontier:
-            for _ in range(width):
-                parents.append(node)
-                nxt.append(len(parents) - 1)
-        frontier = nxt
-    return parents
 
 
 TREES = {

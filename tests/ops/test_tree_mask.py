@@ -6,6 +6,7 @@ import torch
 
 from hawk_kernels import ops
 from hawk_kernels.ops import reference
+from trees import layered
 from conftest import backend_params, require
 
 
@@ -15,18 +16,6 @@ def random_tree(n, seed, max_fanout_bias=0):
     for i in range(1, n):
         low = max(0, i - 1 - max_fanout_bias) if max_fanout_bias else 0
         parents.append(int(torch.randint(low, i, (1,), generator=g)))
-    return parents
-
-
-def layered(branching):
-    parents, frontier = [-1], [0]
-    for width in branching:
-        nxt = []
-        for node in frontier:
-            for _ in range(width):
-                parents.append(node)
-                nxt.append(len(parents) - 1)
-        frontier = nxt
     return parents
 
 
