@@ -43,6 +43,10 @@ HAWK_INSTANTIATE(float)
 HAWK_INSTANTIATE(__nv_bfloat16)
 HAWK_INSTANTIATE(__half)
 CU
+cat > "$TMP/harness_philox.cu" <<'CU'
+#include "hawk/philox.cuh"
+cudaError_t harness_philox(const hawk::PhiloxArgs& a, cudaStream_t s) { return hawk::launch_philox_uniforms(a, s); }
+CU
 for header in csrc/include/hawk/*.cuh; do
   name="$(basename "$header" .cuh)"
   [ "$name" = common ] && continue  # included (and so compiled) by every other header

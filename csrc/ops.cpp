@@ -21,4 +21,7 @@ TORCH_LIBRARY(hawk, m) {
   // All draft heads: ResBlocks + projection + log-softmax; returns draft_logq [T, H, V] float32.
   m.def("draft_heads(Tensor hidden, Tensor res_weight, Tensor res_bias, Tensor proj_weight, "
         "float inv_temperature) -> Tensor");
+  // Stateless Philox4x32-10 uniforms keyed by (seed, offset, stream); seed/offset int64 () or (1,) tensors
+  // read on the device; returns float32 `shape` in [0, 1 - 2**-24].
+  m.def("philox_uniforms(Tensor seed, Tensor offset, int[] shape, int stream) -> Tensor");
 }

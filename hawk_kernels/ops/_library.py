@@ -53,3 +53,7 @@ if _C is not None:
     def _draft_heads_fake(hidden, res_weight, res_bias, proj_weight, inv_temperature):
         out_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
         return hidden.new_empty((hidden.shape[0], res_weight.shape[0], proj_weight.shape[1]), dtype=out_dtype)
+
+    @torch.library.register_fake("hawk::philox_uniforms")
+    def _philox_uniforms_fake(seed, offset, shape, stream):
+        return seed.new_empty(shape, dtype=torch.float32)

@@ -11,7 +11,8 @@ import os
 
 import torch
 
-OPS = ("accept_reject", "tree_mask", "draft_heads")
+OPS = ("accept_reject", "tree_mask", "draft_heads", "philox_uniforms")
+MODULES = {"philox_uniforms": "philox"}  # op -> module file, where they differ
 
 
 def interpreting() -> bool:
@@ -21,7 +22,7 @@ def interpreting() -> bool:
 
 def unavailable_reason(op: str, device: torch.device | None = None, explicit: bool = False) -> str | None:
     """None if the Triton kernel of `op` can take tensors on `device`, else why not."""
-    if op not in OPS or not os.path.exists(os.path.join(os.path.dirname(__file__), f"{op}.py")):
+    if op not in OPS or not os.path.exists(os.path.join(os.path.dirname(__file__), f"{MODULES.get(op, op)}.py")):
         return f"no Triton kernel for {op}"
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed"

@@ -13,7 +13,7 @@ import time
 
 def _variants():
     """(name, kernel, signature, constexprs, options) for every kernel and dtype the wrappers launch."""
-    from . import accept_reject as ar, draft_heads as dh, tree_mask as tm
+    from . import accept_reject as ar, draft_heads as dh, philox as px, tree_mask as tm
 
     out = []
     for dtype in ("fp32", "bf16", "fp16"):
@@ -47,6 +47,10 @@ def _variants():
     for block_n in (16, 1024, tm.MAX_NODES):
         out.append((f"tree_mask[BLOCK_N={block_n}]", tm._tree_mask_kernel, sig,
                     dict(BLOCK_N=block_n, BLOCK_B=16, BLOCK_D=64), {"num_warps": 4}))
+    for numel in ("i32", "i64"):  # numel > 2**31 - 1 arrives as i64
+        sig = dict(seed_ptr="*i64", offset_ptr="*i64", out_ptr="*fp32", numel=numel, stream="i32", BLOCK="constexpr")
+        out.append((f"philox_uniforms[numel {numel}]", px._philox_uniforms_kernel, sig, dict(BLOCK=px.BLOCK),
+                    {"num_warps": px.NUM_WARPS}))
     return out
 
 

@@ -1,0 +1,274 @@
+"""philox_uniforms: the reference is Philox4x32-10 (Random123 known answers), every backend is bit-identical to
+it, the numbers look uniform, and a captured CUDA graph that advances the offset replays with fresh numbers."""
+from __future__ import annotations
+
+import math
+import random
+import zlib
+
+import pytest
+import torch
+
+from hawk_kernels import ops
+from hawk_kernels.ops import reference
+from hawk_kernels.ops.philox import STREAM_ACCEPT, STREAM_DRAFT, STREAM_RESIDUAL, DeviceRNG
+from hawk_kernels.ops.reference.philox import philox4x32_10
+from conftest import backend_params, require
+
+# Random123 tests/kat_vectors, rows "philox4x32 10": counter[4], key[2] -> output[4]
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+SHAPES = [(1,), (3,), (4,), (5,), (7, 3), (0,), (2, 0, 3), (), (2, 513, 3), (4099,)]
+STREAMS = (STREAM_DRAFT, STREAM_ACCEPT, STREAM_RESIDUAL, 12345, 2**31, 2**32 - 1)
+MASK64 = 2**64 - 1
+
+
+def fresh_key(rng: random.Random):
+    """(seed, offset) as int64 with random high bits set (and offsets past 2**32)."""
+    to_int64 = lambda v: v - 2**64 if v >= 2**63 else v
+    seed = to_int64(rng.getrandbits(64) | (1 << 63 if rng.random() < 0.5 else 1 << 40))
+    offset = to_int64(rng.getrandbits(64) | (1 << 33))
+    return seed, offset
+
+
+def block_words(seed: int, offset: int, stream: int, block: int):
+    seed, offset = seed & MASK64, offset & MASK64
+    words = philox4x32_10((block, stream, offset & 0xFFFFFFFF, offset >> 32), (seed & 0xFFFFFFFF, seed >> 32))
+    return [int(w) for w in words]
+
+
+@pytest.mark.parametrize("ctr,key,want", KAT, ids=["zeros", "ones", "pi"])
+def test_known_answers(ctr, key, want):
+    assert tuple(int(w) for w in philox4x32_10(ctr, key)) == want
+    # vectorised: the same vector broadcast against other counters
+    c0 = torch.tensor([ctr[0], 0, 1], dtype=torch.int64)
+    got = philox4x32_10((c0, ctr[1], ctr[2], ctr[3]), key)
+    assert tuple(int(w[0]) for w in got) == want
+
+
+def test_layout_matches_the_block_function():
+    """Element i is lane i % 4 of counter block i // 4 of (j, stream, offset lo, offset hi), key = seed."""
+    rng = random.Random(11)
+    for _ in range(3):
+        seed, offset = fresh_key(rng)
+        stream = rng.randrange(2**32)
+        u = reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset), (11,), stream)
+        for block in range(3):
+            words = block_words(seed, offset, stream, block)
+            for lane in range(4):
+                if 4 * block + lane < 11:
+                    assert float(u[4 * block + lane]) == (words[lane] >> 8) * 2.0**-24
+
+
+def test_offset_high_word_is_c3():
+    """offset = 2**32 * h + l: counter words (l, h), so offsets differing only in the high word differ."""
+    seed = torch.tensor(987654321987)
+    a = reference.philox_uniforms(seed, torch.tensor(5), (64,), 0)
+    b = reference.philox_uniforms(seed, torch.tensor(5 + 2**32), (64,), 0)
+    assert not torch.equal(a, b)
+    words = block_words(987654321987, 5 + 2**32, 0, 0)
+    assert float(b[0]) == (words[0] >> 8) * 2.0**-24
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms"))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_matches_reference(backend, shape):
+    device = require(backend, "philox_uniforms")
+    rng = random.Random(zlib.crc32(repr((backend, shape)).encode()))
+    for stream in STREAMS:
+        seed, offset = fresh_key(rng)
+        for seed_t, offset_t in ((torch.tensor(seed), torch.tensor(offset)),
+                                 (torch.tensor([seed]), torch.tensor([offset]))):
+            want = reference.philox_uniforms(seed_t, offset_t, shape, stream)
+            got = ops.philox_uniforms(seed_t.to(device), offset_t.to(device), shape, stream, backend=backend)
+            assert got.dtype == torch.float32 and got.shape == torch.Size(shape) and got.device.type == device.type
+            assert torch.equal(got.cpu(), want), f"{backend} differs: {shape=} {stream=} {seed=} {offset=}"
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms"))
+def test_matches_reference_large(backend):
+    device = require(backend, "philox_uniforms")
+    numel = 1_000_003 if device.type == "cuda" or backend == "cpu" else 20_001
+    seed, offset = fresh_key(random.Random(5))
+    s, o = torch.tensor(seed), torch.tensor(offset)
+    want = reference.philox_uniforms(s, o, (numel,), STREAM_RESIDUAL)
+    got = ops.philox_uniforms(s.to(device), o.to(device), (numel,), STREAM_RESIDUAL, backend=backend)
+    assert torch.equal(got.cpu(), want)
+
+
+@pytest.mark.cuda
+def test_reference_runs_on_cuda_like_any_device():
+    """The reference is device-generic: on a GPU host it must agree with itself on CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    s, o = torch.tensor(-77), torch.tensor(2**35 + 3)
+    want = reference.philox_uniforms(s, o, (3, 1001), 2)
+    got = reference.philox_uniforms(s.cuda(), o.cuda(), (3, 1001), 2)
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), want)
+
+
+def test_prefix_property():
+    s, o = torch.tensor(31337), torch.tensor(2**40 + 1)
+    small = ops.philox_uniforms(s, o, (9,), 1)
+    large = ops.philox_uniforms(s, o, (4, 25), 1)
+    assert torch.equal(small, large.reshape(-1)[:9])
+
+
+def test_distribution():
+    seed, offset = fresh_key(random.Random(2024))
+    u = ops.philox_uniforms(torch.tensor(seed), torch.tensor(offset), (1_000_000,), STREAM_ACCEPT).double()
+    n = u.numel()
+    assert 0.0 <= float(u.min()) and float(u.max()) <= 1.0 - 2.0**-24
+    assert abs(float(u.mean()) - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert abs(float(u.var()) - 1 / 12) < 5 * math.sqrt(1 / 180 / n)
+    bins = 1000
+    counts = torch.bincount((u * bins).long(), minlength=bins).double()
+    chi2 = float(((counts - n / bins) ** 2 / (n / bins)).sum())
+    # chi-square with 999 dof: mean 999, sd ~44.7; 6 sd either side
+    assert 999 - 6 * 44.7 < chi2 < 999 + 6 * 44.7, chi2
+    # lag-1 correlation (within and across counter blocks) is ~0
+    corr = float(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1])
+    assert abs(corr) < 5 / math.sqrt(n)
+
+
+def test_streams_offsets_seeds_give_different_numbers():
+    seed, offset = fresh_key(random.Random(7))
+    draw = lambda s, o, st: ops.philox_uniforms(torch.tensor(s), torch.tensor(o), (256,), st)
+    base = draw(seed, offset, 0)
+    others = [draw(seed, offset, 1), draw(seed, offset, 2), draw(seed, offset + 1, 0), draw(seed ^ 1, offset, 0),
+              draw(seed ^ (1 << 40), offset, 0), draw(seed, offset ^ (1 << 40), 0)]
+    for other in others:
+        assert (other != base).float().mean() > 0.99
+    assert torch.equal(draw(seed, offset, 0), base)  # stateless
+
+
+def test_device_rng():
+    seed, offset = fresh_key(random.Random(99))
+    rng = DeviceRNG(seed, "cpu", offset=offset)
+    assert rng.seed.dtype == rng.offset.dtype == torch.int64 and rng.seed.dim() == 0
+    first = rng.uniforms((10,), STREAM_DRAFT)
+    assert torch.equal(first, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset), (10,), 0))
+    assert torch.equal(rng.uniforms((10,), STREAM_DRAFT), first)  # drawing does not advance
+    offset_tensor = rng.offset
+    rng.advance()
+    assert rng.offset is offset_tensor  # in place
+    second = rng.uniforms((10,), STREAM_DRAFT)
+    assert not torch.equal(first, second)
+    assert torch.equal(second, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset + 1), (10,), 0))
+    saved = rng.state()
+    rng.advance(5)
+    assert not torch.equal(rng.uniforms((10,)), second)
+    rng.set_state(saved)
+    assert torch.equal(rng.uniforms((10,)), second)
+    copy = DeviceRNG(0, "cpu").copy_(rng)
+    assert torch.equal(copy.uniforms((10,)), second)
+    # unsigned 64-bit seeds are their int64 bits; tensor seeds are copied
+    assert int(DeviceRNG(2**64 - 1, "cpu").seed) == -1
+    t = torch.tensor([seed])
+    assert DeviceRNG(t).seed.dim() == 0 and DeviceRNG(t).seed.data_ptr() != t.data_ptr()
+
+
+def test_opcheck():
+    require("cpu", "philox_uniforms")
+    seed, offset = fresh_key(random.Random(3))
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default,
+                          (torch.tensor(seed), torch.tensor(offset), [3, 5], 2))
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default,
+                          (torch.tensor([seed]), torch.tensor([offset]), [0], 0))
+
+
+@pytest.mark.cuda
+def test_opcheck_cuda():
+    require("cuda", "philox_uniforms")
+    seed, offset = fresh_key(random.Random(4))
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default,
+                          (torch.tensor(seed, device="cuda"), torch.tensor(offset, device="cuda"), [7, 9], 1))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_graph_replay_advances(backend):
+    """Capture uniforms + advance in a graph: each replay draws at the next offset, from the device tensors."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    require(backend, "philox_uniforms")
+    seed, offset = fresh_key(random.Random(8))
+    rng = DeviceRNG(seed, "cuda", offset=offset)
+    shape = (3, 1001)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (compiles the Triton kernel), then rewind
+        rng.uniforms(shape, STREAM_ACCEPT, backend=backend)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = rng.uniforms(shape, STREAM_ACCEPT, backend=backend)
+        rng.advance()
+    torch.cuda.synchronize()
+    assert int(rng.offset) == offset  # capture ran nothing
+    graph.replay()
+    first = out.clone()
+    graph.replay()
+    second = out.clone()
+    torch.cuda.synchronize()
+    ref = lambda o: reference.philox_uniforms(torch.tensor(seed), torch.tensor(o), shape, STREAM_ACCEPT)
+    assert not torch.equal(first, second)
+    assert torch.equal(first.cpu(), ref(offset)) and torch.equal(second.cpu(), ref(offset + 1))
+    assert int(rng.offset) == offset + 2
+
+
+def test_bad_inputs_name_the_argument():
+    s, o = torch.tensor(1), torch.tensor(2)
+    with pytest.raises(TypeError, match="seed.*int64"):
+        ops.philox_uniforms(torch.tensor(1, dtype=torch.int32), o, (3,))
+    with pytest.raises(TypeError, match="seed"):
+        ops.philox_uniforms(1, o, (3,))
+    with pytest.raises(ValueError, match=r"seed.*shape \(\) or \(1,\)"):
+        ops.philox_uniforms(torch.tensor([1, 2]), o, (3,))
+    with pytest.raises(ValueError, match="seed"):
+        ops.philox_uniforms(torch.tensor([[1]]), o, (3,))
+    with pytest.raises(TypeError, match="offset.*int64"):
+        ops.philox_uniforms(s, torch.tensor(2.0), (3,))
+    with pytest.raises(ValueError, match="offset"):
+        ops.philox_uniforms(s, torch.zeros(0, dtype=torch.int64), (3,))
+    with pytest.raises(ValueError, match="shape"):
+        ops.philox_uniforms(s, o, (3, -1))
+    with pytest.raises(TypeError, match="shape"):
+        ops.philox_uniforms(s, o, (3, 1.5))
+    with pytest.raises(TypeError, match="shape"):
+        ops.philox_uniforms(s, o, "abc")
+    with pytest.raises(ValueError, match=r"shape.*2\*\*34"):
+        ops.philox_uniforms(s, o, (2**17, 2**17 + 1))
+    with pytest.raises(ValueError, match="stream"):
+        ops.philox_uniforms(s, o, (3,), stream=-1)
+    with pytest.raises(ValueError, match="stream"):
+        ops.philox_uniforms(s, o, (3,), stream=2**32)
+    with pytest.raises(TypeError, match="stream"):
+        ops.philox_uniforms(s, o, (3,), stream=1.0)
+    with pytest.raises(RuntimeError, match="backend"):
+        ops.philox_uniforms(s, o, (3,), backend="nope")
+    with pytest.raises(ValueError, match="seed"):
+        DeviceRNG(2**64, "cpu")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="offset.*device"):
+            ops.philox_uniforms(s.cuda(), o, (3,))
+
+
+def test_cpu_op_checks_without_wrapper_validation():
+    require("cpu", "philox_uniforms")
+    s, o = torch.tensor(1), torch.tensor(2)
+    op = torch.ops.hawk.philox_uniforms
+    with pytest.raises(RuntimeError, match="seed"):
+        op(torch.tensor(1, dtype=torch.int32), o, [3], 0)
+    with pytest.raises(RuntimeError, match="offset"):
+        op(s, torch.tensor([1, 2]), [3], 0)
+    with pytest.raises(RuntimeError, match="stream"):
+        op(s, o, [3], 2**32)
+    with pytest.raises(RuntimeError, match="shape"):
+        op(s, o, [2**20, 2**15], 0)
+    with pytest.raises(RuntimeError, match="shape"):
+        op(s, o, [3, -2], 0)
