@@ -4,13 +4,13 @@ Hawk (arXiv 2510.25739): horizontal + vertical draft heads, a speculation cache 
 spatial sampling pool, one candidate tree verified in one backbone pass with exact multi-draft rejection.
 """
 from . import ops
-from .decoder import HawkDecoder, HawkOutput
+from .decoder import DecodeSession, HawkDecoder, HawkOutput
 from .grid import ImageGrid
 from .heads import DraftHeads, DraftHeadsConfig
 from .target import SamplingConfig
 from .tree import TreeTemplate
 
-__all__ = ["DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
+__all__ = ["DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
            "TreeTemplate", "ops", "load_demo_pipeline"]
 __version__ = "0.1.0"
 

@@ -9,17 +9,23 @@ One step (`_step`) reads as: draft -> build tree -> forward the tree -> verify -
   5. commit   accepted tokens + bonus join the sequence; the KV cache keeps only the path; the heads run on
               the committed hidden states (vertical drafts go to the cache, horizontal ones feed the next step).
 Invariant between steps: body[:c] is committed, the cache holds the prompt + body[:c-1], body[c-1] is the root.
+
+A step has fixed shapes and never reads a device value on the host: every state tensor is updated in place,
+randomness is Philox keyed by (seed, step, stream) held in device tensors, and statistics accumulate on the
+device. So the same step runs eagerly or replays as one CUDA graph (graphs.py); the host only checks
+"all rows done?" between steps (every `sync_every` steps when graphed).
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
 
 from .backbone import Backbone
+from .graphs import StepRunner
 from .grid import ImageGrid
 from .heads import DraftHeads
+from .ops.philox import STREAM_ACCEPT, STREAM_RESIDUAL, DeviceRNG
 from .pool import DraftContext, HorizontalSource, SpatialPool, VerticalSource
 from .spec_cache import SpeculationCache
 from .target import SamplingConfig, TargetProcessor
@@ -37,13 +43,15 @@ class HawkOutput:
     num_forward_passes: int  # target passes after prefill
     accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
     accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted tree tokens per source (+ 'layout')
+    cuda_graph: bool = False  # whether the steps replayed a captured CUDA graph
 
     @property
     def mean_accepted_length(self) -> float:
-        """Tokens committed per target pass (the prefill's first token not counted)."""
+        """Tokens committed per target pass, per image: every row's committed tokens over the passes that row
+        took part in (a finished row waiting for the batch does not count; the prefill's token neither)."""
         total = sum(sum(step) for step in self.accepted_lengths)
-        rows = len(self.accepted_lengths[0]) if self.accepted_lengths else 1
-        return total / max(1, self.num_forward_passes * rows)
+        row_passes = sum(sum(1 for n in step if n > 0) for step in self.accepted_lengths)
+        return total / max(1, row_passes)
 
 
 class HawkDecoder:
@@ -52,7 +60,11 @@ class HawkDecoder:
 
     def __init__(self, model, heads: DraftHeads | None, grid: ImageGrid, mode: str = "hawk",
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
-                 vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto"):
+                 vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto",
+                 cuda_graphs: bool | str = "auto", sync_every: int = 4):
+        """cuda_graphs: "auto" captures the step in a CUDA graph on CUDA devices (falling back to eager with a
+        warning where capture fails), True insists (raises), False keeps every step eager. sync_every: steps
+        between host checks of "all rows done" when graphed (extra steps after the end are no-ops)."""
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -81,6 +93,13 @@ class HawkDecoder:
             width = max(1, sum(s.num_candidates() for s in sources))
             tree = TreeTemplate.from_budget(num_nodes, deepest, width)
         self.tree = TreeBuffers(tree, self.backbone.device, backend=backend)
+        # path nodes that can enter the cache in one step: the root + one per depth
+        self.path_width = self.tree.template.max_depth + 1
+        if cuda_graphs not in ("auto", True, False):
+            raise ValueError(f"cuda_graphs: expected 'auto', True or False, got {cuda_graphs!r}")
+        if int(sync_every) < 1:
+            raise ValueError(f"sync_every: expected an int >= 1, got {sync_every!r}")
+        self.cuda_graphs, self.sync_every = cuda_graphs, int(sync_every)
 
     def _sources(self, mode, horizontal_candidates, vertical_candidates):
         sources = []
@@ -103,22 +122,39 @@ class HawkDecoder:
         """input_ids [B, L] (or [L]) conditional prompts ending where the image starts; attention_mask marks
         left padding; negative_input_ids [B or 1, L'] the unconditional prompts for CFG (default: the last
         token of each prompt, i.e. image-start only, as Lumina-mGPT does). temperature=0 -> greedy."""
-        sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
-        prompt, valid = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
-        generator = torch.Generator(device=self.backbone.device).manual_seed(int(seed))
-        state = _DecodeState.start(self, prompt, valid, sampling, generator)
-        steps = range(self.grid.num_body_tokens)
+        session = self.start(input_ids, negative_input_ids, cfg_scale, temperature, top_k, top_p, seed,
+                             attention_mask)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            steps = tqdm(steps, total=self.grid.num_body_tokens, unit="tok", leave=False)
-            steps.update(int(state.committed.min()))
-        while not state.done():
-            before = int(state.committed.min())
-            self._step(state)
-            if progress:
-                steps.update(int(state.committed.min()) - before)
-        return state.output(input_ids[None] if input_ids.dim() == 1 else input_ids)
+            bar = tqdm(total=self.grid.num_body_tokens, unit="tok", leave=False)
+        shown = 0
+        while True:
+            least = session.least_committed()  # the one host sync: between steps, never inside one
+            if bar is not None:
+                bar.update(least - shown)
+                shown = least
+            if least >= self.grid.num_body_tokens:
+                break
+            session.check()
+            session.run(self.sync_every if session.graphed else 1)
+        if bar is not None:
+            bar.close()
+        return session.output()
+
+    @torch.no_grad()
+    def start(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
+              top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+              attention_mask=None) -> "DecodeSession":
+        """Prefill and sample the first token; returns a DecodeSession whose run(n) takes n steps (for
+        streaming, benchmarks and custom stopping). generate() is start() + run() until every row is done.
+        One live session per decoder: the next start() re-allocates the decoder's KV cache."""
+        sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
+        prompt, valid = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
+        rng = DeviceRNG(int(seed), self.backbone.device)
+        cond_prompt = input_ids[None] if input_ids.dim() == 1 else input_ids
+        return DecodeSession.start(self, prompt, valid, sampling, rng, cond_prompt)
 
     def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
         dev = self.backbone.device
@@ -142,26 +178,29 @@ class HawkDecoder:
         elif negative_input_ids is not None:
             raise ValueError("negative_input_ids: given, but cfg_scale == 1 disables classifier-free guidance")
         total = ids.shape[1] + self.grid.num_body_tokens + 1
+        # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
+        self.capacity = ids.shape[1] + self.grid.num_body_tokens + self.tree.template.num_nodes + self.path_width
         if self.max_positions is not None and total > self.max_positions:
             raise ValueError(f"grid: prompt ({ids.shape[1]}) + image ({self.grid.num_body_tokens}) tokens exceed "
                              f"the model's max_position_embeddings={self.max_positions}")
         return ids, valid
 
     # --- one step ---------------------------------------------------------------------------------------
-    def _step(self, state: "_DecodeState") -> None:
+    def _step(self, state: "DecodeSession") -> None:
         candidates = self._draft(state)
         node_local, node_rows = self._build_tree(state, candidates)
         target_logits, hidden = self._forward(state, node_local)
         rule = "match" if state.sampling.greedy else "rejection"
         result = verify_tree(target_logits, candidates.table, node_local, self.tree.parents, node_rows,
-                             rule=rule, generator=state.generator, backend=self.backend)
+                             rule=rule, uniforms=state.verify_uniforms(*node_local.shape), backend=self.backend)
         self._commit(state, node_local, candidates, result.path, result.accept_len, result.bonus, hidden)
+        state.rng.advance()
 
     def _draft(self, state):
         depth = max(self.tree.template.max_depth, 1)  # AR's root-only tree still asks for one depth
         offsets = state.committed[:, None] - 1 + torch.arange(1, depth + 1, device=state.committed.device)
         ctx = DraftContext(depth, offsets, state.horizontal_logq, state.cache)
-        return state.pool.draw(ctx, state.generator)
+        return state.pool.draw(ctx, state.rng)
 
     def _build_tree(self, state, candidates):
         node_local = self.tree.gather(candidates.tokens, -1)
@@ -179,9 +218,7 @@ class HawkDecoder:
         return target_logits, hidden[: node_local.shape[0]]
 
     def _commit(self, state, node_local, candidates, path, accept_len, bonus, hidden):
-        if bool((bonus < 0).any()):
-            raise FloatingPointError("target logits: a target row was NaN or had no finite entry (check the "
-                                     "model's dtype/weights, cfg_scale and the token range)")
+        state.bad_rows.logical_or_(bonus < 0)  # raised by state.check() between steps
         remaining = self.grid.num_body_tokens - state.committed
         # accepted drafts + bonus, cut at the image end (a bonus past the last body offset is dropped)
         new_count = torch.minimum(accept_len + 1, remaining.clamp(min=0))
@@ -190,10 +227,11 @@ class HawkDecoder:
         # slot s < accept_len holds the token of path node s+1; slot accept_len holds the bonus
         tokens = torch.where(slots < accept_len[:, None], path_tokens.roll(-1, 1), 0)
         tokens = torch.where(slots == accept_len[:, None], bonus[:, None], tokens)
-        state.write(tokens, new_count, self.grid)
+        state.write(tokens[:, : self.path_width], new_count, self.grid)
         self._count_sources(state, candidates, path, (new_count - 1).clamp(min=0))
         keep = new_count  # the root + the accepted nodes before the bonus enter the KV cache
         repeat = 2 if state.sampling.uses_cfg else 1
+        path = path[:, : self.path_width]
         self.backbone.commit(path.repeat(repeat, 1), keep.repeat(repeat))
         state.after_commit(self, hidden, path, keep)
         state.record(new_count)
@@ -204,8 +242,7 @@ class HawkDecoder:
         node_source = self.tree.gather(candidates.source, -1).gather(1, path.clamp(min=0))
         slots = torch.arange(path.shape[1], device=path.device)[None]
         accepted = (slots >= 1) & (slots <= accept_len[:, None]) & (node_source >= 0)
-        for index, count in Counter(node_source[accepted].tolist()).items():
-            state.by_source[candidates.source_names[index]] += count
+        state.source_counts.index_add_(0, node_source.clamp(min=0).flatten(), accepted.flatten().long())
 
 
 def _left_pad_cat(parts):
@@ -219,40 +256,71 @@ def _left_pad_cat(parts):
     return torch.cat(ids_out), torch.cat(valid_out)
 
 
-class _DecodeState:
-    """Everything one generate() call mutates; the decoder itself stays stateless between calls."""
+class DecodeSession:
+    """Everything one generate() call mutates, as fixed-shape device tensors updated in place (so a captured
+    step replays on the same memory); the decoder itself stays stateless between calls."""
 
     @classmethod
-    def start(cls, decoder: HawkDecoder, prompt, valid, sampling, generator):
+    def start(cls, decoder: HawkDecoder, prompt, valid, sampling, rng: DeviceRNG, cond_prompt):
         self = cls()
+        self.cond_prompt = cond_prompt
         grid, dev = decoder.grid, prompt.device
         rows = prompt.shape[0] // (2 if sampling.uses_cfg else 1)
-        self.decoder, self.sampling, self.generator = decoder, sampling, generator
+        self.decoder, self.sampling, self.rng = decoder, sampling, rng
         self.target = TargetProcessor(grid, sampling)
         self.pool = SpatialPool(decoder.sources, grid, greedy=sampling.greedy)
-        self.body = torch.zeros(rows, grid.num_body_tokens, dtype=torch.int64, device=dev)
+        body = grid.num_body_tokens
+        self.body = torch.zeros(rows, body + 1, dtype=torch.int64, device=dev)  # last column: write sink
         self.committed = torch.zeros(rows, dtype=torch.int64, device=dev)
         self.prompt_last = prompt[:rows, -1]
-        self.steps: list[list[int]] = []
-        self.by_source: Counter = Counter()
+        # tokens committed per step and row; a step commits >= 1 token per unfinished row, so <= body steps
+        # are real; steps run after every row finished write the last (sink) row
+        self.history = torch.zeros(body + 1, rows, dtype=torch.int64, device=dev)
+        self.step_index = torch.zeros((), dtype=torch.int64, device=dev)
+        self.source_counts = torch.zeros(len(self.pool.source_names), dtype=torch.int64, device=dev)
+        self.bad_rows = torch.zeros(rows, dtype=torch.bool, device=dev)
         heads = decoder.heads
         vsd = heads.vertical_depth if (heads is not None and decoder.mode in ("vertical", "hawk")) else 0
         self.cache = SpeculationCache(rows, grid.row_stride, vsd, grid.local_vocab_size, dev) if vsd else None
         self.horizontal_logq = None
-        last_hidden = decoder.backbone.prefill(prompt, valid)
+        last_hidden = decoder.backbone.prefill(prompt, valid, decoder.capacity)
         first = self.target(decoder.backbone.local_logits(last_hidden)[:, None], self.committed[:, None])
         no_node = torch.full((rows, 1), -1, device=dev)  # a root-only tree: the "match" rule just samples
         bonus = verify_tree(first, first, no_node, decoder.tree.parents[:1], no_node.clamp(min=0), rule="match",
-                            generator=generator, backend=decoder.backend).bonus
+                            uniforms=self.verify_uniforms(rows, 1), backend=decoder.backend).bonus
+        rng.advance()
         if bool((bonus < 0).any()):
             raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
         self.write(bonus[:, None], torch.ones_like(self.committed), grid)
         self._run_heads(last_hidden[:rows, None], torch.full((rows, 1), -1, device=dev),
                         torch.ones(rows, 1, dtype=torch.bool, device=dev))
+        self.runner = StepRunner(lambda: decoder._step(self), dev, decoder.cuda_graphs)
         return self
 
-    def done(self) -> bool:
-        return bool((self.committed >= self.decoder.grid.num_body_tokens).all())
+    @property
+    def graphed(self) -> bool:
+        return self.runner.graphed
+
+    def run(self, steps: int = 1) -> None:
+        """Take `steps` decode steps (eager, or graph replays after the first two on CUDA). Steps after every
+        row finished are no-ops that record nothing."""
+        self.runner.run(steps)
+
+    def least_committed(self) -> int:
+        return int(self.committed.min())
+
+    def finished(self) -> bool:
+        return self.least_committed() >= self.decoder.grid.num_body_tokens
+
+    def verify_uniforms(self, rows: int, nodes: int) -> torch.Tensor:
+        """[B, N, 2]: column 0 for acceptance tests, column 1 for sampling (bonus / residual)."""
+        return torch.stack([self.rng.uniforms((rows, nodes), STREAM_ACCEPT),
+                            self.rng.uniforms((rows, nodes), STREAM_RESIDUAL)], dim=-1)
+
+    def check(self) -> None:
+        if bool(self.bad_rows.any()):
+            raise FloatingPointError("target logits: a target row was NaN or had no finite entry (check the "
+                                     "model's dtype/weights, cfg_scale and the token range)")
 
     def write(self, tokens_local, count, grid: ImageGrid) -> None:
         """tokens_local [B, K] local ids; count [B] how many to append at body[committed:]."""
@@ -260,16 +328,16 @@ class _DecodeState:
         where = self.committed[:, None] + slots
         ok = (slots < count[:, None]) & (where < grid.num_body_tokens)
         glob = grid.to_global(tokens_local.clamp(min=0))
-        b_idx = torch.arange(tokens_local.shape[0], device=where.device)[:, None].expand_as(where)
-        self.body[b_idx[ok], where[ok]] = glob[ok]
-        self.committed = self.committed + ok.sum(1)
+        self.body.scatter_(1, torch.where(ok, where, grid.num_body_tokens), glob)  # others go to the sink
+        self.committed.add_(ok.sum(1))
 
     def after_commit(self, decoder: HawkDecoder, hidden, path, keep) -> None:
-        """Run the heads on the newly cached nodes' hidden states (offsets c_old-1 .. c_old-2+keep)."""
-        width = int(keep.max())
-        if width == 0 or decoder.mode == "ar":
+        """Run the heads on the newly cached nodes' hidden states (offsets c_old-1 .. c_old-2+keep), over
+        the fixed path width (slots past keep are masked)."""
+        if decoder.mode == "ar":
             return
-        chosen = path[:, :width].clamp(min=0)
+        width = path.shape[1]
+        chosen = path.clamp(min=0)
         states = hidden.gather(1, chosen[:, :, None].expand(-1, -1, hidden.shape[-1]))
         root_offset = self.committed - keep - 1  # keep == tokens just committed (never truncated here)
         offsets = root_offset[:, None] + torch.arange(width, device=path.device)[None]
@@ -288,23 +356,35 @@ class _DecodeState:
         logq = heads.draft_logq(states.reshape(-1, dim), image_rows, inv_temp, backend=decoder.backend)
         logq = _pad_layout(logq.float(), grid).view(rows, width, heads.config.num_heads, -1)
         last = (valid.long().sum(1) - 1).clamp(min=0)
-        self.horizontal_logq = logq[torch.arange(rows), last, : heads.num_horizontal]
+        horizontal = logq[torch.arange(rows, device=logq.device), last, : heads.num_horizontal]
+        if self.horizontal_logq is None:
+            self.horizontal_logq = horizontal
+        else:  # rows with nothing new (finished) keep their drafts; shapes never change
+            self.horizontal_logq.copy_(torch.where(valid.any(1)[:, None, None], horizontal, self.horizontal_logq))
         if self.cache is not None:
             self.cache.evict_before(self.committed)
             self.cache.insert(offsets, logq[:, :, heads.num_horizontal:], valid, grid.num_body_tokens)
 
     def record(self, new_count) -> None:
-        self.steps.append(new_count.tolist())
+        self.history.index_copy_(0, self.step_index.clamp(max=self.history.shape[0] - 1), new_count[None])
+        self.step_index.add_(1)
 
-    def output(self, cond_prompt) -> HawkOutput:
+    def output(self) -> HawkOutput:
+        self.check()
         grid = self.decoder.grid
-        generated = self.body
+        cond_prompt = self.cond_prompt
+        body = self.body[:, : grid.num_body_tokens]
+        generated = body
         if grid.image_end_token is not None:
             end = torch.full((generated.shape[0], 1), grid.image_end_token, dtype=torch.int64, device=generated.device)
             generated = torch.cat([generated, end], dim=1)
         sequences = torch.cat([cond_prompt.to(generated), generated], dim=1)
-        return HawkOutput(grid.image_tokens(self.body), sequences, generated,
-                          len(self.steps), self.steps, dict(self.by_source))
+        history = self.history[:-1]
+        steps = history[history.sum(1) > 0].tolist()  # real passes: some row committed a token
+        counts = self.source_counts.tolist()
+        by_source = {name: n for name, n in zip(self.pool.source_names, counts) if n}
+        return HawkOutput(grid.image_tokens(body), sequences, generated, len(steps), steps, by_source,
+                          cuda_graph=self.graphed)
 
 
 def _pad_layout(logq, grid: ImageGrid):

@@ -22,6 +22,7 @@ from .grid import ImageGrid
 from .spec_cache import SpeculationCache
 
 NEG_INF = float("-inf")
+DRAFT_STREAM = 16  # Philox streams 16, 17, ... draw the candidates of proposal 0, 1, ... (ops/philox.py)
 
 
 @dataclass
@@ -99,7 +100,8 @@ class SpatialPool:
     def candidates_per_depth(self) -> int:
         return max(1, sum(s.num_candidates() for s in self.sources))
 
-    def draw(self, ctx: DraftContext, generator: torch.Generator | None = None) -> Candidates:
+    def draw(self, ctx: DraftContext, rng=None) -> Candidates:
+        """rng: a DeviceRNG (ops/philox.py; proposal i draws from stream DRAFT_STREAM + i) or a torch.Generator."""
         proposals = [p for s in self.sources for p in s.propose(ctx)]
         offsets = ctx.target_offsets
         batch, depth = offsets.shape
@@ -115,7 +117,7 @@ class SpatialPool:
         for index, prop in enumerate(proposals):
             logq = prop.logq.float()
             ok = prop.valid & live & ~forced & ~torch.isnan(logq).any(-1)
-            keys = logq if self.greedy else logq + _gumbel(logq.shape, generator, dev)
+            keys = logq if self.greedy else logq + _gumbel(logq.shape, rng, DRAFT_STREAM + index, dev)
             keys = keys.masked_fill(drawn | ~ok[..., None], NEG_INF)
             values, picked = torch.topk(keys, prop.count, dim=-1)
             got = values > NEG_INF
@@ -141,6 +143,9 @@ class SpatialPool:
         return row
 
 
-def _gumbel(shape, generator, device) -> torch.Tensor:
-    uniform = torch.rand(shape, generator=generator, device=device).clamp_(min=1e-20)
+def _gumbel(shape, rng, stream: int, device) -> torch.Tensor:
+    if hasattr(rng, "uniforms"):
+        uniform = rng.uniforms(shape, stream).clamp_(min=1e-20)
+    else:
+        uniform = torch.rand(shape, generator=rng, device=device).clamp_(min=1e-20)
     return -torch.log(-torch.log(uniform))

@@ -5,6 +5,8 @@ Keyed by absolute body offset of the *target*: a vertical head at distance d, fe
 j, predicts offset j + 1 + S*d. Entries whose target is already committed are evicted, so at most S*d
 entries of distance d are alive: S*VSD*(VSD+1)/2 in all. Storage is one ring per distance of S*VSD slots
 (indexed by target % ring), holding the processed draft log-probs, the exact law candidates are drawn from.
+Every update has fixed shapes (skipped entries go to one extra sink slot no lookup reads), so it runs inside
+a captured CUDA graph.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ class SpeculationCache:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.row_stride, self.vertical_depth = row_stride, vertical_depth
         self.ring = max(1, row_stride * vertical_depth)
-        self.logq = torch.zeros(batch, vertical_depth, self.ring, vocab, device=device, dtype=dtype)
-        self.key = torch.full((batch, vertical_depth, self.ring), -1, device=device, dtype=torch.int64)
+        # slot `ring` is the sink for skipped writes; lookups index target % ring and never read it
+        self.logq = torch.zeros(batch, vertical_depth, self.ring + 1, vocab, device=device, dtype=dtype)
+        self.key = torch.full((batch, vertical_depth, self.ring + 1), -1, device=device, dtype=torch.int64)
 
     @property
     def capacity(self) -> int:
@@ -28,7 +31,7 @@ class SpeculationCache:
         self.key.fill_(-1)
 
     def num_entries(self) -> torch.Tensor:
-        return (self.key >= 0).sum(dim=(1, 2))  # [B]
+        return (self.key[:, :, : self.ring] >= 0).sum(dim=(1, 2))  # [B]
 
     def evict_before(self, frontier: torch.Tensor) -> None:
         """frontier [B]: first uncommitted body offset; drop entries for committed targets."""
@@ -47,10 +50,9 @@ class SpeculationCache:
         keep = valid[:, :, None] & (target < num_body_tokens)
         b_idx = torch.arange(batch, device=target.device)[:, None, None].expand_as(target)
         d_idx = (distance - 1)[None, None, :].expand_as(target)
-        slot = target.remainder(self.ring)
-        b_idx, d_idx, slot, target = b_idx[keep], d_idx[keep], slot[keep], target[keep]
-        self.logq[b_idx, d_idx, slot] = logq[keep].to(self.logq.dtype)
-        self.key[b_idx, d_idx, slot] = target
+        slot = torch.where(keep, target.remainder(self.ring), self.ring)
+        self.logq[b_idx, d_idx, slot] = logq.to(self.logq.dtype)
+        self.key[b_idx, d_idx, slot] = torch.where(keep, target, -1)
 
     def lookup(self, target_offsets: torch.Tensor):
         """target_offsets [B, D] -> (logq [B, D, VSD, V], valid [B, D, VSD])."""

@@ -51,7 +51,7 @@ def test_every_node_equals_causal_attention_over_its_path(kind):
     prompt = torch.randint(8, 48, (2, 5))
     valid = torch.ones_like(prompt, dtype=torch.bool)
     valid[1, :2] = False  # a left-padded row
-    backbone.prefill(prompt, valid)
+    backbone.prefill(prompt, valid, capacity=5 + tree.num_nodes + 3)
     nodes = torch.randint(8, 48, (2, tree.num_nodes))
     hidden = backbone.forward_tree(nodes, buffers.depth, buffers.ancestor_mask)
     for row in range(2):

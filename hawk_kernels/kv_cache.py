@@ -1,0 +1,122 @@
+"""Static, slot-addressed KV cache: fixed shapes and device-held positions, so a decode step never syncs with
+the host and can be captured in a CUDA graph.
+
+Layout (one buffer per layer, [B', heads, capacity, head_dim], allocated at the first write):
+  * slots [0, L) hold the left-padded prompt; row b's valid slots are [start[b], length[b]);
+  * a tree forward writes its N nodes at the shared slots [P, P + N) with P = max(length) (a device scalar);
+    rows shorter than P just mask the gap;
+  * `commit` copies each row's kept path nodes from [P, P + N) to [length[b], length[b] + keep[b]) with a
+    fixed-width gather/scatter, and moves length[b]. Nothing depends on a host value, so capacity is sized
+    once: prompt + body + nodes + path width.
+
+The cache plugs into any transformers decoder as `past_key_values` (it is a `transformers.Cache`); the model
+writes through `update`, which puts the new keys at the current write slot. Masks are additive 4-D tensors
+over all `capacity` slots, built here from the row bookkeeping.
+"""
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+
+class SlotLayer(CacheLayerMixin):
+    """One layer's buffers; writes go to [write_slot, write_slot + q) (write_slot shared by all layers)."""
+
+    is_compileable = True
+    is_sliding = False
+
+    def __init__(self, capacity: int, write_slot: torch.Tensor):
+        super().__init__()
+        self.capacity, self.write_slot = capacity, write_slot
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        rows, heads = key_states.shape[:2]
+        self.keys = key_states.new_zeros(rows, heads, self.capacity, key_states.shape[-1])
+        self.values = value_states.new_zeros(rows, heads, self.capacity, value_states.shape[-1])
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        slots = self.write_slot + torch.arange(key_states.shape[-2], device=key_states.device)
+        self.keys.index_copy_(2, slots, key_states.to(self.keys.dtype))
+        self.values.index_copy_(2, slots, value_states.to(self.values.dtype))
+        return self.keys, self.values
+
+    def get_mask_sizes(self, query_length: int, *args) -> tuple[int, int]:
+        return self.capacity, 0
+
+    def get_seq_length(self, *args) -> int:
+        return self.capacity  # masks are always 4-D and given; nothing should infer lengths from the cache
+
+    def get_max_length(self) -> int:
+        return self.capacity
+
+
+class SlotKVCache(Cache):
+    def __init__(self, rows: int, capacity: int, device: torch.device):
+        self.write_slot = torch.zeros((), dtype=torch.int64, device=device)
+        super().__init__(layer_class_to_replicate=lambda: SlotLayer(capacity, self.write_slot))
+        self.capacity, self.device = capacity, device
+        self.start = torch.zeros(rows, dtype=torch.int64, device=device)  # first valid slot per row
+        self.length = torch.zeros(rows, dtype=torch.int64, device=device)  # one past the last valid slot
+        self._slot_ids = torch.arange(capacity, device=device)
+
+    @property
+    def next_position(self) -> torch.Tensor:
+        """[B'] position id of the next token of each row (its number of valid tokens)."""
+        return self.length - self.start
+
+    def valid(self) -> torch.Tensor:
+        """[B', capacity] bool: the slots each row really holds."""
+        slot = self._slot_ids[None]
+        return (slot >= self.start[:, None]) & (slot < self.length[:, None])
+
+    def prefill_mask(self, prompt_valid: torch.Tensor) -> torch.Tensor:
+        """[B', L] left-padding mask -> bool [B', L, capacity]: causal over valid prompt slots; pad rows see
+        themselves only (so no softmax row is empty)."""
+        length = prompt_valid.shape[1]
+        slot = self._slot_ids
+        causal = slot[None, :] <= torch.arange(length, device=self.device)[:, None]  # [L, capacity]
+        in_prompt = torch.zeros(prompt_valid.shape[0], self.capacity, dtype=torch.bool, device=self.device)
+        in_prompt[:, :length] = prompt_valid
+        allowed = causal[None] & in_prompt[:, None, :]
+        allowed[:, :, :length] |= torch.eye(length, dtype=torch.bool, device=self.device)[None]
+        return allowed
+
+    def begin_prefill(self, prompt_valid: torch.Tensor) -> None:
+        length = prompt_valid.shape[1]
+        if length > self.capacity:
+            raise ValueError(f"prompt: {length} tokens exceed the cache capacity {self.capacity}")
+        self.write_slot.zero_()
+        self.start.copy_(length - prompt_valid.long().sum(-1))
+        self.length.fill_(length)
+
+    def tree_mask(self, ancestor_mask: torch.Tensor) -> torch.Tensor:
+        """ancestor_mask [N, N] -> bool [B', N, capacity]: the row's valid slots, plus its ancestors among the
+        tree slots [P, P + N) where P = write_slot (set by begin_tree)."""
+        nodes = ancestor_mask.shape[0]
+        rel = self._slot_ids - self.write_slot  # [capacity] slot index inside the tree block
+        in_tree = (rel >= 0) & (rel < nodes)
+        tree_part = ancestor_mask[:, rel.clamp(0, nodes - 1)] & in_tree[None]  # [N, capacity]
+        return self.valid()[:, None, :] | tree_part[None]
+
+    def begin_tree(self) -> None:
+        """Tree nodes go to the slots right after the longest row."""
+        self.write_slot.copy_(self.length.max())
+
+    def commit(self, path: torch.Tensor, keep: torch.Tensor) -> None:
+        """path [B', W] node indices (ascending, -1 padded), keep [B']: row b keeps path[b, :keep[b]] of the
+        last tree forward, in order, right after its valid slots. Fixed width W, no host sync."""
+        width = path.shape[1]
+        src = self.write_slot + path.clamp(min=0)  # [B', W]
+        dst = (self.length[:, None] + torch.arange(width, device=self.device)[None]).clamp(max=self.capacity - 1)
+        for layer in self.layers:
+            if not layer.is_initialized:
+                continue
+            for buf in (layer.keys, layer.values):
+                index = src[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[-1])
+                moved = buf.gather(2, index)  # read every kept node before any slot is overwritten
+                buf.scatter_(2, dst[:, None, :, None].expand_as(index), moved)
+        self.length.add_(keep)

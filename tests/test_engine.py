@@ -1,0 +1,188 @@
+"""The graph-ready decode step: a static slot KV cache, no host sync inside a step, CUDA-graph capture with a
+clean fallback. CPU tests check the properties capture relies on; `cuda` tests capture for real."""
+import contextlib
+import warnings
+
+import pytest
+import torch
+
+import hawk_kernels as hk
+from hawk_kernels.backbone import Backbone
+from hawk_kernels.graphs import StepRunner
+from hawk_kernels.spec_cache import SpeculationCache
+from hawk_kernels.tree import TreeBuffers, TreeTemplate
+from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+
+PROMPT = torch.tensor([[1, 5, 6, 4]])
+
+
+class HostSync(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def forbid_host_sync():
+    """Every way a CPU-run step could read a tensor value on the host (what would sync, or break capture, on
+    a GPU) raises instead: .item/.tolist, bool/int/float/index of a tensor, nonzero, boolean-mask indexing."""
+    originals = {}
+
+    def forbid(owner, name):
+        original = getattr(owner, name)
+        originals[(owner, name)] = original
+
+        def guarded(*args, **kwargs):
+            raise HostSync(f"host sync inside the step: {owner.__name__}.{name}")
+
+        setattr(owner, name, guarded)
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "unique"):
+        forbid(torch.Tensor, name)
+    for name in ("nonzero", "masked_select", "unique", "bincount"):
+        forbid(torch, name)
+    getitem, setitem = torch.Tensor.__getitem__, torch.Tensor.__setitem__
+
+    def _has_bool_index(index):
+        items = index if isinstance(index, tuple) else (index,)
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+    def guarded_get(self, index):
+        if _has_bool_index(index):
+            raise HostSync("host sync inside the step: boolean-mask indexing")
+        return getitem(self, index)
+
+    def guarded_set(self, index, value):
+        if _has_bool_index(index):
+            raise HostSync("host sync inside the step: boolean-mask assignment")
+        return setitem(self, index, value)
+
+    torch.Tensor.__getitem__, torch.Tensor.__setitem__ = guarded_get, guarded_set
+    try:
+        yield
+    finally:
+        torch.Tensor.__getitem__, torch.Tensor.__setitem__ = getitem, setitem
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+
+
+def test_sync_guard_catches_syncs():  # the guard itself must be able to fail
+    x = torch.arange(4)
+    with forbid_host_sync():
+        with pytest.raises(HostSync):
+            int(x.max())
+        with pytest.raises(HostSync):
+            x[x > 1]
+        with pytest.raises(HostSync):
+            x.tolist()
+        y = x[1:] + x.max()  # device-side ops are fine
+    assert y.tolist() == [4, 5, 6]
+
+
+@pytest.mark.parametrize("mode", ["ar", "hawk"])
+@pytest.mark.parametrize("greedy", [True, False])
+def test_decode_step_never_syncs_with_the_host(mode, greedy, monkeypatch):
+    """Run a whole generate() with every step under the guard: prefill and the between-step check may sync,
+    the step (draft, tree, forward, verify, commit, heads, speculation cache, RNG, stats) may not."""
+    model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
+    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12)
+    step = dec._step
+    calls = []
+
+    def guarded_step(state):
+        with forbid_host_sync():
+            step(state)
+        calls.append(1)
+
+    monkeypatch.setattr(dec, "_step", guarded_step)
+    out = dec.generate(PROMPT.repeat(2, 1), cfg_scale=2.0, temperature=0 if greedy else 1.0, seed=5)
+    assert len(calls) == out.num_forward_passes > 0
+    reference = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12)
+    assert torch.equal(reference.generate(PROMPT.repeat(2, 1), cfg_scale=2.0, temperature=0 if greedy else 1.0,
+                                          seed=5).sequences, out.sequences)
+
+
+def test_slot_cache_commit_equals_fresh_prefill():
+    """After a tree forward and a commit of different paths per row, the cache answers the next query exactly
+    as a model that read prompt + kept path from scratch (rows of different lengths, left padding)."""
+    model = tiny_backbone()
+    tree = TreeTemplate.from_budget(10, max_depth=3, width=2)
+    buffers = TreeBuffers(tree, "cpu")
+    backbone = Backbone(model, torch.arange(8, 48))
+    prompt = torch.randint(8, 48, (3, 5))
+    valid = torch.ones_like(prompt, dtype=torch.bool)
+    valid[2, :3] = False
+    backbone.prefill(prompt, valid, capacity=5 + 2 * tree.num_nodes + 8)
+    nodes = torch.randint(8, 48, (3, tree.num_nodes))
+    backbone.forward_tree(nodes, buffers.depth, buffers.ancestor_mask)
+    leaves = [tree.num_nodes - 1, 3, 0]
+    paths = [[int(n) for n in buffers.retrieve[leaf] if n >= 0] for leaf in leaves]
+    width = tree.max_depth + 1
+    path = torch.tensor([p + [-1] * (width - len(p)) for p in paths])
+    keep = torch.tensor([len(p) for p in paths])
+    backbone.commit(path, keep)
+    # second tree: every node must see prompt + kept path + its own ancestors
+    nodes2 = torch.randint(8, 48, (3, tree.num_nodes))
+    hidden = backbone.forward_tree(nodes2, buffers.depth, buffers.ancestor_mask)
+    for row in range(3):
+        for node in (0, tree.num_nodes - 1):
+            anc = [int(n) for n in buffers.retrieve[node] if n >= 0]
+            seq = torch.cat([prompt[row][valid[row]], nodes[row, paths[row]], nodes2[row, anc]])[None]
+            ref = model.get_decoder()(input_ids=seq).last_hidden_state[0, -1]
+            assert torch.allclose(hidden[row, node], ref, atol=1e-9), (row, node)
+
+
+def test_runner_on_cpu_stays_eager_and_true_refuses():
+    model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
+    out = hk.HawkDecoder(model, heads, grid, mode="hawk").generate(PROMPT, temperature=0)
+    assert out.cuda_graph is False
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        StepRunner(lambda: None, torch.device("cpu"), cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        hk.HawkDecoder(model, heads, grid, cuda_graphs="yes")
+    with pytest.raises(ValueError, match="sync_every"):
+        hk.HawkDecoder(model, heads, grid, sync_every=0)
+
+
+def test_speculation_cache_sink_slot_is_never_read():
+    cache = SpeculationCache(1, row_stride=3, vertical_depth=2, vocab=4)
+    offsets = torch.tensor([[0, 1, 2]])
+    logq = torch.randn(1, 3, 2, 4)
+    cache.insert(offsets, logq, torch.tensor([[True, False, True]]), num_body_tokens=100)
+    assert int(cache.num_entries()[0]) == 4  # 2 valid sources x 2 distances; the skipped one hit the sink
+    got, ok = cache.lookup(torch.tensor([[4, 5, 7]]))  # targets of source 0 (d=1: 4), 1 (skipped: 5), 0 (d=2: 7)
+    assert ok[0, 0, 0] and not ok[0, 1].any() and ok[0, 2, 1]
+    assert torch.equal(got[0, 0, 0], logq[0, 0, 0]) and torch.equal(got[0, 2, 1], logq[0, 0, 1])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["ar", "hawk"])
+def test_cuda_graph_replay_equals_eager(mode):
+    model = tiny_backbone(dtype=torch.float32).cuda()
+    heads, grid = tiny_heads(dtype=torch.float32).cuda(), tiny_grid()
+    kw = dict(cfg_scale=2.0, seed=11, top_k=20)
+    prompts = PROMPT.repeat(3, 1).cuda()
+    eager = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=False).generate(prompts, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a silent fallback would make this test meaningless
+        graphed = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=True, sync_every=3).generate(prompts, **kw)
+    assert graphed.cuda_graph and not eager.cuda_graph
+    assert torch.equal(graphed.sequences, eager.sequences)
+    assert graphed.accepted_lengths == eager.accepted_lengths
+    assert graphed.accepted_by_source == eager.accepted_by_source
+
+
+@pytest.mark.cuda
+def test_cuda_step_has_no_sync():
+    model = tiny_backbone(dtype=torch.float32).cuda()
+    heads, grid = tiny_heads(dtype=torch.float32).cuda(), tiny_grid()
+    dec = hk.HawkDecoder(model, heads, grid, mode="hawk", cuda_graphs=False)
+    step = dec._step
+
+    def guarded(state):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            step(state)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    dec._step = guarded
+    dec.generate(PROMPT.cuda(), cfg_scale=2.0, seed=1)
