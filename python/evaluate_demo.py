@@ -39,16 +39,25 @@ def prompts_for(count: int, vocab) -> tuple[list[str], list[int]]:
 
 
 def run_mode(pipe, mode, prompts, batch, seed, cfg, nodes):
-    images, passes, tokens_per_pass, seconds = [], [], [], 0.0
+    images, passes, tokens, seconds = [], [], [], 0.0
     for start in range(0, len(prompts), batch):
         out = pipe.generate(prompts[start: start + batch], mode=mode, seed=seed + start, cfg_scale=cfg,
                             num_nodes=nodes, progress=False)
         images += [np.asarray(img) for img in out.images]
         passes += out.num_forward_passes
         seconds += out.seconds
-        tokens_per_pass.append(out.output.mean_accepted_length)
+        # tokens committed by the passes (the prefill's first token and the fixed image-end are not)
+        tokens += [sum(step[row] for step in out.output.accepted_lengths) for row in range(len(out.images))]
         print(f"  {mode}: {len(images)}/{len(prompts)} images, {seconds:.1f}s", flush=True)
-    return np.stack(images), passes, float(np.mean(tokens_per_pass)), seconds
+    # per image: tokens committed by target passes (layout included) over those passes
+    return np.stack(images), passes, float(np.sum(tokens) / np.sum(passes)), seconds
+
+
+def bootstrap_frechet(feats, real_feats, rounds: int, seed: int = 0) -> float:
+    """Standard deviation of the Frechet distance over bootstrap resamples of the generated images."""
+    rng = np.random.default_rng(seed)
+    values = [frechet_distance(feats[rng.integers(0, len(feats), len(feats))], real_feats) for _ in range(rounds)]
+    return float(np.std(values))
 
 
 def main():
@@ -73,10 +82,13 @@ def main():
     for mode in args.modes:
         images, passes, per_pass, seconds = run_mode(pipe, mode, prompts, args.batch, args.seed, args.cfg, args.nodes)
         acc = float((judge.predict(images) == np.array(labels)).mean())
-        fd = frechet_distance(judge.features(images), real_feats)
+        feats = judge.features(images)
+        fd = frechet_distance(feats, real_feats)
         results[mode] = dict(images=len(images), mean_passes_per_image=float(np.mean(passes)),
                              tokens_per_pass=per_pass, seconds=seconds, judge_prompt_accuracy=acc,
-                             frechet_distance_vs_real=fd)
+                             judge_prompt_accuracy_stderr=float(np.sqrt(acc * (1 - acc) / len(images))),
+                             frechet_distance_vs_real=fd,
+                             frechet_distance_bootstrap_std=bootstrap_frechet(feats, real_feats, rounds=50))
     base = results.get("ar")
     for mode, r in results.items():
         if base:
