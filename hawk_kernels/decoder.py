@@ -44,6 +44,8 @@ class HawkOutput:
     accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
     accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted tree tokens per source (+ 'layout')
     cuda_graph: bool = False  # whether the steps replayed a captured CUDA graph
+    rank_tried: list[list[int]] = field(default_factory=list)  # [depth][rank]: node tried (parent accepted)
+    rank_accepted: list[list[int]] = field(default_factory=list)  # [depth][rank]: node accepted
 
     @property
     def mean_accepted_length(self) -> float:
@@ -61,10 +63,12 @@ class HawkDecoder:
     def __init__(self, model, heads: DraftHeads | None, grid: ImageGrid, mode: str = "hawk",
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
                  vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto",
-                 cuda_graphs: bool | str = "auto", sync_every: int = 4):
+                 cuda_graphs: bool | str = "auto", sync_every: int = 4, accept_rates=None):
         """cuda_graphs: "auto" captures the step in a CUDA graph on CUDA devices (falling back to eager with a
         warning where capture fails), True insists (raises), False keeps every step eager. sync_every: steps
-        between host checks of "all rows done" when graphed (extra steps after the end are no-ops)."""
+        between host checks of "all rows done" when graphed (extra steps after the end are no-ops).
+        accept_rates: measured acceptance per (depth, rank), rates[depth - 1][rank] (python/calibrate_tree.py),
+        which shapes the tree (TreeTemplate.from_budget) and sets its depth; default: generic priors."""
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -89,9 +93,9 @@ class HawkDecoder:
         if mode == "ar":
             tree = TreeTemplate.from_paths([])
         elif tree is None:
-            deepest = max_depth or self._default_depth()
+            deepest = max_depth or (len(accept_rates) if accept_rates else self._default_depth())
             width = max(1, sum(s.num_candidates() for s in sources))
-            tree = TreeTemplate.from_budget(num_nodes, deepest, width)
+            tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates)
         self.tree = TreeBuffers(tree, self.backbone.device, backend=backend)
         # path nodes that can enter the cache in one step: the root + one per depth
         self.path_width = self.tree.template.max_depth + 1
@@ -227,6 +231,7 @@ class HawkDecoder:
         # slot s < accept_len holds the token of path node s+1; slot accept_len holds the bonus
         tokens = torch.where(slots < accept_len[:, None], path_tokens.roll(-1, 1), 0)
         tokens = torch.where(slots == accept_len[:, None], bonus[:, None], tokens)
+        self._count_acceptance(state, path, remaining > 0)
         state.write(tokens[:, : self.path_width], new_count, self.grid)
         self._count_sources(state, candidates, path, (new_count - 1).clamp(min=0))
         keep = new_count  # the root + the accepted nodes before the bonus enter the KV cache
@@ -235,6 +240,22 @@ class HawkDecoder:
         self.backbone.commit(path.repeat(repeat, 1), keep.repeat(repeat))
         state.after_commit(self, hidden, path, keep)
         state.record(new_count)
+
+    def _count_acceptance(self, state, path, active):
+        """Per (depth, rank) of the template: how often a node was tried (its parent on the accepted path)
+        and accepted, on the device; the tree calibration reads these (python/calibrate_tree.py)."""
+        if self.mode == "ar":
+            return
+        on_path = torch.zeros(path.shape, dtype=torch.int64, device=path.device)
+        on_path = on_path.scatter_add_(1, path.clamp(min=0), (path >= 0).long()) > 0
+        on_path &= active[:, None]
+        tried = on_path[:, self.tree.parents.clamp(min=0)]
+        tried[:, 0] = False
+        accepted = on_path.clone()
+        accepted[:, 0] = False
+        key = self.tree.depth * self.tree.template.max_rank + self.tree.rank_index
+        state.rank_tried.index_add_(0, key, tried.long().sum(0))
+        state.rank_accepted.index_add_(0, key, accepted.long().sum(0))
 
     def _count_sources(self, state, candidates, path, accept_len):
         if self.mode == "ar":
@@ -279,6 +300,9 @@ class DecodeSession:
         self.step_index = torch.zeros((), dtype=torch.int64, device=dev)
         self.source_counts = torch.zeros(len(self.pool.source_names), dtype=torch.int64, device=dev)
         self.bad_rows = torch.zeros(rows, dtype=torch.bool, device=dev)
+        ranks = (decoder.tree.template.max_depth + 1) * decoder.tree.template.max_rank
+        self.rank_tried = torch.zeros(ranks, dtype=torch.int64, device=dev)  # [(depth, rank)] flattened
+        self.rank_accepted = torch.zeros_like(self.rank_tried)
         heads = decoder.heads
         vsd = heads.vertical_depth if (heads is not None and decoder.mode in ("vertical", "hawk")) else 0
         self.cache = SpeculationCache(rows, grid.row_stride, vsd, grid.local_vocab_size, dev) if vsd else None
@@ -383,8 +407,10 @@ class DecodeSession:
         steps = history[history.sum(1) > 0].tolist()  # real passes: some row committed a token
         counts = self.source_counts.tolist()
         by_source = {name: n for name, n in zip(self.pool.source_names, counts) if n}
+        shape = (self.decoder.tree.template.max_depth + 1, self.decoder.tree.template.max_rank)
         return HawkOutput(grid.image_tokens(body), sequences, generated, len(steps), steps, by_source,
-                          cuda_graph=self.graphed)
+                          cuda_graph=self.graphed, rank_tried=self.rank_tried.view(shape).tolist(),
+                          rank_accepted=self.rank_accepted.view(shape).tolist())
 
 
 def _pad_layout(logq, grid: ImageGrid):

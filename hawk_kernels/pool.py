@@ -8,8 +8,9 @@ depth removed (Gumbel-top-k per source with earlier tokens masked). That is exac
 verifier assumes (ops/reference/accept_reject.py), so any mix of sources stays lossless, and no token is
 tried twice. Greedy decoding takes each law's top-k instead (the verifier then uses the "match" rule).
 
-The candidate list of a depth: [horizontal draws..., vertical d=1 draws..., vertical d=2 draws..., ...]; a
-forced layout depth gets the row-end token from a one-hot row; depths past the image end get nothing.
+The candidate list of a depth: [horizontal draws..., vertical d=1 draws..., vertical d=2 draws..., ...] with
+missing ones moved to the end; a forced layout depth gets the row-end token from a one-hot row; depths past
+the image end get nothing.
 """
 from __future__ import annotations
 
@@ -134,6 +135,12 @@ class SpatialPool:
             tokens[:, :, 0] = torch.where(forced, self.grid.row_end_local, tokens[:, :, 0])
             rows[:, :, 0] = torch.where(forced, forced_row, rows[:, :, 0])
             source[:, :, 0] = torch.where(forced, len(self.source_names) - 1, source[:, :, 0])
+        # drawn candidates first, in draw order: rank r is the r-th real candidate of its depth, so the tree's
+        # low ranks are never wasted on a source with nothing to offer there (horizontal heads past their
+        # depth, an empty speculation cache). Relative order is kept, so the draft law the verifier assumes
+        # (earlier valid siblings removed) is unchanged.
+        order = torch.argsort((tokens < 0).to(torch.uint8), dim=-1, stable=True)
+        tokens, rows, source = tokens.gather(-1, order), rows.gather(-1, order), source.gather(-1, order)
         return Candidates(tokens, rows, source, torch.cat(table, dim=1), self.source_names)
 
     def _one_hot_row_end(self, batch: int, depth: int, dev) -> torch.Tensor:

@@ -59,19 +59,39 @@ class TreeTemplate:
     @classmethod
     def from_budget(cls, num_nodes: int, max_depth: int, width: int, accept_rate=None) -> "TreeTemplate":
         """Best-first tree of `num_nodes` nodes (root included): a node's score is the product of the
-        acceptance rates along its path; accept_rate(depth, rank) defaults to 0.6 * 0.5**rank."""
-        rate = accept_rate or (lambda depth, rank: 0.6 * 0.5**rank)
-        chosen, heap = [], [(-rate(1, 0), (0,))]
+        acceptance rates along its path, so the tree maximises the expected accepted length under the model
+        "rank r at depth k is the accepted child with probability accept_rate(k, r)". accept_rate is a
+        callable (depth, rank) -> rate or a table rates[depth - 1][rank] (measured: see
+        python/calibrate_tree.py); default 0.6 * 0.5**rank."""
+        rate = _rate_function(accept_rate)
+        chosen = []
+        heap = [(-rate(1, 0), (0,), 1.0)]  # (-score, rank path, parent's score)
         while heap and len(chosen) + 1 < num_nodes:
-            neg_score, path = heapq.heappop(heap)
+            neg_score, path, parent_score = heapq.heappop(heap)
             chosen.append(path)
             score, k = -neg_score, len(path)
             if path[-1] + 1 < width:  # next sibling
                 sibling = path[:-1] + (path[-1] + 1,)
-                heapq.heappush(heap, (-score / rate(k, path[-1]) * rate(k, path[-1] + 1), sibling))
+                heapq.heappush(heap, (-parent_score * rate(k, path[-1] + 1), sibling, parent_score))
             if k < max_depth:  # first child
-                heapq.heappush(heap, (-score * rate(k + 1, 0), path + (0,)))
+                heapq.heappush(heap, (-score * rate(k + 1, 0), path + (0,), score))
         return cls.from_paths(chosen)
+
+
+def _rate_function(accept_rate):
+    if accept_rate is None:
+        return lambda depth, rank: 0.6 * 0.5**rank
+    if callable(accept_rate):
+        return accept_rate
+    table = [list(map(float, row)) for row in accept_rate]
+    if not table or any(not row for row in table):
+        raise ValueError("accept_rate: expected a non-empty table rates[depth - 1][rank]")
+
+    def lookup(depth, rank):  # past the table: the last depth's rates, decaying by rank
+        row = table[min(depth, len(table)) - 1]
+        return row[rank] if rank < len(row) else row[-1] * 0.5 ** (rank - len(row) + 1)
+
+    return lookup
 
 
 class TreeBuffers:

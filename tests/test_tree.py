@@ -4,7 +4,8 @@ import torch
 from hawk_kernels import ops
 from hawk_kernels.backbone import Backbone
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
-from tests.tiny_models import tiny_backbone
+import hawk_kernels as hk
+from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 
 def test_template_rules():
@@ -60,3 +61,25 @@ def test_every_node_equals_causal_attention_over_its_path(kind):
             seq = torch.cat([prompt[row][valid[row]], nodes[row, path]])[None]
             ref = model.get_decoder()(input_ids=seq).last_hidden_state[0, -1]
             assert torch.allclose(hidden[row, node], ref, atol=1e-9), (row, node)
+
+
+def test_from_budget_follows_measured_rates():
+    # a measured table where rank 1 is useless at depth 1 and rank 0 at depth 3 never wins
+    rates = [[0.8, 0.0], [0.7, 0.2], [0.0, 0.5]]
+    tree = TreeTemplate.from_budget(6, max_depth=3, width=2, accept_rate=rates)
+    paths = {(d, r) for d, r in zip(tree.depth[1:], tree.rank[1:])}
+    assert (1, 1) not in paths  # a zero-rate sibling is never chosen (and no division by zero)
+    assert tree.max_depth == 3 and (3, 1) in paths  # rank 1 at depth 3 comes after its zero-rate sibling
+    assert TreeTemplate.from_budget(6, 3, 2) != tree
+    with pytest.raises(ValueError, match="accept_rate"):
+        TreeTemplate.from_budget(6, 3, 2, accept_rate=[])
+
+
+def test_rank_statistics_are_consistent():
+    model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
+    out = hk.HawkDecoder(model, heads, grid, mode="hawk", num_nodes=12).generate(torch.tensor([[1, 5, 6, 4]]), seed=2)
+    tried, accepted = torch.tensor(out.rank_tried), torch.tensor(out.rank_accepted)
+    assert bool((accepted <= tried).all()) and int(tried[0].sum()) == 0
+    # every accepted tree node is counted once; the source counts drop only bonus-truncated ones
+    assert int(accepted.sum()) >= sum(out.accepted_by_source.values()) > 0
+    assert set(out.rank_tried[1]) - {0} == {out.num_forward_passes}  # the root is on every path

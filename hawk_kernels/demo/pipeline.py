@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..heads import DraftHeads
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
+TREE_RATES_FILE = "tree_rates.json"  # beside the heads they were measured with
 DEFAULT_PROMPTS = ("a handwritten digit zero", "the number 3", "a picture of a five", "handwritten 7",
                    "digit eight", "a handwritten digit two")
 
@@ -32,15 +34,18 @@ class DemoOutput:
 
 
 class DemoPipeline:
-    def __init__(self, model, heads: DraftHeads | None, vq, vocab, device):
+    def __init__(self, model, heads: DraftHeads | None, vq, vocab, device, accept_rates: dict | None = None):
         self.model, self.heads, self.vq, self.vocab, self.device = model, heads, vq, vocab, torch.device(device)
+        # measured acceptance per (depth, rank) for each mode (python/calibrate_tree.py): shapes the trees
+        self.accept_rates = accept_rates or {}
         self.grid = demo_image_grid(vocab)
         self._decoders: dict = {}
 
     def decoder(self, mode: str, num_nodes: int = 32) -> HawkDecoder:
         key = (mode, num_nodes)
         if key not in self._decoders:
-            self._decoders[key] = HawkDecoder(self.model, self.heads, self.grid, mode=mode, num_nodes=num_nodes)
+            self._decoders[key] = HawkDecoder(self.model, self.heads, self.grid, mode=mode, num_nodes=num_nodes,
+                                              accept_rates=self.accept_rates.get(mode))
         return self._decoders[key]
 
     def encode(self, prompts):
@@ -80,4 +85,6 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
     vq, vocab = load_demo_tokenizer()
     heads_dir = Path(heads_dir) if heads_dir is not None else HEADS_DIR
     heads = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
-    return DemoPipeline(model, heads, vq, vocab, device)
+    rates_path = Path(heads_dir) / TREE_RATES_FILE
+    rates = json.loads(rates_path.read_text())["rates"] if heads is not None and rates_path.exists() else None
+    return DemoPipeline(model, heads, vq, vocab, device, rates)
