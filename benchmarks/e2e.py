@@ -183,6 +183,9 @@ def plot(report: dict, path: str) -> None:
         axes[1].set_ylabel("ms per step (CFG, 2 rows)")
         axes[1].set_title("Lumina-mGPT-7B shape, 768px")
         axes[1].legend()
+    else:
+        axes[1].axis("off")
+        axes[1].text(0.5, 0.5, "7B-shape step timings: GPU only", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

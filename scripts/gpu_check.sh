@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# ONE script for a session that has an H100: build with the CUDA kernels, run the CUDA op tests,
-# compute-sanitizer on small accept_reject / tree_mask runs, the kernel benchmarks; results under $OUT.
+# ONE script for a session that has an H100: build with the CUDA kernels, run the CUDA op and engine tests,
+# compute-sanitizer on small accept_reject / tree_mask runs, the kernel benchmarks and the end-to-end
+# benchmarks (bundled model eager vs CUDA graph, 7B-shaped steps, transformers generate); results under $OUT.
 #   OUT=/path bash scripts/gpu_check.sh        (OUT defaults to benchmarks/results/gpu_check)
+#   ONLY="build tests_cuda" OUT=... bash scripts/gpu_check.sh    (a subset; the build must be in every call)
 # Every step runs even if an earlier one fails; the exit status is non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +12,9 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : > "$LOG"
 status=0
-step() {  # name, command...
+step() {  # name, command...   (ONLY="build e2e" runs just those steps: one device call is at most 10 min)
   local name="$1"; shift
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   echo "=== $name: $*" | tee -a "$LOG"
   local start=$SECONDS
   "$@" >> "$LOG" 2>&1
@@ -59,8 +62,10 @@ else
   echo "sanitizer skipped -" >> "$OUT/steps.txt"
 fi
 
+step tests_engine_cuda python -m pytest tests/test_engine.py tests/test_decoder.py -q -rs --junitxml="$OUT/tests_engine.xml"
 step benchmarks python -m pytest benchmarks/bench_accept_reject.py benchmarks/bench_tree_mask.py \
-  benchmarks/bench_draft_heads.py -q --benchmark-json="$OUT/bench_kernels.json"
+  benchmarks/bench_draft_heads.py benchmarks/bench_philox.py -q --benchmark-json="$OUT/bench_kernels.json"
+step e2e python benchmarks/e2e.py --out "$OUT" --images 10
 
 python - "$OUT" "$status" <<'PY'
 import datetime, json, platform, subprocess, sys
