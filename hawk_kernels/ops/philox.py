@@ -50,16 +50,21 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _check_stream(stream) -> int:
-    if isinstance(stream, bool):
-        raise TypeError(f"stream: expected an int in [0, 2**32), got {stream!r}")
+def _as_int(name: str, value, low: int, high: int, what: str) -> int:
+    """value as a Python int in [low, high), or a TypeError / ValueError naming `name`."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected {what}, got {value!r}")
     try:
-        stream = operator.index(stream)
+        value = operator.index(value)
     except TypeError:
-        raise TypeError(f"stream: expected an int in [0, 2**32), got {type(stream).__name__}") from None
-    if not 0 <= stream < 2**32:
-        raise ValueError(f"stream: expected an int in [0, 2**32), got {stream}")
-    return stream
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}") from None
+    if not low <= value < high:
+        raise ValueError(f"{name}: expected {what}, got {value}")
+    return value
+
+
+def _check_stream(stream) -> int:
+    return _as_int("stream", stream, 0, 2**32, "an int in [0, 2**32)")
 
 
 def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = STREAM_DRAFT,
@@ -82,14 +87,7 @@ def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[in
 
 def _as_int64_bits(name: str, value) -> int:
     """An int in [-2**63, 2**64) as the signed int64 with the same low 64 bits."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected an int or an int64 tensor, got {type(value).__name__}") from None
-    if not -2**63 <= value < 2**64:
-        raise ValueError(f"{name}: expected an int in [-2**63, 2**64), got {value}")
+    value = _as_int(name, value, -2**63, 2**64, "an int in [-2**63, 2**64) or an int64 tensor")
     return value - 2**64 if value >= 2**63 else value
 
 
