@@ -20,6 +20,7 @@ class Backbone:
     def __init__(self, model, local_vocab_ids: torch.Tensor):
         self.model = model
         self.decoder = model.get_decoder()
+        self.sliding_window = _attention_window(model.config)
         head = model.get_output_embeddings()
         if head is None:
             raise ValueError("model: expected a causal LM with an output embedding (lm_head)")
@@ -49,6 +50,9 @@ class Backbone:
     def prefill(self, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, capacity: int) -> torch.Tensor:
         """prompt_ids, prompt_valid [B', L] (left padding) -> hidden state of the last prompt token [B', d].
         Allocates a fresh cache of `capacity` slots (prompt + every token and tree node to come)."""
+        if self.sliding_window is not None and self.sliding_window < capacity:
+            raise NotImplementedError(f"model: sliding_window={self.sliding_window} is shorter than the "
+                                      f"{capacity} cache slots this image needs; windowed masks are not supported")
         self.cache = SlotKVCache(prompt_ids.shape[0], capacity, self.device)
         self.cache.begin_prefill(prompt_valid)
         positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
@@ -71,3 +75,14 @@ class Backbone:
         """Keep, per row, the first keep_count[b] nodes of path[b] (node indices, ascending, fixed width) of
         the last tree forward; the other tree entries become dead slots. path [B', W], keep_count [B']."""
         self.cache.commit(path, keep_count)
+
+
+def _attention_window(config) -> int | None:
+    """The sliding window (None: full attention). Masks here are full 4-D tensors over every cache slot, so a
+    window is only exact when it covers the whole sequence (checked at prefill); other mixers are refused."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layer_types = set(getattr(config, "layer_types", None) or ())
+    if layer_types - {"full_attention", "sliding_attention"}:
+        raise NotImplementedError(f"model: only attention layers are supported, got layer_types={sorted(layer_types)}")
+    window = getattr(config, "sliding_window", None)
+    return int(window) if window else None

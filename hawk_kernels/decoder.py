@@ -325,6 +325,7 @@ class DecodeSession:
     def graphed(self) -> bool:
         return self.runner.graphed
 
+    @torch.no_grad()
     def run(self, steps: int = 1) -> None:
         """Take `steps` decode steps (eager, or graph replays after the first two on CUDA). Steps after every
         row finished are no-ops that record nothing."""

@@ -186,3 +186,16 @@ def test_cuda_step_has_no_sync():
 
     dec._step = guarded
     dec.generate(PROMPT.cuda(), cfg_scale=2.0, seed=1)
+
+
+def test_sliding_window_shorter_than_the_image_is_refused():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from tests.tiny_models import COMMON
+
+    grid, heads = tiny_grid(), tiny_heads()
+    short = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=4)).double()
+    with pytest.raises(NotImplementedError, match="sliding_window=4"):
+        hk.HawkDecoder(short, heads, grid, mode="ar").generate(PROMPT, temperature=0)
+    wide = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=256)).double()  # covers everything: exact
+    assert hk.HawkDecoder(wide, heads, grid, mode="hawk").generate(PROMPT, temperature=0).num_forward_passes > 0
