@@ -99,6 +99,8 @@ class HawkDecoder:
         self.tree = TreeBuffers(tree, self.backbone.device, backend=backend)
         # path nodes that can enter the cache in one step: the root + one per depth
         self.path_width = self.tree.template.max_depth + 1
+        # each node's (depth, rank) cell in the acceptance statistics, flattened
+        self.rank_cell = self.tree.depth * self.tree.template.max_rank + self.tree.rank_index
         if cuda_graphs not in ("auto", True, False):
             raise ValueError(f"cuda_graphs: expected 'auto', True or False, got {cuda_graphs!r}")
         if int(sync_every) < 1:
@@ -158,7 +160,9 @@ class HawkDecoder:
         prompt, valid = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
         rng = DeviceRNG(int(seed), self.backbone.device)
         cond_prompt = input_ids[None] if input_ids.dim() == 1 else input_ids
-        return DecodeSession.start(self, prompt, valid, sampling, rng, cond_prompt)
+        # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
+        capacity = prompt.shape[1] + self.grid.num_body_tokens + self.tree.template.num_nodes + self.path_width
+        return DecodeSession.start(self, prompt, valid, sampling, rng, cond_prompt, capacity)
 
     def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
         dev = self.backbone.device
@@ -182,8 +186,6 @@ class HawkDecoder:
         elif negative_input_ids is not None:
             raise ValueError("negative_input_ids: given, but cfg_scale == 1 disables classifier-free guidance")
         total = ids.shape[1] + self.grid.num_body_tokens + 1
-        # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
-        self.capacity = ids.shape[1] + self.grid.num_body_tokens + self.tree.template.num_nodes + self.path_width
         if self.max_positions is not None and total > self.max_positions:
             raise ValueError(f"grid: prompt ({ids.shape[1]}) + image ({self.grid.num_body_tokens}) tokens exceed "
                              f"the model's max_position_embeddings={self.max_positions}")
@@ -253,9 +255,8 @@ class HawkDecoder:
         tried[:, 0] = False
         accepted = on_path.clone()
         accepted[:, 0] = False
-        key = self.tree.depth * self.tree.template.max_rank + self.tree.rank_index
-        state.rank_tried.index_add_(0, key, tried.long().sum(0))
-        state.rank_accepted.index_add_(0, key, accepted.long().sum(0))
+        state.rank_tried.index_add_(0, self.rank_cell, tried.long().sum(0))
+        state.rank_accepted.index_add_(0, self.rank_cell, accepted.long().sum(0))
 
     def _count_sources(self, state, candidates, path, accept_len):
         if self.mode == "ar":
@@ -282,7 +283,7 @@ class DecodeSession:
     step replays on the same memory); the decoder itself stays stateless between calls."""
 
     @classmethod
-    def start(cls, decoder: HawkDecoder, prompt, valid, sampling, rng: DeviceRNG, cond_prompt):
+    def start(cls, decoder: HawkDecoder, prompt, valid, sampling, rng: DeviceRNG, cond_prompt, capacity: int):
         self = cls()
         self.cond_prompt = cond_prompt
         grid, dev = decoder.grid, prompt.device
@@ -307,7 +308,7 @@ class DecodeSession:
         vsd = heads.vertical_depth if (heads is not None and decoder.mode in ("vertical", "hawk")) else 0
         self.cache = SpeculationCache(rows, grid.row_stride, vsd, grid.local_vocab_size, dev) if vsd else None
         self.horizontal_logq = None
-        last_hidden = decoder.backbone.prefill(prompt, valid, decoder.capacity)
+        last_hidden = decoder.backbone.prefill(prompt, valid, capacity)
         first = self.target(decoder.backbone.local_logits(last_hidden)[:, None], self.committed[:, None])
         no_node = torch.full((rows, 1), -1, device=dev)  # a root-only tree: the "match" rule just samples
         bonus = verify_tree(first, first, no_node, decoder.tree.parents[:1], no_node.clamp(min=0), rule="match",

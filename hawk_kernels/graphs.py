@@ -36,16 +36,14 @@ class StepRunner:
 
     def run(self, count: int = 1) -> None:
         for _ in range(count):
+            if self.wants_graph and self.graph is None:
+                if self.steps_run == 0:
+                    self._warm_up()  # a real step, eager, on a side stream
+                    self.steps_run += 1
+                    continue
+                self._capture()  # records only; on failure wants_graph turns False and we run eagerly
             if self.graph is not None:
                 self.graph.replay()
-            elif self.wants_graph and self.steps_run == 1:
-                self._capture()
-                if self.graph is not None:
-                    self.graph.replay()
-                else:
-                    self.step()
-            elif self.wants_graph and self.steps_run == 0:
-                self._warm_up()
             else:
                 self.step()
             self.steps_run += 1
