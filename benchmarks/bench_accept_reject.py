@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from hawk_kernels import ops
-from hawk_kernels.ops import _backend
 
 VOCAB, BATCH, DRAFT_ROWS = 8194, 2, 8
 
@@ -55,13 +54,8 @@ def params():
 
 
 @pytest.mark.parametrize("device_type,backend,num_nodes,vocab", params())
-def test_accept_reject(timed, device_type, backend, num_nodes, vocab):
-    if device_type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    device = torch.device(device_type)
-    reason = _backend.why_not(backend, "accept_reject", device, explicit=True)
-    if reason:
-        pytest.skip(reason)
+def test_accept_reject(timed, bench_device, device_type, backend, num_nodes, vocab):
+    device = bench_device(device_type, backend, "accept_reject")
     if backend == "reference" and device_type == "cuda" and num_nodes > 32:
         pytest.skip("the Python reference is only timed on small trees")
     dtype = torch.bfloat16 if device_type == "cuda" else torch.float32

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from hawk_kernels import ops
-from hawk_kernels.ops import _backend
 
 
 def per_head_loop(hidden, res_weight, res_bias, proj_weight, inv_temperature):
@@ -43,14 +42,8 @@ def params():
 
 
 @pytest.mark.parametrize("device_type,backend,tokens,width,heads,vocab", params())
-def test_draft_heads(timed, device_type, backend, tokens, width, heads, vocab):
-    if device_type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    device = torch.device(device_type)
-    if backend != "loop":
-        reason = _backend.why_not(backend, "draft_heads", device, explicit=True)
-        if reason:
-            pytest.skip(reason)
+def test_draft_heads(timed, bench_device, device_type, backend, tokens, width, heads, vocab):
+    device = bench_device(device_type, backend, None if backend == "loop" else "draft_heads")
     dtype = torch.bfloat16 if device_type == "cuda" else torch.float32
     inputs = make(tokens, width, heads, vocab, device, dtype)
     if backend == "loop":

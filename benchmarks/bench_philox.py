@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from hawk_kernels import ops
-from hawk_kernels.ops import _backend
 
 SIZES = {"step": (2, 1024, 2), "1M": (1 << 20,), "16M": (1 << 24,)}
 
@@ -23,10 +22,8 @@ def params():
 
 
 @pytest.mark.parametrize("device_type,backend,size", params())
-def test_philox_uniforms(timed, device_type, backend, size):
-    if device_type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    device = torch.device(device_type)
+def test_philox_uniforms(timed, bench_device, device_type, backend, size):
+    device = bench_device(device_type, backend, None if backend == "torch.rand" else "philox_uniforms")
     shape = SIZES[size]
     numel = 1
     for s in shape:
@@ -34,9 +31,6 @@ def test_philox_uniforms(timed, device_type, backend, size):
     if backend == "torch.rand":
         fn = lambda: torch.rand(shape, device=device)
     else:
-        reason = _backend.why_not(backend, "philox_uniforms", device, explicit=True)
-        if reason:
-            pytest.skip(reason)
         rng = ops.DeviceRNG(0x5EED_1234_ABCD, device, offset=1 << 33)
         fn = lambda: rng.uniforms(shape, ops.philox.STREAM_ACCEPT, backend=backend)
     timed(fn, device=device, bytes_moved=4 * numel, backend=backend, numel=numel)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from hawk_kernels import ops
-from hawk_kernels.ops import _backend
 
 from bench_accept_reject import medusa_tree
 
@@ -30,13 +29,8 @@ def params():
 
 
 @pytest.mark.parametrize("device_type,backend,num_nodes", params())
-def test_tree_mask(timed, device_type, backend, num_nodes):
-    if device_type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    device = torch.device(device_type)
-    reason = _backend.why_not(backend, "tree_mask", device, explicit=True)
-    if reason:
-        pytest.skip(reason)
+def test_tree_mask(timed, bench_device, device_type, backend, num_nodes):
+    device = bench_device(device_type, backend, "tree_mask")
     parents = medusa_tree(num_nodes)
     node_parent = torch.tensor(parents, device=device)
     prefix_len = torch.tensor([1000, 1000], device=device)

@@ -69,3 +69,22 @@ def timed(benchmark):
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+@pytest.fixture
+def bench_device():
+    """bench_device(device_type, backend, op) -> the torch.device to time on, or a skip with the reason: no
+    GPU for a cuda row, or `backend` cannot run hawk op `op` there (op=None: a baseline that is not a
+    hawk backend, such as a per-head loop or torch.rand)."""
+    from hawk_kernels.ops import _backend
+
+    def pick(device_type: str, backend: str, op: str | None) -> torch.device:
+        if device_type == "cuda" and not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        device = torch.device(device_type)
+        reason = _backend.why_not(backend, op, device, explicit=True) if op is not None else None
+        if reason:
+            pytest.skip(reason)
+        return device
+
+    return pick

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hawk_kernels.demo.vq import as_uint8_images
+
 INSTALL_HINT = "pip install --no-deps digit-recognizer-py"
 
 
@@ -69,13 +71,7 @@ class DigitJudge:
             p.requires_grad_(False)
 
     def _prep(self, images) -> torch.Tensor:
-        if isinstance(images, torch.Tensor):
-            images = images.detach().cpu().numpy()
-        images = np.asarray(images)
-        if images.dtype != np.uint8:
-            raise TypeError(f"images: expected uint8 [N, 28, 28], got {images.dtype}")
-        if images.ndim == 2:
-            images = images[None]
+        images = as_uint8_images(images)
         if images.shape[1:] != (28, 28):
             raise ValueError(f"images: expected [N, 28, 28], got {images.shape}")
         x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]

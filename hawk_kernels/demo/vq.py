@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 
-def _as_uint8_images(images) -> np.ndarray:
+def as_uint8_images(images) -> np.ndarray:
+    """uint8 images [N, H, W] (or one [H, W]) from an array or tensor; clear errors otherwise."""
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     images = np.asarray(images)
@@ -53,7 +54,7 @@ class PatchVQ:
 
     def to_patches(self, images) -> np.ndarray:
         """uint8 [N, 28, 28] -> uint8 [N, 14, 14, 4] (row-major inside each patch)."""
-        images = _as_uint8_images(images)
+        images = as_uint8_images(images)
         n, h, w = images.shape
         if h != self.image_size or w != self.image_size:
             raise ValueError(f"images: expected {self.image_size}x{self.image_size}, got {h}x{w}")
@@ -144,7 +145,7 @@ class PatchVQ:
         return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     def reconstruction_error(self, images) -> dict:
-        images = _as_uint8_images(images)
+        images = as_uint8_images(images)
         rec = self.decode(self.encode(images)).astype(np.float64)
         diff = rec - images.astype(np.float64)
         mse = float((diff ** 2).mean())

@@ -68,20 +68,17 @@ struct BlockOps {
   }
 
  private:
-  __device__ float broadcast(float r) {
-    if (threadIdx.x == 0) float_slot = r;
+  // thread 0's value to every thread of the block, through a shared slot
+  template <typename T>
+  __device__ static T broadcast_through(T& slot, T r) {
+    if (threadIdx.x == 0) slot = r;
     __syncthreads();
-    r = float_slot;
-    __syncthreads();
-    return r;
-  }
-  __device__ int broadcast_int(int r) {
-    if (threadIdx.x == 0) int_slot = r;
-    __syncthreads();
-    r = int_slot;
+    r = slot;
     __syncthreads();
     return r;
   }
+  __device__ float broadcast(float r) { return broadcast_through(float_slot, r); }
+  __device__ int broadcast_int(int r) { return broadcast_through(int_slot, r); }
 };
 
 }  // namespace hawk

@@ -54,6 +54,25 @@ def draft_heads(hidden, res_weight, res_bias, proj_weight, inv_temperature=1.0):
 
 
 @triton.jit
+def _rows_times_wt(z_ptr, w_ptr, rows, cols, tokens, num_cols, width, acc, IEEE: tl.constexpr,
+                   BLOCK_K: tl.constexpr):
+    """acc + z[rows, :] @ w[cols, :].T over `width` (z: [tokens, width], w: [num_cols, width]), fp32
+    accumulation, out-of-range rows/cols read as zero. IEEE: exact fp32 dot (no TF32)."""
+    ks = tl.arange(0, BLOCK_K)
+    for k0 in range(0, width, BLOCK_K):
+        k = k0 + ks
+        a = tl.load(z_ptr + rows[:, None] * width + k[None, :], mask=(rows[:, None] < tokens) & (k[None, :] < width),
+                    other=0.0)
+        w = tl.load(w_ptr + cols[None, :].to(tl.int64) * width + k[:, None],
+                    mask=(cols[None, :] < num_cols) & (k[:, None] < width), other=0.0)  # [BLOCK_K, cols] W.T tile
+        if IEEE:
+            acc += tl.dot(a.to(w.dtype), w, input_precision="ieee")
+        else:
+            acc += tl.dot(a.to(w.dtype), w)
+    return acc
+
+
+@triton.jit
 def _resblock_kernel(
     z_ptr,  # [1 or H, T, d] ResBlock input (1: every head reads the hidden state)
     weight_ptr,  # [H, L, d, d]
@@ -65,20 +84,10 @@ def _resblock_kernel(
     pid_t, pid_n, head = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    ks = tl.arange(0, BLOCK_K)
     z_ptr += tl.where(per_head_input, head, 0) * tokens * width
     weight_ptr += (head * layers + layer) * width * width
-    acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, width, BLOCK_K):
-        k = k0 + ks
-        a = tl.load(z_ptr + rows[:, None] * width + k[None, :], mask=(rows[:, None] < tokens) & (k[None, :] < width),
-                    other=0.0)
-        w = tl.load(weight_ptr + cols[None, :] * width + k[:, None], mask=(cols[None, :] < width) & (k[:, None] < width),
-                    other=0.0)  # [BLOCK_K, BLOCK_N] = W.T tile
-        if IEEE:
-            acc += tl.dot(a.to(w.dtype), w, input_precision="ieee")
-        else:
-            acc += tl.dot(a.to(w.dtype), w)
+    acc = _rows_times_wt(z_ptr, weight_ptr, rows, cols, tokens, width, width,
+                         tl.zeros([BLOCK_T, BLOCK_N], dtype=tl.float32), IEEE, BLOCK_K)
     bias = tl.load(bias_ptr + (head * layers + layer) * width + cols, mask=cols < width, other=0.0).to(tl.float32)
     inside = (rows[:, None] < tokens) & (cols[None, :] < width)
     resid = tl.load(z_ptr + rows[:, None] * width + cols[None, :], mask=inside, other=0.0).to(tl.float32)
@@ -101,20 +110,10 @@ def _projection_kernel(
     pid_t, tile, head = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     cols = tile * BLOCK_V + tl.arange(0, BLOCK_V)
-    ks = tl.arange(0, BLOCK_K)
     z_ptr += tl.where(per_head_input, head, 0) * tokens * width
     proj_ptr += tl.where(per_head_proj, head, 0) * vocab * width
-    acc = tl.zeros([BLOCK_T, BLOCK_V], dtype=tl.float32)
-    for k0 in range(0, width, BLOCK_K):
-        k = k0 + ks
-        a = tl.load(z_ptr + rows[:, None] * width + k[None, :], mask=(rows[:, None] < tokens) & (k[None, :] < width),
-                    other=0.0)
-        w = tl.load(proj_ptr + cols[None, :].to(tl.int64) * width + k[:, None],
-                    mask=(cols[None, :] < vocab) & (k[:, None] < width), other=0.0)
-        if IEEE:
-            acc += tl.dot(a.to(w.dtype), w, input_precision="ieee")
-        else:
-            acc += tl.dot(a.to(w.dtype), w)
+    acc = _rows_times_wt(z_ptr, proj_ptr, rows, cols, tokens, vocab, width,
+                         tl.zeros([BLOCK_T, BLOCK_V], dtype=tl.float32), IEEE, BLOCK_K)
     logits = tl.where(cols[None, :] < vocab, acc * inv_temperature, float("-inf"))
     tile_max = tl.max(logits, 1)
     tile_sum = tl.sum(tl.exp(logits - tile_max[:, None]), 1)
