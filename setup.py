@@ -47,7 +47,7 @@ def _extensions():
     if not arch:  # default: Hopper; set TORCH_CUDA_ARCH_LIST to build for others
         nvcc += ["-gencode", "arch=compute_90,code=sm_90"]
     return [CUDAExtension("hawk_kernels._C", sources + rel("csrc/cuda/*.cu"), include_dirs=include_dirs,
-                          extra_compile_args={"cxx": cxx + ["-DHAWK_WITH_CUDA"], "nvcc": nvcc})]
+                          extra_compile_args={"cxx": cxx, "nvcc": nvcc})]
 
 
 def _cmdclass():
