@@ -2,7 +2,8 @@
 epilogue scales by 1/temperature, writes fp32 logits and per-tile softmax statistics, and a light finishing
 pass that merges the statistics and subtracts log-sum-exp in place (no separate softmax over [T, H, V]).
 
-Layer 0 of every head reads the same hidden state (head stride 0): the [T, d] x [d, H*d] GEMM of DESIGN.md §4.
+Layer 0 of every head reads the same hidden state (head stride 0): the [T, d] x [d, H*d] GEMM of
+docs/method.md §4. Per-call sizes (tokens T, the layer index) are not specialised: a new T reuses the kernels.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def _rows_times_wt(z_ptr, w_ptr, rows, cols, tokens, num_cols, width, acc, IEEE:
     return acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tokens", "layer"])
 def _resblock_kernel(
     z_ptr,  # [1 or H, T, d] ResBlock input (1: every head reads the hidden state)
     weight_ptr,  # [H, L, d, d]
@@ -97,7 +98,7 @@ def _resblock_kernel(
              out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tokens"])
 def _projection_kernel(
     z_ptr,  # [1 or H, T, d] last ResBlock output
     proj_ptr,  # [1 or H, V, d]
@@ -124,7 +125,7 @@ def _projection_kernel(
     tl.store(tile_sum_ptr + stat, tile_sum, mask=rows < tokens)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tokens"])
 def _logsoftmax_finish_kernel(
     logq_ptr,  # [T, H, V] fp32, in place: logits -> logits - logsumexp
     tile_max_ptr, tile_sum_ptr,  # [H, T, tiles] fp32

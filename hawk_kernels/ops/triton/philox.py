@@ -57,7 +57,7 @@ def _to_uniform(x):
     return (x >> 8).to(tl.float32) * 5.9604644775390625e-08  # 2**-24: exact
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["numel", "stream"])  # per call: no recompile for a new size or stream
 def _philox_uniforms_kernel(
     seed_ptr,  # [] or [1] int64
     offset_ptr,  # [] or [1] int64
