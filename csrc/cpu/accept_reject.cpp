@@ -9,6 +9,8 @@
 #include <limits>
 #include <vector>
 
+#include "../op_args.h"
+
 namespace hawk {
 namespace {
 
@@ -46,7 +48,7 @@ struct RowInputs {
   const double* target_logits;  // [N, V]
   const double* draft_logits;   // [Q, V]
   const int64_t* tokens;        // [N]
-  const int64_t* sources;       // [N]
+  const int64_t* laws;          // [N] row of draft_logits each node was drawn from
   const double* uniforms;       // [N, 2]
   int64_t num_rows, vocab;
 };
@@ -59,10 +61,10 @@ int64_t try_children(const RowInputs& in, const std::vector<int64_t>& kids, cons
   std::vector<int64_t> tried_tokens;
   const int64_t vocab = in.vocab;
   for (int64_t child : kids) {
-    const int64_t token = in.tokens[child], src = in.sources[child];
-    if (token < 0 || token >= vocab || src < 0 || src >= in.num_rows) continue;
-    if (!softmax_row(in.draft_logits + src * vocab, vocab, draft_probs)) continue;
-    double norm = 1.0;  // 1 - draft mass of earlier valid siblings' tokens under this source
+    const int64_t token = in.tokens[child], law = in.laws[child];
+    if (token < 0 || token >= vocab || law < 0 || law >= in.num_rows) continue;
+    if (!softmax_row(in.draft_logits + law * vocab, vocab, draft_probs)) continue;
+    double norm = 1.0;  // 1 - draft mass of earlier valid siblings' tokens under this draft law
     if (!tried_tokens.empty()) {
       double tried_mass = 0.0;
       for (int64_t t : tried_tokens) tried_mass += draft_probs[t];
@@ -113,21 +115,13 @@ std::pair<int64_t, int64_t> walk_row(const RowInputs& in, const std::vector<std:
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> accept_reject_cpu(
     const at::Tensor& target_logits, const at::Tensor& draft_logits, const at::Tensor& node_tokens,
-    const at::Tensor& node_parent, const at::Tensor& node_source, const at::Tensor& uniforms, bool match_rule) {
-  TORCH_CHECK(target_logits.dim() == 3, "target_logits: expected [B, N, V], got ", target_logits.sizes());
-  const int64_t batch = target_logits.size(0), num_nodes = target_logits.size(1), vocab = target_logits.size(2);
-  TORCH_CHECK(draft_logits.dim() == 3 && draft_logits.size(0) == batch && draft_logits.size(2) == vocab,
-              "draft_logits: expected [", batch, ", Q, ", vocab, "], got ", draft_logits.sizes());
-  TORCH_CHECK(node_tokens.sizes() == at::IntArrayRef({batch, num_nodes}), "node_tokens: expected [B, N], got ",
-              node_tokens.sizes());
-  TORCH_CHECK(node_source.sizes() == at::IntArrayRef({batch, num_nodes}), "node_source: expected [B, N], got ",
-              node_source.sizes());
-  TORCH_CHECK(node_parent.sizes() == at::IntArrayRef({num_nodes}), "node_parent: expected [N], got ",
-              node_parent.sizes());
-  TORCH_CHECK(uniforms.sizes() == at::IntArrayRef({batch, num_nodes, 2}), "uniforms: expected [B, N, 2], got ",
-              uniforms.sizes());
-  TORCH_CHECK(num_nodes > 0 && vocab > 0, "target_logits: expected N > 0 and V > 0");
-  const auto parent_t = node_parent.to(at::kLong).contiguous();
+    const at::Tensor& node_parent, const at::Tensor& node_law, const at::Tensor& uniforms, bool match_rule) {
+  TORCH_CHECK(target_logits.device().is_cpu(), "target_logits: expected a CPU tensor, got device ",
+              target_logits.device());
+  const AcceptRejectSizes sizes =
+      check_accept_reject_args(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms);
+  const int64_t batch = sizes.batch, num_nodes = sizes.num_nodes, num_rows = sizes.num_rows, vocab = sizes.vocab;
+  const auto parent_t = node_parent.contiguous();
   const int64_t* parents = parent_t.data_ptr<int64_t>();
   std::vector<std::vector<int64_t>> children(num_nodes);
   for (int64_t node = 1; node < num_nodes; ++node) {
@@ -137,17 +131,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> accept_reject_cpu(
   }
   const auto target = target_logits.to(at::kDouble).contiguous();
   const auto draft = draft_logits.to(at::kDouble).contiguous();
-  const auto tokens = node_tokens.to(at::kLong).contiguous();
-  const auto sources = node_source.to(at::kLong).contiguous();
+  const auto tokens = node_tokens.contiguous();
+  const auto laws = node_law.contiguous();
   const auto unif = uniforms.to(at::kDouble).contiguous();
   auto accept_len = at::zeros({batch}, node_tokens.options().dtype(at::kLong));
   auto path = at::full({batch, num_nodes}, -1, node_tokens.options().dtype(at::kLong));
   auto bonus = at::empty({batch}, node_tokens.options().dtype(at::kLong));
-  const int64_t num_rows = draft_logits.size(1);
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       RowInputs in{target.data_ptr<double>() + b * num_nodes * vocab, draft.data_ptr<double>() + b * num_rows * vocab,
-                   tokens.data_ptr<int64_t>() + b * num_nodes, sources.data_ptr<int64_t>() + b * num_nodes,
+                   tokens.data_ptr<int64_t>() + b * num_nodes, laws.data_ptr<int64_t>() + b * num_nodes,
                    unif.data_ptr<double>() + b * num_nodes * 2, num_rows, vocab};
       const auto [length, token] = walk_row(in, children, match_rule, path.data_ptr<int64_t>() + b * num_nodes);
       accept_len.data_ptr<int64_t>()[b] = length;

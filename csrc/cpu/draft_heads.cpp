@@ -3,22 +3,16 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "../op_args.h"
+
 namespace hawk {
 namespace {
 
 at::Tensor draft_heads_cpu(const at::Tensor& hidden, const at::Tensor& res_weight, const at::Tensor& res_bias,
                            const at::Tensor& proj_weight, double inv_temperature) {
-  TORCH_CHECK(hidden.dim() == 2, "hidden: expected [T, d], got ", hidden.sizes());
-  const int64_t tokens = hidden.size(0), width = hidden.size(1);
-  TORCH_CHECK(res_weight.dim() == 4 && res_weight.size(2) == width && res_weight.size(3) == width,
-              "res_weight: expected [H, L, ", width, ", ", width, "], got ", res_weight.sizes());
-  const int64_t heads = res_weight.size(0), layers = res_weight.size(1);
-  TORCH_CHECK(res_bias.sizes() == at::IntArrayRef({heads, layers, width}), "res_bias: expected [H, L, d], got ",
-              res_bias.sizes());
-  TORCH_CHECK(proj_weight.dim() == 3 && proj_weight.size(2) == width &&
-                  (proj_weight.size(0) == 1 || proj_weight.size(0) == heads),
-              "proj_weight: expected [1 or H, V, d], got ", proj_weight.sizes());
-  TORCH_CHECK(inv_temperature > 0, "inv_temperature: expected > 0, got ", inv_temperature);
+  TORCH_CHECK(hidden.device().is_cpu(), "hidden: expected a CPU tensor, got device ", hidden.device());
+  const DraftHeadsSizes sizes = check_draft_heads_args(hidden, res_weight, res_bias, proj_weight, inv_temperature);
+  const int64_t tokens = sizes.tokens, width = sizes.width, heads = sizes.heads, layers = sizes.layers;
   const auto compute = hidden.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto z0 = hidden.to(compute);
   const auto weight = res_weight.to(compute);
@@ -36,7 +30,7 @@ at::Tensor draft_heads_cpu(const at::Tensor& hidden, const at::Tensor& res_weigh
     }
   }
   const auto proj = proj_weight.to(compute);
-  const int64_t vocab = proj.size(1);
+  const int64_t vocab = sizes.vocab;
   at::Tensor logits;  // [H, T, V]
   if (proj.size(0) == 1) {  // shared lm_head: one GEMM over all heads' rows
     logits = at::mm(z.reshape({heads * tokens, width}), proj[0].t()).view({heads, tokens, vocab});

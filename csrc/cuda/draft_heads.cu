@@ -7,6 +7,7 @@
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
 
+#include "../op_args.h"
 #include "dispatch.h"
 #include "hawk/draft_heads.cuh"
 
@@ -16,23 +17,11 @@ namespace {
 at::Tensor draft_heads_cuda(const at::Tensor& hidden, const at::Tensor& res_weight, const at::Tensor& res_bias,
                             const at::Tensor& proj_weight, double inv_temperature) {
   check_cuda(hidden, "hidden");
-  TORCH_CHECK(hidden.dim() == 2, "hidden: expected [T, d], got ", hidden.sizes());
-  const int64_t tokens = hidden.size(0), width = hidden.size(1);
-  TORCH_CHECK(res_weight.dim() == 4 && res_weight.size(2) == width && res_weight.size(3) == width,
-              "res_weight: expected [H, L, d, d], got ", res_weight.sizes());
-  const int64_t heads = res_weight.size(0), layers = res_weight.size(1);
-  TORCH_CHECK(res_bias.sizes() == at::IntArrayRef({heads, layers, width}), "res_bias: expected [H, L, d]");
-  TORCH_CHECK(proj_weight.dim() == 3 && proj_weight.size(2) == width &&
-                  (proj_weight.size(0) == 1 || proj_weight.size(0) == heads),
-              "proj_weight: expected [1 or H, V, d], got ", proj_weight.sizes());
-  for (const auto* t : {&res_weight, &res_bias, &proj_weight}) {
-    TORCH_CHECK(t->device() == hidden.device(), "draft_heads: every input must be on ", hidden.device());
-    TORCH_CHECK(t->scalar_type() == hidden.scalar_type(), "draft_heads: every input must be ", hidden.scalar_type());
-  }
-  TORCH_CHECK(inv_temperature > 0, "inv_temperature: expected > 0, got ", inv_temperature);
+  const DraftHeadsSizes sizes = check_draft_heads_args(hidden, res_weight, res_bias, proj_weight, inv_temperature);
+  const int64_t tokens = sizes.tokens, width = sizes.width, heads = sizes.heads, layers = sizes.layers;
   const c10::cuda::CUDAGuard guard(hidden.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t vocab = proj_weight.size(1);
+  const int64_t vocab = sizes.vocab;
   const auto z0 = hidden.contiguous();
   const auto weight = res_weight.contiguous();
   const auto bias = res_bias.contiguous();

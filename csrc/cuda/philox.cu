@@ -5,7 +5,7 @@
 
 #include "dispatch.h"
 #include "hawk/philox.cuh"
-#include "../philox_args.h"
+#include "../op_args.h"
 
 namespace hawk {
 namespace {

@@ -36,18 +36,17 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
 if _C is not None:
 
     @torch.library.register_fake("hawk::accept_reject")
-    def _accept_reject_fake(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms,
-                            match_rule):
+    def _accept_reject_fake(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms, match_rule):
         batch, num_nodes = target_logits.shape[:2]
         make = lambda *shape: node_tokens.new_empty(shape, dtype=torch.int64)
         return make(batch), make(batch, num_nodes), make(batch)
 
     @torch.library.register_fake("hawk::tree_mask")
-    def _tree_mask_fake(node_parent, prefix_len, max_depth):
-        num_nodes, batch = node_parent.shape[0], prefix_len.shape[0]
-        make = lambda *shape: node_parent.new_empty(shape, dtype=torch.int64)
-        return (node_parent.new_empty((num_nodes, num_nodes), dtype=torch.bool), make(num_nodes),
-                make(batch, num_nodes), make(num_nodes), make(num_nodes), make(num_nodes, max_depth + 1))
+    def _tree_mask_fake(node_parent, max_depth):
+        num_nodes = node_parent.shape[0]
+        return (node_parent.new_empty((num_nodes, num_nodes), dtype=torch.bool),
+                node_parent.new_empty((num_nodes,), dtype=torch.int64),
+                node_parent.new_empty((num_nodes, max_depth + 1), dtype=torch.int64))
 
     @torch.library.register_fake("hawk::draft_heads")
     def _draft_heads_fake(hidden, res_weight, res_bias, proj_weight, inv_temperature):

@@ -5,15 +5,14 @@ import torch
 
 from . import _backend
 from ._checks import FLOATS, INDEX, check_tensor
-from .reference import accept_reject as _reference
 
 
 def accept_reject(
     target_logits: torch.Tensor,  # [B, N, V] processed target logits per node
-    draft_logits: torch.Tensor,  # [B, Q, V] processed draft logits per draft law
+    draft_logits: torch.Tensor,  # [B, Q, V] processed draft logits, one row per draft law
     node_tokens: torch.Tensor,  # [B, N] int64
     node_parent: torch.Tensor,  # [N] int64, topological, node 0 the root
-    node_source: torch.Tensor,  # [B, N] int64 row of draft_logits
+    node_law: torch.Tensor,  # [B, N] int64: the row of draft_logits (draft law) each node was drawn from
     uniforms: torch.Tensor,  # [B, N, 2] in [0, 1)
     rule: str = "rejection",
     backend: str = "auto",
@@ -24,22 +23,16 @@ def accept_reject(
     check_tensor("target_logits", target_logits, ndim=3, dtypes=FLOATS)
     batch, num_nodes, vocab = target_logits.shape
     dev = target_logits.device
-    check_tensor("draft_logits", draft_logits, ndim=3, dtypes=FLOATS, device=dev, shape=(batch, None, vocab))
+    check_tensor("draft_logits", draft_logits, ndim=3, dtypes=(target_logits.dtype,), device=dev,
+                 shape=(batch, None, vocab))
     check_tensor("node_tokens", node_tokens, dtypes=INDEX, device=dev, shape=(batch, num_nodes), ndim=2)
     check_tensor("node_parent", node_parent, dtypes=INDEX, device=dev, shape=(num_nodes,), ndim=1)
-    check_tensor("node_source", node_source, dtypes=INDEX, device=dev, shape=(batch, num_nodes), ndim=2)
+    check_tensor("node_law", node_law, dtypes=INDEX, device=dev, shape=(batch, num_nodes), ndim=2)
     check_tensor("uniforms", uniforms, dtypes=(torch.float32, torch.float64), device=dev,
                  shape=(batch, num_nodes, 2), ndim=3)
     if rule not in ("rejection", "match"):
         raise ValueError(f"rule: expected 'rejection' or 'match', got {rule!r}")
     if num_nodes == 0 or vocab == 0:
         raise ValueError(f"target_logits: expected at least one node and one vocabulary entry, got {tuple(target_logits.shape)}")
-    chosen = _backend.pick("accept_reject", dev, backend)
-    if chosen == "reference":
-        return _reference(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule)
-    if chosen == "triton":
-        from .triton.accept_reject import accept_reject as triton_impl
-
-        return triton_impl(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule)
-    return torch.ops.hawk.accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_source,
-                                        uniforms, rule == "match")
+    run = _backend.bind("accept_reject", dev, backend, target_logits.dtype)
+    return run(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms, rule)

@@ -1,11 +1,8 @@
 """ops.draft_heads: all draft heads' ResBlocks + projection + log-softmax in one op. Spec: reference/draft_heads.py."""
 from __future__ import annotations
 
-import torch
-
 from . import _backend
 from ._checks import FLOATS, check_tensor
-from .reference import draft_heads as _reference
 
 
 def draft_heads(hidden, res_weight, res_bias, proj_weight, inv_temperature: float = 1.0, backend: str = "auto"):
@@ -22,11 +19,5 @@ def draft_heads(hidden, res_weight, res_bias, proj_weight, inv_temperature: floa
         raise ValueError(f"proj_weight: expected 1 (shared) or {heads} projections, got {proj_weight.shape[0]}")
     if not inv_temperature > 0:
         raise ValueError(f"inv_temperature: expected > 0, got {inv_temperature}")
-    chosen = _backend.pick("draft_heads", dev, backend)
-    if chosen == "reference" or hidden.dtype == torch.float64:
-        return _reference(hidden, res_weight, res_bias, proj_weight, inv_temperature)
-    if chosen == "triton":
-        from .triton.draft_heads import draft_heads as triton_impl
-
-        return triton_impl(hidden, res_weight, res_bias, proj_weight, inv_temperature)
-    return torch.ops.hawk.draft_heads(hidden, res_weight, res_bias, proj_weight, float(inv_temperature))
+    run = _backend.bind("draft_heads", dev, backend, hidden.dtype)
+    return run(hidden, res_weight, res_bias, proj_weight, float(inv_temperature))

@@ -1,5 +1,5 @@
 """ops.philox_uniforms and DeviceRNG: stateless Philox4x32-10 uniforms keyed by (seed, offset, stream), with
-seed and offset held in device tensors (DESIGN.md §4). Spec: reference/philox.py.
+seed and offset held in device tensors (docs/method.md §4). Spec: reference/philox.py.
 
 Nothing here reads seed or offset on the host, so a CUDA graph that captures `rng.uniforms(...)` and
 `rng.advance()` replays with fresh numbers: the advance is an in-place add on the device tensor.
@@ -12,12 +12,13 @@ from typing import Sequence
 import torch
 
 from . import _backend
-from ._checks import INDEX, check_tensor
-from .reference import philox as _reference_module
-from .reference.philox import philox_uniforms as _reference
+from ._checks import INDEX, check_int, check_tensor
+from .reference.philox import MAX_NUMEL
 
-STREAM_DRAFT, STREAM_ACCEPT, STREAM_RESIDUAL = 0, 1, 2
-MAX_NUMEL = _reference_module.MAX_NUMEL
+# One stream per purpose, so no two purposes ever share a number (docs/method.md §4):
+STREAM_ACCEPT = 1  # the accept test of each node (uniforms[..., 0] of accept_reject)
+STREAM_RESIDUAL = 2  # the bonus / residual sample at each node (uniforms[..., 1])
+STREAM_FIRST_DRAFT = 16  # draft law i draws its candidates from stream STREAM_FIRST_DRAFT + i
 
 
 def _check_scalar_tensor(name: str, t, device=None):
@@ -50,24 +51,11 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _as_int(name: str, value, low: int, high: int, what: str) -> int:
-    """value as a Python int in [low, high), or a TypeError / ValueError naming `name`."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected {what}, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}") from None
-    if not low <= value < high:
-        raise ValueError(f"{name}: expected {what}, got {value}")
-    return value
-
-
 def _check_stream(stream) -> int:
-    return _as_int("stream", stream, 0, 2**32, "an int in [0, 2**32)")
+    return check_int("stream", stream, 0, 2**32, "an int in [0, 2**32)")
 
 
-def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = STREAM_DRAFT,
+def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = 0,
                     backend: str = "auto") -> torch.Tensor:
     """float32 uniforms of `shape` on seed.device, in [0, 1 - 2**-24]; a pure function of
     (seed, offset, stream, shape). seed, offset: int64 tensors of shape () or (1,) on one device."""
@@ -75,29 +63,23 @@ def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[in
     _check_scalar_tensor("offset", offset, device=seed.device)
     shape = _check_shape(shape)
     stream = _check_stream(stream)
-    chosen = _backend.pick("philox_uniforms", seed.device, backend)
-    if chosen == "reference":
-        return _reference(seed, offset, shape, stream)
-    if chosen == "triton":
-        from .triton.philox import philox_uniforms as triton_impl
-
-        return triton_impl(seed, offset, shape, stream)
-    return torch.ops.hawk.philox_uniforms(seed, offset, list(shape), stream)
+    return _backend.bind("philox_uniforms", seed.device, backend)(seed, offset, shape, stream)
 
 
 def _as_int64_bits(name: str, value) -> int:
     """An int in [-2**63, 2**64) as the signed int64 with the same low 64 bits."""
-    value = _as_int(name, value, -2**63, 2**64, "an int in [-2**63, 2**64) or an int64 tensor")
+    value = check_int(name, value, -2**63, 2**64, "an int in [-2**63, 2**64) or an int64 tensor")
     return value - 2**64 if value >= 2**63 else value
 
 
 class DeviceRNG:
     """seed and offset as int64 0-d tensors on `device`; never read on the host.
 
-    uniforms(shape, stream) draws philox_uniforms(seed, offset, shape, stream); advance(steps) adds to the
-    offset in place (graph-safe). One offset per decoding step, one stream per purpose (STREAM_*)."""
+    uniforms(shape, stream) draws philox_uniforms(seed, offset, shape, stream) with the kernel bound once here
+    (`backend`, "auto" by default; `.backend` says which ran); advance(steps) adds to the offset in place
+    (graph-safe). One offset per decoding step, one stream per purpose (STREAM_*)."""
 
-    def __init__(self, seed: int | torch.Tensor, device=None, offset: int | torch.Tensor = 0):
+    def __init__(self, seed: int | torch.Tensor, device=None, offset: int | torch.Tensor = 0, backend: str = "auto"):
         if isinstance(seed, torch.Tensor):
             _check_scalar_tensor("seed", seed)
             device = torch.device(device) if device is not None else seed.device
@@ -110,13 +92,19 @@ class DeviceRNG:
             self.offset = offset.detach().to(device=device).reshape(()).clone()
         else:
             self.offset = torch.tensor(_as_int64_bits("offset", offset), dtype=torch.int64, device=device)
+        self._philox = _backend.bind("philox_uniforms", device, backend)
 
     @property
     def device(self) -> torch.device:
         return self.seed.device
 
-    def uniforms(self, shape: Sequence[int], stream: int = STREAM_DRAFT, backend: str = "auto") -> torch.Tensor:
-        return philox_uniforms(self.seed, self.offset, shape, stream, backend=backend)
+    @property
+    def backend(self) -> str:
+        return self._philox.backend
+
+    def uniforms(self, shape: Sequence[int], stream: int = 0) -> torch.Tensor:
+        """philox_uniforms(seed, offset, shape, stream) through the bound kernel (host-side checks only)."""
+        return self._philox(self.seed, self.offset, _check_shape(shape), _check_stream(stream))
 
     def advance(self, steps: int = 1) -> None:
         """offset += steps, in place on the device (a captured graph replays it)."""
@@ -137,4 +125,4 @@ class DeviceRNG:
         return self
 
     def __repr__(self) -> str:
-        return f"DeviceRNG(device={self.device})"
+        return f"DeviceRNG(device={self.device}, backend={self.backend!r})"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import _backend
-from ._checks import INDEX, check_tensor
-from .reference import tree_mask as _reference
+from ._checks import INDEX, check_int, check_tensor
 
 
 def validate_parents(node_parent: torch.Tensor) -> int:
@@ -23,22 +22,13 @@ def validate_parents(node_parent: torch.Tensor) -> int:
     return max(depth)
 
 
-def tree_mask(node_parent: torch.Tensor, prefix_len: torch.Tensor, max_depth: int, backend: str = "auto",
-              validate: bool = True):
-    """node_parent [N] int64, prefix_len [B] int64 ->
-    (ancestor_mask [N, N] bool, depth [N], position_ids [B, N], first_child [N], next_sibling [N],
-     retrieve [N, max_depth + 1]); see the reference for the meaning of each."""
+def tree_mask(node_parent: torch.Tensor, max_depth: int, backend: str = "auto", validate: bool = True):
+    """node_parent [N] int64 -> (ancestor_mask [N, N] bool, depth [N] int64, retrieve [N, max_depth + 1] int64);
+    see the reference for their meaning. validate=False skips the host-side (syncing) parent check."""
     check_tensor("node_parent", node_parent, ndim=1, dtypes=INDEX)
-    check_tensor("prefix_len", prefix_len, ndim=1, dtypes=INDEX, device=node_parent.device)
+    max_depth = check_int("max_depth", max_depth, 0, 2**31 - 1, "an int in [0, 2**31 - 1)")
     if validate:
         tree_depth = validate_parents(node_parent)
         if tree_depth > max_depth:
             raise ValueError(f"max_depth: the tree is {tree_depth} deep, max_depth={max_depth}")
-    chosen = _backend.pick("tree_mask", node_parent.device, backend)
-    if chosen == "reference":
-        return _reference(node_parent, prefix_len, max_depth)
-    if chosen == "triton":
-        from .triton.tree_mask import tree_mask as triton_impl
-
-        return triton_impl(node_parent, prefix_len, max_depth)
-    return torch.ops.hawk.tree_mask(node_parent, prefix_len, max_depth)
+    return _backend.bind("tree_mask", node_parent.device, backend)(node_parent, max_depth)

@@ -29,14 +29,12 @@ def backend_device(backend: str) -> torch.device:
     return torch.device("cpu")
 
 
-def skip_reason(backend: str, op: str) -> str | None:
+def skip_reason(backend: str, op: str, dtype: torch.dtype | None = None) -> str | None:
     from hawk_kernels.ops import _backend
 
-    if backend in ("cuda", "triton") and backend_device(backend).type == "cuda" and not torch.cuda.is_available():
+    if backend_device(backend).type == "cuda" and not torch.cuda.is_available():
         return "no CUDA device"
-    if backend == "cuda" and not torch.cuda.is_available():
-        return "no CUDA device"
-    return _backend.why_not(backend, op, backend_device(backend), explicit=True)
+    return _backend.why_not(backend, op, backend_device(backend), dtype, explicit=True)
 
 
 def backend_params(op: str, include_reference: bool = False):
@@ -45,8 +43,9 @@ def backend_params(op: str, include_reference: bool = False):
     return [pytest.param(name, marks=[pytest.mark.cuda] if name == "cuda" else [], id=name) for name in names]
 
 
-def require(backend: str, op: str) -> torch.device:
-    reason = skip_reason(backend, op)
+def require(backend: str, op: str, dtype: torch.dtype | None = None) -> torch.device:
+    """The device to test `backend` on, or a skip naming why `backend` cannot take `op` (with `dtype` inputs)."""
+    reason = skip_reason(backend, op, dtype)
     if reason is not None:
         pytest.skip(f"{backend}: {reason}")
     return backend_device(backend)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hawk_kernels import ops
-from hawk_kernels.ops import reference
+from hawk_kernels.ops import _backend, reference
 from trees import layered
 from conftest import backend_params, require
 
@@ -45,18 +45,18 @@ def make_inputs(parents, batch, vocab, num_rows, seed, dtype=torch.float32):
     base = torch.randn(batch, 1, vocab, generator=g) * 2.5  # shared shape of every law: drafts get accepted
     target = base + 0.6 * torch.randn(batch, num_nodes, vocab, generator=g)
     draft = base + 0.6 * torch.randn(batch, num_rows, vocab, generator=g)
-    source = torch.randint(0, num_rows, (batch, num_nodes), generator=g)
-    rows = torch.softmax(torch.gather(draft, 1, source[..., None].expand(-1, -1, vocab)), -1)
+    law = torch.randint(0, num_rows, (batch, num_nodes), generator=g)
+    rows = torch.softmax(torch.gather(draft, 1, law[..., None].expand(-1, -1, vocab)), -1)
     tokens = torch.multinomial(rows.reshape(-1, vocab), 1, generator=g).view(batch, num_nodes)
     uniforms = torch.rand(batch, num_nodes, 2, generator=g)
     return dict(target_logits=target.to(dtype), draft_logits=draft.to(dtype), node_tokens=tokens,
-                node_parent=torch.tensor(parents, dtype=torch.int64), node_source=source, uniforms=uniforms)
+                node_parent=torch.tensor(parents, dtype=torch.int64), node_law=law, uniforms=uniforms)
 
 
 def corrupt(inputs, seed, *, invalid=False, nan=False, neg_inf=False, forced=False, duplicates=False):
     """Edge cases of the contract, each on some nodes of some batch rows."""
     g = torch.Generator().manual_seed(seed)
-    t, d, tok, src = (inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_source"))
+    t, d, tok, law = (inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_law"))
     batch, num_nodes, vocab = t.shape
     num_rows = d.shape[1]
     parents = inputs["node_parent"].tolist()
@@ -64,7 +64,7 @@ def corrupt(inputs, seed, *, invalid=False, nan=False, neg_inf=False, forced=Fal
     if invalid:
         bad = torch.tensor([-1, vocab, vocab + 7, -100])[torch.randint(0, 4, (batch, num_nodes), generator=g)]
         tok[:] = torch.where(some(), bad, tok)
-        src[:] = torch.where(some(), torch.where(some(), -1, num_rows), src)
+        law[:] = torch.where(some(), torch.where(some(), -1, num_rows), law)
     if nan:  # one NaN logit in ~20% of target rows, a NaN draft row, and the root of batch row 0
         rows = torch.rand(batch, num_nodes, generator=g) < 0.2
         t[rows, torch.randint(0, vocab, (int(rows.sum()),), generator=g)] = float("nan")
@@ -77,7 +77,7 @@ def corrupt(inputs, seed, *, invalid=False, nan=False, neg_inf=False, forced=Fal
     if forced:  # one-hot laws (layout tokens): a child matching its parent's one-hot target is always taken
         d[:, 0] = float("-inf")
         d[:, 0, 1] = 3.0
-        tok[src == 0] = 1
+        tok[law == 0] = 1
         for b in range(batch):
             for node in range(1, num_nodes):
                 if node % 3 != 2:
@@ -87,7 +87,7 @@ def corrupt(inputs, seed, *, invalid=False, nan=False, neg_inf=False, forced=Fal
         for node in range(2, num_nodes):
             if parents[node] == parents[node - 1]:
                 tok[:, node] = tok[:, node - 1]
-                src[:, node] = src[:, node - 1] if node % 2 else src[:, node]
+                law[:, node] = law[:, node - 1] if node % 2 else law[:, node]
     return inputs
 
 
@@ -133,7 +133,7 @@ def test_matches_reference(backend, rule, case):
 def test_matches_reference_lumina_vocab(backend):
     """The real local vocabulary (8192 codes + row-end), a Medusa-like tree, CFG batch 2, bf16 logits."""
     device = require(backend, "accept_reject")
-    dtype = torch.float32 if backend == "triton" and device.type == "cpu" else torch.bfloat16
+    dtype = torch.float32 if _backend.why_not(backend, "accept_reject", device, torch.bfloat16, True) else torch.bfloat16
     inputs = make_inputs(layered([2, 2, 1]), 2, 8194, 4, seed=7, dtype=dtype)
     for rule in ("rejection", "match"):
         assert_same(run(backend, inputs, rule, device), reference.accept_reject(**inputs, rule=rule), rule)
@@ -166,14 +166,14 @@ def test_outputs_are_well_formed():
 # ---------------------------------------------------------------- the law is the target's (C++ op, fast)
 
 
-def _draw_without_replacement(draft_probs, sources, count, g):
+def _draw_without_replacement(draft_probs, laws, count, g):
     """Candidates of one depth drawn as the pool draws: sequentially, earlier tokens removed from every law."""
     batch = draft_probs.shape[0]
     removed = torch.zeros(batch, draft_probs.shape[-1], dtype=torch.bool)
     tokens = []
     for k in range(count):
-        law = draft_probs[:, sources[k]].masked_fill(removed, 0.0)
-        token = torch.multinomial(law, 1, generator=g)[:, 0]
+        probs = draft_probs[:, laws[k]].masked_fill(removed, 0.0)
+        token = torch.multinomial(probs, 1, generator=g)[:, 0]
         removed[torch.arange(batch), token] = True
         tokens.append(token)
     return torch.stack(tokens, 1)
@@ -187,13 +187,13 @@ def test_first_token_follows_target_law(rule):
     batch, vocab, num_rows = 200_000, 6, 2
     target_row = torch.randn(vocab, generator=g) * 1.5
     draft_rows = torch.randn(num_rows, vocab, generator=g) * 1.5
-    sources = [0, 1, 0]
-    tokens = _draw_without_replacement(torch.softmax(draft_rows, -1).expand(batch, -1, -1), sources, 3, g)
+    laws = [0, 1, 0]
+    tokens = _draw_without_replacement(torch.softmax(draft_rows, -1).expand(batch, -1, -1), laws, 3, g)
     parents = torch.tensor([-1, 0, 0, 0])
     inputs = dict(target_logits=target_row.expand(batch, 4, vocab).contiguous(),
                   draft_logits=draft_rows.expand(batch, -1, -1).contiguous(),
                   node_tokens=torch.cat([torch.zeros(batch, 1, dtype=torch.int64), tokens], 1), node_parent=parents,
-                  node_source=torch.tensor([0] + sources).expand(batch, -1).contiguous(),
+                  node_law=torch.tensor([0] + laws).expand(batch, -1).contiguous(),
                   uniforms=torch.rand(batch, 4, 2, generator=g, dtype=torch.float64))
     accept_len, path, bonus = ops.accept_reject(**inputs, rule=rule, backend="cpu")
     first = torch.where(accept_len > 0, inputs["node_tokens"].gather(1, path[:, 1:2].clamp(min=0))[:, 0], bonus)
@@ -210,7 +210,7 @@ def test_first_token_follows_target_law(rule):
 def test_opcheck():
     require("cpu", "accept_reject")
     inputs = corrupt(make_inputs(TREES["layered"], 2, 33, 3, seed=1), 1, invalid=True)
-    args = tuple(inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_parent", "node_source",
+    args = tuple(inputs[k] for k in ("target_logits", "draft_logits", "node_tokens", "node_parent", "node_law",
                                      "uniforms"))
     for match_rule in (False, True):
         torch.library.opcheck(torch.ops.hawk.accept_reject.default, args + (match_rule,))
@@ -222,6 +222,8 @@ def test_opcheck():
     ("draft_logits", lambda t: t[..., :-1], ValueError, "draft_logits"),
     ("node_parent", lambda t: t[:-1], ValueError, "node_parent"),
     ("target_logits", lambda t: t[0], ValueError, "target_logits"),
+    ("node_law", lambda t: t[:, :-1], ValueError, "node_law"),
+    ("draft_logits", lambda t: t.double(), TypeError, "draft_logits.*float32"),
 ])
 def test_bad_inputs_name_the_argument(field, value, error, pattern):
     inputs = make_inputs(TREES["chain8"], 2, 20, 2, seed=0)
@@ -236,6 +238,25 @@ def test_bad_rule_and_backend():
         ops.accept_reject(**inputs, rule="greedy")
     with pytest.raises(RuntimeError, match="cuda"):
         ops.accept_reject(**inputs, backend="cuda")
+
+
+def test_compiled_op_checks_its_arguments():
+    """csrc/op_args.h: the checks the CPU and CUDA kernels share, each message naming the argument."""
+    require("cpu", "accept_reject")
+    inputs = make_inputs(TREES["chain8"], 2, 20, 3, seed=0)
+    op = lambda **changed: torch.ops.hawk.accept_reject(*{**inputs, **changed}.values(), False)
+    with pytest.raises(RuntimeError, match=r"node_law: expected shape \[2, 8\], got \[2, 7\]"):
+        op(node_law=inputs["node_law"][:, :-1])
+    with pytest.raises(RuntimeError, match="node_tokens: expected dtype Long, got Int"):
+        op(node_tokens=inputs["node_tokens"].int())
+    with pytest.raises(RuntimeError, match=r"draft_logits: expected shape \[2, \*, 20\]"):
+        op(draft_logits=inputs["draft_logits"][..., :-1])
+    with pytest.raises(RuntimeError, match="draft_logits: expected dtype Float, got Double"):
+        op(draft_logits=inputs["draft_logits"].double())
+    with pytest.raises(RuntimeError, match="uniforms: expected dtype float32 or float64"):
+        op(uniforms=inputs["uniforms"].half())
+    with pytest.raises(RuntimeError, match="target_logits: expected at least one node"):
+        op(target_logits=inputs["target_logits"][..., :0], draft_logits=inputs["draft_logits"][..., :0])
 
 
 def test_cpu_op_rejects_bad_parents():

@@ -47,9 +47,7 @@ def expected(inputs, inv_temperature):
 @pytest.mark.parametrize("shape", range(len(SHAPES)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 def test_matches_reference(backend, shape, dtype):
-    device = require(backend, "draft_heads")
-    if backend == "triton" and device.type == "cpu" and dtype != torch.float32:
-        pytest.skip("the Triton interpreter computes bf16/fp16 wrongly; covered on the GPU")
+    device = require(backend, "draft_heads", dtype)  # the Triton interpreter: fp32 only (bf16 on the GPU)
     inputs = make_inputs(*SHAPES[shape], seed=shape, dtype=dtype)
     inv_temperature = 1.0 if shape % 2 else 1.7
     want = expected(inputs, inv_temperature)
@@ -61,11 +59,15 @@ def test_matches_reference(backend, shape, dtype):
     assert err <= tolerance(dtype, device) * scale, f"max abs error {err:.3g} (scale {scale:.3g})"
 
 
-def test_float64_goes_to_the_reference():
-    inputs = make_inputs(*SHAPES[1], seed=0, dtype=torch.float64)
-    got = ops.draft_heads(**inputs)
+@pytest.mark.parametrize("backend", ["auto", "reference", "cpu"])
+def test_float64_in_float64_out(backend):
+    """float64 inputs: the reference or the C++ CPU op (which computes in double), never a float32 kernel."""
+    if backend == "cpu":
+        require("cpu", "draft_heads", torch.float64)
+    inputs = make_inputs(*SHAPES[2], seed=0, dtype=torch.float64)
+    got = ops.draft_heads(**inputs, inv_temperature=1.3, backend=backend)
     assert got.dtype == torch.float64
-    torch.testing.assert_close(got, expected(inputs, 1.0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got, expected(inputs, 1.3), rtol=0, atol=1e-12)
 
 
 def test_opcheck():
@@ -73,6 +75,26 @@ def test_opcheck():
     for shape in (SHAPES[1], SHAPES[2]):
         inputs = make_inputs(*shape, seed=1)
         torch.library.opcheck(torch.ops.hawk.draft_heads.default, tuple(inputs.values()) + (1.3,))
+
+
+def test_compiled_op_checks_its_arguments():
+    """csrc/op_args.h: the checks the CPU and CUDA kernels share, each message naming the argument."""
+    require("cpu", "draft_heads")
+    inputs = make_inputs(*SHAPES[2], seed=0)  # T 17, d 48, H 5, L 2, V 301, per-head projections
+    op = lambda inv_temperature=1.0, **changed: torch.ops.hawk.draft_heads(*{**inputs, **changed}.values(),
+                                                                           inv_temperature)
+    with pytest.raises(RuntimeError, match=r"res_bias: expected shape \[5, 2, 48\], got \[5, 2, 47\]"):
+        op(res_bias=inputs["res_bias"][..., :-1])
+    with pytest.raises(RuntimeError, match=r"res_weight: expected shape \[\*, \*, 48, 48\]"):
+        op(res_weight=inputs["res_weight"][..., :-1])
+    with pytest.raises(RuntimeError, match="proj_weight: expected 1 \\(shared\\) or 5 projections"):
+        op(proj_weight=inputs["proj_weight"][:2])
+    with pytest.raises(RuntimeError, match="proj_weight: expected dtype Float, got Double"):
+        op(proj_weight=inputs["proj_weight"].double())
+    with pytest.raises(RuntimeError, match="hidden: expected dtype float16, bfloat16, float32 or float64, got Long"):
+        op(hidden=inputs["hidden"].long())
+    with pytest.raises(RuntimeError, match="inv_temperature"):
+        op(0.0)
 
 
 def test_bad_inputs_name_the_argument():

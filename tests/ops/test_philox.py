@@ -11,7 +11,7 @@ import torch
 
 from hawk_kernels import ops
 from hawk_kernels.ops import reference
-from hawk_kernels.ops.philox import STREAM_ACCEPT, STREAM_DRAFT, STREAM_RESIDUAL, DeviceRNG
+from hawk_kernels.ops.philox import STREAM_ACCEPT, STREAM_FIRST_DRAFT, STREAM_RESIDUAL, DeviceRNG
 from hawk_kernels.ops.reference.philox import philox4x32_10
 from conftest import backend_params, require
 
@@ -23,7 +23,7 @@ KAT = [
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
 SHAPES = [(1,), (3,), (4,), (5,), (7, 3), (0,), (2, 0, 3), (), (2, 513, 3), (4099,)]
-STREAMS = (STREAM_DRAFT, STREAM_ACCEPT, STREAM_RESIDUAL, 12345, 2**31, 2**32 - 1)
+STREAMS = (0, STREAM_ACCEPT, STREAM_RESIDUAL, STREAM_FIRST_DRAFT, STREAM_FIRST_DRAFT + 7, 12345, 2**31, 2**32 - 1)
 MASK64 = 2**64 - 1
 
 
@@ -150,13 +150,13 @@ def test_device_rng():
     seed, offset = fresh_key(random.Random(99))
     rng = DeviceRNG(seed, "cpu", offset=offset)
     assert rng.seed.dtype == rng.offset.dtype == torch.int64 and rng.seed.dim() == 0
-    first = rng.uniforms((10,), STREAM_DRAFT)
+    first = rng.uniforms((10,), 0)
     assert torch.equal(first, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset), (10,), 0))
-    assert torch.equal(rng.uniforms((10,), STREAM_DRAFT), first)  # drawing does not advance
+    assert torch.equal(rng.uniforms((10,), 0), first)  # drawing does not advance
     offset_tensor = rng.offset
     rng.advance()
     assert rng.offset is offset_tensor  # in place
-    second = rng.uniforms((10,), STREAM_DRAFT)
+    second = rng.uniforms((10,), 0)
     assert not torch.equal(first, second)
     assert torch.equal(second, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset + 1), (10,), 0))
     saved = rng.state()
@@ -170,6 +170,39 @@ def test_device_rng():
     assert int(DeviceRNG(2**64 - 1, "cpu").seed) == -1
     t = torch.tensor([seed])
     assert DeviceRNG(t).seed.dim() == 0 and DeviceRNG(t).seed.data_ptr() != t.data_ptr()
+
+
+def test_stream_constants():
+    """One stream per purpose: accept tests, residual samples, and one per draft law from STREAM_FIRST_DRAFT."""
+    assert (STREAM_ACCEPT, STREAM_RESIDUAL, STREAM_FIRST_DRAFT) == (1, 2, 16)
+    assert not hasattr(ops.philox, "STREAM_DRAFT")
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_device_rng_backend(backend):
+    """DeviceRNG binds its kernel once: the named backend runs, with the same numbers as every other."""
+    require(backend, "philox_uniforms")
+    seed, offset = fresh_key(random.Random(12))
+    rng = DeviceRNG(seed, "cpu", offset=offset, backend=backend)
+    assert rng.backend == backend and backend in repr(rng)
+    want = reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset), (5, 7), STREAM_FIRST_DRAFT + 3)
+    assert torch.equal(rng.uniforms((5, 7), STREAM_FIRST_DRAFT + 3), want)
+    rng.advance(2)
+    want = reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset + 2), (9,), STREAM_ACCEPT)
+    assert torch.equal(rng.uniforms((9,), STREAM_ACCEPT), want)
+    with pytest.raises(ValueError, match="stream"):
+        rng.uniforms((3,), -1)
+    with pytest.raises(ValueError, match="shape"):
+        rng.uniforms((3, -1))
+
+
+def test_device_rng_auto_and_unavailable_backend():
+    rng = DeviceRNG(3, "cpu")
+    assert rng.backend in ("cpu", "reference")  # auto on CPU tensors: the C++ op when built
+    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot run philox_uniforms on cpu: .*not a CUDA device"):
+        DeviceRNG(3, "cpu", backend="cuda")
+    with pytest.raises(RuntimeError, match="unknown backend 'nope'"):
+        DeviceRNG(3, "cpu", backend="nope")
 
 
 def test_opcheck():
@@ -197,16 +230,17 @@ def test_cuda_graph_replay_advances(backend):
         pytest.skip("no CUDA device")
     require(backend, "philox_uniforms")
     seed, offset = fresh_key(random.Random(8))
-    rng = DeviceRNG(seed, "cuda", offset=offset)
+    rng = DeviceRNG(seed, "cuda", offset=offset, backend=backend)
+    assert rng.backend == backend
     shape = (3, 1001)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up (compiles the Triton kernel), then rewind
-        rng.uniforms(shape, STREAM_ACCEPT, backend=backend)
+        rng.uniforms(shape, STREAM_ACCEPT)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = rng.uniforms(shape, STREAM_ACCEPT, backend=backend)
+        out = rng.uniforms(shape, STREAM_ACCEPT)
         rng.advance()
     torch.cuda.synchronize()
     assert int(rng.offset) == offset  # capture ran nothing

@@ -21,6 +21,39 @@ def test_every_kernel_compiles_for_sm90():
     assert result.stdout.count("ok ") >= 16, result.stdout
 
 
+# Every @triton.jit kernel: the integer arguments that change from call to call (not specialised, so a new
+# size reuses the compiled kernel). Model sizes (width, vocab, heads) may stay specialised; BLOCK_* are constexpr.
+PER_CALL = {
+    ("accept_reject", "_accept_reject_kernel"): {"num_nodes", "num_rows"},
+    ("draft_heads", "_resblock_kernel"): {"tokens", "layer"},
+    ("draft_heads", "_projection_kernel"): {"tokens"},
+    ("draft_heads", "_logsoftmax_finish_kernel"): {"tokens"},
+    ("philox", "_philox_uniforms_kernel"): {"numel", "stream"},
+    ("tree_mask", "_tree_mask_kernel"): {"num_nodes", "max_depth"},
+}
+
+
+def test_per_call_sizes_are_not_specialised():
+    import importlib
+    import inspect
+
+    from hawk_kernels.ops.triton import KERNELS
+
+    launched = set()
+    for module_name in set(KERNELS.values()):
+        module = importlib.import_module(f"hawk_kernels.ops.triton.{module_name}")
+        source = inspect.getsource(module)
+        launched |= {(module_name, name) for name in dir(module) if f"wrap_triton({name})" in source}
+    assert launched == set(PER_CALL), "every launched kernel must be listed in PER_CALL"
+    for (module_name, name), sizes in PER_CALL.items():
+        kernel = getattr(importlib.import_module(f"hawk_kernels.ops.triton.{module_name}"), name)
+        # JITFunction keeps the list; the interpreter's InterpretedFunction keeps the decorator's kwargs
+        declared = getattr(kernel, "do_not_specialize", None) or kernel.kwargs["do_not_specialize"]
+        params = inspect.signature(kernel.fn).parameters
+        assert sizes <= set(declared) <= set(params), (name, declared)
+        assert all(params[p].annotation is inspect.Parameter.empty for p in declared), name  # none is constexpr
+
+
 @pytest.mark.cuda
 def test_opcheck_on_gpu():
     if not torch.cuda.is_available():
@@ -34,6 +67,6 @@ def test_opcheck_on_gpu():
     args = (logits(2, 6, 300), logits(2, 3, 300), torch.randint(0, 300, (2, 6), generator=g).to(dev), parents,
             torch.randint(0, 3, (2, 6), generator=g).to(dev), torch.rand(2, 6, 2, generator=g).to(dev), False)
     torch.library.opcheck(torch.ops.hawk.accept_reject_triton.default, args)
-    torch.library.opcheck(torch.ops.hawk.tree_mask_triton.default, (parents, torch.tensor([4, 9], device=dev), 2))
+    torch.library.opcheck(torch.ops.hawk.tree_mask_triton.default, (parents, 2))
     heads = (logits(5, 32), logits(3, 2, 32, 32) * 0.1, logits(3, 2, 32), logits(1, 500, 32), 1.0)
     torch.library.opcheck(torch.ops.hawk.draft_heads_triton.default, heads)

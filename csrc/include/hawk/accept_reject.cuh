@@ -16,7 +16,7 @@ struct AcceptRejectArgs {
   const T* draft_logits;    // [B, Q, V] processed draft logits
   const int64_t* tokens;    // [B, N]
   const int64_t* parents;   // [N], topological, node 0 the root
-  const int64_t* sources;   // [B, N] draft row of each node
+  const int64_t* laws;      // [B, N] draft row (draft law) each node was drawn from
   const float* uniforms;    // [B, N, 2]: [...,0] accept test, [...,1] sample
   float* work;              // [B, V] residual workspace (unnormalised), touched only after a rejection
   int64_t* tried;           // [B, N] workspace: tokens of the valid siblings tried so far
@@ -93,14 +93,14 @@ __device__ int try_children(BlockOps<BLOCK>& ops, const AcceptRejectArgs<T>& a, 
                             Residual<T>& residual, float* work) {
   const int vocab = a.vocab;
   const int64_t* tokens = a.tokens + row * a.num_nodes;
-  const int64_t* sources = a.sources + row * a.num_nodes;
+  const int64_t* laws = a.laws + row * a.num_nodes;
   int64_t* tried = a.tried + row * a.num_nodes;
   int num_tried = 0;
   for (int child = node + 1; child < a.num_nodes; ++child) {
     if (a.parents[child] != node) continue;
-    const int64_t token = tokens[child], src = sources[child];
-    if (token < 0 || token >= vocab || src < 0 || src >= a.num_rows) continue;
-    const T* draft_row = a.draft_logits + (row * a.num_rows + src) * vocab;
+    const int64_t token = tokens[child], law = laws[child];
+    if (token < 0 || token >= vocab || law < 0 || law >= a.num_rows) continue;
+    const T* draft_row = a.draft_logits + (row * a.num_rows + law) * vocab;
     const RowStats draft = row_stats(ops, draft_row, vocab);
     if (!draft.valid) continue;
     float local = 0.f;  // draft mass of earlier valid siblings' tokens

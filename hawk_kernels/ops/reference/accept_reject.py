@@ -1,8 +1,10 @@
 """Reference (the spec) of exact multi-draft tree verification.
 
-Glossary (DESIGN.md §1; we never write bare p/q):
+Glossary (docs/method.md §1; we never write bare p/q):
   target_probs  softmax of a node's processed target logits: the law of the token AFTER that node.
-  draft_probs   softmax of the draft-source row a candidate was drawn from.
+  draft law     one row of draft_logits: a law candidates are drawn from (a draft head's output, say).
+  node_law      per node, the index of the draft law (row of draft_logits) its token was drawn from.
+  draft_probs   softmax of a candidate's draft law.
   residual      what is left of the target after rejected candidates: normalize(max(residual - draft, 0)).
   accepted      candidate nodes kept on the path (the root is always on it and is not counted).
   bonus         the token sampled at the last accepted node: from the residual ("rejection") or the
@@ -10,12 +12,12 @@ Glossary (DESIGN.md §1; we never write bare p/q):
 
 Contract shared by every backend (reference, C++ CPU, Triton, CUDA):
   * Node 0 is the root (parent -1); parents precede children; siblings are tried in node order.
-  * A child's draft law is its source row with all EARLIER VALID siblings' tokens removed and renormalised
-    (how the pool draws: sequentially without replacement across every source of a depth). Because a
-    rejected token has residual 0 afterwards, only the scalar normaliser 1 - sum(earlier siblings' draft
-    mass) is needed, never a zeroed row.
+  * A child's conditional draft law is its draft law with all EARLIER VALID siblings' tokens removed and
+    renormalised (how the pool draws: sequentially without replacement across every draft law of a depth).
+    Because a rejected token has residual 0 afterwards, only the scalar normaliser 1 - sum(earlier siblings'
+    draft mass) is needed, never a zeroed row.
   * A node is invalid (never accepted, tested or counted as a sibling) if its token is outside [0, V),
-    its source row is outside [0, Q), its draft row has a NaN, or its conditional draft mass is <= 0.
+    its node_law is outside [0, Q), its draft row has a NaN, or its conditional draft mass is <= 0.
   * Acceptance of child c: u_accept * draft_cond(c) < residual(c)  (== u < residual/draft, no division).
   * Sampling from a (possibly unnormalised) law w with uniform u: the smallest v with
     cumsum(w)[v] > u * sum(w); if rounding leaves none, the last v with w[v] > 0.
@@ -48,7 +50,7 @@ def _probs(row: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     return torch.softmax(row, 0)
 
 
-def _walk_one(target_logits, draft_logits, tokens, children, sources, uniforms, rule, dtype):
+def _walk_one(target_logits, draft_logits, tokens, children, laws, uniforms, rule, dtype):
     """Verify one batch row; returns (path node list, bonus token)."""
     vocab, num_rows = target_logits.shape[-1], draft_logits.shape[0]
     path, node = [0], 0
@@ -65,13 +67,12 @@ def _walk_one(target_logits, draft_logits, tokens, children, sources, uniforms, 
             node = nxt
             continue
         residual, accepted = target_probs, None
-        tried_mass: dict[int, float] = {}  # source row -> draft mass of earlier valid siblings
         tried_tokens: list[int] = []
         for child in children[node]:
-            token, src = int(tokens[child]), int(sources[child])
-            if not (0 <= token < vocab and 0 <= src < num_rows):
+            token, law = int(tokens[child]), int(laws[child])
+            if not (0 <= token < vocab and 0 <= law < num_rows):
                 continue
-            draft_probs = _probs(draft_logits[src], dtype)
+            draft_probs = _probs(draft_logits[law], dtype)
             if draft_probs is None:
                 continue
             norm = 1.0 - float(sum(draft_probs[t] for t in tried_tokens)) if tried_tokens else 1.0
@@ -96,7 +97,7 @@ def accept_reject(
     draft_logits: torch.Tensor,  # [B, Q, V] processed draft logits, one row per draft law
     node_tokens: torch.Tensor,  # [B, N] int64 candidate token of each node (root's is ignored)
     node_parent: torch.Tensor,  # [N] int64, -1 for node 0, else < own index
-    node_source: torch.Tensor,  # [B, N] int64 row of draft_logits each node was drawn from
+    node_law: torch.Tensor,  # [B, N] int64 row of draft_logits (draft law) each node was drawn from
     uniforms: torch.Tensor,  # [B, N, 2]: [...,0] accept test of node n, [...,1] sample at node n
     rule: str = "rejection",
     compute_dtype: torch.dtype = torch.float64,
@@ -112,7 +113,7 @@ def accept_reject(
     bonus = torch.empty(batch, dtype=torch.int64)
     for b in range(batch):
         path, token = _walk_one(target_logits[b].cpu(), draft_logits[b].cpu(), node_tokens[b].cpu(),
-                                children, node_source[b].cpu(), uniforms[b].cpu(), rule, compute_dtype)
+                                children, node_law[b].cpu(), uniforms[b].cpu(), rule, compute_dtype)
         path_out[b, : len(path)] = torch.tensor(path)
         accept_len[b] = len(path) - 1
         bonus[b] = token

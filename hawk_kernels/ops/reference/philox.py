@@ -1,4 +1,4 @@
-"""Reference (the spec) of philox_uniforms: stateless counter-based uniforms (DESIGN.md §4, Randomness).
+"""Reference (the spec) of philox_uniforms: stateless counter-based uniforms (docs/method.md §4, Randomness).
 
 Every backend (reference, C++ CPU, Triton, CUDA) is BIT-EXACT with this:
 

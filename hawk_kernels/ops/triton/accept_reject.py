@@ -18,7 +18,7 @@ NUM_WARPS = 8
 
 @triton_op("hawk::accept_reject_triton", mutates_args=())
 def _accept_reject_op(target_logits: torch.Tensor, draft_logits: torch.Tensor, node_tokens: torch.Tensor,
-                      node_parent: torch.Tensor, node_source: torch.Tensor, uniforms: torch.Tensor,
+                      node_parent: torch.Tensor, node_law: torch.Tensor, uniforms: torch.Tensor,
                       match_rule: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     batch, num_nodes, vocab = target_logits.shape
     num_rows = draft_logits.shape[1]
@@ -29,16 +29,16 @@ def _accept_reject_op(target_logits: torch.Tensor, draft_logits: torch.Tensor, n
     residual = torch.empty(batch, vocab, dtype=torch.float32, device=dev)  # workspace
     tried = torch.empty(batch, num_nodes, dtype=torch.int64, device=dev)  # workspace: tokens tried at a node
     wrap_triton(_accept_reject_kernel)[(batch,)](
-        target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms,
+        target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms,
         residual, tried, accept_len, path, bonus, num_nodes, num_rows, vocab,
         MATCH_RULE=match_rule, BLOCK_V=BLOCK_V, num_warps=NUM_WARPS)
     return accept_len, path, bonus
 
 
-def accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule="rejection"):
+def accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms, rule="rejection"):
     """Wrapper: contiguous inputs, fp32 uniforms; arguments are checked by ops.accept_reject."""
     c = lambda t: t.contiguous()
-    return _accept_reject_op(c(target_logits), c(draft_logits), c(node_tokens), c(node_parent), c(node_source),
+    return _accept_reject_op(c(target_logits), c(draft_logits), c(node_tokens), c(node_parent), c(node_law),
                              uniforms.to(torch.float32).contiguous(), rule == "match")
 
 
@@ -104,13 +104,13 @@ def _sample(target_row_ptr, work_ptr, res_is_target, t_max, t_inv_sum, res_scale
     return tl.where(found >= 0, found, last_positive)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_nodes", "num_rows"])  # per-call sizes: no recompile when they change
 def _accept_reject_kernel(
     target_ptr,  # [B, N, V] fp32/bf16/fp16 processed target logits
     draft_ptr,  # [B, Q, V] processed draft logits
     tokens_ptr,  # [B, N] int64
     parent_ptr,  # [N] int64
-    source_ptr,  # [B, N] int64
+    law_ptr,  # [B, N] int64 row of draft_ptr each node was drawn from
     uniforms_ptr,  # [B, N, 2] fp32
     work_ptr,  # [B, V] fp32 residual workspace
     tried_ptr,  # [B, N] int64 workspace
@@ -124,7 +124,7 @@ def _accept_reject_kernel(
     target_ptr += row * num_nodes * vocab
     draft_ptr += row * num_rows * vocab
     tokens_ptr += row * num_nodes
-    source_ptr += row * num_nodes
+    law_ptr += row * num_nodes
     uniforms_ptr += row * num_nodes * 2
     work_ptr += row * vocab
     tried_ptr += row * num_nodes
@@ -152,7 +152,7 @@ def _accept_reject_kernel(
                     child += 1
             else:
                 nxt, res_is_target, res_scale = _try_children(
-                    target_row, draft_ptr, tokens_ptr, parent_ptr, source_ptr, uniforms_ptr, work_ptr, tried_ptr,
+                    target_row, draft_ptr, tokens_ptr, parent_ptr, law_ptr, uniforms_ptr, work_ptr, tried_ptr,
                     node, num_nodes, num_rows, vocab, t_max, t_inv_sum, BLOCK_V)
                 if nxt < 0:
                     bonus = _sample(target_row, work_ptr, res_is_target, t_max, t_inv_sum, res_scale,
@@ -168,7 +168,7 @@ def _accept_reject_kernel(
 
 
 @triton.jit
-def _try_children(target_row, draft_ptr, tokens_ptr, parent_ptr, source_ptr, uniforms_ptr, work_ptr, tried_ptr,
+def _try_children(target_row, draft_ptr, tokens_ptr, parent_ptr, law_ptr, uniforms_ptr, work_ptr, tried_ptr,
                   node, num_nodes, num_rows, vocab, t_max, t_inv_sum, BLOCK_V: tl.constexpr):
     """Siblings in node order: accept test against the residual; residual update only on a rejection."""
     offs = tl.arange(0, BLOCK_V)
@@ -179,10 +179,10 @@ def _try_children(target_row, draft_ptr, tokens_ptr, parent_ptr, source_ptr, uni
     child = node + 1
     while (child < num_nodes) & (nxt < 0):
         token = tl.load(tokens_ptr + child)
-        src = tl.load(source_ptr + child)
-        ok = (tl.load(parent_ptr + child) == node) & (token >= 0) & (token < vocab) & (src >= 0) & (src < num_rows)
+        law = tl.load(law_ptr + child)
+        ok = (tl.load(parent_ptr + child) == node) & (token >= 0) & (token < vocab) & (law >= 0) & (law < num_rows)
         if ok:
-            draft_row = draft_ptr + tl.where(ok, src, 0) * vocab
+            draft_row = draft_ptr + tl.where(ok, law, 0) * vocab
             d_max, d_sum, d_valid = _row_stats(draft_row, vocab, BLOCK_V)
             if d_valid:
                 d_inv_sum = 1.0 / d_sum

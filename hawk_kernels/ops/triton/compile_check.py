@@ -18,7 +18,7 @@ def _variants():
     out = []
     for dtype in ("fp32", "bf16", "fp16"):
         ptr = f"*{dtype}"
-        sig = dict(target_ptr=ptr, draft_ptr=ptr, tokens_ptr="*i64", parent_ptr="*i64", source_ptr="*i64",
+        sig = dict(target_ptr=ptr, draft_ptr=ptr, tokens_ptr="*i64", parent_ptr="*i64", law_ptr="*i64",
                    uniforms_ptr="*fp32", work_ptr="*fp32", tried_ptr="*i64", accept_len_ptr="*i64", path_ptr="*i64",
                    bonus_ptr="*i64", num_nodes="i32", num_rows="i32", vocab="i32", MATCH_RULE="constexpr",
                    BLOCK_V="constexpr")
@@ -41,12 +41,11 @@ def _variants():
                num_tiles="i32", BLOCK_V="constexpr", BLOCK_TILES="constexpr")
     out.append(("draft_heads.finish", dh._logsoftmax_finish_kernel, sig, dict(BLOCK_V=1024, BLOCK_TILES=64),
                 {"num_warps": 4}))
-    sig = dict(parent_ptr="*i64", prefix_ptr="*i64", mask_ptr="*i1", depth_ptr="*i64", position_ptr="*i64",
-               first_child_ptr="*i64", next_sibling_ptr="*i64", retrieve_ptr="*i64", num_nodes="i32", batch="i32",
-               max_depth="i32", BLOCK_N="constexpr", BLOCK_B="constexpr", BLOCK_D="constexpr")
+    sig = dict(parent_ptr="*i64", mask_ptr="*i1", depth_ptr="*i64", retrieve_ptr="*i64", num_nodes="i32",
+               max_depth="i32", BLOCK_N="constexpr", BLOCK_D="constexpr")
     for block_n in (16, 1024, tm.MAX_NODES):
-        out.append((f"tree_mask[BLOCK_N={block_n}]", tm._tree_mask_kernel, sig,
-                    dict(BLOCK_N=block_n, BLOCK_B=16, BLOCK_D=64), {"num_warps": 4}))
+        out.append((f"tree_mask[BLOCK_N={block_n}]", tm._tree_mask_kernel, sig, dict(BLOCK_N=block_n, BLOCK_D=64),
+                    {"num_warps": 4}))
     for numel in ("i32", "i64"):  # numel > 2**31 - 1 arrives as i64
         sig = dict(seed_ptr="*i64", offset_ptr="*i64", out_ptr="*fp32", numel=numel, stream="i32", BLOCK="constexpr")
         out.append((f"philox_uniforms[numel {numel}]", px._philox_uniforms_kernel, sig, dict(BLOCK=px.BLOCK),
