@@ -33,11 +33,11 @@ def make(num_nodes, vocab, batch, device, dtype):
     base = torch.randn(batch, 1, vocab, generator=g) * 2.5
     target = base + 0.6 * torch.randn(batch, num_nodes, vocab, generator=g)
     draft = base + 0.6 * torch.randn(batch, DRAFT_ROWS, vocab, generator=g)
-    source = torch.randint(0, DRAFT_ROWS, (batch, num_nodes), generator=g)
-    rows = torch.softmax(torch.gather(draft, 1, source[..., None].expand(-1, -1, vocab)), -1)
+    law = torch.randint(0, DRAFT_ROWS, (batch, num_nodes), generator=g)
+    rows = torch.softmax(torch.gather(draft, 1, law[..., None].expand(-1, -1, vocab)), -1)
     tokens = torch.multinomial(rows.reshape(-1, vocab), 1, generator=g).view(batch, num_nodes)
     inputs = dict(target_logits=target.to(dtype), draft_logits=draft.to(dtype), node_tokens=tokens,
-                  node_parent=torch.tensor(medusa_tree(num_nodes)), node_source=source,
+                  node_parent=torch.tensor(medusa_tree(num_nodes)), node_law=law,
                   uniforms=torch.rand(batch, num_nodes, 2, generator=g))
     return {k: v.to(device) for k, v in inputs.items()}
 

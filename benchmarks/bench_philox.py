@@ -31,6 +31,6 @@ def test_philox_uniforms(timed, bench_device, device_type, backend, size):
     if backend == "torch.rand":
         fn = lambda: torch.rand(shape, device=device)
     else:
-        rng = ops.DeviceRNG(0x5EED_1234_ABCD, device, offset=1 << 33)
-        fn = lambda: rng.uniforms(shape, ops.philox.STREAM_ACCEPT, backend=backend)
+        rng = ops.DeviceRNG(0x5EED_1234_ABCD, device, offset=1 << 33, backend=backend)
+        fn = lambda: rng.uniforms(shape, ops.philox.STREAM_ACCEPT)
     timed(fn, device=device, bytes_moved=4 * numel, backend=backend, numel=numel)

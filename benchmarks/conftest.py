@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-HBM_BYTES_PER_S = 3.0e12  # H100 80GB HBM3 copy bandwidth (DESIGN.md §3)
+HBM_BYTES_PER_S = 3.0e12  # H100 80GB HBM3 copy bandwidth (docs/method.md §3)
 
 
 def pytest_configure(config):

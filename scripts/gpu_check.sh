@@ -46,7 +46,7 @@ source = torch.randint(-1, Q + 1, (B, N), generator=g).to(dev)
 uniforms = torch.rand(B, N, 2, generator=g).to(dev)
 for rule in ("rejection", "match"):
     print(rule, ops.accept_reject(target, draft, tokens, parents, source, uniforms, rule=rule, backend="cuda"))
-print(ops.tree_mask(parents, torch.tensor([5, 9], device=dev), 4, backend="cuda"))
+print(ops.tree_mask(parents, 4, backend="cuda"))
 hidden = torch.randn(3, 64, generator=g).to(dev, torch.bfloat16)
 print(ops.draft_heads(hidden, torch.randn(4, 2, 64, 64).to(dev, torch.bfloat16) * 0.1,
                       torch.zeros(4, 2, 64).to(dev, torch.bfloat16),
