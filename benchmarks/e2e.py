@@ -29,8 +29,9 @@ import torch
 
 import hawk_kernels as hk
 
-HBM_BYTES_PER_S = 3.0e12  # H100 copy bandwidth (DESIGN.md §3: 14.0 GB of weights -> 4.7 ms floor)
-MODES = ("ar", "medusa", "vertical", "hawk")
+HBM_BYTES_PER_S = 3.0e12  # H100 copy bandwidth (docs/method.md §3: 14.0 GB of weights -> 4.7 ms floor)
+MODES = hk.MODES
+LUMINA_IMAGE_START = 8197  # Lumina-mGPT prompts end with the image-start token
 
 
 def sync(device):
@@ -102,7 +103,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool]) ->
     heads = hk.DraftHeads(4096, 65536, num_horizontal=4, vertical_depth=2, image_token_range=grid.image_token_range,
                           dtype=torch.bfloat16).to(device)
     prompt = torch.randint(10, 8000, (1, 32), device=device)
-    prompt[:, -1] = grid.image_start_token
+    prompt[:, -1] = LUMINA_IMAGE_START
     floor_ms = 1e3 * weight_bytes / HBM_BYTES_PER_S
     result = dict(layers=layers, weight_bytes=weight_bytes, floor_ms=floor_ms, steps=[])
     for graphed in graphs:

@@ -4,19 +4,19 @@ Hawk (arXiv 2510.25739): horizontal + vertical draft heads, a speculation cache 
 spatial sampling pool, one candidate tree verified in one backbone pass with exact multi-draft rejection.
 """
 from . import ops
-from .decoder import DecodeSession, HawkDecoder, HawkOutput
+from .decoder import MODES, DecodeSession, HawkDecoder, HawkOutput
 from .grid import ImageGrid
 from .heads import DraftHeads, DraftHeadsConfig
 from .target import SamplingConfig
 from .tree import TreeTemplate
 
-__all__ = ["DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
+__all__ = ["MODES", "DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
            "TreeTemplate", "ops", "load_demo_pipeline"]
 __version__ = "0.1.0"
 
 
 def load_demo_pipeline(*args, **kwargs):
-    """The bundled MNIST text-to-image model + trained heads (hawk_kernels.demo)."""
-    from .demo.pipeline import load_demo_pipeline as _load
+    """The bundled MNIST text-to-image model + trained heads (hawk_kernels.pipelines.demo)."""
+    from .pipelines.demo.pipeline import load_demo_pipeline as _load
 
     return _load(*args, **kwargs)

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-MODES = ("ar", "medusa", "vertical", "hawk")
+from .drafts import MODES
 
 
 def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
@@ -23,7 +23,7 @@ def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
 
 
 def demo(args) -> int:
-    from .demo.pipeline import DEFAULT_PROMPTS, load_demo_pipeline
+    from .pipelines.demo.pipeline import DEFAULT_PROMPTS, load_demo_pipeline
 
     torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
     pipe = load_demo_pipeline(device=args.device)
@@ -57,9 +57,9 @@ def train_heads_cmd(args) -> int:
     from .training import train_heads
 
     if args.demo:
-        from .demo.pipeline import HEADS_DIR
-        from .demo.model import demo_image_grid, load_demo_backbone, load_demo_tokenizer
-        from .demo.training_data import demo_sequences
+        from .pipelines.demo.pipeline import HEADS_DIR
+        from .pipelines.demo.model import demo_image_grid, load_demo_backbone, load_demo_tokenizer
+        from .pipelines.demo.training_data import demo_sequences
 
         model = load_demo_backbone()
         vq, vocab = load_demo_tokenizer()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import as_int
+
 
 @dataclass(frozen=True)
 class ImageGrid:
@@ -20,23 +22,24 @@ class ImageGrid:
     width: int
     row_end_token: int | None = None
     image_token_range: tuple[int, int] = (0, 0)  # [lo, hi), hi exclusive
-    image_start_token: int | None = None  # informational: prompts are expected to end with it
     image_end_token: int | None = None
 
     def __post_init__(self):
         for name in ("height", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+            object.__setattr__(self, name, as_int(name, getattr(self, name), 1))
         if not (isinstance(self.image_token_range, (tuple, list)) and len(self.image_token_range) == 2):
             raise ValueError(f"image_token_range: expected (lo, hi), got {self.image_token_range!r}")
-        lo, hi = (int(v) for v in self.image_token_range)
+        lo, hi = (as_int("image_token_range", v, 0) for v in self.image_token_range)
         object.__setattr__(self, "image_token_range", (lo, hi))
-        if lo < 0 or hi <= lo:
+        if hi <= lo:
             raise ValueError(f"image_token_range: expected 0 <= lo < hi (hi exclusive), got ({lo}, {hi})")
-        for name in ("row_end_token", "image_end_token", "image_start_token"):
+        for name in ("row_end_token", "image_end_token"):
             token = getattr(self, name)
-            if token is not None and lo <= token < hi:
+            if token is None:
+                continue
+            token = as_int(name, token, 0)
+            object.__setattr__(self, name, token)
+            if lo <= token < hi:
                 raise ValueError(f"{name}: {token} lies inside image_token_range ({lo}, {hi})")
 
     # --- geometry -------------------------------------------------------------------------------------
@@ -67,13 +70,11 @@ class ImageGrid:
         return offsets.remainder(self.row_stride) == self.width
 
     def local_vocab_ids(self) -> torch.Tensor:
-        """[local_vocab_size] the global token id of every local id."""
+        """[local_vocab_size] the global token id of every local id (a host tensor: backbones move it to the
+        device once, at construction)."""
         lo, hi = self.image_token_range
         ids = list(range(lo, hi)) + ([self.row_end_token] if self.row_end_token is not None else [])
         return torch.tensor(ids, dtype=torch.int64)
-
-    def to_global(self, local: torch.Tensor) -> torch.Tensor:
-        return self.local_vocab_ids().to(local.device)[local]
 
     def image_tokens(self, body: torch.Tensor) -> torch.Tensor:
         """[B, num_body_tokens] global ids -> [B, height, width] image code ids (layout tokens dropped)."""
@@ -89,9 +90,10 @@ class ImageGrid:
     # --- presets --------------------------------------------------------------------------------------
     @classmethod
     def lumina_mgpt(cls, resolution: int = 768) -> "ImageGrid":
-        """Lumina-mGPT (Chameleon tokenizer): 16 px per token, row-end 8803, codes 4..8195, start 8197, end 8196."""
+        """Lumina-mGPT (Chameleon tokenizer): 16 px per token, row-end 8803, codes 4..8195, end 8196 (prompts
+        end with the image-start token 8197)."""
         if resolution not in (512, 768, 1024):
             raise ValueError(f"resolution: expected 512, 768 or 1024, got {resolution}")
         side = resolution // 16
         return cls(height=side, width=side, row_end_token=8803, image_token_range=(4, 8196),
-                   image_start_token=8197, image_end_token=8196)
+                   image_end_token=8196)

@@ -60,6 +60,26 @@ class DraftHeadsConfig:
         return self.image_token_range[1] - self.image_token_range[0]
 
 
+@dataclass(frozen=True)
+class HeadWeights:
+    """Every head's weights, stacked and cast for inference: the arguments of one ops.draft_heads call."""
+
+    res_weight: torch.Tensor  # [H, L, d, d]
+    res_bias: torch.Tensor  # [H, L, d]
+    projection: torch.Tensor  # [P, V_img, d], P = 1 (shared) or H
+    num_horizontal: int
+    vertical_depth: int
+
+    @property
+    def num_heads(self) -> int:
+        return self.num_horizontal + self.vertical_depth
+
+    def draft_logq(self, hidden: torch.Tensor, inv_temperature: float = 1.0, kernel=ops.draft_heads) -> torch.Tensor:
+        """hidden [T, d] -> draft log-probs [T, H, V_img] float32 (float64 for float64 weights); kernel: the
+        checked public op (default) or a kernel bound once (ops._backend.bind_kernels)."""
+        return kernel(hidden, self.res_weight, self.res_bias, self.projection, inv_temperature)
+
+
 class DraftHeads(nn.Module):
     """Heads 0..num_horizontal-1 are horizontal (distance 1..n); the rest vertical (rows 1..vertical_depth)."""
 
@@ -92,46 +112,30 @@ class DraftHeads(nn.Module):
         return list(range(1, self.num_horizontal + 1)) + [row_stride * d for d in range(1, self.vertical_depth + 1)]
 
     # --- projection -----------------------------------------------------------------------------------
-    def init_projection_from(self, lm_head_weight: torch.Tensor) -> None:
-        """Start head-owned projections as copies of the lm_head rows they cover (Medusa's init)."""
-        if self.proj_weight is None:
-            raise ValueError("init_projection_from: these heads share the backbone lm_head")
-        rows = self._rows(lm_head_weight)
-        with torch.no_grad():
-            self.proj_weight.copy_(rows[None].expand_as(self.proj_weight))
-
-    def _rows(self, lm_head_weight: torch.Tensor) -> torch.Tensor:
-        if self.config.image_token_range is None:
-            return lm_head_weight
-        lo, hi = self.config.image_token_range
-        return lm_head_weight[lo:hi]
-
-    def projection(self, local_rows: torch.Tensor | None) -> torch.Tensor:
+    def projection(self, head_rows: torch.Tensor | None) -> torch.Tensor:
         """[P, V, d]: head-owned projections, or the given lm_head rows shared by every head."""
         if self.proj_weight is not None:
             return self.proj_weight
-        if local_rows is None:
-            raise ValueError("local_rows: heads with shared_lm_head=True need the backbone lm_head rows")
-        return local_rows[None]
+        if head_rows is None:
+            raise ValueError("head_rows: heads with shared_lm_head=True need the backbone image head rows (backbone.head_rows())")
+        return head_rows[None]
 
-    def forward(self, hidden: torch.Tensor, local_rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, head_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable logits for training: hidden [..., d] -> [..., heads, V]."""
         self._check_hidden(hidden)
         z = hidden.unsqueeze(-2).expand(*hidden.shape[:-1], self.config.num_heads, hidden.shape[-1])
         for layer in range(self.config.num_layers):
             pre = torch.einsum("...hd,hed->...he", z, self.res_weight[:, layer].to(z.dtype))
             z = z + nn.functional.silu(pre + self.res_bias[:, layer].to(z.dtype))
-        proj = self.projection(local_rows).to(z.dtype)
+        proj = self.projection(head_rows).to(z.dtype)
         return torch.einsum("...hd,hvd->...hv", z, proj.expand(self.config.num_heads, *proj.shape[1:]))
 
-    @torch.no_grad()
-    def draft_logq(self, hidden: torch.Tensor, local_rows: torch.Tensor | None = None,
-                   inv_temperature: float = 1.0, backend: str = "auto") -> torch.Tensor:
-        """hidden [T, d] -> draft log-probs [T, heads, V] (float32) through the fused op."""
-        self._check_hidden(hidden)
-        dtype = hidden.dtype
-        return ops.draft_heads(hidden, self.res_weight.to(dtype), self.res_bias.to(dtype),
-                               self.projection(local_rows).to(dtype), inv_temperature, backend=backend)
+    def inference_weights(self, dtype: torch.dtype, head_rows: torch.Tensor | None = None) -> "HeadWeights":
+        """The weights one fused draft_heads call needs, in `dtype`, built once per decoder (a cast copies
+        only when dtype differs from the parameters'). head_rows [V_img, d]: the backbone's shared image
+        head (backbones/protocol.py), needed when shared_lm_head=True."""
+        return HeadWeights(self.res_weight.detach().to(dtype), self.res_bias.detach().to(dtype),
+                           self.projection(head_rows).detach().to(dtype), self.num_horizontal, self.vertical_depth)
 
     def _check_hidden(self, hidden: torch.Tensor) -> None:
         if hidden.shape[-1] != self.config.hidden_size:

@@ -1,4 +1,4 @@
-"""The target distribution at every position, in the documented order (DESIGN.md §2):
+"""The target distribution at every position, in the documented order (docs/method.md §2):
 
   logits -> CFG combine -> layout mask -> top-k -> top-p -> temperature -> (softmax in the verifier)
 
@@ -6,6 +6,11 @@ Works on local-vocabulary logits (see grid.py). At a forced layout offset the la
 local id; at an image offset the row-end id is masked. temperature == 0 means greedy: one-hot on the argmax
 (first index among ties, as torch.argmax). The output is *processed logits* (-inf = excluded): what the
 verifier turns into target_probs.
+
+NaN / inf: a row of image logits with a NaN or a +inf, or with no finite entry, defines no law. Sampled
+decoding hands it to the verifier as it is; greedy decoding turns it into a NaN row instead of an argmax (which
+would silently pick the NaN's index). Either way the verifier rejects the row (bonus -1) and the decoder raises
+FloatingPointError, in every mode and on every backend. Forced layout positions ignore the logits.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import as_float, as_int
 from .grid import ImageGrid
 
 NEG_INF = float("-inf")
@@ -26,12 +32,12 @@ class SamplingConfig:
     top_p: float | None = None
 
     def __post_init__(self):
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ValueError(f"top_k: expected None or an int >= 1, got {self.top_k!r}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p: expected None or 0 < top_p <= 1, got {self.top_p}")
+        object.__setattr__(self, "cfg_scale", as_float("cfg_scale", self.cfg_scale, 0.0))
+        object.__setattr__(self, "temperature", as_float("temperature", self.temperature, 0.0))
+        if self.top_k is not None:
+            object.__setattr__(self, "top_k", as_int("top_k", self.top_k, 1))
+        if self.top_p is not None:
+            object.__setattr__(self, "top_p", as_float("top_p", self.top_p, 0.0, 1.0, low_open=True))
 
     @property
     def greedy(self) -> bool:
@@ -41,6 +47,11 @@ class SamplingConfig:
     def uses_cfg(self) -> bool:
         return self.cfg_scale != 1.0
 
+    @property
+    def branches(self) -> int:
+        """Model rows per image: 2 with CFG (all conditional rows, then all unconditional ones), else 1."""
+        return 2 if self.uses_cfg else 1
+
 
 def combine_cfg(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
     """[2B, ...] (conditional rows first, then unconditional) -> [B, ...]: uncond + cfg * (cond - uncond)."""
@@ -48,11 +59,18 @@ def combine_cfg(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
     return uncond + cfg_scale * (cond - uncond)
 
 
+def defines_a_law(logits: torch.Tensor) -> torch.Tensor:
+    """[..., V] -> [...] bool: the row has no NaN, no +inf and at least one finite entry (the verifier's rule
+    for a valid law, ops/reference/accept_reject.py)."""
+    return ~(torch.isnan(logits) | torch.isposinf(logits)).any(-1) & torch.isfinite(logits).any(-1)
+
+
 def filter_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
     """top-k, then top-p, then temperature (or greedy one-hot) on [..., V] logits with -inf exclusions."""
     if config.greedy:
         keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.argmax(-1, keepdim=True), True)
-        return torch.where(keep, torch.zeros_like(logits), torch.full_like(logits, NEG_INF))
+        one_hot = torch.where(keep, torch.zeros_like(logits), torch.full_like(logits, NEG_INF))
+        return one_hot.masked_fill(~defines_a_law(logits)[..., None], float("nan"))  # stays invalid
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, NEG_INF)

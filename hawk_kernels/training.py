@@ -34,7 +34,7 @@ def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device
                     pad_id: int | None = None) -> torch.Tensor:
     """[N, L] token ids -> [N, L, d] fp16 last hidden states of the frozen backbone. With pad_id, leading
     pads are masked and positions start at the first real token, exactly as the decoder's prefill does."""
-    decoder = model.get_decoder()
+    language_model = model.get_decoder()  # the transformers stack under the LM head
     out = []
     for start in range(0, sequences.shape[0], batch_size):
         chunk = sequences[start: start + batch_size].to(device)
@@ -42,7 +42,7 @@ def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device
         if pad_id is not None:
             valid = (chunk != pad_id).long().cumsum(-1) > 0  # left padding only
             kwargs = dict(attention_mask=valid.long(), position_ids=(valid.long().cumsum(-1) - 1).clamp(min=0))
-        out.append(decoder(input_ids=chunk, **kwargs).last_hidden_state.to(torch.float16).cpu())
+        out.append(language_model(input_ids=chunk, **kwargs).last_hidden_state.to(torch.float16).cpu())
     return torch.cat(out)
 
 
@@ -66,7 +66,7 @@ def head_targets(sequences: torch.Tensor, body_start: int, grid: ImageGrid, offs
 
 
 def _shared_rows(model, heads, grid):
-    """The frozen lm_head rows of the image codes, when the heads share the backbone's lm_head."""
+    """The frozen lm_head rows of the image codes (head_rows), when the heads share the backbone's lm_head."""
     if heads.proj_weight is not None:
         return None
     lo, hi = grid.image_token_range

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import ops
+from .checks import as_float, as_int
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,14 @@ class TreeTemplate:
         return cls(tuple(parents), tuple(depth), tuple(rank))
 
     @classmethod
-    def chain(cls, depth: int, width: int = 1) -> "TreeTemplate":
-        """The root, `width` candidates at depth 1, and a chain below the first candidate of every depth."""
-        paths = [(r,) for r in range(width)] + [(0,) * k for k in range(1, depth + 1)]
-        return cls.from_paths(paths)
-
-    @classmethod
     def from_budget(cls, num_nodes: int, max_depth: int, width: int, accept_rate=None) -> "TreeTemplate":
         """Best-first tree of `num_nodes` nodes (root included): a node's score is the product of the
         acceptance rates along its path, so the tree maximises the expected accepted length under the model
         "rank r at depth k is the accepted child with probability accept_rate(k, r)". accept_rate is a
         callable (depth, rank) -> rate or a table rates[depth - 1][rank] (measured: see
         python/calibrate_tree.py); default 0.6 * 0.5**rank."""
-        rate = _rate_function(accept_rate)
+        num_nodes, max_depth = as_int("num_nodes", num_nodes, 1), as_int("max_depth", max_depth, 1)
+        width, rate = as_int("width", width, 1), _rate_function(accept_rate)
         chosen = []
         heap = [(-rate(1, 0), (0,), 1.0)]  # (-score, rank path, parent's score)
         while heap and len(chosen) + 1 < num_nodes:
@@ -78,14 +74,23 @@ class TreeTemplate:
         return cls.from_paths(chosen)
 
 
+def _row(row, what: str):
+    if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+        raise TypeError(f"accept_rate: expected {what}, got a row of type {type(row).__name__}")
+    return row
+
+
 def _rate_function(accept_rate):
     if accept_rate is None:
         return lambda depth, rank: 0.6 * 0.5**rank
     if callable(accept_rate):
         return accept_rate
-    table = [list(map(float, row)) for row in accept_rate]
+    what = "a non-empty table rates[depth - 1][rank] of numbers in [0, 1]"
+    if isinstance(accept_rate, (str, bytes)) or not hasattr(accept_rate, "__iter__"):
+        raise TypeError(f"accept_rate: expected {what}, got {type(accept_rate).__name__}")
+    table = [[as_float("accept_rate", r, 0.0, 1.0) for r in _row(row, what)] for row in accept_rate]
     if not table or any(not row for row in table):
-        raise ValueError("accept_rate: expected a non-empty table rates[depth - 1][rank]")
+        raise ValueError(f"accept_rate: expected {what}, got an empty table or row")
 
     def lookup(depth, rank):  # past the table: the last depth's rates, decaying by rank
         row = table[min(depth, len(table)) - 1]
@@ -95,16 +100,21 @@ def _rate_function(accept_rate):
 
 
 class TreeBuffers:
-    """Tensors of a template on a device: built once (one tree_mask op), reused every step."""
+    """Tensors of a template on a device, built once per decoder (one tree_mask op) and reused every step."""
 
     def __init__(self, template: TreeTemplate, device, backend: str = "auto"):
         self.template = template
         self.parents = torch.tensor(template.parents, dtype=torch.int64, device=device)
         self.depth_index = torch.tensor([max(d - 1, 0) for d in template.depth], device=device)
         self.rank_index = torch.tensor(template.rank, device=device)
-        zero = torch.zeros(1, dtype=torch.int64, device=device)
-        mask, depth, _, _, _, retrieve = ops.tree_mask(self.parents, zero, template.max_depth, backend=backend)
-        self.ancestor_mask, self.depth, self.retrieve = mask, depth, retrieve
+        self.ancestor_mask, self.depth, self.retrieve = ops.tree_mask(self.parents, template.max_depth,
+                                                                      backend=backend)
+        # each node's (depth, rank) cell in the acceptance statistics, flattened
+        self.rank_cell = self.depth * template.max_rank + self.rank_index
+
+    @property
+    def num_rank_cells(self) -> int:
+        return (self.template.max_depth + 1) * self.template.max_rank
 
     def gather(self, per_depth: torch.Tensor, root_value) -> torch.Tensor:
         """per_depth [B, D, M] -> [B, N]: each node's entry; the root gets root_value ([B] or scalar)."""

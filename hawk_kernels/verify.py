@@ -6,6 +6,7 @@ Two rules, both lossless:
   "match"      the target samples its own token and a child equal to it is followed (deterministic drafts,
                greedy decoding).
 Randomness comes from `uniforms` [B, N, 2] when given (tests integrate over them), else from `generator`.
+The decoder calls the kernel it bound once (engine/step.py `verify`) and wraps it in the same VerifyResult.
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ class VerifyResult:
     bonus: torch.Tensor  # [B] local id sampled at the last accepted node (-1: invalid target row)
 
 
-def verify_tree(target_logits, draft_logits, node_tokens, node_parent, node_source, *, rule: str = "rejection",
+def verify_tree(target_logits, draft_logits, node_tokens, node_parent, node_law, *, rule: str = "rejection",
                 uniforms: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 backend: str = "auto") -> VerifyResult:
     if uniforms is None:
         batch, nodes = node_tokens.shape
         uniforms = torch.rand(batch, nodes, 2, generator=generator, device=target_logits.device)
-    return VerifyResult(*ops.accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_source,
+    return VerifyResult(*ops.accept_reject(target_logits, draft_logits, node_tokens, node_parent, node_law,
                                            uniforms, rule=rule, backend=backend))

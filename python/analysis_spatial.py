@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import hawk_kernels as hk  # noqa: E402
-from hawk_kernels.demo.data import load_split  # noqa: E402
-from hawk_kernels.demo.training_data import demo_sequences  # noqa: E402
+from hawk_kernels.pipelines.demo.data import load_split  # noqa: E402
+from hawk_kernels.pipelines.demo.training_data import demo_sequences  # noqa: E402
 
 
 @torch.no_grad()

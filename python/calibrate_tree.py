@@ -21,14 +21,13 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import hawk_kernels as hk  # noqa: E402
-from hawk_kernels.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
+from hawk_kernels.pipelines.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
 
 PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
 
 
 def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cfg: float, seed: int):
     dec = hk.HawkDecoder(pipe.model, pipe.heads, pipe.grid, mode=mode, num_nodes=nodes, max_depth=depth)
-    pipe._decoders[(mode, nodes)] = dec  # DemoPipeline.generate decodes with this exploratory decoder
     width = dec.tree.template.max_rank
     shape = (dec.tree.template.max_depth + 1, width)  # the exploratory tree may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
@@ -36,7 +35,7 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     prompts = [f"a handwritten digit {d}" for d in "zero one two three four five six seven eight nine".split()]
     for start in range(0, images, batch):
         chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
-        out = pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=cfg, num_nodes=nodes).output
+        out = pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=cfg, decoder=dec).output
         tried += torch.tensor(out.rank_tried)
         accepted += torch.tensor(out.rank_accepted)
     prior = 0.6 * 0.5 ** torch.arange(width, dtype=torch.float64)

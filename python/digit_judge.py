@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from hawk_kernels.demo.vq import as_uint8_images
+from hawk_kernels.pipelines.demo.vq import as_uint8_images
 
 INSTALL_HINT = "pip install --no-deps digit-recognizer-py"
 
@@ -116,7 +116,7 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from hawk_kernels.demo.data import load_split
+    from hawk_kernels.pipelines.demo.data import load_split
 
     judge = DigitJudge()
     tx, ty = load_split("train")

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from digit_judge import DigitJudge, frechet_distance  # noqa: E402
 
 import hawk_kernels as hk  # noqa: E402
-from hawk_kernels.demo.data import load_split  # noqa: E402
+from hawk_kernels.pipelines.demo.data import load_split  # noqa: E402
 
 
 def prompts_for(count: int, vocab) -> tuple[list[str], list[int]]:

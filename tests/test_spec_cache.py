@@ -1,6 +1,6 @@
 import torch
 
-from hawk_kernels.spec_cache import SpeculationCache
+from hawk_kernels.drafts.spec_cache import SpeculationCache
 
 
 def test_indexing_by_target_offset():

@@ -1,4 +1,4 @@
-"""Exactness of the verifier (DESIGN.md §5): closed-form law at tiny vocabularies, a statistical test at a
+"""Exactness of the verifier (docs/method.md §5): closed-form law at tiny vocabularies, a statistical test at a
 realistic vocabulary, each with a NEGATIVE CONTROL (the no-residual-update rule) that must fail."""
 import itertools
 import math
@@ -10,18 +10,18 @@ from hawk_kernels import ops
 
 from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.ops.reference.accept_reject import _sample
-from hawk_kernels.pool import DraftProposal, SpatialPool
+from hawk_kernels.drafts import DraftContext, DraftProposal, DraftState, SpatialPool
 from hawk_kernels.grid import ImageGrid
 from hawk_kernels.verify import verify_tree
 
 
-def broken_no_residual(target_logits, draft_logits, node_tokens, node_parent, node_source, uniforms, rule):
+def broken_no_residual(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms, rule):
     """The biased rule seen in a public engine: each sibling tested against the ORIGINAL target."""
     probs = torch.softmax(target_logits[0].double(), -1)
     children = [n for n in range(1, node_parent.shape[0]) if int(node_parent[n]) == 0]
     draft = None
     for child in children:
-        draft = torch.softmax(draft_logits[0, int(node_source[0, child])].double(), -1)
+        draft = torch.softmax(draft_logits[0, int(node_law[0, child])].double(), -1)
         token = int(node_tokens[0, child])
         if float(uniforms[0, child, 0]) * float(draft[token]) < float(probs[0, token]):
             return torch.tensor([1]), torch.tensor([[0, child]]), torch.tensor([-2])
@@ -166,6 +166,8 @@ def test_closed_form_two_levels_mixed_sources():
 class _Fixed:
     """A draft source with fixed laws (the pool's DraftSource interface)."""
 
+    reads_last_tree = False
+
     def __init__(self, name, logq, count):
         self.name, self.logq, self.count = name, logq, count
 
@@ -200,19 +202,18 @@ def test_statistical_realistic_vocab(broken):
     vertical = torch.log_softmax(target * 0.5 + torch.randn(vocab), -1)
     grid = ImageGrid(height=1, width=64, image_token_range=(0, vocab))
     pool = SpatialPool([_Fixed("horizontal", horizontal, 2), _Fixed("vertical", vertical, 1)], grid)
-    from hawk_kernels.pool import DraftContext
     gen = torch.Generator().manual_seed(7)
-    cand = pool.draw(DraftContext(1, torch.zeros(trials, 1, dtype=torch.int64), None, None), gen)
+    cand = pool.draw(DraftContext(1, torch.zeros(trials, 1, dtype=torch.int64), DraftState(None, None, None)), gen)
     tokens = torch.cat([torch.full((trials, 1), -1), cand.tokens[:, 0]], 1)
-    rows = torch.cat([torch.zeros(trials, 1, dtype=torch.int64), cand.rows[:, 0]], 1)
+    laws = torch.cat([torch.zeros(trials, 1, dtype=torch.int64), cand.law[:, 0]], 1)
     parents = torch.tensor([-1, 0, 0, 0])
     target_rows = target[None, None].expand(trials, 4, -1)
     uniforms = torch.rand(trials, 4, 2, generator=gen)
     if broken:
         out = torch.tensor([_broken_first_token(target_rows[b:b + 1], cand.table[b:b + 1], tokens[b:b + 1], parents,
-                                                rows[b:b + 1], uniforms[b:b + 1]) for b in range(trials)])
+                                                laws[b:b + 1], uniforms[b:b + 1]) for b in range(trials)])
     else:
-        result = verify_tree(target_rows, cand.table, tokens, parents, rows, uniforms=uniforms)
+        result = verify_tree(target_rows, cand.table, tokens, parents, laws, uniforms=uniforms)
         first = tokens.gather(1, result.path[:, 1:2].clamp(min=0))[:, 0]
         out = torch.where(result.accept_len > 0, first, result.bonus)
     counts = torch.bincount(out, minlength=vocab)

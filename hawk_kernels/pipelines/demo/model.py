@@ -13,7 +13,7 @@ import torch
 from .vocab import DemoVocab
 from .vq import PatchVQ
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo"
 VQ_FILE = "vq_codebook.npz"
 VOCAB_FILE = "vocab.json"
 
@@ -57,5 +57,5 @@ def demo_image_grid(vocab: DemoVocab | None = None):
 
     vocab = vocab if vocab is not None else load_demo_tokenizer()[1]
     return ImageGrid(height=vocab.height, width=vocab.width, row_end_token=vocab.row_end_id,
-                     image_token_range=vocab.image_token_range, image_start_token=vocab.image_start_id,
+                     image_token_range=vocab.image_token_range,
                      image_end_token=vocab.image_end_id)

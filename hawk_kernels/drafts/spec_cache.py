@@ -1,5 +1,5 @@
 """Speculation cache: vertical drafts, made when their source row was committed, kept until decoding
-reaches the position they predict (DESIGN.md §1).
+reaches the position they predict (docs/method.md §1).
 
 Keyed by absolute body offset of the *target*: a vertical head at distance d, fed the hidden state of offset
 j, predicts offset j + 1 + S*d. Entries whose target is already committed are evicted, so at most S*d

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..decoder import HawkDecoder, HawkOutput
-from ..heads import DraftHeads
+from ...decoder import HawkDecoder, HawkOutput
+from ...heads import DraftHeads
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
@@ -58,14 +58,17 @@ class DemoPipeline:
     @torch.no_grad()
     def generate(self, prompts, mode: str = "hawk", seed: int = 0, cfg_scale: float = 3.0,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 num_nodes: int = 32, progress: bool = False) -> DemoOutput:
+                 num_nodes: int = 32, progress: bool = False, decoder: HawkDecoder | None = None) -> DemoOutput:
+        """decoder: decode with this HawkDecoder (e.g. an exploratory tree for calibration) instead of the
+        pipeline's own for (mode, num_nodes)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("prompts: expected at least one prompt")
         tokens, mask = self.encode(prompts)
         negative = torch.tensor([self.vocab.unconditional_prompt()], device=self.device)
         start = time.perf_counter()
-        out = self.decoder(mode, num_nodes).generate(
+        decoder = decoder or self.decoder(mode, num_nodes)
+        out = decoder.generate(
             tokens, attention_mask=mask, negative_input_ids=negative if cfg_scale != 1.0 else None,
             cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, progress=progress)
         seconds = time.perf_counter() - start

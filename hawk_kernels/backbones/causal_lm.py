@@ -1,0 +1,102 @@
+"""The generic adapter: any transformers causal LM whose image codes are ordinary vocabulary ids (Llama,
+Chameleon / Lumina-mGPT, Emu3, ...). Implements backbones/protocol.py.
+
+Nothing is pinned on the model (no forks, no attributes): masks, positions and the cache are arguments. The
+cache is a static, slot-addressed `SlotKVCache` (kv_cache.py) with device-held positions, so the tree forward
+and the commit never sync with the host and a whole step can be captured in a CUDA graph. Rows may be
+padded (left-padded prompts, rows that accepted fewer nodes than others); every mask comes from the cache's
+per-row bookkeeping. Logits are computed on the local vocabulary only, from the lm_head rows, which also
+bypasses wrappers that suppress image tokens in `forward` (Chameleon). Every table (local -> global ids,
+lm_head rows) is built once, on the model's device.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..grid import ImageGrid
+from .kv_cache import SlotKVCache
+
+
+class CausalLMBackbone:
+    def __init__(self, model, grid: ImageGrid):
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.vocab_size = int(config.vocab_size)
+        grid.check_vocab(self.vocab_size)
+        self.model, self.grid = model, grid
+        self.language_model = model.get_decoder()  # the transformers stack under the LM head
+        self.max_positions = getattr(config, "max_position_embeddings", None)
+        self.sliding_window = _attention_window(config)
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError("model: expected a causal LM with an output embedding (lm_head)")
+        self.hidden_size = head.weight.shape[1]
+        self.local_to_global = grid.local_vocab_ids().to(head.weight.device)  # [V_local], built once
+        self.output_rows = head.weight.detach()[self.local_to_global]  # [V_local, d]
+        bias = getattr(head, "bias", None)
+        self.output_bias = None if bias is None else bias.detach()[self.local_to_global]
+        self.input_embeddings = model.get_input_embeddings()
+
+    @property
+    def device(self) -> torch.device:
+        return self.output_rows.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.output_rows.dtype
+
+    # --- the image path ------------------------------------------------------------------------------
+    def image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.output_rows.T
+        return logits if self.output_bias is None else logits + self.output_bias
+
+    def embed_image_tokens(self, local_ids: torch.Tensor) -> torch.Tensor:
+        return self.input_embeddings(self.local_to_global[local_ids])
+
+    def head_rows(self) -> torch.Tensor:
+        return self.output_rows[: self.grid.num_image_codes]
+
+    def token_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
+        return self.local_to_global[local_ids]
+
+    # --- the cache -----------------------------------------------------------------------------------
+    def new_cache(self, batch_rows: int, capacity: int) -> SlotKVCache:
+        if self.sliding_window is not None and self.sliding_window < capacity:
+            raise NotImplementedError(f"model: sliding_window={self.sliding_window} is shorter than the "
+                                      f"{capacity} cache slots this image needs; windowed masks are not supported")
+        return SlotKVCache(batch_rows, capacity, self.device)
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        """bool [B', q, k] -> additive float mask [B', 1, q, k] (0 / finfo.min): bool 4-D masks are unsafe."""
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        return torch.where(allowed, zero, torch.finfo(self.dtype).min)[:, None]
+
+    @torch.no_grad()
+    def prefill(self, cache: SlotKVCache, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> torch.Tensor:
+        cache.begin_prefill(prompt_valid)
+        positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.language_model(input_ids=prompt_ids, attention_mask=self._additive(cache.prefill_mask(prompt_valid)),
+                                  position_ids=positions, past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[:, -1]
+
+    @torch.no_grad()
+    def forward_tree(self, cache: SlotKVCache, node_embeds: torch.Tensor, depth: torch.Tensor,
+                     ancestor_mask: torch.Tensor) -> torch.Tensor:
+        cache.begin_tree()
+        positions = cache.next_position[:, None] + depth[None]
+        out = self.language_model(inputs_embeds=node_embeds, attention_mask=self._additive(cache.tree_mask(ancestor_mask)),
+                                  position_ids=positions, past_key_values=cache, use_cache=True)
+        return out.last_hidden_state
+
+    @torch.no_grad()
+    def commit(self, cache: SlotKVCache, path: torch.Tensor, keep: torch.Tensor) -> None:
+        cache.commit(path, keep)
+
+
+def _attention_window(config) -> int | None:
+    """The sliding window (None: full attention). Masks here are full 4-D tensors over every cache slot, so a
+    window is only exact when it covers the whole sequence (checked by new_cache); other mixers are refused."""
+    layer_types = set(getattr(config, "layer_types", None) or ())
+    if layer_types - {"full_attention", "sliding_attention"}:
+        raise NotImplementedError(f"model: only attention layers are supported, got layer_types={sorted(layer_types)}")
+    window = getattr(config, "sliding_window", None)
+    return int(window) if window else None

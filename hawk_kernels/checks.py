@@ -1,0 +1,82 @@
+"""Argument checks at the public boundary. Every message names the argument, what was expected and what was
+given, and every check runs before any model work (so a careless call fails at once, not after a prefill)."""
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+
+
+def _given(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text}" if len(text) <= 60 else type(value).__name__
+
+
+def as_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """value as an int in [low, high] (bounds inclusive, None = open); bools, floats and strings refused."""
+    if isinstance(value, (bool, float)) or isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
+        raise TypeError(f"{name}: expected an int{_range(low, high)}, got {_given(value)}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int{_range(low, high)}, got {_given(value)}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}: expected an int{_range(low, high)}, got {value}")
+    return value
+
+
+def as_float(name: str, value, low: float | None = None, high: float | None = None, *,
+             low_open: bool = False) -> float:
+    """value as a finite float in [low, high] ((low, high] with low_open); bools, strings, NaN, inf refused."""
+    what = f"a finite number{_range(low, high, low_open)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_scalar_tensor(value):
+        raise TypeError(f"{name}: expected {what}, got {_given(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: expected {what}, got {number}")
+    if (low is not None and (number <= low if low_open else number < low)) or (high is not None and number > high):
+        raise ValueError(f"{name}: expected {what}, got {number}")
+    return number
+
+
+def _is_scalar_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.numel() == 1
+
+
+def _range(low, high, low_open: bool = False) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" > {low}" if low_open else f" >= {low}"
+    if low is None:
+        return f" <= {high}"
+    return f" in {'(' if low_open else '['}{low}, {high}]"
+
+
+def token_tensor(name: str, value, vocab_size: int) -> torch.Tensor:
+    """An integer tensor of token ids [B, L] or [L] with every id in [0, vocab_size) -> [B, L] int64."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected an integer torch.Tensor of token ids [B, L], got {_given(value)}")
+    if value.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{name}: expected integer token ids, got dtype {str(value.dtype).replace('torch.', '')}")
+    ids = value[None] if value.dim() == 1 else value
+    if ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name}: expected shape [B, L] (or [L]) with B, L >= 1, got {tuple(value.shape)}")
+    ids = ids.long()
+    if bool((ids < 0).any()) or bool((ids >= vocab_size).any()):
+        bad = ids[(ids < 0) | (ids >= vocab_size)][0]
+        raise ValueError(f"{name}: token ids must lie in [0, {vocab_size}), got {int(bad)}")
+    return ids
+
+
+def mask_tensor(name: str, value, shape) -> torch.Tensor:
+    """A 0/1 (or bool) mask of `shape` -> bool; fractional values such as 0.5 are refused."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of 0/1 (or bool) of shape {tuple(shape)}, got {_given(value)}")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(value.shape)}")
+    if value.dtype != torch.bool and not bool(((value == 0) | (value == 1)).all()):
+        raise ValueError(f"{name}: expected only 0 and 1 (or bools), got values such as "
+                         f"{float(value[(value != 0) & (value != 1)][0])}")
+    return value.bool()

@@ -1,0 +1,80 @@
+"""DecodeSession: one generation in flight (a plan, its state, a step runner), and its HawkOutput."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import step as step_module
+from .graphs import StepRunner
+from .plan import StepPlan
+from .state import DecodeState
+
+
+@dataclass
+class HawkOutput:
+    image_tokens: torch.Tensor  # [B, H, W] global image code ids
+    sequences: torch.Tensor  # [B, L_prompt + body (+ image_end)] the (padded) prompt then generated ids
+    generated: torch.Tensor  # [B, body (+ image_end)]
+    num_forward_passes: int  # target passes after prefill
+    accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
+    accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted tree tokens per source (+ 'layout')
+    cuda_graph: bool = False  # whether the steps replayed a captured CUDA graph
+    rank_tried: list[list[int]] = field(default_factory=list)  # [depth][rank]: node tried (parent accepted)
+    rank_accepted: list[list[int]] = field(default_factory=list)  # [depth][rank]: node accepted
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens committed per target pass, per image: every row's committed tokens over the passes that row
+        took part in (a finished row waiting for the batch does not count; the prefill's token neither)."""
+        total = sum(sum(step) for step in self.accepted_lengths)
+        row_passes = sum(sum(1 for n in step if n > 0) for step in self.accepted_lengths)
+        return total / max(1, row_passes)
+
+
+class DecodeSession:
+    """A generation after prefill: run(n) takes n steps (eagerly, or as CUDA-graph replays after the first
+    two on CUDA); output() collects the result. Steps after every row finished are no-ops."""
+
+    def __init__(self, plan: StepPlan, state: DecodeState, cuda_graphs: bool | str = "auto"):
+        self.plan, self.state = plan, state
+        # the step module is looked up at every call, so tests can wrap `step` in a guard
+        self.runner = StepRunner(lambda: step_module.step(plan, state), plan.backbone.device, cuda_graphs)
+
+    @property
+    def graphed(self) -> bool:
+        return self.runner.graphed
+
+    @torch.no_grad()
+    def run(self, steps: int = 1) -> None:
+        self.runner.run(steps)
+
+    def least_committed(self) -> int:
+        """Body tokens committed by the slowest row (reads the device: call between steps)."""
+        return int(self.state.committed.min())
+
+    def check(self) -> None:
+        if bool(self.state.bad_rows.any()):
+            raise FloatingPointError("target logits: a target row was NaN or had no finite entry (check the "
+                                     "model's dtype/weights, cfg_scale and the token range)")
+
+    def output(self) -> HawkOutput:
+        self.check()
+        return collect_output(self.plan, self.state, self.graphed)
+
+
+def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool) -> HawkOutput:
+    grid = plan.grid
+    generated = plan.backbone.token_ids(state.body[:, : grid.num_body_tokens])
+    image_tokens = grid.image_tokens(generated)
+    if grid.image_end_token is not None:
+        end = torch.full((generated.shape[0], 1), grid.image_end_token, dtype=torch.int64, device=generated.device)
+        generated = torch.cat([generated, end], dim=1)
+    sequences = torch.cat([state.prompt.to(generated), generated], dim=1)
+    history = state.stats.history[:-1]
+    steps = history[history.sum(1) > 0].tolist()  # real passes: some row committed a token
+    by_source = {name: n for name, n in zip(plan.pool.source_names, state.stats.source_counts.tolist()) if n}
+    shape = (plan.tree.template.max_depth + 1, plan.tree.template.max_rank)
+    return HawkOutput(image_tokens, sequences, generated, len(steps), steps, by_source, cuda_graph=cuda_graph,
+                      rank_tried=state.stats.rank_tried.view(shape).tolist(),
+                      rank_accepted=state.stats.rank_accepted.view(shape).tolist())

@@ -1,0 +1,229 @@
+"""One decode step, as named verbs over (plan, state):
+
+  draft   the spatial pool draws candidates for depths 1..D from every source (horizontal heads fed the last
+          committed hidden state, vertical drafts waiting in the speculation cache, ...);
+  tree    the static template turns candidates into nodes; node 0 is the root, the last committed token;
+  forward one backbone pass over every node with the tree mask (CFG branches batched on the same nodes);
+  verify  ops.accept_reject walks the tree with the exact multi-draft rule -> path + bonus token;
+  commit  accepted tokens + bonus join the body, the KV cache keeps only the path;
+  record  statistics on the device (tokens per step, acceptance per source and per (depth, rank));
+  heads   the draft heads run on the newly committed hidden states: horizontal drafts for the next step,
+          vertical drafts into the speculation cache.
+
+A step has fixed shapes and never reads a device value on the host or copies host data to the device: every
+state tensor is updated in place, randomness is Philox keyed by (seed, step, stream) in device tensors, and
+statistics accumulate on the device. So the same step runs eagerly or replays as one CUDA graph (graphs.py).
+`prefill` reads the prompts and samples the first image token before the first step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..drafts import Candidates, DraftContext
+from ..ops.philox import STREAM_ACCEPT, STREAM_RESIDUAL
+from ..verify import VerifyResult
+from .plan import StepPlan
+from .state import DecodeState
+
+
+@dataclass
+class TreeNodes:
+    tokens: torch.Tensor  # [B, N] local ids; the root and missing candidates are -1
+    law: torch.Tensor  # [B, N] the draft-table law each node was drawn from
+
+
+@dataclass
+class TreeForward:
+    target_logits: torch.Tensor  # [B, N, V_local] processed target logits: the law after each node
+    hidden: torch.Tensor  # [B, N, d] conditional branch's hidden states
+    next_offsets: torch.Tensor  # [B, N] body offset whose law each node's logits are
+
+
+@dataclass
+class Commit:
+    count: torch.Tensor  # [B] tokens committed by this step (accepted + bonus, cut at the image end)
+    was_live: torch.Tensor  # [B] bool: the row was unfinished when the step began
+
+
+def step(plan: StepPlan, state: DecodeState) -> None:
+    candidates = draft(plan, state)
+    nodes = build_tree(plan, candidates)
+    out = forward(plan, state, nodes)
+    verdict = verify(plan, state, nodes, candidates, out)
+    done = commit(plan, state, nodes, verdict)
+    record(plan, state, candidates, verdict, done)
+    if plan.heads is not None:
+        draft_heads(plan, state, out.hidden, verdict.path, done.count)
+    if plan.reads_last_tree:
+        remember_tree(state, nodes, out, verdict)
+    state.rng.advance()
+
+
+def draft(plan: StepPlan, state: DecodeState) -> Candidates:
+    ctx = DraftContext(plan.draft_depth, state.committed[:, None] + plan.draft_offsets, state.drafts)
+    return plan.pool.draw(ctx, state.rng, greedy=state.sampling.greedy)
+
+
+def build_tree(plan: StepPlan, candidates: Candidates) -> TreeNodes:
+    return TreeNodes(plan.tree.gather(candidates.tokens, -1), plan.tree.gather(candidates.law, 0))
+
+
+def forward(plan: StepPlan, state: DecodeState, nodes: TreeNodes) -> TreeForward:
+    batch = nodes.tokens.shape[0]
+    root = state.body.gather(1, state.committed[:, None] - 1)[:, 0]  # committed >= 1 after prefill
+    tokens = nodes.tokens.clamp(min=0)
+    tokens[:, 0] = root
+    embeds = plan.backbone.embed_image_tokens(tokens)
+    hidden = plan.backbone.forward_tree(state.cache, _both_branches(embeds, state), plan.tree.depth,
+                                        plan.tree.ancestor_mask)
+    next_offsets = state.committed[:, None] + plan.tree.depth[None]
+    target_logits = state.target(plan.backbone.image_logits(hidden), next_offsets)
+    return TreeForward(target_logits, hidden[:batch], next_offsets)
+
+
+def verify(plan: StepPlan, state: DecodeState, nodes: TreeNodes, candidates: Candidates,
+           out: TreeForward) -> VerifyResult:
+    rule = "match" if state.sampling.greedy else "rejection"
+    uniforms = _verify_uniforms(state, *nodes.tokens.shape)
+    draft_table = candidates.table.to(out.target_logits.dtype)  # the kernels take one dtype (float64 models)
+    verdict = VerifyResult(*plan.kernels.accept_reject(out.target_logits, draft_table, nodes.tokens,
+                                                       plan.tree.parents, nodes.law, uniforms, rule))
+    state.bad_rows.logical_or_(verdict.bonus < 0)  # raised by DecodeSession.check() between steps
+    return verdict
+
+
+def commit(plan: StepPlan, state: DecodeState, nodes: TreeNodes, verdict: VerifyResult) -> Commit:
+    remaining = plan.grid.num_body_tokens - state.committed
+    # accepted drafts + bonus, cut at the image end (a bonus past the last body offset is dropped)
+    count = torch.minimum(verdict.accept_len + 1, remaining.clamp(min=0))
+    path = verdict.path[:, : plan.path_width]
+    path_tokens = nodes.tokens.gather(1, path.clamp(min=0))
+    slots = torch.arange(plan.path_width, device=path.device)[None]
+    # slot s < accept_len holds the token of path node s+1; slot accept_len holds the bonus
+    tokens = torch.where(slots < verdict.accept_len[:, None], path_tokens.roll(-1, 1), 0)
+    tokens = torch.where(slots == verdict.accept_len[:, None], verdict.bonus[:, None], tokens)
+    append_tokens(plan, state, tokens, count)
+    # the root + the accepted nodes before the bonus enter the KV cache: `count` path nodes
+    plan.backbone.commit(state.cache, _both_branches(path, state), _both_branches(count, state))
+    return Commit(count, remaining > 0)
+
+
+def record(plan: StepPlan, state: DecodeState, candidates: Candidates, verdict: VerifyResult, done: Commit) -> None:
+    stats = state.stats
+    if plan.pool.sources:
+        _count_acceptance(plan, state, verdict.path, done.was_live)
+        _count_sources(plan, state, candidates, verdict.path, (done.count - 1).clamp(min=0))
+    stats.history.index_copy_(0, stats.step_index.clamp(max=stats.history.shape[0] - 1), done.count[None])
+    stats.step_index.add_(1)
+
+
+def draft_heads(plan: StepPlan, state: DecodeState, hidden: torch.Tensor, path: torch.Tensor,
+                count: torch.Tensor) -> None:
+    """Run the heads on the hidden states of the path nodes just cached (body offsets c_old - 1 ..
+    c_old - 2 + count), over the fixed path width (slots past count are masked)."""
+    width = plan.path_width
+    chosen = path[:, :width].clamp(min=0)
+    states = hidden.gather(1, chosen[:, :, None].expand(-1, -1, hidden.shape[-1]))
+    slots = torch.arange(width, device=path.device)[None]
+    offsets = (state.committed - count - 1)[:, None] + slots
+    run_heads(plan, state, states, offsets, slots < count[:, None])
+
+
+def remember_tree(state: DecodeState, nodes: TreeNodes, out: TreeForward, verdict: VerifyResult) -> None:
+    """Keep this tree's target logits for sources that draft from them (DraftState.last_tree)."""
+    last = state.drafts.last_tree
+    last.target_logits.copy_(out.target_logits)
+    last.next_offsets.copy_(out.next_offsets)
+    last.node_tokens.copy_(nodes.tokens)
+    last.path.copy_(verdict.path)
+    last.accept_len.copy_(verdict.accept_len)
+
+
+def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> None:
+    """Read the prompts (both CFG branches), sample the first image token with the "match" rule on a
+    root-only tree, and run the heads on the last prompt state. Raises if the first target law is invalid."""
+    batch = state.committed.shape[0]
+    last_hidden = plan.backbone.prefill(state.cache, prompt_ids, prompt_valid)
+    first = state.target(plan.backbone.image_logits(last_hidden)[:, None], state.committed[:, None])
+    no_node = torch.full((batch, 1), -1, device=first.device)
+    _, _, bonus = plan.kernels.accept_reject(first, first, no_node, plan.tree.parents[:1], no_node.clamp(min=0),
+                                             _verify_uniforms(state, batch, 1), "match")
+    state.rng.advance()
+    if bool((bonus < 0).any()):
+        raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
+    append_tokens(plan, state, bonus[:, None], torch.ones_like(state.committed))
+    if plan.heads is not None:
+        offsets = torch.full((batch, 1), -1, device=first.device)  # the prompt's last token: offset -1
+        run_heads(plan, state, last_hidden[:batch, None], offsets, torch.ones_like(offsets, dtype=torch.bool))
+
+
+# --- helpers of the verbs ----------------------------------------------------------------------------------
+def append_tokens(plan: StepPlan, state: DecodeState, tokens: torch.Tensor, count: torch.Tensor) -> None:
+    """tokens [B, K] local ids; count [B] how many to append at body[committed:] (the rest hit the sink)."""
+    body_tokens = plan.grid.num_body_tokens
+    slots = torch.arange(tokens.shape[1], device=tokens.device)[None]
+    where = state.committed[:, None] + slots
+    ok = (slots < count[:, None]) & (where < body_tokens)
+    state.body.scatter_(1, torch.where(ok, where, body_tokens), tokens.clamp(min=0))
+    state.committed.add_(ok.sum(1))
+
+
+def run_heads(plan: StepPlan, state: DecodeState, states: torch.Tensor, offsets: torch.Tensor,
+              valid: torch.Tensor) -> None:
+    """states [B, T, d] hidden states at body offsets [B, T]; the last valid one feeds the horizontal heads,
+    every valid one the vertical heads (their drafts wait in the speculation cache)."""
+    heads, grid, drafts = plan.heads, plan.grid, state.drafts
+    batch, width, dim = states.shape
+    inv_temperature = 1.0 if state.sampling.greedy else 1.0 / state.sampling.temperature
+    logq = heads.draft_logq(states.reshape(-1, dim), inv_temperature, plan.kernels.draft_heads)
+    logq = _pad_layout(logq.float(), grid).view(batch, width, heads.num_heads, -1)
+    if plan.horizontal:
+        last = (valid.long().sum(1) - 1).clamp(min=0)
+        newest = logq[torch.arange(batch, device=logq.device), last, : heads.num_horizontal]
+        # rows with nothing new (finished) keep their drafts; shapes never change
+        drafts.horizontal_logq.copy_(torch.where(valid.any(1)[:, None, None], newest, drafts.horizontal_logq))
+    if plan.vertical:
+        drafts.spec_cache.evict_before(state.committed)
+        drafts.spec_cache.insert(offsets, logq[:, :, heads.num_horizontal:], valid, grid.num_body_tokens)
+
+
+def _count_acceptance(plan: StepPlan, state: DecodeState, path: torch.Tensor, live: torch.Tensor) -> None:
+    """Per (depth, rank) of the template: how often a node was tried (its parent on the accepted path) and
+    accepted; the tree calibration reads these (python/calibrate_tree.py)."""
+    on_path = torch.zeros(path.shape, dtype=torch.int64, device=path.device)
+    on_path = on_path.scatter_add_(1, path.clamp(min=0), (path >= 0).long()) > 0
+    on_path &= live[:, None]
+    tried = on_path[:, plan.tree.parents.clamp(min=0)]
+    tried[:, 0] = False
+    accepted = on_path.clone()
+    accepted[:, 0] = False
+    state.stats.rank_tried.index_add_(0, plan.tree.rank_cell, tried.long().sum(0))
+    state.stats.rank_accepted.index_add_(0, plan.tree.rank_cell, accepted.long().sum(0))
+
+
+def _count_sources(plan: StepPlan, state: DecodeState, candidates: Candidates, path: torch.Tensor,
+                   accept_len: torch.Tensor) -> None:
+    node_source = plan.tree.gather(candidates.source, -1).gather(1, path.clamp(min=0))
+    slots = torch.arange(path.shape[1], device=path.device)[None]
+    accepted = (slots >= 1) & (slots <= accept_len[:, None]) & (node_source >= 0)
+    state.stats.source_counts.index_add_(0, node_source.clamp(min=0).flatten(), accepted.flatten().long())
+
+
+def _verify_uniforms(state: DecodeState, batch: int, nodes: int) -> torch.Tensor:
+    """[B, N, 2]: column 0 for acceptance tests, column 1 for sampling (bonus / residual)."""
+    return torch.stack([state.rng.uniforms((batch, nodes), STREAM_ACCEPT),
+                        state.rng.uniforms((batch, nodes), STREAM_RESIDUAL)], dim=-1)
+
+
+def _both_branches(rows: torch.Tensor, state: DecodeState) -> torch.Tensor:
+    """[B, ...] -> [B * branches, ...]: the CFG branches see the same nodes (conditional rows first)."""
+    return rows.repeat(state.sampling.branches, *([1] * (rows.dim() - 1)))
+
+
+def _pad_layout(logq: torch.Tensor, grid) -> torch.Tensor:
+    """[T, H, V_img] -> [T, H, V_local]: the row-end column (if any) gets -inf (drafts are for image offsets)."""
+    if grid.row_end_local is None:
+        return logq
+    return torch.nn.functional.pad(logq, (0, 1), value=float("-inf"))
