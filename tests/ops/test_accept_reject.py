@@ -262,8 +262,18 @@ def test_compiled_op_checks_its_arguments():
 def test_cpu_op_rejects_bad_parents():
     require("cpu", "accept_reject")
     inputs = make_inputs([-1, 0, 5, 1], 1, 20, 2, seed=0)
-    with pytest.raises(RuntimeError, match="node_parent"):
+    with pytest.raises(ValueError, match="node_parent: node 2 has parent 5"):  # the wrapper's value check
         ops.accept_reject(**inputs, backend="cpu")
+    with pytest.raises(RuntimeError, match="node_parent"):  # and the kernel's own, without it
+        ops.accept_reject(**inputs, backend="cpu", validate=False)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_uniforms_outside_the_unit_interval_are_refused(bad):
+    inputs = make_inputs([-1, 0, 0, 1], 2, 20, 2, seed=0)
+    inputs["uniforms"][1, 2, 0] = bad
+    with pytest.raises(ValueError, match=r"uniforms: expected values in \[0, 1\]"):
+        ops.accept_reject(**inputs, backend="reference")
 
 
 @pytest.mark.parametrize("backend", backend_params("accept_reject", include_reference=True))
