@@ -80,3 +80,31 @@ def mask_tensor(name: str, value, shape) -> torch.Tensor:
         raise ValueError(f"{name}: expected only 0 and 1 (or bools), got values such as "
                          f"{float(value[(value != 0) & (value != 1)][0])}")
     return value.bool()
+
+
+def as_device(name: str, value) -> torch.device:
+    """A device string / torch.device this torch can use; CUDA without a CUDA build or GPU is refused here,
+    before anything loads."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name}: expected a device such as 'cpu' or 'cuda', got {value!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"{name}: {value!r} requested, but {why} (torch {torch.__version__}); use 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: expected 'cpu' or 'cuda', got {value!r}")
+    return device
+
+
+def text_prompts(name: str, value) -> list[str]:
+    """A prompt string or a non-empty sequence of non-empty strings -> list of str."""
+    prompts = [value] if isinstance(value, str) else value
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise TypeError(f"{name}: expected a prompt string or a non-empty list of strings, got {_given(value)}")
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"{name}: expected strings, got {_given(prompt)} at position {index}")
+        if not prompt.strip():
+            raise ValueError(f"{name}: prompt {index} is empty (it would give an unconditional image)")
+    return list(prompts)

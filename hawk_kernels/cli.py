@@ -1,134 +1,295 @@
-"""Command line: `hawk demo` (also `python -m hawk_kernels`) and `hawk train-heads`."""
+"""Command line: `hawk demo` (also `python -m hawk_kernels`) and `hawk train-heads`.
+
+Every input the command line alone can judge is checked before any model loads; an error is one line on
+stderr and exit code 2. Nothing is written into the installed package, and an existing output is replaced only
+with --overwrite.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import torch
 
+from . import __version__
+from .checks import as_device
 from .drafts import MODES
 
 
-def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
-    from PIL import Image, ImageDraw
-
-    cell, label = 28 * scale, 70
-    sheet = Image.new("L", (label + cell * len(prompts), cell * len(rows)), 255)
-    draw = ImageDraw.Draw(sheet)
-    for r, (mode, images) in enumerate(rows.items()):
-        draw.text((4, r * cell + cell // 2 - 6), mode, fill=0)
-        for c, img in enumerate(images):
-            sheet.paste(img.resize((cell, cell), Image.NEAREST), (label + c * cell, r * cell))
-    sheet.save(path)
+class UsageError(Exception):
+    """A bad command-line input: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; we print one line
+        raise UsageError(message)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _number(kind, low=None, high=None, low_open=False, name="value"):
+    """An argparse type: `kind` (int/float) within bounds, with a message naming the bounds."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected {bound}" + (f" and <= {high}" if high is not None else "")
+                                             + f", got {text}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+def _check_image_out(path: str) -> None:
+    """--out must be writable now, with an image extension Pillow can save, so no result is lost later."""
+    from PIL import Image
+
+    target = Path(path)
+    Image.init()
+    if target.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"--out: unknown image extension {target.suffix or '(none)'!r} in {path!r}; use .png")
+    if not target.parent.is_dir():
+        raise UsageError(f"--out: directory {str(target.parent)!r} does not exist")
+    if target.is_dir():
+        raise UsageError(f"--out: {path!r} is a directory; give an image file name such as hawk_demo.png")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# --- hawk demo -------------------------------------------------------------------------------------------
 def demo(args) -> int:
+    from .pipelines.demo.model import load_demo_tokenizer
     from .pipelines.demo.pipeline import DEFAULT_PROMPTS, load_demo_pipeline
 
-    torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
-    pipe = load_demo_pipeline(device=args.device)
-    if pipe.heads is None:
-        print("no trained heads bundled: only --modes ar can run", file=sys.stderr)
-        return 2
+    device = as_device("--device", args.device) if args.device else None
+    _check_image_out(args.out)
     prompts = args.prompts or list(DEFAULT_PROMPTS)
-    print(f"device {pipe.device}; {len(prompts)} prompts; cfg {args.cfg}, temperature {args.temperature}, "
-          f"tree of {args.nodes} nodes")
+    vocab = load_demo_tokenizer()[1]
+    for prompt in prompts:  # unknown words fail here, before the model loads
+        if not prompt.strip():
+            raise UsageError("--prompts: an empty prompt would give an unconditional image")
+        vocab.encode_prompt(prompt)
+    torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
+    pipe = load_demo_pipeline(device=device)
+    if pipe.heads is None and set(args.modes) - {"ar"}:
+        raise UsageError("--modes: no trained heads are bundled, so only 'ar' can run")
+    print(f"device {pipe.device}; {_plural(len(prompts), 'prompt')}; cfg {args.cfg}, temperature "
+          f"{args.temperature}, tree of {args.nodes} nodes")
     rows, results = {}, {}
     pipe.generate(prompts[:1], mode="ar", seed=args.seed, cfg_scale=args.cfg)  # warm-up (first-call overheads)
     for mode in args.modes:
         out = pipe.generate(prompts, mode=mode, seed=args.seed, cfg_scale=args.cfg, temperature=args.temperature,
                             top_k=args.top_k, num_nodes=args.nodes, progress=True)
         rows[mode], results[mode] = out.images, out
-    base = results.get("ar")
-    print(f"\n{'mode':<10}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}{'speedup':>9}")
-    for mode, out in results.items():
-        passes = sum(out.num_forward_passes) / len(prompts)
-        per_pass = out.output.mean_accepted_length
-        step = (sum(base.num_forward_passes) / sum(out.num_forward_passes)) if base else float("nan")
-        speed = (base.seconds / out.seconds) if base else float("nan")
-        print(f"{mode:<10}{passes:>11.1f}{per_pass:>13.2f}{out.seconds:>9.2f}{step:>11.2f}x{speed:>8.2f}x")
+    _print_table(results, len(prompts))
     _grid_png(rows, prompts, args.out)
     print(f"\nimages: {args.out} (rows: {', '.join(rows)}; columns: {' | '.join(prompts)})")
     return 0
+
+
+def _print_table(results: dict, num_prompts: int) -> None:
+    base = results.get("ar")
+    print(f"\n{'mode':<13}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}{'speedup':>9}")
+    for mode, out in results.items():
+        passes = sum(out.num_forward_passes) / num_prompts
+        ratio = f"{sum(base.num_forward_passes) / sum(out.num_forward_passes):>11.2f}x" if base else f"{'-':>12}"
+        speed = f"{base.seconds / out.seconds:>8.2f}x" if base else f"{'-':>9}"
+        print(f"{mode:<13}{passes:>11.1f}{out.output.mean_accepted_length:>13.2f}{out.seconds:>9.2f}{ratio}{speed}")
+    if base is None:
+        print("(step ratio and speedup are relative to AR: add 'ar' to --modes to see them)")
+
+
+def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
+    from PIL import Image, ImageDraw
+
+    cell, label = 28 * scale, 90
+    sheet = Image.new("L", (label + cell * len(prompts), cell * len(rows)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for r, (mode, images) in enumerate(rows.items()):
+        draw.text((4, r * cell + cell // 2 - 6), mode, fill=0)
+        for c, img in enumerate(images):
+            sheet.paste(img.resize((cell, cell), Image.NEAREST), (label + c * cell, r * cell))
+    partial = Path(path).with_name(Path(path).name + ".partial")
+    sheet.save(partial, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    os.replace(partial, path)  # never a half-written image under the real name
+
+
+# --- hawk train-heads ------------------------------------------------------------------------------------
+def _check_heads_out(path: str, overwrite: bool) -> Path:
+    from .pipelines.demo.model import ASSET_DIR
+
+    out = Path(path).resolve()
+    package = Path(__file__).resolve().parent
+    if out == package or package in out.parents or out == ASSET_DIR or ASSET_DIR in out.parents:
+        raise UsageError(f"--out: {path!r} lies inside the installed package; choose a directory of your own")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {path!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"--out: {path!r} exists and is not empty; pass --overwrite to replace its heads")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: parent directory {str(out.parent)!r} does not exist")
+    return out
+
+
+def _load_training_data(path: str):
+    if not os.path.isfile(path):
+        raise UsageError(f"--data: no such file {path!r}")
+    data = torch.load(path, weights_only=True)
+    if not isinstance(data, dict):
+        raise UsageError(f"--data: expected a dict {{'sequences': LongTensor [N, L], 'body_start': int, "
+                         f"'pad_id': int or None}}, got {type(data).__name__}")
+    for key in ("sequences", "body_start"):
+        if key not in data:
+            raise UsageError(f"--data: missing key {key!r} (has {sorted(data)})")
+    sequences = data["sequences"]
+    if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2 or sequences.dtype.is_floating_point:
+        raise UsageError(f"--data: 'sequences' must be an integer tensor [N, L], got "
+                         f"{getattr(sequences, 'dtype', type(sequences).__name__)} {tuple(getattr(sequences, 'shape', ()))}")
+    if sequences.shape[0] < 2:
+        raise UsageError(f"--data: need at least 2 sequences (one is held out), got {sequences.shape[0]}")
+    return sequences.long(), int(data["body_start"]), data.get("pad_id")
 
 
 def train_heads_cmd(args) -> int:
     from .heads import DraftHeads
     from .training import train_heads
 
+    out_dir = _check_heads_out(args.out, args.overwrite)
+    device = as_device("--device", args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.demo:
-        from .pipelines.demo.pipeline import HEADS_DIR
-        from .pipelines.demo.model import demo_image_grid, load_demo_backbone, load_demo_tokenizer
-        from .pipelines.demo.training_data import demo_sequences
-
-        model = load_demo_backbone()
-        vq, vocab = load_demo_tokenizer()
-        grid = demo_image_grid(vocab)
-        train, body_start = demo_sequences(vq, vocab, "train", seed=args.seed)
-        held, _ = demo_sequences(vq, vocab, "heldout", seed=args.seed)
-        out_dir, pad_id = args.out or str(HEADS_DIR), vocab.pad_id
+        model, grid, train, held, body_start, pad_id = _demo_training_set(args.seed)
     else:
-        if not (args.model and args.data and args.image_range and args.height and args.width):
-            print("train-heads: give --demo, or --model, --data, --height, --width and --image-range", file=sys.stderr)
-            return 2
-        from transformers import AutoModelForCausalLM
-
-        from .grid import ImageGrid
-
-        model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True).eval()
-        data = torch.load(args.data)
-        train, body_start = data["sequences"].long(), int(data["body_start"])
-        split = max(1, train.shape[0] // 10)
-        train, held = train[split:], train[:split]
-        grid = ImageGrid(height=args.height, width=args.width, row_end_token=args.row_end,
-                         image_token_range=tuple(args.image_range))
-        out_dir, pad_id = args.out or "draft_heads", data.get("pad_id")
+        model, grid, train, held, body_start, pad_id = _user_training_set(args)
     config = model.config.get_text_config()
     heads = DraftHeads(config.hidden_size, config.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
+          f"{_plural(train.shape[0], 'sequence')} ({device})", flush=True)
     metrics = train_heads(model, heads, train, body_start, grid, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, eval_sequences=held, device=device, seed=args.seed,
                           pad_id=pad_id)
     print(metrics.table(heads.num_horizontal))
-    heads.cpu().save_pretrained(out_dir)
+    stale_rates = out_dir / "tree_rates.json"
+    if stale_rates.exists():  # measured with the old heads: it would mis-shape every tree
+        stale_rates.unlink()
+        print(f"removed {stale_rates} (measured with the replaced heads; re-run python/calibrate_tree.py)")
+    heads.cpu().save_pretrained(str(out_dir))
     print(f"saved heads to {out_dir}")
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="hawk", description="Hawk speculative decoding for AR image models")
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="generate digits with AR, Medusa, vertical-only and Hawk; compare")
-    d.add_argument("--prompts", nargs="*", default=None)
-    d.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
-    d.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--cfg", type=float, default=3.0)
-    d.add_argument("--temperature", type=float, default=1.0)
-    d.add_argument("--top-k", type=int, default=None)
-    d.add_argument("--nodes", type=int, default=16, help="tree nodes per step (16 suits a CPU)")
-    d.add_argument("--out", default="hawk_demo.png")
-    d.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    t = sub.add_parser("train-heads", help="train horizontal + vertical heads on a frozen backbone")
-    t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data")
+def _demo_training_set(seed: int):
+    from .pipelines.demo.model import demo_image_grid, load_demo_backbone, load_demo_tokenizer
+    from .pipelines.demo.training_data import demo_sequences
+
+    print("loading the bundled model and the MNIST digits...", flush=True)
+    model = load_demo_backbone()
+    vq, vocab = load_demo_tokenizer()
+    print("encoding the digits into VQ codes (train and held-out splits)...", flush=True)
+    train, body_start = demo_sequences(vq, vocab, "train", seed=seed)
+    held, _ = demo_sequences(vq, vocab, "heldout", seed=seed)
+    return model, demo_image_grid(vocab), train, held, body_start, vocab.pad_id
+
+
+def _user_training_set(args):
+    from .grid import ImageGrid
+
+    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--height", args.height),
+                                        ("--width", args.width), ("--image-range", args.image_range)) if value is None]
+    if missing:
+        raise UsageError(f"train-heads: give --demo, or {', '.join(missing)}")
+    if not os.path.isdir(args.model):
+        raise UsageError(f"--model: no such directory {args.model!r} (models load from local directories only)")
+    sequences, body_start, pad_id = _load_training_data(args.data)
+    try:
+        grid = ImageGrid(height=args.height, width=args.width, row_end_token=args.row_end,
+                         image_token_range=tuple(args.image_range))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"grid: {exc}") from None
+    if sequences.shape[1] < body_start + grid.num_body_tokens:
+        raise UsageError(f"--data: sequences of length {sequences.shape[1]} cannot hold body_start {body_start} "
+                         f"+ {grid.num_body_tokens} image tokens ({args.height} x {grid.row_stride})")
+    from transformers import AutoModelForCausalLM
+
+    print(f"loading {args.model}...", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True).eval()
+    split = max(1, sequences.shape[0] // 10)
+    return model, grid, sequences[split:], sequences[:split], body_start, pad_id
+
+
+# --- parser ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hawk", description="Hawk: exact speculative decoding for autoregressive image models",
+                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"hawk_kernels {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    d = sub.add_parser("demo", formatter_class=_Formatter,
+                       help="generate digits with the bundled model in several modes and compare them")
+    d.add_argument("--prompts", nargs="+", default=None, metavar="TEXT",
+                   help="prompts such as 'a handwritten digit seven' (default: six built-in prompts)")
+    d.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="decoding modes to run")
+    d.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    d.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0, help="random seed")
+    d.add_argument("--cfg", type=_number(float, 0.0), default=3.0, help="classifier-free guidance scale")
+    d.add_argument("--temperature", type=_number(float, 0.0), default=1.0, help="0 decodes greedily")
+    d.add_argument("--top-k", type=_number(int, 1), default=None, help="keep the k most likely codes")
+    d.add_argument("--nodes", type=_number(int, 2), default=16, help="tree nodes per step (16 suits a CPU)")
+    d.add_argument("--out", default="hawk_demo.png", help="image sheet to write (one row per mode)")
+    d.add_argument("--threads", type=_number(int, 1), default=1, help="CPU threads for torch")
+    t = sub.add_parser("train-heads", formatter_class=_Formatter,
+                       help="train horizontal + vertical heads on a frozen backbone")
+    t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data (needs hawk_kernels[train])")
     t.add_argument("--model", help="a transformers causal-LM directory (loaded offline)")
     t.add_argument("--data", help="torch file {'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
-    t.add_argument("--height", type=int)
-    t.add_argument("--width", type=int)
-    t.add_argument("--row-end", type=int, default=None)
-    t.add_argument("--image-range", type=int, nargs=2, metavar=("LO", "HI"))
-    t.add_argument("--horizontal", type=int, default=4)
-    t.add_argument("--vertical", type=int, default=2)
-    t.add_argument("--layers", type=int, default=1)
-    t.add_argument("--epochs", type=int, default=4)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None)
-    t.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    return demo(args) if args.command == "demo" else train_heads_cmd(args)
+    t.add_argument("--height", type=_number(int, 1), help="image rows (tokens)")
+    t.add_argument("--width", type=_number(int, 1), help="image codes per row")
+    t.add_argument("--row-end", type=_number(int, 0), default=None, help="row-end token id, if the layout has one")
+    t.add_argument("--image-range", type=_number(int, 0), nargs=2, metavar=("LO", "HI"),
+                   help="image code ids [LO, HI)")
+    t.add_argument("--horizontal", type=_number(int, 0), default=4, help="horizontal heads")
+    t.add_argument("--vertical", type=_number(int, 0), default=2, help="vertical heads")
+    t.add_argument("--layers", type=_number(int, 1), default=1, help="ResBlocks per head")
+    t.add_argument("--epochs", type=_number(int, 1), default=4)
+    t.add_argument("--lr", type=_number(float, 0.0, low_open=True), default=3e-3, help="peak learning rate")
+    t.add_argument("--batch-size", type=_number(int, 1), default=32)
+    t.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0)
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    t.add_argument("--out", required=True, help="directory for the trained heads (never the installed package)")
+    t.add_argument("--overwrite", action="store_true", help="replace heads already in --out")
+    return parser
+
+
+COMMANDS = {"demo": demo, "train-heads": train_heads_cmd}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "horizontal", 1) + getattr(args, "vertical", 1) == 0:
+            raise UsageError("--horizontal/--vertical: train at least one head")
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        command = f"hawk {args.command}" if "args" in locals() else "hawk"
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, ImportError, FloatingPointError) as exc:
+        if "args" not in locals() or os.environ.get("HAWK_TRACEBACK"):
+            raise
+        print(f"hawk {args.command}: error: {exc} (HAWK_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,12 +31,15 @@ class HeadMetrics:
 
 @torch.no_grad()
 def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device="cpu",
-                    pad_id: int | None = None) -> torch.Tensor:
+                    pad_id: int | None = None, progress: bool = False) -> torch.Tensor:
     """[N, L] token ids -> [N, L, d] fp16 last hidden states of the frozen backbone. With pad_id, leading
     pads are masked and positions start at the first real token, exactly as the decoder's prefill does."""
+    from tqdm.auto import tqdm
+
     language_model = model.get_decoder()  # the transformers stack under the LM head
     out = []
-    for start in range(0, sequences.shape[0], batch_size):
+    starts = range(0, sequences.shape[0], batch_size)
+    for start in tqdm(starts, desc="hidden states", unit="batch", disable=not progress):
         chunk = sequences[start: start + batch_size].to(device)
         kwargs = {}
         if pad_id is not None:
@@ -96,7 +99,7 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
     model.requires_grad_(False)
     rows = _shared_rows(model, heads, grid)
     offsets = heads.offsets(grid.row_stride)
-    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
+    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id, progress=progress)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
     heads.to(device).float().train()
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.0)

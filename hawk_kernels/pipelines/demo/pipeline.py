@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ...checks import as_device, text_prompts
 from ...decoder import HawkDecoder, HawkOutput
 from ...heads import DraftHeads
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
@@ -61,9 +62,7 @@ class DemoPipeline:
                  num_nodes: int = 32, progress: bool = False, decoder: HawkDecoder | None = None) -> DemoOutput:
         """decoder: decode with this HawkDecoder (e.g. an exploratory tree for calibration) instead of the
         pipeline's own for (mode, num_nodes)."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise ValueError("prompts: expected at least one prompt")
+        prompts = text_prompts("prompts", prompts)
         tokens, mask = self.encode(prompts)
         negative = torch.tensor([self.vocab.unconditional_prompt()], device=self.device)
         start = time.perf_counter()
@@ -82,8 +81,13 @@ class DemoPipeline:
 
 def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                        heads_dir: str | Path | None = None) -> DemoPipeline:
-    """Bundled backbone + trained heads, offline; the GPU when present, else the CPU."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads_dir: heads to use
+    instead of the bundled ones (with their tree_rates.json, if any)."""
+    device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
+    if heads_dir is not None and not Path(heads_dir).is_dir():
+        raise FileNotFoundError(f"heads_dir: no such directory {str(heads_dir)!r}")
     model = load_demo_backbone(dtype=dtype, device=device)
     vq, vocab = load_demo_tokenizer()
     heads_dir = Path(heads_dir) if heads_dir is not None else HEADS_DIR

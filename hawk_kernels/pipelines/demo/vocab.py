@@ -116,7 +116,7 @@ class DemoVocab:
         words = self.tokenize_words(text)
         unknown = [w for w in words if w not in self.word_to_id]
         if unknown:
-            raise ValueError(f"unknown prompt word(s) {unknown} in {text!r}; known words: {' '.join(self.words)}")
+            raise ValueError(f"prompts: unknown prompt word(s) {unknown} in {text!r}; known words: {' '.join(self.words)}")
         return [BOS] + [self.word_to_id[w] for w in words] + [IMAGE_START]
 
     def unconditional_prompt(self) -> list[int]:
