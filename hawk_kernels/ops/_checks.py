@@ -1,7 +1,6 @@
-"""Argument checks shared by the op wrappers: every message names the argument and what was expected."""
+"""Tensor checks shared by the op wrappers: every message names the argument and what was expected (scalar
+checks: hawk_kernels/checks.py)."""
 from __future__ import annotations
-
-import operator
 
 import torch
 
@@ -21,19 +20,6 @@ def check_tensor(name: str, t, *, ndim: int | None = None, dtypes=None, device=N
             if want is not None and want != got:
                 raise ValueError(f"{name}: expected shape {tuple('*' if w is None else w for w in shape)}, "
                                  f"got {tuple(t.shape)} (dimension {i})")
-
-
-def check_int(name: str, value, low: int, high: int, what: str) -> int:
-    """value as a Python int in [low, high), or a TypeError / ValueError naming `name`."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected {what}, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}") from None
-    if not low <= value < high:
-        raise ValueError(f"{name}: expected {what}, got {value}")
-    return value
 
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 
 from . import _backend
-from ._checks import INDEX, check_int, check_tensor
+from ..checks import as_int
+from ._checks import INDEX, check_tensor
 from .reference.philox import MAX_NUMEL
 
 # One stream per purpose, so no two purposes ever share a number (docs/method.md §4):
@@ -52,7 +53,7 @@ def _check_shape(shape) -> tuple[int, ...]:
 
 
 def _check_stream(stream) -> int:
-    return check_int("stream", stream, 0, 2**32, "an int in [0, 2**32)")
+    return as_int("stream", stream, 0, 2**32 - 1)
 
 
 def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = 0,
@@ -68,7 +69,7 @@ def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[in
 
 def _as_int64_bits(name: str, value) -> int:
     """An int in [-2**63, 2**64) as the signed int64 with the same low 64 bits."""
-    value = check_int(name, value, -2**63, 2**64, "an int in [-2**63, 2**64) or an int64 tensor")
+    value = as_int(name, value, -2**63, 2**64 - 1)
     return value - 2**64 if value >= 2**63 else value
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from . import _backend
-from ._checks import INDEX, check_int, check_tensor
+from ..checks import as_int
+from ._checks import INDEX, check_tensor
 
 
 def validate_parents(node_parent: torch.Tensor) -> int:
@@ -26,7 +27,7 @@ def tree_mask(node_parent: torch.Tensor, max_depth: int, backend: str = "auto", 
     """node_parent [N] int64 -> (ancestor_mask [N, N] bool, depth [N] int64, retrieve [N, max_depth + 1] int64);
     see the reference for their meaning. validate=False skips the host-side (syncing) parent check."""
     check_tensor("node_parent", node_parent, ndim=1, dtypes=INDEX)
-    max_depth = check_int("max_depth", max_depth, 0, 2**31 - 1, "an int in [0, 2**31 - 1)")
+    max_depth = as_int("max_depth", max_depth, 0, 2**31 - 2)
     if validate:
         tree_depth = validate_parents(node_parent)
         if tree_depth > max_depth:
