@@ -167,9 +167,9 @@ def _check_heads(heads: DraftHeads | None, backbone, grid: ImageGrid, mode: str)
     if heads.config.hidden_size != backbone.hidden_size:
         raise ValueError(f"heads: hidden_size={heads.config.hidden_size} does not match the model's "
                          f"{backbone.hidden_size}")
-    if heads.config.vocab_size != backbone.vocab_size:
-        raise ValueError(f"heads: vocab_size={heads.config.vocab_size} does not match the model's "
-                         f"{backbone.vocab_size}")
+    vocab_size = getattr(backbone, "output_vocab_size", backbone.vocab_size)  # the id space of the image codes
+    if heads.config.vocab_size != vocab_size:
+        raise ValueError(f"heads: vocab_size={heads.config.vocab_size} does not match the model's {vocab_size}")
     if heads.config.image_token_range not in (None, grid.image_token_range):
         raise ValueError(f"heads: image_token_range={heads.config.image_token_range} differs from the "
                          f"grid's {grid.image_token_range}")
