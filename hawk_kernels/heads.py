@@ -32,8 +32,11 @@ class DraftHeadsConfig:
     num_layers: int = 1
     shared_lm_head: bool = True
     image_token_range: tuple[int, int] | None = None  # restrict head-owned projections to [lo, hi)
+    family: str | None = None  # the model family trained for (config.model_type, e.g. "janus"); None: any
 
     def __post_init__(self):
+        if self.family is not None and (not isinstance(self.family, str) or not self.family):
+            raise ValueError(f"family: expected None or a model_type string, got {self.family!r}")
         for name in ("hidden_size", "vocab_size", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -85,10 +88,11 @@ class DraftHeads(nn.Module):
 
     def __init__(self, hidden_size: int, vocab_size: int, num_horizontal: int = 3, vertical_depth: int = 2,
                  num_layers: int = 1, shared_lm_head: bool = True,
-                 image_token_range: tuple[int, int] | None = None, dtype: torch.dtype = torch.float32):
+                 image_token_range: tuple[int, int] | None = None, dtype: torch.dtype = torch.float32,
+                 family: str | None = None):
         super().__init__()
         self.config = DraftHeadsConfig(hidden_size, vocab_size, num_horizontal, vertical_depth, num_layers,
-                                       shared_lm_head, image_token_range)
+                                       shared_lm_head, image_token_range, family)
         heads, width = self.config.num_heads, hidden_size
         self.res_weight = nn.Parameter(torch.zeros(heads, num_layers, width, width, dtype=dtype))
         self.res_bias = nn.Parameter(torch.zeros(heads, num_layers, width, dtype=dtype))

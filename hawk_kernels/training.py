@@ -31,12 +31,16 @@ class HeadMetrics:
 
 @torch.no_grad()
 def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device="cpu",
-                    pad_id: int | None = None, progress: bool = False) -> torch.Tensor:
+                    pad_id: int | None = None, progress: bool = False, body_start: int | None = None) -> torch.Tensor:
     """[N, L] token ids -> [N, L, d] fp16 last hidden states of the frozen backbone. With pad_id, leading
-    pads are masked and positions start at the first real token, exactly as the decoder's prefill does."""
+    pads are masked and positions start at the first real token, exactly as the decoder's prefill does.
+    `model` may be a backbone adapter (backbones/): the image body sequences[:, body_start:] then enters
+    through the adapter's image path (`embed_image_tokens`), as it does while decoding (Janus: the generation
+    embedding; its codes are not text ids)."""
     from tqdm.auto import tqdm
 
-    language_model = model.get_decoder()  # the transformers stack under the LM head
+    adapter = _is_adapter(model)
+    language_model = model.language_model if adapter else model.get_decoder()  # the stack under the LM head
     out = []
     starts = range(0, sequences.shape[0], batch_size)
     for start in tqdm(starts, desc="hidden states", unit="batch", disable=not progress):
@@ -45,8 +49,29 @@ def backbone_hidden(model, sequences: torch.Tensor, batch_size: int = 64, device
         if pad_id is not None:
             valid = (chunk != pad_id).long().cumsum(-1) > 0  # left padding only
             kwargs = dict(attention_mask=valid.long(), position_ids=(valid.long().cumsum(-1) - 1).clamp(min=0))
-        out.append(language_model(input_ids=chunk, **kwargs).last_hidden_state.to(torch.float16).cpu())
+        inputs = dict(inputs_embeds=_adapter_embeds(model, chunk, body_start)) if adapter else dict(input_ids=chunk)
+        out.append(language_model(**inputs, **kwargs).last_hidden_state.to(torch.float16).cpu())
     return torch.cat(out)
+
+
+def _is_adapter(model) -> bool:
+    return hasattr(model, "forward_tree") and hasattr(model, "embed_image_tokens")
+
+
+def _adapter_embeds(backbone, ids: torch.Tensor, body_start: int | None) -> torch.Tensor:
+    """[b, L] ids -> [b, L, d]: text embeddings before body_start, the adapter's image path over the body."""
+    if body_start is None:
+        raise ValueError("body_start: a backbone adapter needs where the image body starts")
+    grid = backbone.grid
+    end = min(ids.shape[1], body_start + grid.num_body_tokens)
+    body = ids[:, body_start:end]
+    local = body - grid.image_token_range[0]
+    if grid.row_end_token is not None:
+        local = torch.where(body == grid.row_end_token, grid.row_end_local, local)
+    text = ids.clamp(max=backbone.vocab_size - 1)  # body ids need not be text ids; their rows are replaced
+    embeds = backbone.input_embeddings(text)
+    embeds[:, body_start:end] = backbone.embed_image_tokens(local.clamp(0, grid.local_vocab_size - 1)).to(embeds.dtype)
+    return embeds
 
 
 def head_targets(sequences: torch.Tensor, body_start: int, grid: ImageGrid, offsets: list[int]):
@@ -72,6 +97,11 @@ def _shared_rows(model, heads, grid):
     """The frozen lm_head rows of the image codes (head_rows), when the heads share the backbone's lm_head."""
     if heads.proj_weight is not None:
         return None
+    if _is_adapter(model):
+        rows = model.head_rows()
+        if rows is None:
+            raise ValueError("heads: shared_lm_head=True, but this model has no linear image head to share")
+        return rows.detach().float()
     lo, hi = grid.image_token_range
     return model.get_output_embeddings().weight.detach()[lo:hi].float()
 
@@ -88,7 +118,9 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
                 epochs: int = 4, lr: float = 1e-3, batch_size: int = 32, eval_sequences: torch.Tensor | None = None,
                 device="cpu", progress: bool = True, seed: int = 0, pad_id: int | None = None) -> HeadMetrics:
     """Train `heads` in place on full sequences [N, L] (prompt + image body starting at `body_start`).
-    Returns per-head loss and top-1 accuracy on eval_sequences (or the training set)."""
+    model: a transformers causal LM, or a backbone adapter (e.g. `pipe.backbone(grid)`), which families whose
+    image path differs need (Janus). Returns per-head loss and top-1 accuracy on eval_sequences (or the
+    training set)."""
     from tqdm.auto import tqdm
 
     if sequences.dim() != 2 or sequences.dtype != torch.int64:
@@ -96,10 +128,10 @@ def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: i
     if sequences.shape[1] < body_start + grid.num_body_tokens:
         raise ValueError(f"sequences: length {sequences.shape[1]} < body_start + image body "
                          f"({body_start} + {grid.num_body_tokens})")
-    model.requires_grad_(False)
+    (model.model if _is_adapter(model) else model).requires_grad_(False)
     rows = _shared_rows(model, heads, grid)
     offsets = heads.offsets(grid.row_stride)
-    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id, progress=progress)
+    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id, progress=progress, body_start=body_start)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
     heads.to(device).float().train()
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.0)
@@ -127,7 +159,7 @@ def evaluate_heads(model, heads: DraftHeads, sequences, body_start: int, grid: I
                    pad_id: int | None = None) -> HeadMetrics:
     rows = _shared_rows(model, heads, grid)
     offsets = heads.offsets(grid.row_stride)
-    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id)
+    hidden = backbone_hidden(model, sequences, device=device, pad_id=pad_id, body_start=body_start)
     targets, valid = head_targets(sequences, body_start, grid, offsets)
     loss_sum = torch.zeros(len(offsets))
     correct = torch.zeros(len(offsets))
