@@ -1,1 +1,101 @@
-"""Prompt to pixels, one subpackage per model family: `demo` (the bundled MNIST text-to-image model)."""
+"""Prompt to pixels, one module per model family:
+
+- `demo/`: the bundled MNIST text-to-image model;
+- `janus`: Janus / Janus-Pro; `emu3`: Emu3; `lumina`: Lumina-mGPT (Chameleon weights) with `chameleon_vqgan`,
+  the VQGAN decoder transformers does not ship; `base`: what they share; `cli`: `hawk generate`.
+
+    pipe = load_pipeline(model_dir)                       # the family from config.json's model_type
+    res = pipe.generate(["a red fox in the snow"], mode="ar", seed=0)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .base import ImagePipeline, PipelineOutput
+
+__all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
+
+
+def _families() -> dict:
+    from .emu3 import Emu3Pipeline
+    from .janus import JanusPipeline
+    from .lumina import LuminaPipeline
+
+    return {"janus": JanusPipeline, "emu3": Emu3Pipeline, "chameleon": LuminaPipeline}
+
+
+FAMILIES = ("janus", "emu3", "chameleon")  # config.model_type values load_pipeline serves
+
+
+def load_pipeline(model_dir, heads=None, device=None, dtype=None) -> ImagePipeline:
+    """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type), loaded offline.
+    heads: None, a DraftHeads, or a directory saved by DraftHeads.save_pretrained (with an optional
+    tree_rates.json). device: default CUDA when available, else CPU. dtype: default the checkpoint's own."""
+    model_dir = _checked_dir("model_dir", model_dir, "config.json")
+    model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+    if model_type not in FAMILIES:
+        raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
+    family = _families()[model_type]
+    device = _device(device)
+    model = _load_model(family.model_class, model_dir, device, dtype)
+    processor, why = _load_processor(model_dir)
+    heads, rates = _load_heads(heads, device)
+    pipe = family(model, processor, heads, rates, model_dir=model_dir)
+    pipe.processor_error = why
+    return pipe
+
+
+def _checked_dir(name: str, path, required: str) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"{name}: expected a directory path, got {type(path).__name__}")
+    path = Path(path)
+    if not (path / required).is_file():
+        raise FileNotFoundError(f"{name}: expected a directory holding {required}, got {str(path)!r}")
+    return path
+
+
+def _device(device) -> torch.device:
+    from ..checks import as_device
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return as_device("device", device)
+
+
+def _load_model(class_name: str, model_dir: Path, device: torch.device, dtype):
+    import transformers
+
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        dtype = getattr(torch, str(dtype), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError("dtype: expected None, a torch.dtype or its name ('float32', 'bfloat16', ...)")
+    model = getattr(transformers, class_name).from_pretrained(str(model_dir), dtype=dtype or "auto",
+                                                              local_files_only=True)
+    return model.to(device).eval()
+
+
+def _load_processor(model_dir: Path):
+    """(processor or tokenizer or None, why there is none). A missing or unloadable processor only means that
+    text prompts are refused (input_ids still work), so the reason is kept for that error."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    reasons = []
+    for loader in (AutoProcessor, AutoTokenizer):
+        try:
+            return loader.from_pretrained(str(model_dir), local_files_only=True), None
+        except Exception as exc:  # noqa: BLE001 - any failure means "no processor"; the reason is reported
+            reasons.append(f"{loader.__name__}: {type(exc).__name__}: {exc}")
+    return None, "; ".join(reasons)
+
+
+def _load_heads(heads, device):
+    from ..heads import DraftHeads
+    from .base import load_accept_rates
+
+    if heads is None or isinstance(heads, DraftHeads):
+        return heads, {}
+    directory = _checked_dir("heads", heads, "draft_heads_config.json")
+    return DraftHeads.from_pretrained(str(directory), device=device), load_accept_rates(directory)

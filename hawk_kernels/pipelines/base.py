@@ -1,0 +1,279 @@
+"""What every model-family pipeline shares: loading a checkpoint directory, heads sized for the model, argument
+checks before any model work, prompt rows -> decoder batches, and codes -> pixels -> PIL images.
+
+A family (janus.py, emu3.py, lumina.py) says how prompts become token rows (conditional and unconditional),
+which layouts (`size`) it supports, how image tokens map to VQ codes and how codes become pixels. Generation
+itself is always a HawkDecoder over the family's backbone adapter (hawk_kernels/backbones/): the step does
+not know the family.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..backbones import backbone_for
+from ..checks import as_float, as_int, token_tensor
+from ..decoder import MODES, HawkDecoder, HawkOutput
+from ..grid import ImageGrid
+from ..heads import DraftHeads
+from ..target import SamplingConfig
+
+TREE_RATES_FILE = "tree_rates.json"  # measured acceptance per mode, beside the heads (python/calibrate_tree.py)
+DEFAULT_NUM_NODES = 32
+
+
+@dataclass
+class PromptRows:
+    """Token rows of one generate() call, one per image, each ending where the image body starts."""
+
+    conditional: list[list[int]]
+    unconditional: list[list[int]]  # the CFG branch of each image (read only when cfg_scale != 1)
+    argument: str  # "prompts" or "input_ids": the argument errors name
+
+
+@dataclass
+class PipelineOutput:
+    images: list | None  # PIL.Image per prompt; None when the model has no pixel decoder here
+    image_tokens: torch.Tensor  # [B, H, W] the family's own ids of the image (Janus: VQ codes; else vocabulary ids)
+    codes: torch.Tensor  # [B, H, W] VQ codebook indices: what the pixel decoder reads
+    pixels: torch.Tensor | None  # [B, 3, h, w] float pixel decoder output (about [-1, 1])
+    sequences: list[torch.Tensor]  # per image: its conditional prompt, then the generated body (+ image end)
+    num_forward_passes: int  # target passes after prefill (summed over decoder batches)
+    tokens_per_pass: float  # body tokens committed per target pass, per image
+    seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
+    outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
+
+
+class ImagePipeline:
+    """Prompt -> pixels for one model family. Subclasses set `family`, `model_class`, `defaults` and implement
+    the hooks below the line."""
+
+    family: str = ""
+    model_class: str = ""  # transformers class name of the checkpoint
+    defaults: dict = {}  # cfg_scale, top_k, temperature, size: the family's documented generation defaults
+
+    def __init__(self, model, processor=None, heads: DraftHeads | None = None, accept_rates: dict | None = None,
+                 model_dir: str | Path | None = None):
+        self.model, self.processor = model, processor
+        self.model_dir = None if model_dir is None else Path(model_dir)
+        self.processor_error: str | None = None  # why no processor loaded (load_pipeline sets it)
+        self.device, self.dtype = model.device, model.dtype
+        self.heads, self.accept_rates = None, accept_rates or {}
+        self._decoders: dict = {}  # (mode, grid, num_nodes) -> HawkDecoder
+        self._backbones: dict = {}  # grid -> backbone adapter
+        self.check_model()
+        if heads is not None:
+            self.set_heads(heads)
+
+    # --- heads ------------------------------------------------------------------------------------------
+    def make_heads(self, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1) -> DraftHeads:
+        """Untrained heads sized for this model's image path: the shared image head where the family has a
+        linear one (lm_head rows), else a projection of their own over the image codes (Janus)."""
+        backbone = self.backbone(self.layout(None))
+        shared = backbone.head_rows() is not None
+        dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+        heads = DraftHeads(backbone.hidden_size, _output_vocab_size(backbone), num_horizontal, vertical_depth,
+                           num_layers, shared_lm_head=shared, image_token_range=backbone.grid.image_token_range,
+                           dtype=dtype, family=self.family)
+        return heads.to(self.device)
+
+    def set_heads(self, heads: DraftHeads) -> None:
+        """Use `heads` from now on; checked at once against this model (family, sizes, image codes)."""
+        if not isinstance(heads, DraftHeads):
+            raise TypeError(f"heads: expected DraftHeads or a directory, got {type(heads).__name__}")
+        if heads.config.family not in (None, self.family):
+            raise ValueError(f"heads: trained for the {heads.config.family!r} family, this model is {self.family!r}")
+        heads, grid = heads.to(self.device), self.layout(None)
+        decoder = HawkDecoder(self.backbone(grid), heads, grid, mode="hawk", num_nodes=DEFAULT_NUM_NODES,
+                              accept_rates=self.accept_rates.get("hawk"))  # checks sizes and the code range
+        self.heads, self._decoders = heads, {("hawk", grid, DEFAULT_NUM_NODES): decoder}
+
+    # --- decoding -----------------------------------------------------------------------------------------
+    def backbone(self, grid: ImageGrid):
+        """The family's adapter for `grid`, built once per layout (adapters copy the image head's rows)."""
+        if grid not in self._backbones:
+            self._backbones[grid] = backbone_for(self.model, grid)
+        return self._backbones[grid]
+
+    def decoder(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
+        key = (mode, grid, num_nodes)
+        if key not in self._decoders:
+            self._decoders[key] = HawkDecoder(self.backbone(grid), self.heads if mode != "ar" else None, grid,
+                                              mode=mode, num_nodes=num_nodes, accept_rates=self.accept_rates.get(mode))
+        return self._decoders[key]
+
+    @torch.no_grad()
+    def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
+                 temperature: float | None = None, top_k: int | None = None, seed: int = 0,
+                 num_nodes: int | None = None, progress: bool = False) -> PipelineOutput:
+        """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
+        image starts, as the family's own generation expects them) -> images. None picks the family default
+        (`defaults`); temperature=0 is greedy. Every argument is checked before any model work."""
+        out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
+                                   progress)
+        out.pixels = self.decode_pixels(out.codes)
+        out.images = None if out.pixels is None else to_pil(out.pixels, *pixel_statistics(self.processor))
+        return out
+
+    @torch.no_grad()
+    def generate_tokens(self, prompts=None, input_ids=None, mode: str = "hawk", size=None,
+                        cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                        seed: int = 0, num_nodes: int | None = None, progress: bool = False) -> PipelineOutput:
+        """generate() without pixel decoding (`images` and `pixels` stay None)."""
+        grid, sampling, decoder = self._prepare(mode, size, cfg_scale, temperature, top_k, num_nodes)
+        rows = self.prompt_rows(prompts, input_ids, grid)
+        self._check_context(rows, grid)
+        start = time.perf_counter()
+        outputs, order = [], []
+        for members in _batches(rows, sampling.uses_cfg):
+            ids, mask, negative = _stack(rows, members, sampling.uses_cfg, self.device)
+            outputs.append(decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
+                                            seed=seed, attention_mask=mask, progress=progress))
+            order.extend(members)
+        return self._collect(outputs, order, rows, time.perf_counter() - start)
+
+    def _prepare(self, mode, size, cfg_scale, temperature, top_k, num_nodes):
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if mode != "ar" and self.heads is None:
+            raise ValueError(f"heads: mode={mode!r} needs draft heads: load_pipeline(model_dir, heads=DIR or "
+                             f"pipe.make_heads()), or mode='ar'")
+        top_k = self._default(top_k, "top_k")
+        sampling = SamplingConfig(as_float("cfg_scale", self._default(cfg_scale, "cfg_scale")),
+                                  as_float("temperature", self._default(temperature, "temperature"), 0),
+                                  None if top_k is None else as_int("top_k", top_k, 1))
+        grid = self.layout(size)
+        return grid, sampling, self.decoder(mode, grid, DEFAULT_NUM_NODES if num_nodes is None else num_nodes)
+
+    def _default(self, value, name: str):
+        return self.defaults.get(name) if value is None else value
+
+    def _check_context(self, rows: PromptRows, grid: ImageGrid) -> None:
+        limit = self.backbone(grid).max_positions
+        if limit is None:
+            return
+        for i, (cond, uncond) in enumerate(zip(rows.conditional, rows.unconditional)):
+            length = max(len(cond), len(uncond))
+            if length + grid.num_body_tokens + 1 > limit:
+                raise ValueError(f"{rows.argument}: prompt {i} has {length} tokens; with the {grid.num_body_tokens}-"
+                                 f"token image they exceed the model's max_position_embeddings={limit}")
+
+    def _collect(self, outputs: list[HawkOutput], order: list[int], rows: PromptRows, seconds: float):
+        inverse = torch.argsort(torch.tensor(order))
+        image_tokens = torch.cat([out.image_tokens.cpu() for out in outputs])[inverse]
+        generated = [g for out in outputs for g in out.generated.cpu()]
+        sequences = [torch.cat([torch.tensor(rows.conditional[row]), generated[k]]) for k, row in enumerate(order)]
+        passes = sum(out.num_forward_passes for out in outputs)
+        committed = sum(sum(map(sum, out.accepted_lengths)) for out in outputs)
+        row_passes = sum(sum(1 for step in out.accepted_lengths for n in step if n > 0) for out in outputs)
+        return PipelineOutput(None, image_tokens, self.codes(image_tokens), None,
+                              [sequences[i] for i in inverse.tolist()], passes, committed / max(1, row_passes),
+                              seconds, outputs)
+
+    # --- family hooks ---------------------------------------------------------------------------------------
+    @property
+    def has_pixel_decoder(self) -> bool:
+        """Whether generate() can return images (else image tokens only)."""
+        return True
+
+    def check_model(self) -> None:
+        """Raise ValueError when the loaded model lacks what this family's pipeline reads."""
+
+    def layout(self, size) -> ImageGrid:
+        """`size` (None: the family default) -> the body layout; ValueError naming `size` when unsupported."""
+        raise NotImplementedError
+
+    def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
+        raise NotImplementedError
+
+    def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """[B, H, W] image token ids -> VQ codebook indices."""
+        raise NotImplementedError
+
+    def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
+        """[B, H, W] codes -> [B, 3, h, w] pixels (about [-1, 1]); None when no pixel decoder is available."""
+        raise NotImplementedError
+
+    # --- shared prompt helpers --------------------------------------------------------------------------------
+    def tokenizer(self, argument: str = "prompts"):
+        """The tokenizer saved with the model (ValueError naming `argument` when there is none)."""
+        if self.processor is None:
+            raise ValueError(f"{argument}: text prompts need the processor/tokenizer saved in the model directory; "
+                             f"none was found for this {self.family} model ({self.processor_error or 'not given'}): "
+                             f"pass input_ids instead")
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def id_rows(input_ids, vocab_size: int) -> list[list[int]]:
+    """input_ids: an int tensor [L] or [B, L] (every position real), or a list of id lists (any lengths)."""
+    if isinstance(input_ids, torch.Tensor):
+        return token_tensor("input_ids", input_ids, vocab_size).tolist()
+    if not isinstance(input_ids, (list, tuple)) or not input_ids:
+        raise TypeError(f"input_ids: expected a tensor or a non-empty list of id lists, got {type(input_ids).__name__}")
+    rows = [list(row) for row in input_ids]
+    for i, row in enumerate(rows):
+        if not row or not all(isinstance(t, int) and 0 <= t < vocab_size for t in row):
+            raise ValueError(f"input_ids: row {i} must be a non-empty list of ids in [0, {vocab_size})")
+    return rows
+
+
+def exactly_one(prompts, input_ids) -> None:
+    if (prompts is None) == (input_ids is None):
+        raise ValueError("prompts, input_ids: expected exactly one of them (text prompts, or token ids)")
+
+
+def _output_vocab_size(backbone) -> int:
+    return getattr(backbone, "output_vocab_size", backbone.vocab_size)
+
+
+def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
+    """Row indices per decoder batch. The decoder takes one unconditional length per batch (its rows are all
+    real tokens), so with CFG rows are grouped by the length of their unconditional prompt."""
+    if not uses_cfg:
+        return [list(range(len(rows.conditional)))]
+    groups: dict[int, list[int]] = {}
+    for i, uncond in enumerate(rows.unconditional):
+        groups.setdefault(len(uncond), []).append(i)
+    return list(groups.values())
+
+
+def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
+    """-> (ids [b, L] left-padded, attention mask [b, L], unconditional ids [b, L'] or None)."""
+    length = max(len(rows.conditional[i]) for i in members)
+    ids = torch.zeros(len(members), length, dtype=torch.int64)
+    mask = torch.zeros(len(members), length, dtype=torch.int64)
+    for k, i in enumerate(members):
+        row = rows.conditional[i]
+        ids[k, length - len(row):] = torch.tensor(row)
+        mask[k, length - len(row):] = 1
+    negative = torch.tensor([rows.unconditional[i] for i in members]) if uses_cfg else None
+    return ids.to(device), mask.to(device), None if negative is None else negative.to(device)
+
+
+def to_pil(pixels: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> list:
+    """[B, 3, h, w] normalised pixels -> RGB PIL images: 255 * (x * std + mean), clipped, truncated to uint8
+    (what the families' image processors' `postprocess` computes; mean = std = 0.5 maps [-1, 1] to [0, 255])."""
+    from PIL import Image
+
+    mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    scaled = ((pixels.detach().float().cpu() * std + mean) * 255).clamp(0, 255)
+    return [Image.fromarray(a) for a in scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()]
+
+
+def pixel_statistics(processor) -> tuple:
+    """(mean, std) the saved image processor normalises with; (0.5, 0.5) per channel without one."""
+    image_processor = getattr(processor, "image_processor", None)
+    mean, std = getattr(image_processor, "image_mean", None), getattr(image_processor, "image_std", None)
+    if mean is None or std is None:
+        return (0.5,) * 3, (0.5,) * 3
+    return tuple(mean), tuple(std)
+
+
+def load_accept_rates(heads_dir: Path) -> dict:
+    path = heads_dir / TREE_RATES_FILE
+    return json.loads(path.read_text())["rates"] if path.exists() else {}

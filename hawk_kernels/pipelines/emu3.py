@@ -1,0 +1,107 @@
+"""Emu3 (`Emu3ForConditionalGeneration`): prompt -> H x (W + 1) visual tokens -> image.
+
+Prompts are what the model's processor builds for generation: `processor(text, return_for_image_generation=
+True, ratio, image_area)` = BOS, the text, `<|image start|>`, the size `H*W` in tokens, `<|image token|>`.
+The unconditional branch is Emu3's negative prompt processed the same way (as Emu3's own generation example
+does), batched with the conditional rows in one forward (transformers runs it as a second, unbatched forward
+per token). `size`: pixels, an int (square) or (height, width), multiples of the processor's 8 px per token;
+None is the processor's default (1:1, 518,400 px area: 720 x 720). Pixels come from the model's own VQ
+decoder. Defaults: CFG 3, top-k 2048, temperature 1.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..backbones.emu3 import emu3_grid
+from ..checks import text_prompts
+from ..grid import ImageGrid
+from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+
+NEGATIVE_PROMPT = ("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
+                   "cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, "
+                   "username, blurry.")  # Emu3's image generation example
+PIXELS_PER_TOKEN = 8  # Emu3Processor.downsample_ratio
+DEFAULT_AREA = 518400  # Emu3Processor.image_area (720 x 720 px)
+
+
+class Emu3Pipeline(ImagePipeline):
+    family = "emu3"
+    model_class = "Emu3ForConditionalGeneration"
+    defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2048)
+    negative_prompt = NEGATIVE_PROMPT  # the CFG branch's text (set it on the pipeline to change it)
+
+    def layout(self, size) -> ImageGrid:
+        height, width = _pixels(size)
+        return emu3_grid(self.model, height // PIXELS_PER_TOKEN, width // PIXELS_PER_TOKEN)
+
+    def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
+        exactly_one(prompts, input_ids)
+        if prompts is not None:
+            rows = [self._encode(text, grid, "prompts") for text in text_prompts("prompts", prompts)]
+            argument = "prompts"
+        else:
+            rows, argument = id_rows(input_ids, self.backbone(grid).vocab_size), "input_ids"
+            for i, row in enumerate(rows):
+                self._check_image_prompt(row, grid, f"input_ids: row {i}")
+        return PromptRows(rows, [self._unconditional(rows[0], grid)] * len(rows), argument)
+
+    def _encode(self, text: str, grid: ImageGrid, argument: str) -> list[int]:
+        """processor(text, return_for_image_generation=True) at the grid's size; the size it writes is checked."""
+        processor = self.processor
+        self.tokenizer(argument)  # raises without a processor
+        if not hasattr(processor, "calculate_generate_size"):
+            raise ValueError(f"{argument}: Emu3 text prompts need the Emu3Processor saved with the model, found "
+                             f"{type(processor).__name__}: pass input_ids instead")
+        ratio, area = f"{grid.width}:{grid.height}", grid.width * grid.height * PIXELS_PER_TOKEN ** 2
+        size = processor.calculate_generate_size(ratio, area, PIXELS_PER_TOKEN)
+        if tuple(size) != (grid.height, grid.width):
+            raise ValueError(f"size: the processor turns {grid.height * 8}x{grid.width * 8} px into {size} tokens, "
+                             f"expected ({grid.height}, {grid.width})")
+        out = processor(text=[text], return_for_image_generation=True, ratio=ratio, image_area=area)
+        return list(out["input_ids"][0])
+
+    def _unconditional(self, row: list[int], grid: ImageGrid) -> list[int]:
+        """The negative prompt through the processor; without one, the image prompt alone (the row from its
+        last `<|image start|>` on)."""
+        if self.processor is not None and hasattr(self.processor, "calculate_generate_size"):
+            return self._encode(self.negative_prompt, grid, "prompts")
+        start = self._image_start_id()
+        return row[len(row) - 1 - row[::-1].index(start):] if start in row else row[-1:]
+
+    def _check_image_prompt(self, row: list[int], grid: ImageGrid, where: str) -> None:
+        """input_ids must end with `<|image token|>`; with a tokenizer, its `H*W` must match `size`."""
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is None:
+            return
+        wrapper = tokenizer.convert_tokens_to_ids(tokenizer.image_wrapper_token)
+        start = self._image_start_id()
+        if row[-1] != wrapper or start not in row:
+            raise ValueError(f"{where} must end with the image prompt <|image start|>H*W<|image token|>")
+        size_text = tokenizer.decode(row[len(row) - row[::-1].index(start): -1]).replace(" ", "")
+        if size_text != f"{grid.height}*{grid.width}":
+            raise ValueError(f"size: the prompt asks for {size_text} tokens, size gives {grid.height}*{grid.width}")
+
+    def _image_start_id(self) -> int:
+        return int(self.model.config.vocabulary_map["<|image start|>"])
+
+    def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        table = self.model.model.vocabulary_mapping.bpe2img_mapping_tensor
+        return table[image_tokens.cpu()].long()
+
+    @torch.no_grad()
+    def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
+        vqmodel = self.model.model.vqmodel
+        return vqmodel.decode(codes.to(self.device)).float().cpu()  # [B, 3, h, w]
+
+
+def _pixels(size) -> tuple[int, int]:
+    """size (None | int | (height, width)) -> (height, width) px, multiples of 8."""
+    if size is None:
+        side = int(round(DEFAULT_AREA ** 0.5))
+        return side, side
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, int) and v > 0 and v % PIXELS_PER_TOKEN == 0 for v in pair)):
+        raise ValueError(f"size: expected None, an int or (height, width) in pixels, multiples of "
+                         f"{PIXELS_PER_TOKEN}, got {size!r}")
+    return int(pair[0]), int(pair[1])

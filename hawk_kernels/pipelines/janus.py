@@ -1,0 +1,90 @@
+"""Janus / Janus-Pro (`JanusForConditionalGeneration`): prompt -> 24x24 VQ codes -> 384 px image.
+
+Prompts are built as transformers' docs do: the processor's chat template (when it has one) around the text,
+then `processor(text, generation_mode="image")`, which appends the begin-of-image token. The unconditional
+row is what `JanusForConditionalGeneration.generate` builds: the conditional row with every token except BOS
+and begin-of-image replaced by the pad token (same length, so rows are grouped by prompt length when CFG is
+on). Outputs: `image_tokens` and `codes` are both the VQ codes (Janus image tokens are not text ids), and
+pixels come from the model's own VQ decoder (`decode_image_tokens`). Defaults: CFG 5, temperature 1, no top-k.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..backbones.janus import janus_grid
+from ..checks import text_prompts
+from ..grid import ImageGrid
+from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+
+
+class JanusPipeline(ImagePipeline):
+    family = "janus"
+    model_class = "JanusForConditionalGeneration"
+    defaults = dict(cfg_scale=5.0, temperature=1.0, top_k=None)
+
+    def check_model(self) -> None:
+        self.grid = janus_grid(self.model)
+        self.bos_id, self.pad_id, self.boi_id = _special_ids(self.model, self.processor)
+
+    @property
+    def image_size(self) -> int:
+        """Pixels per side of the decoded image: codes per side x the VQ decoder's upsampling."""
+        levels = len(self.model.config.vq_config.channel_multiplier)
+        return self.grid.width * 2 ** (levels - 1)
+
+    def layout(self, size) -> ImageGrid:
+        if size not in (None, self.image_size, (self.image_size, self.image_size)):
+            raise ValueError(f"size: this Janus model generates {self.image_size}x{self.image_size} px images "
+                             f"only, got {size!r}")
+        return self.grid
+
+    def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
+        exactly_one(prompts, input_ids)
+        if prompts is not None:
+            rows, argument = [self._encode(text) for text in text_prompts("prompts", prompts)], "prompts"
+        else:
+            rows, argument = id_rows(input_ids, self.backbone(grid).vocab_size), "input_ids"
+        for i, row in enumerate(rows):
+            if row[-1] != self.boi_id:
+                raise ValueError(f"{argument}: row {i} must end with the begin-of-image token {self.boi_id} "
+                                 f"(the image starts there), got {row[-1]}")
+        return PromptRows(rows, [self._unconditional(row) for row in rows], argument)
+
+    def _encode(self, text: str) -> list[int]:
+        """The processor's chat template (if any), then `processor(text, generation_mode="image")`; a bare
+        tokenizer gets the begin-of-image token appended the same way."""
+        tokenizer, processor = self.tokenizer("prompts"), self.processor
+        if getattr(processor, "chat_template", None):
+            conversation = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+            text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        if processor is tokenizer:
+            return tokenizer(text).input_ids + [self.boi_id]
+        return processor(text=[text], generation_mode="image", return_tensors="pt").input_ids[0].tolist()
+
+    def _unconditional(self, row: list[int]) -> list[int]:
+        return [t if t in (self.bos_id, self.boi_id) else self.pad_id for t in row]
+
+    def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        return image_tokens
+
+    @torch.no_grad()
+    def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
+        pixels = self.model.decode_image_tokens(codes.flatten(1).to(self.device))  # [B, h, w, 3]
+        return pixels.permute(0, 3, 1, 2).float().cpu()
+
+
+def _special_ids(model, processor) -> tuple[int, int, int]:
+    """(BOS, pad, begin-of-image) as Janus's generate reads them: the generation config, which released
+    checkpoints ship (`generation_kwargs["boi_token_id"]`); the tokenizer's ids fill what it lacks."""
+    config = model.generation_config
+    tokenizer = getattr(processor, "tokenizer", processor)
+    boi = (getattr(config, "generation_kwargs", None) or {}).get("boi_token_id")
+    boi = boi if boi is not None else getattr(tokenizer, "boi_token_id", None)
+    bos = config.bos_token_id if config.bos_token_id is not None else getattr(tokenizer, "bos_token_id", None)
+    pad = config.pad_token_id if config.pad_token_id is not None else getattr(tokenizer, "pad_token_id", None)
+    missing = [name for name, value in (("bos_token_id", bos), ("pad_token_id", pad), ("boi_token_id", boi))
+               if value is None]
+    if missing:
+        raise ValueError(f"model_dir: the Janus generation_config.json lacks {missing} (and no tokenizer supplies "
+                         f"them); they build the unconditional CFG rows")
+    return int(bos), int(pad), int(boi)

@@ -1,0 +1,109 @@
+"""Lumina-mGPT (`ChameleonForConditionalGeneration` weights, model_type "chameleon"): prompt -> codes -> image.
+
+Prompt (Lumina-mGPT's FlexAR inference): BOS + "Generate an image of {W}x{H} according to the following
+prompt:\\n{text}" + the turn separator `<reserved08706>`; the model would then write the image start and two
+size tokens, which the pipeline appends itself for the requested `size` (so the size is what you ask for).
+The unconditional branch starts at the image start: [image start, height token, width token] (Lumina-mGPT's
+image-start-triggered CFG). Processing order CFG -> layout -> top-k -> temperature is the decoder's own
+(target.py). `size`: pixels, an int or (height, width), multiples of 32 (512 / 768 / 1024 are the released
+layouts, `ImageGrid.lumina_mgpt`); default 768. Defaults: CFG 3, top-k 2000, temperature 1.
+
+Pixels: transformers has no Chameleon VQGAN decoder; `chameleon_vqgan.ChameleonVQGANDecoder` loads Meta's
+`vqgan.ckpt` from the model directory (VQGAN_FILES). Without it `images` and `pixels` are None.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..backbones.chameleon import PIXELS_PER_SIZE_STEP, image_prefix, lumina_grid
+from ..checks import text_prompts
+from ..grid import ImageGrid
+from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+from .chameleon_vqgan import ChameleonVQGANDecoder
+
+TEMPLATE = "Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
+TURN_SEPARATOR = "<reserved08706>"
+VQGAN_FILES = ("vqgan.ckpt", "tokenizer/vqgan.ckpt", "chameleon/tokenizer/vqgan.ckpt")  # under model_dir
+
+
+class LuminaPipeline(ImagePipeline):
+    family = "chameleon"
+    model_class = "ChameleonForConditionalGeneration"
+    defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2000, size=768)
+
+    def check_model(self) -> None:
+        bpe2img = self.model.model.vocabulary_mapping.bpe2img  # {image token id: VQ code}
+        self._first_image_id = min(bpe2img)
+        self._code_of = torch.tensor([bpe2img[self._first_image_id + i] for i in range(len(bpe2img))])
+        self.vqgan = None
+        if self.model_dir is not None:
+            self.load_vqgan(next((self.model_dir / f for f in VQGAN_FILES if (self.model_dir / f).is_file()), None))
+
+    @property
+    def has_pixel_decoder(self) -> bool:
+        return self.vqgan is not None
+
+    def load_vqgan(self, path) -> None:
+        """Use the public VQGAN checkpoint at `path` for pixels (None: warn that there will be no pixels)."""
+        if path is None:
+            warnings.warn(f"hawk_kernels: no Chameleon VQGAN checkpoint ({' or '.join(VQGAN_FILES)}) in "
+                          f"{self.model_dir}: images will be None (image tokens only)", RuntimeWarning, stacklevel=5)
+            return
+        decoder = ChameleonVQGANDecoder.from_checkpoint(path, self.model.config.vq_config)
+        self.vqgan = decoder.to(self.device)
+
+    def layout(self, size) -> ImageGrid:
+        height, width = self.pixels(size)
+        return lumina_grid(self.model, height, width)
+
+    def pixels(self, size) -> tuple[int, int]:
+        """size -> (height, width) px: multiples of 32 whose size tokens the vocabulary has."""
+        size = self.defaults["size"] if size is None else size
+        pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+        step = PIXELS_PER_SIZE_STEP
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not all(isinstance(v, int) and v > 0 and v % step == 0 for v in pair)):
+            raise ValueError(f"size: expected an int or (height, width) in pixels, multiples of {step} "
+                             f"(Lumina-mGPT: 512, 768 or 1024), got {size!r}")
+        try:
+            image_prefix(self.model, *pair)
+        except ValueError as exc:
+            raise ValueError(f"size: {pair[0]}x{pair[1]} px has no size token in this model's vocabulary ({exc})") from None
+        return int(pair[0]), int(pair[1])
+
+    def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
+        exactly_one(prompts, input_ids)
+        prefix = image_prefix(self.model, grid.height * 16, grid.width * 16)
+        if prompts is not None:
+            rows = [self._encode(text, grid) + prefix for text in text_prompts("prompts", prompts)]
+            return PromptRows(rows, [prefix] * len(rows), "prompts")
+        rows = id_rows(input_ids, self.backbone(grid).vocab_size)
+        return PromptRows([self._with_prefix(row, prefix, i) for i, row in enumerate(rows)], [prefix] * len(rows),
+                          "input_ids")
+
+    def _with_prefix(self, row: list[int], prefix: list[int], index: int) -> list[int]:
+        """An input_ids row ending with the text, the image start, or the whole image prefix -> ending with
+        this size's prefix (a prefix of another size is refused)."""
+        if row[-3:] == prefix:
+            return row
+        if len(row) >= 3 and row[-3] == prefix[0]:
+            raise ValueError(f"input_ids: row {index} ends with the image prefix {row[-3:]}, but size asks for {prefix}")
+        return (row[:-1] if row[-1] == prefix[0] else row) + prefix
+
+    def _encode(self, text: str, grid: ImageGrid) -> list[int]:
+        tokenizer = self.tokenizer("prompts")
+        prompt = TEMPLATE.format(width=grid.width * 16, height=grid.height * 16, prompt=text) + TURN_SEPARATOR
+        ids = tokenizer(prompt).input_ids
+        bos = tokenizer.bos_token_id
+        return ids if bos is None or ids[:1] == [bos] else [bos] + ids
+
+    def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        return self._code_of[image_tokens.cpu() - self._first_image_id]
+
+    @torch.no_grad()
+    def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
+        if self.vqgan is None:
+            return None
+        return self.vqgan(codes.to(self.device)).float().cpu()
