@@ -1,4 +1,4 @@
-"""Command line: `hawk demo` (also `python -m hawk_kernels`) and `hawk train-heads`.
+"""Command line: `hawk demo` (also `python -m hawk_kernels`), `hawk distill` and `hawk train-heads`.
 
 Every input the command line alone can judge is checked before any model loads; an error is one line on
 stderr and exit code 2. Nothing is written into the installed package, and an existing output is replaced only
@@ -126,6 +126,42 @@ def _grid_png(rows: dict, prompts, path: str, scale: int = 3) -> None:
     os.replace(partial, path)  # never a half-written image under the real name
 
 
+# --- hawk distill ---------------------------------------------------------------------------------------
+def _read_prompts(path: str) -> list[str]:
+    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--prompts: no such file {path!r}")
+    prompts = [line.strip() for line in Path(path).read_text().splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise UsageError(f"--prompts: {path!r} holds no prompt (one per line)")
+    return prompts
+
+
+def distill_cmd(args) -> int:
+    from .distill import distill_demo
+    from .pipelines.demo.model import load_demo_tokenizer
+    from .pipelines.demo.pipeline import load_demo_pipeline
+
+    if not args.demo:
+        raise UsageError("distill: only --demo is supported so far (the family pipelines follow)")
+    prompts = _read_prompts(args.prompts)
+    vocab = load_demo_tokenizer()[1]
+    for prompt in prompts:  # unknown words fail here, before the model loads
+        vocab.encode_prompt(prompt)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: parent directory {str(out.parent)!r} does not exist")
+    device = as_device("--device", args.device) if args.device else None
+    torch.set_num_threads(args.threads)
+    pipe = load_demo_pipeline(device=device)
+    manifest = distill_demo(pipe, prompts, out, args.images_per_prompt, args.batch_size, args.seed, args.cfg,
+                            args.temperature, args.top_k, overwrite=args.overwrite)
+    print(f"{manifest['settings']['num_prompts'] * args.images_per_prompt} sequences in "
+          f"{_plural(manifest['num_shards'], 'shard')} under {out}")
+    return 0
+
+
 # --- hawk train-heads ------------------------------------------------------------------------------------
 def _check_heads_out(path: str, overwrite: bool) -> Path:
     from .pipelines.demo.model import ASSET_DIR
@@ -248,6 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--nodes", type=_number(int, 2), default=16, help="tree nodes per step (16 suits a CPU)")
     d.add_argument("--out", default="hawk_demo.png", help="image sheet to write (one row per mode)")
     d.add_argument("--threads", type=_number(int, 1), default=1, help="CPU threads for torch")
+    s = sub.add_parser("distill", formatter_class=_Formatter,
+                       help="sample training sequences from the model itself (AR mode), as resumable shards")
+    s.add_argument("--demo", action="store_true", help="the bundled model")
+    s.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    s.add_argument("--images-per-prompt", type=_number(int, 1), default=1)
+    s.add_argument("--out", required=True, help="data directory (a rerun with the same settings resumes it)")
+    s.add_argument("--batch-size", type=_number(int, 1), default=16, help="images per decoder batch and per shard")
+    s.add_argument("--seed", type=_number(int, 0, 2**63), default=0, help="shard b is sampled with seed + b")
+    s.add_argument("--cfg", type=_number(float, 0.0), default=3.0, help="classifier-free guidance scale")
+    s.add_argument("--temperature", type=_number(float, 0.0), default=1.0)
+    s.add_argument("--top-k", type=_number(int, 1), default=None)
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    s.add_argument("--threads", type=_number(int, 1), default=1, help="CPU threads for torch")
+    s.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
     t = sub.add_parser("train-heads", formatter_class=_Formatter,
                        help="train horizontal + vertical heads on a frozen backbone")
     t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data (needs hawk_kernels[train])")
@@ -271,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"demo": demo, "train-heads": train_heads_cmd}
+COMMANDS = {"demo": demo, "distill": distill_cmd, "train-heads": train_heads_cmd}
 
 
 def main(argv=None) -> int:
