@@ -18,6 +18,7 @@ import torch
 from ..backbones import backbone_for
 from ..checks import as_float, as_int, token_tensor
 from ..decoder import MODES, HawkDecoder, HawkOutput
+from ..drafts import needs_heads
 from ..grid import ImageGrid
 from ..heads import DraftHeads
 from ..target import SamplingConfig
@@ -88,8 +89,7 @@ class ImagePipeline:
         if heads.config.family not in (None, self.family):
             raise ValueError(f"heads: trained for the {heads.config.family!r} family, this model is {self.family!r}")
         heads, grid = heads.to(self.device), self.layout(None)
-        decoder = HawkDecoder(self.backbone(grid), heads, grid, mode="hawk", num_nodes=DEFAULT_NUM_NODES,
-                              accept_rates=self.accept_rates.get("hawk"))  # checks sizes and the code range
+        decoder = self._new_decoder("hawk", grid, DEFAULT_NUM_NODES, heads)  # checks sizes and the code range
         self.heads, self._decoders = heads, {("hawk", grid, DEFAULT_NUM_NODES): decoder}
 
     # --- decoding -----------------------------------------------------------------------------------------
@@ -102,9 +102,12 @@ class ImagePipeline:
     def decoder(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
         key = (mode, grid, num_nodes)
         if key not in self._decoders:
-            self._decoders[key] = HawkDecoder(self.backbone(grid), self.heads if mode != "ar" else None, grid,
-                                              mode=mode, num_nodes=num_nodes, accept_rates=self.accept_rates.get(mode))
+            self._decoders[key] = self._new_decoder(mode, grid, num_nodes, self.heads)
         return self._decoders[key]
+
+    def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
+        return HawkDecoder(self.backbone(grid), heads if needs_heads(mode) else None, grid, mode=mode, num_nodes=num_nodes,
+                           accept_rates=self.accept_rates.get(mode))
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
@@ -139,7 +142,7 @@ class ImagePipeline:
     def _prepare(self, mode, size, cfg_scale, temperature, top_k, num_nodes):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if mode != "ar" and self.heads is None:
+        if needs_heads(mode) and self.heads is None:
             raise ValueError(f"heads: mode={mode!r} needs draft heads: load_pipeline(model_dir, heads=DIR or "
                              f"pipe.make_heads()), or mode='ar'")
         top_k = self._default(top_k, "top_k")
