@@ -162,7 +162,7 @@ def _exact_law(pipe, rows, grid, cfg, temperature, top_k):
     if grid.row_end_token is not None:
         body = torch.cat([body, torch.full((len(images), grid.height, 1), grid.row_end_token)], -1)
     body = body.flatten(1)
-    image_positions = body != grid.row_end_token if grid.row_end_token is not None else torch.ones_like(body, dtype=bool)
+    image_positions = body != (-1 if grid.row_end_token is None else grid.row_end_token)
     with torch.no_grad():
         cond = _image_logits(pipe, rows.conditional[0], body, grid)
         uncond = _image_logits(pipe, rows.unconditional[0], body, grid)

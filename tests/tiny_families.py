@@ -115,7 +115,8 @@ def build_chameleon(directory, codes: int = 16, dtype=torch.float64, seed: int =
     image = {"IMGIMG" + "".join("ABCDEFGHIJ"[int(d)] for d in str(code)) + "Z": FIRST_CHAMELEON_IMAGE_ID + i
              for i, code in enumerate(order)}
     tokenizer = word_tokenizer(specials, image, pad_token="<pad>", eos_token="</s>")
-    config = ChameleonConfig(vocab_size=FIRST_CHAMELEON_IMAGE_ID + codes, pad_token_id=0, bos_token_id=1, eos_token_id=2, **TEXT,
+    config = ChameleonConfig(vocab_size=FIRST_CHAMELEON_IMAGE_ID + codes, pad_token_id=0, bos_token_id=1,
+                             eos_token_id=2, **TEXT,
                              vocabulary_map=dict(tokenizer.get_vocab()),
                              vq_config=dict(embed_dim=8, num_embeddings=codes, latent_channels=32, resolution=64,
                                             base_channels=32, channel_multiplier=[1, 1, 1, 1, 1], num_res_blocks=1,

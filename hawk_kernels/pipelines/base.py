@@ -106,8 +106,8 @@ class ImagePipeline:
         return self._decoders[key]
 
     def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
-        return HawkDecoder(self.backbone(grid), heads if needs_heads(mode) else None, grid, mode=mode, num_nodes=num_nodes,
-                           accept_rates=self.accept_rates.get(mode))
+        return HawkDecoder(self.backbone(grid), heads if needs_heads(mode) else None, grid, mode=mode,
+                           num_nodes=num_nodes, accept_rates=self.accept_rates.get(mode))
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,

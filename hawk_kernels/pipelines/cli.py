@@ -34,7 +34,8 @@ def add_generate_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=MODES, default=None, help="decoding mode (default: hawk with --heads, else ar)")
     g.add_argument("--seed", type=_number(int, 0, 2**64 - 1), default=0, help="random seed")
     g.add_argument("--cfg", type=_number(float, 0.0), default=None, help="CFG scale (default: the family's)")
-    g.add_argument("--temperature", type=_number(float, 0.0), default=None, help="0 decodes greedily (default: the family's, 1)")
+    g.add_argument("--temperature", type=_number(float, 0.0), default=None,
+                   help="0 decodes greedily (default: the family's, 1)")
     g.add_argument("--top-k", type=_number(int, 1), default=None, help="top-k (default: the family's)")
     g.add_argument("--size", type=_size, default=None, help="pixels, N or HxW (default: the family's)")
     g.add_argument("--nodes", type=_number(int, 2), default=None, help="tree nodes per step (default: 32)")

@@ -70,7 +70,8 @@ class LuminaPipeline(ImagePipeline):
         try:
             image_prefix(self.model, *pair)
         except ValueError as exc:
-            raise ValueError(f"size: {pair[0]}x{pair[1]} px has no size token in this model's vocabulary ({exc})") from None
+            raise ValueError(f"size: {pair[0]}x{pair[1]} px has no size token in this model's vocabulary "
+                             f"({exc})") from None
         return int(pair[0]), int(pair[1])
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
@@ -89,7 +90,8 @@ class LuminaPipeline(ImagePipeline):
         if row[-3:] == prefix:
             return row
         if len(row) >= 3 and row[-3] == prefix[0]:
-            raise ValueError(f"input_ids: row {index} ends with the image prefix {row[-3:]}, but size asks for {prefix}")
+            raise ValueError(f"input_ids: row {index} ends with the image prefix {row[-3:]}, but size asks for "
+                             f"{prefix}")
         return (row[:-1] if row[-1] == prefix[0] else row) + prefix
 
     def _encode(self, text: str, grid: ImageGrid) -> list[int]:
