@@ -42,7 +42,8 @@ class PipelineOutput:
     image_tokens: torch.Tensor  # [B, H, W] the family's own ids of the image (Janus: VQ codes; else vocabulary ids)
     codes: torch.Tensor  # [B, H, W] VQ codebook indices: what the pixel decoder reads
     pixels: torch.Tensor | None  # [B, 3, h, w] float pixel decoder output (about [-1, 1])
-    sequences: list[torch.Tensor]  # per image: its conditional prompt, then the generated body (+ image end)
+    sequences: list[torch.Tensor]  # per image: its conditional prompt, the generated body, then the grid's
+    #                                image-end token (Emu3: end-of-frame; Lumina-mGPT: <eoss>; Janus: none)
     num_forward_passes: int  # target passes after prefill (summed over decoder batches)
     tokens_per_pass: float  # body tokens committed per target pass, per image
     seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
