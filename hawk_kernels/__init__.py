@@ -7,11 +7,12 @@ from . import ops
 from .decoder import MODES, DecodeSession, HawkDecoder, HawkOutput
 from .grid import ImageGrid
 from .heads import DraftHeads, DraftHeadsConfig
+from .pipelines import load_pipeline
 from .target import SamplingConfig
 from .tree import TreeTemplate
 
 __all__ = ["MODES", "DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
-           "TreeTemplate", "ops", "load_demo_pipeline"]
+           "TreeTemplate", "ops", "load_demo_pipeline", "load_pipeline"]
 __version__ = "0.1.0"
 
 

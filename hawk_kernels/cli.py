@@ -1,4 +1,5 @@
-"""Command line: `hawk demo` (also `python -m hawk_kernels`), `hawk distill` and `hawk train-heads`.
+"""Command line: `hawk demo` (also `python -m hawk_kernels`), `hawk generate` (real model families),
+`hawk distill` and `hawk train-heads`.
 
 Every input the command line alone can judge is checked before any model loads; an error is one line on
 stderr and exit code 2. Nothing is written into the installed package, and an existing output is replaced only
@@ -16,6 +17,7 @@ import torch
 from . import __version__
 from .checks import as_device
 from .drafts import MODES
+from .pipelines.cli import add_generate_parser, generate_command
 
 
 class UsageError(Exception):
@@ -202,8 +204,12 @@ def train_heads_cmd(args) -> int:
     from .heads import DraftHeads
     from .training import train_heads
 
-    out_dir = _check_heads_out(args.out, args.overwrite)
+    out_dir = _check_heads_out(args.out, args.overwrite or args.resume)
     device = as_device("--device", args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.data is not None and os.path.isdir(args.data):
+        return _train_streaming(args, out_dir, device)
+    if args.resume or args.accumulation != 1 or args.checkpoint_every:
+        raise UsageError("--resume/--accumulation/--checkpoint-every: need --data DIR made by `hawk distill`")
     if args.demo:
         model, grid, train, held, body_start, pad_id = _demo_training_set(args.seed)
     else:
@@ -217,13 +223,59 @@ def train_heads_cmd(args) -> int:
                           batch_size=args.batch_size, eval_sequences=held, device=device, seed=args.seed,
                           pad_id=pad_id)
     print(metrics.table(heads.num_horizontal))
+    _save_heads(heads, out_dir)
+    return 0
+
+
+def _train_streaming(args, out_dir: Path, device) -> int:
+    """train-heads on a `hawk distill` directory: streaming, DDP under torchrun, checkpoints, --resume."""
+    from .distill import demo_identity
+    from .heads import DraftHeads
+    from .trainer import ShardSequences, TrainConfig, train_heads_streaming
+
+    if not args.demo:
+        raise UsageError("--data DIR: only --demo data sets are supported so far (the family pipelines follow)")
+    data = ShardSequences(args.data)  # manifest and every shard checked before the model loads
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
+                         checkpoint_every=args.checkpoint_every, seed=args.seed)
+    from .pipelines.demo.pipeline import load_demo_pipeline
+
+    pipe = load_demo_pipeline(device="cpu")
+    _check_data_matches(data.manifest, demo_identity(pipe), pipe.grid)
+    model = pipe.model
+    text = model.config.get_text_config()
+    torch.manual_seed(args.seed)
+    heads = DraftHeads(text.hidden_size, text.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
+        print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
+              f"{_plural(len(data), 'sequence')} ({device}, {os.environ.get('WORLD_SIZE', 1)} process(es))", flush=True)
+    metrics = train_heads_streaming(model, heads, data, data.manifest["body_start"], pipe.grid, config,
+                                    pad_id=data.manifest["pad_id"], device=device, checkpoint_dir=out_dir,
+                                    resume=args.resume)
+    if rank == 0:
+        print(metrics.table(heads.num_horizontal))
+        _save_heads(heads, out_dir)
+    return 0
+
+
+def _check_data_matches(manifest: dict, identity: dict, grid) -> None:
+    if manifest["model"] != identity:
+        raise UsageError(f"--data: made with another model ({manifest['model']}), not this one ({identity})")
+    made = manifest["grid"]
+    if (made["height"], made["width"]) != (grid.height, grid.width) or tuple(made["image_token_range"]) != \
+            grid.image_token_range or made["row_end_token"] != grid.row_end_token:
+        raise UsageError(f"--data: layout {made['height']}x{made['width']} (codes {made['image_token_range']}) does "
+                         f"not match the model's {grid.height}x{grid.width} (codes {list(grid.image_token_range)})")
+
+
+def _save_heads(heads, out_dir: Path) -> None:
     stale_rates = out_dir / "tree_rates.json"
     if stale_rates.exists():  # measured with the old heads: it would mis-shape every tree
         stale_rates.unlink()
         print(f"removed {stale_rates} (measured with the replaced heads; re-run python/calibrate_tree.py)")
     heads.cpu().save_pretrained(str(out_dir))
     print(f"saved heads to {out_dir}")
-    return 0
 
 
 def _demo_training_set(seed: int):
@@ -302,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train horizontal + vertical heads on a frozen backbone")
     t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data (needs hawk_kernels[train])")
     t.add_argument("--model", help="a transformers causal-LM directory (loaded offline)")
-    t.add_argument("--data", help="torch file {'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
+    t.add_argument("--data", help="a `hawk distill` directory (streamed; DDP under torchrun), or a torch file "
+                                  "{'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
     t.add_argument("--height", type=_number(int, 1), help="image rows (tokens)")
     t.add_argument("--width", type=_number(int, 1), help="image codes per row")
     t.add_argument("--row-end", type=_number(int, 0), default=None, help="row-end token id, if the layout has one")
@@ -318,10 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     t.add_argument("--out", required=True, help="directory for the trained heads (never the installed package)")
     t.add_argument("--overwrite", action="store_true", help="replace heads already in --out")
+    t.add_argument("--accumulation", type=_number(int, 1), default=1, help="micro-batches per optimiser step")
+    t.add_argument("--checkpoint-every", type=_number(int, 0), default=0, help="steps between checkpoints (0: none)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    add_generate_parser(sub)
     return parser
 
 
-COMMANDS = {"demo": demo, "distill": distill_cmd, "train-heads": train_heads_cmd}
+COMMANDS = {"demo": demo, "distill": distill_cmd, "train-heads": train_heads_cmd, "generate": generate_command}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,288 @@
+"""Streaming head training: the frozen backbone computes hidden states batch by batch on the device (never for
+the whole data set), so host and device memory do not grow with the data set; DistributedDataParallel under
+torchrun (NCCL on GPUs, gloo on CPUs); checkpoints that resume exactly.
+
+Determinism: the held-out split is a fixed permutation of the sequence indices (SPLIT_SEED); epoch e visits
+the training indices in the permutation of (seed, e). Optimiser step k takes global batch k of that order, cut
+into `accumulation` micro-batches, each split evenly across the ranks. Each head's loss is its summed token
+loss over the micro-batch divided by the micro-batch's token count summed over ranks (one all_reduce), so
+R processes with the same global batch compute the same gradients as one process, up to float summation order.
+A checkpoint holds heads, optimiser, scheduler, step and RNG; the data position is the step itself.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checks import as_float, as_int
+from .distill import load_manifest, read_shard, shard_path
+from .grid import ImageGrid
+from .heads import DraftHeads
+from .training import HeadMetrics, _shared_rows, backbone_hidden, head_targets
+
+SPLIT_SEED = 20251030  # the held-out split never depends on the training seed
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 4
+    lr: float = 3e-3
+    batch_size: int = 32  # global: sequences per optimiser step, over all ranks and micro-batches
+    accumulation: int = 1  # micro-batches per optimiser step
+    warmup: float = 0.05  # fraction of the steps with a linear warm-up, then cosine to zero
+    eval_fraction: float = 0.1
+    checkpoint_every: int = 0  # optimiser steps between checkpoints (0: none)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("accumulation", 1), ("checkpoint_every", 0)):
+            object.__setattr__(self, name, as_int(name, getattr(self, name), low))
+        object.__setattr__(self, "seed", as_int("seed", self.seed, 0, 2**63 - 1))
+        object.__setattr__(self, "lr", as_float("lr", self.lr, 0.0, low_open=True))
+        object.__setattr__(self, "warmup", as_float("warmup", self.warmup, 0.0, 1.0))
+        object.__setattr__(self, "eval_fraction", as_float("eval_fraction", self.eval_fraction, 0.0, 0.5))
+
+
+# --- data ----------------------------------------------------------------------------------------------
+class TensorSequences:
+    """Sequences held in memory ([N, L] int64)."""
+
+    def __init__(self, sequences: torch.Tensor):
+        self.sequences = sequences
+
+    def __len__(self) -> int:
+        return self.sequences.shape[0]
+
+    def rows(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.sequences[indices]
+
+
+class ShardSequences:
+    """A `hawk distill` directory, read shard by shard on demand (two shards cached): memory does not grow
+    with the number of shards."""
+
+    def __init__(self, data_dir):
+        from safetensors import safe_open
+
+        self.data_dir, self.manifest = Path(data_dir), load_manifest(data_dir)
+        counts = []
+        for shard in range(self.manifest["num_shards"]):
+            try:
+                with safe_open(str(shard_path(self.data_dir, shard)), framework="pt") as f:
+                    shape = f.get_slice("sequences").get_shape()
+            except Exception as exc:  # any malformed file: name it
+                raise ValueError(f"data: shard {shard_path(self.data_dir, shard).name} is unreadable ({exc})") from None
+            if len(shape) != 2 or shape[0] == 0 or shape[1] != self.manifest["sequence_length"]:
+                raise ValueError(f"data: shard {shard} holds sequences {tuple(shape)}, expected [n > 0, "
+                                 f"{self.manifest['sequence_length']}]")
+            counts.append(shape[0])
+        self.starts = torch.tensor([0] + counts).cumsum(0)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def rows(self, indices: torch.Tensor) -> torch.Tensor:
+        shards = torch.searchsorted(self.starts, indices, right=True) - 1
+        out = torch.empty(len(indices), self.manifest["sequence_length"], dtype=torch.int64)
+        for shard in shards.unique().tolist():
+            where = shards == shard
+            out[where] = self._shard(shard)[indices[where] - self.starts[shard]]
+        return out
+
+    def _shard(self, shard: int) -> torch.Tensor:
+        if shard not in self._cache:
+            if len(self._cache) >= 2:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[shard] = read_shard(self.data_dir, shard, self.manifest["sequence_length"])["sequences"]
+        return self._cache[shard]
+
+
+def split_indices(num: int, eval_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) sequence indices, fixed by SPLIT_SEED."""
+    order = torch.randperm(num, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    held = min(num - 1, math.ceil(eval_fraction * num)) if eval_fraction > 0 else 0
+    return order[held:].sort().values, order[:held].sort().values
+
+
+# --- training ------------------------------------------------------------------------------------------
+@dataclass
+class _Context:
+    model: object
+    heads: DraftHeads
+    trained: torch.nn.Module  # heads, or their DDP wrapper
+    head_rows: torch.Tensor | None
+    offsets: list
+    grid: ImageGrid
+    body_start: int
+    pad_id: int | None
+    device: torch.device
+    rank: int
+    world: int
+
+
+def train_heads_streaming(model, heads: DraftHeads, data, body_start: int, grid: ImageGrid, config: TrainConfig,
+                          *, pad_id: int | None = None, device="cpu", checkpoint_dir=None, resume: bool = False,
+                          progress: bool = True, stop_after: int | None = None) -> HeadMetrics:
+    """Train `heads` in place on `data` (TensorSequences / ShardSequences / an [N, L] tensor). Under torchrun
+    the process group is set up here. stop_after: return after that many optimiser steps (tests: a "kill")."""
+    from tqdm.auto import tqdm
+
+    data = TensorSequences(data) if isinstance(data, torch.Tensor) else data
+    rank, world = _init_distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.device(device).type == "cuda" \
+        and world > 1 else torch.device(device)
+    train_idx, held_idx = split_indices(len(data), config.eval_fraction)
+    micro = config.batch_size // config.accumulation
+    if config.batch_size % config.accumulation or micro % world:
+        raise ValueError(f"batch_size: {config.batch_size} must split into accumulation={config.accumulation} "
+                         f"micro-batches divisible by the {world} processes")
+    steps_per_epoch = len(train_idx) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(train_idx)} training sequences")
+    total = config.epochs * steps_per_epoch
+    ctx = _context(model, heads, grid, body_start, pad_id, device, rank, world)
+    opt = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, config.warmup))
+    step = _resume(checkpoint_dir, heads, opt, sched) if resume else 0
+    bar = tqdm(total=total, initial=step, desc="train heads", disable=not progress or rank != 0)
+    while step < total and (stop_after is None or step < stop_after):
+        epoch, index = divmod(step, steps_per_epoch)
+        order = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(config.seed + epoch))]
+        batch = order[index * config.batch_size: (index + 1) * config.batch_size]
+        loss = _optimiser_step(ctx, data, batch.view(config.accumulation, world, -1)[:, rank], opt)
+        sched.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and rank == 0 and checkpoint_dir:
+            _save_checkpoint(checkpoint_dir, step, heads, opt, sched, config)
+    bar.close()
+    heads.eval()
+    # evaluation in micro-batches of the training's size: the same memory bound as a training step
+    return evaluate_streaming(ctx, data, held_idx if len(held_idx) else train_idx[:micro], batch_size=micro // world)
+
+
+def _context(model, heads, grid, body_start, pad_id, device, rank, world) -> _Context:
+    (model.model if hasattr(model, "forward_tree") else model).requires_grad_(False)
+    model.to(device) if isinstance(model, torch.nn.Module) else None
+    heads.to(device).float().train()
+    trained = heads
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(heads, device_ids=[device.index] if device.type == "cuda" else None)
+    return _Context(model, heads, trained, _shared_rows(model, heads, grid), heads.offsets(grid.row_stride), grid,
+                    body_start, pad_id, device, rank, world)
+
+
+def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> float:
+    """micro_batches [accumulation, local]: this rank's sequence indices."""
+    import contextlib
+
+    opt.zero_grad()
+    total = 0.0
+    for m, indices in enumerate(micro_batches):
+        last = m == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or ctx.world == 1 else ctx.trained.no_sync()
+        with sync:
+            loss_sum, _, count = _micro_losses(ctx, data.rows(indices), ctx.trained)
+            count = _all_reduce(count.float(), ctx.world)
+            loss = (loss_sum / count.clamp(min=1)).sum() * ctx.world / len(micro_batches)
+            loss.backward()
+        total += float(loss.detach()) / ctx.world
+    opt.step()
+    return total / ctx.heads.config.num_heads
+
+
+def _micro_losses(ctx: _Context, sequences: torch.Tensor, heads_module):
+    """-> per head: summed token loss, correct top-1 count, token count over `sequences`."""
+    sequences = sequences.to(ctx.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else _nothing()
+    with autocast:
+        hidden = backbone_hidden(ctx.model, sequences, batch_size=len(sequences), device=ctx.device,
+                                 pad_id=ctx.pad_id, body_start=ctx.body_start).to(ctx.device)
+        targets, valid = head_targets(sequences.cpu(), ctx.body_start, ctx.grid, ctx.offsets)
+        targets, valid = targets.to(ctx.device), valid.to(ctx.device)
+        logits = heads_module(hidden.float(), ctx.head_rows).float()  # [b, L, H, V_img]
+    loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(valid.shape)
+    correct = ((logits.argmax(-1) == targets) & valid).sum((0, 1))
+    return (loss * valid).sum((0, 1)), correct, valid.sum((0, 1))
+
+
+@torch.no_grad()
+def evaluate_streaming(ctx: _Context, data, indices: torch.Tensor, batch_size: int = 32) -> HeadMetrics:
+    heads = ctx.heads.config.num_heads
+    loss_sum, correct, count = (torch.zeros(heads, device=ctx.device) for _ in range(3))
+    for chunk in indices.split(batch_size):
+        l, c, n = _micro_losses(ctx, data.rows(chunk), ctx.heads)
+        loss_sum, correct, count = loss_sum + l, correct + c, count + n
+    count = count.clamp(min=1)
+    return HeadMetrics(ctx.offsets, (loss_sum / count).tolist(), (correct / count).tolist())
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _warmup_cosine(total: int, warmup: float):
+    warm = max(1, int(warmup * total)) if warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _all_reduce(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+    return tensor
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+def _save_checkpoint(directory, step: int, heads, opt, sched, config: TrainConfig) -> None:
+    directory = Path(directory) / CHECKPOINTS
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"step-{step:08d}.pt"
+    partial = final.with_name(final.name + ".partial")
+    torch.save(dict(step=step, heads=heads.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                    rng=torch.get_rng_state(), config=asdict(config)), partial)
+    os.replace(partial, final)
+
+
+def _resume(directory, heads, opt, sched) -> int:
+    """Load the latest checkpoint under directory/checkpoints; returns its step (0 when there is none)."""
+    found = sorted((Path(directory) / CHECKPOINTS).glob("step-*.pt")) if directory else []
+    if not found:
+        return 0
+    state = torch.load(found[-1], weights_only=False)
+    heads.load_state_dict(state["heads"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"])
