@@ -16,6 +16,7 @@ import torch
 
 from . import __version__
 from .checks import as_device
+from .fingerprint import model_fingerprint
 from .drafts import MODES
 from .pipelines.cli import add_generate_parser, generate_command
 
@@ -215,7 +216,8 @@ def train_heads_cmd(args) -> int:
     else:
         model, grid, train, held, body_start, pad_id = _user_training_set(args)
     config = model.config.get_text_config()
-    heads = DraftHeads(config.hidden_size, config.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
+    heads = DraftHeads(config.hidden_size, config.vocab_size, args.horizontal, args.vertical, num_layers=args.layers,
+                       model_fingerprint=model_fingerprint(model))
     model.to(device)
     print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
           f"{_plural(train.shape[0], 'sequence')} ({device})", flush=True)

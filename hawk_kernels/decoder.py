@@ -14,6 +14,7 @@ from .checks import as_int, mask_tensor, token_tensor
 from .drafts import MODES, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.step import prefill
+from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .target import SamplingConfig
@@ -161,6 +162,10 @@ def _check_heads(heads: DraftHeads | None, backbone, grid: ImageGrid, mode: str)
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
     if not isinstance(heads, DraftHeads):
         raise TypeError(f"heads: expected DraftHeads (or None for mode='ar'), got {type(heads).__name__}")
+    trained_for = heads.config.model_fingerprint
+    if trained_for is not None and trained_for != model_fingerprint(backbone):
+        raise ValueError(f"heads: trained for the model with fingerprint {trained_for}, not this one "
+                         f"({model_fingerprint(backbone)}); train heads for this model (hawk train-heads)")
     for name, weight in heads.named_parameters():
         if not bool(torch.isfinite(weight).all()):
             raise ValueError(f"heads: {name} has NaN or infinite weights; every draft would be silently invalid")

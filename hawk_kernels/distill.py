@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .fingerprint import model_fingerprint
+
 FORMAT = "hawk-distill/1"
 MANIFEST = "manifest.json"
 PROMPTS_FILE = "prompts.txt"
@@ -107,19 +109,6 @@ def distill_demo(pipe, prompts: list[str], out_dir, images_per_prompt: int = 1, 
 
 def demo_identity(pipe) -> dict:
     return dict(family="demo", fingerprint=model_fingerprint(pipe.model))
-
-
-def model_fingerprint(model) -> str:
-    """A short digest of the model's weights (every parameter's shape and a strided sample of its values), so
-    data and heads made for one model are not silently used with another."""
-    digest = hashlib.sha256()
-    for name, param in sorted(model.state_dict().items()):
-        flat = param.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu()
-        digest.update(name.encode())
-        digest.update(str(tuple(param.shape)).encode())
-        digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite: bool) -> Path:

@@ -33,6 +33,7 @@ class DraftHeadsConfig:
     shared_lm_head: bool = True
     image_token_range: tuple[int, int] | None = None  # restrict head-owned projections to [lo, hi)
     family: str | None = None  # the model family trained for (config.model_type, e.g. "janus"); None: any
+    model_fingerprint: str | None = None  # fingerprint.model_fingerprint of the model trained on; None: unknown
 
     def __post_init__(self):
         if self.family is not None and (not isinstance(self.family, str) or not self.family):
@@ -89,10 +90,10 @@ class DraftHeads(nn.Module):
     def __init__(self, hidden_size: int, vocab_size: int, num_horizontal: int = 3, vertical_depth: int = 2,
                  num_layers: int = 1, shared_lm_head: bool = True,
                  image_token_range: tuple[int, int] | None = None, dtype: torch.dtype = torch.float32,
-                 family: str | None = None):
+                 family: str | None = None, model_fingerprint: str | None = None):
         super().__init__()
         self.config = DraftHeadsConfig(hidden_size, vocab_size, num_horizontal, vertical_depth, num_layers,
-                                       shared_lm_head, image_token_range, family)
+                                       shared_lm_head, image_token_range, family, model_fingerprint)
         heads, width = self.config.num_heads, hidden_size
         self.res_weight = nn.Parameter(torch.zeros(heads, num_layers, width, width, dtype=dtype))
         self.res_bias = nn.Parameter(torch.zeros(heads, num_layers, width, dtype=dtype))
@@ -161,13 +162,29 @@ class DraftHeads(nn.Module):
                         device: str | torch.device = "cpu") -> "DraftHeads":
         from safetensors.torch import load_file
 
-        config_path = os.path.join(directory, CONFIG_NAME)
-        if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"directory: no {CONFIG_NAME} in {directory!r}")
-        with open(config_path) as f:
-            config = json.load(f)
-        tensors = load_file(os.path.join(directory, WEIGHTS_NAME))
-        dtype = dtype or tensors["res_weight"].dtype
+        directory = str(directory)
+        config_path, weights_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, WEIGHTS_NAME)
+        for path in (config_path, weights_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"directory: no {os.path.basename(path)} in {directory!r}")
+        try:
+            with open(config_path) as f:
+                config = json.load(f)
+            tensors = load_file(weights_path)
+        except (ValueError, OSError) as exc:  # broken JSON or safetensors
+            raise ValueError(f"directory: unreadable draft heads in {directory!r} ({exc})") from None
+        fields = set(DraftHeadsConfig.__dataclass_fields__)
+        if not isinstance(config, dict) or set(config) - fields:
+            raise ValueError(f"{CONFIG_NAME}: unknown fields {sorted(set(config) - fields) if isinstance(config, dict) else config!r}"
+                             f" in {directory!r}")
+        dtype = dtype or tensors.get("res_weight", torch.zeros(0)).dtype
         heads = cls(**config, dtype=dtype)
+        expected = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if expected != found:
+            raise ValueError(f"{WEIGHTS_NAME}: tensors {found} do not match {CONFIG_NAME}, which needs {expected}")
+        for name, tensor in tensors.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{WEIGHTS_NAME}: {name} has NaN or infinite values in {directory!r}")
         heads.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
         return heads.to(device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .checks import as_float, as_int
 from .distill import load_manifest, read_shard, shard_path
+from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .training import HeadMetrics, _shared_rows, backbone_hidden, head_targets
@@ -165,6 +166,7 @@ def train_heads_streaming(model, heads: DraftHeads, data, body_start: int, grid:
             _save_checkpoint(checkpoint_dir, step, heads, opt, sched, config)
     bar.close()
     heads.eval()
+    heads.config = replace(heads.config, model_fingerprint=model_fingerprint(model))  # what they were trained for
     # evaluation in micro-batches of the training's size: the same memory bound as a training step
     return evaluate_streaming(ctx, data, held_idx if len(held_idx) else train_idx[:micro], batch_size=micro // world)
 

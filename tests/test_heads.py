@@ -45,3 +45,46 @@ def test_bad_heads():
         hk.DraftHeads(8, 10)(torch.randn(2, 9), torch.randn(10, 8))
     with pytest.raises(FileNotFoundError, match="directory"):
         hk.DraftHeads.from_pretrained("/nonexistent")
+
+
+def test_heads_record_their_model_and_refuse_another(tmp_path):
+    from hawk_kernels.fingerprint import model_fingerprint
+    from tests.tiny_models import tiny_backbone, tiny_grid
+
+    model, other, grid = tiny_backbone(seed=0), tiny_backbone(seed=1), tiny_grid()
+    fingerprint = model_fingerprint(model)
+    assert fingerprint == model_fingerprint(tiny_backbone(seed=0).to(torch.bfloat16))  # dtype-independent
+    assert fingerprint != model_fingerprint(other)
+    heads = tiny_heads(model_fingerprint=fingerprint)
+    heads.save_pretrained(tmp_path)
+    loaded = hk.DraftHeads.from_pretrained(tmp_path, dtype=torch.float64)
+    assert loaded.config.model_fingerprint == fingerprint
+    hk.HawkDecoder(model, loaded, grid, mode="hawk")
+    with pytest.raises(ValueError, match="heads: trained for the model with fingerprint"):
+        hk.HawkDecoder(other, loaded, grid, mode="hawk")
+
+
+def test_loading_damaged_heads_names_the_problem(tmp_path):
+    import json
+
+    tiny_heads(dtype=torch.float32).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "draft_heads_config.json").read_text())
+    (tmp_path / "draft_heads_config.json").write_text(json.dumps({**config, "colour": "red"}))
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        hk.DraftHeads.from_pretrained(tmp_path)
+    (tmp_path / "draft_heads_config.json").write_text(json.dumps({**config, "num_horizontal": 4}))
+    with pytest.raises(ValueError, match="do not match"):
+        hk.DraftHeads.from_pretrained(tmp_path)
+    (tmp_path / "draft_heads_config.json").write_text("{broken")
+    with pytest.raises(ValueError, match="unreadable draft heads"):
+        hk.DraftHeads.from_pretrained(tmp_path)
+    (tmp_path / "draft_heads_config.json").write_text(json.dumps(config))
+    (tmp_path / "draft_heads.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no draft_heads.safetensors"):
+        hk.DraftHeads.from_pretrained(tmp_path)
+    heads = tiny_heads(dtype=torch.float32)
+    with torch.no_grad():
+        heads.res_bias[0, 0, 0] = float("inf")
+    heads.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="res_bias has NaN or infinite"):
+        hk.DraftHeads.from_pretrained(tmp_path)

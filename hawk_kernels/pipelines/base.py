@@ -20,6 +20,7 @@ from ..checks import as_float, as_int, token_tensor
 from ..decoder import MODES, HawkDecoder, HawkOutput
 from ..drafts import needs_heads
 from ..grid import ImageGrid
+from ..fingerprint import model_fingerprint
 from ..heads import DraftHeads
 from ..target import SamplingConfig
 
@@ -80,7 +81,7 @@ class ImagePipeline:
         dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
         heads = DraftHeads(backbone.hidden_size, _output_vocab_size(backbone), num_horizontal, vertical_depth,
                            num_layers, shared_lm_head=shared, image_token_range=backbone.grid.image_token_range,
-                           dtype=dtype, family=self.family)
+                           dtype=dtype, family=self.family, model_fingerprint=model_fingerprint(self.model))
         return heads.to(self.device)
 
     def set_heads(self, heads: DraftHeads) -> None:
