@@ -17,46 +17,26 @@ from ..grid import ImageGrid
 from .kv_cache import SlotKVCache
 
 
-class CausalLMBackbone:
-    def __init__(self, model, grid: ImageGrid):
-        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        self.vocab_size = int(config.vocab_size)
-        grid.check_vocab(self.vocab_size)
+class TransformerStack:
+    """What every adapter over a transformers decoder stack shares: the cache, the masks, prefill, the tree
+    forward and the commit. Subclasses add the image path (embed_image_tokens, image_logits, head_rows,
+    token_ids) and hidden_size."""
+
+    def __init__(self, model, grid: ImageGrid, language_model, text_config, input_embeddings):
         self.model, self.grid = model, grid
-        self.language_model = model.get_decoder()  # the transformers stack under the LM head
-        self.max_positions = getattr(config, "max_position_embeddings", None)
-        self.sliding_window = _attention_window(config)
-        head = model.get_output_embeddings()
-        if head is None:
-            raise ValueError("model: expected a causal LM with an output embedding (lm_head)")
-        self.hidden_size = head.weight.shape[1]
-        self.local_to_global = grid.local_vocab_ids().to(head.weight.device)  # [V_local], built once
-        self.output_rows = head.weight.detach()[self.local_to_global]  # [V_local, d]
-        bias = getattr(head, "bias", None)
-        self.output_bias = None if bias is None else bias.detach()[self.local_to_global]
-        self.input_embeddings = model.get_input_embeddings()
+        self.language_model = language_model  # the transformers stack under the output head
+        self.input_embeddings = input_embeddings
+        self.vocab_size = int(text_config.vocab_size)  # prompt ids lie below it
+        self.max_positions = getattr(text_config, "max_position_embeddings", None)
+        self.sliding_window = _attention_window(text_config)
 
     @property
     def device(self) -> torch.device:
-        return self.output_rows.device
+        return self.input_embeddings.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.output_rows.dtype
-
-    # --- the image path ------------------------------------------------------------------------------
-    def image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = hidden @ self.output_rows.T
-        return logits if self.output_bias is None else logits + self.output_bias
-
-    def embed_image_tokens(self, local_ids: torch.Tensor) -> torch.Tensor:
-        return self.input_embeddings(self.local_to_global[local_ids])
-
-    def head_rows(self) -> torch.Tensor:
-        return self.output_rows[: self.grid.num_image_codes]
-
-    def token_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
-        return self.local_to_global[local_ids]
+        return self.input_embeddings.weight.dtype
 
     # --- the cache -----------------------------------------------------------------------------------
     def new_cache(self, batch_rows: int, capacity: int) -> SlotKVCache:
@@ -90,6 +70,38 @@ class CausalLMBackbone:
     @torch.no_grad()
     def commit(self, cache: SlotKVCache, path: torch.Tensor, keep: torch.Tensor) -> None:
         cache.commit(path, keep)
+
+
+class CausalLMBackbone(TransformerStack):
+    """A causal LM whose image codes are vocabulary ids: logits from the lm_head rows of the local vocabulary,
+    embeddings from the input embedding table."""
+
+    def __init__(self, model, grid: ImageGrid):
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        super().__init__(model, grid, model.get_decoder(), config, model.get_input_embeddings())
+        grid.check_vocab(self.vocab_size)
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError("model: expected a causal LM with an output embedding (lm_head)")
+        self.hidden_size = head.weight.shape[1]
+        self.local_to_global = grid.local_vocab_ids().to(head.weight.device)  # [V_local], built once
+        self.output_rows = head.weight.detach()[self.local_to_global]  # [V_local, d]
+        bias = getattr(head, "bias", None)
+        self.output_bias = None if bias is None else bias.detach()[self.local_to_global]
+
+    # --- the image path ------------------------------------------------------------------------------
+    def image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.output_rows.T
+        return logits if self.output_bias is None else logits + self.output_bias
+
+    def embed_image_tokens(self, local_ids: torch.Tensor) -> torch.Tensor:
+        return self.input_embeddings(self.local_to_global[local_ids])
+
+    def head_rows(self) -> torch.Tensor:
+        return self.output_rows[: self.grid.num_image_codes]
+
+    def token_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
+        return self.local_to_global[local_ids]
 
 
 def _attention_window(config) -> int | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..grid import ImageGrid
-from .causal_lm import CausalLMBackbone, _attention_window
+from .causal_lm import TransformerStack
 
 
 def janus_grid(model) -> ImageGrid:
@@ -31,37 +31,22 @@ def janus_grid(model) -> ImageGrid:
     return ImageGrid(height=side, width=side, image_token_range=(0, int(model.config.vq_config.num_embeddings)))
 
 
-class JanusBackbone(CausalLMBackbone):
-    """The step's calls on a Janus model. The cache, prefill, tree forward and commit are the causal-LM
-    adapter's (the language model is a plain Llama stack); only the image path differs."""
+class JanusBackbone(TransformerStack):
+    """The step's calls on a Janus model. The cache, prefill, tree forward and commit are the shared stack's
+    (the language model is a plain Llama stack); only the image path differs."""
 
     family = "janus"
 
-    def __init__(self, model, grid: ImageGrid):  # replaces the parent's: the lm_head is a text head here
+    def __init__(self, model, grid: ImageGrid):
         codes = int(model.config.vq_config.num_embeddings)
         if grid.image_token_range != (0, codes) or grid.row_end_token is not None:
             raise ValueError(f"grid: Janus bodies are codes (0, {codes}) with no row-end token, got "
                              f"image_token_range={grid.image_token_range}, row_end_token={grid.row_end_token}")
         text = model.config.text_config
-        self.model, self.grid = model, grid
-        self.vocab_size = int(text.vocab_size)  # prompt ids: text tokens
-        self.output_vocab_size = codes  # ids of token_ids() and of draft heads: the codebook
-        self.language_model = model.model.language_model
-        self.max_positions = getattr(text, "max_position_embeddings", None)
-        self.sliding_window = _attention_window(text)
+        super().__init__(model, grid, model.model.language_model, text, model.get_input_embeddings())
+        self.output_vocab_size = codes  # ids of token_ids() and of draft heads: the codebook (vocab_size: text)
         self.hidden_size = int(text.hidden_size)
-        self.input_embeddings = model.get_input_embeddings()
         self.generation_head = model.model.generation_head
-        self._weight = self.generation_head.vision_head.weight
-        self.local_to_global = torch.arange(codes, device=self._weight.device)  # local id == code
-
-    @property
-    def device(self) -> torch.device:
-        return self._weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._weight.dtype
 
     def image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [..., d] -> generation-head logits over the codebook [..., V_codes]."""
