@@ -17,6 +17,7 @@ import torch
 from . import __version__
 from .checks import as_device
 from .fingerprint import model_fingerprint
+from .heads import TREE_RATES_FILE
 from .drafts import MODES
 from .pipelines.cli import add_generate_parser, generate_command
 
@@ -272,7 +273,7 @@ def _check_data_matches(manifest: dict, identity: dict, grid) -> None:
 
 
 def _save_heads(heads, out_dir: Path) -> None:
-    stale_rates = out_dir / "tree_rates.json"
+    stale_rates = out_dir / TREE_RATES_FILE
     if stale_rates.exists():  # measured with the old heads: it would mis-shape every tree
         stale_rates.unlink()
         print(f"removed {stale_rates} (measured with the replaced heads; re-run python/calibrate_tree.py)")

@@ -21,6 +21,7 @@ from . import ops
 
 CONFIG_NAME = "draft_heads_config.json"
 WEIGHTS_NAME = "draft_heads.safetensors"
+TREE_RATES_FILE = "tree_rates.json"  # acceptance per mode measured with these heads (python/calibrate_tree.py)
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,12 @@ class DraftHeads(nn.Module):
                 raise ValueError(f"{WEIGHTS_NAME}: {name} has NaN or infinite values in {directory!r}")
         heads.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
         return heads.to(device)
+
+
+def load_accept_rates(directory) -> dict:
+    """{mode: rates[depth - 1][rank]} measured with the heads saved in `directory` ({} when not calibrated)."""
+    path = os.path.join(str(directory), TREE_RATES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)["rates"]

@@ -134,8 +134,10 @@ def test_demo_pipeline_arguments(pipe, tmp_path):
         pipe.generate(["a handwritten digit seven", "  "])
     with pytest.raises(ValueError, match="prompts: unknown prompt word"):
         pipe.generate(["a handwritten giraffe"])
-    with pytest.raises(FileNotFoundError, match="heads_dir"):
-        hk.load_demo_pipeline(heads_dir=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="heads: no such directory"):
+        hk.load_demo_pipeline(heads=tmp_path / "missing")
+    with pytest.raises(TypeError, match="heads: expected a directory or DraftHeads"):
+        hk.load_demo_pipeline(heads=7)
     with pytest.raises(TypeError, match="dtype"):
         hk.load_demo_pipeline(dtype="float32")
     with pytest.raises(ValueError, match="device"):

@@ -93,7 +93,7 @@ def _load_processor(model_dir: Path):
 
 def _load_heads(heads, device):
     from ..heads import DraftHeads
-    from .base import load_accept_rates
+    from ..heads import load_accept_rates
 
     if heads is None or isinstance(heads, DraftHeads):
         return heads, {}

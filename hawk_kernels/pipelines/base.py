@@ -8,7 +8,6 @@ not know the family.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from ..fingerprint import model_fingerprint
 from ..heads import DraftHeads
 from ..target import SamplingConfig
 
-TREE_RATES_FILE = "tree_rates.json"  # measured acceptance per mode, beside the heads (python/calibrate_tree.py)
 DEFAULT_NUM_NODES = 32
 
 
@@ -277,8 +275,3 @@ def pixel_statistics(processor) -> tuple:
     if mean is None or std is None:
         return (0.5,) * 3, (0.5,) * 3
     return tuple(mean), tuple(std)
-
-
-def load_accept_rates(heads_dir: Path) -> dict:
-    path = heads_dir / TREE_RATES_FILE
-    return json.loads(path.read_text())["rates"] if path.exists() else {}

@@ -1,4 +1,5 @@
-"""The bundled default pipeline: plain-English prompt -> digit image, with AR, Medusa, vertical or Hawk decoding.
+"""The bundled default pipeline: plain-English prompt -> digit image, with any decoding mode (drafts.MODES: AR,
+Medusa, vertical, Hawk, Jacobi without heads, Hawk + Jacobi).
 
     pipe = hawk_kernels.load_demo_pipeline()
     out = pipe.generate(["a handwritten digit seven"], mode="hawk", seed=0)
@@ -6,7 +7,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +15,11 @@ import torch
 
 from ...checks import as_device, text_prompts
 from ...decoder import HawkDecoder, HawkOutput
-from ...heads import DraftHeads
+from ...drafts import jacobi_template
+from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
-TREE_RATES_FILE = "tree_rates.json"  # beside the heads they were measured with
 DEFAULT_PROMPTS = ("a handwritten digit zero", "the number 3", "a picture of a five", "handwritten 7",
                    "digit eight", "a handwritten digit two")
 
@@ -43,10 +43,14 @@ class DemoPipeline:
         self._decoders: dict = {}
 
     def decoder(self, mode: str, num_nodes: int = 32) -> HawkDecoder:
+        """The pipeline's decoder for (mode, num_nodes); Jacobi modes ("jacobi" needs no heads) get their tree
+        with its reserved chain (drafts.jacobi_template)."""
         key = (mode, num_nodes)
         if key not in self._decoders:
+            rates = self.accept_rates.get(mode)
             self._decoders[key] = HawkDecoder(self.model, self.heads, self.grid, mode=mode, num_nodes=num_nodes,
-                                              accept_rates=self.accept_rates.get(mode))
+                                              accept_rates=rates,
+                                              tree=jacobi_template(mode, self.heads, num_nodes, rates))
         return self._decoders[key]
 
     def encode(self, prompts):
@@ -80,18 +84,21 @@ class DemoPipeline:
 
 
 def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                       heads_dir: str | Path | None = None) -> DemoPipeline:
-    """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads_dir: heads to use
-    instead of the bundled ones (with their tree_rates.json, if any)."""
+                       heads: str | Path | DraftHeads | None = None) -> DemoPipeline:
+    """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads: a directory of
+    heads to use instead of the bundled ones (with the tree_rates.json measured with them, if any), or a
+    DraftHeads (generic tree priors)."""
     device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
-    if heads_dir is not None and not Path(heads_dir).is_dir():
-        raise FileNotFoundError(f"heads_dir: no such directory {str(heads_dir)!r}")
+    if heads is not None and not isinstance(heads, (str, Path, DraftHeads)):
+        raise TypeError(f"heads: expected a directory or DraftHeads, got {type(heads).__name__}")
+    if isinstance(heads, (str, Path)) and not Path(heads).is_dir():
+        raise FileNotFoundError(f"heads: no such directory {str(heads)!r}")
     model = load_demo_backbone(dtype=dtype, device=device)
     vq, vocab = load_demo_tokenizer()
-    heads_dir = Path(heads_dir) if heads_dir is not None else HEADS_DIR
-    heads = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
-    rates_path = Path(heads_dir) / TREE_RATES_FILE
-    rates = json.loads(rates_path.read_text())["rates"] if heads is not None and rates_path.exists() else None
-    return DemoPipeline(model, heads, vq, vocab, device, rates)
+    if isinstance(heads, DraftHeads):
+        return DemoPipeline(model, heads.to(device), vq, vocab, device, None)
+    heads_dir = Path(heads) if heads is not None else HEADS_DIR
+    loaded = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
+    return DemoPipeline(model, loaded, vq, vocab, device, load_accept_rates(heads_dir) if loaded else None)
