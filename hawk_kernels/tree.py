@@ -4,6 +4,10 @@ A node is a path of candidate ranks (r1, r2, ..., rk): depth k, token = k-th dep
 parent's children are a *prefix* of the depth's candidate list (ranks 0..m-1), which is what keeps the
 verifier's "earlier siblings removed" draft law true. The template is fixed for a decode (static shapes for
 CUDA graphs); candidates missing in a step (-1) simply make their nodes invalid.
+
+Jacobi drafts (drafts/jacobi.py) read the target's predictions of the previous tree for positions past the next
+root, so a template may reserve a *chain* (the all-rank-0 path to `chain_depth`) that reaches further than the
+accepted path would; `TreeTemplate.continuations` says which node's prediction feeds each depth.
 """
 from __future__ import annotations
 
@@ -52,26 +56,62 @@ class TreeTemplate:
         return cls(tuple(parents), tuple(depth), tuple(rank))
 
     @classmethod
-    def from_budget(cls, num_nodes: int, max_depth: int, width: int, accept_rate=None) -> "TreeTemplate":
+    def from_budget(cls, num_nodes: int, max_depth: int, width: int, accept_rate=None,
+                    chain_depth: int = 0) -> "TreeTemplate":
         """Best-first tree of `num_nodes` nodes (root included): a node's score is the product of the
         acceptance rates along its path, so the tree maximises the expected accepted length under the model
         "rank r at depth k is the accepted child with probability accept_rate(k, r)". accept_rate is a
         callable (depth, rank) -> rate or a table rates[depth - 1][rank] (measured: see
-        python/calibrate_tree.py); default 0.6 * 0.5**rank."""
+        python/calibrate_tree.py); default 0.6 * 0.5**rank. chain_depth: the rank-0 path down to this depth is
+        taken first (within the budget), so Jacobi drafts get predictions that far ahead (drafts/jacobi.py)."""
         num_nodes, max_depth = as_int("num_nodes", num_nodes, 1), as_int("max_depth", max_depth, 1)
         width, rate = as_int("width", width, 1), _rate_function(accept_rate)
-        chosen = []
-        heap = [(-rate(1, 0), (0,), 1.0)]  # (-score, rank path, parent's score)
-        while heap and len(chosen) + 1 < num_nodes:
-            neg_score, path, parent_score = heapq.heappop(heap)
+        chain_depth = as_int("chain_depth", chain_depth, 0)
+        chain = [(0,) * k for k in range(1, min(chain_depth, max_depth, num_nodes - 1) + 1)]
+        chosen, heap = [], []
+
+        def take(path, parent_score):  # choose `path`; its next sibling and first child join the frontier
+            score, k = parent_score * rate(len(path), path[-1]), len(path)
             chosen.append(path)
-            score, k = -neg_score, len(path)
-            if path[-1] + 1 < width:  # next sibling
-                sibling = path[:-1] + (path[-1] + 1,)
-                heapq.heappush(heap, (-parent_score * rate(k, path[-1] + 1), sibling, parent_score))
-            if k < max_depth:  # first child
+            if path[-1] + 1 < width:
+                heapq.heappush(heap, (-parent_score * rate(k, path[-1] + 1), path[:-1] + (path[-1] + 1,),
+                                      parent_score))
+            if k < max_depth and path + (0,) not in chain:
                 heapq.heappush(heap, (-score * rate(k + 1, 0), path + (0,), score))
+            return score
+
+        score = 1.0
+        for path in chain:
+            score = take(path, score)
+        if not chain:
+            heap.append((-rate(1, 0), (0,), 1.0))
+        while heap and len(chosen) + 1 < num_nodes:
+            _, path, parent_score = heapq.heappop(heap)
+            take(path, parent_score)
         return cls.from_paths(chosen)
+
+    def continuations(self) -> tuple[tuple[int, ...], ...]:
+        """[N][max_depth + 1]: for a last accepted node n, the node whose target prediction feeds each depth k.
+        k <= depth(n): n's ancestor at depth k (the accepted path). k > depth(n): the first-child (rank-0)
+        chain below the deepest ancestor-or-self of n whose chain reaches depth k; -1 where none does."""
+        children = [[c for c in range(self.num_nodes) if self.parents[c] == n] for n in range(self.num_nodes)]
+        first = [min(kids, key=lambda c: self.rank[c]) if kids else -1 for kids in children]
+        reach = [0] * self.num_nodes  # deepest depth of each node's first-child chain
+        for n in reversed(range(self.num_nodes)):
+            reach[n] = reach[first[n]] if first[n] >= 0 else self.depth[n]
+        table = []
+        for n in range(self.num_nodes):
+            ancestors = [n]
+            while self.parents[ancestors[-1]] >= 0:
+                ancestors.append(self.parents[ancestors[-1]])
+            row = [ancestors[self.depth[n] - k] for k in range(self.depth[n] + 1)]
+            for k in range(self.depth[n] + 1, self.max_depth + 1):
+                node = next((a for a in ancestors if reach[a] >= k), None)
+                while node is not None and self.depth[node] < k:
+                    node = first[node]
+                row.append(-1 if node is None else node)
+            table.append(tuple(row))
+        return tuple(table)
 
 
 def _row(row, what: str):
@@ -111,6 +151,8 @@ class TreeBuffers:
                                                                       backend=backend)
         # each node's (depth, rank) cell in the acceptance statistics, flattened
         self.rank_cell = self.depth * template.max_rank + self.rank_index
+        # [N, max_depth + 1] the node whose prediction feeds each depth after node n was the last accepted
+        self.continuation = torch.tensor(template.continuations(), dtype=torch.int64, device=device)
 
     @property
     def num_rank_cells(self) -> int:
