@@ -3,24 +3,39 @@
 - `source`: the interface (DraftSource, DraftProposal, DraftContext) and the per-generation DraftState;
 - `horizontal`: horizontal heads' drafts; `vertical` + `spec_cache`: vertical heads' drafts, cached until
   decoding reaches their row;
+- `jacobi`: the target's own predictions from the previous tree forward (no heads); `coupling`: draft noise
+  keyed by absolute position, so a Jacobi draft stays put while its law changes little;
 - `pool`: draws every source's candidates per depth, without replacement across sources.
 
-MODES names the decoding modes and the sources each one drafts with (the only place modes are spelled).
+MODES names the decoding modes and the sources each one drafts with, in the pool's order (the only place modes
+are spelled).
 """
 from __future__ import annotations
 
+from .coupling import CoupledNoise
 from .horizontal import HorizontalSource
+from .jacobi import InitialLawSource, JacobiMemory, JacobiSource
 from .pool import Candidates, SpatialPool
 from .source import DraftContext, DraftProposal, DraftSource, DraftState, LastTree
 from .spec_cache import SpeculationCache
 from .vertical import VerticalSource
 
-MODE_SOURCES = {"ar": (), "medusa": ("horizontal",), "vertical": ("vertical",), "hawk": ("horizontal", "vertical")}
+MODE_SOURCES = {"ar": (), "medusa": ("horizontal",), "vertical": ("vertical",), "hawk": ("horizontal", "vertical"),
+                "jacobi": ("jacobi",), "hawk+jacobi": ("jacobi", "horizontal", "vertical", "jacobi_init")}
 MODES = tuple(MODE_SOURCES)
 HEAD_SOURCES = ("horizontal", "vertical")  # the kinds of source that draft from DraftHeads
+# The Jacobi sources of each Jacobi mode, chosen by measurement (benchmarks/NOTES.md, Jacobi drafts). Alone: the
+# prediction, else the law one row above, coupled, one candidate per depth (a chain). Beside heads: predictions
+# first (their chain is the tree's rank-0 path), the heads next, the row-above law last; depth 1 to the heads.
+JACOBI_SOURCES = {"jacobi": {"jacobi": JacobiSource()},
+                  "hawk+jacobi": {"jacobi": JacobiSource(init=None, first_depth=2),
+                                  "jacobi_init": InitialLawSource(first_depth=2)}}
+JACOBI_DEPTH = 64  # tree depth of Jacobi modes without measured rates: a long chain feeds the next step
+JACOBI_CHAIN_SHARE = 0.75  # of a Jacobi mode's node budget, reserved for its rank-0 chain (measured)
 
-__all__ = ["MODES", "MODE_SOURCES", "Candidates", "DraftContext", "DraftProposal", "DraftSource", "DraftState",
-           "HorizontalSource", "LastTree", "SpatialPool", "SpeculationCache", "VerticalSource", "default_depth",
+__all__ = ["MODES", "MODE_SOURCES", "Candidates", "CoupledNoise", "DraftContext", "DraftProposal", "DraftSource",
+           "DraftState", "HorizontalSource", "InitialLawSource", "JacobiMemory", "JacobiSource", "LastTree",
+           "SpatialPool", "SpeculationCache", "VerticalSource", "chain_depth", "default_depth", "jacobi_template",
            "needs_heads", "sources_for"]
 
 
@@ -36,24 +51,49 @@ def needs_heads(mode: str) -> bool:
 
 def default_depth(mode: str, heads) -> int:
     """The tree depth when no measured rates set it: horizontal heads alone reach their last distance;
-    vertical drafts reach two depths further."""
+    vertical drafts reach two depths further; Jacobi drafts JACOBI_DEPTH."""
     _check_mode(mode)
+    if "jacobi" in MODE_SOURCES[mode]:
+        return JACOBI_DEPTH
     if "vertical" in MODE_SOURCES[mode]:
         return heads.num_horizontal + 2
     return max(heads.num_horizontal, 1) if heads is not None else 1
 
 
-def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candidates: int = 1) -> tuple:
-    """The draft sources of `mode` (MODES) over `heads` (a DraftHeads, or None where the mode needs none)."""
+def chain_depth(mode: str, num_nodes: int) -> int:
+    """The rank-0 chain a tree of `mode` reserves: JACOBI_CHAIN_SHARE of the budget in Jacobi modes (a deep chain
+    feeds the next step's predictions, a value per-step acceptance rates do not see), else none."""
+    _check_mode(mode)
+    return int(round(JACOBI_CHAIN_SHARE * num_nodes)) if "jacobi" in MODE_SOURCES[mode] else 0
+
+
+def jacobi_template(mode: str, heads, num_nodes: int, accept_rates=None):
+    """The tree of a Jacobi mode: best-first from the rates (TreeTemplate.from_budget) after its chain
+    (chain_depth); None for other modes (HawkDecoder's own template then applies)."""
+    from ..tree import TreeTemplate
+
+    if not chain_depth(mode, num_nodes):
+        return None
+    width = max(1, sum(s.num_candidates() for s in sources_for(mode, heads)))
+    depth = len(accept_rates) if accept_rates else default_depth(mode, heads)
+    return TreeTemplate.from_budget(num_nodes, depth, width, accept_rates, chain_depth(mode, num_nodes))
+
+
+def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candidates: int = 1,
+                jacobi: dict | None = None) -> tuple:
+    """The draft sources of `mode` (MODES) over `heads` (a DraftHeads, or None where the mode needs none), in
+    the pool's order. jacobi: {kind: source} for the Jacobi kinds (default JACOBI_SOURCES[mode])."""
     _check_mode(mode)
     kinds = MODE_SOURCES[mode]
     if needs_heads(mode) and heads is None:
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
-    sources = []
+    available = dict(jacobi or JACOBI_SOURCES.get(mode, {}))
     if "horizontal" in kinds and heads.num_horizontal:
-        sources.append(HorizontalSource(horizontal_candidates))
+        available["horizontal"] = HorizontalSource(horizontal_candidates)
     if "vertical" in kinds and heads.vertical_depth:
-        sources.append(VerticalSource(heads.vertical_depth, vertical_candidates))
-    if kinds and not sources:
+        available["vertical"] = VerticalSource(heads.vertical_depth, vertical_candidates)
+    if needs_heads(mode) and not set(available) & set(HEAD_SOURCES):
         raise ValueError(f"heads: mode={mode!r} has no heads of the kind it needs")
-    return tuple(sources)
+    if "jacobi_init" in available and "jacobi" not in available:
+        raise ValueError("jacobi: an InitialLawSource reads the memory a JacobiSource keeps; give both")
+    return tuple(available[kind] for kind in kinds if kind in available)

@@ -10,6 +10,11 @@ The candidate list of a depth: [horizontal draws..., vertical d=1 draws..., vert
 missing ones moved to the end; a forced layout depth gets the row-end token from a one-hot law; depths past
 the image end get nothing. Law q of the draft table is proposal q // D at depth q % D; the last law is the
 one-hot row-end.
+
+Noise: proposal i draws with Gumbel noise from Philox stream STREAM_FIRST_DRAFT + i at the step's offset, fresh
+every step; a proposal with `noise_offsets` draws with the generation's coupled noise of those absolute offsets
+instead (coupling.py: the same noise for a position at every step; at most one such proposal, since two laws
+sharing one noise at a depth would not be drawn independently).
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ class SpatialPool:
         """rng: a DeviceRNG (ops/philox.py; proposal i draws from stream STREAM_FIRST_DRAFT + i) or a
         torch.Generator (tests)."""
         proposals = [p for s in self.sources for p in s.propose(ctx)]
+        if sum(p.noise_offsets is not None for p in proposals) > 1:
+            raise ValueError("sources: at most one proposal may draw with coupled noise (coupling.py)")
         offsets = ctx.target_offsets
         batch, depth = offsets.shape
         vocab, dev = self.grid.local_vocab_size, offsets.device
@@ -60,7 +67,7 @@ class SpatialPool:
         for index, prop in enumerate(proposals):
             logq = prop.logq.float()
             ok = prop.valid & live & ~forced & ~torch.isnan(logq).any(-1)
-            keys = logq if greedy else logq + _gumbel(logq.shape, rng, STREAM_FIRST_DRAFT + index, dev)
+            keys = logq if greedy else logq + _noise(prop, ctx, rng, STREAM_FIRST_DRAFT + index)
             keys = keys.masked_fill(drawn | ~ok[..., None], NEG_INF)
             values, picked = torch.topk(keys, prop.count, dim=-1)
             got = values > NEG_INF
@@ -90,6 +97,13 @@ class SpatialPool:
         if self.grid.row_end_local is not None:
             row[..., self.grid.row_end_local] = 0.0
         return row
+
+
+def _noise(prop, ctx: DraftContext, rng, stream: int) -> torch.Tensor:
+    """[B, D, V] Gumbel noise of one proposal: coupled (keyed by absolute offset) or the step's own."""
+    if prop.noise_offsets is None:
+        return _gumbel(prop.logq.shape, rng, stream, prop.logq.device)
+    return ctx.drafts.coupled_noise.gumbel(rng, prop.noise_offsets)
 
 
 def _gumbel(shape, rng, stream: int, device) -> torch.Tensor:

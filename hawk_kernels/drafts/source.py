@@ -1,7 +1,8 @@
 """The draft-source interface: what a source reads (DraftContext, DraftState) and what it proposes.
 
 A source hands the pool (pool.py) one `DraftProposal` per draft law it offers for this step: a processed
-draft log-law for each depth 1..D and how many candidates to draw from it. The number of candidates per
+draft log-law for each depth 1..D and how many candidates to draw from it (with the step's noise, or with noise
+keyed by absolute position when it sets `noise_offsets`: coupling.py). The number of candidates per
 depth is fixed per source so the tree template stays static. Sources keep no state of their own: everything
 that persists between steps lives in the generation's `DraftState` (engine/state.py allocates it up front,
 the step writes it), so a captured step replays on the same memory and sessions never share anything.
@@ -9,11 +10,15 @@ the step writes it), so a captured step replays on the same memory and sessions 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from .coupling import CoupledNoise
 from .spec_cache import SpeculationCache
+
+if TYPE_CHECKING:
+    from .jacobi import JacobiMemory
 
 
 @dataclass
@@ -22,6 +27,9 @@ class DraftProposal:
     logq: torch.Tensor  # [B, D, V_local] processed draft log-probs for depths 1..D
     valid: torch.Tensor  # [B, D] bool
     count: int  # candidates drawn per depth
+    # [B, D] absolute body offsets: draw with the generation's coupled noise of these offsets (coupling.py,
+    # the same at every step) instead of the step's noise; None: the step's noise
+    noise_offsets: torch.Tensor | None = None
 
 
 @dataclass
@@ -34,6 +42,7 @@ class LastTree:
     node_tokens: torch.Tensor  # [B, N] local id of every node
     path: torch.Tensor  # [B, W] accepted node indices, root first, -1 padded
     accept_len: torch.Tensor  # [B] accepted nodes (root excluded)
+    bonus: torch.Tensor  # [B] local id committed after the accepted nodes
 
 
 @dataclass
@@ -43,6 +52,8 @@ class DraftState:
     horizontal_logq: torch.Tensor | None  # [B, num_horizontal, V_local] heads fed the last committed state
     spec_cache: SpeculationCache | None  # vertical drafts waiting for their row
     last_tree: LastTree | None
+    jacobi: JacobiMemory | None = None  # target laws keyed by absolute offset (drafts/jacobi.py)
+    coupled_noise: CoupledNoise | None = None  # position-keyed draft noise (drafts/coupling.py)
 
 
 @dataclass

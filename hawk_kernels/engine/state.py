@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbones import SlotKVCache
-from ..drafts import DraftState, LastTree, SpeculationCache
+from ..drafts import CoupledNoise, DraftState, JacobiMemory, JacobiSource, LastTree, SpeculationCache
 from ..ops.philox import DeviceRNG
 from ..target import SamplingConfig, TargetProcessor
 from .plan import StepPlan
@@ -75,5 +75,11 @@ def _new_draft_state(plan: StepPlan, batch: int) -> DraftState:
                              next_offsets=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
                              node_tokens=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
                              path=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
-                             accept_len=torch.zeros(batch, dtype=torch.int64, device=dev))
-    return DraftState(horizontal, spec_cache, last_tree)
+                             accept_len=torch.zeros(batch, dtype=torch.int64, device=dev),
+                             bonus=torch.zeros(batch, dtype=torch.int64, device=dev))
+    jacobi = coupled = None
+    if any(isinstance(s, JacobiSource) for s in plan.pool.sources):
+        jacobi = JacobiMemory.allocate(batch, grid, plan.tree.continuation, last_tree.target_logits.dtype)
+    if any(getattr(s, "coupled", False) for s in plan.pool.sources):
+        coupled = CoupledNoise(batch, grid.num_body_tokens, vocab, dev)
+    return DraftState(horizontal, spec_cache, last_tree, jacobi, coupled)

@@ -139,6 +139,7 @@ def remember_tree(state: DecodeState, nodes: TreeNodes, out: TreeForward, verdic
     last.node_tokens.copy_(nodes.tokens)
     last.path.copy_(verdict.path)
     last.accept_len.copy_(verdict.accept_len)
+    last.bonus.copy_(verdict.bonus)
 
 
 def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> None:

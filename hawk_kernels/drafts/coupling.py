@@ -1,0 +1,79 @@
+"""Coupled draft noise: Gumbel noise keyed by (row, absolute body offset, token), the same at every step.
+
+A proposal that sets `DraftProposal.noise_offsets` is drawn by the pool (pool.py) with this noise instead of
+the step-keyed noise: position j's candidate is the Gumbel-top-k of (log q_t(j) + G_j) over the tokens not yet
+drawn at its depth, with the SAME G_j at every step t that drafts j. So while j's draft law changes little from
+step to step, its candidate stays put (SCD's coupling, docs/method.md §7), and the tokens the next tree is
+conditioned on stop moving: a Jacobi iteration converges instead of re-rolling its drafts.
+
+Why a candidate drawn this way is still distributed exactly as the law handed to the verifier
+----------------------------------------------------------------------------------------------
+The verifier (ops/reference/accept_reject.py) decides the committed token at position j from the candidates at
+j, their laws, the target law at j and fresh per-step uniforms. By the multi-draft rejection lemma its output
+has the target law p(. | x_<j) provided that, conditional on everything the decision at j is taken under -- the
+committed prefix x_<j, the laws and the candidates drawn before the coupled one at j, and the uniforms -- the
+coupled candidate is distributed as its law with those earlier candidates removed. Gumbel-top-k gives exactly
+that law when G_j is independent of that conditioning sigma-algebra F_j. It is, because nothing in F_j is a
+function of G_j:
+
+1. G_j only ever enters the candidate token AT position j. Through the tree forward that token influences the
+   target logits of deeper nodes, i.e. laws for positions > j (and through them, later candidates there);
+   attention is causal, so no law, candidate or target logit of a position < j depends on it.
+2. Each step's walk decides positions in order and stops at the first position where it commits a bonus.
+   Whether and where it stops before j is decided by positions < j only. If the walk reaches j (tests any
+   candidate there, accepted or rejected), position j is committed in that same step -- by an accepted
+   candidate or by the bonus drawn from the residual -- and is never drafted again. So G_j is reused only at
+   steps where j is still uncommitted, and at every earlier step its candidate was never tested: nothing
+   about G_j was conditioned on. "The same noise re-draws the same candidate after a rejection" cannot happen:
+   a rejection at j commits j.
+3. The law at j may itself come from an earlier tree (Jacobi): it is the target's prediction at a node of
+   position j - 1, a function of tokens at positions < j only (item 1), or a law of the row above.
+4. G_j is a Philox draw on its own stream (STREAM_COUPLED) and row; the verifier's uniforms and every other
+   proposal's noise come from other streams, so they are independent of it (up to Philox's quality).
+
+Induction over positions gives P(x_j | x_<j) = p(x_j | x_<j) for every j, the AR law. What breaks it: noise
+reused across positions that can be committed in between, e.g. keyed by tree depth instead of absolute offset.
+The depth-1 candidate is tested at every step, so its committed outcome reveals the noise that the next step
+would reuse at a new position (tests/test_jacobi.py keeps that variant as the negative control; it fails the
+same end-to-end law test that the offset-keyed coupling passes).
+
+Storage: one table [B, body + 1, V] of Gumbel noise per generation (the last row serves offsets past the image,
+which are never live), a pure function of the generation's seed. It is allocated with the DraftState and filled
+on the first draw -- the first step runs eagerly before any CUDA-graph capture (engine/graphs.py), and a refill
+would recompute the same numbers -- so a step only gathers [B, D, V] rows: fixed shapes, no host sync.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..ops.philox import philox_uniforms
+
+STREAM_COUPLED = 1 << 20  # dedicated Philox stream: STREAM_FIRST_DRAFT + proposal index never reaches it
+
+
+class CoupledNoise:
+    """Per-generation Gumbel noise keyed by absolute body offset (DraftState.coupled_noise)."""
+
+    def __init__(self, batch: int, num_body_tokens: int, vocab: int, device):
+        self.num_body_tokens = num_body_tokens
+        self.table = torch.empty(batch, num_body_tokens + 1, vocab, device=device)  # [B, body + 1, V]
+        self.filled = False  # host flag: set by the first draw (eager), never read from the device
+
+    def gumbel(self, rng, offsets: torch.Tensor) -> torch.Tensor:
+        """offsets [B, D] absolute body offsets -> [B, D, V] Gumbel noise, the same for an offset at every step.
+        rng: the generation's DeviceRNG (its seed keys the table) or a torch.Generator (tests)."""
+        if not self.filled:
+            self._fill(rng)
+        batch, depth = offsets.shape
+        rows = offsets.clamp(0, self.num_body_tokens)  # past the image: the spare row (never live)
+        return self.table.gather(1, rows[..., None].expand(batch, depth, self.table.shape[-1]))
+
+    def _fill(self, rng) -> None:
+        shape = tuple(self.table.shape)
+        if isinstance(rng, torch.Generator):
+            uniform = torch.rand(shape, generator=rng, device=self.table.device)
+        else:  # a fixed offset (not the step's): the key is the position, not the step
+            offset = torch.zeros((), dtype=torch.int64, device=rng.seed.device)
+            uniform = philox_uniforms(rng.seed, offset, shape, STREAM_COUPLED, backend=rng.backend)
+        self.table.copy_(-torch.log(-torch.log(uniform.clamp_(min=1e-20))))
+        self.filled = True

@@ -1,0 +1,412 @@
+"""Jacobi drafts (drafts/jacobi.py) and coupled noise (drafts/coupling.py): the template's chain, the ring of laws
+keyed by absolute offset, and exactness -- the verifier's closed-form and statistical tests with Jacobi candidates
+(each with its negative control), the coupling argument in closed form (with the biased variant that reuses a
+tested noise), end-to-end image laws for "jacobi" and "hawk+jacobi" with CFG, and greedy equality with AR."""
+import itertools
+import math
+
+import pytest
+import torch
+
+import hawk_kernels as hk
+from hawk_kernels.drafts import (DraftContext, DraftState, InitialLawSource, JacobiMemory, JacobiSource, LastTree,
+                                 SpatialPool, jacobi_template, needs_heads, sources_for)
+from hawk_kernels.drafts.coupling import CoupledNoise
+from hawk_kernels.drafts.jacobi import absorb, initial_law
+from hawk_kernels.engine import step as step_module
+from hawk_kernels.grid import ImageGrid
+from hawk_kernels.ops.reference import accept_reject as reference
+from hawk_kernels.target import SamplingConfig
+from hawk_kernels.tree import TreeBuffers, TreeTemplate
+from hawk_kernels.verify import verify_tree
+from tests.test_decoder import _exact_image_law
+from tests.test_engine import forbid_host_sync
+from tests.test_verify import _Fixed, _broken_first_token, _chi2_pvalue, broken_no_residual, exact_output_law
+from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+
+PROMPT = torch.tensor([[1, 5, 6, 4]])
+JACOBI_MODES = ("jacobi", "hawk+jacobi")
+
+
+# --- the template's chain and the ring --------------------------------------------------------------------
+def test_chain_reserved_first_and_continuations_follow_it():
+    tree = TreeTemplate.from_budget(12, max_depth=10, width=2, chain_depth=8)
+    assert tree.num_nodes == 12 and tree.max_depth >= 8
+    chain = [n for n in range(tree.num_nodes) if all(tree.rank[a] == 0 for a in _ancestors(tree, n))]
+    assert max(tree.depth[n] for n in chain) >= 8
+    table = tree.continuations()
+    for node in range(tree.num_nodes):
+        row = table[node]
+        assert row[tree.depth[node]] == node and row[0] == 0
+        for depth, below in enumerate(row):
+            if below >= 0:
+                assert tree.depth[below] == depth
+                if depth <= tree.depth[node]:  # the accepted path itself
+                    assert below in _ancestors(tree, node)
+    # a node off the chain (rank 1 at depth 1) continues on the chain below the root's deepest first-child line
+    side = tree.parents.index(0, 2) if 0 in tree.parents[2:] else None
+    if side is not None and tree.rank[side] == 1:
+        assert table[side][5] == table[0][5]
+    assert TreeTemplate.from_budget(12, 10, 2) != tree
+    with pytest.raises(ValueError, match="chain_depth"):
+        TreeTemplate.from_budget(12, 10, 2, chain_depth=-1)
+
+
+def _ancestors(tree, node):
+    out = [node]
+    while tree.parents[out[-1]] >= 0:
+        out.append(tree.parents[out[-1]])
+    return out
+
+
+def _memory_and_tree(grid, vocab):
+    template = TreeTemplate.from_paths([(0,), (0, 0), (0, 0, 0)])  # root -> 1 -> 2 -> 3
+    buffers = TreeBuffers(template, "cpu")
+    memory = JacobiMemory.allocate(1, grid, buffers.continuation, torch.float64)
+    last = LastTree(target_logits=torch.randn(1, 4, vocab, dtype=torch.float64),
+                    next_offsets=torch.tensor([[5, 6, 7, 8]]), node_tokens=torch.tensor([[-1, 2, 0, 1]]),
+                    path=torch.tensor([[0, 1, -1, -1]]), accept_len=torch.tensor([1]), bonus=torch.tensor([3]))
+    return memory, last
+
+
+def test_absorb_keeps_committed_laws_tokens_and_predictions_by_offset():
+    grid = ImageGrid(height=4, width=3, image_token_range=(0, 4))  # no row end: S = 3, V = 4
+    memory, last = _memory_and_tree(grid, 4)
+    absorb(memory, last)
+    laws, found = memory.law_at(torch.tensor([[5, 6, 7, 8, 9]]))
+    assert found.tolist() == [[True, True, True, True, False]]
+    assert torch.equal(laws[0, :4], last.target_logits[0])  # offsets 5, 6 committed laws; 7, 8 predictions
+    tokens, found = memory.token_at(torch.tensor([[4, 5, 6, 7]]))
+    assert found.tolist() == [[False, True, True, False]] and tokens[0, 1:3].tolist() == [2, 3]  # node 1, bonus
+    # the next step drafts 7.. : predictions first, then the laws / tokens one row above (offset - 3)
+    offsets = torch.tensor([[7, 8, 9]])
+    above = initial_law(memory, offsets, "above")
+    assert torch.allclose(above[0, 2].double(), last.target_logits[0, 1].float().double())  # 9 - 3 = 6
+    repeat = initial_law(memory, offsets, "repeat")
+    assert repeat[0, 2].argmax() == 3 and torch.isinf(repeat[0, 2]).sum() == 3  # one-hot on the bonus
+    assert torch.equal(initial_law(memory, offsets, "uniform")[0, 0], torch.zeros(4))
+    # a later tree that reaches less far keeps the older prediction for offset 8
+    last.next_offsets, last.accept_len, last.path = torch.tensor([[7, 8, 9, 10]]), torch.tensor([0]), torch.tensor(
+        [[0, -1, -1, -1]])
+    last.node_tokens = torch.tensor([[-1, -1, 0, 1]])  # depth 1 had no candidate: the chain stops there
+    old = memory.law_at(torch.tensor([[8]]))[0].clone()
+    absorb(memory, last)
+    laws, found = memory.law_at(torch.tensor([[7, 8]]))
+    assert found.all() and torch.equal(laws[0, 1], old[0, 0])
+
+
+# --- exactness of one step with Jacobi candidates ------------------------------------------------------------
+def _pool_draw(pool, memory, offsets, gen, coupled_rows=None):
+    state = DraftState(None, None, _empty_last_tree(offsets.shape[0], memory), memory, coupled_rows)
+    return pool.draw(DraftContext(offsets.shape[1], offsets, state), gen)
+
+
+def _empty_last_tree(batch, memory):
+    """A LastTree before any step (nothing to absorb), shaped like the memory's template."""
+    nodes, vocab = memory.continuation.shape[0], memory.laws.shape[-1]
+    none = torch.full((batch, nodes), -1)
+    return LastTree(torch.zeros(batch, nodes, vocab), none, none, none, torch.zeros(batch, dtype=torch.int64),
+                    torch.zeros(batch, dtype=torch.int64))
+
+
+def _sequential_draws(laws):
+    """Every outcome of drawing one candidate per law in order, without replacement (a law with no mass left
+    gives no candidate, -1): yields (tokens, probability)."""
+    def visit(index, taken, prob):
+        if index == len(laws):
+            yield list(taken), prob
+            return
+        mass = 1.0 - sum(float(laws[index][t]) for t in taken if t >= 0)
+        if mass <= 1e-15:
+            yield from visit(index + 1, taken + [-1], prob)
+            return
+        for token in range(len(laws[index])):
+            if token not in taken and float(laws[index][token]) > 0:
+                yield from visit(index + 1, taken + [token], prob * float(laws[index][token]) / mass)
+    yield from visit(0, [], 1.0)
+
+
+@pytest.mark.parametrize("init", ["above", "repeat"])
+@pytest.mark.parametrize("op, must_match", [(reference, True), (broken_no_residual, False)])
+def test_closed_form_with_jacobi_candidates(init, op, must_match):
+    """One depth with three siblings: the Jacobi prediction, the initial law (the law above, or one-hot on the
+    token above) and a horizontal law, drawn by the pool; the verifier's output law, integrated exactly over
+    every draw and uniform, is the target law; the no-residual rule is far off."""
+    vocab = 4
+    grid = ImageGrid(height=4, width=3, image_token_range=(0, vocab))
+    memory, last = _memory_and_tree(grid, vocab)
+    absorb(memory, last)
+    horizontal = torch.log_softmax(torch.randn(vocab, dtype=torch.float64) * 1.5, -1)
+    pool = SpatialPool((JacobiSource(init=init, coupled=False), InitialLawSource(init=init),
+                        _Fixed("horizontal", horizontal, 1)), grid)
+    cand = _pool_draw(pool, memory, torch.tensor([[8]]), torch.Generator().manual_seed(0))  # 8 has a prediction
+    table = cand.table[0].double()  # laws 0: the Jacobi prediction, 1: the initial law, 2: horizontal, 3: row end
+    laws = [torch.softmax(table[q], -1) for q in range(3)]
+    assert torch.allclose(laws[0], torch.softmax(last.target_logits[0, 3], -1), atol=1e-6)  # predicted at node 3
+    if init == "above":  # the law committed at offset 5 = 8 - S (the root's)
+        assert torch.allclose(laws[1], torch.softmax(last.target_logits[0, 0], -1), atol=1e-6)
+    else:  # one-hot on the token committed there (node 1's)
+        assert laws[1].tolist() == [0.0, 0.0, 1.0, 0.0]
+    target = torch.randn(1, 4, vocab, dtype=torch.float64) * 1.5
+    parents = torch.tensor([-1, 0, 0, 0])
+    law_ids = torch.tensor([[0, 0, 1, 2]])
+    output = torch.zeros(vocab, dtype=torch.float64)
+    for picks, weight in _sequential_draws(laws):
+        tokens = torch.tensor([[-1, *picks]])
+        for key, mass in exact_output_law(op, target, table[None], tokens, parents, law_ids).items():
+            output[key[0]] += weight * mass
+    error = float((output - torch.softmax(target[0, 0], -1)).abs().max())
+    if must_match:
+        assert error < 1e-9, error
+    else:
+        assert error > 1e-3, error
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_statistical_realistic_vocab_with_coupled_jacobi_candidates(broken):
+    """V = 1000: a coupled Jacobi candidate (every row its own position-keyed noise), a horizontal pair and the
+    initial law's candidate; the first committed token follows the target (chi-square), the biased rule fails."""
+    vocab, trials = 1000, 6000
+    grid = ImageGrid(height=4, width=3, image_token_range=(0, vocab))
+    gen = torch.Generator().manual_seed(7)
+    target = torch.randn(vocab) * 2
+    memory = JacobiMemory.allocate(trials, grid, torch.zeros(1, 2, dtype=torch.int64), torch.float32)
+    memory.laws[:, 8 % memory.ring] = target * 0.7 + torch.randn(vocab)  # a prediction for offset 8
+    memory.law_key[:, 8 % memory.ring] = 8
+    memory.laws[:, 5 % memory.ring] = target * 0.3 + torch.randn(vocab) * 2  # the committed law above it
+    memory.law_key[:, 5 % memory.ring] = 5
+    horizontal = torch.log_softmax(target + torch.randn(vocab) * 1.5, -1)
+    pool = SpatialPool((JacobiSource(), InitialLawSource(), _Fixed("horizontal", horizontal, 2)), grid)
+    coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, "cpu")
+    cand = _pool_draw(pool, memory, torch.full((trials, 1), 8), gen, coupled)
+    assert coupled.filled and (cand.tokens[:, 0] >= 0).all()
+    tokens = torch.cat([torch.full((trials, 1), -1), cand.tokens[:, 0]], 1)
+    laws = torch.cat([torch.zeros(trials, 1, dtype=torch.int64), cand.law[:, 0]], 1)
+    parents = torch.tensor([-1, 0, 0, 0, 0])
+    target_rows = target[None, None].expand(trials, 5, -1)
+    uniforms = torch.rand(trials, 5, 2, generator=gen)
+    if broken:
+        out = torch.tensor([_broken_first_token(target_rows[b:b + 1], cand.table[b:b + 1], tokens[b:b + 1], parents,
+                                                laws[b:b + 1], uniforms[b:b + 1]) for b in range(trials)])
+    else:
+        result = verify_tree(target_rows, cand.table, tokens, parents, laws, uniforms=uniforms)
+        first = tokens.gather(1, result.path[:, 1:2].clamp(min=0))[:, 0]
+        out = torch.where(result.accept_len > 0, first, result.bonus)
+    pvalue = _chi2_pvalue(torch.bincount(out, minlength=vocab), torch.softmax(target.double(), -1))
+    assert (pvalue < 1e-6) if broken else (pvalue > 1e-4), pvalue
+
+
+def test_coupled_draws_follow_their_law_and_stay_put():
+    """Gumbel-top-1 with the position's noise: over rows (independent noise) a draw has its law; for one row the
+    same law at a later step draws the same token (coupling), another position draws independently."""
+    vocab, rows = 6, 20000
+    grid = ImageGrid(height=2, width=3, image_token_range=(0, vocab))
+    noise = CoupledNoise(rows, grid.num_body_tokens, vocab, "cpu")
+    logq = torch.log_softmax(torch.randn(vocab), -1)
+    g1 = noise.gumbel(torch.Generator().manual_seed(3), torch.full((rows, 1), 2))
+    first = (logq + g1[:, 0]).argmax(-1)
+    assert _chi2_pvalue(torch.bincount(first, minlength=vocab), logq.exp().double(), bins=6) > 1e-4
+    again = (logq + noise.gumbel(None, torch.full((rows, 1), 2))[:, 0]).argmax(-1)  # filled: the rng is unused
+    assert torch.equal(first, again)
+    other = (logq + noise.gumbel(None, torch.full((rows, 1), 3))[:, 0]).argmax(-1)
+    assert (other != first).float().mean() > 0.3
+
+
+# --- the coupling argument in closed form (docs: drafts/coupling.py) -----------------------------------------
+def _logistic_mass(low, high):
+    """P(low < D <= high) for D = G1 - G0 ~ Logistic(0, 1)."""
+    cdf = lambda x: 0.0 if x == -math.inf else 1.0 if x == math.inf else 1 / (1 + math.exp(-x))
+    return max(0.0, cdf(high) - cdf(low))
+
+
+def _interval(q, token):
+    """Gumbel-max over two tokens with noise difference D: token 1 iff D > log q0 - log q1."""
+    tau = math.log(q[0]) - math.log(q[1])
+    return (tau, math.inf) if token else (-math.inf, tau)
+
+
+def _accept(p, q, x):
+    return min(1.0, p[x] / q[x])
+
+
+def _residual(p, q):
+    r = [max(p[v] - q[v], 0.0) for v in range(2)]
+    return [v / sum(r) for v in r]
+
+
+def _both(first, second):
+    """P(D in first and D in second) for two intervals of one logistic variable."""
+    low, high = max(first[0], second[0]), min(first[1], second[1])
+    return _logistic_mass(low, high) if low < high else 0.0
+
+
+def _two_step_jacobi_law(p1, p2, q1, q2, reuse):
+    """Exact law of the first two committed tokens when a Jacobi chain drafts both positions at step 1 (coupled
+    noises D1, D2) and, if position 1 is rejected, step 2 drafts position 2 again from the prediction made at the
+    rejected candidate, p2[x1], with the noise `reuse` says: "position" (D2 again: never tested, still fresh) or
+    "depth" (D1, the noise of the depth-1 slot, which the test of position 1 just looked at: biased)."""
+    law = [[0.0, 0.0], [0.0, 0.0]]
+    for x1, x2 in itertools.product(range(2), repeat=2):
+        i1, i2 = _interval(q1, x1), _interval(q2, x2)
+        a1, a2 = _accept(p1, q1, x1), _accept(p2[x1], q2, x2)
+        weight = _logistic_mass(*i1) * _logistic_mass(*i2)
+        law[x1][x2] += weight * a1 * a2  # both accepted
+        for y, mass in enumerate(_residual(p2[x1], q2) if a2 < 1 else [0.0, 0.0]):
+            law[x1][y] += weight * a1 * (1 - a2) * mass  # x2 rejected: bonus at position 2
+        for b, mass in enumerate(_residual(p1, q1) if a1 < 1 else [0.0, 0.0]):
+            q2_next = p2[x1]  # x1 rejected, bonus b: step 2 redraws position 2 from the prediction at x1
+            for y in range(2):
+                iy = _interval(q2_next, y)
+                if reuse == "position":  # x2 (never tested) and y share D2
+                    joint = _logistic_mass(*i1) * _both(i2, iy)
+                else:  # y reuses D1, which made x1
+                    joint = _both(i1, iy) * _logistic_mass(*i2)
+                ay = _accept(p2[b], q2_next, y)
+                law[b][y] += (1 - a1) * mass * joint * ay
+                for z, rest in enumerate(_residual(p2[b], q2_next) if ay < 1 else [0.0, 0.0]):
+                    law[b][z] += (1 - a1) * mass * joint * (1 - ay) * rest
+    return law
+
+
+@pytest.mark.parametrize("reuse, exact", [("position", True), ("depth", False)])
+def test_coupling_keyed_by_position_is_exact_and_keyed_by_depth_is_not(reuse, exact):
+    """The argument of drafts/coupling.py, integrated exactly on two binary positions: reusing a position's noise
+    at a later step is exact (it was never tested: a tested position is committed); reusing the noise of a slot
+    that was tested at another position biases the image law."""
+    p1, q1, q2 = [0.8, 0.2], [0.3, 0.7], [0.5, 0.5]
+    p2 = [[0.9, 0.1], [0.15, 0.85]]
+    law = _two_step_jacobi_law(p1, p2, q1, q2, reuse)
+    error = max(abs(law[a][b] - p1[a] * p2[a][b]) for a in range(2) for b in range(2))
+    assert (error < 1e-12) if exact else (error > 1e-3), error
+
+
+# --- end to end ---------------------------------------------------------------------------------------------
+def _decoder(mode, model, grid, num_nodes, chain=0):
+    """A decoder of `mode` whose tree reserves a Jacobi chain of depth `chain` (the rest best-first)."""
+    heads = tiny_heads(num_horizontal=3, vertical_depth=1) if needs_heads(mode) else None
+    width = sum(s.num_candidates() for s in sources_for(mode, heads))
+    tree = TreeTemplate.from_budget(num_nodes, max(chain, 1), width, chain_depth=chain)
+    return hk.HawkDecoder(model, heads, grid, mode=mode, tree=tree)
+
+
+def _sampled_counts(dec, images, sampling, lo, seeds=5, batch=400):
+    index = {img: i for i, img in enumerate(images)}
+    counts = torch.zeros(len(images), dtype=torch.int64)
+    passes = []
+    for seed in range(seeds):
+        out = dec.generate(PROMPT.expand(batch, -1), cfg_scale=sampling.cfg_scale,
+                           temperature=sampling.temperature, seed=seed)
+        for img in (out.image_tokens.reshape(batch, -1) - lo).tolist():
+            counts[index[tuple(img)]] += 1
+        passes.append(out)
+    return counts, passes
+
+
+def _depth_keyed(monkeypatch):
+    """The biased variant: coupled noise keyed by tree depth (reused at a new position every step)."""
+    propose = JacobiSource.propose
+
+    def depth_keyed(self, ctx):
+        proposals = propose(self, ctx)
+        depth = torch.arange(ctx.depth, device=ctx.target_offsets.device)
+        proposals[0].noise_offsets = depth[None].expand_as(ctx.target_offsets)
+        return proposals
+
+    monkeypatch.setattr(JacobiSource, "propose", depth_keyed)
+
+
+@pytest.mark.parametrize("mode, nodes, variant", [
+    ("jacobi", 7, "position"), ("hawk+jacobi", 7, "position"),  # chains of 4 in a body of 10
+    ("jacobi", 2, "position"), ("jacobi", 2, "depth"),  # one draft per step: its noise reused at every step
+])
+def test_sampled_images_follow_the_exact_ar_law(mode, nodes, variant, monkeypatch):
+    """A 2x4 image of 2 codes (256 images, row ends between the rows), CFG 2, temperature 1, trees shorter than
+    the image so Jacobi chains carry across steps (and the row-above laws are used): the image law is the exact AR
+    law. The negative control keys the coupled noise by depth and must fail the same test."""
+    model = tiny_backbone()
+    grid = hk.ImageGrid(height=2, width=4, row_end_token=3, image_token_range=(45, 47))
+    sampling = SamplingConfig(cfg_scale=2.0)
+    probs, images = _exact_image_law(model, grid, sampling)
+    if variant == "depth":
+        _depth_keyed(monkeypatch)
+    predicted = _count_predictions(monkeypatch)
+    dec = _decoder(mode, model, grid, num_nodes=nodes, chain=min(nodes - 1, 4))
+    assert dec.tree.template.max_depth == min(nodes - 1, 4) < grid.num_body_tokens
+    counts, outs = _sampled_counts(dec, images, sampling, lo=45)
+    pvalue = _chi2_pvalue(counts, probs, bins=12)
+    if variant == "depth":
+        assert pvalue < 1e-6, pvalue
+        return
+    assert pvalue > 1e-4, pvalue
+    assert all(out.num_forward_passes > 1 for out in outs)
+    assert predicted[0] > 0  # depths drafted from an earlier tree's prediction: chains carried across steps
+    assert sum(out.accepted_by_source.get("jacobi", 0) for out in outs) > 0
+
+
+def _count_predictions(monkeypatch):
+    """[n]: how many (row, depth) drafts found a prediction of an earlier tree, over every step."""
+    count, propose = [0], JacobiSource.propose
+
+    def counting(self, ctx):
+        proposals = propose(self, ctx)
+        count[0] += int(ctx.drafts.jacobi.law_at(ctx.target_offsets)[1].sum())
+        return proposals
+
+    monkeypatch.setattr(JacobiSource, "propose", counting)
+    return count
+
+
+@pytest.mark.parametrize("kind", ["llama", "chameleon", "emu3", "janus"])
+def test_greedy_jacobi_equals_greedy_ar(kind):
+    model = tiny_backbone(kind)
+    grid = tiny_grid(row_end=kind != "janus")
+    heads = tiny_heads()
+    ar = hk.HawkDecoder(model, heads, grid, mode="ar").generate(PROMPT, temperature=0, cfg_scale=2.0)
+    for mode in JACOBI_MODES:
+        out = hk.HawkDecoder(model, heads if needs_heads(mode) else None, grid, mode=mode,
+                             num_nodes=8).generate(PROMPT, temperature=0, cfg_scale=2.0)
+        assert torch.equal(out.sequences, ar.sequences), mode
+        assert out.num_forward_passes < ar.num_forward_passes, mode
+
+
+@pytest.mark.parametrize("mode", JACOBI_MODES)
+def test_jacobi_step_never_syncs_and_sessions_share_nothing(mode, monkeypatch):
+    model, grid = tiny_backbone(), tiny_grid()
+    dec = _decoder(mode, model, grid, num_nodes=10)
+    kw = dict(cfg_scale=2.0, seed=5, top_k=20)
+    alone = dec.generate(PROMPT.repeat(2, 1), **kw)
+    step, calls = step_module.step, []
+
+    def guarded_step(plan, state):  # the first step included: it fills the coupled noise on the device
+        with forbid_host_sync():
+            step(plan, state)
+        calls.append(1)
+
+    monkeypatch.setattr(step_module, "step", guarded_step)
+    sessions = [dec.start(PROMPT.repeat(2, 1), **kw), dec.start(PROMPT, cfg_scale=2.0, seed=9)]
+    while any(s.least_committed() < grid.num_body_tokens for s in sessions):
+        for s in sessions:
+            if s.least_committed() < grid.num_body_tokens:
+                s.run(1)
+    got = sessions[0].output()
+    assert torch.equal(got.sequences, alone.sequences) and got.accepted_lengths == alone.accepted_lengths
+    assert len(calls) > 2
+
+
+def test_modes_and_sources():
+    assert set(JACOBI_MODES) <= set(hk.MODES)
+    assert not needs_heads("jacobi") and needs_heads("hawk+jacobi")
+    assert [s.name for s in sources_for("jacobi", None)] == ["jacobi"]
+    kinds = [type(s).__name__ for s in sources_for("hawk+jacobi", tiny_heads())]
+    assert kinds == ["JacobiSource", "HorizontalSource", "VerticalSource", "InitialLawSource"]  # the pool's order
+    with pytest.raises(ValueError, match="heads"):
+        hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="hawk+jacobi")
+    with pytest.raises(ValueError, match="init"):
+        JacobiSource(init="random")
+    with pytest.raises(ValueError, match="JacobiSource"):
+        sources_for("hawk+jacobi", tiny_heads(), jacobi={"jacobi_init": InitialLawSource()})
+    tree = jacobi_template("hawk+jacobi", tiny_heads(), 32)
+    assert tree.max_depth >= 24 and all(tree.rank[n] == 0 for n in _ancestors(tree, tree.depth.index(24)))
+    assert jacobi_template("hawk", tiny_heads(), 32) is None
+    out = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="jacobi").generate(PROMPT, seed=1)
+    assert set(out.accepted_by_source) <= {"jacobi", "layout"}
