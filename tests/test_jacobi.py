@@ -85,6 +85,13 @@ def test_absorb_keeps_committed_laws_tokens_and_predictions_by_offset():
     repeat = initial_law(memory, offsets, "repeat")
     assert repeat[0, 2].argmax() == 3 and torch.isinf(repeat[0, 2]).sum() == 3  # one-hot on the bonus
     assert torch.equal(initial_law(memory, offsets, "uniform")[0, 0], torch.zeros(4))
+    full = LastTree(last.target_logits, torch.tensor([[8, 9, 10, 11]]), torch.tensor([[-1, 0, 1, 2]]),
+                    torch.tensor([[0, 1, 2, 3]]), torch.tensor([3]), torch.tensor([1]))
+    absorb(memory, full)  # every node accepted: the root's placeholder -1 is the only token written to the sink
+    assert int(memory.tokens.min()) >= 0  # the sink included: a one-hot law scatters at whatever it reads
+    first_row = torch.tensor([[0, 1, 2]])  # nothing above (offsets -3..-1): the sink is read and never found
+    for init in ("above", "repeat"):
+        assert torch.equal(initial_law(memory, first_row, init), initial_law(memory, first_row, "uniform"))
     # a later tree that reaches less far keeps the older prediction for offset 8
     last.next_offsets, last.accept_len, last.path = torch.tensor([[7, 8, 9, 10]]), torch.tensor([0]), torch.tensor(
         [[0, -1, -1, -1]])

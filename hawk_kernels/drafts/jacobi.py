@@ -70,15 +70,16 @@ class JacobiMemory:
         return torch.where(inside, offsets.remainder(self.ring), self.ring)
 
     def law_at(self, offsets: torch.Tensor):
-        """offsets [B, D] -> (laws [B, D, V], found [B, D])."""
+        """offsets [B, D] -> (laws [B, D, V], found [B, D]). The sink is never found (its key -1 would match
+        offset -1, and it holds whatever skipped writes left: maybe a law of a later position)."""
         slot = self.slots(offsets, torch.ones_like(offsets, dtype=torch.bool))
-        found = self.law_key.gather(1, slot) == offsets
+        found = (self.law_key.gather(1, slot) == offsets) & (slot < self.ring)
         return self.laws.gather(1, slot[..., None].expand(-1, -1, self.laws.shape[-1])), found
 
     def token_at(self, offsets: torch.Tensor):
-        """offsets [B, D] -> (committed tokens [B, D], found [B, D])."""
+        """offsets [B, D] -> (committed tokens [B, D], found [B, D]); the sink is never found."""
         slot = self.slots(offsets, torch.ones_like(offsets, dtype=torch.bool))
-        return self.tokens.gather(1, slot), self.token_key.gather(1, slot) == offsets
+        return self.tokens.gather(1, slot), (self.token_key.gather(1, slot) == offsets) & (slot < self.ring)
 
 
 def absorb(memory: JacobiMemory, last: LastTree) -> None:
@@ -104,7 +105,7 @@ def absorb(memory: JacobiMemory, last: LastTree) -> None:
     token_offsets = last.next_offsets[:, :1] - 1 + depth
     token_slot = memory.slots(token_offsets, (depth >= 1) & (depth <= accepted + 1) & (last.next_offsets[:, :1] >= 0)
                               & (committed >= 0))
-    memory.tokens[rows, token_slot] = committed
+    memory.tokens[rows, token_slot] = committed.clamp(min=0)  # the sink too holds a valid id (first-row lookups)
     memory.token_key[rows, token_slot] = torch.where(token_slot < memory.ring, token_offsets, -1)
 
 
