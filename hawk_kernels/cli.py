@@ -259,7 +259,27 @@ def _train_streaming(args, out_dir: Path, device) -> int:
     if rank == 0:
         print(metrics.table(heads.num_horizontal))
         _save_heads(heads, out_dir)
+        if args.calibrate_images:
+            _calibrate_demo_heads(out_dir, args.calibrate_images)
     return 0
+
+
+def _calibrate_demo_heads(out_dir: Path, images: int) -> None:
+    """Measure the tree rates of every mode that drafts with heads, on held-out prompts (seeds 10,000+), and
+    save them beside the heads (calibration.py)."""
+    import json
+
+    from .calibration import calibrate
+    from .drafts import needs_heads
+    from .pipelines.demo.pipeline import load_demo_pipeline
+
+    modes = [mode for mode in MODES if needs_heads(mode)]
+    print(f"calibrating the trees of {', '.join(modes)} on {_plural(images, 'image')}...", flush=True)
+    torch.set_num_threads(1)
+    report = calibrate(load_demo_pipeline(device="cpu", heads=out_dir), modes, images,
+                       command="hawk train-heads (built-in calibration)", progress=False)
+    (out_dir / TREE_RATES_FILE).write_text(json.dumps(report, indent=1))
+    print(f"saved tree rates to {out_dir / TREE_RATES_FILE}")
 
 
 def _check_data_matches(manifest: dict, identity: dict, grid) -> None:
@@ -377,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--accumulation", type=_number(int, 1), default=1, help="micro-batches per optimiser step")
     t.add_argument("--checkpoint-every", type=_number(int, 0), default=0, help="steps between checkpoints (0: none)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--calibrate-images", type=_number(int, 0), default=40,
+                   help="with --data DIR: images that measure the tree rates after training (0: skip)")
     add_generate_parser(sub)
     return parser
 

@@ -1,5 +1,5 @@
 """Tokens committed per target pass of several sets of draft heads on the bundled model, in one run: same
-prompts, seeds and node budgets. Heads without a tree_rates.json are calibrated first (python/calibrate_tree.py,
+prompts, seeds and node budgets. Heads without a tree_rates.json are calibrated first (hawk_kernels/calibration.py,
 seeds 10,000+, away from the evaluation seeds) and the rates written beside them.
 
     python python/compare_heads.py --heads bundled /path/to/new/heads --nodes 16 --images 60
@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import hawk_kernels as hk  # noqa: E402
+from hawk_kernels.calibration import calibrate  # noqa: E402
 from hawk_kernels.pipelines.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
 
 
@@ -28,14 +29,9 @@ def _module(name: str):
     return module
 
 
-def calibrate(heads_dir: Path, mode: str, images: int, threads_note: str) -> None:
-    calibrate_tree = _module("calibrate_tree")
+def calibrate_heads(heads_dir: Path, mode: str, images: int) -> None:
     pipe = hk.load_demo_pipeline(device="cpu", heads=heads_dir)
-    depth = pipe.heads.num_horizontal + 4
-    rates, tried, accepted = calibrate_tree.measure(pipe, mode, images, 20, 64, depth, 3.0, 10_000)
-    report = dict(rates={mode: [[round(float(r), 4) for r in row] for row in rates]}, tried={mode: tried.tolist()},
-                  accepted={mode: accepted.tolist()}, images=images, exploratory_nodes=64, cfg=3.0,
-                  date=datetime.date.today().isoformat(), command="python " + " ".join(sys.argv) + threads_note)
+    report = calibrate(pipe, [mode], images, command="python " + " ".join(sys.argv))
     (heads_dir / TREE_RATES_FILE).write_text(json.dumps(report, indent=1))
 
 
@@ -67,7 +63,7 @@ def main() -> None:
     for name in args.heads:
         heads_dir = HEADS_DIR if name == "bundled" else Path(name)
         if not (heads_dir / TREE_RATES_FILE).exists():
-            calibrate(heads_dir, args.mode, args.calibration_images, "")
+            calibrate_heads(heads_dir, args.mode, args.calibration_images)
         results[name] = {n: tokens_per_pass(heads_dir, args.mode, n, args.images, args.batch) for n in args.nodes}
         print(name, {n: round(v, 3) for n, v in results[name].items()}, flush=True)
     if args.out:

@@ -1,5 +1,6 @@
 """Streaming head training: exact resume, torchrun (gloo) equal to one process, memory independent of the
 data set size, clear errors for bad data."""
+import json
 import os
 import subprocess
 import sys
@@ -56,7 +57,8 @@ def test_killed_after_a_checkpoint_and_resumed_equals_uninterrupted(pipe, data_d
 
 def test_torchrun_two_processes_equal_one(pipe, data_dir, tmp_path):
     common = ["-m", "hawk_kernels", "train-heads", "--demo", "--data", str(data_dir), "--horizontal", "2",
-              "--vertical", "1", "--epochs", "1", "--batch-size", "4", "--accumulation", "2", "--seed", "3"]
+              "--vertical", "1", "--epochs", "1", "--batch-size", "4", "--accumulation", "2", "--seed", "3",
+              "--calibrate-images", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *common, "--out",
                     str(tmp_path / "two")], check=True, env=env, capture_output=True)
@@ -135,3 +137,14 @@ def test_bad_data(pipe, data_dir, tmp_path, capsys):
     (other / "manifest.json").write_text(text.replace('"height": 14', '"height": 12'))
     assert cli.main(["train-heads", "--demo", "--data", str(other), "--out", str(out)]) == 2
     assert "--data: layout 12x14" in capsys.readouterr().err
+
+
+def test_train_heads_calibrates_the_trees_it_saves(data_dir, tmp_path, capsys):
+    out = tmp_path / "heads"
+    assert cli.main(["train-heads", "--demo", "--data", str(data_dir), "--out", str(out), "--horizontal", "2",
+                     "--vertical", "1", "--epochs", "1", "--batch-size", "4", "--calibrate-images", "2"]) == 0
+    rates = json.loads((out / "tree_rates.json").read_text())["rates"]
+    assert set(rates) == {"medusa", "vertical", "hawk", "hawk+jacobi"}
+    pipe = hk.load_demo_pipeline(device="cpu", heads=out)
+    assert pipe.accept_rates == rates and pipe.heads.config.model_fingerprint is not None
+    assert pipe.generate(["the number 3"], mode="hawk", num_nodes=8, seed=0).output.mean_accepted_length >= 1
