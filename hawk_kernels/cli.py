@@ -18,7 +18,7 @@ from . import __version__
 from .checks import as_device
 from .fingerprint import model_fingerprint
 from .heads import TREE_RATES_FILE
-from .drafts import MODES
+from .drafts import MODES, needs_heads
 from .pipelines.cli import add_generate_parser, generate_command
 
 
@@ -87,8 +87,9 @@ def demo(args) -> int:
         vocab.encode_prompt(prompt)
     torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
     pipe = load_demo_pipeline(device=device)
-    if pipe.heads is None and set(args.modes) - {"ar"}:
-        raise UsageError("--modes: no trained heads are bundled, so only 'ar' can run")
+    if pipe.heads is None and any(needs_heads(mode) for mode in args.modes):
+        raise UsageError("--modes: no trained heads are bundled, so only modes without heads can run "
+                         f"({', '.join(m for m in MODES if not needs_heads(m))})")
     print(f"device {pipe.device}; {_plural(len(prompts), 'prompt')}; cfg {args.cfg}, temperature "
           f"{args.temperature}, tree of {args.nodes} nodes")
     rows, results = {}, {}

@@ -25,7 +25,8 @@ __all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES"]
 
 class HawkDecoder:
     """Drop-in decode loop over a frozen image model. Modes (drafts.MODES): "ar" (plain), "medusa" (horizontal
-    heads), "vertical" (vertical heads + speculation cache), "hawk" (both in the spatial pool)."""
+    heads), "vertical" (vertical heads + speculation cache), "hawk" (both in the spatial pool), "jacobi" (the
+    target's own predictions of the previous tree, no heads), "hawk+jacobi" (heads and Jacobi drafts)."""
 
     def __init__(self, model, heads: DraftHeads | None, grid: ImageGrid, mode: str = "hawk",
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
