@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .checks import as_float, as_int
 from .distill import load_manifest, read_shard, shard_path
 from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
-from .training import HeadMetrics, _shared_rows, backbone_hidden, head_targets
+from .training import HeadMetrics, _shared_rows, backbone_hidden, head_losses, head_targets
 
 SPLIT_SEED = 20251030  # the held-out split never depends on the training seed
 CHECKPOINTS = "checkpoints"
@@ -184,13 +184,11 @@ def _context(model, heads, grid, body_start, pad_id, device, rank, world) -> _Co
 
 def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> float:
     """micro_batches [accumulation, local]: this rank's sequence indices."""
-    import contextlib
-
     opt.zero_grad()
     total = 0.0
     for m, indices in enumerate(micro_batches):
         last = m == len(micro_batches) - 1
-        sync = contextlib.nullcontext() if last or ctx.world == 1 else ctx.trained.no_sync()
+        sync = nullcontext() if last or ctx.world == 1 else ctx.trained.no_sync()
         with sync:
             loss_sum, _, count = _micro_losses(ctx, data.rows(indices), ctx.trained)
             count = _all_reduce(count.float(), ctx.world)
@@ -204,16 +202,12 @@ def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> fl
 def _micro_losses(ctx: _Context, sequences: torch.Tensor, heads_module):
     """-> per head: summed token loss, correct top-1 count, token count over `sequences`."""
     sequences = sequences.to(ctx.device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else _nothing()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext()
     with autocast:
         hidden = backbone_hidden(ctx.model, sequences, batch_size=len(sequences), device=ctx.device,
                                  pad_id=ctx.pad_id, body_start=ctx.body_start).to(ctx.device)
         targets, valid = head_targets(sequences.cpu(), ctx.body_start, ctx.grid, ctx.offsets)
-        targets, valid = targets.to(ctx.device), valid.to(ctx.device)
-        logits = heads_module(hidden.float(), ctx.head_rows).float()  # [b, L, H, V_img]
-    loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(valid.shape)
-    correct = ((logits.argmax(-1) == targets) & valid).sum((0, 1))
-    return (loss * valid).sum((0, 1)), correct, valid.sum((0, 1))
+        return head_losses(heads_module, hidden, ctx.head_rows, targets.to(ctx.device), valid.to(ctx.device))
 
 
 @torch.no_grad()
@@ -225,14 +219,6 @@ def evaluate_streaming(ctx: _Context, data, indices: torch.Tensor, batch_size: i
         loss_sum, correct, count = loss_sum + l, correct + c, count + n
     count = count.clamp(min=1)
     return HeadMetrics(ctx.offsets, (loss_sum / count).tolist(), (correct / count).tolist())
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _warmup_cosine(total: int, warmup: float):

@@ -106,12 +106,18 @@ def _shared_rows(model, heads, grid):
     return model.get_output_embeddings().weight.detach()[lo:hi].float()
 
 
-def _loss(heads, hidden, rows, targets, valid):
+def head_losses(heads, hidden, rows, targets, valid):
+    """-> per head: summed token cross-entropy, correct top-1 count and token count, over the valid targets."""
     logits = heads(hidden.float(), rows).float()  # [b, L, H, V_img]
     loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(valid.shape)
-    per_head = (loss * valid).sum((0, 1)) / valid.sum((0, 1)).clamp(min=1)
     correct = ((logits.argmax(-1) == targets) & valid).sum((0, 1))
-    return per_head, correct, valid.sum((0, 1))
+    return (loss * valid).sum((0, 1)), correct, valid.sum((0, 1))
+
+
+def _loss(heads, hidden, rows, targets, valid):
+    """-> per head: mean token loss, correct top-1 count and token count."""
+    loss_sum, correct, count = head_losses(heads, hidden, rows, targets, valid)
+    return loss_sum / count.clamp(min=1), correct, count
 
 
 def train_heads(model, heads: DraftHeads, sequences: torch.Tensor, body_start: int, grid: ImageGrid, *,
