@@ -18,10 +18,9 @@ from hawk_kernels.grid import ImageGrid
 from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.target import SamplingConfig
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
-from hawk_kernels.verify import verify_tree
 from tests.test_decoder import _exact_image_law
 from tests.test_engine import forbid_host_sync
-from tests.test_verify import _Fixed, _broken_first_token, _chi2_pvalue, broken_no_residual, exact_output_law
+from tests.test_verify import _Fixed, _chi2_pvalue, broken_no_residual, exact_output_law, first_token_pvalue
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 PROMPT = torch.tensor([[1, 5, 6, 4]])
@@ -187,19 +186,8 @@ def test_statistical_realistic_vocab_with_coupled_jacobi_candidates(broken):
     coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, "cpu")
     cand = _pool_draw(pool, memory, torch.full((trials, 1), 8), gen, coupled)
     assert coupled.filled and (cand.tokens[:, 0] >= 0).all()
-    tokens = torch.cat([torch.full((trials, 1), -1), cand.tokens[:, 0]], 1)
-    laws = torch.cat([torch.zeros(trials, 1, dtype=torch.int64), cand.law[:, 0]], 1)
-    parents = torch.tensor([-1, 0, 0, 0, 0])
-    target_rows = target[None, None].expand(trials, 5, -1)
-    uniforms = torch.rand(trials, 5, 2, generator=gen)
-    if broken:
-        out = torch.tensor([_broken_first_token(target_rows[b:b + 1], cand.table[b:b + 1], tokens[b:b + 1], parents,
-                                                laws[b:b + 1], uniforms[b:b + 1]) for b in range(trials)])
-    else:
-        result = verify_tree(target_rows, cand.table, tokens, parents, laws, uniforms=uniforms)
-        first = tokens.gather(1, result.path[:, 1:2].clamp(min=0))[:, 0]
-        out = torch.where(result.accept_len > 0, first, result.bonus)
-    pvalue = _chi2_pvalue(torch.bincount(out, minlength=vocab), torch.softmax(target.double(), -1))
+    assert cand.tokens.shape[2] == 4  # four candidates at depth 1: Jacobi, initial law, two horizontal
+    pvalue = first_token_pvalue(target, cand, gen, broken)
     assert (pvalue < 1e-6) if broken else (pvalue > 1e-4), pvalue
 
 
