@@ -34,21 +34,30 @@ def exploratory_tree(heads, mode: str, nodes: int, depth: int, chain: int) -> Tr
     return TreeTemplate.from_paths(paths + siblings[: max(0, nodes - 1 - chain)])
 
 
-def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cfg: float, seed: int,
-            chain: int = 0, prompts=DIGIT_PROMPTS):
+def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cfg: float | None, seed: int,
+            chain: int = 0, prompts=DIGIT_PROMPTS, size=None):
     """Decode `images` images (prompts cycled, seeds seed + batch start) with the exploratory tree of `mode`;
-    -> (rates, tried, accepted), each [depth, rank]."""
+    -> (rates, tried, accepted), each [depth, rank]. pipe: the demo pipeline or a family pipeline (its
+    default sampling; cfg None: its default CFG)."""
     heads = pipe.heads if needs_heads(mode) else None
     tree = exploratory_tree(pipe.heads, mode, nodes, depth, chain)
-    dec = HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, tree=tree)
+    demo = not hasattr(pipe, "layout")
+    grid = pipe.grid if demo else pipe.layout(size)
+    dec = HawkDecoder(pipe.model if demo else pipe.backbone(grid), heads, grid, mode=mode, tree=tree)
     shape = (dec.tree.template.max_depth + 1, dec.tree.template.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
     accepted = torch.zeros_like(tried)
     for start in range(0, images, batch):
         chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
-        out = pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=cfg, decoder=dec).output
-        tried += torch.tensor(out.rank_tried)
-        accepted += torch.tensor(out.rank_accepted)
+        if demo:
+            outputs = [pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=3.0 if cfg is None else cfg,
+                                     decoder=dec).output]
+        else:
+            outputs = pipe.generate_tokens(chunk, mode=mode, size=size, seed=seed + start, cfg_scale=cfg,
+                                           decoder=dec).outputs
+        for out in outputs:
+            tried += torch.tensor(out.rank_tried)
+            accepted += torch.tensor(out.rank_accepted)
     return smoothed_rates(tried[1:], accepted[1:]), tried[1:], accepted[1:]
 
 
@@ -63,23 +72,25 @@ def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
     return rates
 
 
-def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, cfg: float = 3.0, seed: int = 10_000,
-              jacobi_depth: int = JACOBI_CHAIN, jacobi_nodes: int = 160, report: dict | None = None,
-              command: str = "", progress: bool = True) -> dict:
+def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, cfg: float | None = None,
+              seed: int = 10_000, jacobi_depth: int = JACOBI_CHAIN, jacobi_nodes: int = 160, report: dict | None = None,
+              command: str = "", progress: bool = True, prompts=DIGIT_PROMPTS, size=None) -> dict:
     """Measure every mode in `modes` (seeds away from evaluation seeds) into `report` (a tree_rates.json dict;
-    modes not measured keep their tables; `runs` says which run made each)."""
+    modes not measured keep their tables; `runs` says which run made each). pipe: the demo pipeline (digit
+    prompts, CFG 3 by default) or a family pipeline (give `prompts`; its default sampling, and `size`)."""
     heads = pipe.heads
     depths = {"jacobi": jacobi_depth, "hawk+jacobi": jacobi_depth}
     if heads is not None:
         depths.update(medusa=heads.num_horizontal, vertical=heads.num_horizontal + 2, hawk=heads.num_horizontal + 4)
     run = dict(images=images, exploratory_nodes=nodes, cfg=cfg, date=datetime.date.today().isoformat(),
-               command=command)
+               command=command, size=size if size is None or isinstance(size, int) else list(size))
     report = report or dict(rates={}, tried={}, accepted={}, **run)
     report.setdefault("runs", {})
     for mode in modes:
         chain = depths[mode] if "jacobi" in MODE_SOURCES[mode] else 0
         mode_nodes = jacobi_nodes if chain else nodes
-        rates, tried, accepted = measure(pipe, mode, images, batch, mode_nodes, depths[mode], cfg, seed, chain)
+        rates, tried, accepted = measure(pipe, mode, images, batch, mode_nodes, depths[mode], cfg, seed, chain,
+                                         prompts, size)
         report["rates"][mode] = [[round(float(r), 4) for r in row] for row in rates]
         report["tried"][mode], report["accepted"][mode] = tried.tolist(), accepted.tolist()
         report["runs"][mode] = dict(run, exploratory_nodes=mode_nodes, chain=chain)

@@ -17,9 +17,9 @@ import torch
 from . import __version__
 from .checks import as_device
 from .fingerprint import model_fingerprint
-from .heads import TREE_RATES_FILE
+from .heads import TREE_RATES_FILE, DraftHeads
 from .drafts import MODES, needs_heads
-from .pipelines.cli import add_generate_parser, generate_command
+from .pipelines.cli import add_generate_parser, generate_command, pixel_size
 
 
 class UsageError(Exception):
@@ -33,6 +33,13 @@ class _Parser(argparse.ArgumentParser):
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
+
+
+class _DefaultsNoneFormatter(_Formatter):
+    """Shows a default only where there is one (a None default means "the family's", which the help says)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def _number(kind, low=None, high=None, low_open=False, name="value"):
@@ -144,27 +151,69 @@ def _read_prompts(path: str) -> list[str]:
 
 
 def distill_cmd(args) -> int:
-    from .distill import distill_demo
-    from .pipelines.demo.model import load_demo_tokenizer
-    from .pipelines.demo.pipeline import load_demo_pipeline
+    from .distill import distill, distill_images, image_files
 
-    if not args.demo:
-        raise UsageError("distill: only --demo is supported so far (the family pipelines follow)")
-    prompts = _read_prompts(args.prompts)
-    vocab = load_demo_tokenizer()[1]
-    for prompt in prompts:  # unknown words fail here, before the model loads
-        vocab.encode_prompt(prompt)
+    _one_model(args)
+    if (args.prompts is None) == (args.images is None):
+        raise UsageError("distill: give --prompts FILE (self-distillation) or --images DIR (your own images)")
+    if args.images is not None and args.images_per_prompt != 1:
+        raise UsageError("--images-per-prompt: 1 with --images (each image is one sequence)")
+    if args.demo and args.size is not None:
+        raise UsageError("--size: the demo model has one layout (28x28 px)")
+    prompts = _read_prompts(args.prompts) if args.prompts is not None else image_files(args.images)[1]
+    if args.demo:
+        _check_demo_words(prompts)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UsageError(f"--out: parent directory {str(out.parent)!r} does not exist")
-    device = as_device("--device", args.device) if args.device else None
     torch.set_num_threads(args.threads)
-    pipe = load_demo_pipeline(device=device)
-    manifest = distill_demo(pipe, prompts, out, args.images_per_prompt, args.batch_size, args.seed, args.cfg,
-                            args.temperature, args.top_k, overwrite=args.overwrite)
-    print(f"{manifest['settings']['num_prompts'] * args.images_per_prompt} sequences in "
+    pipe = _load_pipe(args, _rank_device(args.device))
+    common = dict(batch_size=args.batch_size, size=args.size, overwrite=args.overwrite)
+    if args.images is not None:
+        manifest = distill_images(pipe, args.images, out, **common)
+    else:
+        manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
+                           temperature=args.temperature, top_k=args.top_k, **common)
+    settings = manifest["settings"]
+    print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
           f"{_plural(manifest['num_shards'], 'shard')} under {out}")
     return 0
+
+
+def _one_model(args) -> None:
+    if args.demo == (args.model is not None):
+        raise UsageError(f"{args.command}: give --demo (the bundled model) or --model DIR, one of them")
+    if args.model is not None and not os.path.isfile(os.path.join(args.model, "config.json")):
+        raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json); models load from "
+                         f"local directories only")
+
+
+def _check_demo_words(prompts: list[str]) -> None:
+    from .pipelines.demo.model import load_demo_tokenizer
+
+    vocab = load_demo_tokenizer()[1]
+    for prompt in prompts:  # unknown words fail here, before the model loads
+        vocab.encode_prompt(prompt)
+
+
+def _rank_device(device: str | None) -> torch.device:
+    """--device, or CUDA when available; under torchrun each rank takes the GPU LOCAL_RANK."""
+    device = as_device("--device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def _load_pipe(args, device, heads=None):
+    """The bundled demo pipeline or the family pipeline of --model, on `device`."""
+    if args.demo:
+        from .pipelines.demo.pipeline import load_demo_pipeline
+
+        return load_demo_pipeline(device=device, heads=heads)
+    from .pipelines import load_pipeline
+
+    print(f"loading {args.model}...", flush=True)
+    return load_pipeline(args.model, heads=heads, device=device, dtype=getattr(args, "dtype", None))
 
 
 # --- hawk train-heads ------------------------------------------------------------------------------------
@@ -204,80 +253,76 @@ def _load_training_data(path: str):
 
 
 def train_heads_cmd(args) -> int:
-    from .heads import DraftHeads
-    from .training import train_heads
+    from .trainer import TrainConfig, train_heads
 
     out_dir = _check_heads_out(args.out, args.overwrite or args.resume)
-    device = as_device("--device", args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _one_model(args)
+    device = _rank_device(args.device)
     if args.data is not None and os.path.isdir(args.data):
         return _train_streaming(args, out_dir, device)
     if args.resume or args.accumulation != 1 or args.checkpoint_every:
         raise UsageError("--resume/--accumulation/--checkpoint-every: need --data DIR made by `hawk distill`")
     if args.demo:
-        model, grid, train, held, body_start, pad_id = _demo_training_set(args.seed)
+        model, grid, train, held = _demo_training_set(args.seed)
     else:
-        model, grid, train, held, body_start, pad_id = _user_training_set(args)
+        model, grid, train, held = _user_training_set(args)
     config = model.config.get_text_config()
     heads = DraftHeads(config.hidden_size, config.vocab_size, args.horizontal, args.vertical, num_layers=args.layers,
                        model_fingerprint=model_fingerprint(model))
     model.to(device)
     print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
-          f"{_plural(train.shape[0], 'sequence')} ({device})", flush=True)
-    metrics = train_heads(model, heads, train, body_start, grid, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size, eval_sequences=held, device=device, seed=args.seed,
-                          pad_id=pad_id)
+          f"{_plural(len(train), 'sequence')} ({device})", flush=True)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=min(args.batch_size, len(train)), seed=args.seed)
+    metrics = train_heads(model, heads, train, grid, config, held_out=held)
     print(metrics.table(heads.num_horizontal))
     _save_heads(heads, out_dir)
     return 0
 
 
 def _train_streaming(args, out_dir: Path, device) -> int:
-    """train-heads on a `hawk distill` directory: streaming, DDP under torchrun, checkpoints, --resume."""
-    from .distill import demo_identity
-    from .heads import DraftHeads
-    from .trainer import ShardSequences, TrainConfig, train_heads_streaming
+    """train-heads on a `hawk distill` directory (demo or family model): streaming, DDP under torchrun,
+    checkpoints, --resume, then the built-in calibration."""
+    from .distill import model_identity, read_prompts
+    from .trainer import ShardSequences, TrainConfig, train_heads
 
-    if not args.demo:
-        raise UsageError("--data DIR: only --demo data sets are supported so far (the family pipelines follow)")
     data = ShardSequences(args.data)  # manifest and every shard checked before the model loads
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
-    from .pipelines.demo.pipeline import load_demo_pipeline
-
-    pipe = load_demo_pipeline(device="cpu")
-    _check_data_matches(data.manifest, demo_identity(pipe), pipe.grid)
-    model = pipe.model
-    text = model.config.get_text_config()
+    pipe = _load_pipe(args, device)
+    size = data.manifest["settings"]["size"]
+    grid = pipe.grid if args.demo else pipe.layout(None if size is None else tuple(size))
+    _check_data_matches(data.manifest, model_identity(pipe), grid)
     torch.manual_seed(args.seed)
-    heads = DraftHeads(text.hidden_size, text.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
+    if args.demo:
+        model, text = pipe.model, pipe.model.config.get_text_config()
+        heads = DraftHeads(text.hidden_size, text.vocab_size, args.horizontal, args.vertical, num_layers=args.layers)
+    else:
+        model, heads = pipe.backbone(grid), pipe.make_heads(args.horizontal, args.vertical, args.layers)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
               f"{_plural(len(data), 'sequence')} ({device}, {os.environ.get('WORLD_SIZE', 1)} process(es))", flush=True)
-    metrics = train_heads_streaming(model, heads, data, data.manifest["body_start"], pipe.grid, config,
-                                    pad_id=data.manifest["pad_id"], device=device, checkpoint_dir=out_dir,
-                                    resume=args.resume)
+    metrics = train_heads(model, heads, data, grid, config, checkpoint_dir=out_dir, resume=args.resume)
     if rank == 0:
         print(metrics.table(heads.num_horizontal))
         _save_heads(heads, out_dir)
         if args.calibrate_images:
-            _calibrate_demo_heads(out_dir, args.calibrate_images)
+            _calibrate_heads(args, out_dir, device, read_prompts(args.data), size)
     return 0
 
 
-def _calibrate_demo_heads(out_dir: Path, images: int) -> None:
-    """Measure the tree rates of every mode that drafts with heads, on held-out prompts (seeds 10,000+), and
-    save them beside the heads (calibration.py)."""
+def _calibrate_heads(args, out_dir: Path, device, prompts: list[str], size) -> None:
+    """Measure the tree rates of every mode that drafts with heads, on the data set's prompts with seeds away
+    from its own (10,000+), on the training device, and save them beside the heads (calibration.py)."""
     import json
 
     from .calibration import calibrate
-    from .drafts import needs_heads
-    from .pipelines.demo.pipeline import load_demo_pipeline
 
     modes = [mode for mode in MODES if needs_heads(mode)]
-    print(f"calibrating the trees of {', '.join(modes)} on {_plural(images, 'image')}...", flush=True)
-    torch.set_num_threads(1)
-    report = calibrate(load_demo_pipeline(device="cpu", heads=out_dir), modes, images,
+    print(f"calibrating the trees of {', '.join(modes)} on {_plural(args.calibrate_images, 'image')}...", flush=True)
+    pipe = _load_pipe(args, device, heads=out_dir)
+    report = calibrate(pipe, modes, args.calibrate_images, prompts=prompts,
+                       size=None if size is None else tuple(size),
                        command="hawk train-heads (built-in calibration)", progress=False)
     (out_dir / TREE_RATES_FILE).write_text(json.dumps(report, indent=1))
     print(f"saved tree rates to {out_dir / TREE_RATES_FILE}")
@@ -305,6 +350,7 @@ def _save_heads(heads, out_dir: Path) -> None:
 def _demo_training_set(seed: int):
     from .pipelines.demo.model import demo_image_grid, load_demo_backbone, load_demo_tokenizer
     from .pipelines.demo.training_data import demo_sequences
+    from .trainer import TensorSequences
 
     print("loading the bundled model and the MNIST digits...", flush=True)
     model = load_demo_backbone()
@@ -312,11 +358,13 @@ def _demo_training_set(seed: int):
     print("encoding the digits into VQ codes (train and held-out splits)...", flush=True)
     train, body_start = demo_sequences(vq, vocab, "train", seed=seed)
     held, _ = demo_sequences(vq, vocab, "heldout", seed=seed)
-    return model, demo_image_grid(vocab), train, held, body_start, vocab.pad_id
+    return (model, demo_image_grid(vocab), TensorSequences(train, body_start, vocab.pad_id),
+            TensorSequences(held, body_start, vocab.pad_id))
 
 
 def _user_training_set(args):
     from .grid import ImageGrid
+    from .trainer import TensorSequences
 
     missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--height", args.height),
                                         ("--width", args.width), ("--image-range", args.image_range)) if value is None]
@@ -338,7 +386,8 @@ def _user_training_set(args):
     print(f"loading {args.model}...", flush=True)
     model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True).eval()
     split = max(1, sequences.shape[0] // 10)
-    return model, grid, sequences[split:], sequences[:split], body_start, pad_id
+    return (model, grid, TensorSequences(sequences[split:], body_start, pad_id),
+            TensorSequences(sequences[:split], body_start, pad_id))
 
 
 # --- parser ----------------------------------------------------------------------------------------------
@@ -360,26 +409,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--nodes", type=_number(int, 2), default=16, help="tree nodes per step (16 suits a CPU)")
     d.add_argument("--out", default="hawk_demo.png", help="image sheet to write (one row per mode)")
     d.add_argument("--threads", type=_number(int, 1), default=1, help="CPU threads for torch")
-    s = sub.add_parser("distill", formatter_class=_Formatter,
-                       help="sample training sequences from the model itself (AR mode), as resumable shards")
+    s = sub.add_parser("distill", formatter_class=_DefaultsNoneFormatter,
+                       help="training sequences for draft heads: sampled from the model itself (AR mode), or "
+                            "your own images through the family's VQ encoder; resumable shards")
     s.add_argument("--demo", action="store_true", help="the bundled model")
-    s.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    s.add_argument("--model", help="a Janus, Emu3 or Lumina-mGPT checkpoint directory (loaded offline)")
+    s.add_argument("--prompts", help="text file, one prompt per line (self-distillation)")
+    s.add_argument("--images", help="directory of images, each with a same-stem .txt caption (cat.png + cat.txt)")
     s.add_argument("--images-per-prompt", type=_number(int, 1), default=1)
     s.add_argument("--out", required=True, help="data directory (a rerun with the same settings resumes it)")
     s.add_argument("--batch-size", type=_number(int, 1), default=16, help="images per decoder batch and per shard")
     s.add_argument("--seed", type=_number(int, 0, 2**63), default=0, help="shard b is sampled with seed + b")
-    s.add_argument("--cfg", type=_number(float, 0.0), default=3.0, help="classifier-free guidance scale")
-    s.add_argument("--temperature", type=_number(float, 0.0), default=1.0)
-    s.add_argument("--top-k", type=_number(int, 1), default=None)
-    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    s.add_argument("--cfg", type=_number(float, 0.0), default=None, help="CFG scale (default: the family's; demo 3)")
+    s.add_argument("--temperature", type=_number(float, 0.0), default=None, help="(default: the family's, 1)")
+    s.add_argument("--top-k", type=_number(int, 1), default=None, help="(default: the family's)")
+    s.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the family's)")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
+                                                  "torchrun each rank takes GPU LOCAL_RANK)")
+    s.add_argument("--dtype", default=None, help="float32, bfloat16, ... (default: the checkpoint's)")
     s.add_argument("--threads", type=_number(int, 1), default=1, help="CPU threads for torch")
     s.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
     t = sub.add_parser("train-heads", formatter_class=_Formatter,
                        help="train horizontal + vertical heads on a frozen backbone")
     t.add_argument("--demo", action="store_true", help="the bundled model and its MNIST data (needs hawk_kernels[train])")
-    t.add_argument("--model", help="a transformers causal-LM directory (loaded offline)")
+    t.add_argument("--model", help="a checkpoint directory (loaded offline): a Janus, Emu3 or Lumina-mGPT model "
+                                   "with --data DIR; any transformers causal LM with a --data file")
     t.add_argument("--data", help="a `hawk distill` directory (streamed; DDP under torchrun), or a torch file "
                                   "{'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
+    t.add_argument("--dtype", default=None, help="with --model: float32, bfloat16, ... (default: the checkpoint's)")
     t.add_argument("--height", type=_number(int, 1), help="image rows (tokens)")
     t.add_argument("--width", type=_number(int, 1), help="image codes per row")
     t.add_argument("--row-end", type=_number(int, 0), default=None, help="row-end token id, if the layout has one")
@@ -399,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=_number(int, 0), default=0, help="steps between checkpoints (0: none)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     t.add_argument("--calibrate-images", type=_number(int, 0), default=40,
-                   help="with --data DIR: images that measure the tree rates after training (0: skip)")
+                   help="with --data DIR: images that measure the tree rates after training, on the data set's "
+                        "prompts with other seeds (0: skip)")
     add_generate_parser(sub)
     return parser
 

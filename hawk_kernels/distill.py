@@ -1,16 +1,21 @@
-"""Self-distilled training data for draft heads: sequences the frozen model itself samples (the distribution the
-heads face while decoding), made by our own decoder in AR mode, written as safetensors shards.
+"""Training data for draft heads, written as resumable safetensors shards: self-distilled sequences the frozen
+model itself samples (`distill`: the distribution the heads face while decoding, made by our own decoder in AR
+mode with the family's default sampling and CFG), or a user's own images through the family's VQ encoder
+(`distill_images`). `pipe` is the bundled demo pipeline or a family pipeline (`load_pipeline`).
 
-Determinism is what makes resume and multi-process runs exact. Items (prompt p, sample i) are numbered in one
-global order and cut into fixed batches of `batch_size`; batch b is decoded with seed `seed + b` and written
-as shard b. So a sample depends only on the settings, never on which process made it or when:
+Determinism is what makes resume and multi-process runs exact. Items (prompt p, sample i) - or (image p, 0) -
+are numbered in one global order and cut into fixed batches of `batch_size`; batch b is sampled with seed
+`seed + b` and written as shard b. So a sample depends only on the settings, never on which process made it
+or when:
   * killed and restarted, a run skips the shards already on disk (written under a temporary name and renamed,
     so a shard is either complete or absent) and produces exactly the samples of an uninterrupted run;
   * under torchrun, rank r of R makes the shards b with b % R == r, and the union is the single-process run.
 
-Layout of --out: manifest.json (settings, model identity, layout, shard count), prompts.txt, and
-shard-XXXXXX.safetensors with `sequences` [n, L] int64 (prompts left-padded with pad_id to `body_start`, then
-the body and the image end), `prompt_index` [n] and `sample_index` [n].
+Layout of --out: manifest.json (settings, model identity, layout, shard count), prompts.txt (the prompts, or
+one caption per image), images.txt (image sources only), and shard-XXXXXX.safetensors with
+`sequences` [n, L] int64 (each prompt left-padded with pad_id to `body_start`, then the generated body with its
+layout tokens and the image end, as the decoder writes it), `prompt_length` [n] (real prompt tokens before
+body_start: the padding is masked in training), `prompt_index` [n] and `sample_index` [n].
 """
 from __future__ import annotations
 
@@ -24,21 +29,28 @@ import torch
 
 from .fingerprint import model_fingerprint
 
-FORMAT = "hawk-distill/1"
+FORMAT = "hawk-distill/2"
 MANIFEST = "manifest.json"
 PROMPTS_FILE = "prompts.txt"
+IMAGES_FILE = "images.txt"
+SHARD_KEYS = ("sequences", "prompt_length", "prompt_index", "sample_index")
+PAD_ID = 0  # filler before short prompts; masked by prompt_length, so any id works
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEMO_DEFAULTS = dict(cfg_scale=3.0, temperature=1.0, top_k=None)
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    num_prompts: int
-    prompts_sha256: str
+    source: str  # "model" (self-distilled) or "images" (encoded images)
+    num_prompts: int  # prompts, or images
+    prompts_sha256: str  # of the prompts (and, for images, of the image bytes)
     images_per_prompt: int
     batch_size: int
     seed: int
-    cfg_scale: float
-    temperature: float
+    cfg_scale: float | None  # sampling: None for images
+    temperature: float | None
     top_k: int | None
+    size: list | None  # the layout asked for (None: the family default)
 
     @property
     def num_items(self) -> int:
@@ -54,8 +66,144 @@ class DistillSettings:
         return [divmod(k, self.images_per_prompt) for k in range(first, last)]
 
 
-def prompts_digest(prompts: list[str]) -> str:
-    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+def distill(pipe, prompts: list[str], out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
+            cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None, size=None,
+            overwrite: bool = False, rank: int | None = None, world_size: int | None = None, progress: bool = True,
+            max_shards: int | None = None) -> dict:
+    """Sample `images_per_prompt` images per prompt from the model (AR mode) into shards under out_dir; None
+    sampling arguments take the family's defaults. Returns the manifest. max_shards stops after that many new
+    shards (tests use it to stop a run midway)."""
+    sampling = _sampling(pipe, cfg_scale, temperature, top_k)
+    settings = DistillSettings("model", len(prompts), _digest(prompts), images_per_prompt, batch_size, seed,
+                               sampling["cfg_scale"], sampling["temperature"], sampling["top_k"], _size(size))
+    grid = _layout(pipe, size)
+    prompt_ids = _prompt_ids(pipe, prompts, grid)  # bad prompts fail before any work
+
+    def make(items, shard):
+        texts = [prompts[p] for p, _ in items]
+        if _is_demo(pipe):
+            return pipe.generate(texts, mode="ar", seed=seed + shard, **sampling).output.generated.cpu()
+        out = pipe.generate_tokens(texts, mode="ar", size=size, seed=seed + shard, **sampling)
+        return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
+
+    return _write(pipe, grid, settings, prompts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
+                  max_shards)
+
+
+def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, overwrite: bool = False,
+                   rank: int | None = None, world_size: int | None = None, progress: bool = True,
+                   max_shards: int | None = None) -> dict:
+    """Encode every image under image_dir (png/jpg/webp/bmp, sorted by name) with the family's VQ encoder
+    (`pipe.encode_images`) into shards; each image's caption is the text file beside it with the same stem
+    (`cat.png` + `cat.txt`), and is the prompt of its sequence. Returns the manifest."""
+    images, captions = image_files(image_dir)
+    contents = captions + [hashlib.sha256(path.read_bytes()).hexdigest() for path in images]
+    settings = DistillSettings("images", len(images), _digest(contents), 1, batch_size, 0, None, None, None,
+                               _size(size))
+    grid = _layout(pipe, size)
+    prompt_ids = _prompt_ids(pipe, captions, grid)
+
+    def make(items, shard):
+        from PIL import Image
+
+        pictures = []
+        for p, _ in items:
+            with Image.open(images[p]) as picture:
+                pictures.append(picture.copy())
+        tokens = pipe.encode_images(pictures) if _is_demo(pipe) else pipe.encode_images(pictures, size=size)
+        return grid.generated_tokens(tokens)
+
+    return _write(pipe, grid, settings, captions, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
+                  max_shards, image_names=[path.name for path in images])
+
+
+def image_files(image_dir) -> tuple[list[Path], list[str]]:
+    """(image paths sorted by name, their captions): every image needs a same-stem .txt caption."""
+    directory = Path(image_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"images: no such directory {str(image_dir)!r}")
+    images = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise ValueError(f"images: {str(directory)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    missing = [p.name for p in images if not p.with_suffix(".txt").is_file()]
+    if missing:
+        raise ValueError(f"images: {len(missing)} image(s) have no caption file beside them (first: {missing[0]} "
+                         f"needs {Path(missing[0]).stem}.txt, one line of text)")
+    captions = [" ".join(p.with_suffix(".txt").read_text().split()) for p in images]
+    empty = [p.name for p, c in zip(images, captions) if not c]
+    if empty:
+        raise ValueError(f"images: the caption of {empty[0]} is empty (an empty caption would be unconditional)")
+    return images, captions
+
+
+def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids: list[list[int]], make, out_dir,
+           overwrite: bool, rank, world_size, progress: bool, max_shards, image_names=None) -> dict:
+    """The shared driver: manifest, this rank's missing shards, one `make(items, shard)` per shard."""
+    from tqdm.auto import tqdm
+
+    rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
+    if overwrite and world_size > 1:
+        raise ValueError("overwrite: not under torchrun (ranks would race); clear --out first, or run one process")
+    body_start = max(map(len, prompt_ids))
+    generated = grid.num_body_tokens + (grid.image_end_token is not None)
+    manifest = dict(format=FORMAT, settings=asdict(settings), model=model_identity(pipe), body_start=body_start,
+                    sequence_length=body_start + generated, pad_id=PAD_ID,
+                    grid=dict(height=grid.height, width=grid.width, row_end_token=grid.row_end_token,
+                              image_token_range=list(grid.image_token_range), image_end_token=grid.image_end_token),
+                    num_shards=settings.num_shards)
+    out_dir = prepare_out_dir(Path(out_dir), manifest, prompts, overwrite, image_names)
+    todo = [b for b in range(settings.num_shards) if b % world_size == rank and not shard_path(out_dir, b).exists()]
+    todo = todo[:max_shards] if max_shards is not None else todo
+    bar = tqdm(total=sum(len(settings.shard_items(b)) for b in todo), unit="img", desc=f"distill (rank {rank})",
+               disable=not progress)
+    for shard in todo:
+        items = settings.shard_items(shard)
+        body = make(items, shard)
+        rows = [[PAD_ID] * (body_start - len(prompt_ids[p])) + prompt_ids[p] for p, _ in items]
+        write_shard(out_dir, shard, torch.cat([torch.tensor(rows, dtype=torch.int64), body.long()], dim=1),
+                    [len(prompt_ids[p]) for p, _ in items], items)
+        bar.update(len(items))
+    bar.close()
+    return manifest
+
+
+# --- the two kinds of pipeline --------------------------------------------------------------------------
+def _is_demo(pipe) -> bool:
+    return not hasattr(pipe, "prompt_rows")
+
+
+def model_identity(pipe) -> dict:
+    """What a data set and heads are bound to: the family and the weights' fingerprint."""
+    return dict(family="demo" if _is_demo(pipe) else pipe.family, fingerprint=model_fingerprint(pipe.model))
+
+
+def _layout(pipe, size):
+    if _is_demo(pipe):
+        if size is not None:
+            raise ValueError(f"size: the demo model has one layout (28x28 px), got {size!r}")
+        return pipe.grid
+    return pipe.layout(size)
+
+
+def _prompt_ids(pipe, prompts: list[str], grid) -> list[list[int]]:
+    if _is_demo(pipe):
+        return [pipe.vocab.encode_prompt(p) for p in prompts]  # unknown words fail here
+    return pipe.prompt_rows(list(prompts), None, grid).conditional
+
+
+def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
+    defaults = DEMO_DEFAULTS if _is_demo(pipe) else pipe.defaults
+    given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
+    out = {k: (defaults.get(k) if v is None else v) for k, v in given.items()}
+    return dict(cfg_scale=float(out["cfg_scale"]), temperature=float(out["temperature"]), top_k=out["top_k"])
+
+
+def _size(size):
+    return None if size is None else ([size, size] if isinstance(size, int) else list(size))
+
+
+def _digest(texts: list[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
 
 def shard_path(out_dir: Path, shard: int) -> Path:
@@ -67,51 +215,9 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def distill_demo(pipe, prompts: list[str], out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
-                 cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int | None = None, overwrite: bool = False,
-                 rank: int | None = None, world_size: int | None = None, progress: bool = True,
-                 max_shards: int | None = None) -> dict:
-    """Sample `images_per_prompt` images per prompt from the bundled model (AR mode) into shards under out_dir.
-    Returns the manifest. max_shards stops after that many new shards (tests use it to stop a run midway)."""
-    from tqdm.auto import tqdm
-
-    rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
-    if overwrite and world_size > 1:
-        raise ValueError("overwrite: not under torchrun (ranks would race); clear --out first, or run one process")
-    settings = DistillSettings(len(prompts), prompts_digest(prompts), images_per_prompt, batch_size, seed,
-                               float(cfg_scale), float(temperature), top_k)
-    prompt_ids = [pipe.vocab.encode_prompt(p) for p in prompts]  # unknown words fail before any work
-    body_start = max(map(len, prompt_ids))
-    manifest = dict(format=FORMAT, settings=asdict(settings), model=demo_identity(pipe), body_start=body_start,
-                    sequence_length=body_start + pipe.grid.num_body_tokens + 1, pad_id=pipe.vocab.pad_id,
-                    grid=dict(height=pipe.grid.height, width=pipe.grid.width, row_end_token=pipe.grid.row_end_token,
-                              image_token_range=list(pipe.grid.image_token_range),
-                              image_end_token=pipe.grid.image_end_token),
-                    num_shards=settings.num_shards)
-    out_dir = prepare_out_dir(Path(out_dir), manifest, prompts, overwrite)
-    todo = [b for b in range(settings.num_shards) if b % world_size == rank and not shard_path(out_dir, b).exists()]
-    todo = todo[:max_shards] if max_shards is not None else todo
-    bar = tqdm(total=sum(len(settings.shard_items(b)) for b in todo), unit="img", desc=f"distill (rank {rank})",
-               disable=not progress)
-    for shard in todo:
-        items = settings.shard_items(shard)
-        texts = [prompts[p] for p, _ in items]
-        out = pipe.generate(texts, mode="ar", seed=seed + shard, cfg_scale=cfg_scale, temperature=temperature,
-                            top_k=top_k)
-        generated = out.output.generated.cpu()
-        rows = [[pipe.vocab.pad_id] * (body_start - len(prompt_ids[p])) + prompt_ids[p] for p, _ in items]
-        sequences = torch.cat([torch.tensor(rows, dtype=torch.int64), generated], dim=1)
-        write_shard(out_dir, shard, sequences, items)
-        bar.update(len(items))
-    bar.close()
-    return manifest
-
-
-def demo_identity(pipe) -> dict:
-    return dict(family="demo", fingerprint=model_fingerprint(pipe.model))
-
-
-def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite: bool) -> Path:
+# --- files --------------------------------------------------------------------------------------------------
+def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite: bool,
+                    image_names: list[str] | None = None) -> Path:
     """Create out_dir with the manifest, or check that an existing one was made with the same settings (resume)."""
     path = out_dir / MANIFEST
     if path.exists():
@@ -129,21 +235,25 @@ def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite
         for old in out_dir.glob("shard-*.safetensors"):
             old.unlink()
     _atomic_write_text(out_dir / PROMPTS_FILE, "\n".join(prompts) + "\n")
+    if image_names is not None:
+        _atomic_write_text(out_dir / IMAGES_FILE, "\n".join(image_names) + "\n")
     _atomic_write_text(path, json.dumps(manifest, indent=1))
     return out_dir
 
 
 def _ours(name: str) -> bool:
     """Files a distillation writes (another rank may be writing them right now)."""
-    return name in (MANIFEST, PROMPTS_FILE) or name.startswith("shard-") or ".partial-" in name
+    return name in (MANIFEST, PROMPTS_FILE, IMAGES_FILE) or name.startswith("shard-") or ".partial-" in name
 
 
-def write_shard(out_dir: Path, shard: int, sequences: torch.Tensor, items: list[tuple[int, int]]) -> None:
+def write_shard(out_dir: Path, shard: int, sequences: torch.Tensor, prompt_lengths: list[int],
+                items: list[tuple[int, int]]) -> None:
     from safetensors.torch import save_file
 
     final = shard_path(out_dir, shard)
     partial = final.with_name(final.name + f".partial-{os.getpid()}")
     save_file({"sequences": sequences.contiguous(),
+               "prompt_length": torch.tensor(prompt_lengths, dtype=torch.int64),
                "prompt_index": torch.tensor([p for p, _ in items], dtype=torch.int64),
                "sample_index": torch.tensor([i for _, i in items], dtype=torch.int64)}, str(partial),
               metadata={"format": FORMAT, "shard": str(shard)})
@@ -164,12 +274,18 @@ def load_manifest(data_dir) -> dict:
         raise FileNotFoundError(f"data: no {MANIFEST} in {str(data_dir)!r} (make one with `hawk distill`)")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"data: {str(path)!r} is not a {FORMAT} manifest (format {manifest.get('format')!r})")
+        raise ValueError(f"data: {str(path)!r} is not a {FORMAT} manifest (format {manifest.get('format')!r}); "
+                         f"make it again with this version's `hawk distill`")
     missing = [b for b in range(manifest["num_shards"]) if not shard_path(data_dir, b).exists()]
     if missing:
         raise ValueError(f"data: {len(missing)} of {manifest['num_shards']} shards are missing (first: "
                          f"{shard_path(data_dir, missing[0]).name}); run the same `hawk distill` again to finish")
     return manifest
+
+
+def read_prompts(data_dir) -> list[str]:
+    """The prompts (or captions) a data set was made from."""
+    return (Path(data_dir) / PROMPTS_FILE).read_text().splitlines()
 
 
 def read_shard(data_dir, shard: int, sequence_length: int) -> dict:
@@ -182,8 +298,9 @@ def read_shard(data_dir, shard: int, sequence_length: int) -> dict:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"data: shard {path.name} is unreadable ({exc})") from None
-    sequences = tensors.get("sequences")
-    if sequences is None or sequences.dim() != 2 or sequences.shape[1] != sequence_length or not len(sequences):
-        raise ValueError(f"data: shard {path.name} has no sequences [n, {sequence_length}] (got "
-                         f"{None if sequences is None else tuple(sequences.shape)})")
+    sequences, lengths = tensors.get("sequences"), tensors.get("prompt_length")
+    if sequences is None or sequences.dim() != 2 or sequences.shape[1] != sequence_length or not len(sequences) \
+            or lengths is None or lengths.shape != sequences.shape[:1]:
+        raise ValueError(f"data: shard {path.name} has no sequences [n, {sequence_length}] with prompt_length [n] "
+                         f"(got {None if sequences is None else tuple(sequences.shape)})")
     return tensors

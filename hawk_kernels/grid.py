@@ -80,6 +80,23 @@ class ImageGrid:
         """[B, num_body_tokens] global ids -> [B, height, width] image code ids (layout tokens dropped)."""
         return body.view(body.shape[0], self.height, self.row_stride)[:, :, : self.width]
 
+    def generated_tokens(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """[B, height, width] image code ids -> [B, num_body_tokens (+1)]: what the decoder generates for that
+        image (row-end tokens in place, then the image-end token when the layout has one). Inverse of
+        image_tokens()."""
+        lo, hi = self.image_token_range
+        if image_tokens.dim() != 3 or tuple(image_tokens.shape[1:]) != (self.height, self.width):
+            raise ValueError(f"image_tokens: expected [B, {self.height}, {self.width}], got {tuple(image_tokens.shape)}")
+        if image_tokens.numel() and not bool(((image_tokens >= lo) & (image_tokens < hi)).all()):
+            raise ValueError(f"image_tokens: expected ids in the image range [{lo}, {hi})")
+        rows = image_tokens.long()
+        if self.row_end_token is not None:
+            rows = torch.cat([rows, rows.new_full((*rows.shape[:2], 1), self.row_end_token)], dim=2)
+        body = rows.flatten(1)
+        if self.image_end_token is not None:
+            body = torch.cat([body, body.new_full((body.shape[0], 1), self.image_end_token)], dim=1)
+        return body
+
     def check_vocab(self, vocab_size: int, name: str = "model vocab_size") -> None:
         hi = self.image_token_range[1]
         for label, token in (("image_token_range hi", hi - 1), ("row_end_token", self.row_end_token),

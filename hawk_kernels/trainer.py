@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from .checks import as_float, as_int
-from .distill import load_manifest, read_shard, shard_path
+from .distill import SHARD_KEYS, load_manifest, read_shard, shard_path
 from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
-from .training import HeadMetrics, _shared_rows, backbone_hidden, head_losses, head_targets
+from .training import HeadMetrics, is_adapter, backbone_hidden, head_losses, head_targets, shared_rows
 
 SPLIT_SEED = 20251030  # the held-out split never depends on the training seed
 CHECKPOINTS = "checkpoints"
@@ -52,16 +52,26 @@ class TrainConfig:
 
 # --- data ----------------------------------------------------------------------------------------------
 class TensorSequences:
-    """Sequences held in memory ([N, L] int64)."""
+    """Sequences held in memory: [N, L] integer ids whose image body starts at `body_start`; prompts left-padded
+    with `pad_id` (None: every position is real)."""
 
-    def __init__(self, sequences: torch.Tensor):
-        self.sequences = sequences
+    def __init__(self, sequences: torch.Tensor, body_start: int, pad_id: int | None = None):
+        if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2 or sequences.dtype.is_floating_point \
+                or sequences.dtype == torch.bool or not len(sequences):
+            raise ValueError(f"sequences: expected integer ids [N > 0, L], got {getattr(sequences, 'dtype', None)} "
+                             f"{tuple(getattr(sequences, 'shape', ()))}")
+        self.body_start = as_int("body_start", body_start, 0, sequences.shape[1] - 1)
+        self.sequences = sequences.long()
+        leading = torch.zeros(len(sequences), dtype=torch.int64) if pad_id is None else \
+            ((self.sequences[:, :body_start] != pad_id).cumsum(-1) == 0).sum(-1)
+        self.prompt_lengths = body_start - leading
 
     def __len__(self) -> int:
         return self.sequences.shape[0]
 
-    def rows(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.sequences[indices]
+    def rows(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (sequences [b, L], prompt lengths [b]) of `indices`."""
+        return self.sequences[indices], self.prompt_lengths[indices]
 
 
 class ShardSequences:
@@ -72,36 +82,43 @@ class ShardSequences:
         from safetensors import safe_open
 
         self.data_dir, self.manifest = Path(data_dir), load_manifest(data_dir)
+        self.body_start = self.manifest["body_start"]
         counts = []
         for shard in range(self.manifest["num_shards"]):
             try:
                 with safe_open(str(shard_path(self.data_dir, shard)), framework="pt") as f:
-                    shape = f.get_slice("sequences").get_shape()
+                    shapes = {key: f.get_slice(key).get_shape() for key in SHARD_KEYS}
             except Exception as exc:  # any malformed file: name it
                 raise ValueError(f"data: shard {shard_path(self.data_dir, shard).name} is unreadable ({exc})") from None
-            if len(shape) != 2 or shape[0] == 0 or shape[1] != self.manifest["sequence_length"]:
-                raise ValueError(f"data: shard {shard} holds sequences {tuple(shape)}, expected [n > 0, "
-                                 f"{self.manifest['sequence_length']}]")
+            shape = shapes["sequences"]
+            if len(shape) != 2 or shape[0] == 0 or shape[1] != self.manifest["sequence_length"] \
+                    or shapes["prompt_length"] != [shape[0]]:
+                raise ValueError(f"data: shard {shard} holds sequences {tuple(shape)} and prompt_length "
+                                 f"{tuple(shapes['prompt_length'])}, expected [n > 0, "
+                                 f"{self.manifest['sequence_length']}] and [n]")
             counts.append(shape[0])
         self.starts = torch.tensor([0] + counts).cumsum(0)
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[int, dict] = {}
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def rows(self, indices: torch.Tensor) -> torch.Tensor:
+    def rows(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shards = torch.searchsorted(self.starts, indices, right=True) - 1
-        out = torch.empty(len(indices), self.manifest["sequence_length"], dtype=torch.int64)
+        sequences = torch.empty(len(indices), self.manifest["sequence_length"], dtype=torch.int64)
+        lengths = torch.empty(len(indices), dtype=torch.int64)
         for shard in shards.unique().tolist():
             where = shards == shard
-            out[where] = self._shard(shard)[indices[where] - self.starts[shard]]
-        return out
+            local = indices[where] - self.starts[shard]
+            tensors = self._shard(shard)
+            sequences[where], lengths[where] = tensors["sequences"][local], tensors["prompt_length"][local]
+        return sequences, lengths
 
-    def _shard(self, shard: int) -> torch.Tensor:
+    def _shard(self, shard: int) -> dict:
         if shard not in self._cache:
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[shard] = read_shard(self.data_dir, shard, self.manifest["sequence_length"])["sequences"]
+            self._cache[shard] = read_shard(self.data_dir, shard, self.manifest["sequence_length"])
         return self._cache[shard]
 
 
@@ -121,25 +138,24 @@ class _Context:
     head_rows: torch.Tensor | None
     offsets: list
     grid: ImageGrid
-    body_start: int
-    pad_id: int | None
     device: torch.device
     rank: int
     world: int
 
 
-def train_heads_streaming(model, heads: DraftHeads, data, body_start: int, grid: ImageGrid, config: TrainConfig,
-                          *, pad_id: int | None = None, device="cpu", checkpoint_dir=None, resume: bool = False,
-                          progress: bool = True, stop_after: int | None = None) -> HeadMetrics:
-    """Train `heads` in place on `data` (TensorSequences / ShardSequences / an [N, L] tensor). Under torchrun
-    the process group is set up here. stop_after: return after that many optimiser steps (tests: a "kill")."""
+def train_heads(model, heads: DraftHeads, data, grid: ImageGrid, config: TrainConfig = TrainConfig(), *,
+                held_out=None, checkpoint_dir=None, resume: bool = False, progress: bool = True,
+                stop_after: int | None = None) -> HeadMetrics:
+    """Train `heads` in place on `data` (TensorSequences or ShardSequences) on the model's device; under
+    torchrun the process group is set up here (the model must already sit on this rank's device).
+    model: a transformers causal LM, or a backbone adapter (`pipe.backbone(grid)`), which families whose image
+    path differs need (Janus). held_out: evaluation data (default: config.eval_fraction of `data`, held out).
+    Returns per-head loss and top-1 on the held-out sequences. stop_after: return after that many optimiser
+    steps (tests: a "kill")."""
     from tqdm.auto import tqdm
 
-    data = TensorSequences(data) if isinstance(data, torch.Tensor) else data
     rank, world = _init_distributed()
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.device(device).type == "cuda" \
-        and world > 1 else torch.device(device)
-    train_idx, held_idx = split_indices(len(data), config.eval_fraction)
+    train_idx, held_idx = split_indices(len(data), 0.0 if held_out is not None else config.eval_fraction)
     micro = config.batch_size // config.accumulation
     if config.batch_size % config.accumulation or micro % world:
         raise ValueError(f"batch_size: {config.batch_size} must split into accumulation={config.accumulation} "
@@ -148,7 +164,7 @@ def train_heads_streaming(model, heads: DraftHeads, data, body_start: int, grid:
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(train_idx)} training sequences")
     total = config.epochs * steps_per_epoch
-    ctx = _context(model, heads, grid, body_start, pad_id, device, rank, world)
+    ctx = _context(model, heads, grid, rank, world)
     opt = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, config.warmup))
     step = _resume(checkpoint_dir, heads, opt, sched) if resume else 0
@@ -168,18 +184,29 @@ def train_heads_streaming(model, heads: DraftHeads, data, body_start: int, grid:
     heads.eval()
     heads.config = replace(heads.config, model_fingerprint=model_fingerprint(model))  # what they were trained for
     # evaluation in micro-batches of the training's size: the same memory bound as a training step
-    return evaluate_streaming(ctx, data, held_idx if len(held_idx) else train_idx[:micro], batch_size=micro // world)
+    if held_out is not None:
+        return _evaluate(ctx, held_out, torch.arange(len(held_out)), micro)
+    return _evaluate(ctx, data, held_idx if len(held_idx) else train_idx[:micro], micro)
 
 
-def _context(model, heads, grid, body_start, pad_id, device, rank, world) -> _Context:
-    (model.model if hasattr(model, "forward_tree") else model).requires_grad_(False)
-    model.to(device) if isinstance(model, torch.nn.Module) else None
+@torch.no_grad()
+def evaluate_heads(model, heads: DraftHeads, data, grid: ImageGrid, batch_size: int = 32) -> HeadMetrics:
+    """Per-head loss and top-1 of `heads` over all of `data` (TensorSequences or ShardSequences)."""
+    was_training = heads.training
+    metrics = _evaluate(_context(model, heads, grid, 0, 1), data, torch.arange(len(data)), batch_size)
+    heads.train(was_training)
+    return metrics
+
+
+def _context(model, heads, grid, rank, world) -> _Context:
+    (model.model if is_adapter(model) else model).requires_grad_(False)
+    device = model.device if is_adapter(model) else next(model.parameters()).device
     heads.to(device).float().train()
     trained = heads
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(heads, device_ids=[device.index] if device.type == "cuda" else None)
-    return _Context(model, heads, trained, _shared_rows(model, heads, grid), heads.offsets(grid.row_stride), grid,
-                    body_start, pad_id, device, rank, world)
+    return _Context(model, heads, trained, shared_rows(model, heads, grid), heads.offsets(grid.row_stride), grid,
+                    device, rank, world)
 
 
 def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> float:
@@ -190,7 +217,7 @@ def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> fl
         last = m == len(micro_batches) - 1
         sync = nullcontext() if last or ctx.world == 1 else ctx.trained.no_sync()
         with sync:
-            loss_sum, _, count = _micro_losses(ctx, data.rows(indices), ctx.trained)
+            loss_sum, _, count = _micro_losses(ctx, data, indices, ctx.trained)
             count = _all_reduce(count.float(), ctx.world)
             loss = (loss_sum / count.clamp(min=1)).sum() * ctx.world / len(micro_batches)
             loss.backward()
@@ -199,23 +226,23 @@ def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> fl
     return total / ctx.heads.config.num_heads
 
 
-def _micro_losses(ctx: _Context, sequences: torch.Tensor, heads_module):
-    """-> per head: summed token loss, correct top-1 count, token count over `sequences`."""
-    sequences = sequences.to(ctx.device)
+def _micro_losses(ctx: _Context, data, indices: torch.Tensor, heads_module):
+    """-> per head: summed token loss, correct top-1 count, token count over the sequences `indices` of `data`.
+    Hidden states stay on the device (bf16 autocast on CUDA)."""
+    sequences, prompt_lengths = (t.to(ctx.device) for t in data.rows(indices))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext()
     with autocast:
-        hidden = backbone_hidden(ctx.model, sequences, batch_size=len(sequences), device=ctx.device,
-                                 pad_id=ctx.pad_id, body_start=ctx.body_start).to(ctx.device)
-        targets, valid = head_targets(sequences.cpu(), ctx.body_start, ctx.grid, ctx.offsets)
-        return head_losses(heads_module, hidden, ctx.head_rows, targets.to(ctx.device), valid.to(ctx.device))
+        hidden = backbone_hidden(ctx.model, sequences, data.body_start, prompt_lengths)
+        targets, valid = head_targets(sequences, data.body_start, ctx.grid, ctx.offsets)
+        return head_losses(heads_module, hidden, ctx.head_rows, targets, valid)
 
 
 @torch.no_grad()
-def evaluate_streaming(ctx: _Context, data, indices: torch.Tensor, batch_size: int = 32) -> HeadMetrics:
+def _evaluate(ctx: _Context, data, indices: torch.Tensor, batch_size: int) -> HeadMetrics:
     heads = ctx.heads.config.num_heads
     loss_sum, correct, count = (torch.zeros(heads, device=ctx.device) for _ in range(3))
-    for chunk in indices.split(batch_size):
-        l, c, n = _micro_losses(ctx, data.rows(chunk), ctx.heads)
+    for chunk in indices.split(max(1, batch_size)):
+        l, c, n = _micro_losses(ctx, data, chunk, ctx.heads)
         loss_sum, correct, count = loss_sum + l, correct + c, count + n
     count = count.clamp(min=1)
     return HeadMetrics(ctx.offsets, (loss_sum / count).tolist(), (correct / count).tolist())

@@ -9,7 +9,7 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels import cli
-from hawk_kernels.distill import distill_demo, load_manifest, read_shard, shard_path
+from hawk_kernels.distill import distill, load_manifest, read_shard, shard_path
 
 PROMPTS = ["a handwritten digit seven", "the number 3", "digit eight"]
 KW = dict(images_per_prompt=2, batch_size=2, seed=5, progress=False)
@@ -30,12 +30,12 @@ def _same(a, b):
 
 
 def test_killed_and_resumed_equals_uninterrupted(pipe, tmp_path):
-    full = distill_demo(pipe, PROMPTS, tmp_path / "full", **KW)
+    full = distill(pipe, PROMPTS, tmp_path / "full", **KW)
     assert full["num_shards"] == 3 and full["body_start"] == 6
-    distill_demo(pipe, PROMPTS, tmp_path / "resumed", max_shards=1, **KW)  # "killed" after one shard
+    distill(pipe, PROMPTS, tmp_path / "resumed", max_shards=1, **KW)  # "killed" after one shard
     with pytest.raises(ValueError, match="2 of 3 shards are missing"):
         load_manifest(tmp_path / "resumed")
-    distill_demo(pipe, PROMPTS, tmp_path / "resumed", **KW)
+    distill(pipe, PROMPTS, tmp_path / "resumed", **KW)
     shards = _shards(tmp_path / "full")
     assert _same(shards, _shards(tmp_path / "resumed"))
     items = torch.stack([torch.cat([s["prompt_index"], s["sample_index"]]) for s in shards[:1]])
@@ -46,25 +46,25 @@ def test_killed_and_resumed_equals_uninterrupted(pipe, tmp_path):
 
 
 def test_ranks_union_equals_one_process(pipe, tmp_path):
-    distill_demo(pipe, PROMPTS, tmp_path / "one", **KW)
+    distill(pipe, PROMPTS, tmp_path / "one", **KW)
     for rank in (0, 1):
-        distill_demo(pipe, PROMPTS, tmp_path / "two", rank=rank, world_size=2, **KW)
+        distill(pipe, PROMPTS, tmp_path / "two", rank=rank, world_size=2, **KW)
     assert _same(_shards(tmp_path / "one"), _shards(tmp_path / "two"))
 
 
 def test_settings_mismatch_and_damaged_data(pipe, tmp_path):
-    distill_demo(pipe, PROMPTS[:1], tmp_path / "d", images_per_prompt=1, batch_size=1, progress=False)
+    distill(pipe, PROMPTS[:1], tmp_path / "d", images_per_prompt=1, batch_size=1, progress=False)
     with pytest.raises(ValueError, match="other settings"):
-        distill_demo(pipe, PROMPTS[:1], tmp_path / "d", images_per_prompt=1, batch_size=1, seed=9, progress=False)
+        distill(pipe, PROMPTS[:1], tmp_path / "d", images_per_prompt=1, batch_size=1, seed=9, progress=False)
     with pytest.raises(ValueError, match="overwrite: not under torchrun"):
-        distill_demo(pipe, PROMPTS[:1], tmp_path / "d", overwrite=True, rank=0, world_size=2, progress=False)
+        distill(pipe, PROMPTS[:1], tmp_path / "d", overwrite=True, rank=0, world_size=2, progress=False)
     shard_path(tmp_path / "d", 0).write_bytes(b"not a shard")
     with pytest.raises(ValueError, match="unreadable"):
         _shards(tmp_path / "d")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("x")
     with pytest.raises(ValueError, match="not empty"):
-        distill_demo(pipe, PROMPTS[:1], tmp_path / "other", progress=False)
+        distill(pipe, PROMPTS[:1], tmp_path / "other", progress=False)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         load_manifest(tmp_path / "other")
 

@@ -13,7 +13,7 @@ import hawk_kernels as hk
 from hawk_kernels.drafts import MODES
 from hawk_kernels.pipelines import load_pipeline
 from hawk_kernels.pipelines.cli import generate_command
-from hawk_kernels.training import evaluate_heads, train_heads
+from hawk_kernels.trainer import TensorSequences, TrainConfig, evaluate_heads, train_heads
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_families import build_chameleon, build_emu3, build_janus
 
@@ -205,9 +205,11 @@ def test_heads_train_save_load_and_decode(family, model_dirs, pipes, tmp_path):
     backbone = pipe.backbone(grid)
     heads = pipe.make_heads(num_horizontal=2, vertical_depth=1)
     assert heads.config.family == family and heads.config.shared_lm_head == (family != "janus")
-    before = evaluate_heads(backbone, heads, sampled.sequences, body_start, grid)
-    after = train_heads(backbone, heads, sampled.sequences, body_start, grid, epochs=3, lr=3e-2, batch_size=16,
-                        progress=False)
+    data = TensorSequences(sampled.sequences, body_start)
+    before = evaluate_heads(backbone, heads, data, grid)
+    train_heads(backbone, heads, data, grid, TrainConfig(epochs=3, lr=3e-2, batch_size=16, eval_fraction=0),
+                progress=False)
+    after = evaluate_heads(backbone, heads, data, grid)
     assert sum(after.loss) < sum(before.loss)
     heads.save_pretrained(tmp_path)
     loaded = load_pipeline(model_dirs[family], heads=tmp_path)

@@ -10,9 +10,9 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels import cli
-from hawk_kernels.distill import distill_demo, shard_path, write_shard
+from hawk_kernels.distill import distill, shard_path, write_shard
 from hawk_kernels.heads import DraftHeads
-from hawk_kernels.trainer import ShardSequences, TrainConfig, train_heads_streaming
+from hawk_kernels.trainer import ShardSequences, TrainConfig, train_heads
 
 PROMPTS = ["a handwritten digit seven", "the number 3", "digit eight", "a picture of a five"]
 
@@ -25,7 +25,7 @@ def pipe():
 @pytest.fixture(scope="module")
 def data_dir(pipe, tmp_path_factory):
     path = tmp_path_factory.mktemp("distilled") / "data"
-    distill_demo(pipe, PROMPTS, path, images_per_prompt=3, batch_size=3, seed=1, progress=False)
+    distill(pipe, PROMPTS, path, images_per_prompt=3, batch_size=3, seed=1, progress=False)
     return path
 
 
@@ -38,8 +38,7 @@ def _heads(pipe, seed=0):
 def _train(pipe, data_dir, heads, **kw):
     data = ShardSequences(data_dir)
     config = TrainConfig(epochs=2, lr=3e-3, batch_size=4, accumulation=2, checkpoint_every=kw.pop("every", 0), seed=3)
-    return train_heads_streaming(pipe.model, heads, data, data.manifest["body_start"], pipe.grid, config,
-                                 pad_id=data.manifest["pad_id"], progress=False, **kw)
+    return train_heads(pipe.model, heads, data, pipe.grid, config, progress=False, **kw)
 
 
 def test_killed_after_a_checkpoint_and_resumed_equals_uninterrupted(pipe, data_dir, tmp_path):
@@ -73,7 +72,7 @@ def test_torchrun_two_processes_equal_one(pipe, data_dir, tmp_path):
 def _synthetic(path, pipe, num_shards, per_shard=8, seed=0):
     """Shards of random image bodies in the demo layout (memory tests need volume, not realism)."""
     gen = torch.Generator().manual_seed(seed)
-    distill_demo(pipe, PROMPTS[:1], path, images_per_prompt=1, batch_size=1, progress=False, max_shards=0)
+    distill(pipe, PROMPTS[:1], path, images_per_prompt=1, batch_size=1, progress=False, max_shards=0)
     manifest = (path / "manifest.json").read_text().replace('"num_shards": 1', f'"num_shards": {num_shards}')
     (path / "manifest.json").write_text(manifest)
     grid, prompt = pipe.grid, pipe.vocab.encode_prompt(PROMPTS[0])
@@ -81,7 +80,7 @@ def _synthetic(path, pipe, num_shards, per_shard=8, seed=0):
     for shard in range(num_shards):
         codes = torch.randint(0, hi - lo, (per_shard, grid.height, grid.width), generator=gen)
         rows = [prompt + pipe.vocab.codes_to_body(c) for c in codes]
-        write_shard(path, shard, torch.tensor(rows), [(0, i) for i in range(per_shard)])
+        write_shard(path, shard, torch.tensor(rows), [len(prompt)] * per_shard, [(0, i) for i in range(per_shard)])
 
 
 RSS_SCRIPT = r"""
@@ -89,13 +88,12 @@ import resource, sys, torch
 torch.set_num_threads(1)
 import hawk_kernels as hk
 from hawk_kernels.heads import DraftHeads
-from hawk_kernels.trainer import ShardSequences, TrainConfig, train_heads_streaming
+from hawk_kernels.trainer import ShardSequences, TrainConfig, train_heads
 pipe = hk.load_demo_pipeline(device="cpu")
 data = ShardSequences(sys.argv[1])
 heads = DraftHeads(192, pipe.model.config.vocab_size, 2, 1)
-train_heads_streaming(pipe.model, heads, data, data.manifest["body_start"], pipe.grid,
-                      TrainConfig(epochs=1, batch_size=8, eval_fraction=0.01), pad_id=0, progress=False,
-                      stop_after=8)
+train_heads(pipe.model, heads, data, pipe.grid, TrainConfig(epochs=1, batch_size=8, eval_fraction=0.01),
+            progress=False, stop_after=8)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -124,7 +122,7 @@ def test_bad_data(pipe, data_dir, tmp_path, capsys):
         ShardSequences(broken)
     empty = tmp_path / "empty"
     _synthetic(empty, pipe, 1)
-    write_shard(empty, 0, torch.zeros(0, 5, dtype=torch.long), [])
+    write_shard(empty, 0, torch.zeros(0, 5, dtype=torch.long), [], [])
     with pytest.raises(ValueError, match="shard 0 holds sequences"):
         ShardSequences(empty)
     other = tmp_path / "other"

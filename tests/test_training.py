@@ -1,6 +1,7 @@
 import torch
 
-from hawk_kernels.training import head_targets, train_heads
+from hawk_kernels.trainer import TensorSequences, TrainConfig, evaluate_heads, train_heads
+from hawk_kernels.training import head_targets
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 
@@ -20,7 +21,8 @@ def test_training_lowers_loss():
     body = torch.randint(8, 12, (64, grid.num_body_tokens))  # a narrow, learnable code distribution
     body.view(64, grid.height, grid.row_stride)[:, :, -1] = grid.row_end_token
     seq = torch.cat([torch.tensor([[1, 4]]).expand(64, -1), body], 1)
-    from hawk_kernels.training import evaluate_heads
-    before = evaluate_heads(model, heads, seq, 2, grid)
-    after = train_heads(model, heads, seq, 2, grid, epochs=3, lr=3e-2, batch_size=16, progress=False)
+    data = TensorSequences(seq, body_start=2)
+    before = evaluate_heads(model, heads, data, grid)
+    train_heads(model, heads, data, grid, TrainConfig(epochs=3, lr=3e-2, batch_size=16, eval_fraction=0), progress=False)
+    after = evaluate_heads(model, heads, data, grid)
     assert all(a < b for a, b in zip(after.loss, before.loss)), (before.loss, after.loss)

@@ -19,13 +19,9 @@ from ..drafts import MODES
 
 def add_generate_parser(subparsers) -> argparse.ArgumentParser:
     """Add `generate` to the `hawk` command's subparsers (hawk_kernels/cli.py's build_parser)."""
-    from ..cli import _Formatter, _number  # imported here: cli.py imports this module
+    from ..cli import _DefaultsNoneFormatter, _number  # imported here: cli.py imports this module
 
-    class Formatter(_Formatter):  # a None default means "the family's", which the help text says
-        def _get_help_string(self, action):
-            return action.help if action.default is None else super()._get_help_string(action)
-
-    g = subparsers.add_parser("generate", formatter_class=Formatter,
+    g = subparsers.add_parser("generate", formatter_class=_DefaultsNoneFormatter,
                               help="prompts -> PNGs with a Janus, Emu3 or Lumina-mGPT checkpoint")
     g.add_argument("--model", required=True, help="checkpoint directory (loaded offline; family from config.json)")
     g.add_argument("--heads", default=None, help="draft heads directory (DraftHeads.save_pretrained)")
@@ -37,7 +33,7 @@ def add_generate_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=_number(float, 0.0), default=None,
                    help="0 decodes greedily (default: the family's, 1)")
     g.add_argument("--top-k", type=_number(int, 1), default=None, help="top-k (default: the family's)")
-    g.add_argument("--size", type=_size, default=None, help="pixels, N or HxW (default: the family's)")
+    g.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the family's)")
     g.add_argument("--nodes", type=_number(int, 2), default=None, help="tree nodes per step (default: 32)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     g.add_argument("--dtype", default=None, help="float32, bfloat16, ... (default: the checkpoint's)")
@@ -89,7 +85,7 @@ def _checked_out(path: str) -> Path:
     return out
 
 
-def _size(text: str):
+def pixel_size(text: str):
     """'768' -> 768; '512x768' -> (512, 768) as (height, width)."""
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
     if not match:
