@@ -290,8 +290,11 @@ def _train_streaming(args, out_dir: Path, device) -> int:
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
     pipe = _load_pipe(args, device)
     size = data.manifest["settings"]["size"]
+    if data.manifest["model"] != model_identity(pipe):  # first: another model's layout may not exist here
+        raise UsageError(f"--data: made with another model ({data.manifest['model']}), not this one "
+                         f"({model_identity(pipe)})")
     grid = pipe.grid if args.demo else pipe.layout(None if size is None else tuple(size))
-    _check_data_matches(data.manifest, model_identity(pipe), grid)
+    _check_data_layout(data.manifest, grid)
     torch.manual_seed(args.seed)
     if args.demo:
         model, text = pipe.model, pipe.model.config.get_text_config()
@@ -328,9 +331,7 @@ def _calibrate_heads(args, out_dir: Path, device, prompts: list[str], size) -> N
     print(f"saved tree rates to {out_dir / TREE_RATES_FILE}")
 
 
-def _check_data_matches(manifest: dict, identity: dict, grid) -> None:
-    if manifest["model"] != identity:
-        raise UsageError(f"--data: made with another model ({manifest['model']}), not this one ({identity})")
+def _check_data_layout(manifest: dict, grid) -> None:
     made = manifest["grid"]
     if (made["height"], made["width"]) != (grid.height, grid.width) or tuple(made["image_token_range"]) != \
             grid.image_token_range or made["row_end_token"] != grid.row_end_token:
