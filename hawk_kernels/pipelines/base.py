@@ -125,9 +125,13 @@ class ImagePipeline:
     @torch.no_grad()
     def generate_tokens(self, prompts=None, input_ids=None, mode: str = "hawk", size=None,
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                        seed: int = 0, num_nodes: int | None = None, progress: bool = False) -> PipelineOutput:
-        """generate() without pixel decoding (`images` and `pixels` stay None)."""
-        grid, sampling, decoder = self._prepare(mode, size, cfg_scale, temperature, top_k, num_nodes)
+                        seed: int = 0, num_nodes: int | None = None, progress: bool = False,
+                        decoder: HawkDecoder | None = None) -> PipelineOutput:
+        """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
+        HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
+        the pipeline's own for (mode, size, num_nodes)."""
+        grid, sampling, own = self._prepare(mode, size, cfg_scale, temperature, top_k, num_nodes)
+        decoder = decoder or own
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
         start = time.perf_counter()
@@ -201,6 +205,30 @@ class ImagePipeline:
         """[B, H, W] codes -> [B, 3, h, w] pixels (about [-1, 1]); None when no pixel decoder is available."""
         raise NotImplementedError
 
+    def encode_images(self, images, size=None) -> torch.Tensor:
+        """Real images -> the image tokens this model generates for such images: [B, H, W] int64 on the CPU, in
+        the family's own ids (what `PipelineOutput.image_tokens` holds for layout `self.layout(size)`, H x W its
+        grid), so `self.codes(...)` are VQ codes and `self.decode_pixels(...)` reconstructs the images. `images`:
+        a non-empty list or tuple of PIL images, any mode and size; each is center-cropped to the layout's aspect
+        ratio and resized to its pixel size, then normalised by the model's image processor (`image_pixels`),
+        and the batch goes through the family's VQ encoder in one forward."""
+        raise NotImplementedError
+
+    def default_image_processor(self):
+        """The image processor `image_pixels` uses when none was saved with the model: the family's documented
+        preprocessing."""
+        raise NotImplementedError
+
+    # --- shared image helpers ---------------------------------------------------------------------------------
+    def image_pixels(self, images, height: int, width: int) -> torch.Tensor:
+        """`images` (checked) -> [B, 3, height, width] float32 pixels for the VQ encoder: `fit_images` to the
+        layout, then the image processor saved with the model (`self.processor.image_processor`, else
+        `default_image_processor()`) rescales and normalises them, its own resizing and cropping turned off
+        (the images already have the layout's size; Janus's pad-to-square is then a no-op)."""
+        fitted = fit_images(images, height, width)
+        processor = getattr(self.processor, "image_processor", None) or self.default_image_processor()
+        return processor(images=fitted, do_resize=False, do_center_crop=False, return_tensors="pt")["pixel_values"]
+
     # --- shared prompt helpers --------------------------------------------------------------------------------
     def tokenizer(self, argument: str = "prompts"):
         """The tokenizer saved with the model (ValueError naming `argument` when there is none)."""
@@ -255,6 +283,25 @@ def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
         mask[k, length - len(row):] = 1
     negative = torch.tensor([rows.unconditional[i] for i in members]) if uses_cfg else None
     return ids.to(device), mask.to(device), None if negative is None else negative.to(device)
+
+
+def fit_images(images, height: int, width: int, mode: str = "RGB") -> list:
+    """A non-empty list or tuple of PIL images -> copies in `mode`, each center-cropped to the aspect ratio
+    height:width and resized (bicubic, the filter of Janus's, Emu3's and Lumina-mGPT's own resizing) to exactly
+    width x height px (`PIL.ImageOps.fit`; an image already of that size keeps its pixels). TypeError or
+    ValueError naming `images` (and the index of a bad item) otherwise."""
+    from PIL import Image, ImageOps
+
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(f"images: expected a list or tuple of PIL images, got {type(images).__name__}")
+    if not images:
+        raise ValueError(f"images: expected at least one image, got an empty {type(images).__name__}")
+    for i, image in enumerate(images):
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"images: item {i} is a {type(image).__name__}, expected a PIL image")
+        if min(image.size) < 1:
+            raise ValueError(f"images: item {i} is empty ({image.size[0]}x{image.size[1]} px)")
+    return [ImageOps.fit(image.convert(mode), (width, height), method=Image.Resampling.BICUBIC) for image in images]
 
 
 def to_pil(pixels: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> list:

@@ -12,6 +12,9 @@ Checkpoint names -> ours (`convert_public_state_dict`): `decoder.X` -> `X`, exce
 which the public model stores top-first (`decoder.up.0` is the full-resolution level) and we store in the order
 they run (`up.0` is the deepest); `quantize.embedding.weight` -> `codebook.weight`; `post_quant_conv.*` kept;
 the encoder, `quant_conv` and training-only entries (`loss.*`) are dropped.
+
+The same checkpoint's *encoder* (`vq_encoder_from_checkpoint`) loads into transformers' own `ChameleonVQVAE`: its
+encoder, quantizer and quant convolutions already carry the public checkpoint's names.
 """
 from __future__ import annotations
 
@@ -115,10 +118,8 @@ class ChameleonVQGANDecoder(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path, config) -> "ChameleonVQGANDecoder":
         """Load the public VQGAN checkpoint (`vqgan.ckpt`: {"state_dict": ...}, or a bare state dict)."""
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
         decoder = cls(config)
-        converted = convert_public_state_dict(state, len(config.channel_multiplier))
+        converted = convert_public_state_dict(read_checkpoint(path), len(config.channel_multiplier))
         expected = decoder.state_dict()
         missing = sorted(set(expected) - set(converted))
         wrong = sorted(k for k in set(expected) & set(converted) if converted[k].shape != expected[k].shape)
@@ -127,6 +128,27 @@ class ChameleonVQGANDecoder(nn.Module):
                              f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, wrong shapes {wrong[:4]})")
         decoder.load_state_dict(converted)
         return decoder.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The state dict of a public VQGAN checkpoint (`{"state_dict": ...}` as Meta's vqgan.ckpt, or bare)."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+def vq_encoder_from_checkpoint(path: str | Path, vqmodel: nn.Module) -> nn.Module:
+    """A new transformers `ChameleonVQVAE` shaped like `vqmodel` (the model's own, `model.model.vqmodel`) with
+    the encoder, quantizer and quant convolutions of the public checkpoint at `path` (float32, eval mode)."""
+    state = read_checkpoint(path)
+    encoder = type(vqmodel)(vqmodel.config).float()
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(state))
+    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+    if missing or wrong:
+        raise ValueError(f"path: {str(path)!r} does not hold a VQGAN encoder of this model's vq_config "
+                         f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, wrong shapes {wrong[:4]})")
+    encoder.load_state_dict({k: state[k] for k in expected})
+    return encoder.eval()
 
 
 _UP = re.compile(r"^up\.(\d+)\.")

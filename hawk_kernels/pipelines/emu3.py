@@ -6,7 +6,8 @@ The unconditional branch is Emu3's negative prompt processed the same way (as Em
 does), batched with the conditional rows in one forward (transformers runs it as a second, unbatched forward
 per token). `size`: pixels, an int (square) or (height, width), multiples of the processor's 8 px per token;
 None is the processor's default (1:1, 518,400 px area: 720 x 720). Pixels come from the model's own VQ
-decoder. Defaults: CFG 3, top-k 2048, temperature 1.
+decoder; `encode_images` turns real images into visual tokens with its VQ encoder. Defaults: CFG 3, top-k 2048,
+temperature 1.
 """
 from __future__ import annotations
 
@@ -92,6 +93,25 @@ class Emu3Pipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         vqmodel = self.model.model.vqmodel
         return vqmodel.decode(codes.to(self.device)).float().cpu()  # [B, 3, h, w]
+
+    @torch.no_grad()
+    def encode_images(self, images, size=None) -> torch.Tensor:
+        """Images -> visual-token ids [B, H, W] (no end-of-line tokens): `image_pixels` at the layout's size in
+        px (Emu3's processor would instead pick a size near the image's own aspect ratio; here the layout fixes
+        it), then the model's VQ encoder and its code -> visual-token map (`get_image_tokens` without the
+        end-of-line column)."""
+        grid = self.layout(size)
+        pixels = self.image_pixels(images, grid.height * PIXELS_PER_TOKEN, grid.width * PIXELS_PER_TOKEN)
+        sizes = torch.tensor([list(pixels.shape[-2:])] * len(pixels))
+        codes = torch.stack(self.model.model.vqmodel.encode(pixels.to(self.device), sizes).image_tokens)
+        return self.model.model.vocabulary_mapping.img2bpe_mapping_tensor[codes.cpu()].long()
+
+    def default_image_processor(self):
+        """Without a saved processor: Emu3ImageProcessor normalising to [-1, 1] (mean = std = 0.5; the range of
+        the VQ decoder's output, the statistics `to_pil` inverts without a processor)."""
+        from transformers import Emu3ImageProcessor
+
+        return Emu3ImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
 def _pixels(size) -> tuple[int, int]:

@@ -5,7 +5,8 @@ then `processor(text, generation_mode="image")`, which appends the begin-of-imag
 row is what `JanusForConditionalGeneration.generate` builds: the conditional row with every token except BOS
 and begin-of-image replaced by the pad token (same length, so rows are grouped by prompt length when CFG is
 on). Outputs: `image_tokens` and `codes` are both the VQ codes (Janus image tokens are not text ids), and
-pixels come from the model's own VQ decoder (`decode_image_tokens`). Defaults: CFG 5, temperature 1, no top-k.
+pixels come from the model's own VQ decoder (`decode_image_tokens`); `encode_images` turns real images into
+codes with its VQ encoder. Defaults: CFG 5, temperature 1, no top-k.
 """
 from __future__ import annotations
 
@@ -71,6 +72,24 @@ class JanusPipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         pixels = self.model.decode_image_tokens(codes.flatten(1).to(self.device))  # [B, h, w, 3]
         return pixels.permute(0, 3, 1, 2).float().cpu()
+
+    @torch.no_grad()
+    def encode_images(self, images, size=None) -> torch.Tensor:
+        """Images -> VQ codes [B, H, W] (Janus image tokens are the codes): `image_pixels` at image_size px
+        square, then the model's own VQ encoder (`model.model.vqmodel.encode`)."""
+        grid = self.layout(size)
+        pixels = self.image_pixels(images, self.image_size, self.image_size)
+        vqmodel = self.model.model.vqmodel
+        codes = vqmodel.encode(pixels.to(self.device, vqmodel.dtype)).image_tokens  # [B * H * W]
+        return codes.reshape(len(pixels), grid.height, grid.width).long().cpu()
+
+    def default_image_processor(self):
+        """Without a saved processor: pixels / 255 normalised with mean = std = 0.5, i.e. to [-1, 1], the range
+        of the VQ decoder's output (the statistics `to_pil` inverts without a processor; transformers' class
+        defaults, CLIP's statistics, are not used)."""
+        from transformers import JanusImageProcessorPil
+
+        return JanusImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
 def _special_ids(model, processor) -> tuple[int, int, int]:

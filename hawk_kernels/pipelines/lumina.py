@@ -10,6 +10,12 @@ layouts, `ImageGrid.lumina_mgpt`); default 768. Defaults: CFG 3, top-k 2000, tem
 
 Pixels: transformers has no Chameleon VQGAN decoder; `chameleon_vqgan.ChameleonVQGANDecoder` loads Meta's
 `vqgan.ckpt` from the model directory (VQGAN_FILES). Without it `images` and `pixels` are None.
+
+Real images -> image tokens (`encode_images`): the encoder of that same `vqgan.ckpt` (loaded into transformers'
+`ChameleonVQVAE` on first use), so encoding and decoding use one tokenizer; without the file, the VQ encoder
+weights inside the model checkpoint (`model.model.vqmodel`, with a warning). Preprocessing without a saved image
+processor is Lumina-mGPT's own (its data pipeline's `ChameleonImageProcessor(do_resize=False,
+do_center_crop=False)` after a center crop): x * 0.0078 - 1.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from ..backbones.chameleon import PIXELS_PER_SIZE_STEP, image_prefix, lumina_gri
 from ..checks import text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows, exactly_one, id_rows
-from .chameleon_vqgan import ChameleonVQGANDecoder
+from .chameleon_vqgan import ChameleonVQGANDecoder, vq_encoder_from_checkpoint
 
 TEMPLATE = "Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
 TURN_SEPARATOR = "<reserved08706>"
@@ -37,7 +43,7 @@ class LuminaPipeline(ImagePipeline):
         bpe2img = self.model.model.vocabulary_mapping.bpe2img  # {image token id: VQ code}
         self._first_image_id = min(bpe2img)
         self._code_of = torch.tensor([bpe2img[self._first_image_id + i] for i in range(len(bpe2img))])
-        self.vqgan = None
+        self.vqgan, self.vqgan_path, self._encoder = None, None, None
         if self.model_dir is not None:
             self.load_vqgan(next((self.model_dir / f for f in VQGAN_FILES if (self.model_dir / f).is_file()), None))
 
@@ -52,7 +58,7 @@ class LuminaPipeline(ImagePipeline):
                           f"{self.model_dir}: images will be None (image tokens only)", RuntimeWarning, stacklevel=5)
             return
         decoder = ChameleonVQGANDecoder.from_checkpoint(path, self.model.config.vq_config)
-        self.vqgan = decoder.to(self.device)
+        self.vqgan, self.vqgan_path, self._encoder = decoder.to(self.device), path, None  # encoder: on first use
 
     def layout(self, size) -> ImageGrid:
         height, width = self.pixels(size)
@@ -109,3 +115,32 @@ class LuminaPipeline(ImagePipeline):
         if self.vqgan is None:
             return None
         return self.vqgan(codes.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def encode_images(self, images, size=None) -> torch.Tensor:
+        """Images -> `IMGIMG*` token ids [B, H, W] (no row-end tokens): `image_pixels` at the layout's size in
+        px, the VQ encoder (`vq_encoder`), then codes -> ids through `model.model.vocabulary_mapping`."""
+        grid, (height, width) = self.layout(size), self.pixels(size)
+        pixels = self.image_pixels(images, height, width)
+        encoder = self.vq_encoder()
+        codes = encoder.encode(pixels.to(self.device, encoder.dtype)).image_tokens  # [B * H * W]
+        tokens = self.model.model.vocabulary_mapping.convert_img2bpe(codes.cpu())
+        return tokens.reshape(len(pixels), grid.height, grid.width).long()
+
+    def vq_encoder(self):
+        """The VQ encoder of `encode_images`: the one in the VQGAN checkpoint the pixel decoder comes from
+        (Meta's public tokenizer), else the model's own `model.model.vqmodel` (with a warning)."""
+        if self._encoder is None and self.vqgan_path is not None:
+            self._encoder = vq_encoder_from_checkpoint(self.vqgan_path, self.model.model.vqmodel).to(self.device)
+        elif self._encoder is None:
+            warnings.warn(f"hawk_kernels: no Chameleon VQGAN checkpoint ({' or '.join(VQGAN_FILES)}) in "
+                          f"{self.model_dir}: encoding images with the VQ encoder weights inside the model "
+                          f"checkpoint (model.model.vqmodel), not Meta's vqgan.ckpt", RuntimeWarning, stacklevel=3)
+            self._encoder = self.model.model.vqmodel
+        return self._encoder
+
+    def default_image_processor(self):
+        """Without a saved processor: Lumina-mGPT's own (ChameleonImageProcessor's defaults: x * 0.0078 - 1)."""
+        from transformers import ChameleonImageProcessorPil
+
+        return ChameleonImageProcessorPil()

@@ -11,12 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ...checks import as_device, text_prompts
 from ...decoder import HawkDecoder, HawkOutput
 from ...drafts import jacobi_template
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
+from ..base import fit_images
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
@@ -81,6 +83,17 @@ class DemoPipeline:
         images = [Image.fromarray(img) for img in self.vq.decode(codes)]
         passes = [sum(1 for step in out.accepted_lengths if step[row] > 0) for row in range(len(prompts))]
         return DemoOutput(images, codes, [out.generated.shape[1]] * len(prompts), passes, seconds, out)
+
+    def encode_images(self, images, size=None) -> torch.Tensor:
+        """Real images -> the image tokens this model generates: [B, 14, 14] int64 on the CPU, vocabulary ids
+        (PatchVQ code + vocab.image_lo, what `output.image_tokens` holds). `images`: a non-empty list or tuple of
+        PIL images; each is converted to grayscale, center-cropped to a square and resized to 28 x 28
+        (`fit_images`), then PatchVQ-encoded. size: None or 28 (the one layout)."""
+        side = self.vq.image_size
+        if size not in (None, side, (side, side)):
+            raise ValueError(f"size: the demo model generates {side}x{side} px images only, got {size!r}")
+        pixels = np.stack([np.asarray(image) for image in fit_images(images, side, side, mode="L")])
+        return self.vq.encode(pixels) + self.vocab.image_lo
 
 
 def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
