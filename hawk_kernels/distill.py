@@ -110,8 +110,7 @@ def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, ov
         for p, _ in items:
             with Image.open(images[p]) as picture:
                 pictures.append(picture.copy())
-        tokens = pipe.encode_images(pictures) if _is_demo(pipe) else pipe.encode_images(pictures, size=size)
-        return grid.generated_tokens(tokens)
+        return grid.generated_tokens(pipe.encode_images(pictures, size=size))
 
     return _write(pipe, grid, settings, captions, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
                   max_shards, image_names=[path.name for path in images])

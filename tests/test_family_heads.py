@@ -109,3 +109,54 @@ def test_data_of_another_model_or_layout_is_refused(model_dirs, tmp_path, capsys
     assert "give --demo (the bundled model) or --model DIR, one of them" in capsys.readouterr().err
     assert cli.main(["distill", "--model", str(tmp_path), "--prompts", str(prompts), "--out", str(tmp_path / "x")]) == 2
     assert "is not a model directory" in capsys.readouterr().err
+
+
+def _image_dir(path, count, seed=0):
+    """`count` random RGB images of mixed sizes (not the layout's), each with a caption file."""
+    from PIL import Image
+
+    path.mkdir()
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(count):
+        pixels = torch.randint(0, 256, (40 + 8 * i, 56, 3), generator=gen, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(path / f"img{i:02d}.png")
+        (path / f"img{i:02d}.txt").write_text(PROMPTS[i % len(PROMPTS)] + "\n")
+    return path
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_distill_images_stores_the_vq_encoders_tokens(family, model_dirs, tmp_path):
+    from PIL import Image
+
+    pipe, size = load_pipeline(model_dirs[family]), SIZES[family]
+    images = _image_dir(tmp_path / "images", 5)
+    manifest = distill_images(pipe, images, tmp_path / "full", batch_size=2, size=size, progress=False)
+    assert manifest["settings"]["source"] == "images" and manifest["num_shards"] == 3
+    distill_images(pipe, images, tmp_path / "resumed", batch_size=2, size=size, progress=False, max_shards=2)
+    distill_images(pipe, images, tmp_path / "resumed", batch_size=2, size=size, progress=False)
+    shards = _shards(tmp_path / "full")
+    assert _same(shards, _shards(tmp_path / "resumed"))
+    pictures = [Image.open(images / f"img{i:02d}.png") for i in range(5)]
+    grid, body_start = pipe.layout(size), manifest["body_start"]
+    bodies = torch.cat([s["sequences"][:, body_start:] for s in shards])
+    assert torch.equal(bodies, grid.generated_tokens(pipe.encode_images(pictures, size=size)))
+    rows = pipe.prompt_rows([PROMPTS[i % 3] for i in range(5)], None, grid).conditional
+    lengths = torch.cat([s["prompt_length"] for s in shards]).tolist()
+    assert lengths == [len(r) for r in rows]
+
+
+def test_images_need_captions_and_train(model_dirs, tmp_path, capsys):
+    images = _image_dir(tmp_path / "images", 8)
+    data = tmp_path / "data"
+    assert cli.main(["distill", "--model", str(model_dirs["janus"]), "--images", str(images), "--batch-size", "4",
+                     "--out", str(data)]) == 0
+    assert cli.main(["train-heads", "--model", str(model_dirs["janus"]), "--data", str(data), "--out",
+                     str(tmp_path / "heads"), "--epochs", "1", "--batch-size", "4", "--calibrate-images", "0"]) == 0
+    (images / "img03.txt").unlink()
+    capsys.readouterr()
+    assert cli.main(["distill", "--model", str(model_dirs["janus"]), "--images", str(images), "--out",
+                     str(tmp_path / "x")]) == 2
+    assert "img03.png needs img03.txt" in capsys.readouterr().err
+    assert cli.main(["distill", "--model", str(model_dirs["janus"]), "--images", str(images), "--prompts",
+                     str(images / "img00.txt"), "--out", str(tmp_path / "x")]) == 2
+    assert "--prompts FILE (self-distillation) or --images DIR" in capsys.readouterr().err
