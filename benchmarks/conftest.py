@@ -20,7 +20,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
 
 
-def _median_seconds(fn, on_cuda: bool, warmup: int, repeats: int) -> float:
+def median_seconds(fn, on_cuda: bool, warmup: int, repeats: int) -> float:
     for _ in range(warmup):
         fn()
     if on_cuda:
@@ -46,7 +46,7 @@ def _median_seconds(fn, on_cuda: bool, warmup: int, repeats: int) -> float:
 def timed(benchmark):
     def run(fn, *, device: torch.device, bytes_moved: int = 0, warmup: int = 5, repeats: int = 30, **info):
         on_cuda = device.type == "cuda"
-        median = _median_seconds(fn, on_cuda, warmup, repeats)
+        median = median_seconds(fn, on_cuda, warmup, repeats)
         benchmark.extra_info.update(info)
         benchmark.extra_info.update({
             "clock": "cuda events" if on_cuda else "time.perf_counter (CPU; no GPU timing)",

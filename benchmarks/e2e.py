@@ -191,6 +191,26 @@ def plot(report: dict, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def report_header(device) -> dict:
+    """What every result JSON starts with: device, driver, versions, date, command, commit."""
+    report = dict(device=torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
+                  torch=torch.__version__, torch_cuda=torch.version.cuda, python=platform.python_version(),
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  command="python " + " ".join(sys.argv),
+                  git_commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip())
+    if device.type == "cuda":
+        report["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                          capture_output=True, text=True).stdout.strip()
+    try:
+        import transformers
+        import triton
+
+        report["transformers"], report["triton"] = transformers.__version__, triton.__version__
+    except ImportError:
+        pass
+    return report
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
@@ -205,18 +225,7 @@ def main():
     graphs = [False, True] if device.type == "cuda" else [False]
     if device.type == "cpu":
         torch.set_num_threads(1)
-    report = dict(device=torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
-                  torch=torch.__version__, python=platform.python_version(),
-                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                  command="python " + " ".join(sys.argv),
-                  git_commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip())
-    try:
-        import transformers
-        import triton
-
-        report["transformers"], report["triton"] = transformers.__version__, triton.__version__
-    except ImportError:
-        pass
+    report = report_header(device)
     report["bundled"] = bundled(device, args.images, args.nodes, graphs)
     if device.type == "cuda" and not args.skip_7b:
         big = seven_b(device, args.trees, args.layers, args.steps, graphs)

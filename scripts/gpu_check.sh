@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ONE script for a session that has an H100: build with the CUDA kernels, run the CUDA op and engine tests,
 # compute-sanitizer on small accept_reject / tree_mask runs, the kernel benchmarks and the end-to-end
-# benchmarks (bundled model eager vs CUDA graph, 7B-shaped steps, transformers generate); results under $OUT.
+# benchmarks (bundled model eager vs CUDA graph, 7B-shaped steps, transformers generate) and the 7B-shaped
+# head-training costs (benchmarks/heads_training.py); results under $OUT.
 #   OUT=/path bash scripts/gpu_check.sh        (OUT defaults to benchmarks/results/gpu_check)
 #   ONLY="build tests_cuda" OUT=... bash scripts/gpu_check.sh    (a subset; the build must be in every call)
 # Every step runs even if an earlier one fails; the exit status is non-zero if any failed.
@@ -66,6 +67,7 @@ step tests_engine_cuda python -m pytest tests/test_engine.py tests/test_decoder.
 step benchmarks python -m pytest benchmarks/bench_accept_reject.py benchmarks/bench_tree_mask.py \
   benchmarks/bench_draft_heads.py benchmarks/bench_philox.py -q --benchmark-json="$OUT/bench_kernels.json"
 step e2e python benchmarks/e2e.py --out "$OUT" --images 10
+step heads_train python benchmarks/heads_training.py --out "$OUT"
 
 python - "$OUT" "$status" <<'PY'
 import datetime, json, platform, subprocess, sys

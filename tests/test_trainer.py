@@ -146,3 +146,14 @@ def test_train_heads_calibrates_the_trees_it_saves(data_dir, tmp_path, capsys):
     pipe = hk.load_demo_pipeline(device="cpu", heads=out)
     assert pipe.accept_rates == rates and pipe.heads.config.model_fingerprint is not None
     assert pipe.generate(["the number 3"], mode="hawk", num_nodes=8, seed=0).output.mean_accepted_length >= 1
+
+
+def test_heads_training_benchmark_runs(tmp_path):
+    """benchmarks/heads_training.py (the H100 measurement of scripts/gpu_check.sh) on its tiny CPU shape: the
+    script a GPU session runs must not fail on a bug found only there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=root)
+    subprocess.run([sys.executable, os.path.join(root, "benchmarks", "heads_training.py"), "--tiny", "--repeats", "2",
+                    "--out", str(tmp_path)], check=True, env=env, capture_output=True)
+    report = json.loads((tmp_path / "heads_training_tiny_cpu.json").read_text())
+    assert report["step_ms"] > report["hidden_ms"] > 0 and report["projection"]["hours_one_gpu"] > 0
