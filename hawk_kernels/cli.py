@@ -367,12 +367,10 @@ def _user_training_set(args):
     from .grid import ImageGrid
     from .trainer import TensorSequences
 
-    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--height", args.height),
-                                        ("--width", args.width), ("--image-range", args.image_range)) if value is None]
+    missing = [flag for flag, value in (("--data", args.data), ("--height", args.height), ("--width", args.width),
+                                        ("--image-range", args.image_range)) if value is None]
     if missing:
-        raise UsageError(f"train-heads: give --demo, or {', '.join(missing)}")
-    if not os.path.isdir(args.model):
-        raise UsageError(f"--model: no such directory {args.model!r} (models load from local directories only)")
+        raise UsageError(f"train-heads: with --model, give {', '.join(missing)} (or --data DIR made by hawk distill)")
     sequences, body_start, pad_id = _load_training_data(args.data)
     try:
         grid = ImageGrid(height=args.height, width=args.width, row_end_token=args.row_end,

@@ -181,8 +181,11 @@ def nothing_loads(monkeypatch):
     (["train-heads", "--demo"], "--out"),
     (["train-heads", "--demo", "--out", "hawk_kernels/assets/demo/heads"], "inside the installed package"),
     (["train-heads", "--out", "OUT", "--model", "/nonexistent", "--data", "x", "--height", "2", "--width", "2",
-      "--image-range", "0", "4"], "--model: no such directory"),
-    (["train-heads", "--out", "OUT"], "give --demo, or --model, --data, --height, --width, --image-range"),
+      "--image-range", "0", "4"], "--model: '/nonexistent' is not a model directory"),
+    (["train-heads", "--out", "OUT"], "give --demo (the bundled model) or --model DIR, one of them"),
+    (["distill", "--out", "OUT", "--demo"], "give --prompts FILE (self-distillation) or --images DIR"),
+    (["distill", "--out", "OUT", "--demo", "--prompts", "p.txt", "--size", "64"], "--size: the demo model has one"),
+    (["distill", "--out", "OUT", "--demo", "--images", "/nonexistent"], "images: no such directory"),
     (["train-heads", "--demo", "--out", "OUT", "--horizontal", "0", "--vertical", "0"], "at least one head"),
 ])
 def test_cli_errors_are_one_line_and_come_first(argv, match, nothing_loads, capsys, tmp_path):
@@ -200,6 +203,7 @@ def test_cli_cuda_without_cuda(nothing_loads, capsys):
 
 def test_cli_training_data_and_outputs(nothing_loads, capsys, tmp_path):
     (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
     common = ["train-heads", "--model", str(tmp_path / "model"), "--height", "2", "--width", "2",
               "--image-range", "8", "48", "--out", str(tmp_path / "heads")]
     torch.save({"body_start": 3}, tmp_path / "nokey.pt")
@@ -209,6 +213,8 @@ def test_cli_training_data_and_outputs(nothing_loads, capsys, tmp_path):
                         ("short.pt", "cannot hold body_start 3 + 4 image tokens"), ("none.pt", "--data: no such file")):
         assert cli.main(common + ["--data", str(tmp_path / data)]) == 2
         assert match in capsys.readouterr().err
+    assert cli.main(["train-heads", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "heads")]) == 2
+    assert "with --model, give --data, --height, --width, --image-range" in capsys.readouterr().err
     (tmp_path / "heads").mkdir()
     (tmp_path / "heads" / "draft_heads.safetensors").write_bytes(b"mine")
     assert cli.main(["train-heads", "--demo", "--out", str(tmp_path / "heads")]) == 2
