@@ -17,7 +17,7 @@ import torch
 from ..backbones import backbone_for
 from ..checks import as_float, as_int, token_tensor
 from ..decoder import MODES, HawkDecoder, HawkOutput
-from ..drafts import needs_heads
+from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
 from ..fingerprint import model_fingerprint
 from ..heads import DraftHeads
@@ -106,8 +106,10 @@ class ImagePipeline:
         return self._decoders[key]
 
     def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
-        return HawkDecoder(self.backbone(grid), heads if needs_heads(mode) else None, grid, mode=mode,
-                           num_nodes=num_nodes, accept_rates=self.accept_rates.get(mode))
+        """Jacobi modes get their tree with its reserved chain (drafts.jacobi_template), as the demo's do."""
+        heads, rates = heads if needs_heads(mode) else None, self.accept_rates.get(mode)
+        return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes, accept_rates=rates,
+                           tree=jacobi_template(mode, heads, num_nodes, rates))
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
