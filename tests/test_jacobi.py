@@ -183,9 +183,9 @@ def test_statistical_realistic_vocab_with_coupled_jacobi_candidates(broken):
     memory.law_key[:, 5 % memory.ring] = 5
     horizontal = torch.log_softmax(target + torch.randn(vocab) * 1.5, -1)
     pool = SpatialPool((JacobiSource(), InitialLawSource(), _Fixed("horizontal", horizontal, 2)), grid)
-    coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, "cpu")
+    coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, gen, "cpu")
     cand = _pool_draw(pool, memory, torch.full((trials, 1), 8), gen, coupled)
-    assert coupled.filled and (cand.tokens[:, 0] >= 0).all()
+    assert (cand.tokens[:, 0] >= 0).all()
     assert cand.tokens.shape[2] == 4  # four candidates at depth 1: Jacobi, initial law, two horizontal
     pvalue = first_token_pvalue(target, cand, gen, broken)
     assert (pvalue < 1e-6) if broken else (pvalue > 1e-4), pvalue
@@ -196,14 +196,13 @@ def test_coupled_draws_follow_their_law_and_stay_put():
     same law at a later step draws the same token (coupling), another position draws independently."""
     vocab, rows = 6, 20000
     grid = ImageGrid(height=2, width=3, image_token_range=(0, vocab))
-    noise = CoupledNoise(rows, grid.num_body_tokens, vocab, "cpu")
+    noise = CoupledNoise(rows, grid.num_body_tokens, vocab, torch.Generator().manual_seed(3), "cpu")
     logq = torch.log_softmax(torch.randn(vocab), -1)
-    g1 = noise.gumbel(torch.Generator().manual_seed(3), torch.full((rows, 1), 2))
-    first = (logq + g1[:, 0]).argmax(-1)
+    first = (logq + noise.gumbel(torch.full((rows, 1), 2))[:, 0]).argmax(-1)
     assert _chi2_pvalue(torch.bincount(first, minlength=vocab), logq.exp().double(), bins=6) > 1e-4
-    again = (logq + noise.gumbel(None, torch.full((rows, 1), 2))[:, 0]).argmax(-1)  # filled: the rng is unused
+    again = (logq + noise.gumbel(torch.full((rows, 1), 2))[:, 0]).argmax(-1)  # a later step: the same noise
     assert torch.equal(first, again)
-    other = (logq + noise.gumbel(None, torch.full((rows, 1), 3))[:, 0]).argmax(-1)
+    other = (logq + noise.gumbel(torch.full((rows, 1), 3))[:, 0]).argmax(-1)
     assert (other != first).float().mean() > 0.3
 
 
@@ -372,7 +371,7 @@ def test_jacobi_step_never_syncs_and_sessions_share_nothing(mode, monkeypatch):
     alone = dec.generate(PROMPT.repeat(2, 1), **kw)
     step, calls = step_module.step, []
 
-    def guarded_step(plan, state):  # the first step included: it fills the coupled noise on the device
+    def guarded_step(plan, state):  # the first step included
         with forbid_host_sync():
             step(plan, state)
         calls.append(1)

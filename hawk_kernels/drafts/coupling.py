@@ -38,9 +38,10 @@ would reuse at a new position (tests/test_jacobi.py keeps that variant as the ne
 same end-to-end law test that the offset-keyed coupling passes).
 
 Storage: one table [B, body + 1, V] of Gumbel noise per generation (the last row serves offsets past the image,
-which are never live), a pure function of the generation's seed. It is allocated with the DraftState and filled
-on the first draw -- the first step runs eagerly before any CUDA-graph capture (engine/graphs.py), and a refill
-would recompute the same numbers -- so a step only gathers [B, D, V] rows: fixed shapes, no host sync.
+which are never live), a pure function of the generation's seed. It is allocated and filled with the
+DraftState, when a generation starts (engine/state.py), so a step only gathers [B, D, V] rows: fixed shapes, no
+host sync, nothing that depends on which step runs first (a CUDA graph captured in one generation replays in
+the next).
 """
 from __future__ import annotations
 
@@ -54,26 +55,24 @@ STREAM_COUPLED = 1 << 20  # dedicated Philox stream: STREAM_FIRST_DRAFT + propos
 class CoupledNoise:
     """Per-generation Gumbel noise keyed by absolute body offset (DraftState.coupled_noise)."""
 
-    def __init__(self, batch: int, num_body_tokens: int, vocab: int, device):
+    def __init__(self, batch: int, num_body_tokens: int, vocab: int, rng, device):
+        """rng: the generation's DeviceRNG (its seed keys the table) or a torch.Generator (tests)."""
         self.num_body_tokens = num_body_tokens
-        self.table = torch.empty(batch, num_body_tokens + 1, vocab, device=device)  # [B, body + 1, V]
-        self.filled = False  # host flag: set by the first draw (eager), never read from the device
+        shape = (batch, num_body_tokens + 1, vocab)
+        if isinstance(rng, torch.Generator):
+            uniform = torch.rand(shape, generator=rng, device=device)
+        else:  # a fixed offset (not the step's): the key is the position, not the step
+            offset = torch.zeros((), dtype=torch.int64, device=rng.seed.device)
+            uniform = philox_uniforms(rng.seed, offset, shape, STREAM_COUPLED, backend=rng.backend)
+        self.table = gumbel_from_uniform(uniform)  # [B, body + 1, V]
 
-    def gumbel(self, rng, offsets: torch.Tensor) -> torch.Tensor:
-        """offsets [B, D] absolute body offsets -> [B, D, V] Gumbel noise, the same for an offset at every step.
-        rng: the generation's DeviceRNG (its seed keys the table) or a torch.Generator (tests)."""
-        if not self.filled:
-            self._fill(rng)
+    def gumbel(self, offsets: torch.Tensor) -> torch.Tensor:
+        """offsets [B, D] absolute body offsets -> [B, D, V] Gumbel noise, the same for an offset at every step."""
         batch, depth = offsets.shape
         rows = offsets.clamp(0, self.num_body_tokens)  # past the image: the spare row (never live)
         return self.table.gather(1, rows[..., None].expand(batch, depth, self.table.shape[-1]))
 
-    def _fill(self, rng) -> None:
-        shape = tuple(self.table.shape)
-        if isinstance(rng, torch.Generator):
-            uniform = torch.rand(shape, generator=rng, device=self.table.device)
-        else:  # a fixed offset (not the step's): the key is the position, not the step
-            offset = torch.zeros((), dtype=torch.int64, device=rng.seed.device)
-            uniform = philox_uniforms(rng.seed, offset, shape, STREAM_COUPLED, backend=rng.backend)
-        self.table.copy_(-torch.log(-torch.log(uniform.clamp_(min=1e-20))))
-        self.filled = True
+
+def gumbel_from_uniform(uniform: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) -> standard Gumbel noise, in place (the pool's and the coupled noise's one transform)."""
+    return uniform.clamp_(min=1e-20).log_().neg_().log_().neg_()

@@ -25,6 +25,7 @@ import torch
 from ..grid import ImageGrid
 from ..ops.philox import STREAM_FIRST_DRAFT
 from .source import DraftContext, DraftSource
+from .coupling import gumbel_from_uniform
 
 NEG_INF = float("-inf")
 LAYOUT = "layout"  # the statistics name of forced row-end tokens
@@ -103,12 +104,10 @@ def _noise(prop, ctx: DraftContext, rng, stream: int) -> torch.Tensor:
     """[B, D, V] Gumbel noise of one proposal: coupled (keyed by absolute offset) or the step's own."""
     if prop.noise_offsets is None:
         return _gumbel(prop.logq.shape, rng, stream, prop.logq.device)
-    return ctx.drafts.coupled_noise.gumbel(rng, prop.noise_offsets)
+    return ctx.drafts.coupled_noise.gumbel(prop.noise_offsets)
 
 
 def _gumbel(shape, rng, stream: int, device) -> torch.Tensor:
     if isinstance(rng, torch.Generator):
-        uniform = torch.rand(shape, generator=rng, device=device).clamp_(min=1e-20)
-    else:
-        uniform = rng.uniforms(shape, stream).clamp_(min=1e-20)
-    return -torch.log(-torch.log(uniform))
+        return gumbel_from_uniform(torch.rand(shape, generator=rng, device=device))
+    return gumbel_from_uniform(rng.uniforms(shape, stream))

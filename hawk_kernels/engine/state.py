@@ -53,16 +53,16 @@ def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: in
                       source_counts=torch.zeros(len(plan.pool.source_names), dtype=torch.int64, device=dev),
                       rank_tried=torch.zeros(rank_cells, dtype=torch.int64, device=dev),
                       rank_accepted=torch.zeros(rank_cells, dtype=torch.int64, device=dev))
+    rng = DeviceRNG(seed, dev, backend=plan.kernels.philox_uniforms.backend)
     return DecodeState(sampling=sampling, target=TargetProcessor(grid, sampling),
-                       cache=plan.backbone.new_cache(batch * sampling.branches, capacity),
-                       rng=DeviceRNG(seed, dev, backend=plan.kernels.philox_uniforms.backend),
+                       cache=plan.backbone.new_cache(batch * sampling.branches, capacity), rng=rng,
                        body=torch.zeros(batch, body + 1, dtype=torch.int64, device=dev),
                        committed=torch.zeros(batch, dtype=torch.int64, device=dev),
                        bad_rows=torch.zeros(batch, dtype=torch.bool, device=dev),
-                       drafts=_new_draft_state(plan, batch), stats=stats, prompt=prompt)
+                       drafts=_new_draft_state(plan, batch, rng), stats=stats, prompt=prompt)
 
 
-def _new_draft_state(plan: StepPlan, batch: int) -> DraftState:
+def _new_draft_state(plan: StepPlan, batch: int, rng: DeviceRNG) -> DraftState:
     grid, dev, heads = plan.grid, plan.backbone.device, plan.heads
     vocab = grid.local_vocab_size
     horizontal = torch.zeros(batch, heads.num_horizontal, vocab, device=dev) if plan.horizontal else None
@@ -81,5 +81,5 @@ def _new_draft_state(plan: StepPlan, batch: int) -> DraftState:
     if any(isinstance(s, JacobiSource) for s in plan.pool.sources):
         jacobi = JacobiMemory.allocate(batch, grid, plan.tree.continuation, last_tree.target_logits.dtype)
     if any(getattr(s, "coupled", False) for s in plan.pool.sources):
-        coupled = CoupledNoise(batch, grid.num_body_tokens, vocab, dev)
+        coupled = CoupledNoise(batch, grid.num_body_tokens, vocab, rng, dev)  # filled here, from the seed
     return DraftState(horizontal, spec_cache, last_tree, jacobi, coupled)
