@@ -120,14 +120,7 @@ class ChameleonVQGANDecoder(nn.Module):
         """Load the public VQGAN checkpoint (`vqgan.ckpt`: {"state_dict": ...}, or a bare state dict)."""
         decoder = cls(config)
         converted = convert_public_state_dict(read_checkpoint(path), len(config.channel_multiplier))
-        expected = decoder.state_dict()
-        missing = sorted(set(expected) - set(converted))
-        wrong = sorted(k for k in set(expected) & set(converted) if converted[k].shape != expected[k].shape)
-        if missing or wrong:
-            raise ValueError(f"path: {str(path)!r} does not hold a VQGAN decoder of this model's vq_config "
-                             f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, wrong shapes {wrong[:4]})")
-        decoder.load_state_dict(converted)
-        return decoder.eval()
+        return load_checked(decoder, converted, path, "decoder")
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -139,16 +132,20 @@ def read_checkpoint(path: str | Path) -> dict:
 def vq_encoder_from_checkpoint(path: str | Path, vqmodel: nn.Module) -> nn.Module:
     """A new transformers `ChameleonVQVAE` shaped like `vqmodel` (the model's own, `model.model.vqmodel`) with
     the encoder, quantizer and quant convolutions of the public checkpoint at `path` (float32, eval mode)."""
-    state = read_checkpoint(path)
-    encoder = type(vqmodel)(vqmodel.config).float()
-    expected = encoder.state_dict()
+    return load_checked(type(vqmodel)(vqmodel.config).float(), read_checkpoint(path), path, "encoder")
+
+
+def load_checked(module: nn.Module, state: dict, path, part: str) -> nn.Module:
+    """Load the entries of `state` that `module` has (others are ignored), in eval mode; ValueError naming the
+    checkpoint when one is missing or mis-shaped."""
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
     if missing or wrong:
-        raise ValueError(f"path: {str(path)!r} does not hold a VQGAN encoder of this model's vq_config "
+        raise ValueError(f"path: {str(path)!r} does not hold a VQGAN {part} of this model's vq_config "
                          f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, wrong shapes {wrong[:4]})")
-    encoder.load_state_dict({k: state[k] for k in expected})
-    return encoder.eval()
+    module.load_state_dict({k: state[k] for k in expected})
+    return module.eval()
 
 
 _UP = re.compile(r"^up\.(\d+)\.")
