@@ -221,7 +221,7 @@ def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> fl
             count = _all_reduce(count.float(), ctx.world)
             loss = (loss_sum / count.clamp(min=1)).sum() * ctx.world / len(micro_batches)
             loss.backward()
-        total += float(loss.detach()) / ctx.world
+        total += float(_all_reduce(loss.detach().clone(), ctx.world)) / ctx.world  # all ranks' loss, for display
     opt.step()
     return total / ctx.heads.config.num_heads
 
