@@ -53,7 +53,8 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
             outputs = [pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=3.0 if cfg is None else cfg,
                                      decoder=dec).output]
         else:
-            outputs = pipe.generate_tokens(chunk, mode=mode, size=size, seed=seed + start, cfg_scale=cfg,
+            given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
+            outputs = pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg,
                                            decoder=dec).outputs
         for out in outputs:
             tried += torch.tensor(out.rank_tried)
@@ -77,7 +78,8 @@ def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, c
               command: str = "", progress: bool = True, prompts=DIGIT_PROMPTS, size=None) -> dict:
     """Measure every mode in `modes` (seeds away from evaluation seeds) into `report` (a tree_rates.json dict;
     modes not measured keep their tables; `runs` says which run made each). pipe: the demo pipeline (digit
-    prompts, CFG 3 by default) or a family pipeline (give `prompts`; its default sampling, and `size`)."""
+    prompts, CFG 3 by default) or a family pipeline (give `prompts`, text or token-id lists; its default
+    sampling, and `size`)."""
     heads = pipe.heads
     depths = {"jacobi": jacobi_depth, "hawk+jacobi": jacobi_depth}
     if heads is not None:

@@ -150,17 +150,39 @@ def _read_prompts(path: str) -> list[str]:
     return prompts
 
 
+def _read_input_ids(path: str) -> list[list[int]]:
+    """A JSON file holding a list of token-id lists, one per prompt."""
+    import json
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--input-ids: no such file {path!r}")
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input-ids: {path!r} is not JSON ({exc})") from None
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(row, list) and row and all(isinstance(t, int) and t >= 0 for t in row) for row in rows):
+        raise UsageError(f"--input-ids: {path!r} must hold a non-empty JSON list of non-empty lists of token ids")
+    return rows
+
+
 def distill_cmd(args) -> int:
     from .distill import distill, distill_images, image_files
 
     _one_model(args)
-    if (args.prompts is None) == (args.images is None):
-        raise UsageError("distill: give --prompts FILE (self-distillation) or --images DIR (your own images)")
+    if (args.prompts is None) + (args.images is None) + (args.input_ids is None) != 2:
+        raise UsageError("distill: give --prompts FILE or --input-ids FILE (self-distillation), or --images DIR "
+                         "(your own images): one of them")
+    if args.demo and args.input_ids is not None:
+        raise UsageError("--input-ids: the demo model takes text prompts (--prompts)")
     if args.images is not None and args.images_per_prompt != 1:
         raise UsageError("--images-per-prompt: 1 with --images (each image is one sequence)")
     if args.demo and args.size is not None:
         raise UsageError("--size: the demo model has one layout (28x28 px)")
-    prompts = _read_prompts(args.prompts) if args.prompts is not None else image_files(args.images)[1]
+    if args.images is not None:
+        prompts = image_files(args.images)[1]
+    else:
+        prompts = _read_prompts(args.prompts) if args.prompts is not None else _read_input_ids(args.input_ids)
     if args.demo:
         _check_demo_words(prompts)
     out = Path(args.out)
@@ -414,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="the bundled model")
     s.add_argument("--model", help="a Janus, Emu3 or Lumina-mGPT checkpoint directory (loaded offline)")
     s.add_argument("--prompts", help="text file, one prompt per line (self-distillation)")
+    s.add_argument("--input-ids", help="JSON file: a list of token-id lists, one per prompt (a model saved "
+                                       "without its tokenizer; each row as the pipeline's input_ids takes it)")
     s.add_argument("--images", help="directory of images, each with a same-stem .txt caption (cat.png + cat.txt)")
     s.add_argument("--images-per-prompt", type=_number(int, 1), default=1)
     s.add_argument("--out", required=True, help="data directory (a rerun with the same settings resumes it)")

@@ -11,8 +11,8 @@ or when:
     so a shard is either complete or absent) and produces exactly the samples of an uninterrupted run;
   * under torchrun, rank r of R makes the shards b with b % R == r, and the union is the single-process run.
 
-Layout of --out: manifest.json (settings, model identity, layout, shard count), prompts.txt (the prompts, or
-one caption per image), images.txt (image sources only), and shard-XXXXXX.safetensors with
+Layout of --out: manifest.json (settings, model identity, layout, shard count), prompts.txt (the prompts, one
+caption per image, or one line of token ids per prompt), images.txt (image sources only), and shard-XXXXXX.safetensors with
 `sequences` [n, L] int64 (each prompt left-padded with pad_id to `body_start`, then the generated body with its
 layout tokens and the image end, as the decoder writes it), `prompt_length` [n] (real prompt tokens before
 body_start: the padding is masked in training), `prompt_index` [n] and `sample_index` [n].
@@ -42,6 +42,7 @@ DEMO_DEFAULTS = dict(cfg_scale=3.0, temperature=1.0, top_k=None)
 @dataclass(frozen=True)
 class DistillSettings:
     source: str  # "model" (self-distilled) or "images" (encoded images)
+    prompt_kind: str  # "text" or "ids" (token-id lists: prompts.txt holds one line of ids per prompt)
     num_prompts: int  # prompts, or images
     prompts_sha256: str  # of the prompts (and, for images, of the image bytes)
     images_per_prompt: int
@@ -66,27 +67,33 @@ class DistillSettings:
         return [divmod(k, self.images_per_prompt) for k in range(first, last)]
 
 
-def distill(pipe, prompts: list[str], out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
+def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
             cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None, size=None,
             overwrite: bool = False, rank: int | None = None, world_size: int | None = None, progress: bool = True,
             max_shards: int | None = None) -> dict:
     """Sample `images_per_prompt` images per prompt from the model (AR mode) into shards under out_dir; None
-    sampling arguments take the family's defaults. Returns the manifest. max_shards stops after that many new
-    shards (tests use it to stop a run midway)."""
+    sampling arguments take the family's defaults. prompts: text, or (family pipelines) token-id lists as the
+    pipeline's `input_ids` takes them (a model saved without its tokenizer). Returns the manifest. max_shards
+    stops after that many new shards (tests use it to stop a run midway)."""
+    by_ids = bool(prompts) and all(isinstance(p, (list, tuple)) for p in prompts)
+    if by_ids and _is_demo(pipe):
+        raise TypeError("prompts: the demo model takes text prompts")
+    texts = [" ".join(map(str, p)) for p in prompts] if by_ids else prompts  # what prompts.txt and the digest hold
     sampling = _sampling(pipe, cfg_scale, temperature, top_k)
-    settings = DistillSettings("model", len(prompts), _digest(prompts), images_per_prompt, batch_size, seed,
+    settings = DistillSettings("model", "ids" if by_ids else "text", len(prompts), _digest(texts), images_per_prompt, batch_size, seed,
                                sampling["cfg_scale"], sampling["temperature"], sampling["top_k"], _size(size))
     grid = _layout(pipe, size)
-    prompt_ids = _prompt_ids(pipe, prompts, grid)  # bad prompts fail before any work
+    prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
 
     def make(items, shard):
-        texts = [prompts[p] for p, _ in items]
+        chosen = [prompts[p] for p, _ in items]
         if _is_demo(pipe):
-            return pipe.generate(texts, mode="ar", seed=seed + shard, **sampling).output.generated.cpu()
-        out = pipe.generate_tokens(texts, mode="ar", size=size, seed=seed + shard, **sampling)
+            return pipe.generate(chosen, mode="ar", seed=seed + shard, **sampling).output.generated.cpu()
+        given = dict(input_ids=[list(p) for p in chosen]) if by_ids else dict(prompts=chosen)
+        out = pipe.generate_tokens(**given, mode="ar", size=size, seed=seed + shard, **sampling)
         return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
 
-    return _write(pipe, grid, settings, prompts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
+    return _write(pipe, grid, settings, texts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
                   max_shards)
 
 
@@ -98,7 +105,7 @@ def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, ov
     (`cat.png` + `cat.txt`), and is the prompt of its sequence. Returns the manifest."""
     images, captions = image_files(image_dir)
     contents = captions + [hashlib.sha256(path.read_bytes()).hexdigest() for path in images]
-    settings = DistillSettings("images", len(images), _digest(contents), 1, batch_size, 0, None, None, None,
+    settings = DistillSettings("images", "text", len(images), _digest(contents), 1, batch_size, 0, None, None, None,
                                _size(size))
     grid = _layout(pipe, size)
     prompt_ids = _prompt_ids(pipe, captions, grid)
@@ -184,9 +191,12 @@ def _layout(pipe, size):
     return pipe.layout(size)
 
 
-def _prompt_ids(pipe, prompts: list[str], grid) -> list[list[int]]:
+def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
+    """Text prompts or token-id lists -> the conditional prompt row of each (what the decoder is given)."""
     if _is_demo(pipe):
         return [pipe.vocab.encode_prompt(p) for p in prompts]  # unknown words fail here
+    if prompts and isinstance(prompts[0], list):
+        return pipe.prompt_rows(None, prompts, grid).conditional
     return pipe.prompt_rows(list(prompts), None, grid).conditional
 
 
@@ -282,9 +292,12 @@ def load_manifest(data_dir) -> dict:
     return manifest
 
 
-def read_prompts(data_dir) -> list[str]:
-    """The prompts (or captions) a data set was made from."""
-    return (Path(data_dir) / PROMPTS_FILE).read_text().splitlines()
+def read_prompts(data_dir) -> list:
+    """The prompts (or captions) a data set was made from: text, or token-id lists (a line of integers)."""
+    lines = (Path(data_dir) / PROMPTS_FILE).read_text().splitlines()
+    if load_manifest(data_dir)["settings"]["prompt_kind"] == "ids":
+        return [[int(t) for t in line.split()] for line in lines]
+    return lines
 
 
 def read_shard(data_dir, shard: int, sequence_length: int) -> dict:

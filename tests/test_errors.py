@@ -183,7 +183,7 @@ def nothing_loads(monkeypatch):
     (["train-heads", "--out", "OUT", "--model", "/nonexistent", "--data", "x", "--height", "2", "--width", "2",
       "--image-range", "0", "4"], "--model: '/nonexistent' is not a model directory"),
     (["train-heads", "--out", "OUT"], "give --demo (the bundled model) or --model DIR, one of them"),
-    (["distill", "--out", "OUT", "--demo"], "give --prompts FILE (self-distillation) or --images DIR"),
+    (["distill", "--out", "OUT", "--demo"], "give --prompts FILE or --input-ids FILE (self-distillation), or --images DIR"),
     (["distill", "--out", "OUT", "--demo", "--prompts", "p.txt", "--size", "64"], "--size: the demo model has one"),
     (["distill", "--out", "OUT", "--demo", "--images", "/nonexistent"], "images: no such directory"),
     (["train-heads", "--demo", "--out", "OUT", "--horizontal", "0", "--vertical", "0"], "at least one head"),

@@ -159,4 +159,34 @@ def test_images_need_captions_and_train(model_dirs, tmp_path, capsys):
     assert "img03.png needs img03.txt" in capsys.readouterr().err
     assert cli.main(["distill", "--model", str(model_dirs["janus"]), "--images", str(images), "--prompts",
                      str(images / "img00.txt"), "--out", str(tmp_path / "x")]) == 2
-    assert "--prompts FILE (self-distillation) or --images DIR" in capsys.readouterr().err
+    assert "--prompts FILE or --input-ids FILE (self-distillation), or --images DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_token_id_prompts_give_the_samples_of_their_text(family, model_dirs, tmp_path):
+    pipe, size = load_pipeline(model_dirs[family]), SIZES[family]
+    rows = pipe.prompt_rows(PROMPTS, None, pipe.layout(size)).conditional
+    kw = dict(images_per_prompt=2, batch_size=3, seed=2, size=size, progress=False)
+    by_text = distill(pipe, PROMPTS, tmp_path / "text", **kw)
+    by_ids = distill(pipe, rows, tmp_path / "ids", **kw)
+    assert by_ids["settings"]["prompt_kind"] == "ids" and by_text["settings"]["prompt_kind"] == "text"
+    assert _same(_shards(tmp_path / "text"), _shards(tmp_path / "ids"))
+
+
+def test_cli_input_ids_distill_train_and_calibrate(model_dirs, tmp_path, capsys):
+    pipe = load_pipeline(model_dirs["chameleon"])
+    rows = pipe.prompt_rows(PROMPTS, None, pipe.layout(64)).conditional
+    ids, data, heads = tmp_path / "ids.json", tmp_path / "data", tmp_path / "heads"
+    ids.write_text(json.dumps(rows))
+    model = str(model_dirs["chameleon"])
+    assert cli.main(["distill", "--model", model, "--input-ids", str(ids), "--size", "64", "--images-per-prompt", "4",
+                     "--out", str(data)]) == 0
+    assert cli.main(["train-heads", "--model", model, "--data", str(data), "--out", str(heads), "--epochs", "1",
+                     "--batch-size", "4", "--calibrate-images", "2"]) == 0
+    assert (heads / "tree_rates.json").is_file()
+    capsys.readouterr()
+    ids.write_text('[[1, 2], "x"]')
+    assert cli.main(["distill", "--model", model, "--input-ids", str(ids), "--out", str(tmp_path / "x")]) == 2
+    assert "must hold a non-empty JSON list of non-empty lists of token ids" in capsys.readouterr().err
+    assert cli.main(["distill", "--demo", "--input-ids", str(ids), "--out", str(tmp_path / "x")]) == 2
+    assert "--input-ids: the demo model takes text prompts" in capsys.readouterr().err
