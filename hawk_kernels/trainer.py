@@ -1,6 +1,7 @@
-"""Streaming head training: the frozen backbone computes hidden states batch by batch on the device (never for
-the whole data set), so host and device memory do not grow with the data set; DistributedDataParallel under
-torchrun (NCCL on GPUs, gloo on CPUs); checkpoints that resume exactly.
+"""Head training, the one trainer: the frozen backbone computes hidden states batch by batch on the device (never
+for the whole data set), so host and device memory do not grow with the data set; data in memory
+(`TensorSequences`) or a `hawk distill` directory read shard by shard (`ShardSequences`); DistributedDataParallel
+under torchrun (NCCL on GPUs, gloo on CPUs); checkpoints that resume exactly.
 
 Determinism: the held-out split is a fixed permutation of the sequence indices (SPLIT_SEED); epoch e visits
 the training indices in the permutation of (seed, e). Optimiser step k takes global batch k of that order, cut
