@@ -257,6 +257,62 @@ def test_cuda_step_has_no_sync(monkeypatch):
     dec.generate(PROMPT.cuda(), cfg_scale=2.0, seed=1)
 
 
+def _every_mode_run(device, mode, batch, temperature, cuda_graphs, guard):
+    """One whole generation of the tiny model in `mode` (CFG on), each step inside `guard()`."""
+    from hawk_kernels.drafts import needs_heads
+
+    model = tiny_backbone(dtype=torch.float32).to(device)
+    heads, grid = tiny_heads(dtype=torch.float32).to(device), tiny_grid()
+    dec = hk.HawkDecoder(model, heads if needs_heads(mode) else None, grid, mode=mode, num_nodes=12,
+                         cuda_graphs=cuda_graphs)
+    step = step_module.step
+
+    def guarded(plan, state):
+        with guard():
+            step(plan, state)
+
+    original, step_module.step = step_module.step, guarded
+    try:
+        return dec.generate(PROMPT.repeat(batch, 1).to(device), cfg_scale=2.0, seed=7, temperature=temperature,
+                            top_k=None if temperature == 0 else 20)
+    finally:
+        step_module.step = original
+
+
+@contextlib.contextmanager
+def _cuda_sync_is_an_error():
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", hk.MODES)
+@pytest.mark.parametrize("batch, temperature", [(1, 0.0), (1, 1.0), (4, 0.0), (4, 1.0)])
+def test_every_mode_graphed_without_a_sync_equals_eager(mode, batch, temperature):
+    """Issue 11's acceptance run: every mode, greedy and sampled, CFG on, batch 1 and 4: the steps never sync
+    (torch's sync debug mode raises), the generation replays a CUDA graph, and equals the eager run bit for bit."""
+    eager = _every_mode_run("cuda", mode, batch, temperature, False, contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a silent eager fallback fails here
+        graphed = _every_mode_run("cuda", mode, batch, temperature, True, _cuda_sync_is_an_error)
+    assert graphed.cuda_graph and not eager.cuda_graph
+    assert torch.equal(graphed.sequences, eager.sequences)
+    assert graphed.accepted_lengths == eager.accepted_lengths
+
+
+@pytest.mark.parametrize("mode", hk.MODES)
+def test_every_mode_run_on_the_cpu(mode):
+    """The CPU twin of the test above (the same helper, the CPU's host-sync guard): CI keeps the helper honest
+    for the GPU session."""
+    greedy = _every_mode_run("cpu", mode, 4, 0.0, "auto", forbid_host_sync)
+    ar = _every_mode_run("cpu", "ar", 4, 0.0, "auto", contextlib.nullcontext)
+    assert not greedy.cuda_graph and torch.equal(greedy.sequences, ar.sequences)
+    assert _every_mode_run("cpu", mode, 1, 1.0, "auto", forbid_host_sync).num_forward_passes > 0
+
+
 def test_sliding_window_shorter_than_the_image_is_refused():
     from transformers import MistralConfig, MistralForCausalLM
 
