@@ -63,7 +63,7 @@ else
   echo "sanitizer skipped -" >> "$OUT/steps.txt"
 fi
 
-step tests_engine_cuda python -m pytest tests/test_engine.py tests/test_decoder.py tests/test_step.py -q -rs --junitxml="$OUT/tests_engine.xml"
+step tests_engine_cuda python -m pytest tests/test_engine.py tests/test_decoder.py tests/test_step.py tests/test_pipelines.py -q -rs --junitxml="$OUT/tests_engine.xml"
 step benchmarks python -m pytest benchmarks/bench_accept_reject.py benchmarks/bench_tree_mask.py \
   benchmarks/bench_draft_heads.py benchmarks/bench_philox.py -q --benchmark-json="$OUT/bench_kernels.json"
 step e2e python benchmarks/e2e.py --out "$OUT" --images 10

@@ -297,3 +297,25 @@ def test_text_prompts_without_a_processor_and_output_dir_errors(model_dirs, tmp_
     with pytest.raises(ValueError, match="size"):  # checked before anything is generated or written
         generate_command(_Args(model=str(model_dirs["janus"]), prompts=PROMPTS, out=str(tmp_path / "o"), size=8))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("family", ["janus", "emu3", "chameleon"])
+@pytest.mark.parametrize("mode", ["ar", "hawk", "hawk+jacobi"])
+def test_family_pipelines_replay_cuda_graphs_like_eager(family, mode, model_dirs):
+    """On a GPU every family's steps are captured once and replayed (no silent eager fallback), sampling with
+    the family's defaults and CFG, and give the eager run's tokens."""
+    import warnings
+
+    pipe, size = load_pipeline(model_dirs[family], device="cuda", dtype="float32"), SIZES[family]
+    pipe.set_heads(pipe.make_heads(num_horizontal=3, vertical_depth=2))
+    decoder = pipe.decoder(mode, pipe.layout(size), 16)
+    runs = {}
+    for graphed in (False, True):
+        decoder.cuda_graphs = graphed
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            runs[graphed] = pipe.generate_tokens(PROMPTS * 2, mode=mode, size=size, seed=3, num_nodes=16)
+    assert all(out.cuda_graph for out in runs[True].outputs)
+    assert not any(out.cuda_graph for out in runs[False].outputs)
+    assert torch.equal(runs[True].image_tokens, runs[False].image_tokens)
