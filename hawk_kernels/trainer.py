@@ -155,7 +155,7 @@ def train_heads(model, heads: DraftHeads, data, grid: ImageGrid, config: TrainCo
     steps (tests: a "kill")."""
     from tqdm.auto import tqdm
 
-    rank, world = _init_distributed()
+    rank, world = _init_distributed(_model_device(model))
     train_idx, held_idx = split_indices(len(data), 0.0 if held_out is not None else config.eval_fraction)
     micro = config.batch_size // config.accumulation
     if config.batch_size % config.accumulation or micro % world:
@@ -201,13 +201,17 @@ def evaluate_heads(model, heads: DraftHeads, data, grid: ImageGrid, batch_size: 
 
 def _context(model, heads, grid, rank, world) -> _Context:
     (model.model if is_adapter(model) else model).requires_grad_(False)
-    device = model.device if is_adapter(model) else next(model.parameters()).device
+    device = _model_device(model)
     heads.to(device).float().train()
     trained = heads
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(heads, device_ids=[device.index] if device.type == "cuda" else None)
     return _Context(model, heads, trained, shared_rows(model, heads, grid), heads.offsets(grid.row_stride), grid,
                     device, rank, world)
+
+
+def _model_device(model) -> torch.device:
+    return model.device if is_adapter(model) else next(model.parameters()).device
 
 
 def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> float:
@@ -261,16 +265,17 @@ def _warmup_cosine(total: int, warmup: float):
     return factor
 
 
-def _init_distributed() -> tuple[int, int]:
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world) under torchrun, with the process group started: NCCL for a model on a GPU, else gloo."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world == 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if torch.cuda.is_available():  # NCCL's communicators live on the current device: this rank's GPU
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":  # NCCL's communicators live on the current device: this rank's GPU
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
