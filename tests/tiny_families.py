@@ -71,7 +71,8 @@ def build_janus(directory, codes: int = 16, side: int = 4, dtype=torch.float64, 
         model.model.generation_embeddings.weight.normal_(0.0, 0.02)
     model.generation_config = GenerationConfig(bos_token_id=1, pad_token_id=0, eos_token_id=2,
                                                generation_kwargs={"boi_token_id": 5})
-    image_processor = JanusImageProcessorPil(image_size=16 * side, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    image_processor = JanusImageProcessorPil(size={"height": 16 * side, "width": 16 * side}, image_mean=[0.5] * 3,
+                                             image_std=[0.5] * 3)
     processor = JanusProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=JANUS_CHAT,
                                num_image_tokens=side * side)
     return _save(directory, model, processor)
