@@ -131,6 +131,22 @@ def test_encoding_is_deterministic_and_batch_independent(pipes, family):
     assert torch.equal(both, singles)
 
 
+@pytest.mark.parametrize("family", ["janus", "emu3", "chameleon"])
+def test_transparent_pixels_count_as_white(pipes, family):
+    """A PNG's transparent pixels are shown on white; their hidden colour (random here) must not leak."""
+    pipe, size, side = pipes[family], SIZES[family], PIXELS[family]
+    picture = _images(1, side, side, seed=9)[0].convert("RGBA")
+    alpha = torch.zeros(side, side, dtype=torch.uint8)
+    alpha[:, : side // 2] = 255  # the left half opaque, the right half transparent
+    hidden = torch.randint(0, 256, (side, side, 4), dtype=torch.uint8)
+    hidden[..., 3] = alpha
+    hidden[:, : side // 2, :3] = torch.from_numpy(np.asarray(picture))[:, : side // 2, :3]
+    transparent = Image.fromarray(hidden.numpy(), "RGBA")
+    white = Image.new("RGB", (side, side), (255, 255, 255))
+    white.paste(picture.convert("RGB").crop((0, 0, side // 2, side)), (0, 0))
+    assert torch.equal(pipe.encode_images([transparent], size=size), pipe.encode_images([white], size=size))
+
+
 @pytest.mark.parametrize("family", ["janus", "chameleon"])
 def test_other_aspects_are_center_cropped_and_other_sizes_resized(pipes, family):
     pipe, size, side = pipes[family], SIZES[family], PIXELS[family]

@@ -288,8 +288,8 @@ def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
 
 
 def fit_images(images, height: int, width: int, mode: str = "RGB") -> list:
-    """A non-empty list or tuple of PIL images -> copies in `mode`, each center-cropped to the aspect ratio
-    height:width and resized (bicubic, the filter of Janus's, Emu3's and Lumina-mGPT's own resizing) to exactly
+    """A non-empty list or tuple of PIL images -> copies in `mode` (transparency composited onto white), each
+    center-cropped to the aspect ratio height:width and resized (bicubic, the filter of Janus's, Emu3's and Lumina-mGPT's own resizing) to exactly
     width x height px (`PIL.ImageOps.fit`; an image already of that size keeps its pixels). TypeError or
     ValueError naming `images` (and the index of a bad item) otherwise."""
     from PIL import Image, ImageOps
@@ -303,7 +303,18 @@ def fit_images(images, height: int, width: int, mode: str = "RGB") -> list:
             raise TypeError(f"images: item {i} is a {type(image).__name__}, expected a PIL image")
         if min(image.size) < 1:
             raise ValueError(f"images: item {i} is empty ({image.size[0]}x{image.size[1]} px)")
-    return [ImageOps.fit(image.convert(mode), (width, height), method=Image.Resampling.BICUBIC) for image in images]
+    return [ImageOps.fit(_opaque(image).convert(mode), (width, height), method=Image.Resampling.BICUBIC)
+            for image in images]
+
+
+def _opaque(image):
+    """Transparent pixels become white (the page a PNG is shown on), not the colour hidden under alpha 0."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image
 
 
 def to_pil(pixels: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> list:
