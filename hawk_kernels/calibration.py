@@ -41,8 +41,8 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     default sampling; cfg None: its default CFG)."""
     heads = pipe.heads if needs_heads(mode) else None
     tree = exploratory_tree(pipe.heads, mode, nodes, depth, chain)
-    demo = not hasattr(pipe, "layout")
-    grid = pipe.grid if demo else pipe.layout(size)
+    demo = pipe.family == "demo"
+    grid = pipe.layout(size)
     dec = HawkDecoder(pipe.model if demo else pipe.backbone(grid), heads, grid, mode=mode, tree=tree)
     shape = (dec.tree.template.max_depth + 1, dec.tree.template.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
@@ -50,8 +50,8 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     for start in range(0, images, batch):
         chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
         if demo:
-            outputs = [pipe.generate(chunk, mode=mode, seed=seed + start, cfg_scale=3.0 if cfg is None else cfg,
-                                     decoder=dec).output]
+            outputs = [pipe.generate(chunk, mode=mode, seed=seed + start,
+                                     cfg_scale=pipe.defaults["cfg_scale"] if cfg is None else cfg, decoder=dec).output]
         else:
             given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
             outputs = pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg,

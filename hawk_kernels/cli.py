@@ -315,7 +315,7 @@ def _train_streaming(args, out_dir: Path, device) -> int:
     if data.manifest["model"] != model_identity(pipe):  # first: another model's layout may not exist here
         raise UsageError(f"--data: made with another model ({data.manifest['model']}), not this one "
                          f"({model_identity(pipe)})")
-    grid = pipe.grid if args.demo else pipe.layout(None if size is None else tuple(size))
+    grid = pipe.layout(None if size is None else tuple(size))
     _check_data_layout(data.manifest, grid)
     torch.manual_seed(args.seed)
     if args.demo:

@@ -36,7 +36,6 @@ IMAGES_FILE = "images.txt"
 SHARD_KEYS = ("sequences", "prompt_length", "prompt_index", "sample_index")
 PAD_ID = 0  # filler before short prompts; masked by prompt_length, so any id works
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-DEMO_DEFAULTS = dict(cfg_scale=3.0, temperature=1.0, top_k=None)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
     sampling = _sampling(pipe, cfg_scale, temperature, top_k)
     settings = DistillSettings("model", "ids" if by_ids else "text", len(prompts), _digest(texts), images_per_prompt, batch_size, seed,
                                sampling["cfg_scale"], sampling["temperature"], sampling["top_k"], _size(size))
-    grid = _layout(pipe, size)
+    grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
 
     def make(items, shard):
@@ -107,7 +106,7 @@ def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, ov
     contents = captions + [hashlib.sha256(path.read_bytes()).hexdigest() for path in images]
     settings = DistillSettings("images", "text", len(images), _digest(contents), 1, batch_size, 0, None, None, None,
                                _size(size))
-    grid = _layout(pipe, size)
+    grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, captions, grid)
 
     def make(items, shard):
@@ -175,20 +174,12 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
 
 # --- the two kinds of pipeline --------------------------------------------------------------------------
 def _is_demo(pipe) -> bool:
-    return not hasattr(pipe, "prompt_rows")
+    return pipe.family == "demo"
 
 
 def model_identity(pipe) -> dict:
     """What a data set and heads are bound to: the family and the weights' fingerprint."""
-    return dict(family="demo" if _is_demo(pipe) else pipe.family, fingerprint=model_fingerprint(pipe.model))
-
-
-def _layout(pipe, size):
-    if _is_demo(pipe):
-        if size is not None:
-            raise ValueError(f"size: the demo model has one layout (28x28 px), got {size!r}")
-        return pipe.grid
-    return pipe.layout(size)
+    return dict(family=pipe.family, fingerprint=model_fingerprint(pipe.model))
 
 
 def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
@@ -201,9 +192,8 @@ def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
 
 
 def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
-    defaults = DEMO_DEFAULTS if _is_demo(pipe) else pipe.defaults
     given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
-    out = {k: (defaults.get(k) if v is None else v) for k, v in given.items()}
+    out = {k: (pipe.defaults.get(k) if v is None else v) for k, v in given.items()}
     return dict(cfg_scale=float(out["cfg_scale"]), temperature=float(out["temperature"]), top_k=out["top_k"])
 
 

@@ -37,6 +37,9 @@ class DemoOutput:
 
 
 class DemoPipeline:
+    family = "demo"  # what data sets and heads made with this model record (distill.model_identity)
+    defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=None)  # generate()'s, named as the families name theirs
+
     def __init__(self, model, heads: DraftHeads | None, vq, vocab, device, accept_rates: dict | None = None):
         self.model, self.heads, self.vq, self.vocab, self.device = model, heads, vq, vocab, torch.device(device)
         # measured acceptance per (depth, rank) for each mode (python/calibrate_tree.py): shapes the trees
@@ -84,14 +87,20 @@ class DemoPipeline:
         passes = [sum(1 for step in out.accepted_lengths if step[row] > 0) for row in range(len(prompts))]
         return DemoOutput(images, codes, [out.generated.shape[1]] * len(prompts), passes, seconds, out)
 
+    def layout(self, size=None):
+        """The one layout (size None, 28 or (28, 28)), as family pipelines' layout(size) answers."""
+        side = self.vq.image_size
+        if size not in (None, side, (side, side)):
+            raise ValueError(f"size: the demo model generates {side}x{side} px images only, got {size!r}")
+        return self.grid
+
     def encode_images(self, images, size=None) -> torch.Tensor:
         """Real images -> the image tokens this model generates: [B, 14, 14] int64 on the CPU, vocabulary ids
         (PatchVQ code + vocab.image_lo, what `output.image_tokens` holds). `images`: a non-empty list or tuple of
         PIL images; each is converted to grayscale, center-cropped to a square and resized to 28 x 28
         (`fit_images`), then PatchVQ-encoded. size: None or 28 (the one layout)."""
+        self.layout(size)
         side = self.vq.image_size
-        if size not in (None, side, (side, side)):
-            raise ValueError(f"size: the demo model generates {side}x{side} px images only, got {size!r}")
         pixels = np.stack([np.asarray(image) for image in fit_images(images, side, side, mode="L")])
         return self.vq.encode(pixels) + self.vocab.image_lo
 
