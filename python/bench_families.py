@@ -19,10 +19,8 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.conftest import median_seconds  # noqa: E402
 from hawk_kernels.pipelines import load_pipeline  # noqa: E402
 from tests.tiny_families import build_chameleon, build_emu3, build_janus  # noqa: E402
 
@@ -42,14 +41,8 @@ FAMILIES = {  # family -> (builder, builder kwargs, pipeline size): 8 x 8 codes 
 
 
 def timed(run, repeats: int) -> float:
-    """Median wall seconds of run() over `repeats` calls, after one warm-up call."""
-    run()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    """Median wall seconds of run() over `repeats` calls, after one warm-up call (the benchmarks' CPU clock)."""
+    return median_seconds(run, on_cuda=False, warmup=1, repeats=repeats)
 
 
 def transformers_loop(pipe, rows, grid, batch: int):
