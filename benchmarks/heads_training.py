@@ -91,7 +91,7 @@ def main():
     hidden_s = median_seconds(hidden, on_cuda, warmup=2, repeats=args.repeats)
     step_s = median_seconds(step, on_cuda, warmup=2, repeats=args.repeats)
     tokens = args.micro_batch * sequences.shape[1]
-    params = weight_bytes / 2 if not args.tiny else weight_bytes / 4
+    params = sum(p.numel() for p in model.parameters())
     steps_total = args.images * args.epochs / args.micro_batch
     report = report_header(device)
     report.update(

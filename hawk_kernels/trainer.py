@@ -192,10 +192,11 @@ def train_heads(model, heads: DraftHeads, data, grid: ImageGrid, config: TrainCo
 
 @torch.no_grad()
 def evaluate_heads(model, heads: DraftHeads, data, grid: ImageGrid, batch_size: int = 32) -> HeadMetrics:
-    """Per-head loss and top-1 of `heads` over all of `data` (TensorSequences or ShardSequences)."""
-    was_training = heads.training
+    """Per-head loss and top-1 of `heads` over all of `data` (TensorSequences or ShardSequences); the heads are
+    left in the mode and dtype they came in (the losses are computed in float32, as in training)."""
+    was_training, dtype = heads.training, next(heads.parameters()).dtype
     metrics = _evaluate(_context(model, heads, grid, 0, 1), data, torch.arange(len(data)), batch_size)
-    heads.train(was_training)
+    heads.to(dtype).train(was_training)
     return metrics
 
 
