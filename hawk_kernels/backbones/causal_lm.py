@@ -11,6 +11,8 @@ lm_head rows) is built once, on the model's device.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..grid import ImageGrid
@@ -29,6 +31,7 @@ class TransformerStack:
         self.vocab_size = int(text_config.vocab_size)  # prompt ids lie below it
         self.max_positions = getattr(text_config, "max_position_embeddings", None)
         self.sliding_window = _attention_window(text_config)
+        self._cache_keyword = cache_keyword(language_model)
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +58,7 @@ class TransformerStack:
         cache.begin_prefill(prompt_valid)
         positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
         out = self.language_model(input_ids=prompt_ids, attention_mask=self._additive(cache.prefill_mask(prompt_valid)),
-                                  position_ids=positions, past_key_values=cache, use_cache=True)
+                                  position_ids=positions, use_cache=True, **{self._cache_keyword: cache})
         return out.last_hidden_state[:, -1]
 
     @torch.no_grad()
@@ -64,7 +67,7 @@ class TransformerStack:
         cache.begin_tree()
         positions = cache.next_position[:, None] + depth[None]
         out = self.language_model(inputs_embeds=node_embeds, attention_mask=self._additive(cache.tree_mask(ancestor_mask)),
-                                  position_ids=positions, past_key_values=cache, use_cache=True)
+                                  position_ids=positions, use_cache=True, **{self._cache_keyword: cache})
         return out.last_hidden_state
 
     @torch.no_grad()
@@ -102,6 +105,14 @@ class CausalLMBackbone(TransformerStack):
 
     def token_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
         return self.local_to_global[local_ids]
+
+
+def cache_keyword(language_model) -> str:
+    """The name under which this transformers version's forward takes the KV cache: `cache` from 5.2x on, where
+    `past_key_values` is deprecated (a FutureWarning on every call), `past_key_values` before (5.17 has no
+    `cache`). Read once from the signature, so neither version warns."""
+    params = inspect.signature(language_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _attention_window(config) -> int | None:

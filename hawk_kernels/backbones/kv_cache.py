@@ -9,7 +9,7 @@ Layout (one buffer per layer, [B', heads, capacity, head_dim], allocated at the 
     fixed-width gather/scatter, and moves length[b]. Nothing depends on a host value, so capacity is sized
     once: prompt + body + nodes + path width.
 
-The cache plugs into any transformers language model as `past_key_values` (it is a `transformers.Cache`); the model
+The cache plugs into any transformers language model as its cache argument (`cache`, or `past_key_values` before transformers 5.2x; it is a `transformers.Cache`); the model
 writes through `update`, which puts the new keys at the current write slot. Masks are additive 4-D tensors
 over all `capacity` slots, built here from the row bookkeeping.
 """
