@@ -44,7 +44,7 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     demo = pipe.family == "demo"
     grid = pipe.layout(size)
     dec = HawkDecoder(pipe.model if demo else pipe.backbone(grid), heads, grid, mode=mode, tree=tree)
-    shape = (dec.tree.template.max_depth + 1, dec.tree.template.max_rank)  # may stop short of `depth`
+    shape = (dec.tree.max_depth + 1, dec.tree.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
     accepted = torch.zeros_like(tried)
     for start in range(0, images, batch):

@@ -113,12 +113,13 @@ def demo(args) -> int:
 
 def _print_table(results: dict, num_prompts: int) -> None:
     base = results.get("ar")
-    print(f"\n{'mode':<13}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}{'speedup':>9}")
+    print(f"\n{'mode':<13}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}{'speedup':>9}  steps")
     for mode, out in results.items():
         passes = sum(out.num_forward_passes) / num_prompts
         ratio = f"{sum(base.num_forward_passes) / sum(out.num_forward_passes):>11.2f}x" if base else f"{'-':>12}"
         speed = f"{base.seconds / out.seconds:>8.2f}x" if base else f"{'-':>9}"
-        print(f"{mode:<13}{passes:>11.1f}{out.output.mean_accepted_length:>13.2f}{out.seconds:>9.2f}{ratio}{speed}")
+        print(f"{mode:<13}{passes:>11.1f}{out.output.mean_accepted_length:>13.2f}{out.seconds:>9.2f}{ratio}{speed}"
+              f"  {out.output.step_engine}")
     if base is None:
         print("(step ratio and speedup are relative to AR: add 'ar' to --modes to see them)")
 

@@ -18,7 +18,7 @@ from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .target import SamplingConfig
-from .tree import TreeBuffers, TreeTemplate
+from .tree import TreeTemplate
 
 __all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES"]
 
@@ -70,8 +70,9 @@ class HawkDecoder:
         self.plan: StepPlan = build_plan(backbone, heads, sources, tree, backend)
 
     @property
-    def tree(self) -> TreeBuffers:
-        return self.plan.tree
+    def tree(self) -> TreeTemplate:
+        """The tree template the steps verify (the constructor's `tree`, or the one built from num_nodes)."""
+        return self.plan.tree.template
 
     @property
     def backbone(self):

@@ -27,7 +27,7 @@ def test_bundled_trees_are_calibrated_and_beat_medusa(pipe):
     """The shipped acceptance rates shape every mode's tree; with them Hawk commits more tokens per pass than
     Medusa on the same heads and node budget (measured: 4.25 vs 3.54 at 16 nodes on 60 images; here 10)."""
     assert {"medusa", "vertical", "hawk"} <= set(pipe.accept_rates)
-    hawk_tree = pipe.decoder("hawk", 16).tree.template
+    hawk_tree = pipe.decoder("hawk", 16).tree
     assert hawk_tree.max_depth > pipe.heads.num_horizontal  # vertical drafts reach past the horizontal heads
     prompts = [f"a handwritten digit {d}" for d in "zero one two three four five six seven eight nine".split()]
     per_pass = {mode: pipe.generate(prompts, mode=mode, seed=7, num_nodes=16).output.mean_accepted_length

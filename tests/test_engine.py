@@ -13,136 +13,78 @@ from hawk_kernels.drafts import SpeculationCache
 from hawk_kernels.engine import step as step_module
 from hawk_kernels.engine.graphs import StepRunner
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
+from tests.host_guard import HostTouch, forbid_host_touch
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 PROMPT = torch.tensor([[1, 5, 6, 4]])
 
 
-class HostSync(AssertionError):
-    pass
+def test_guard_catches_each_kind_of_host_touch():  # the guard itself must be able to fail
+    t, table = torch.zeros(5), torch.arange(8)
+    faults = {
+        "the old jacobi.py line": lambda: t.__setitem__(1, float("-inf")),  # a Python float into a 0-dim view
+        "torch.tensor(list) copied in": lambda: t[:3].copy_(torch.tensor([1.0, 2.0, 3.0])),
+        "from_numpy added in": lambda: t.add_(torch.from_numpy(np.ones(5, dtype=np.float32))),
+        "a host table indexed with a list": lambda: table[[0, 2]],
+        "a Python number index-put": lambda: t.__setitem__(torch.arange(2), 5.0),
+        ".item()": lambda: t.sum().item(),
+        "bool(t)": lambda: bool(t[0] > 0),
+        "int(t)": lambda: int(table.max()),
+        ".tolist()": lambda: t.tolist(),
+        "boolean-mask indexing": lambda: t[t > 0],
+        "nonzero": lambda: (t > 0).nonzero(),
+        "torch.equal": lambda: torch.equal(t, t),
+        "a copy across devices": lambda: torch.empty(5, device="meta").copy_(t),
+    }
+    for what, fault in faults.items():
+        with pytest.raises(HostTouch):
+            with forbid_host_touch():
+                fault()
+            pytest.fail(f"the guard missed {what}")
+    with forbid_host_touch():  # scalars as op arguments stay fine
+        t[1:3] = 0.5
+        t[3:4].fill_(2.0)
+        t.masked_fill_(t > 1, 3.0)
+        y = torch.where(t > 0, t, 0.0) + table[torch.arange(2)].to(torch.float32).sum() + t.max()
+    assert t.tolist() == [0.0, 0.5, 0.5, 3.0, 0.0] and y.shape == (5,)
 
 
-def _device_of(args, kwargs):
-    """The device a Tensor.to(...) call targets, or None for a dtype-only cast."""
-    target = kwargs.get("device")
-    if target is None and args:
-        first = args[0]
-        target = first.device if isinstance(first, torch.Tensor) else first
-    if isinstance(target, (str, torch.device)):
-        return torch.device(target)
-    return None
+def _step_with(fault):
+    """The real decode step with `fault(plan, state)` run after it (a seeded bug inside the step)."""
+    real = step_module.step
+
+    def faulty(plan, state):
+        real(plan, state)
+        fault(plan, state)
+
+    return faulty
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+def _old_initial_law(memory, offsets, init):  # drafts/jacobi.py's initial law as it was on the H200
+    uniform = torch.zeros(memory.grid.local_vocab_size, device=offsets.device)
+    if memory.grid.row_end_local is not None:
+        uniform[memory.grid.row_end_local] = float("-inf")
+    return uniform.expand(*offsets.shape, -1)
 
 
-@contextlib.contextmanager
-def forbid_host_sync():
-    """Every way a CPU-run step could read a tensor value on the host, build a tensor from host data, or copy
-    across devices (what would sync, or break capture, on a GPU) raises instead: .item/.tolist, bool/int/
-    float/index of a tensor, nonzero, boolean-mask indexing; torch.tensor/as_tensor/asarray/from_numpy,
-    new_tensor, indexing with a Python list or an array; .to/.copy_/.cuda/.cpu onto another device."""
-    originals = {}
+@pytest.mark.parametrize("fault", ["old_jacobi_line", "tensor_list", "item", "tolist", "bool"])
+def test_guard_over_the_whole_step_catches_seeded_faults(fault, monkeypatch):
+    """Seeded bugs inside a real generation's step (backbone forward included) fail the guard; the clean step
+    passes it (test_every_mode_run_on_the_cpu)."""
+    from hawk_kernels.drafts import jacobi
 
-    def forbid(owner, name, what="host sync"):
-        original = getattr(owner, name)
-        originals[(owner, name)] = original
-
-        def guarded(*args, **kwargs):
-            raise HostSync(f"{what} inside the step: {owner.__name__}.{name}")
-
-        setattr(owner, name, guarded)
-
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "unique"):
-        forbid(torch.Tensor, name)
-    for name in ("nonzero", "masked_select", "unique", "bincount"):
-        forbid(torch, name)
-    for name in ("tensor", "as_tensor", "asarray", "from_numpy"):
-        forbid(torch, name, "a tensor built from host data")
-    forbid(torch.Tensor, "new_tensor", "a tensor built from host data")
-    forbid(torch.Tensor, "cuda", "a copy across devices")
-    getitem, setitem = torch.Tensor.__getitem__, torch.Tensor.__setitem__
-    to, copy_, cpu = torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu
-
-    def _check_index(index):
-        items = index if isinstance(index, tuple) else (index,)
-        for item in items:
-            if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
-                raise HostSync("host sync inside the step: boolean-mask indexing")
-            if isinstance(item, (list, np.ndarray)):
-                raise HostSync("a tensor built from host data inside the step: indexing with a list or array")
-
-    def guarded_get(self, index):
-        _check_index(index)
-        return getitem(self, index)
-
-    def guarded_set(self, index, value):
-        _check_index(index)
-        return setitem(self, index, value)
-
-    def guarded_to(self, *args, **kwargs):
-        target = _device_of(args, kwargs)
-        if target is not None and not _same_device(target, self.device):
-            raise HostSync(f"a copy across devices inside the step: Tensor.to({target}) of a {self.device} tensor")
-        return to(self, *args, **kwargs)
-
-    def guarded_copy(self, src, *args, **kwargs):
-        if isinstance(src, torch.Tensor) and not _same_device(src.device, self.device):
-            raise HostSync(f"a copy across devices inside the step: copy_ from {src.device} into {self.device}")
-        return copy_(self, src, *args, **kwargs)
-
-    def guarded_cpu(self, *args, **kwargs):
-        if self.device.type != "cpu":
-            raise HostSync("a copy across devices inside the step: Tensor.cpu")
-        return cpu(self, *args, **kwargs)
-
-    torch.Tensor.__getitem__, torch.Tensor.__setitem__ = guarded_get, guarded_set
-    torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu = guarded_to, guarded_copy, guarded_cpu
-    try:
-        yield
-    finally:
-        torch.Tensor.__getitem__, torch.Tensor.__setitem__ = getitem, setitem
-        torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.cpu = to, copy_, cpu
-        for (owner, name), original in originals.items():
-            setattr(owner, name, original)
-
-
-def test_sync_guard_catches_syncs():  # the guard itself must be able to fail
-    x = torch.arange(4)
-    with forbid_host_sync():
-        with pytest.raises(HostSync):
-            int(x.max())
-        with pytest.raises(HostSync):
-            x[x > 1]
-        with pytest.raises(HostSync):
-            x.tolist()
-        y = x[1:] + x.max()  # device-side ops are fine
-    assert y.tolist() == [4, 5, 6]
-
-
-def test_sync_guard_catches_host_data_and_device_copies():
-    """The step once mapped local to global ids with a table built from a Python list on every call (a
-    synchronous host-to-device copy on CUDA, which broke graph capture); the guard must catch that."""
-    grid, local = tiny_grid(), torch.arange(4)
-
-    def old_to_global(local_ids):  # the removed ImageGrid.to_global, as it was
-        return grid.local_vocab_ids().to(local_ids.device)[local_ids]
-
-    table = grid.local_vocab_ids()  # built once, outside the step: fine
-    with forbid_host_sync():
-        with pytest.raises(HostSync, match="host data"):
-            old_to_global(local)
-        with pytest.raises(HostSync, match="host data"):
-            local[[0, 2]]
-        with pytest.raises(HostSync, match="host data"):
-            torch.as_tensor(np.arange(3))
-        with pytest.raises(HostSync, match="across devices"):
-            local.to("meta")
-        with pytest.raises(HostSync, match="across devices"):
-            torch.empty(4, device="meta").copy_(local)
-        got = table[local].to(torch.float32)  # a device-resident table and a dtype cast are fine
-    assert got.tolist() == [8.0, 9.0, 10.0, 11.0]
+    if fault == "old_jacobi_line":
+        monkeypatch.setattr(jacobi, "initial_law", _old_initial_law)
+    else:
+        seeded = {
+            "tensor_list": lambda plan, state: state.committed.copy_(torch.tensor([3])),
+            "item": lambda plan, state: state.committed.max().item(),
+            "tolist": lambda plan, state: state.body.tolist(),
+            "bool": lambda plan, state: bool(state.bad_rows.any()),
+        }[fault]
+        monkeypatch.setattr(step_module, "step", _step_with(seeded))
+    with pytest.raises(HostTouch):
+        _every_mode_run("cpu", "hawk+jacobi", 1, 1.0, "auto", forbid_host_touch)
 
 
 @pytest.mark.parametrize("mode", ["ar", "hawk"])
@@ -156,7 +98,7 @@ def test_decode_step_never_syncs_with_the_host(mode, greedy, monkeypatch):
     calls = []
 
     def guarded_step(plan, state):
-        with forbid_host_sync():
+        with forbid_host_touch():
             step(plan, state)
         calls.append(1)
 
@@ -307,10 +249,10 @@ def test_every_mode_graphed_without_a_sync_equals_eager(mode, batch, temperature
 def test_every_mode_run_on_the_cpu(mode):
     """The CPU twin of the test above (the same helper, the CPU's host-sync guard): CI keeps the helper honest
     for the GPU session."""
-    greedy = _every_mode_run("cpu", mode, 4, 0.0, "auto", forbid_host_sync)
+    greedy = _every_mode_run("cpu", mode, 4, 0.0, "auto", forbid_host_touch)
     ar = _every_mode_run("cpu", "ar", 4, 0.0, "auto", contextlib.nullcontext)
     assert not greedy.cuda_graph and torch.equal(greedy.sequences, ar.sequences)
-    assert _every_mode_run("cpu", mode, 1, 1.0, "auto", forbid_host_sync).num_forward_passes > 0
+    assert _every_mode_run("cpu", mode, 1, 1.0, "auto", forbid_host_touch).num_forward_passes > 0
 
 
 def test_sliding_window_shorter_than_the_image_is_refused():
@@ -324,3 +266,32 @@ def test_sliding_window_shorter_than_the_image_is_refused():
         hk.HawkDecoder(short, heads, grid, mode="ar").generate(PROMPT, temperature=0)
     wide = MistralForCausalLM(MistralConfig(**COMMON, sliding_window=256)).double().eval()  # covers everything: exact
     assert hk.HawkDecoder(wide, heads, grid, mode="hawk").generate(PROMPT, temperature=0).num_forward_passes > 0
+
+
+def test_a_failed_capture_is_reported_in_the_output(monkeypatch, capsys):
+    """Where CUDA-graph capture fails, "auto" runs eagerly and the output says why (the CLI summaries print
+    `step_engine`), not only a warning. The capture is made to fail as it did on the GPU (a host copy)."""
+    from hawk_kernels.cli import _print_table
+
+    def failing_capture(self):
+        self.fallback_reason = "RuntimeError: Cannot copy between CPU and CUDA tensors during CUDA graph capture"
+        self.wants_graph = False
+
+    monkeypatch.setattr(StepRunner, "_capture", failing_capture)
+    monkeypatch.setattr(StepRunner, "_warm_up", lambda self: self.step())
+    model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
+    dec = hk.HawkDecoder(model, heads, grid, mode="hawk")
+    session = dec.start(PROMPT, temperature=0)
+    session.runner.wants_graph = True  # as on a CUDA device
+    while session.least_committed() < grid.num_body_tokens:
+        session.run(1)
+    out = session.output()
+    assert not out.cuda_graph and "Cannot copy between CPU and CUDA" in out.fallbacks["cuda_graphs"]
+    assert out.step_engine.startswith("eager (cuda_graphs: capture failed")
+    assert hk.HawkDecoder(model, heads, grid, mode="hawk").generate(PROMPT, temperature=0).step_engine == "eager"
+
+    class Result:  # what the demo table reads
+        num_forward_passes, seconds, output = [out.num_forward_passes], 1.0, out
+
+    _print_table({"hawk": Result()}, 1)
+    assert "Cannot copy between CPU and CUDA" in capsys.readouterr().out

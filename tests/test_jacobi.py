@@ -19,7 +19,7 @@ from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.target import SamplingConfig
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
 from tests.test_decoder import _exact_image_law
-from tests.test_engine import forbid_host_sync
+from tests.host_guard import forbid_host_touch
 from tests.test_verify import _Fixed, _chi2_pvalue, broken_no_residual, exact_output_law, first_token_pvalue
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
@@ -325,7 +325,7 @@ def test_sampled_images_follow_the_exact_ar_law(mode, nodes, variant, monkeypatc
         _depth_keyed(monkeypatch)
     predicted = _count_predictions(monkeypatch)
     dec = _decoder(mode, model, grid, num_nodes=nodes, chain=min(nodes - 1, 4))
-    assert dec.tree.template.max_depth == min(nodes - 1, 4) < grid.num_body_tokens
+    assert dec.tree.max_depth == min(nodes - 1, 4) < grid.num_body_tokens
     counts, outs = _sampled_counts(dec, images, sampling, lo=45)
     pvalue = _chi2_pvalue(counts, probs, bins=12)
     if variant == "depth":
@@ -372,7 +372,7 @@ def test_jacobi_step_never_syncs_and_sessions_share_nothing(mode, monkeypatch):
     step, calls = step_module.step, []
 
     def guarded_step(plan, state):  # the first step included
-        with forbid_host_sync():
+        with forbid_host_touch():
             step(plan, state)
         calls.append(1)
 

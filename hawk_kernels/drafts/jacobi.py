@@ -46,6 +46,7 @@ class JacobiMemory:
     tokens: torch.Tensor  # [B, R + 1] committed local id at an offset
     token_key: torch.Tensor  # [B, R + 1]
     continuation: torch.Tensor  # [N, D + 1] TreeBuffers.continuation of the decoder's template
+    uniform: torch.Tensor  # [V] logits of the uniform law over the image codes (row end: -inf), built once
     grid: ImageGrid
 
     @classmethod
@@ -54,11 +55,15 @@ class JacobiMemory:
         writes at most D + 1 offsets from the previous frontier on."""
         ring = grid.row_stride + 2 * continuation.shape[1]
         dev = continuation.device
+        # built here, outside the step: a step never writes a host value into device memory
+        uniform = torch.zeros(grid.local_vocab_size, device=dev)
+        if grid.row_end_local is not None:
+            uniform[grid.row_end_local:grid.row_end_local + 1].fill_(NEG_INF)
         return cls(laws=torch.zeros(batch, ring + 1, grid.local_vocab_size, dtype=dtype, device=dev),
                    law_key=torch.full((batch, ring + 1), -1, dtype=torch.int64, device=dev),
                    tokens=torch.zeros(batch, ring + 1, dtype=torch.int64, device=dev),
                    token_key=torch.full((batch, ring + 1), -1, dtype=torch.int64, device=dev),
-                   continuation=continuation, grid=grid)
+                   continuation=continuation, uniform=uniform, grid=grid)
 
     @property
     def ring(self) -> int:
@@ -184,10 +189,7 @@ def _from_depth(offsets: torch.Tensor, first_depth: int) -> torch.Tensor:
 def initial_law(memory: JacobiMemory, offsets: torch.Tensor, init: str) -> torch.Tensor:
     """[B, D] offsets -> [B, D, V] float32 processed logits of the initial law (module docstring)."""
     grid = memory.grid
-    uniform = torch.zeros(grid.local_vocab_size, device=offsets.device)
-    if grid.row_end_local is not None:
-        uniform[grid.row_end_local] = NEG_INF
-    uniform = uniform.expand(*offsets.shape, -1)
+    uniform = memory.uniform.expand(*offsets.shape, -1)
     if init == "uniform":
         return uniform
     above = offsets - grid.row_stride

@@ -22,6 +22,16 @@ class HawkOutput:
     cuda_graph: bool = False  # whether the steps replayed a captured CUDA graph
     rank_tried: list[list[int]] = field(default_factory=list)  # [depth][rank]: node tried (parent accepted)
     rank_accepted: list[list[int]] = field(default_factory=list)  # [depth][rank]: node accepted
+    # what was asked for but not used, and why: {"cuda_graphs": "capture failed: ..."}; empty when all went as asked
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def step_engine(self) -> str:
+        """How the steps ran, for summaries: "CUDA graph", "eager", or "eager (CUDA graphs: <why not>)"."""
+        if self.cuda_graph:
+            return "CUDA graph"
+        reasons = "; ".join(f"{what}: {why}" for what, why in self.fallbacks.items())
+        return f"eager ({reasons})" if reasons else "eager"
 
     @property
     def mean_accepted_length(self) -> float:
@@ -60,10 +70,13 @@ class DecodeSession:
 
     def output(self) -> HawkOutput:
         self.check()
-        return collect_output(self.plan, self.state, self.graphed)
+        fallbacks = {}
+        if self.runner.fallback_reason is not None:
+            fallbacks["cuda_graphs"] = f"capture failed, ran eagerly ({self.runner.fallback_reason})"
+        return collect_output(self.plan, self.state, self.graphed, fallbacks)
 
 
-def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool) -> HawkOutput:
+def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, fallbacks: dict | None = None) -> HawkOutput:
     grid = plan.grid
     generated = plan.backbone.token_ids(state.body[:, : grid.num_body_tokens])
     image_tokens = grid.image_tokens(generated)
@@ -77,4 +90,4 @@ def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool) -> Hawk
     shape = (plan.tree.template.max_depth + 1, plan.tree.template.max_rank)
     return HawkOutput(image_tokens, sequences, generated, len(steps), steps, by_source, cuda_graph=cuda_graph,
                       rank_tried=state.stats.rank_tried.view(shape).tolist(),
-                      rank_accepted=state.stats.rank_accepted.view(shape).tolist())
+                      rank_accepted=state.stats.rank_accepted.view(shape).tolist(), fallbacks=dict(fallbacks or {}))

@@ -48,6 +48,11 @@ class PipelineOutput:
     seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
     outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
 
+    @property
+    def step_engine(self) -> str:
+        """How the steps ran ("CUDA graph", "eager", or eager with the reason a capture fell back)."""
+        return "; ".join(dict.fromkeys(out.step_engine for out in self.outputs))
+
 
 class ImagePipeline:
     """Prompt -> pixels for one model family. Subclasses set `family`, `model_class`, `defaults` and implement

@@ -57,7 +57,8 @@ def generate_command(args) -> int:
     out_dir.mkdir(exist_ok=True)
     for path in write_pngs(res.images, prompts, out_dir):
         print(path)
-    print(f"passes {res.num_forward_passes}, tokens per pass {res.tokens_per_pass:.2f}, seconds {res.seconds:.2f}")
+    print(f"passes {res.num_forward_passes}, tokens per pass {res.tokens_per_pass:.2f}, seconds {res.seconds:.2f}, "
+          f"steps: {res.step_engine}")
     return 0
 
 
