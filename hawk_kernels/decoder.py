@@ -67,7 +67,7 @@ class HawkDecoder:
             tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates)
         self.model, self.heads, self.grid, self.mode = model, heads, grid, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
-        self.plan: StepPlan = build_plan(backbone, heads, sources, tree, backend)
+        self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend)
 
     @property
     def tree(self) -> TreeTemplate:

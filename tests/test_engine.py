@@ -154,10 +154,10 @@ def test_runner_on_cpu_stays_eager_and_true_refuses():
 
 
 def test_speculation_cache_sink_slot_is_never_read():
-    cache = SpeculationCache(1, row_stride=3, vertical_depth=2, vocab=4)
+    cache = SpeculationCache(1, row_stride=3, vertical_depth=2, vocab=4, num_body_tokens=100)
     offsets = torch.tensor([[0, 1, 2]])
     logq = torch.randn(1, 3, 2, 4)
-    cache.insert(offsets, logq, torch.tensor([[True, False, True]]), num_body_tokens=100)
+    cache.insert(offsets, logq, torch.tensor([[True, False, True]]))
     assert int(cache.num_entries()[0]) == 4  # 2 valid sources x 2 distances; the skipped one hit the sink
     got, ok = cache.lookup(torch.tensor([[4, 5, 7]]))  # targets of source 0 (d=1: 4), 1 (skipped: 5), 0 (d=2: 7)
     assert ok[0, 0, 0] and not ok[0, 1].any() and ok[0, 2, 1]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hawk_kernels as hk
-from hawk_kernels.drafts import (DraftContext, DraftState, InitialLawSource, JacobiMemory, JacobiSource, LastTree,
+from hawk_kernels.drafts import (DraftContext, InitialLawSource, JacobiMemory, JacobiSource, JacobiState, TreeRecord,
                                  SpatialPool, jacobi_template, needs_heads, sources_for)
 from hawk_kernels.drafts.coupling import CoupledNoise
 from hawk_kernels.drafts.jacobi import absorb, initial_law
@@ -62,7 +62,7 @@ def _memory_and_tree(grid, vocab):
     template = TreeTemplate.from_paths([(0,), (0, 0), (0, 0, 0)])  # root -> 1 -> 2 -> 3
     buffers = TreeBuffers(template, "cpu")
     memory = JacobiMemory.allocate(1, grid, buffers.continuation, torch.float64)
-    last = LastTree(target_logits=torch.randn(1, 4, vocab, dtype=torch.float64),
+    last = TreeRecord(target_logits=torch.randn(1, 4, vocab, dtype=torch.float64),
                     next_offsets=torch.tensor([[5, 6, 7, 8]]), node_tokens=torch.tensor([[-1, 2, 0, 1]]),
                     path=torch.tensor([[0, 1, -1, -1]]), accept_len=torch.tensor([1]), bonus=torch.tensor([3]))
     return memory, last
@@ -84,7 +84,7 @@ def test_absorb_keeps_committed_laws_tokens_and_predictions_by_offset():
     repeat = initial_law(memory, offsets, "repeat")
     assert repeat[0, 2].argmax() == 3 and torch.isinf(repeat[0, 2]).sum() == 3  # one-hot on the bonus
     assert torch.equal(initial_law(memory, offsets, "uniform")[0, 0], torch.zeros(4))
-    full = LastTree(last.target_logits, torch.tensor([[8, 9, 10, 11]]), torch.tensor([[-1, 0, 1, 2]]),
+    full = TreeRecord(last.target_logits, torch.tensor([[8, 9, 10, 11]]), torch.tensor([[-1, 0, 1, 2]]),
                     torch.tensor([[0, 1, 2, 3]]), torch.tensor([3]), torch.tensor([1]))
     absorb(memory, full)  # every node accepted: the root's placeholder -1 is the only token written to the sink
     assert int(memory.tokens.min()) >= 0  # the sink included: a one-hot law scatters at whatever it reads
@@ -103,16 +103,9 @@ def test_absorb_keeps_committed_laws_tokens_and_predictions_by_offset():
 
 # --- exactness of one step with Jacobi candidates ------------------------------------------------------------
 def _pool_draw(pool, memory, offsets, gen, coupled_rows=None):
-    state = DraftState(None, None, _empty_last_tree(offsets.shape[0], memory), memory, coupled_rows)
-    return pool.draw(DraftContext(offsets.shape[1], offsets, state), gen)
-
-
-def _empty_last_tree(batch, memory):
-    """A LastTree before any step (nothing to absorb), shaped like the memory's template."""
-    nodes, vocab = memory.continuation.shape[0], memory.laws.shape[-1]
-    none = torch.full((batch, nodes), -1)
-    return LastTree(torch.zeros(batch, nodes, vocab), none, none, none, torch.zeros(batch, dtype=torch.int64),
-                    torch.zeros(batch, dtype=torch.int64))
+    """The pool's draw with every Jacobi source reading `memory` (and drawing with `coupled_rows`)."""
+    states = {id(s): JacobiState(memory, coupled_rows) if isinstance(s, JacobiSource) else None for s in pool.sources}
+    return pool.draw(DraftContext(offsets.shape[1], offsets, False, states), gen)
 
 
 def _sequential_draws(laws):
@@ -143,8 +136,8 @@ def test_closed_form_with_jacobi_candidates(init, op, must_match):
     memory, last = _memory_and_tree(grid, vocab)
     absorb(memory, last)
     horizontal = torch.log_softmax(torch.randn(vocab, dtype=torch.float64) * 1.5, -1)
-    pool = SpatialPool((JacobiSource(init=init, coupled=False), InitialLawSource(init=init),
-                        _Fixed("horizontal", horizontal, 1)), grid)
+    jacobi = JacobiSource(init=init, coupled=False)
+    pool = SpatialPool((jacobi, InitialLawSource(jacobi, init=init), _Fixed("horizontal", horizontal, 1)), grid)
     cand = _pool_draw(pool, memory, torch.tensor([[8]]), torch.Generator().manual_seed(0))  # 8 has a prediction
     table = cand.table[0].double()  # laws 0: the Jacobi prediction, 1: the initial law, 2: horizontal, 3: row end
     laws = [torch.softmax(table[q], -1) for q in range(3)]
@@ -182,7 +175,8 @@ def test_statistical_realistic_vocab_with_coupled_jacobi_candidates(broken):
     memory.laws[:, 5 % memory.ring] = target * 0.3 + torch.randn(vocab) * 2  # the committed law above it
     memory.law_key[:, 5 % memory.ring] = 5
     horizontal = torch.log_softmax(target + torch.randn(vocab) * 1.5, -1)
-    pool = SpatialPool((JacobiSource(), InitialLawSource(), _Fixed("horizontal", horizontal, 2)), grid)
+    jacobi = JacobiSource()
+    pool = SpatialPool((jacobi, InitialLawSource(jacobi), _Fixed("horizontal", horizontal, 2)), grid)
     coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, gen, "cpu")
     cand = _pool_draw(pool, memory, torch.full((trials, 1), 8), gen, coupled)
     assert (cand.tokens[:, 0] >= 0).all()
@@ -300,10 +294,10 @@ def _depth_keyed(monkeypatch):
     """The biased variant: coupled noise keyed by tree depth (reused at a new position every step)."""
     propose = JacobiSource.propose
 
-    def depth_keyed(self, ctx):
-        proposals = propose(self, ctx)
+    def depth_keyed(self, state, ctx):
+        proposals = propose(self, state, ctx)
         depth = torch.arange(ctx.depth, device=ctx.target_offsets.device)
-        proposals[0].noise_offsets = depth[None].expand_as(ctx.target_offsets)
+        proposals[0].noise = state.noise.gumbel(depth[None].expand_as(ctx.target_offsets))
         return proposals
 
     monkeypatch.setattr(JacobiSource, "propose", depth_keyed)
@@ -341,9 +335,9 @@ def _count_predictions(monkeypatch):
     """[n]: how many (row, depth) drafts found a prediction of an earlier tree, over every step."""
     count, propose = [0], JacobiSource.propose
 
-    def counting(self, ctx):
-        proposals = propose(self, ctx)
-        count[0] += int(ctx.drafts.jacobi.law_at(ctx.target_offsets)[1].sum())
+    def counting(self, state, ctx):
+        proposals = propose(self, state, ctx)
+        count[0] += int(state.memory.law_at(ctx.target_offsets)[1].sum())
         return proposals
 
     monkeypatch.setattr(JacobiSource, "propose", counting)
@@ -398,7 +392,7 @@ def test_modes_and_sources():
     with pytest.raises(ValueError, match="init"):
         JacobiSource(init="random")
     with pytest.raises(ValueError, match="JacobiSource"):
-        sources_for("hawk+jacobi", tiny_heads(), jacobi={"jacobi_init": InitialLawSource()})
+        sources_for("hawk+jacobi", tiny_heads(), jacobi={"jacobi_init": InitialLawSource(JacobiSource())})
     tree = jacobi_template("hawk+jacobi", tiny_heads(), 32)
     assert tree.max_depth >= 24 and all(tree.rank[n] == 0 for n in _ancestors(tree, tree.depth.index(24)))
     assert jacobi_template("hawk", tiny_heads(), 32) is None

@@ -43,10 +43,10 @@ def test_interleaved_sessions_equal_sequential_ones(mode):
 
 
 class LastRootSource:
-    """A draft source that reads the previous tree forward through the state: at every depth it proposes the
-    target law the last tree computed at its root (any sampled law keeps the verifier exact)."""
+    """A draft source that keeps, in its own state, the target law the last tree computed at its root (recorded
+    after each commit) and proposes it at every depth (any sampled law keeps the verifier exact)."""
 
-    name, reads_last_tree = "echo", True
+    name = "echo"
 
     def __init__(self):
         self.seen = []
@@ -54,22 +54,29 @@ class LastRootSource:
     def num_candidates(self):
         return 1
 
-    def propose(self, ctx):
-        last = ctx.drafts.last_tree
-        self.seen.append((last.target_logits.clone(), last.next_offsets.clone()))
-        law = torch.log_softmax(last.target_logits[:, :1].float(), -1).expand(-1, ctx.depth, -1)
-        valid = (last.next_offsets[:, :1] >= 0).expand(-1, ctx.depth)
+    def new_state(self, setup):
+        return dict(logits=torch.zeros(setup.batch, setup.grid.local_vocab_size, dtype=setup.logits_dtype),
+                    offset=torch.full((setup.batch,), -1))
+
+    def record(self, state, done):
+        if done.tree is not None:
+            state["logits"].copy_(done.tree.target_logits[:, 0])
+            state["offset"].copy_(done.tree.next_offsets[:, 0])
+
+    def propose(self, state, ctx):
+        self.seen.append((state["logits"].clone(), state["offset"].clone()))
+        law = torch.log_softmax(state["logits"][:, None].float(), -1).expand(-1, ctx.depth, -1)
+        valid = (state["offset"][:, None] >= 0).expand(-1, ctx.depth)
         return [DraftProposal(self.name, law, valid, 1)]
 
 
 @pytest.mark.parametrize("greedy", [True, False])
-def test_a_source_reads_the_last_tree_forward_through_the_state(greedy, monkeypatch):
+def test_a_source_records_the_tree_forward_in_its_own_state(greedy, monkeypatch):
     model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
     echo = LastRootSource()
-    sources = (HorizontalSource(1), echo)
+    sources = (HorizontalSource(heads.num_horizontal, 1), echo)
     plan = build_plan(CausalLMBackbone(model, grid), heads, sources,
                       TreeTemplate.from_budget(8, max_depth=3, width=2), backend="auto")
-    assert plan.reads_last_tree and plan.horizontal and not plan.vertical
     forwards, forward = [], step_module.forward
 
     def spy(plan, state, nodes):
@@ -78,22 +85,29 @@ def test_a_source_reads_the_last_tree_forward_through_the_state(greedy, monkeypa
         return out
 
     monkeypatch.setattr(step_module, "forward", spy)
-    sampling = SamplingConfig(cfg_scale=2.0, temperature=0.0 if greedy else 1.0)
-    state = new_state(plan, sampling, batch=1, capacity=64, seed=4, prompt=PROMPT)
-    prompt = torch.cat([PROMPT, PROMPT[:, -1:].expand(1, 4)])  # conditional, then unconditional rows
-    valid = torch.ones_like(prompt, dtype=torch.bool)
-    valid[1, :3] = False
-    step_module.prefill(plan, state, prompt, valid)
-    out = _run_to_end(DecodeSession(plan, state, cuda_graphs=False), grid.num_body_tokens)
+    out = _generate(plan, SamplingConfig(cfg_scale=2.0, temperature=0.0 if greedy else 1.0), seed=4)
     assert len(echo.seen) == len(forwards) == out.num_forward_passes > 1
     assert bool((echo.seen[0][1] == -1).all())  # nothing before the first tree
-    for step_index in range(1, len(forwards)):  # step t's source sees exactly step t-1's forward
-        assert torch.equal(echo.seen[step_index][0], forwards[step_index - 1][0])
-        assert torch.equal(echo.seen[step_index][1], forwards[step_index - 1][1])
+    for step_index in range(1, len(forwards)):  # step t's source sees exactly step t-1's forward (its root)
+        assert torch.equal(echo.seen[step_index][0], forwards[step_index - 1][0][:, 0])
+        assert torch.equal(echo.seen[step_index][1], forwards[step_index - 1][1][:, 0])
     assert bool((echo.seen[1][1] >= 0).all())  # from the second step on, its drafts are valid
     if greedy:
         ar = hk.HawkDecoder(model, heads, grid, mode="ar").generate(PROMPT, cfg_scale=2.0, temperature=0)
         assert torch.equal(out.sequences, ar.sequences)
+
+
+def _generate(plan, sampling, seed, batch=1):
+    """A whole generation through the engine's own API (what HawkDecoder does, minus its checks)."""
+    state = new_state(plan, sampling, batch=batch, capacity=64, seed=seed, prompt=PROMPT.expand(batch, -1))
+    prompt = PROMPT.expand(batch, -1)
+    valid = torch.ones_like(prompt, dtype=torch.bool)
+    if sampling.uses_cfg:  # conditional rows, then the unconditional ones (image-start token only)
+        prompt = torch.cat([prompt, prompt[:, -1:].expand(batch, prompt.shape[1])])
+        valid = torch.cat([valid, torch.ones_like(valid)])
+        valid[batch:, :-1] = False
+    step_module.prefill(plan, state, prompt, valid)
+    return _run_to_end(DecodeSession(plan, state, cuda_graphs=False), plan.grid.num_body_tokens)
 
 
 class SeparateImagePath(CausalLMBackbone):

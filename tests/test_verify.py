@@ -10,7 +10,7 @@ from hawk_kernels import ops
 
 from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.ops.reference.accept_reject import _sample
-from hawk_kernels.drafts import DraftContext, DraftProposal, DraftState, SpatialPool
+from hawk_kernels.drafts import DraftContext, DraftProposal, SpatialPool
 from hawk_kernels.grid import ImageGrid
 from hawk_kernels.verify import verify_tree
 
@@ -164,9 +164,7 @@ def test_closed_form_two_levels_mixed_sources():
 
 
 class _Fixed:
-    """A draft source with fixed laws (the pool's DraftSource interface)."""
-
-    reads_last_tree = False
+    """A draft source with fixed laws (the pool's DraftSource interface), keeping no state."""
 
     def __init__(self, name, logq, count):
         self.name, self.logq, self.count = name, logq, count
@@ -174,7 +172,13 @@ class _Fixed:
     def num_candidates(self):
         return self.count
 
-    def propose(self, ctx):
+    def new_state(self, setup):
+        return None
+
+    def record(self, state, done):
+        pass
+
+    def propose(self, state, ctx):
         batch = ctx.target_offsets.shape[0]
         logq = self.logq[None, None].expand(batch, ctx.depth, -1)
         return [DraftProposal(self.name, logq, torch.ones(batch, ctx.depth, dtype=torch.bool), self.count)]
@@ -203,7 +207,8 @@ def test_statistical_realistic_vocab(broken):
     grid = ImageGrid(height=1, width=64, image_token_range=(0, vocab))
     pool = SpatialPool([_Fixed("horizontal", horizontal, 2), _Fixed("vertical", vertical, 1)], grid)
     gen = torch.Generator().manual_seed(7)
-    cand = pool.draw(DraftContext(1, torch.zeros(trials, 1, dtype=torch.int64), DraftState(None, None, None)), gen)
+    offsets = torch.zeros(trials, 1, dtype=torch.int64)
+    cand = pool.draw(DraftContext(1, offsets, False, {id(s): None for s in pool.sources}), gen)
     pvalue = first_token_pvalue(target, cand, gen, broken)
     if broken:
         assert pvalue < 1e-6, pvalue

@@ -1,6 +1,6 @@
 """Draft sources and the spatial pool.
 
-- `source`: the interface (DraftSource, DraftProposal, DraftContext) and the per-generation DraftState;
+- `source`: the interface (DraftSource: new_state / propose / record; DraftProposal, DraftContext, StepRecord);
 - `horizontal`: horizontal heads' drafts; `vertical` + `spec_cache`: vertical heads' drafts, cached until
   decoding reaches their row;
 - `jacobi`: the target's own predictions from the previous tree forward (no heads); `coupling`: draft noise
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from .coupling import CoupledNoise
 from .horizontal import HorizontalSource
-from .jacobi import InitialLawSource, JacobiMemory, JacobiSource
+from .jacobi import InitialLawSource, JacobiMemory, JacobiSource, JacobiState
 from .pool import Candidates, SpatialPool
-from .source import DraftContext, DraftProposal, DraftSource, DraftState, LastTree
+from .source import DraftContext, DraftProposal, DraftSource, SourceSetup, StepRecord, TreeRecord
 from .spec_cache import SpeculationCache
 from .vertical import VerticalSource
 
@@ -27,15 +27,16 @@ HEAD_SOURCES = ("horizontal", "vertical")  # the kinds of source that draft from
 # The Jacobi sources of each Jacobi mode, chosen by measurement (benchmarks/NOTES.md, Jacobi drafts). Alone: the
 # prediction, else the law one row above, coupled, one candidate per depth (a chain). Beside heads: predictions
 # first (their chain is the tree's rank-0 path), the heads next, the row-above law last; depth 1 to the heads.
+_PREDICTIONS_BESIDE_HEADS = JacobiSource(init=None, first_depth=2)
 JACOBI_SOURCES = {"jacobi": {"jacobi": JacobiSource()},
-                  "hawk+jacobi": {"jacobi": JacobiSource(init=None, first_depth=2),
-                                  "jacobi_init": InitialLawSource(first_depth=2)}}
+                  "hawk+jacobi": {"jacobi": _PREDICTIONS_BESIDE_HEADS,
+                                  "jacobi_init": InitialLawSource(_PREDICTIONS_BESIDE_HEADS, first_depth=2)}}
 JACOBI_DEPTH = 64  # tree depth of Jacobi modes without measured rates: a long chain feeds the next step
 JACOBI_CHAIN_SHARE = 0.75  # of a Jacobi mode's node budget, reserved for its rank-0 chain (measured)
 
 __all__ = ["MODES", "MODE_SOURCES", "Candidates", "CoupledNoise", "DraftContext", "DraftProposal", "DraftSource",
-           "DraftState", "HorizontalSource", "InitialLawSource", "JacobiMemory", "JacobiSource", "LastTree",
-           "SpatialPool", "SpeculationCache", "VerticalSource", "chain_depth", "default_depth", "jacobi_template",
+           "HorizontalSource", "InitialLawSource", "JacobiMemory", "JacobiSource", "JacobiState", "SourceSetup",
+           "SpatialPool", "SpeculationCache", "StepRecord", "TreeRecord", "VerticalSource", "chain_depth", "default_depth", "jacobi_template",
            "needs_heads", "sources_for"]
 
 
@@ -89,11 +90,12 @@ def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candi
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
     available = dict(jacobi or JACOBI_SOURCES.get(mode, {}))
     if "horizontal" in kinds and heads.num_horizontal:
-        available["horizontal"] = HorizontalSource(horizontal_candidates)
+        available["horizontal"] = HorizontalSource(heads.num_horizontal, horizontal_candidates)
     if "vertical" in kinds and heads.vertical_depth:
-        available["vertical"] = VerticalSource(heads.vertical_depth, vertical_candidates)
+        available["vertical"] = VerticalSource(heads.vertical_depth, heads.num_horizontal, vertical_candidates)
     if needs_heads(mode) and not set(available) & set(HEAD_SOURCES):
         raise ValueError(f"heads: mode={mode!r} has no heads of the kind it needs")
-    if "jacobi_init" in available and "jacobi" not in available:
-        raise ValueError("jacobi: an InitialLawSource reads the memory a JacobiSource keeps; give both")
+    if "jacobi_init" in available and available["jacobi_init"].memory_of is not available.get("jacobi"):
+        raise ValueError("jacobi: an InitialLawSource reads the memory of the JacobiSource it names; give that "
+                         "JacobiSource as 'jacobi'")
     return tuple(available[kind] for kind in kinds if kind in available)

@@ -7,15 +7,16 @@ below the last accepted node, or below its deepest ancestor whose chain reaches 
 then-speculative prefix (the rejected candidate at the bonus position included). That is a Jacobi iteration
 (SJD, docs/method.md §7): position j's draft law at step t is the target's prediction for j at step t - 1.
 
-`JacobiMemory` (DraftState.jacobi) keeps those laws in a ring keyed by absolute body offset, written from the
-previous tree (LastTree) at the start of each step (`absorb`):
+`JacobiMemory` (in JacobiState, the source's per-generation state) keeps those laws in a ring keyed by absolute
+body offset, written from each step's tree (TreeRecord) after its commit (`absorb`, JacobiSource.record):
   * offsets the last step committed: the exact target law there (the accepted path's own logits), and the
     committed token -- what a position one row below reads as its initial law;
   * offsets past the new frontier: the chain's predictions. An offset keeps its latest prediction until it is
     committed, so a prediction survives a step whose chain did not reach it.
 
 `JacobiSource` proposes, for each depth of the step (absolute offset j), the latest prediction for j, or where
-none exists an initial law (`init`; `InitialLawSource` offers it as a separate, lower-ranked candidate):
+none exists an initial law (`init`; `InitialLawSource` offers it as a separate, lower-ranked candidate, reading
+the memory of the JacobiSource it names):
   "uniform"  SJD-PAC: uniform over the image codes (acceptance min(1, V_img * p(x)); it dominates SJD's random
              token with a one-hot law, whose acceptance is p(x) for the same uniformly drawn x);
   "above"    the target law that was committed one row above (offset j - S), uniform in the first row;
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 import torch
 
 from ..grid import ImageGrid
-from .source import DraftContext, DraftProposal, LastTree
+from .coupling import CoupledNoise
+from .source import DraftContext, DraftProposal, SourceSetup, StepRecord, TreeRecord
 
 INITS = ("uniform", "above", "repeat")
 NEG_INF = float("-inf")
@@ -87,9 +89,9 @@ class JacobiMemory:
         return self.tokens.gather(1, slot), (self.token_key.gather(1, slot) == offsets) & (slot < self.ring)
 
 
-def absorb(memory: JacobiMemory, last: LastTree) -> None:
-    """Write the previous tree's laws (the accepted path's and its continuation's) and committed tokens into the
-    ring. Before the first step LastTree's offsets are -1 and nothing is written."""
+def absorb(memory: JacobiMemory, last: TreeRecord) -> None:
+    """Write a step's tree laws (the accepted path's and its continuation's) and committed tokens into the
+    ring."""
     batch, vocab = last.path.shape[0], last.target_logits.shape[-1]
     last_node = last.path.gather(1, last.accept_len[:, None]).clamp(min=0)  # [B, 1]
     nodes = memory.continuation[last_node[:, 0]]  # [B, D + 1]: the node feeding each depth, -1 none
@@ -114,6 +116,12 @@ def absorb(memory: JacobiMemory, last: LastTree) -> None:
     memory.token_key[rows, token_slot] = torch.where(token_slot < memory.ring, token_offsets, -1)
 
 
+@dataclass
+class JacobiState:
+    memory: JacobiMemory
+    noise: CoupledNoise | None  # position-keyed Gumbel noise (coupled sources), filled from the seed
+
+
 @dataclass(frozen=True)
 class JacobiSource:
     """Drafts the latest prediction for each depth's offset (module docstring), or where none exists the initial
@@ -121,14 +129,13 @@ class JacobiSource:
     absolute offset (coupling.py) rather than by step; first_depth: the shallowest depth drafted. Depth 1's
     prediction is conditioned on the candidate the verifier just rejected at the bonus position, so beside
     horizontal heads (which marginalise over that token) hawk+jacobi leaves depth 1 to them (benchmarks/NOTES.md,
-    Jacobi drafts). Keeps JacobiMemory: it absorbs the previous tree before drafting."""
+    Jacobi drafts). Its state: the JacobiMemory, which absorbs each step's tree after the commit."""
 
     count: int = 1
     init: str | None = "above"
     coupled: bool = True
     first_depth: int = 1
     name: str = "jacobi"
-    reads_last_tree: bool = True
 
     def __post_init__(self):
         _check(self.init, self.count, self.first_depth, allow_no_init=True)
@@ -136,30 +143,41 @@ class JacobiSource:
     def num_candidates(self) -> int:
         return self.count
 
-    def propose(self, ctx: DraftContext) -> list[DraftProposal]:
-        memory = ctx.drafts.jacobi
-        absorb(memory, ctx.drafts.last_tree)
+    def new_state(self, setup: SourceSetup) -> JacobiState:
+        memory = JacobiMemory.allocate(setup.batch, setup.grid, setup.continuation, setup.logits_dtype)
+        noise = None
+        if self.coupled:  # filled here, from the seed: nothing depends on which step runs first
+            noise = CoupledNoise(setup.batch, setup.grid.num_body_tokens, setup.grid.local_vocab_size, setup.rng,
+                                 setup.device)
+        return JacobiState(memory, noise)
+
+    def propose(self, state: JacobiState, ctx: DraftContext) -> list[DraftProposal]:
         offsets = ctx.target_offsets  # [B, D]
-        predicted, found = memory.law_at(offsets)
+        predicted, found = state.memory.law_at(offsets)
         valid = _from_depth(offsets, self.first_depth)
         if self.init is None:
             logq, valid = predicted.float(), valid & found
         else:
-            logq = torch.where(found[..., None], predicted.float(), initial_law(memory, offsets, self.init))
-        return [DraftProposal(self.name, logq, valid, self.count, offsets if self.coupled else None)]
+            logq = torch.where(found[..., None], predicted.float(), initial_law(state.memory, offsets, self.init))
+        noise = state.noise.gumbel(offsets) if state.noise is not None and not ctx.greedy else None
+        return [DraftProposal(self.name, logq, valid, self.count, noise)]
+
+    def record(self, state: JacobiState, done: StepRecord) -> None:
+        if done.tree is not None:
+            absorb(state.memory, done.tree)
 
 
 @dataclass(frozen=True)
 class InitialLawSource:
     """The initial law `init` (INITS) at every depth from first_depth, with the step's noise: a Jacobi mode ranks
     it after other sources (hawk+jacobi: after the heads), where the prediction is missing or stale. It reads the
-    JacobiMemory that a JacobiSource earlier in the pool keeps up to date."""
+    JacobiMemory of `memory_of`, a JacobiSource earlier in the same pool, and keeps no state of its own."""
 
+    memory_of: JacobiSource
     init: str = "above"
     count: int = 1
     first_depth: int = 1
-    name: str = "jacobi"
-    reads_last_tree: bool = True
+    name: str = "jacobi_init"
 
     def __post_init__(self):
         _check(self.init, self.count, self.first_depth, allow_no_init=False)
@@ -167,10 +185,16 @@ class InitialLawSource:
     def num_candidates(self) -> int:
         return self.count
 
-    def propose(self, ctx: DraftContext) -> list[DraftProposal]:
+    def new_state(self, setup: SourceSetup) -> None:
+        return None
+
+    def propose(self, state: None, ctx: DraftContext) -> list[DraftProposal]:
         offsets = ctx.target_offsets
-        law = initial_law(ctx.drafts.jacobi, offsets, self.init)
+        law = initial_law(ctx.state_of(self.memory_of).memory, offsets, self.init)
         return [DraftProposal(self.name, law, _from_depth(offsets, self.first_depth), self.count)]
+
+    def record(self, state: None, done: StepRecord) -> None:
+        pass
 
 
 def _check(init, count: int, first_depth: int, allow_no_init: bool) -> None:

@@ -12,9 +12,9 @@ the image end get nothing. Law q of the draft table is proposal q // D at depth 
 one-hot row-end.
 
 Noise: proposal i draws with Gumbel noise from Philox stream STREAM_FIRST_DRAFT + i at the step's offset, fresh
-every step; a proposal with `noise_offsets` draws with the generation's coupled noise of those absolute offsets
-instead (coupling.py: the same noise for a position at every step; at most one such proposal, since two laws
-sharing one noise at a depth would not be drawn independently).
+every step; a proposal that brings its own `noise` draws with it instead (the Jacobi source's coupled noise,
+keyed by absolute offset: coupling.py; at most one such proposal, since two laws sharing one noise at a depth
+would not be drawn independently).
 """
 from __future__ import annotations
 
@@ -47,12 +47,13 @@ class SpatialPool:
     def candidates_per_depth(self) -> int:
         return max(1, sum(s.num_candidates() for s in self.sources))
 
-    def draw(self, ctx: DraftContext, rng, greedy: bool = False) -> Candidates:
-        """rng: a DeviceRNG (ops/philox.py; proposal i draws from stream STREAM_FIRST_DRAFT + i) or a
-        torch.Generator (tests)."""
-        proposals = [p for s in self.sources for p in s.propose(ctx)]
-        if sum(p.noise_offsets is not None for p in proposals) > 1:
-            raise ValueError("sources: at most one proposal may draw with coupled noise (coupling.py)")
+    def draw(self, ctx: DraftContext, rng) -> Candidates:
+        """Each source proposes from its own state (ctx.state_of); rng: a DeviceRNG (ops/philox.py; proposal i
+        draws from stream STREAM_FIRST_DRAFT + i) or a torch.Generator (tests)."""
+        greedy = ctx.greedy
+        proposals = [p for s in self.sources for p in s.propose(ctx.state_of(s), ctx)]
+        if sum(p.noise is not None for p in proposals) > 1:
+            raise ValueError("sources: at most one proposal may draw with noise of its own (coupling.py)")
         offsets = ctx.target_offsets
         batch, depth = offsets.shape
         vocab, dev = self.grid.local_vocab_size, offsets.device
@@ -68,7 +69,7 @@ class SpatialPool:
         for index, prop in enumerate(proposals):
             logq = prop.logq.float()
             ok = prop.valid & live & ~forced & ~torch.isnan(logq).any(-1)
-            keys = logq if greedy else logq + _noise(prop, ctx, rng, STREAM_FIRST_DRAFT + index)
+            keys = logq if greedy else logq + _noise(prop, rng, STREAM_FIRST_DRAFT + index)
             keys = keys.masked_fill(drawn | ~ok[..., None], NEG_INF)
             values, picked = torch.topk(keys, prop.count, dim=-1)
             got = values > NEG_INF
@@ -100,11 +101,11 @@ class SpatialPool:
         return row
 
 
-def _noise(prop, ctx: DraftContext, rng, stream: int) -> torch.Tensor:
-    """[B, D, V] Gumbel noise of one proposal: coupled (keyed by absolute offset) or the step's own."""
-    if prop.noise_offsets is None:
+def _noise(prop, rng, stream: int) -> torch.Tensor:
+    """[B, D, V] Gumbel noise of one proposal: its own (e.g. coupled, keyed by absolute offset) or the step's."""
+    if prop.noise is None:
         return _gumbel(prop.logq.shape, rng, stream, prop.logq.device)
-    return ctx.drafts.coupled_noise.gumbel(prop.noise_offsets)
+    return prop.noise
 
 
 def _gumbel(shape, rng, stream: int, device) -> torch.Tensor:

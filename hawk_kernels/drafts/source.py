@@ -1,24 +1,29 @@
-"""The draft-source interface: what a source reads (DraftContext, DraftState) and what it proposes.
+"""The draft-source interface: what a source keeps between steps, how it proposes, and what it records.
 
-A source hands the pool (pool.py) one `DraftProposal` per draft law it offers for this step: a processed
-draft log-law for each depth 1..D and how many candidates to draw from it (with the step's noise, or with noise
-keyed by absolute position when it sets `noise_offsets`: coupling.py). The number of candidates per
-depth is fixed per source so the tree template stays static. Sources keep no state of their own: everything
-that persists between steps lives in the generation's `DraftState` (engine/state.py allocates it up front,
-the step writes it), so a captured step replays on the same memory and sessions never share anything.
+A source is configuration (a frozen dataclass, shared by every generation of a decoder). What it remembers
+between steps lives in a per-generation state that the source itself allocates (`new_state`, called once when a
+generation starts, engine/state.py) and the engine hands back to it: so a captured step replays on the same
+memory and two sessions of one decoder never share anything. At each step:
+
+  propose(state, ctx)     -> one `DraftProposal` per draft law it offers: a processed draft log-law for each
+                             depth 1..D and how many candidates the pool (pool.py) draws from it, with the step's
+                             noise or with noise of its own (`noise`, e.g. keyed by position: coupling.py);
+  record(state, done)     after the verifier committed: what the step did (`StepRecord`: the heads' drafts on
+                             the newly committed hidden states, the tree forward's laws, the accepted path).
+
+The number of candidates per depth is fixed per source so the tree template stays static. Every update of a
+state happens in place on tensors allocated up front (fixed shapes, no host reads), as the whole step does.
+A source may read another source's state through `ctx.state_of(source)` (the initial-law source reads the
+Jacobi memory). docs/architecture.md, "Adding a draft source", walks through a new one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import torch
 
-from .coupling import CoupledNoise
-from .spec_cache import SpeculationCache
-
-if TYPE_CHECKING:
-    from .jacobi import JacobiMemory
+from ..grid import ImageGrid
 
 
 @dataclass
@@ -27,46 +32,66 @@ class DraftProposal:
     logq: torch.Tensor  # [B, D, V_local] processed draft log-probs for depths 1..D
     valid: torch.Tensor  # [B, D] bool
     count: int  # candidates drawn per depth
-    # [B, D] absolute body offsets: draw with the generation's coupled noise of these offsets (coupling.py,
-    # the same at every step) instead of the step's noise; None: the step's noise
-    noise_offsets: torch.Tensor | None = None
+    # [B, D, V] Gumbel noise to draw with instead of the step's fresh noise (None: the step's); a source that
+    # brings its own noise must keep the pool's draws exact (coupling.py says when position-keyed noise does)
+    noise: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class SourceSetup:
+    """What a source may size its per-generation state by (new_state)."""
+
+    batch: int  # image rows
+    grid: ImageGrid
+    continuation: torch.Tensor  # [N, D + 1] TreeBuffers.continuation of the decoder's tree
+    logits_dtype: torch.dtype  # dtype of the processed target logits (float32, float64 for float64 models)
+    rng: Any  # the generation's DeviceRNG (its seed keys anything random a state holds) or a torch.Generator
+    device: torch.device
 
 
 @dataclass
-class LastTree:
-    """What the previous tree forward produced, for sources that draft from the target's own predictions
-    (allocated only when a source has reads_last_tree; before the first step every entry is invalid)."""
+class TreeRecord:
+    """The tree forward a step verified, and its verdict (absent after prefill)."""
 
-    target_logits: torch.Tensor  # [B, N, V_local] processed target logits of every node
-    next_offsets: torch.Tensor  # [B, N] body offset whose law each node's logits are (-1: none yet)
-    node_tokens: torch.Tensor  # [B, N] local id of every node
+    target_logits: torch.Tensor  # [B, N, V_local] processed target logits: the law after each node
+    next_offsets: torch.Tensor  # [B, N] body offset whose law each node's logits are
+    node_tokens: torch.Tensor  # [B, N] local id of every node (root and missing candidates: -1)
     path: torch.Tensor  # [B, W] accepted node indices, root first, -1 padded
     accept_len: torch.Tensor  # [B] accepted nodes (root excluded)
     bonus: torch.Tensor  # [B] local id committed after the accepted nodes
 
 
 @dataclass
-class DraftState:
-    """Per-generation draft memory, written by the step, read by sources."""
+class StepRecord:
+    """What a step (or the prefill) committed, for sources to record."""
 
-    horizontal_logq: torch.Tensor | None  # [B, num_horizontal, V_local] heads fed the last committed state
-    spec_cache: SpeculationCache | None  # vertical drafts waiting for their row
-    last_tree: LastTree | None
-    jacobi: JacobiMemory | None = None  # target laws keyed by absolute offset (drafts/jacobi.py)
-    coupled_noise: CoupledNoise | None = None  # position-keyed draft noise (drafts/coupling.py)
+    frontier: torch.Tensor  # [B] committed body tokens after the step: the first offset still to draft
+    tokens: torch.Tensor  # [B, T] local ids the step committed, at body offsets frontier_before + t
+    head_valid: torch.Tensor  # [B, T] bool: token t (and the hidden state before it) is committed by this step
+    # the draft heads run on the hidden states before each committed token (None when the decoder has no heads)
+    head_logq: torch.Tensor | None  # [B, T, H, V_local] processed draft log-probs of every head
+    head_offsets: torch.Tensor  # [B, T] body offset of each hidden state (-1: the prompt's last token)
+    tree: TreeRecord | None  # None after prefill
 
 
 @dataclass
 class DraftContext:
     depth: int  # D: deepest tree depth of this step
     target_offsets: torch.Tensor  # [B, D] body offset of depths 1..D
-    drafts: DraftState
+    greedy: bool  # candidates are each law's top-k (no noise is drawn)
+    states: dict  # id(source) -> its state, for sources that read another's (state_of)
+
+    def state_of(self, source) -> Any:
+        return self.states[id(source)]
 
 
 class DraftSource(Protocol):
-    name: str
-    reads_last_tree: bool  # the step keeps LastTree up to date only if some source reads it
+    name: str  # its key in the per-source acceptance statistics
 
     def num_candidates(self) -> int: ...  # per depth
 
-    def propose(self, ctx: DraftContext) -> list[DraftProposal]: ...
+    def new_state(self, setup: SourceSetup) -> Any: ...  # per-generation memory (None: none)
+
+    def propose(self, state: Any, ctx: DraftContext) -> list[DraftProposal]: ...
+
+    def record(self, state: Any, done: StepRecord) -> None: ...

@@ -14,9 +14,9 @@ import torch
 
 
 class SpeculationCache:
-    def __init__(self, batch: int, row_stride: int, vertical_depth: int, vocab: int,
+    def __init__(self, batch: int, row_stride: int, vertical_depth: int, vocab: int, num_body_tokens: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        self.row_stride, self.vertical_depth = row_stride, vertical_depth
+        self.row_stride, self.vertical_depth, self.num_body_tokens = row_stride, vertical_depth, num_body_tokens
         self.ring = max(1, row_stride * vertical_depth)
         # slot `ring` is the sink for skipped writes; lookups index target % ring and never read it
         self.logq = torch.zeros(batch, vertical_depth, self.ring + 1, vocab, device=device, dtype=dtype)
@@ -27,9 +27,6 @@ class SpeculationCache:
         """Largest number of live entries: S * VSD * (VSD + 1) / 2."""
         return self.row_stride * self.vertical_depth * (self.vertical_depth + 1) // 2
 
-    def clear(self) -> None:
-        self.key.fill_(-1)
-
     def num_entries(self) -> torch.Tensor:
         return (self.key[:, :, : self.ring] >= 0).sum(dim=(1, 2))  # [B]
 
@@ -37,8 +34,7 @@ class SpeculationCache:
         """frontier [B]: first uncommitted body offset; drop entries for committed targets."""
         self.key.masked_fill_(self.key < frontier[:, None, None], -1)
 
-    def insert(self, source_offsets: torch.Tensor, logq: torch.Tensor, valid: torch.Tensor,
-               num_body_tokens: int) -> None:
+    def insert(self, source_offsets: torch.Tensor, logq: torch.Tensor, valid: torch.Tensor) -> None:
         """source_offsets [B, T] offset j of each hidden state (-1 = the prompt's last token);
         logq [B, T, VSD, V] processed vertical drafts; valid [B, T] (False rows are skipped).
         Call evict_before(frontier) first: live targets then stay distinct modulo the ring."""
@@ -47,7 +43,7 @@ class SpeculationCache:
         batch, tokens = source_offsets.shape
         distance = torch.arange(1, self.vertical_depth + 1, device=source_offsets.device)
         target = source_offsets[:, :, None] + 1 + self.row_stride * distance  # [B, T, VSD]
-        keep = valid[:, :, None] & (target < num_body_tokens)
+        keep = valid[:, :, None] & (target < self.num_body_tokens)
         b_idx = torch.arange(batch, device=target.device)[:, None, None].expand_as(target)
         d_idx = (distance - 1)[None, None, :].expand_as(target)
         slot = torch.where(keep, target.remainder(self.ring), self.ring)

@@ -1,9 +1,9 @@
 """StepPlan: what one decode step needs that is fixed for a decoder, built once and never mutated.
 
 The backbone adapter, the tree template's device buffers, the draft sources and their pool, the draft heads'
-inference weights (cast once) and the kernels bound once to a backend. The step reads flags (`horizontal`,
-`vertical`, `reads_last_tree`) instead of comparing mode strings; per-generation choices (sampling, CFG)
-live in the state.
+inference weights (cast once) and the kernels bound once to a backend. The plan knows the sources only through
+the interface of drafts/source.py; per-generation choices (sampling, CFG) and every source's memory live in the
+state.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbones import ImageBackbone
-from ..drafts import HorizontalSource, SpatialPool, VerticalSource
+from ..drafts import SpatialPool
 from ..grid import ImageGrid
 from ..heads import DraftHeads, HeadWeights
 from ..ops._backend import Kernels, bind_kernels
@@ -26,10 +26,8 @@ class StepPlan:
     tree: TreeBuffers
     pool: SpatialPool
     kernels: Kernels
-    heads: HeadWeights | None  # None: no source drafts from heads (AR, or training-free sources)
-    horizontal: bool  # horizontal heads feed a source: keep their latest drafts
-    vertical: bool  # vertical heads feed a source: fill the speculation cache
-    reads_last_tree: bool  # some source reads the previous tree forward (DraftState.last_tree)
+    # the heads run on every committed hidden state, for the sources (StepRecord.head_logq); None: no heads
+    head_weights: HeadWeights | None
     draft_offsets: torch.Tensor  # [D] 0..D-1: depth k+1 drafts body offset committed + k
     path_width: int  # path nodes that can enter the cache in one step: the root + one per depth
 
@@ -40,16 +38,14 @@ class StepPlan:
 
 def build_plan(backbone: ImageBackbone, heads: DraftHeads | None, sources: tuple, template: TreeTemplate,
                backend: str = "auto") -> StepPlan:
+    """heads: the draft heads the sources read (None where none does: AR, training-free sources)."""
     device = backbone.device
-    horizontal = any(isinstance(s, HorizontalSource) for s in sources)
-    vertical = any(isinstance(s, VerticalSource) for s in sources)
     weights = None
-    if horizontal or vertical:
+    if heads is not None:
         head_rows = backbone.head_rows() if heads.proj_weight is None else None
         weights = heads.inference_weights(backbone.dtype, head_rows)
     tree = TreeBuffers(template, device, backend=backend)
     depth = max(template.max_depth, 1)  # AR's root-only tree still drafts (nothing) for one depth
     return StepPlan(backbone, backbone.grid, tree, SpatialPool(sources, backbone.grid),
-                    bind_kernels(device, backbone.dtype, backend), weights, horizontal, vertical,
-                    any(s.reads_last_tree for s in sources), torch.arange(depth, device=device),
+                    bind_kernels(device, backbone.dtype, backend), weights, torch.arange(depth, device=device),
                     template.max_depth + 1)

@@ -7,11 +7,12 @@ body[:, :committed - 1], and body[:, committed - 1] is the root of the next tree
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..backbones import SlotKVCache
-from ..drafts import CoupledNoise, DraftState, JacobiMemory, JacobiSource, LastTree, SpeculationCache
+from ..drafts import SourceSetup
 from ..ops.philox import DeviceRNG
 from ..target import SamplingConfig, TargetProcessor
 from .plan import StepPlan
@@ -38,7 +39,7 @@ class DecodeState:
     body: torch.Tensor  # [B, body + 1] local ids; the last column is a write sink
     committed: torch.Tensor  # [B] committed body tokens per row
     bad_rows: torch.Tensor  # [B] bool: a target law was NaN / had no finite entry (raised between steps)
-    drafts: DraftState
+    source_states: dict[int, Any]  # id(source) -> the memory that source keeps (DraftSource.new_state)
     stats: StepStats
     prompt: torch.Tensor  # [B, L] the conditional prompts as given, for the output sequences
 
@@ -59,27 +60,11 @@ def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: in
                        body=torch.zeros(batch, body + 1, dtype=torch.int64, device=dev),
                        committed=torch.zeros(batch, dtype=torch.int64, device=dev),
                        bad_rows=torch.zeros(batch, dtype=torch.bool, device=dev),
-                       drafts=_new_draft_state(plan, batch, rng), stats=stats, prompt=prompt)
+                       source_states=_new_source_states(plan, batch, rng), stats=stats, prompt=prompt)
 
 
-def _new_draft_state(plan: StepPlan, batch: int, rng: DeviceRNG) -> DraftState:
-    grid, dev, heads = plan.grid, plan.backbone.device, plan.heads
-    vocab = grid.local_vocab_size
-    horizontal = torch.zeros(batch, heads.num_horizontal, vocab, device=dev) if plan.horizontal else None
-    spec_cache = SpeculationCache(batch, grid.row_stride, heads.vertical_depth, vocab, dev) if plan.vertical else None
-    last_tree = None
-    if plan.reads_last_tree:
-        nodes = plan.tree.template.num_nodes
-        logits_dtype = torch.float64 if plan.backbone.dtype == torch.float64 else torch.float32
-        last_tree = LastTree(target_logits=torch.zeros(batch, nodes, vocab, dtype=logits_dtype, device=dev),
-                             next_offsets=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
-                             node_tokens=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
-                             path=torch.full((batch, nodes), -1, dtype=torch.int64, device=dev),
-                             accept_len=torch.zeros(batch, dtype=torch.int64, device=dev),
-                             bonus=torch.zeros(batch, dtype=torch.int64, device=dev))
-    jacobi = coupled = None
-    if any(isinstance(s, JacobiSource) for s in plan.pool.sources):
-        jacobi = JacobiMemory.allocate(batch, grid, plan.tree.continuation, last_tree.target_logits.dtype)
-    if any(getattr(s, "coupled", False) for s in plan.pool.sources):
-        coupled = CoupledNoise(batch, grid.num_body_tokens, vocab, rng, dev)  # filled here, from the seed
-    return DraftState(horizontal, spec_cache, last_tree, jacobi, coupled)
+def _new_source_states(plan: StepPlan, batch: int, rng: DeviceRNG) -> dict[int, Any]:
+    """Every source allocates its own per-generation memory, up front."""
+    logits_dtype = torch.float64 if plan.backbone.dtype == torch.float64 else torch.float32
+    setup = SourceSetup(batch, plan.grid, plan.tree.continuation, logits_dtype, rng, plan.backbone.device)
+    return {id(source): source.new_state(setup) for source in plan.pool.sources}

@@ -7,8 +7,9 @@
   verify  ops.accept_reject walks the tree with the exact multi-draft rule -> path + bonus token;
   commit  accepted tokens + bonus join the body, the KV cache keeps only the path;
   record  statistics on the device (tokens per step, acceptance per source and per (depth, rank));
-  heads   the draft heads run on the newly committed hidden states: horizontal drafts for the next step,
-          vertical drafts into the speculation cache.
+  inform  the draft heads (if any) run on the newly committed hidden states, and every source records what the
+          step committed in its own state (drafts/source.py: the horizontal drafts for the next step, vertical
+          drafts into the speculation cache, the tree's laws into the Jacobi memory).
 
 A step has fixed shapes and never reads a device value on the host or copies host data to the device: every
 state tensor is updated in place, randomness is Philox keyed by (seed, step, stream) in device tensors, and
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..drafts import Candidates, DraftContext
+from ..drafts import Candidates, DraftContext, StepRecord, TreeRecord
 from ..ops.philox import STREAM_ACCEPT, STREAM_RESIDUAL
 from ..verify import VerifyResult
 from .plan import StepPlan
@@ -45,6 +46,7 @@ class TreeForward:
 class Commit:
     count: torch.Tensor  # [B] tokens committed by this step (accepted + bonus, cut at the image end)
     was_live: torch.Tensor  # [B] bool: the row was unfinished when the step began
+    tokens: torch.Tensor  # [B, W] local ids appended at the old frontier: the first `count` are committed
 
 
 def step(plan: StepPlan, state: DecodeState) -> None:
@@ -54,16 +56,14 @@ def step(plan: StepPlan, state: DecodeState) -> None:
     verdict = verify(plan, state, nodes, candidates, out)
     done = commit(plan, state, nodes, verdict)
     record(plan, state, candidates, verdict, done)
-    if plan.heads is not None:
-        draft_heads(plan, state, out.hidden, verdict.path, done.count)
-    if plan.reads_last_tree:
-        remember_tree(state, nodes, out, verdict)
+    inform(plan, state, out, nodes, verdict, done)
     state.rng.advance()
 
 
 def draft(plan: StepPlan, state: DecodeState) -> Candidates:
-    ctx = DraftContext(plan.draft_depth, state.committed[:, None] + plan.draft_offsets, state.drafts)
-    return plan.pool.draw(ctx, state.rng, greedy=state.sampling.greedy)
+    ctx = DraftContext(plan.draft_depth, state.committed[:, None] + plan.draft_offsets, state.sampling.greedy,
+                       state.source_states)
+    return plan.pool.draw(ctx, state.rng)
 
 
 def build_tree(plan: StepPlan, candidates: Candidates) -> TreeNodes:
@@ -107,7 +107,7 @@ def commit(plan: StepPlan, state: DecodeState, nodes: TreeNodes, verdict: Verify
     append_tokens(plan, state, tokens, count)
     # the root + the accepted nodes before the bonus enter the KV cache: `count` path nodes
     plan.backbone.commit(state.cache, _both_branches(path, state), _both_branches(count, state))
-    return Commit(count, remaining > 0)
+    return Commit(count, remaining > 0, tokens)
 
 
 def record(plan: StepPlan, state: DecodeState, candidates: Candidates, verdict: VerifyResult, done: Commit) -> None:
@@ -119,27 +119,19 @@ def record(plan: StepPlan, state: DecodeState, candidates: Candidates, verdict: 
     stats.step_index.add_(1)
 
 
-def draft_heads(plan: StepPlan, state: DecodeState, hidden: torch.Tensor, path: torch.Tensor,
-                count: torch.Tensor) -> None:
-    """Run the heads on the hidden states of the path nodes just cached (body offsets c_old - 1 ..
-    c_old - 2 + count), over the fixed path width (slots past count are masked)."""
+def inform(plan: StepPlan, state: DecodeState, out: TreeForward, nodes: TreeNodes, verdict: VerifyResult,
+           done: Commit) -> None:
+    """Every source records the step: the heads' drafts on the hidden states of the path nodes just cached (body
+    offsets c_old - 1 .. c_old - 2 + count, over the fixed path width; slots past count are masked) and the tree
+    forward with its verdict."""
     width = plan.path_width
-    chosen = path[:, :width].clamp(min=0)
-    states = hidden.gather(1, chosen[:, :, None].expand(-1, -1, hidden.shape[-1]))
-    slots = torch.arange(width, device=path.device)[None]
-    offsets = (state.committed - count - 1)[:, None] + slots
-    run_heads(plan, state, states, offsets, slots < count[:, None])
-
-
-def remember_tree(state: DecodeState, nodes: TreeNodes, out: TreeForward, verdict: VerifyResult) -> None:
-    """Keep this tree's target logits for sources that draft from them (DraftState.last_tree)."""
-    last = state.drafts.last_tree
-    last.target_logits.copy_(out.target_logits)
-    last.next_offsets.copy_(out.next_offsets)
-    last.node_tokens.copy_(nodes.tokens)
-    last.path.copy_(verdict.path)
-    last.accept_len.copy_(verdict.accept_len)
-    last.bonus.copy_(verdict.bonus)
+    chosen = verdict.path[:, :width].clamp(min=0)
+    states = out.hidden.gather(1, chosen[:, :, None].expand(-1, -1, out.hidden.shape[-1]))
+    slots = torch.arange(width, device=chosen.device)[None]
+    offsets = (state.committed - done.count - 1)[:, None] + slots
+    tree = TreeRecord(out.target_logits, out.next_offsets, nodes.tokens, verdict.path, verdict.accept_len,
+                      verdict.bonus)
+    _record_in_sources(plan, state, done.tokens, states, offsets, slots < done.count[:, None], tree)
 
 
 def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> None:
@@ -155,9 +147,9 @@ def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt
     if bool((bonus < 0).any()):
         raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
     append_tokens(plan, state, bonus[:, None], torch.ones_like(state.committed))
-    if plan.heads is not None:
-        offsets = torch.full((batch, 1), -1, device=first.device)  # the prompt's last token: offset -1
-        run_heads(plan, state, last_hidden[:batch, None], offsets, torch.ones_like(offsets, dtype=torch.bool))
+    offsets = torch.full((batch, 1), -1, device=first.device)  # the prompt's last token: offset -1
+    _record_in_sources(plan, state, bonus[:, None], last_hidden[:batch, None], offsets,
+                       torch.ones_like(offsets, dtype=torch.bool), None)
 
 
 # --- helpers of the verbs ----------------------------------------------------------------------------------
@@ -171,23 +163,20 @@ def append_tokens(plan: StepPlan, state: DecodeState, tokens: torch.Tensor, coun
     state.committed.add_(ok.sum(1))
 
 
-def run_heads(plan: StepPlan, state: DecodeState, states: torch.Tensor, offsets: torch.Tensor,
-              valid: torch.Tensor) -> None:
-    """states [B, T, d] hidden states at body offsets [B, T]; the last valid one feeds the horizontal heads,
-    every valid one the vertical heads (their drafts wait in the speculation cache)."""
-    heads, grid, drafts = plan.heads, plan.grid, state.drafts
-    batch, width, dim = states.shape
-    inv_temperature = 1.0 if state.sampling.greedy else 1.0 / state.sampling.temperature
-    logq = heads.draft_logq(states.reshape(-1, dim), inv_temperature, plan.kernels.draft_heads)
-    logq = _pad_layout(logq.float(), grid).view(batch, width, heads.num_heads, -1)
-    if plan.horizontal:
-        last = (valid.long().sum(1) - 1).clamp(min=0)
-        newest = logq[torch.arange(batch, device=logq.device), last, : heads.num_horizontal]
-        # rows with nothing new (finished) keep their drafts; shapes never change
-        drafts.horizontal_logq.copy_(torch.where(valid.any(1)[:, None, None], newest, drafts.horizontal_logq))
-    if plan.vertical:
-        drafts.spec_cache.evict_before(state.committed)
-        drafts.spec_cache.insert(offsets, logq[:, :, heads.num_horizontal:], valid, grid.num_body_tokens)
+def _record_in_sources(plan: StepPlan, state: DecodeState, tokens: torch.Tensor, hidden: torch.Tensor,
+                       offsets: torch.Tensor, valid: torch.Tensor, tree: TreeRecord | None) -> None:
+    """tokens [B, T] just committed (valid [B, T]), the tokens before them: hidden [B, T, d], at body offsets
+    [B, T]. The heads (if any) run on every hidden state at once (one fused draft_heads call), then each source
+    records the StepRecord in its state."""
+    head_logq = None
+    if plan.head_weights is not None:
+        batch, width, dim = hidden.shape
+        inv_temperature = 1.0 if state.sampling.greedy else 1.0 / state.sampling.temperature
+        logq = plan.head_weights.draft_logq(hidden.reshape(-1, dim), inv_temperature, plan.kernels.draft_heads)
+        head_logq = _pad_layout(logq.float(), plan.grid).view(batch, width, plan.head_weights.num_heads, -1)
+    done = StepRecord(state.committed, tokens, valid, head_logq, offsets, tree)
+    for source in plan.pool.sources:
+        source.record(state.source_states[id(source)], done)
 
 
 def _count_acceptance(plan: StepPlan, state: DecodeState, path: torch.Tensor, live: torch.Tensor) -> None:
