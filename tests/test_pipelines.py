@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 
 import hawk_kernels as hk
 from hawk_kernels.drafts import MODES
@@ -44,6 +46,9 @@ def _all_modes(pipe, size, **kw):
 
 
 # --- greedy = the family's own generation ----------------------------------------------------------------
+@pytest.mark.xfail(Version(transformers.__version__) < Version("5.25"), raises=TypeError, strict=True,
+                   reason="transformers 5.17's own Janus image generate raises in _prepare_static_cache (missing "
+                          "prefill_chunk_size), before any of our code runs; our Janus pipeline works there")
 def test_janus_greedy_equals_transformers_generate(pipes):
     pipe, cfg = pipes["janus"], 5.0
     rows = pipe.prompt_rows(PROMPTS, None, pipe.layout(None))
