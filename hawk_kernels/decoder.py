@@ -11,7 +11,7 @@ import torch
 
 from .backbones import backbone_for
 from .checks import as_int, mask_tensor, token_tensor
-from .drafts import MODES, default_depth, needs_heads, sources_for
+from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.step import prefill
 from .fingerprint import model_fingerprint
@@ -39,8 +39,7 @@ class HawkDecoder:
         accept_rates: measured acceptance per (depth, rank), rates[depth - 1][rank] (python/calibrate_tree.py),
         which shapes the tree (TreeTemplate.from_budget) and sets its depth; default: generic priors.
         backend: kernels for every op, chosen once here (ops/_backend.py)."""
-        if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        check_mode(mode)
         if cuda_graphs not in ("auto", True, False) or isinstance(cuda_graphs, int) and cuda_graphs not in (0, 1):
             raise ValueError(f"cuda_graphs: expected 'auto', True or False, got {cuda_graphs!r}")
         if not isinstance(grid, ImageGrid):
@@ -53,6 +52,9 @@ class HawkDecoder:
         if tree is not None and not isinstance(tree, TreeTemplate):
             raise TypeError(f"tree: expected a TreeTemplate or None, got {type(tree).__name__}")
         backbone = backbone_for(model, grid)
+        if backbone.grid != grid:  # an adapter passed as `model` brings its own grid: one grid, checked here
+            raise ValueError(f"grid: {grid} differs from the grid of the backbone adapter given as model "
+                             f"({backbone.grid})")
         if needs_heads(mode):
             _check_heads(heads, backbone, grid, mode)
         sources = sources_for(mode, heads, horizontal_candidates, vertical_candidates)
@@ -65,7 +67,8 @@ class HawkDecoder:
             deepest = max_depth or (len(accept_rates) if accept_rates else default_depth(mode, heads))
             width = max(1, sum(s.num_candidates() for s in sources))
             tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates)
-        self.model, self.heads, self.grid, self.mode = model, heads, grid, mode
+        # model: as given (a transformers model or an adapter); backbone: the adapter the steps call
+        self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
         self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend)
 
@@ -77,6 +80,10 @@ class HawkDecoder:
     @property
     def backbone(self):
         return self.plan.backbone
+
+    @property
+    def grid(self) -> ImageGrid:
+        return self.plan.grid
 
     # --- public entry ---------------------------------------------------------------------------------
     @torch.no_grad()

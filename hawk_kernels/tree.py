@@ -147,8 +147,7 @@ class TreeBuffers:
         self.parents = torch.tensor(template.parents, dtype=torch.int64, device=device)
         self.depth_index = torch.tensor([max(d - 1, 0) for d in template.depth], device=device)
         self.rank_index = torch.tensor(template.rank, device=device)
-        self.ancestor_mask, self.depth, self.retrieve = ops.tree_mask(self.parents, template.max_depth,
-                                                                      backend=backend)
+        self.ancestor_mask, self.depth, _ = ops.tree_mask(self.parents, template.max_depth, backend=backend)
         # each node's (depth, rank) cell in the acceptance statistics, flattened
         self.rank_cell = self.depth * template.max_rank + self.rank_index
         # [N, max_depth + 1] the node whose prediction feeds each depth after node n was the last accepted

@@ -14,7 +14,7 @@ from hawk_kernels.engine import step as step_module
 from hawk_kernels.engine.graphs import StepRunner
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
 from tests.host_guard import HostTouch, forbid_host_touch
-from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+from tests.tiny_models import path_to, tiny_backbone, tiny_grid, tiny_heads
 
 PROMPT = torch.tensor([[1, 5, 6, 4]])
 
@@ -125,7 +125,7 @@ def test_slot_cache_commit_equals_fresh_prefill():
     nodes = torch.randint(8, 48, (3, tree.num_nodes))
     backbone.forward_tree(cache, backbone.embed_image_tokens(nodes - 8), buffers.depth, buffers.ancestor_mask)
     leaves = [tree.num_nodes - 1, 3, 0]
-    paths = [[int(n) for n in buffers.retrieve[leaf] if n >= 0] for leaf in leaves]
+    paths = [path_to(tree, leaf) for leaf in leaves]
     width = tree.max_depth + 1
     path = torch.tensor([p + [-1] * (width - len(p)) for p in paths])
     keep = torch.tensor([len(p) for p in paths])
@@ -135,7 +135,7 @@ def test_slot_cache_commit_equals_fresh_prefill():
     hidden = backbone.forward_tree(cache, backbone.embed_image_tokens(nodes2 - 8), buffers.depth, buffers.ancestor_mask)
     for row in range(3):
         for node in (0, tree.num_nodes - 1):
-            anc = [int(n) for n in buffers.retrieve[node] if n >= 0]
+            anc = path_to(tree, node)
             seq = torch.cat([prompt[row][valid[row]], nodes[row, paths[row]], nodes2[row, anc]])[None]
             ref = model.get_decoder()(input_ids=seq).last_hidden_state[0, -1]
             assert torch.allclose(hidden[row, node], ref, atol=1e-9), (row, node)

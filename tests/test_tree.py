@@ -5,7 +5,7 @@ from hawk_kernels import ops
 from hawk_kernels.backbones import CausalLMBackbone
 from hawk_kernels.tree import TreeBuffers, TreeTemplate
 import hawk_kernels as hk
-from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+from tests.tiny_models import path_to, tiny_backbone, tiny_grid, tiny_heads
 
 
 def test_template_rules():
@@ -54,7 +54,7 @@ def test_every_node_equals_causal_attention_over_its_path(kind):
     hidden = backbone.forward_tree(cache, backbone.embed_image_tokens(nodes - 8), buffers.depth, buffers.ancestor_mask)
     for row in range(2):
         for node in range(tree.num_nodes):
-            path = [int(n) for n in buffers.retrieve[node] if n >= 0]
+            path = path_to(tree, node)
             seq = torch.cat([prompt[row][valid[row]], nodes[row, path]])[None]
             ref = model.get_decoder()(input_ids=seq).last_hidden_state[0, -1]
             assert torch.allclose(hidden[row, node], ref, atol=1e-9), (row, node)

@@ -12,7 +12,7 @@ from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.ops.reference.accept_reject import _sample
 from hawk_kernels.drafts import DraftContext, DraftProposal, SpatialPool
 from hawk_kernels.grid import ImageGrid
-from hawk_kernels.verify import verify_tree
+from hawk_kernels.verify import VerifyResult
 
 
 def broken_no_residual(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms, rule):
@@ -229,7 +229,7 @@ def first_token_pvalue(target, cand, gen, broken: bool) -> float:
         out = torch.tensor([_broken_first_token(target_rows[b:b + 1], cand.table[b:b + 1], tokens[b:b + 1], parents,
                                                 laws[b:b + 1], uniforms[b:b + 1]) for b in range(trials)])
     else:
-        result = verify_tree(target_rows, cand.table, tokens, parents, laws, uniforms=uniforms)
+        result = VerifyResult(*ops.accept_reject(target_rows, cand.table, tokens, parents, laws, uniforms))
         first = tokens.gather(1, result.path[:, 1:2].clamp(min=0))[:, 0]
         out = torch.where(result.accept_len > 0, first, result.bonus)
     return _chi2_pvalue(torch.bincount(out, minlength=target.shape[0]), torch.softmax(target.double(), -1))

@@ -44,3 +44,11 @@ def tiny_heads(num_horizontal=3, vertical_depth=2, scale=0.5, dtype=torch.float6
 def tiny_grid(height=3, width=4, row_end=True, lo=8, hi=VOCAB):
     return hk.ImageGrid(height=height, width=width, row_end_token=3 if row_end else None,
                         image_token_range=(lo, hi), image_end_token=2 if row_end else None)
+
+
+def path_to(template, node: int) -> list[int]:
+    """The nodes from the root down to `node` in a TreeTemplate (what the tree mask lets `node` attend to)."""
+    path = [node]
+    while template.parents[path[-1]] >= 0:
+        path.append(template.parents[path[-1]])
+    return path[::-1]

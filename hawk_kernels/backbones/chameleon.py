@@ -10,7 +10,6 @@ then `<eoss>` (image end, 8196): 16 px per code, row stride W + 1.
 from __future__ import annotations
 
 from ..grid import ImageGrid
-from .causal_lm import CausalLMBackbone
 from .vocab_map import contiguous_range, vocab_id
 
 IMAGE_START_TOKEN = "<racm3:break>"
@@ -39,9 +38,3 @@ def image_prefix(model, height: int, width: int) -> list[int]:
     vocabulary_map = model.config.vocabulary_map
     return [vocab_id(vocabulary_map, IMAGE_START_TOKEN), size_token(vocabulary_map, height),
             size_token(vocabulary_map, width)]
-
-
-class ChameleonBackbone(CausalLMBackbone):
-    """The causal-LM adapter, named for its family (heads and pipelines check `family`)."""
-
-    family = "chameleon"

@@ -9,7 +9,6 @@ image and EOS. The grid's `image_end_token` is the end-of-frame token (the first
 from __future__ import annotations
 
 from ..grid import ImageGrid
-from .causal_lm import CausalLMBackbone
 from .vocab_map import contiguous_range, vocab_id
 
 EOL_TOKEN = "<|extra_200|>"
@@ -23,9 +22,3 @@ def emu3_grid(model, height: int, width: int) -> ImageGrid:
     return ImageGrid(height=height, width=width, row_end_token=vocab_id(vocabulary_map, EOL_TOKEN),
                      image_token_range=contiguous_range(mapping.image_tokens, "visual token"),
                      image_end_token=vocab_id(vocabulary_map, EOF_TOKEN))
-
-
-class Emu3Backbone(CausalLMBackbone):
-    """The causal-LM adapter, named for its family (heads and pipelines check `family`)."""
-
-    family = "emu3"

@@ -35,8 +35,6 @@ class JanusBackbone(TransformerStack):
     """The step's calls on a Janus model. The cache, prefill, tree forward and commit are the shared stack's
     (the language model is a plain Llama stack); only the image path differs."""
 
-    family = "janus"
-
     def __init__(self, model, grid: ImageGrid):
         codes = int(model.config.vq_config.num_embeddings)
         if grid.image_token_range != (0, codes) or grid.row_end_token is not None:

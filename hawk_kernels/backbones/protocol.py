@@ -50,3 +50,9 @@ class ImageBackbone(Protocol):
 
     def token_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
         """local ids -> the ids those tokens have in the output sequences (the model's vocabulary)."""
+
+
+def is_backbone(obj) -> bool:
+    """Whether `obj` already is a backbone adapter (rather than a transformers model to adapt)."""
+    return all(callable(getattr(obj, name, None)) for name in ("new_cache", "prefill", "forward_tree",
+                                                                "embed_image_tokens", "image_logits"))

@@ -36,24 +36,25 @@ JACOBI_CHAIN_SHARE = 0.75  # of a Jacobi mode's node budget, reserved for its ra
 
 __all__ = ["MODES", "MODE_SOURCES", "Candidates", "CoupledNoise", "DraftContext", "DraftProposal", "DraftSource",
            "HorizontalSource", "InitialLawSource", "JacobiMemory", "JacobiSource", "JacobiState", "SourceSetup",
-           "SpatialPool", "SpeculationCache", "StepRecord", "TreeRecord", "VerticalSource", "chain_depth", "default_depth", "jacobi_template",
-           "needs_heads", "sources_for"]
+           "SpatialPool", "SpeculationCache", "StepRecord", "TreeRecord", "VerticalSource", "chain_depth", "check_mode",
+           "default_depth", "jacobi_template", "needs_heads", "sources_for"]
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODE_SOURCES:
+def check_mode(mode) -> None:
+    """Raise ValueError naming `mode` unless it is one of MODES (the one check of a mode name)."""
+    if not isinstance(mode, str) or mode not in MODE_SOURCES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
 
 
 def needs_heads(mode: str) -> bool:
-    _check_mode(mode)
+    check_mode(mode)
     return any(kind in HEAD_SOURCES for kind in MODE_SOURCES[mode])
 
 
 def default_depth(mode: str, heads) -> int:
     """The tree depth when no measured rates set it: horizontal heads alone reach their last distance;
     vertical drafts reach two depths further; Jacobi drafts JACOBI_DEPTH."""
-    _check_mode(mode)
+    check_mode(mode)
     if "jacobi" in MODE_SOURCES[mode]:
         return JACOBI_DEPTH
     if "vertical" in MODE_SOURCES[mode]:
@@ -64,7 +65,7 @@ def default_depth(mode: str, heads) -> int:
 def chain_depth(mode: str, num_nodes: int) -> int:
     """The rank-0 chain a tree of `mode` reserves: JACOBI_CHAIN_SHARE of the budget in Jacobi modes (a deep chain
     feeds the next step's predictions, a value per-step acceptance rates do not see), else none."""
-    _check_mode(mode)
+    check_mode(mode)
     return int(round(JACOBI_CHAIN_SHARE * num_nodes)) if "jacobi" in MODE_SOURCES[mode] else 0
 
 
@@ -84,7 +85,7 @@ def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candi
                 jacobi: dict | None = None) -> tuple:
     """The draft sources of `mode` (MODES) over `heads` (a DraftHeads, or None where the mode needs none), in
     the pool's order. jacobi: {kind: source} for the Jacobi kinds (default JACOBI_SOURCES[mode])."""
-    _check_mode(mode)
+    check_mode(mode)
     kinds = MODE_SOURCES[mode]
     if needs_heads(mode) and heads is None:
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")

@@ -111,19 +111,5 @@ class DeviceRNG:
         """offset += steps, in place on the device (a captured graph replays it)."""
         self.offset.add_(steps)
 
-    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copies of (seed, offset), still on the device."""
-        return self.seed.clone(), self.offset.clone()
-
-    def set_state(self, state: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """In-place copy of (seed, offset) from state(), so graphs holding these tensors see it."""
-        seed, offset = state
-        self.seed.copy_(seed.reshape(()))
-        self.offset.copy_(offset.reshape(()))
-
-    def copy_(self, other: "DeviceRNG") -> "DeviceRNG":
-        self.set_state((other.seed, other.offset))
-        return self
-
     def __repr__(self) -> str:
         return f"DeviceRNG(device={self.device}, backend={self.backend!r})"

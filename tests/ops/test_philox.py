@@ -159,13 +159,8 @@ def test_device_rng():
     second = rng.uniforms((10,), 0)
     assert not torch.equal(first, second)
     assert torch.equal(second, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset + 1), (10,), 0))
-    saved = rng.state()
     rng.advance(5)
     assert not torch.equal(rng.uniforms((10,)), second)
-    rng.set_state(saved)
-    assert torch.equal(rng.uniforms((10,)), second)
-    copy = DeviceRNG(0, "cpu").copy_(rng)
-    assert torch.equal(copy.uniforms((10,)), second)
     # unsigned 64-bit seeds are their int64 bits; tensor seeds are copied
     assert int(DeviceRNG(2**64 - 1, "cpu").seed) == -1
     t = torch.tensor([seed])
