@@ -2,58 +2,47 @@
 
 `timed(fn, bytes_moved=..., label=...)` warms up, then times `fn` with CUDA events (median over repeats) on
 a GPU, or with time.perf_counter on CPU (and says so in extra_info["clock"]); records the median, the bytes
-moved and the fraction of the H100's 3.0 TB/s HBM bandwidth in benchmark.extra_info; and lets
-pytest-benchmark time the synchronised callable too.
+moved and the fraction of the device's copy bandwidth, MEASURED in this run (timing.copy_bandwidth: a
+device-to-device copy, once per device and process), in benchmark.extra_info; and lets pytest-benchmark time
+the synchronised callable too.
+
+`--quick` (the CPU smoke run CI does, tests/test_benchmarks_smoke.py): one warm-up, three timed calls, one
+pytest-benchmark round: every code path and every extra_info field, in seconds.
 """
 from __future__ import annotations
-
-import statistics
-import time
 
 import pytest
 import torch
 
-HBM_BYTES_PER_S = 3.0e12  # H100 80GB HBM3 copy bandwidth (docs/method.md §3)
+from timing import copy_bandwidth, median_seconds  # noqa: F401  (median_seconds: imported from here by scripts)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true", help="hawk benchmarks: smoke run (1 warm-up, 3 repeats)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
 
 
-def median_seconds(fn, on_cuda: bool, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    if on_cuda:
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e-3)
-        return statistics.median(times)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @pytest.fixture
-def timed(benchmark):
+def timed(benchmark, request):
+    quick = request.config.getoption("--quick")
+
     def run(fn, *, device: torch.device, bytes_moved: int = 0, warmup: int = 5, repeats: int = 30, **info):
         on_cuda = device.type == "cuda"
+        if quick:
+            warmup, repeats = 1, 3
         median = median_seconds(fn, on_cuda, warmup, repeats)
+        bandwidth = copy_bandwidth(device)
         benchmark.extra_info.update(info)
         benchmark.extra_info.update({
             "clock": "cuda events" if on_cuda else "time.perf_counter (CPU; no GPU timing)",
             "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
             "median_us": median * 1e6,
             "bytes_moved": int(bytes_moved),
-            "hbm_fraction": (bytes_moved / median) / HBM_BYTES_PER_S if on_cuda and median > 0 else None,
+            "copy_bandwidth_bytes_per_s": bandwidth["copy_bytes_per_s"],
+            "bandwidth_fraction": (bytes_moved / median) / bandwidth["copy_bytes_per_s"] if median > 0 else None,
         })
 
         def synced():
@@ -61,7 +50,8 @@ def timed(benchmark):
             if on_cuda:
                 torch.cuda.synchronize()
 
-        benchmark.pedantic(synced, rounds=max(3, repeats // 3), iterations=1, warmup_rounds=1)
+        benchmark.pedantic(synced, rounds=1 if quick else max(3, repeats // 3), iterations=1,
+                           warmup_rounds=0 if quick else 1)
         return median
 
     return run
@@ -75,7 +65,9 @@ def cuda_available() -> bool:
 def bench_device():
     """bench_device(device_type, backend, op) -> the torch.device to time on, or a skip with the reason: no
     GPU for a cuda row, or `backend` cannot run hawk op `op` there (op=None: a baseline that is not a
-    hawk backend, such as a per-head loop or torch.rand)."""
+    hawk backend, such as a per-head loop or torch.rand). On a host WITH a GPU, a cuda or triton row that
+    cannot run FAILS (a _C built without CUDA kernels, Triton missing): a benchmark run there must not look
+    complete with its GPU rows skipped."""
     from hawk_kernels.ops import _backend
 
     def pick(device_type: str, backend: str, op: str | None) -> torch.device:
@@ -83,6 +75,8 @@ def bench_device():
             pytest.skip("no CUDA device")
         device = torch.device(device_type)
         reason = _backend.why_not(backend, op, device, explicit=True) if op is not None else None
+        if reason and device.type == "cuda" and backend in ("cuda", "triton"):
+            pytest.fail(f"a CUDA device is present but backend {backend!r} cannot run {op}: {reason}", pytrace=False)
         if reason:
             pytest.skip(reason)
         return device

@@ -1,17 +1,26 @@
 """End-to-end decode benchmarks in ONE run (issue 5): JSON + PNG under --out (default benchmarks/results/).
 
-1. bundled demo model: AR, Medusa, vertical-only and Hawk, eager and CUDA-graph-captured: target passes,
-   committed tokens per pass, ms per image (batch 1, CFG 3, temperature 1), speedup over eager AR;
+0. the device's copy bandwidth, measured first (timing.copy_bandwidth: a device-to-device copy, median of
+   several; bytes read + written): every floor below divides by it;
+1. bundled demo model: every mode (AR, Medusa, vertical-only, Hawk, Jacobi, Hawk+Jacobi), eager and
+   CUDA-graph-captured: target passes, committed tokens per pass, ms per image (batch 1, CFG 3, temperature 1),
+   speedup over eager AR;
 2. a Lumina-mGPT-7B-shaped Llama (hidden 4096, 32 layers, 65536 vocabulary, random bf16 weights) at the
    768px layout (48x48 + row-end = 2352 body tokens) with CFG (2 rows): ms per plain step and per Hawk
-   step for trees of 16..128 nodes, eager and graphed, against the HBM floor (weight bytes / 3.0 TB/s), and
-   the projected seconds per image at the bundled model's measured tokens per pass;
-3. the transformers `generate` loop on the same 7B backbone (2 rows, sampling): ms per token, the baseline a
+   step for trees of 16..128 nodes, eager and graphed, against the weight-streaming floor (weight bytes /
+   measured copy bandwidth), and the projected seconds per image at the bundled model's tokens per pass;
+3. the transformers `generate` loop on the same backbone (2 rows, sampling): ms per token, the baseline a
    user has today.
 
-    python benchmarks/e2e.py                      # everything (needs a GPU for 2 and 3)
-    python benchmarks/e2e.py --skip-7b --images 2 # CPU smoke run of part 1
-Timing: CUDA events, warm-up first, medians; wall clock (perf_counter) around whole images.
+    python benchmarks/e2e.py                           # everything (sections 2 and 3 at the 7B shape need a GPU)
+    python benchmarks/e2e.py --smoke --out DIR         # every section at a tiny shape: < 2 min on one CPU thread
+    python benchmarks/e2e.py --skip-7b --images 2      # section 1 only
+
+--smoke runs sections 1-3 on whatever device there is, at CPU-sized shapes: one image per mode of the bundled
+model, sections 2 and 3 on a tiny Llama (hidden 64, 2 layers, 512 vocabulary, 6x6 layout) with trees of 4
+and 8 nodes. It writes the same JSON layout and PNG (e2e_smoke_<device>.*), so CI catches a script that
+would crash on the GPU (tests/test_benchmarks_smoke.py). Without --smoke, a CPU run skips sections 2-3.
+Timing: CUDA events on a GPU, time.perf_counter on a CPU; warm-up first, medians; wall clock around images.
 """
 from __future__ import annotations
 
@@ -28,10 +37,25 @@ import time
 import torch
 
 import hawk_kernels as hk
+from timing import copy_bandwidth, median_seconds
 
-HBM_BYTES_PER_S = 3.0e12  # H100 copy bandwidth (docs/method.md §3: 14.0 GB of weights -> 4.7 ms floor)
 MODES = hk.MODES
 LUMINA_IMAGE_START = 8197  # Lumina-mGPT prompts end with the image-start token
+# The backbones of sections 2 and 3: the Lumina-mGPT-7B shape, and the tiny one of --smoke.
+SHAPES = {
+    "7b": dict(label="Lumina-mGPT-7B shape, 768px", vocab=65536, hidden=4096, intermediate=11008, layers=32,
+               attention_heads=32, positions=4096, prompt_tokens=(10, 8000), image_start=LUMINA_IMAGE_START,
+               horizontal=4, vertical=2),
+    "tiny": dict(label="tiny Llama (smoke), 6x6 layout", vocab=512, hidden=64, intermediate=128, layers=2,
+                 attention_heads=4, positions=512, prompt_tokens=(303, 512), image_start=302, horizontal=2,
+                 vertical=1),
+}
+
+
+def shape_grid(name: str) -> hk.ImageGrid:
+    if name == "7b":
+        return hk.ImageGrid.lumina_mgpt(768)
+    return hk.ImageGrid(height=6, width=6, row_end_token=300, image_token_range=(4, 260), image_end_token=301)
 
 
 def sync(device):
@@ -47,7 +71,7 @@ def bundled(device, images: int, nodes: int, graphs: list[bool]) -> list[dict]:
         for mode in MODES:
             pipe.decoder(mode, num_nodes=nodes).cuda_graphs = graphed
             pipe.generate(prompts[:1], mode=mode, seed=999, num_nodes=nodes)  # warm-up: Triton/cuBLAS init
-            seconds, passes, tokens, used_graph = [], [], [], False
+            seconds, passes, tokens, used_graph, fallbacks = [], [], [], False, {}
             for i in range(images):
                 sync(device)
                 start = time.perf_counter()
@@ -57,9 +81,11 @@ def bundled(device, images: int, nodes: int, graphs: list[bool]) -> list[dict]:
                 passes.append(out.num_forward_passes[0])
                 tokens.append(sum(step[0] for step in out.output.accepted_lengths))  # committed by passes
                 used_graph = used_graph or out.output.cuda_graph
+                fallbacks.update(out.output.fallbacks)  # e.g. why a capture fell back to eager
             rows.append(dict(mode=mode, cuda_graphs_requested=graphed, cuda_graph_used=used_graph, images=images,
                              num_nodes=nodes, passes_per_image=statistics.mean(passes),
-                             tokens_per_pass=sum(tokens) / sum(passes), ms_per_image=1e3 * statistics.median(seconds)))
+                             tokens_per_pass=sum(tokens) / sum(passes), ms_per_image=1e3 * statistics.median(seconds),
+                             fallbacks=fallbacks))
             print(json.dumps(rows[-1]), flush=True)
     base = {r["cuda_graphs_requested"]: r for r in rows if r["mode"] == "ar"}
     eager_ar = base.get(False) or rows[0]
@@ -71,41 +97,49 @@ def bundled(device, images: int, nodes: int, graphs: list[bool]) -> list[dict]:
     return rows
 
 
-def big_model(device, layers: int):
+def llama(device, shape: dict, layers: int, dtype: torch.dtype):
+    """A randomly initialised LlamaForCausalLM of `shape` on `device`, and its weight bytes."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=65536, hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
-                         num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                         attn_implementation="sdpa")
+    config = LlamaConfig(vocab_size=shape["vocab"], hidden_size=shape["hidden"],
+                         intermediate_size=shape["intermediate"], num_hidden_layers=layers,
+                         num_attention_heads=shape["attention_heads"], num_key_value_heads=shape["attention_heads"],
+                         max_position_embeddings=shape["positions"], attn_implementation="sdpa")
     torch.manual_seed(0)
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+        model = LlamaForCausalLM(config).to(dtype).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return model, weight_bytes
 
 
+def big_model(device, layers: int):
+    """The Lumina-mGPT-7B-shaped Llama (bf16), as benchmarks/heads_training.py uses it too."""
+    return llama(device, SHAPES["7b"], layers, torch.bfloat16)
+
+
 def time_steps(session, device, steps: int) -> float:
-    """Median ms per step over `steps` single steps (each timed with CUDA events)."""
-    times = []
-    for _ in range(steps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        session.run(1)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median ms per step over `steps` single steps (CUDA events on a GPU, perf_counter on a CPU)."""
+    return 1e3 * median_seconds(lambda: session.run(1), device.type == "cuda", warmup=0, repeats=steps)
 
 
-def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool]) -> dict:
-    model, weight_bytes = big_model(device, layers)
-    grid = hk.ImageGrid.lumina_mgpt(768)
-    heads = hk.DraftHeads(4096, 65536, num_horizontal=4, vertical_depth=2, image_token_range=grid.image_token_range,
-                          dtype=torch.bfloat16).to(device)
-    prompt = torch.randint(10, 8000, (1, 32), device=device)
-    prompt[:, -1] = LUMINA_IMAGE_START
-    floor_ms = 1e3 * weight_bytes / HBM_BYTES_PER_S
-    result = dict(layers=layers, weight_bytes=weight_bytes, floor_ms=floor_ms, steps=[])
+def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], bandwidth: dict,
+            shape_name: str = "7b", new_tokens: int = 64) -> dict:
+    """Sections 2 and 3 on the backbone `shape_name` (SHAPES): step times per tree size, eager and graphed,
+    against the weight-streaming floor at the measured copy bandwidth; then transformers `generate`."""
+    shape = SHAPES[shape_name]
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model, weight_bytes = llama(device, shape, layers, dtype)
+    grid = shape_grid(shape_name)
+    heads = hk.DraftHeads(shape["hidden"], shape["vocab"], num_horizontal=shape["horizontal"],
+                          vertical_depth=shape["vertical"], image_token_range=grid.image_token_range,
+                          dtype=dtype).to(device)
+    prompt = torch.randint(*shape["prompt_tokens"], (1, 32), device=device)
+    prompt[:, -1] = shape["image_start"]
+    floor_ms = 1e3 * weight_bytes / bandwidth["copy_bytes_per_s"]
+    result = dict(shape=shape_name, label=shape["label"], dtype=str(dtype).replace("torch.", ""), layers=layers,
+                  hidden=shape["hidden"], vocab=shape["vocab"], layout=[grid.height, grid.width],
+                  body_tokens=grid.num_body_tokens, weight_bytes=weight_bytes,
+                  copy_bytes_per_s=bandwidth["copy_bytes_per_s"], floor_ms=floor_ms, steps=[])
     for graphed in graphs:
         for nodes in [1] + list(node_counts):
             mode = "ar" if nodes == 1 else "hawk"
@@ -114,32 +148,36 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool]) ->
             session.run(3)  # eager warm-up, capture, first replay
             sync(device)
             ms = time_steps(session, device, steps)
-            row = dict(mode=mode, num_nodes=dec.tree.num_nodes, cuda_graph=session.graphed, ms_per_step=ms,
-                       ratio_to_floor=ms / floor_ms)
+            row = dict(mode=mode, num_nodes=dec.tree.num_nodes, cuda_graphs_requested=graphed,
+                       cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
+                       ms_per_step=ms, ratio_to_floor=ms / floor_ms)
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
             del session, dec
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     # transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager
-    new_tokens = 64
     ids = prompt.repeat(2, 1)
-    model.generate(ids, max_new_tokens=8, do_sample=True, top_k=0, pad_token_id=0)  # warm-up
+    model.generate(ids, max_new_tokens=min(8, new_tokens), do_sample=True, top_k=0, pad_token_id=0)  # warm-up
     sync(device)
     start = time.perf_counter()
     model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
                    pad_token_id=0)
     sync(device)
     per_token = 1e3 * (time.perf_counter() - start) / new_tokens
+    result["transformers_generate_new_tokens"] = new_tokens
     result["transformers_generate_ms_per_token"] = per_token
     result["transformers_generate_ratio_to_floor"] = per_token / floor_ms
     print("transformers generate ms/token", per_token, flush=True)
     del model
-    torch.cuda.empty_cache()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return result
 
 
 def project(result: dict, tokens_per_pass: float, num_body: int) -> dict:
-    """Seconds per 768px image from measured step times and the bundled model's tokens per pass."""
+    """Seconds per image of the section-2 layout (num_body tokens) from its measured step times and the bundled
+    model's tokens per pass."""
     out = {}
     steps = result["steps"]
     for graphed in (False, True):
@@ -176,17 +214,19 @@ def plot(report: dict, path: str) -> None:
             pts = [(r["num_nodes"], r["ms_per_step"]) for r in big["steps"] if r["cuda_graph"] == graphed]
             if pts:
                 axes[1].plot(*zip(*pts), "o-", color=color, label="graphed" if graphed else "eager")
-        axes[1].axhline(big["floor_ms"], color="k", ls="--", label="HBM floor")
+        axes[1].axhline(big["floor_ms"], color="k", ls="--",
+                        label=f"floor: weights / copy {big['copy_bytes_per_s'] / 1e9:.0f} GB/s")
         if "transformers_generate_ms_per_token" in big:
             axes[1].axhline(big["transformers_generate_ms_per_token"], color="C3", ls=":", label="transformers generate")
         axes[1].set_xscale("log", base=2)
         axes[1].set_xlabel("tree nodes (1 = plain AR step)")
         axes[1].set_ylabel("ms per step (CFG, 2 rows)")
-        axes[1].set_title("Lumina-mGPT-7B shape, 768px")
+        axes[1].set_title(big["label"])
         axes[1].legend()
     else:
         axes[1].axis("off")
-        axes[1].text(0.5, 0.5, "7B-shape step timings: GPU only", ha="center", va="center")
+        axes[1].text(0.5, 0.5, "7B-shape step timings: GPU only (--smoke: tiny shape)", ha="center",
+                     va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -201,45 +241,62 @@ def report_header(device) -> dict:
     if device.type == "cuda":
         report["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                           capture_output=True, text=True).stdout.strip()
-    try:
-        import transformers
-        import triton
-
-        report["transformers"], report["triton"] = transformers.__version__, triton.__version__
-    except ImportError:
-        pass
+    for package in ("transformers", "triton"):
+        try:
+            report[package] = __import__(package).__version__
+        except ImportError:
+            report[package] = None
     return report
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--images", type=int, default=10)
+    ap.add_argument("--smoke", action="store_true", help="every section at a tiny shape (CPU smoke run, CI)")
+    ap.add_argument("--images", type=int, default=None, help="images per mode (default 10; --smoke: 1)")
     ap.add_argument("--nodes", type=int, default=16)
     ap.add_argument("--skip-7b", action="store_true")
-    ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--trees", type=int, nargs="*", default=[16, 32, 64, 128])
+    ap.add_argument("--layers", type=int, default=None, help="backbone layers (default 32; --smoke: 2)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per tree (default 20; --smoke: 3)")
+    ap.add_argument("--trees", type=int, nargs="*", default=None, help="tree sizes (default 16 32 64 128; "
+                                                                          "--smoke: 4 8)")
     args = ap.parse_args()
+    began = time.perf_counter()
+    smoke = args.smoke
+    images = args.images or (1 if smoke else 10)
+    layers = args.layers or (SHAPES["tiny"]["layers"] if smoke else SHAPES["7b"]["layers"])
+    steps = args.steps or (3 if smoke else 20)
+    trees = args.trees if args.trees is not None else ([4, 8] if smoke else [16, 32, 64, 128])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     graphs = [False, True] if device.type == "cuda" else [False]
     if device.type == "cpu":
         torch.set_num_threads(1)
     report = report_header(device)
-    report["bundled"] = bundled(device, args.images, args.nodes, graphs)
-    if device.type == "cuda" and not args.skip_7b:
-        big = seven_b(device, args.trees, args.layers, args.steps, graphs)
+    report["smoke"] = smoke
+    report["bandwidth"] = copy_bandwidth(device)
+    print("copy bandwidth", json.dumps(report["bandwidth"]), flush=True)
+    report["bundled"] = bundled(device, images, args.nodes, graphs)
+    if args.skip_7b:
+        report["seven_b"] = None
+    elif device.type == "cuda" or smoke:
+        shape = "tiny" if smoke else "7b"
+        big = seven_b(device, trees, layers, steps, graphs, report["bandwidth"], shape,
+                      new_tokens=8 if smoke else 64)
         hawk_rows = [r for r in report["bundled"] if r["mode"] == "hawk"]
         tokens_per_pass = hawk_rows[-1]["tokens_per_pass"] if hawk_rows else 1.0
-        big["projection"] = project(big, tokens_per_pass, hk.ImageGrid.lumina_mgpt(768).num_body_tokens)
+        big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)
         big["projection_tokens_per_pass"] = tokens_per_pass
         report["seven_b"] = big
+    else:
+        print("sections 2-3 (7B shape) SKIPPED: they need a GPU; --smoke runs them at a tiny shape", flush=True)
+        report["seven_b"] = None
+    report["seconds"] = time.perf_counter() - began
     os.makedirs(args.out, exist_ok=True)
-    name = f"e2e_{device.type}"
+    name = f"e2e_{'smoke_' if smoke else ''}{device.type}"
     with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(report, f, indent=2)
     plot(report, os.path.join(args.out, name + ".png"))
-    print("wrote", os.path.join(args.out, name + ".json"))
+    print("wrote", os.path.join(args.out, name + ".json"), f"({report['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ import os
 
 import torch
 
-from conftest import median_seconds
+from timing import median_seconds
 from e2e import big_model, report_header
 
 import hawk_kernels as hk
 from hawk_kernels import trainer
 from hawk_kernels.training import backbone_hidden
 
-BF16_PEAK_FLOPS = 989e12  # H100 SXM dense bf16
+BF16_PEAK_FLOPS = 989e12  # dense bf16 peak of an H100 / H200 SXM (datasheet; the same for both): not measured
 PROMPT_TOKENS = 64
 
 
@@ -101,6 +101,7 @@ def main():
         micro_batch=args.micro_batch, weight_bytes=weight_bytes,
         hidden_ms=1e3 * hidden_s, hidden_sequences_per_s=args.micro_batch / hidden_s,
         hidden_flops_fraction=(2 * params * tokens / hidden_s) / BF16_PEAK_FLOPS if on_cuda else None,
+        bf16_peak_flops_assumed=BF16_PEAK_FLOPS if on_cuda else None,
         step_ms=1e3 * step_s, step_sequences_per_s=args.micro_batch / step_s,
         heads_share_of_step=1 - hidden_s / step_s,
         peak_device_gib=torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,

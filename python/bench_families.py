@@ -12,6 +12,7 @@ Per family and batch size (1 and 4, sampling with the family's defaults):
 Token generation only (no pixel decoding) on both sides; medians of --repeats runs after one warm-up.
 
     python python/bench_families.py                      # -> benchmarks/results/families_cpu.json
+    python python/bench_families.py --repeats 1 --batches 1 --out /tmp/f.json   # the smoke run CI does
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.conftest import median_seconds  # noqa: E402
+from benchmarks.timing import median_seconds  # noqa: E402
 from hawk_kernels.pipelines import load_pipeline  # noqa: E402
 from tests.tiny_families import build_chameleon, build_emu3, build_janus  # noqa: E402
 
@@ -94,7 +95,7 @@ def _unsuppressed_chameleon(model):
     return wrapped.to(model.dtype).eval()
 
 
-def bench_family(name: str, directory: Path, repeats: int, nodes: int) -> dict:
+def bench_family(name: str, directory: Path, repeats: int, nodes: int, batches=(1, 4)) -> dict:
     build, kwargs, size = FAMILIES[name]
     build(directory, dtype=torch.float32, **kwargs)
     pipe = load_pipeline(directory, device="cpu")
@@ -103,7 +104,7 @@ def bench_family(name: str, directory: Path, repeats: int, nodes: int) -> dict:
     rows = pipe.prompt_rows([PROMPT], None, grid)
     result = dict(grid=[grid.height, grid.width], body_tokens=grid.num_body_tokens,
                   parameters=sum(p.numel() for p in pipe.model.parameters()), defaults=pipe.defaults, batches={})
-    for batch in (1, 4):
+    for batch in batches:
         prompts = [PROMPT] * batch
         ar = timed(lambda: pipe.generate_tokens(prompts, mode="ar", size=size, seed=0), repeats)
         reference = timed(transformers_loop(pipe, rows, grid, batch), repeats)
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=16, help="tree nodes for the Hawk smoke run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes (the smoke run: 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
@@ -132,8 +135,8 @@ def main(argv=None) -> int:
                   python=platform.python_version(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   command="python python/bench_families.py " + " ".join(argv or sys.argv[1:]), families={})
     with tempfile.TemporaryDirectory() as tmp:
-        for name in FAMILIES:
-            report["families"][name] = bench_family(name, Path(tmp) / name, args.repeats, args.nodes)
+        for name in args.families:
+            report["families"][name] = bench_family(name, Path(tmp) / name, args.repeats, args.nodes, args.batches)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

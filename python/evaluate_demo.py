@@ -8,6 +8,7 @@ Writes benchmarks/results/demo_eval_<device>.json.
 
     python python/evaluate_demo.py --images 1000 --modes ar hawk      # the quality comparison
     python python/evaluate_demo.py --images 100                         # all four modes, quick
+    python python/evaluate_demo.py --images 2 --batch 2 --bootstrap 2 --out /tmp/e.json   # the CI smoke run
 """
 from __future__ import annotations
 
@@ -71,11 +72,12 @@ def main():
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples of the Frechet distance")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # tiny model: extra threads only contend on small shared CPUs
     pipe = hk.load_demo_pipeline(device=args.device)
     judge = DigitJudge()
-    real, _ = load_split("heldout")
+    real, real_labels = load_split("heldout")
     real_feats = judge.features(real)
     prompts, labels = prompts_for(args.images, pipe.vocab)
     results = {}
@@ -88,14 +90,14 @@ def main():
                              tokens_per_pass=per_pass, seconds=seconds, judge_prompt_accuracy=acc,
                              judge_prompt_accuracy_stderr=float(np.sqrt(acc * (1 - acc) / len(images))),
                              frechet_distance_vs_real=fd,
-                             frechet_distance_bootstrap_std=bootstrap_frechet(feats, real_feats, rounds=50))
+                             frechet_distance_bootstrap_std=bootstrap_frechet(feats, real_feats, rounds=args.bootstrap))
     base = results.get("ar")
     for mode, r in results.items():
         if base:
             r["step_ratio_vs_ar"] = base["mean_passes_per_image"] / r["mean_passes_per_image"]
             r["wall_ratio_vs_ar"] = base["seconds"] / r["seconds"] * (r["images"] / base["images"])
         print(mode, json.dumps(r))
-    real_acc = float((judge.predict(real) == load_split("heldout")[1]).mean())
+    real_acc = float((judge.predict(real) == real_labels).mean())
     report = dict(results=results, real_heldout_judge_accuracy=real_acc, num_nodes=args.nodes, cfg=args.cfg,
                   temperature=1.0, device=str(pipe.device), torch=torch.__version__, python=platform.python_version(),
                   cpu_threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),
