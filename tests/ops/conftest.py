@@ -1,7 +1,10 @@
 """Op-test setup: markers, the Triton interpreter on GPU-less hosts, and the list of backends to compare.
 
-Backends come from ONE list, each skipped with its reason when unavailable. The GPU is never touched at
-import: `torch.cuda.is_available()` only asks the driver whether a device exists.
+Backends come from ONE list, each skipped with its reason when unavailable, except on a GPU host, where a cuda
+or triton backend that cannot run (a _C without CUDA kernels, Triton missing) FAILS the test: such a run must
+not look green (tests/cuda_checks.py). There the triton rows run on CUDA tensors and are cuda-marked, so
+`pytest tests -m cuda` covers both GPU backends. The GPU is never touched at import:
+`torch.cuda.is_available()` only asks the driver whether a device exists.
 """
 from __future__ import annotations
 
@@ -29,6 +32,11 @@ def backend_device(backend: str) -> torch.device:
     return torch.device("cpu")
 
 
+def on_gpu(backend: str) -> bool:
+    """A backend that runs on the GPU of this host (none without CUDA)."""
+    return backend in ("cuda", "triton") and torch.cuda.is_available()
+
+
 def skip_reason(backend: str, op: str, dtype: torch.dtype | None = None) -> str | None:
     from hawk_kernels.ops import _backend
 
@@ -38,13 +46,21 @@ def skip_reason(backend: str, op: str, dtype: torch.dtype | None = None) -> str 
 
 
 def backend_params(op: str, include_reference: bool = False):
-    """pytest params for every backend of `op` (cuda marked), to compare against the reference."""
+    """pytest params for every backend of `op` (cuda marked; triton too on a GPU host), to compare against the
+    reference."""
     names = BACKENDS if include_reference else BACKENDS[1:]
-    return [pytest.param(name, marks=[pytest.mark.cuda] if name == "cuda" else [], id=name) for name in names]
+    return [pytest.param(name, marks=[pytest.mark.cuda] if name == "cuda" or on_gpu(name) else [], id=name)
+            for name in names]
 
 
 def require(backend: str, op: str, dtype: torch.dtype | None = None) -> torch.device:
-    """The device to test `backend` on, or a skip naming why `backend` cannot take `op` (with `dtype` inputs)."""
+    """The device to test `backend` on, or a skip naming why `backend` cannot take `op` (with `dtype` inputs).
+    On a GPU host, a cuda or triton backend that cannot run `op` at all FAILS (a dtype it does not take still
+    skips)."""
+    if on_gpu(backend):
+        broken = skip_reason(backend, op)
+        if broken is not None:
+            pytest.fail(f"a CUDA device is present but backend {backend!r} cannot run {op}: {broken}", pytrace=False)
     reason = skip_reason(backend, op, dtype)
     if reason is not None:
         pytest.skip(f"{backend}: {reason}")
