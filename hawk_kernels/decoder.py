@@ -13,6 +13,7 @@ from .backbones import backbone_for
 from .checks import as_int, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
+from .engine.compiled import CompiledStep
 from .engine.step import prefill
 from .fingerprint import model_fingerprint
 from .grid import ImageGrid
@@ -31,17 +32,24 @@ class HawkDecoder:
     def __init__(self, model, heads: DraftHeads | None, grid: ImageGrid, mode: str = "hawk",
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
                  vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto",
-                 cuda_graphs: bool | str = "auto", sync_every: int = 4, accept_rates=None):
+                 cuda_graphs: bool | str = "auto", sync_every: int = 4, accept_rates=None,
+                 compile: bool | str = "auto"):
         """model: a transformers causal LM, or a backbone adapter (backbones/protocol.py).
         cuda_graphs: "auto" captures the step in a CUDA graph on CUDA devices (falling back to eager with a
         warning where capture fails), True insists (raises), False keeps every step eager. sync_every: steps
         between host checks of "all rows done" when graphed (extra steps after the end are no-ops).
+        compile: "auto" compiles the step (the backbone forward included) with torch.compile's inductor backend,
+        fullgraph, on CUDA devices and not on the CPU (where compiling costs more than it saves for one image);
+        True compiles anywhere and raises where compiling fails; False never compiles. A fallback under "auto"
+        is reported in HawkOutput.fallbacks (engine/compiled.py).
         accept_rates: measured acceptance per (depth, rank), rates[depth - 1][rank] (python/calibrate_tree.py),
         which shapes the tree (TreeTemplate.from_budget) and sets its depth; default: generic priors.
         backend: kernels for every op, chosen once here (ops/_backend.py)."""
         check_mode(mode)
         if cuda_graphs not in ("auto", True, False) or isinstance(cuda_graphs, int) and cuda_graphs not in (0, 1):
             raise ValueError(f"cuda_graphs: expected 'auto', True or False, got {cuda_graphs!r}")
+        if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):
+            raise ValueError(f"compile: expected 'auto', True or False, got {compile!r}")
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid: expected an ImageGrid, got {type(grid).__name__}")
         sync_every = as_int("sync_every", sync_every, 1)
@@ -70,6 +78,8 @@ class HawkDecoder:
         # model: as given (a transformers model or an adapter); backbone: the adapter the steps call
         self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
+        wants_compile = compile is True or (compile == "auto" and backbone.device.type == "cuda")
+        self.compiled_step = CompiledStep(required=compile is True) if wants_compile else None
         self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend)
 
     @property
@@ -130,7 +140,7 @@ class HawkDecoder:
         capacity = prompt.shape[1] + self.grid.num_body_tokens + template.num_nodes + self.plan.path_width
         state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seed, cond_prompt)
         prefill(self.plan, state, prompt, valid)
-        return DecodeSession(self.plan, state, self.cuda_graphs)
+        return DecodeSession(self.plan, state, self.cuda_graphs, self.compiled_step)
 
     def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
         """-> (prompt ids [B * branches, L], valid [B * branches, L], conditional prompts [B, L0])."""

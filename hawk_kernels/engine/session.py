@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import step as step_module
+from .compiled import CompiledStep
 from .graphs import StepRunner
 from .plan import StepPlan
 from .state import DecodeState
@@ -20,18 +21,20 @@ class HawkOutput:
     accepted_lengths: list[list[int]]  # per step, per row: tokens committed by that pass
     accepted_by_source: dict[str, int] = field(default_factory=dict)  # accepted tree tokens per source (+ 'layout')
     cuda_graph: bool = False  # whether the steps replayed a captured CUDA graph
+    compiled: bool = False  # whether the steps ran the torch.compile'd step (engine/compiled.py)
     rank_tried: list[list[int]] = field(default_factory=list)  # [depth][rank]: node tried (parent accepted)
     rank_accepted: list[list[int]] = field(default_factory=list)  # [depth][rank]: node accepted
-    # what was asked for but not used, and why: {"cuda_graphs": "capture failed: ..."}; empty when all went as asked
+    # what was asked for but not used, and why: {"cuda_graphs": "capture failed: ...", "compile": "..."}
     fallbacks: dict[str, str] = field(default_factory=dict)
 
     @property
     def step_engine(self) -> str:
-        """How the steps ran, for summaries: "CUDA graph", "eager", or "eager (CUDA graphs: <why not>)"."""
-        if self.cuda_graph:
-            return "CUDA graph"
+        """How the steps ran, for summaries: "compiled + CUDA graph", "eager", ..., with the reason of any
+        fallback: "eager (cuda_graphs: capture failed, ran eagerly (...))"."""
+        kind = " + ".join(k for k, on in (("compiled", self.compiled), ("CUDA graph", self.cuda_graph)) if on)
+        kind = kind or "eager"
         reasons = "; ".join(f"{what}: {why}" for what, why in self.fallbacks.items())
-        return f"eager ({reasons})" if reasons else "eager"
+        return f"{kind} ({reasons})" if reasons else kind
 
     @property
     def mean_accepted_length(self) -> float:
@@ -46,10 +49,13 @@ class DecodeSession:
     """A generation after prefill: run(n) takes n steps (eagerly, or as CUDA-graph replays after the first
     two on CUDA); output() collects the result. Steps after every row finished are no-ops."""
 
-    def __init__(self, plan: StepPlan, state: DecodeState, cuda_graphs: bool | str = "auto"):
-        self.plan, self.state = plan, state
+    def __init__(self, plan: StepPlan, state: DecodeState, cuda_graphs: bool | str = "auto",
+                 compiled: CompiledStep | None = None):
+        """compiled: the decoder's compiled step (None: the eager step)."""
+        self.plan, self.state, self.compiled = plan, state, compiled
         # the step module is looked up at every call, so tests can wrap `step` in a guard
-        self.runner = StepRunner(lambda: step_module.step(plan, state), plan.backbone.device, cuda_graphs)
+        self.runner = StepRunner(lambda: (compiled or step_module.step)(plan, state), plan.backbone.device,
+                                 cuda_graphs)
 
     @property
     def graphed(self) -> bool:
@@ -73,10 +79,14 @@ class DecodeSession:
         fallbacks = {}
         if self.runner.fallback_reason is not None:
             fallbacks["cuda_graphs"] = f"capture failed, ran eagerly ({self.runner.fallback_reason})"
-        return collect_output(self.plan, self.state, self.graphed, fallbacks)
+        if self.compiled is not None and not self.compiled.active:
+            fallbacks["compile"] = f"compiling failed, ran the eager step ({self.compiled.fallback_reason})"
+        compiled = self.compiled is not None and self.compiled.active
+        return collect_output(self.plan, self.state, self.graphed, compiled, fallbacks)
 
 
-def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, fallbacks: dict | None = None) -> HawkOutput:
+def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, compiled: bool = False,
+                   fallbacks: dict | None = None) -> HawkOutput:
     grid = plan.grid
     generated = plan.backbone.token_ids(state.body[:, : grid.num_body_tokens])
     image_tokens = grid.image_tokens(generated)
@@ -89,5 +99,6 @@ def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, fallbac
     by_source = {name: n for name, n in zip(plan.pool.source_names, state.stats.source_counts.tolist()) if n}
     shape = (plan.tree.template.max_depth + 1, plan.tree.template.max_rank)
     return HawkOutput(image_tokens, sequences, generated, len(steps), steps, by_source, cuda_graph=cuda_graph,
+                      compiled=compiled,
                       rank_tried=state.stats.rank_tried.view(shape).tolist(),
                       rank_accepted=state.stats.rank_accepted.view(shape).tolist(), fallbacks=dict(fallbacks or {}))

@@ -1,0 +1,89 @@
+"""The compiled step (engine/compiled.py): torch.compile's inductor backend, fullgraph, over the whole step (the
+backbone forward included) gives the eager step's tokens; a failed compile falls back where asked and says so.
+Compiling costs about a minute per (mode, sampling) on 2 CPU cores, so CI compiles the two configurations the
+issue names (ar and hawk+jacobi, greedy and sampled, batch 2, CFG on); the full matrix is `slow`."""
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import hawk_kernels as hk
+from hawk_kernels.drafts import needs_heads
+from tests.test_decoder import _exact_image_law
+from tests.test_verify import _chi2_pvalue
+from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+
+PROMPT = torch.tensor([[1, 5, 6, 4]])
+
+
+def _decoders(mode, **kw):
+    model, grid = tiny_backbone(), tiny_grid()
+    heads = tiny_heads() if needs_heads(mode) else None
+    make = lambda compile: hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=compile, **kw)
+    return make(True), make(False)
+
+
+def _compiled_equals_eager(mode, batch, temperatures):
+    compiled, eager = _decoders(mode)
+    counters.clear()
+    for temperature in temperatures:
+        kw = dict(cfg_scale=2.0, temperature=temperature, seed=3, top_k=None if temperature == 0 else 20)
+        got = compiled.generate(PROMPT.repeat(batch, 1), **kw)
+        want = eager.generate(PROMPT.repeat(batch, 1), **kw)
+        assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
+        assert got.step_engine == "compiled"
+        assert torch.equal(got.sequences, want.sequences), (mode, temperature)
+        assert got.accepted_lengths == want.accepted_lengths
+    assert dict(counters["graph_break"]) == {}  # fullgraph: one graph per configuration, no break
+
+
+@pytest.mark.parametrize("mode", ["ar", "hawk+jacobi"])
+def test_compiled_step_equals_eager(mode):
+    _compiled_equals_eager(mode, batch=2, temperatures=(0.0, 1.0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", hk.MODES)
+@pytest.mark.parametrize("batch", [1, 4])
+def test_compiled_step_equals_eager_every_mode(mode, batch):
+    _compiled_equals_eager(mode, batch=batch, temperatures=(0.0, 1.0))
+
+
+def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
+    compiled, _ = _decoders("hawk")
+
+    def fails(plan, state):
+        raise torch._dynamo.exc.Unsupported("a construct dynamo cannot trace")
+
+    monkeypatch.setattr(compiled.compiled_step, "_compiled", fails)
+    with pytest.raises(RuntimeError, match="compile=True: compiling the decode step failed"):
+        compiled.generate(PROMPT, temperature=0)
+    compiled.compiled_step.required = False  # what compile="auto" builds
+    compiled.compiled_step.fallback_reason = None
+    out = compiled.generate(PROMPT, temperature=0)
+    eager = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk", num_nodes=8).generate(
+        PROMPT, temperature=0)
+    assert not out.compiled and torch.equal(out.sequences, eager.sequences)
+    assert "a construct dynamo cannot trace" in out.fallbacks["compile"] and out.step_engine.startswith("eager (")
+    with pytest.raises(ValueError, match="compile"):
+        hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile="yes")
+    assert hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar").compiled_step is None  # auto: not on CPU
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["hawk", "hawk+jacobi"])
+def test_compiled_images_follow_the_exact_ar_law(mode):
+    """The end-to-end law test of test_decoder / test_jacobi, through the compiled step."""
+    model = tiny_backbone()
+    grid = hk.ImageGrid(height=2, width=2, row_end_token=3, image_token_range=(45, 48))
+    sampling = hk.SamplingConfig(cfg_scale=2.0)
+    probs, images = _exact_image_law(model, grid, sampling)
+    heads = tiny_heads(num_horizontal=3, vertical_depth=1)
+    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=True)
+    index = {img: i for i, img in enumerate(images)}
+    counts = torch.zeros(len(images), dtype=torch.int64)
+    for seed in range(5):
+        out = dec.generate(PROMPT.expand(400, -1), cfg_scale=2.0, seed=seed)
+        assert out.compiled
+        for img in (out.image_tokens.reshape(400, -1) - 45).tolist():
+            counts[index[tuple(img)]] += 1
+    assert _chi2_pvalue(counts, probs, bins=12) > 1e-4
