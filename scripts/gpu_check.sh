@@ -15,7 +15,8 @@
 #   e2e            python benchmarks/e2e.py: bundled model eager vs graphed, 7B-shaped steps, transformers
 #                  generate                                                   [GPU; without one: e2e.py --smoke]
 #   kernel_bench   the pytest-benchmark files benchmarks/bench_*.py          [GPU; without one: their CPU rows, --quick]
-#   sanitizer_*    compute-sanitizer memcheck, racecheck, synccheck, initcheck on a small op script  [GPU only]
+#   sanitizer_*    compute-sanitizer memcheck, racecheck, synccheck, initcheck on scripts/sanitize_ops.py
+#                  (every op once, small inputs)                                                        [GPU only]
 #   heads_training python benchmarks/heads_training.py (7B shape)          [GPU; without one: --tiny]
 # Without a GPU it still runs to the end, says which steps need one and skips them, and exits 0 if every step
 # that could run passed. A failed build skips the rest.
@@ -154,30 +155,6 @@ fi
 # --- 5. compute-sanitizer
 SANITIZER="$(command -v compute-sanitizer || true)"
 [ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
-cat > "$WORK/sanitize_small.py" <<'PY'
-import torch
-from hawk_kernels import ops
-g = torch.Generator().manual_seed(0)
-dev = torch.device("cuda")
-parents = torch.tensor([-1, 0, 0, 0, 1, 1, 2, 4, 4, 7], device=dev)
-B, N, V, Q = 2, parents.numel(), 1000, 3
-base = torch.randn(B, 1, V, generator=g) * 2.5
-target = (base + 0.6 * torch.randn(B, N, V, generator=g)).to(dev, torch.bfloat16)
-draft = (base + 0.6 * torch.randn(B, Q, V, generator=g)).to(dev, torch.bfloat16)
-tokens = torch.randint(-2, V + 2, (B, N), generator=g).to(dev)
-source = torch.randint(-1, Q + 1, (B, N), generator=g).to(dev)
-uniforms = torch.rand(B, N, 2, generator=g).to(dev)
-for rule in ("rejection", "match"):
-    print(rule, ops.accept_reject(target, draft, tokens, parents, source, uniforms, rule=rule, backend="cuda"))
-print(ops.tree_mask(parents, 4, backend="cuda"))
-hidden = torch.randn(3, 64, generator=g).to(dev, torch.bfloat16)
-print(ops.draft_heads(hidden, torch.randn(4, 2, 64, 64).to(dev, torch.bfloat16) * 0.1,
-                      torch.zeros(4, 2, 64).to(dev, torch.bfloat16),
-                      torch.randn(1, 500, 64).to(dev, torch.bfloat16), 1.0, backend="cuda").shape)
-rng = ops.DeviceRNG(1234, dev, backend="cuda")
-print(rng.uniforms((2, 64, 2), ops.philox.STREAM_ACCEPT).sum())
-torch.cuda.synchronize()
-PY
 for tool in memcheck racecheck synccheck initcheck; do
   if [ "$GPU" -eq 0 ]; then
     skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
@@ -185,7 +162,7 @@ for tool in memcheck racecheck synccheck initcheck; do
     say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
     record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
   else
-    step "sanitizer_$tool" 150 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" "$WORK/sanitize_small.py"
+    step "sanitizer_$tool" 150 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
   fi
 done
 

@@ -1,16 +1,18 @@
-"""Benchmarks cannot rot (issue 18): every script under benchmarks/ and every python/ tool that times or measures
-runs here, on the CPU, with tiny arguments, in a subprocess exactly as a user (or scripts/gpu_check.sh) starts it,
-and its output is checked. A script that would crash on the GPU at a line no CPU run reaches is what this file
-exists to prevent (benchmarks/e2e.py crashed on an H200 at `dec.tree.num_nodes`); so e2e.py runs ALL its
-sections here (--smoke: the bundled model, the big-model step timings and transformers `generate` at a tiny
-shape), and test_every_script_is_smoke_tested fails when a new script comes without a smoke run (here, or in
-another test file that runs it: benchmarks/heads_training.py --tiny runs in tests/test_trainer.py).
+"""Benchmarks cannot rot (issue 18): every script under benchmarks/, every python/ tool that times or measures
+and the op program gpu_check.sh runs under compute-sanitizer (scripts/sanitize_ops.py) run here, on the CPU,
+with tiny arguments, in a subprocess exactly as a user (or scripts/gpu_check.sh) starts them, and their output
+is checked. A script that would crash on the GPU at a line no CPU run reaches is what this file exists to
+prevent (benchmarks/e2e.py crashed on an H200 at `dec.tree.num_nodes`); so e2e.py runs ALL its sections here
+(--smoke: the bundled model, the big-model step timings and transformers `generate` at a tiny shape), and
+test_every_script_is_smoke_tested fails when a new script comes without a smoke run (here, or in another test
+file that runs it: benchmarks/heads_training.py --tiny runs in tests/test_trainer.py).
 
 The scripts are started together when the first of these tests runs, two at a time (OMP_NUM_THREADS=1 each:
 a 2-core CI box), and each test checks its own script's output: about 60 s of CPU in all, 35 s of wall time.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -39,6 +41,7 @@ SMOKED = {
     "python/evaluate_demo.py": "test_evaluate_demo_smoke",
     "python/compare_heads.py": "test_compare_heads_smoke",
     "python/calibrate_tree.py": "test_calibrate_tree_smoke",
+    "scripts/sanitize_ops.py": "test_sanitize_ops_smoke",
 }
 NOT_BENCHMARKS = {  # files that time or measure nothing themselves
     "benchmarks/conftest.py": "the pytest-benchmark fixtures (run by test_kernel_benchmarks_smoke)",
@@ -46,6 +49,7 @@ NOT_BENCHMARKS = {  # files that time or measure nothing themselves
     "python/digit_judge.py": "the MNIST judge evaluate_demo.py uses (run by test_evaluate_demo_smoke)",
     "python/analysis_spatial.py": "an analysis of attention and draft KL maps, not a timing",
     "python/train_demo_model.py": "the recipe that trained the bundled model, not a timing",
+    "scripts/code_stats.py": "counts lines of code, not a benchmark",
 }
 BENCH_FILES = sorted(k for k, v in SMOKED.items() if v == "test_kernel_benchmarks_smoke")
 
@@ -102,6 +106,7 @@ JOBS = {
          "--jacobi-nodes", "16", "--out", str(tmp / "tree_rates.json")], []),
     "test_step_time_smoke": lambda tmp: (["benchmarks/step_time.py", "--repo", str(ROOT), "--steps", "4",
                                           "--rounds", "1", "--nodes", "8"], []),
+    "test_sanitize_ops_smoke": lambda tmp: (["scripts/sanitize_ops.py", "--device", "cpu", "--backend", "cpu"], []),
 }
 
 
@@ -137,7 +142,7 @@ def smoked_elsewhere(script: str) -> list[str]:
 
 
 def test_every_script_is_smoke_tested():
-    scripts = {str(p.relative_to(ROOT)) for d in ("benchmarks", "python") for p in (ROOT / d).glob("*.py")}
+    scripts = {str(p.relative_to(ROOT)) for d in ("benchmarks", "python", "scripts") for p in (ROOT / d).glob("*.py")}
     missing = sorted(s for s in scripts - set(SMOKED) - set(NOT_BENCHMARKS) if not smoked_elsewhere(s))
     assert not missing, f"add a CPU smoke run to tests/test_benchmarks_smoke.py (JOBS) for {missing}"
     assert smoked_elsewhere("benchmarks/heads_training.py") == ["test_trainer.py"]
@@ -242,3 +247,11 @@ def test_calibrate_tree_smoke(smoke):
     tmp_path, _ = result(smoke, "test_calibrate_tree_smoke")
     rates = json.loads((tmp_path / "tree_rates.json").read_text())["rates"]
     assert {"hawk", "jacobi"} <= set(rates) and all(rates[m] for m in ("hawk", "jacobi"))
+
+
+def test_sanitize_ops_smoke(smoke):
+    """The program gpu_check.sh runs under compute-sanitizer, on the C++ CPU kernels: every op's call still works."""
+    if not importlib.import_module("hawk_kernels.ops._library").compiled_available():
+        pytest.skip("hawk_kernels._C is not importable")
+    _, stdout = result(smoke, "test_sanitize_ops_smoke")
+    assert "rejection" in stdout and "match" in stdout and "sanitize_ops: every op ran on cpu" in stdout
