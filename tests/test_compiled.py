@@ -7,6 +7,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import hawk_kernels as hk
+from benchmarks import step_ops
 from hawk_kernels.drafts import needs_heads
 from tests.test_decoder import _exact_image_law
 from tests.test_verify import _chi2_pvalue
@@ -23,6 +24,7 @@ def _decoders(mode, **kw):
 
 
 def _compiled_equals_eager(mode, batch, temperatures):
+    """Returns the decoders (compiled, eager), compiled for every sampling configuration here."""
     compiled, eager = _decoders(mode)
     counters.clear()
     for temperature in temperatures:
@@ -34,11 +36,17 @@ def _compiled_equals_eager(mode, batch, temperatures):
         assert torch.equal(got.sequences, want.sequences), (mode, temperature)
         assert got.accepted_lengths == want.accepted_lengths
     assert dict(counters["graph_break"]) == {}  # fullgraph: one graph per configuration, no break
+    return compiled, eager
 
 
 @pytest.mark.parametrize("mode", ["ar", "hawk+jacobi"])
 def test_compiled_step_equals_eager(mode):
-    _compiled_equals_eager(mode, batch=2, temperatures=(0.0, 1.0))
+    """... and runs far fewer operator calls per step (benchmarks/step_ops.py counts them; no new compile: the
+    same shapes and sampling as above)."""
+    compiled, eager = _compiled_equals_eager(mode, batch=2, temperatures=(0.0, 1.0))
+    kw = dict(cfg_scale=2.0, temperature=1.0, seed=3, top_k=20)
+    fused, plain = step_ops.count(compiled, PROMPT.repeat(2, 1), **kw), step_ops.count(eager, PROMPT.repeat(2, 1), **kw)
+    assert 0 < fused < plain / 3, (fused, plain)
 
 
 @pytest.mark.slow
