@@ -29,8 +29,12 @@ BATCH, SEEDS = 500, 4
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """benchmarks/sjd.py --smoke, started first so it runs beside the law tests (one core each)."""
+def smoke_run(request, tmp_path_factory):
+    """benchmarks/sjd.py --smoke, started with the first test here so it runs beside the law tests (one core
+    each); not started when its test is not selected."""
+    if not any(item.originalname == "test_sjd_benchmark_smoke" for item in request.session.items):
+        yield None
+        return
     out = tmp_path_factory.mktemp("sjd") / "sjd_smoke.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--smoke", "--out", str(out)], cwd=ROOT, env=env,
