@@ -1,5 +1,7 @@
 """ops.philox_uniforms and DeviceRNG: stateless Philox4x32-10 uniforms keyed by (seed, offset, stream), with
-seed and offset held in device tensors (docs/method.md §4). Spec: reference/philox.py.
+seed and offset held in device tensors (docs/method.md §4). Spec: reference/philox.py. The seed is one key for
+the whole draw (shape () or (1,)) or one key per row (shape (R,), R == shape[0]): row r is then the draw of
+seed[r] alone over shape[1:], whatever the other rows and R are.
 
 Nothing here reads seed or offset on the host, so a CUDA graph that captures `rng.uniforms(...)` and
 `rng.advance()` replays with fresh numbers: the advance is an in-place add on the device tensor.
@@ -14,7 +16,7 @@ import torch
 from . import _backend
 from ..checks import as_int
 from ._checks import INDEX, check_tensor
-from .reference.philox import MAX_NUMEL
+from .reference.philox import MAX_NUMEL, per_row
 
 # One stream per purpose, so no two purposes ever share a number (docs/method.md §4):
 STREAM_ACCEPT = 1  # the accept test of each node (uniforms[..., 0] of accept_reject)
@@ -26,6 +28,18 @@ def _check_scalar_tensor(name: str, t, device=None):
     check_tensor(name, t, dtypes=INDEX, device=device)
     if t.dim() > 1 or t.numel() != 1:
         raise ValueError(f"{name}: expected an int64 tensor of shape () or (1,), got shape {tuple(t.shape)}")
+
+
+def _check_seed(seed, shape: tuple[int, ...]) -> None:
+    """seed: int64, shape () or (1,) (one key) or (R,) with R == shape[0] (one key per row)."""
+    check_tensor("seed", seed, dtypes=INDEX)
+    rows = f"(R,) with R == shape[0] = {shape[0]}" if shape else "(R,) with R == shape[0]"
+    if seed.dim() > 1 or (per_row(seed) and shape and seed.shape[0] != shape[0]):
+        raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or {rows} (one key per "
+                         f"row), got shape {tuple(seed.shape)}")
+    if per_row(seed) and not shape:
+        raise ValueError(f"seed: a per-row seed of shape {tuple(seed.shape)} needs a shape with at least one "
+                         f"dimension (R == shape[0]), got shape ()")
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -59,10 +73,12 @@ def _check_stream(stream) -> int:
 def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = 0,
                     backend: str = "auto") -> torch.Tensor:
     """float32 uniforms of `shape` on seed.device, in [0, 1 - 2**-24]; a pure function of
-    (seed, offset, stream, shape). seed, offset: int64 tensors of shape () or (1,) on one device."""
-    _check_scalar_tensor("seed", seed)
-    _check_scalar_tensor("offset", offset, device=seed.device)
+    (seed, offset, stream, shape). offset: an int64 tensor of shape () or (1,); seed: an int64 tensor of shape
+    () or (1,) (one key) or (R,) with R == shape[0] (row r keyed by seed[r] alone); both on one device."""
+    check_tensor("seed", seed, dtypes=INDEX)
     shape = _check_shape(shape)
+    _check_seed(seed, shape)
+    _check_scalar_tensor("offset", offset, device=seed.device)
     stream = _check_stream(stream)
     return _backend.bind("philox_uniforms", seed.device, backend)(seed, offset, shape, stream)
 
@@ -74,17 +90,32 @@ def _as_int64_bits(name: str, value) -> int:
 
 
 class DeviceRNG:
-    """seed and offset as int64 0-d tensors on `device`; never read on the host.
+    """seed and offset as int64 tensors on `device`; never read on the host.
 
+    seed: one key (an int in [-2**63, 2**64), or an int64 tensor of shape () or (1,)), held as a 0-d tensor; or
+    one key per row (a sequence of such ints, or an int64 tensor of shape (R,)), held as an (R,) tensor, so row
+    r of every draw depends on seed[r] alone (ints are stored as their int64 bits, see _as_int64_bits).
     uniforms(shape, stream) draws philox_uniforms(seed, offset, shape, stream) with the kernel bound once here
-    (`backend`, "auto" by default; `.backend` says which ran); advance(steps) adds to the offset in place
-    (graph-safe). One offset per decoding step, one stream per purpose (STREAM_*)."""
+    (`backend`, "auto" by default; `.backend` says which ran); with R > 1 per-row seeds shape[0] must be R.
+    advance(steps) adds to the offset in place (graph-safe). One offset per decoding step, one stream per
+    purpose (STREAM_*)."""
 
-    def __init__(self, seed: int | torch.Tensor, device=None, offset: int | torch.Tensor = 0, backend: str = "auto"):
+    def __init__(self, seed: int | Sequence[int] | torch.Tensor, device=None, offset: int | torch.Tensor = 0,
+                 backend: str = "auto"):
         if isinstance(seed, torch.Tensor):
-            _check_scalar_tensor("seed", seed)
+            check_tensor("seed", seed, dtypes=INDEX)
+            if seed.dim() > 1 or seed.numel() == 0:
+                raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R >= 1 "
+                                 f"(one key per row), got shape {tuple(seed.shape)}")
             device = torch.device(device) if device is not None else seed.device
-            self.seed = seed.detach().to(device=device).reshape(()).clone()
+            seed = seed.detach().to(device=device)
+            self.seed = (seed if per_row(seed) else seed.reshape(())).clone()
+        elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+            if len(seed) == 0:
+                raise ValueError("seed: expected at least one per-row seed, got an empty sequence")
+            device = torch.device(device) if device is not None else torch.device("cpu")
+            bits = [_as_int64_bits(f"seed[{i}]", value) for i, value in enumerate(seed)]
+            self.seed = torch.tensor(bits, dtype=torch.int64, device=device)
         else:
             device = torch.device(device) if device is not None else torch.device("cpu")
             self.seed = torch.tensor(_as_int64_bits("seed", seed), dtype=torch.int64, device=device)
@@ -96,6 +127,11 @@ class DeviceRNG:
         self._philox = _backend.bind("philox_uniforms", device, backend)
 
     @property
+    def rows(self) -> int | None:
+        """R for per-row seeds (an (R,) seed tensor), None for one key (a 0-d seed tensor)."""
+        return self.seed.shape[0] if self.seed.dim() == 1 else None
+
+    @property
     def device(self) -> torch.device:
         return self.seed.device
 
@@ -105,11 +141,16 @@ class DeviceRNG:
 
     def uniforms(self, shape: Sequence[int], stream: int = 0) -> torch.Tensor:
         """philox_uniforms(seed, offset, shape, stream) through the bound kernel (host-side checks only)."""
-        return self._philox(self.seed, self.offset, _check_shape(shape), _check_stream(stream))
+        shape = _check_shape(shape)
+        if per_row(self.seed) and (not shape or shape[0] != self.seed.shape[0]):
+            raise ValueError(f"shape: this DeviceRNG holds {self.seed.shape[0]} per-row seeds, so shape[0] must be "
+                             f"{self.seed.shape[0]}, got shape {shape}")
+        return self._philox(self.seed, self.offset, shape, _check_stream(stream))
 
     def advance(self, steps: int = 1) -> None:
         """offset += steps, in place on the device (a captured graph replays it)."""
         self.offset.add_(steps)
 
     def __repr__(self) -> str:
-        return f"DeviceRNG(device={self.device}, backend={self.backend!r})"
+        rows = "" if self.rows is None else f", rows={self.rows}"
+        return f"DeviceRNG(device={self.device}{rows}, backend={self.backend!r})"
