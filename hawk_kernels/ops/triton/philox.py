@@ -1,5 +1,7 @@
-"""Triton philox_uniforms: each program computes BLOCK counter blocks (4 * BLOCK uniforms) with the Philox4x32-10
-rounds written out in uint32 ops and tl.umulhi, bit-exact with the spec (hawk_kernels/ops/reference/philox.py).
+"""Triton philox_uniforms: each program computes BLOCK counter blocks (4 * BLOCK uniforms) of one row with the
+Philox4x32-10 rounds written out in uint32 ops and tl.umulhi, bit-exact with the spec
+(hawk_kernels/ops/reference/philox.py). Grid: (counter blocks of a row / BLOCK, rows); a one-key draw is one row
+of numel elements, a per-row draw (seed of shape (R,)) R rows of numel / R, row r keyed by seed[r].
 seed and offset are loaded from their device pointers: no host sync, graph-replay safe.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from torch.library import triton_op, wrap_triton
 
 BLOCK = 512  # counter blocks per program
 NUM_WARPS = 4
+MAX_GRID_ROWS = 65535  # CUDA's limit on grid axis 1: more rows launch in chunks
 
 
 @triton_op("hawk::philox_uniforms_triton", mutates_args=())
@@ -19,11 +22,24 @@ def _philox_uniforms_op(seed: torch.Tensor, offset: torch.Tensor, shape: list[in
     numel = out.numel()
     if numel == 0:
         return out
-    num_blocks = (numel + 3) // 4
+    if seed.dim() == 1 and seed.numel() != 1:  # per-row keys: rows of numel / R elements, row r keyed by seed[r]
+        rows, seed = seed.shape[0], seed.contiguous()
+    else:
+        rows = 1
+    row_numel = numel // rows
+    grid_blocks = triton.cdiv((row_numel + 3) // 4, BLOCK)
     # stream < 2**32 travels as the int32 with the same bits (the kernel reinterprets it as uint32)
     stream_bits = stream - 2**32 if stream >= 2**31 else stream
-    wrap_triton(_philox_uniforms_kernel)[(triton.cdiv(num_blocks, BLOCK),)](
-        seed, offset, out, numel, stream_bits, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    if rows <= MAX_GRID_ROWS:
+        wrap_triton(_philox_uniforms_kernel)[(grid_blocks, rows)](
+            seed, offset, out, row_numel, stream_bits, BLOCK=BLOCK, num_warps=NUM_WARPS)
+        return out
+    flat = out.view(rows, row_numel)
+    for first in range(0, rows, MAX_GRID_ROWS):
+        count = min(MAX_GRID_ROWS, rows - first)
+        wrap_triton(_philox_uniforms_kernel)[(grid_blocks, count)](
+            seed[first:first + count], offset, flat[first:first + count], row_numel, stream_bits, BLOCK=BLOCK,
+            num_warps=NUM_WARPS)
     return out
 
 
@@ -59,25 +75,26 @@ def _to_uniform(x):
 
 @triton.jit(do_not_specialize=["numel", "stream"])  # per call: no recompile for a new size or stream
 def _philox_uniforms_kernel(
-    seed_ptr,  # [] or [1] int64
+    seed_ptr,  # [rows] int64 (one key: [] or [1] and one row)
     offset_ptr,  # [] or [1] int64
-    out_ptr,  # [numel] fp32 out
-    numel,  # <= 2**34
+    out_ptr,  # [rows, numel] fp32 out
+    numel,  # elements per row, <= 2**34
     stream,  # int32 holding the uint32 stream's bits
     BLOCK: tl.constexpr,
 ):
-    seed = tl.load(seed_ptr)
+    row = tl.program_id(1).to(tl.int64)  # grid axis 1: rows (one for a one-key draw)
+    seed = tl.load(seed_ptr + row)
     offset = tl.load(offset_ptr)
     k0 = seed.to(tl.uint32)  # int64 -> uint32 keeps the low 32 bits
     k1 = (seed >> 32).to(tl.uint32)
-    j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # counter block (< 2**32)
+    j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # counter block within the row (< 2**32)
     zeros = tl.zeros([BLOCK], dtype=tl.uint32)
     c0 = j.to(tl.uint32)
     c1 = zeros + tl.cast(stream, tl.int32).to(tl.uint32, bitcast=True)
     c2 = zeros + offset.to(tl.uint32)
     c3 = zeros + (offset >> 32).to(tl.uint32)
     x0, x1, x2, x3 = _philox4x32_10(c0, c1, c2, c3, zeros + k0, zeros + k1)
-    # lanes interleaved so element 4 * j + lane sits at flat index 4 * j + lane: one contiguous store
+    # lanes interleaved so element 4 * j + lane sits at index 4 * j + lane of the row: one contiguous store
     bits = tl.interleave(tl.interleave(x0, x2), tl.interleave(x1, x3))
     idx = tl.program_id(0).to(tl.int64) * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
-    tl.store(out_ptr + idx, _to_uniform(bits), mask=idx < numel)
+    tl.store(out_ptr + row * numel + idx, _to_uniform(bits), mask=idx < numel)
