@@ -129,11 +129,22 @@ inline DraftHeadsSizes check_draft_heads_args(const at::Tensor& hidden, const at
 
 // ------------------------------------------------------------------------------------------------ philox_uniforms
 
-// Returns the number of elements to draw.
-inline int64_t check_philox_args(const at::Tensor& seed, const at::Tensor& offset, at::IntArrayRef shape,
-                                 int64_t stream) {
-  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.dim() <= 1 && seed.numel() == 1,
-              "seed: expected an int64 tensor of shape () or (1,), got ", seed.scalar_type(), " ", seed.sizes());
+struct PhiloxSizes {
+  int64_t numel;      // elements to draw
+  int64_t rows;       // 1 for one key (seed () or (1,)); R for per-row keys (seed (R,), R == shape[0])
+  int64_t row_numel;  // elements per row (numel for one key); row r is keyed by seed[r]
+};
+
+// seed: int64 () or (1,) (one key) or (R,) with R == shape[0] (one key per row); offset: int64 () or (1,).
+inline PhiloxSizes check_philox_args(const at::Tensor& seed, const at::Tensor& offset, at::IntArrayRef shape,
+                                     int64_t stream) {
+  TORCH_CHECK(seed.scalar_type() == at::kLong, "seed: expected an int64 tensor, got ", seed.scalar_type());
+  const bool per_row = seed.dim() == 1 && seed.numel() != 1;
+  TORCH_CHECK(seed.dim() <= 1 && (!per_row || shape.empty() || seed.size(0) == shape[0]),
+              "seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R == shape[0] (one key "
+              "per row), got ", seed.sizes(), " for shape ", shape);
+  TORCH_CHECK(!per_row || !shape.empty(), "seed: a per-row seed of shape ", seed.sizes(),
+              " needs a shape with at least one dimension (R == shape[0]), got shape ", shape);
   TORCH_CHECK(offset.scalar_type() == at::kLong && offset.dim() <= 1 && offset.numel() == 1,
               "offset: expected an int64 tensor of shape () or (1,), got ", offset.scalar_type(), " ",
               offset.sizes());
@@ -150,7 +161,8 @@ inline int64_t check_philox_args(const at::Tensor& seed, const at::Tensor& offse
     TORCH_CHECK(size <= philox::kMaxNumel / numel, "shape: at most 2**34 elements, got shape ", shape);
     numel *= size;
   }
-  return numel;
+  const int64_t rows = per_row ? seed.size(0) : 1;
+  return {numel, rows, rows == 0 ? 0 : numel / rows};
 }
 
 }  // namespace hawk

@@ -4,6 +4,8 @@
 //
 //   key = (seed low 32 bits, seed high 32 bits); output element i uses counter block j = i / 4, lane i % 4,
 //   counter = (j, stream, offset low 32 bits, offset high 32 bits); uniform = (x_lane >> 8) * 2^-24.
+//   Per-row seeds (seed of shape (R,), R == shape[0]): row r is the one-key draw of seed[r] over shape[1:], i.e.
+//   key seed[r] and i counted within the row. A one-key draw is one row of numel elements.
 #pragma once
 
 #include <cstdint>
@@ -75,39 +77,57 @@ HAWK_HOST_DEVICE Block uniform_bits(uint64_t seed, uint64_t offset, uint32_t str
 #include <cuda_runtime.h>
 
 struct PhiloxArgs {
-  const int64_t* seed;    // one int64 in device memory (read by the kernel: no host sync, graph-replay safe)
+  const int64_t* seed;    // device memory: row r's key at seed[r * seed_stride] (read by the kernel: no host
+  int64_t seed_stride;    //   sync, graph-replay safe); seed_stride 0 for one key
   const int64_t* offset;  // one int64 in device memory
-  float* out;             // [numel] out, 16-byte aligned
-  int64_t numel;          // <= philox::kMaxNumel
+  float* out;             // [rows, row_numel] out, 16-byte aligned
+  int64_t rows;           // 1 for one key
+  int64_t row_numel;      // rows * row_numel <= philox::kMaxNumel
   uint32_t stream;
 };
 
+// Threads over (counter blocks of a row) x (rows), both grid-strided. The float4 store is used only where the
+// row start is 16-byte aligned (row * row_numel % 4 == 0; always for row 0) and the block is whole.
 template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) philox_uniforms_kernel(PhiloxArgs a) {
-  const uint64_t seed = static_cast<uint64_t>(*a.seed);
   const uint64_t offset = static_cast<uint64_t>(*a.offset);
-  const int64_t num_blocks = (a.numel + 3) / 4;
+  const int64_t row_blocks = (a.row_numel + 3) / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * BLOCK;
-  for (int64_t j = static_cast<int64_t>(blockIdx.x) * BLOCK + threadIdx.x; j < num_blocks; j += stride) {
-    const philox::Block x = philox::uniform_bits(seed, offset, a.stream, static_cast<uint32_t>(j));
-    const int64_t first = 4 * j;
-    if (first + 4 <= a.numel) {
-      reinterpret_cast<float4*>(a.out)[j] = make_float4(philox::to_uniform(x.x[0]), philox::to_uniform(x.x[1]),
-                                                        philox::to_uniform(x.x[2]), philox::to_uniform(x.x[3]));
-    } else {
-      for (int lane = 0; first + lane < a.numel; ++lane) a.out[first + lane] = philox::to_uniform(x.x[lane]);
+  for (int64_t row = blockIdx.y; row < a.rows; row += gridDim.y) {
+    const uint64_t seed = static_cast<uint64_t>(a.seed[row * a.seed_stride]);
+    const int64_t row_start = row * a.row_numel;
+    float* out = a.out + row_start;
+    const bool aligned = (row_start & 3) == 0;
+    for (int64_t j = static_cast<int64_t>(blockIdx.x) * BLOCK + threadIdx.x; j < row_blocks; j += stride) {
+      const philox::Block x = philox::uniform_bits(seed, offset, a.stream, static_cast<uint32_t>(j));
+      const int64_t first = 4 * j;
+      if (aligned && first + 4 <= a.row_numel) {
+        *reinterpret_cast<float4*>(out + first) =
+            make_float4(philox::to_uniform(x.x[0]), philox::to_uniform(x.x[1]), philox::to_uniform(x.x[2]),
+                        philox::to_uniform(x.x[3]));
+      } else {
+        for (int lane = 0; lane < 4 && first + lane < a.row_numel; ++lane) {
+          out[first + lane] = philox::to_uniform(x.x[lane]);
+        }
+      }
     }
   }
 }
 
 inline cudaError_t launch_philox_uniforms(const PhiloxArgs& args, cudaStream_t stream) {
   constexpr int kBlock = 256;
-  constexpr int64_t kMaxGrid = 65536;  // grid-stride beyond 2^24 counter blocks
-  if (args.numel <= 0) return cudaSuccess;
-  if (args.numel > philox::kMaxNumel) return cudaErrorInvalidValue;
-  const int64_t num_blocks = (args.numel + 3) / 4;
-  const int64_t grid = (num_blocks + kBlock - 1) / kBlock < kMaxGrid ? (num_blocks + kBlock - 1) / kBlock : kMaxGrid;
-  philox_uniforms_kernel<kBlock><<<static_cast<unsigned>(grid), kBlock, 0, stream>>>(args);
+  constexpr int64_t kMaxGrid = 65536;      // thread blocks in all: grid-stride beyond
+  constexpr int64_t kMaxGridRows = 65535;  // CUDA's limit on grid.y: grid-stride over rows beyond it
+  if (args.rows <= 0 || args.row_numel <= 0) return cudaSuccess;
+  if (args.row_numel > philox::kMaxNumel / args.rows) return cudaErrorInvalidValue;
+  const int64_t row_blocks = (args.row_numel + 3) / 4;
+  const int64_t wanted = (row_blocks + kBlock - 1) / kBlock;
+  // ~2^16 thread blocks in all, enough to fill the GPU: few along x when there are many rows
+  const int64_t grid_y = args.rows < kMaxGridRows ? args.rows : kMaxGridRows;
+  const int64_t cap_x = kMaxGrid / grid_y > 1 ? kMaxGrid / grid_y : 1;
+  const int64_t grid_x = wanted < cap_x ? wanted : cap_x;
+  philox_uniforms_kernel<kBlock><<<dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y)), kBlock, 0,
+                                   stream>>>(args);
   return cudaGetLastError();
 }
 
