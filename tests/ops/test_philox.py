@@ -301,3 +301,234 @@ def test_cpu_op_checks_without_wrapper_validation():
         op(s, o, [2**20, 2**15], 0)
     with pytest.raises(RuntimeError, match="shape"):
         op(s, o, [3, -2], 0)
+
+
+# ------------------------------------------------------------------------------------------------ per-row seeds
+# seed of shape (R,), R == shape[0]: row r is the one-key draw of seed[r] over shape[1:] (reference/philox.py).
+ROW_SHAPES = [(3, 5), (5, 6), (4, 7, 3), (2, 4), (9, 2), (3, 1), (4,), (2, 2049), (6, 0), (0, 3), (1, 7)]
+
+
+def row_seeds(rng: random.Random, rows: int) -> list[int]:
+    """Distinct int64 seeds with random high bits (both signs)."""
+    return [fresh_key(rng)[0] for _ in range(rows)]
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=str)
+def test_per_row_matches_reference(backend, shape):
+    """Per-row output == the reference, and row r == the one-key draw of seed[r] over shape[1:] (also for row
+    sizes that are not a multiple of 4, where the CUDA kernel must not use its vector store)."""
+    device = require(backend, "philox_uniforms")
+    rng = random.Random(zlib.crc32(repr(("rows", backend, shape)).encode()))
+    for stream in (STREAM_ACCEPT, 2**32 - 1):
+        seeds, offset = torch.tensor(row_seeds(rng, shape[0]), dtype=torch.int64), torch.tensor(fresh_key(rng)[1])
+        want = reference.philox_uniforms(seeds, offset, shape, stream)
+        got = ops.philox_uniforms(seeds.to(device), offset.to(device), shape, stream, backend=backend)
+        assert got.dtype == torch.float32 and got.shape == torch.Size(shape) and got.device.type == device.type
+        assert torch.equal(got.cpu(), want), f"{backend} differs: {shape=} {stream=}"
+        for r in range(shape[0]):
+            one = reference.philox_uniforms(seeds[r], offset, shape[1:], stream)
+            assert torch.equal(want[r], one), f"reference row {r} is not the one-key draw of seed[{r}]"
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+@pytest.mark.parametrize("row_shape", [(7, 3), (16,), (5,)], ids=str)
+def test_per_row_row_depends_on_its_seed_alone(backend, row_shape):
+    """The same seed gives the same row at R = 1, 3 and 8, at positions 0 and 5, whatever the other seeds."""
+    device = require(backend, "philox_uniforms")
+    rng = random.Random(zlib.crc32(repr(("alone", backend, row_shape)).encode()))
+    seed, offset = fresh_key(rng)
+    offset_t = torch.tensor(offset, device=device)
+    alone = ops.philox_uniforms(torch.tensor(seed, device=device), offset_t, row_shape, STREAM_RESIDUAL,
+                                backend=backend).cpu()
+    assert torch.equal(alone, reference.philox_uniforms(torch.tensor(seed), torch.tensor(offset), row_shape,
+                                                        STREAM_RESIDUAL))
+    for rows, positions in ((1, (0,)), (3, (0, 2)), (8, (0, 5))):
+        for position in positions:
+            seeds = row_seeds(rng, rows)
+            seeds[position] = seed
+            got = ops.philox_uniforms(torch.tensor(seeds, device=device), offset_t, (rows, *row_shape),
+                                      STREAM_RESIDUAL, backend=backend).cpu()
+            assert torch.equal(got[position], alone), f"{backend}: row {position} of {rows} depends on the batch"
+            others = [r for r in range(rows) if r != position]
+            assert all((got[r] != alone).float().mean() > 0.9 for r in others)
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+def test_per_row_strided_and_repeated_seeds(backend):
+    """A strided seed view reads seed[r] (not the r-th int64 in memory); equal seeds give equal rows."""
+    device = require(backend, "philox_uniforms")
+    base = torch.tensor(row_seeds(random.Random(31), 10), dtype=torch.int64)
+    strided = base.to(device)[::3]  # 4 seeds, stride 3
+    o = torch.tensor(2**33 + 5)
+    got = ops.philox_uniforms(strided, o.to(device), (4, 11), 1, backend=backend).cpu()
+    assert torch.equal(got, reference.philox_uniforms(base[::3].contiguous(), o, (4, 11), 1))
+    same = torch.full((3,), int(base[0]), dtype=torch.int64, device=device)
+    rows = ops.philox_uniforms(same, o.to(device), (3, 5), 1, backend=backend).cpu()
+    assert torch.equal(rows[0], rows[1]) and torch.equal(rows[0], rows[2])
+    expanded = torch.tensor(int(base[0]), device=device).expand(3)  # stride 0
+    assert torch.equal(ops.philox_uniforms(expanded, o.to(device), (3, 5), 1, backend=backend).cpu(), rows)
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms"))
+def test_per_row_large_and_many_rows(backend):
+    """Long rows (grid-strided blocks) and more rows than one CUDA grid holds along y (65535)."""
+    device = require(backend, "philox_uniforms")
+    interpreted = backend == "triton" and device.type == "cpu"
+    rng = random.Random(6)
+    if device.type == "cuda":
+        shapes = [(8, 125_001), (70_001, 3), (70_000, 4)]
+    else:  # the CPU op (parallel over rows x blocks), Triton under the interpreter
+        shapes = [(3, 2_001)] if interpreted else [(8, 25_001), (4_097, 3)]
+    for shape in shapes:
+        seeds, offset = torch.tensor(row_seeds(rng, shape[0]), dtype=torch.int64), torch.tensor(fresh_key(rng)[1])
+        want = reference.philox_uniforms(seeds, offset, shape, STREAM_ACCEPT)
+        got = ops.philox_uniforms(seeds.to(device), offset.to(device), shape, STREAM_ACCEPT, backend=backend)
+        assert torch.equal(got.cpu(), want), f"{backend} differs at {shape=}"
+
+
+def test_triton_rows_beyond_one_grid(monkeypatch):
+    """The Triton wrapper launches rows in chunks of MAX_GRID_ROWS (CUDA's grid-y limit); shrunk here so the
+    chunking runs under the interpreter too."""
+    device = require("triton", "philox_uniforms")
+    from hawk_kernels.ops.triton import philox as triton_philox
+
+    monkeypatch.setattr(triton_philox, "MAX_GRID_ROWS", 2)
+    seeds, offset = torch.tensor(row_seeds(random.Random(41), 5), dtype=torch.int64), torch.tensor(9)
+    got = ops.philox_uniforms(seeds.to(device), offset.to(device), (5, 7), 3, backend="triton")
+    assert torch.equal(got.cpu(), reference.philox_uniforms(seeds, offset, (5, 7), 3))
+
+
+def test_per_row_one_seed_reads_both_ways():
+    """R == 1: a seed of shape (1,) is one key for any shape, and is also the per-row key of a 1-row draw."""
+    s, o = torch.tensor([-5]), torch.tensor(17)
+    assert torch.equal(ops.philox_uniforms(s, o, (1, 9), 2), reference.philox_uniforms(s[0], o, (9,), 2)[None])
+    assert torch.equal(ops.philox_uniforms(s, o, (3, 4), 2), reference.philox_uniforms(s[0], o, (12,), 2).view(3, 4))
+
+
+def test_device_rng_per_row_seeds():
+    rng_py = random.Random(77)
+    seeds = [2**64 - 1, 5, 2**63, -3]  # ints in [-2**63, 2**64): stored as their int64 bits
+    bits = [-1, 5, -2**63, -3]
+    offset = fresh_key(rng_py)[1]
+    for given in (seeds, tuple(seeds), torch.tensor(bits, dtype=torch.int64)):
+        rng = DeviceRNG(given, "cpu", offset=offset)
+        assert rng.seed.dtype == torch.int64 and rng.seed.shape == (4,) and rng.seed.tolist() == bits
+        assert rng.rows == 4 and "rows=4" in repr(rng)
+        want = reference.philox_uniforms(torch.tensor(bits), torch.tensor(offset), (4, 9), STREAM_ACCEPT)
+        assert torch.equal(rng.uniforms((4, 9), STREAM_ACCEPT), want)
+        for r in range(4):
+            one = DeviceRNG(seeds[r], "cpu", offset=offset)
+            assert one.rows is None and torch.equal(one.uniforms((9,), STREAM_ACCEPT), want[r])
+        rng.advance(3)
+        want = reference.philox_uniforms(torch.tensor(bits), torch.tensor(offset + 3), (4, 2, 3), 0)
+        assert torch.equal(rng.uniforms((4, 2, 3)), want)
+        with pytest.raises(ValueError, match=r"shape: .*4 per-row seeds.*shape\[0\] must be 4.*\(3, 9\)"):
+            rng.uniforms((3, 9))
+        with pytest.raises(ValueError, match=r"shape: .*4 per-row seeds"):
+            rng.uniforms(())
+    t = torch.tensor(bits)
+    assert DeviceRNG(t).seed.data_ptr() != t.data_ptr()  # copied
+    one = DeviceRNG([12], "cpu")  # R == 1: one key for any shape
+    assert one.rows == 1 and torch.equal(one.uniforms((5, 2)), DeviceRNG(12, "cpu").uniforms((5, 2)))
+    with pytest.raises(ValueError, match=r"seed\[2\]"):
+        DeviceRNG([1, 2, 2**64], "cpu")
+    with pytest.raises(TypeError, match=r"seed\[1\]"):
+        DeviceRNG([1, 2.5], "cpu")
+    with pytest.raises(ValueError, match="seed: expected at least one"):
+        DeviceRNG([], "cpu")
+    with pytest.raises(ValueError, match=r"seed: .*\(R,\)"):
+        DeviceRNG(torch.tensor([[1, 2]]), "cpu")
+    with pytest.raises(ValueError, match=r"seed: .*\(R,\)"):
+        DeviceRNG(torch.zeros(0, dtype=torch.int64), "cpu")
+    with pytest.raises(TypeError, match="seed.*int64"):
+        DeviceRNG(torch.tensor([1, 2], dtype=torch.int32), "cpu")
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+def test_device_rng_per_row_backend(backend):
+    device = require(backend, "philox_uniforms")
+    seeds = row_seeds(random.Random(13), 3)
+    rng = DeviceRNG(seeds, device, offset=2**35 + 1, backend=backend)
+    assert rng.backend == backend and rng.seed.device.type == device.type
+    want = reference.philox_uniforms(torch.tensor(seeds), torch.tensor(2**35 + 1), (3, 5, 3), STREAM_FIRST_DRAFT)
+    assert torch.equal(rng.uniforms((3, 5, 3), STREAM_FIRST_DRAFT).cpu(), want)
+
+
+def test_per_row_bad_inputs_name_the_argument():
+    o = torch.tensor(2)
+    with pytest.raises(ValueError, match=r"seed: .*\(R,\) with R == shape\[0\] = 3.*got shape \(2,\)"):
+        ops.philox_uniforms(torch.tensor([1, 2]), o, (3, 4))
+    with pytest.raises(ValueError, match=r"seed: .*\(R,\) with R == shape\[0\] = 3.*got shape \(0,\)"):
+        ops.philox_uniforms(torch.zeros(0, dtype=torch.int64), o, (3,))
+    with pytest.raises(ValueError, match=r"seed: a per-row seed of shape \(2,\) needs a shape with at least one"):
+        ops.philox_uniforms(torch.tensor([1, 2]), o, ())
+    with pytest.raises(ValueError, match=r"seed: .*got shape \(2, 1\)"):
+        ops.philox_uniforms(torch.tensor([[1], [2]]), o, (2, 1))
+    with pytest.raises(TypeError, match="seed.*int64"):
+        ops.philox_uniforms(torch.tensor([1, 2], dtype=torch.int32), o, (2, 3))
+    with pytest.raises(ValueError, match="offset"):
+        ops.philox_uniforms(torch.tensor([1, 2]), torch.tensor([1, 2]), (2, 3))  # the offset stays one
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="offset.*device"):
+            ops.philox_uniforms(torch.tensor([1, 2]).cuda(), o, (2, 3))
+
+
+def test_cpu_op_per_row_checks_without_wrapper_validation():
+    require("cpu", "philox_uniforms")
+    o = torch.tensor(2)
+    op = torch.ops.hawk.philox_uniforms
+    with pytest.raises(RuntimeError, match=r"seed: .*\(R,\) with R == shape\[0\].*got \[2\] for shape \[3, 4\]"):
+        op(torch.tensor([1, 2]), o, [3, 4], 0)
+    with pytest.raises(RuntimeError, match=r"seed: a per-row seed of shape \[2\] needs a shape with at least one"):
+        op(torch.tensor([1, 2]), o, [], 0)
+    with pytest.raises(RuntimeError, match="seed: expected an int64"):
+        op(torch.tensor([1, 2], dtype=torch.int32), o, [2, 3], 0)
+    with pytest.raises(RuntimeError, match="seed"):
+        op(torch.tensor([[1], [2]]), o, [2, 1], 0)
+
+
+def test_opcheck_per_row():
+    require("cpu", "philox_uniforms")
+    seeds = torch.tensor(row_seeds(random.Random(21), 3), dtype=torch.int64)
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default, (seeds, torch.tensor(7), [3, 5], 2))
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default, (seeds, torch.tensor([7]), [3, 0, 2], 2))
+
+
+@pytest.mark.cuda
+def test_opcheck_per_row_cuda():
+    require("cuda", "philox_uniforms")
+    seeds = torch.tensor(row_seeds(random.Random(22), 4), dtype=torch.int64, device="cuda")
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default,
+                          (seeds, torch.tensor(7, device="cuda"), [4, 7, 3], 1))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_graph_replay_per_row(backend):
+    """Per-row seeds in a captured graph: each replay draws every row at the next offset, seeds read on device."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    require(backend, "philox_uniforms")
+    seeds = row_seeds(random.Random(9), 3)
+    offset = fresh_key(random.Random(10))[1]
+    rng = DeviceRNG(seeds, "cuda", offset=offset, backend=backend)
+    shape = (3, 1001)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        rng.uniforms(shape, STREAM_ACCEPT)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = rng.uniforms(shape, STREAM_ACCEPT)
+        rng.advance()
+    graph.replay()
+    first = out.clone()
+    rng.seed[1] = seeds[0]  # a new seed written on the device is read by the next replay
+    graph.replay()
+    second = out.clone()
+    torch.cuda.synchronize()
+    ref = lambda s, o: reference.philox_uniforms(torch.tensor(s), torch.tensor(o), shape, STREAM_ACCEPT)
+    assert torch.equal(first.cpu(), ref(seeds, offset))
+    assert torch.equal(second.cpu(), ref([seeds[0], seeds[0], seeds[2]], offset + 1))
