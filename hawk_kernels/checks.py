@@ -108,3 +108,13 @@ def text_prompts(name: str, value) -> list[str]:
         if not prompt.strip():
             raise ValueError(f"{name}: prompt {index} is empty (it would give an unconditional image)")
     return list(prompts)
+
+
+def image_seeds(name: str, seed, batch: int) -> list[int]:
+    """Per-image seeds: an int gives image i the seed (seed + i) mod 2**64; a sequence gives one per image."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != batch:
+            raise ValueError(f"{name}: expected one seed per image ({batch}), got {len(seed)}")
+        return [as_int(f"{name}[{i}]", s, 0, 2**64 - 1) for i, s in enumerate(seed)]
+    seed = as_int(name, seed, 0, 2**64 - 1)
+    return [(seed + i) % 2**64 for i in range(batch)]

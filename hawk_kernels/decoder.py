@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from .backbones import backbone_for
-from .checks import as_int, mask_tensor, token_tensor
+from .checks import as_int, image_seeds, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep
@@ -98,7 +98,7 @@ class HawkDecoder:
     # --- public entry ---------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | list[int] = 0,
                  attention_mask=None, progress: bool = False) -> HawkOutput:
         """input_ids [B, L] (or [L]) conditional prompts ending where the image starts; attention_mask marks
         left padding; negative_input_ids [B or 1, L'] the unconditional prompts for CFG (default: the last
@@ -126,19 +126,19 @@ class HawkDecoder:
 
     @torch.no_grad()
     def start(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
-              top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+              top_k: int | None = None, top_p: float | None = None, seed: int | list[int] = 0,
               attention_mask=None) -> DecodeSession:
         """Prefill and sample the first token; returns a DecodeSession whose run(n) takes n steps (for
         streaming, benchmarks and custom stopping). generate() is start() + run() until every row is done.
         Each session owns its state (KV cache included): sessions of one decoder may interleave."""
         sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
-        seed = as_int("seed", seed, 0, 2**64 - 1)
         _check_eval_mode(self.model)
         prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
         # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
         template = self.plan.tree.template
         capacity = prompt.shape[1] + self.grid.num_body_tokens + template.num_nodes + self.plan.path_width
-        state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seed, cond_prompt)
+        seeds = image_seeds("seed", seed, cond_prompt.shape[0])
+        state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seeds, cond_prompt)
         prefill(self.plan, state, prompt, valid)
         return DecodeSession(self.plan, state, self.cuda_graphs, self.compiled_step)
 

@@ -177,7 +177,7 @@ def test_statistical_realistic_vocab_with_coupled_jacobi_candidates(broken):
     horizontal = torch.log_softmax(target + torch.randn(vocab) * 1.5, -1)
     jacobi = JacobiSource()
     pool = SpatialPool((jacobi, InitialLawSource(jacobi), _Fixed("horizontal", horizontal, 2)), grid)
-    coupled = CoupledNoise(trials, grid.num_body_tokens, vocab, gen, "cpu")
+    coupled = CoupledNoise(trials, vocab, gen, "cpu")
     cand = _pool_draw(pool, memory, torch.full((trials, 1), 8), gen, coupled)
     assert (cand.tokens[:, 0] >= 0).all()
     assert cand.tokens.shape[2] == 4  # four candidates at depth 1: Jacobi, initial law, two horizontal
@@ -189,8 +189,7 @@ def test_coupled_draws_follow_their_law_and_stay_put():
     """Gumbel-top-1 with the position's noise: over rows (independent noise) a draw has its law; for one row the
     same law at a later step draws the same token (coupling), another position draws independently."""
     vocab, rows = 6, 20000
-    grid = ImageGrid(height=2, width=3, image_token_range=(0, vocab))
-    noise = CoupledNoise(rows, grid.num_body_tokens, vocab, torch.Generator().manual_seed(3), "cpu")
+    noise = CoupledNoise(rows, vocab, torch.Generator().manual_seed(3), "cpu")
     logq = torch.log_softmax(torch.randn(vocab), -1)
     first = (logq + noise.gumbel(torch.full((rows, 1), 2))[:, 0]).argmax(-1)
     assert _chi2_pvalue(torch.bincount(first, minlength=vocab), logq.exp().double(), bins=6) > 1e-4
@@ -283,7 +282,7 @@ def _sampled_counts(dec, images, sampling, lo, seeds=5, batch=400):
     passes = []
     for seed in range(seeds):
         out = dec.generate(PROMPT.expand(batch, -1), cfg_scale=sampling.cfg_scale,
-                           temperature=sampling.temperature, seed=seed)
+                           temperature=sampling.temperature, seed=seed * batch)  # disjoint image seeds
         for img in (out.image_tokens.reshape(batch, -1) - lo).tolist():
             counts[index[tuple(img)]] += 1
         passes.append(out)

@@ -1,7 +1,7 @@
 """Coupled draft noise: Gumbel noise keyed by (row, absolute body offset, token), the same at every step.
 
-A proposal that sets `DraftProposal.noise_offsets` is drawn by the pool (pool.py) with this noise instead of
-the step-keyed noise: position j's candidate is the Gumbel-top-k of (log q_t(j) + G_j) over the tokens not yet
+The Jacobi source hands this noise to the pool (pool.py) as its proposal's `noise`, instead of the step-keyed
+noise: position j's candidate is the Gumbel-top-k of (log q_t(j) + G_j) over the tokens not yet
 drawn at its depth, with the SAME G_j at every step t that drafts j. So while j's draft law changes little from
 step to step, its candidate stays put (SCD's coupling, docs/method.md §7), and the tokens the next tree is
 conditioned on stop moving: a Jacobi iteration converges instead of re-rolling its drafts.
@@ -37,40 +37,46 @@ The depth-1 candidate is tested at every step, so its committed outcome reveals 
 would reuse at a new position (tests/test_jacobi.py keeps that variant as the negative control; it fails the
 same end-to-end law test that the offset-keyed coupling passes).
 
-Storage: one table [B, body + 1, V] of Gumbel noise per generation (the last row serves offsets past the image,
-which are never live), a pure function of the generation's seed. It is allocated and filled with the
-DraftState, when a generation starts (engine/state.py), so a step only gathers [B, D, V] rows: fixed shapes, no
-host sync, nothing that depends on which step runs first (a CUDA graph captured in one generation replays in
-the next).
+Storage: none. G_j of row b is drawn when a step needs it, from Philox keyed by a key derived from (row b's seed,
+j) on stream STREAM_COUPLED: a pure function of the image's seed and the position, the same at every step, with
+no table (a table [B, body, V] would hold ~77 MB per 768 px Lumina-mGPT image and ~1 GB per Emu3 720 px image
+row). A step draws [B, D, V] uniforms, as much as one proposal's step-keyed noise; fixed shapes, no host sync,
+nothing that depends on which step runs first (a CUDA graph captured in one generation replays in the next).
 """
 from __future__ import annotations
 
 import torch
 
-from ..ops.philox import philox_uniforms
+from ..ops import _backend
 
 STREAM_COUPLED = 1 << 20  # dedicated Philox stream: STREAM_FIRST_DRAFT + proposal index never reaches it
+# key of (seed, j): seed + (j + 1) * the 64-bit golden ratio (odd), wrapping; distinct positions of one seed never
+# share a key, and Philox decorrelates related keys
+_POSITION_STRIDE = 0x9E3779B97F4A7C15 - (1 << 64)  # as a signed int64
 
 
 class CoupledNoise:
-    """Per-generation Gumbel noise keyed by absolute body offset (DraftState.coupled_noise)."""
+    """Per-generation Gumbel noise keyed by (image, absolute body offset), drawn on demand."""
 
-    def __init__(self, batch: int, num_body_tokens: int, vocab: int, rng, device):
-        """rng: the generation's DeviceRNG (its seed keys the table) or a torch.Generator (tests)."""
-        self.num_body_tokens = num_body_tokens
-        shape = (batch, num_body_tokens + 1, vocab)
+    def __init__(self, batch: int, vocab: int, rng, device):
+        """rng: the generation's DeviceRNG (each image row's seed keys its noise) or a torch.Generator (tests:
+        random per-row seeds)."""
+        self.vocab = vocab
         if isinstance(rng, torch.Generator):
-            uniform = torch.rand(shape, generator=rng, device=device)
-        else:  # a fixed offset (not the step's): the key is the position, not the step
-            offset = torch.zeros((), dtype=torch.int64, device=rng.seed.device)
-            uniform = philox_uniforms(rng.seed, offset, shape, STREAM_COUPLED, backend=rng.backend)
-        self.table = gumbel_from_uniform(uniform)  # [B, body + 1, V]
+            self.seeds = torch.randint(-2**63, 2**63 - 1, (batch,), generator=rng, dtype=torch.int64).to(device)
+            backend = "auto"
+        else:
+            self.seeds = rng.seed.expand(batch) if rng.seed.dim() == 0 else rng.seed.reshape(batch)
+            backend = rng.backend
+        self.zero = torch.zeros((), dtype=torch.int64, device=device)
+        self._philox = _backend.bind("philox_uniforms", torch.device(device), backend)  # bound once
 
     def gumbel(self, offsets: torch.Tensor) -> torch.Tensor:
         """offsets [B, D] absolute body offsets -> [B, D, V] Gumbel noise, the same for an offset at every step."""
         batch, depth = offsets.shape
-        rows = offsets.clamp(0, self.num_body_tokens)  # past the image: the spare row (never live)
-        return self.table.gather(1, rows[..., None].expand(batch, depth, self.table.shape[-1]))
+        keys = (self.seeds[:, None] + (offsets + 1) * _POSITION_STRIDE).reshape(-1)  # [B * D], wrapping int64
+        uniform = self._philox(keys, self.zero, (batch * depth, self.vocab), STREAM_COUPLED)
+        return gumbel_from_uniform(uniform).view(batch, depth, self.vocab)
 
 
 def gumbel_from_uniform(uniform: torch.Tensor) -> torch.Tensor:

@@ -146,9 +146,8 @@ class JacobiSource:
     def new_state(self, setup: SourceSetup) -> JacobiState:
         memory = JacobiMemory.allocate(setup.batch, setup.grid, setup.continuation, setup.logits_dtype)
         noise = None
-        if self.coupled:  # filled here, from the seed: nothing depends on which step runs first
-            noise = CoupledNoise(setup.batch, setup.grid.num_body_tokens, setup.grid.local_vocab_size, setup.rng,
-                                 setup.device)
+        if self.coupled:  # keyed by each image's seed and position: nothing depends on which step runs first
+            noise = CoupledNoise(setup.batch, setup.grid.local_vocab_size, setup.rng, setup.device)
         return JacobiState(memory, noise)
 
     def propose(self, state: JacobiState, ctx: DraftContext) -> list[DraftProposal]:

@@ -44,7 +44,7 @@ class DecodeState:
     prompt: torch.Tensor  # [B, L] the conditional prompts as given, for the output sequences
 
 
-def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: int, seed: int,
+def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: int, seed: int | list[int],
               prompt: torch.Tensor) -> DecodeState:
     grid, dev = plan.grid, plan.backbone.device
     body = grid.num_body_tokens
