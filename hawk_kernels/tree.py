@@ -65,7 +65,7 @@ class TreeTemplate:
         python/calibrate_tree.py); default 0.6 * 0.5**rank. chain_depth: the rank-0 path down to this depth is
         taken first (within the budget), so Jacobi drafts get predictions that far ahead (drafts/jacobi.py)."""
         num_nodes, max_depth = as_int("num_nodes", num_nodes, 1), as_int("max_depth", max_depth, 1)
-        width, rate = as_int("width", width, 1), _rate_function(accept_rate)
+        width, rate = as_int("width", width, 1), rate_function(accept_rate)
         chain_depth = as_int("chain_depth", chain_depth, 0)
         chain = [(0,) * k for k in range(1, min(chain_depth, max_depth, num_nodes - 1) + 1)]
         chosen, heap = [], []
@@ -120,7 +120,7 @@ def _row(row, what: str):
     return row
 
 
-def _rate_function(accept_rate):
+def rate_function(accept_rate):
     if accept_rate is None:
         return lambda depth, rank: 0.6 * 0.5**rank
     if callable(accept_rate):

@@ -1,0 +1,130 @@
+"""num_nodes="auto": the tree size that maximises images per second for a batch.
+
+A bigger tree commits more tokens per pass but costs more per step, and the cost grows with the batch (at batch
+16 on the CPU a 32-node hawk step costs several AR steps). Images per second, for a fixed image length, is
+proportional to tokens per pass / seconds per step:
+  * tokens per pass of a tree: 1 + its expected accepted length under the calibrated acceptance rates
+    (rate(depth, rank) = P(that node is accepted | its parent was); a node's chance is the product along its
+    path, the model TreeTemplate.from_budget shapes the tree by), so the choice follows the heads' measured rates;
+  * seconds per step: measured once per (device, model shape, mode, batch, size) by timing decode steps, and
+    cached on disk (StepCostTable: a JSON file keyed by all of these, so a new device or model shape measures
+    anew). Size 1 is a plain AR step, always a candidate: a drafting mode is never chosen slower than AR as
+    far as these estimates go.
+The chosen size is recorded in the output; passing it back as num_nodes reproduces the same images.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .tree import TreeTemplate, rate_function
+
+CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
+CACHE_ENV = "HAWK_CACHE_DIR"  # where step_costs.json lives (default ~/.cache/hawk_kernels)
+
+
+def expected_tokens_per_pass(template: TreeTemplate, accept_rate=None) -> float:
+    """1 (the bonus) + the expected number of accepted nodes of `template` under accept_rate (a table
+    rates[depth - 1][rank], a callable, or None for the generic prior)."""
+    rate = rate_function(accept_rate)
+    reach = [1.0] * template.num_nodes  # P(node accepted); the root is given
+    for node in range(1, template.num_nodes):  # parents come before their children
+        reach[node] = reach[template.parents[node]] * rate(template.depth[node], template.rank[node])
+    return 1.0 + sum(reach[1:])
+
+
+def default_cache_path() -> Path:
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "hawk_kernels")
+    return Path(root) / "step_costs.json"
+
+
+def device_key(device: torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}|torch {torch.__version__}"
+    return f"cpu:{os.cpu_count()} cores, {torch.get_num_threads()} threads|torch {torch.__version__}"
+
+
+class StepCostTable:
+    """Seconds per decode step, measured on demand and kept in a JSON file {key: seconds}."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        try:
+            self.costs = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except (OSError, ValueError):
+            self.costs = {}  # unreadable cache: measure again
+
+    def seconds(self, key: str, measure: Callable[[], float]) -> float:
+        if key not in self.costs:
+            self.costs[key] = float(measure())
+            self._save()
+        return self.costs[key]
+
+    def _save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + f".{os.getpid()}.partial")
+            partial.write_text(json.dumps(self.costs, indent=1, sort_keys=True))
+            os.replace(partial, self.path)  # never a half-written table
+        except OSError:
+            pass  # a read-only home: the costs stay in memory for this process
+
+
+def measure_step_seconds(decoder, batch: int, cfg_scale: float, warmup: int = 3, steps: int = 8) -> float:
+    """Median seconds of one decode step of `decoder` at `batch` images (CFG rows included when cfg_scale != 1),
+    timed with CUDA events on a GPU and perf_counter on the CPU. The prompt's content does not change a step's
+    cost: a short prompt of token 0. Steps past the image end cost the same (fixed shapes)."""
+    device = decoder.backbone.device
+    prompts = torch.zeros(batch, 4, dtype=torch.int64, device=device)
+    session = decoder.start(prompts, cfg_scale=cfg_scale, seed=0, attention_mask=torch.ones_like(prompts))
+    session.run(warmup)  # compiles, captures, warms caches
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            session.run(1)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1e-3)
+        else:
+            begin = time.perf_counter()
+            session.run(1)
+            times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+@dataclass
+class SizeChoice:
+    num_nodes: int  # the chosen size (1: a plain AR step)
+    estimates: dict  # size -> {"tokens_per_pass", "seconds_per_step", "relative_speed"} (AR = 1)
+
+
+def choose_num_nodes(decoder_for: Callable[[int], object], accept_rate, batch: int, cfg_scale: float,
+                     model_key: str, table: StepCostTable | None = None,
+                     sizes: tuple[int, ...] = CANDIDATE_SIZES) -> SizeChoice:
+    """decoder_for(n): the HawkDecoder of this mode with n nodes (n = 1: the AR decoder); accept_rate: the
+    mode's calibrated rates (None: generic priors); model_key: names the model shape and mode (with the device,
+    batch and size it keys the cost table)."""
+    table = table or StepCostTable()
+    estimates = {}
+    for size in sizes:
+        decoder = decoder_for(size)
+        key = f"{device_key(decoder.backbone.device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|nodes {size}"
+        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
+        tokens = 1.0 if size == 1 else expected_tokens_per_pass(decoder.tree, accept_rate)
+        estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=seconds)
+    ar = estimates[min(estimates)]
+    for value in estimates.values():
+        value["relative_speed"] = (value["tokens_per_pass"] / value["seconds_per_step"]) / (
+            ar["tokens_per_pass"] / ar["seconds_per_step"])
+    best = max(estimates, key=lambda size: estimates[size]["relative_speed"])
+    return SizeChoice(best, estimates)

@@ -1,0 +1,63 @@
+"""num_nodes="auto" (hawk_kernels/tree_size.py): the expected tokens per pass of a tree from its rates, the
+on-disk step-cost table, and the choice (AR when drafting does not pay)."""
+import json
+
+import pytest
+import torch
+
+import hawk_kernels as hk
+from hawk_kernels.tree import TreeTemplate
+from hawk_kernels.tree_size import (SizeChoice, StepCostTable, choose_num_nodes, device_key,
+                                    expected_tokens_per_pass)
+from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+
+
+def test_expected_tokens_per_pass_in_closed_form():
+    chain = TreeTemplate.from_paths([(0,), (0, 0), (0, 0, 0)])
+    assert expected_tokens_per_pass(chain, lambda depth, rank: 0.5) == pytest.approx(1 + 0.5 + 0.25 + 0.125)
+    siblings = TreeTemplate.from_paths([(0,), (1,), (0, 0)])
+    rates = [[0.6, 0.3], [0.5]]  # depth 1: ranks 0, 1; depth 2: rank 0
+    assert expected_tokens_per_pass(siblings, rates) == pytest.approx(1 + 0.6 + 0.3 + 0.6 * 0.5)
+    assert expected_tokens_per_pass(TreeTemplate.from_paths([]), rates) == 1.0  # root only: AR
+
+
+def test_step_costs_are_measured_once_and_kept_on_disk(tmp_path):
+    path = tmp_path / "costs" / "step_costs.json"
+    calls = []
+    table = StepCostTable(path)
+    assert table.seconds("k", lambda: calls.append(1) or 0.25) == 0.25
+    assert table.seconds("k", lambda: calls.append(1) or 9.0) == 0.25 and len(calls) == 1
+    assert json.loads(path.read_text()) == {"k": 0.25}
+    assert StepCostTable(path).seconds("k", lambda: 9.0) == 0.25  # a new process reads it back
+    path.write_text("{not json")
+    assert StepCostTable(path).seconds("k", lambda: 0.5) == 0.5  # an unreadable table is measured again
+
+
+def _decoder_for(n):
+    model, grid = tiny_backbone(), tiny_grid()
+    if n == 1:
+        return hk.HawkDecoder(model, None, grid, mode="ar")
+    return hk.HawkDecoder(model, tiny_heads(), grid, mode="hawk", num_nodes=n)
+
+
+@pytest.mark.parametrize("step_cost, expected", [(lambda n: 1.0, 16), (lambda n: 1.0 if n == 1 else 10.0 * n, 1)])
+def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
+    """Free nodes: the biggest tree wins; a tree costing many AR steps: AR (size 1) wins. The costs come from the
+    table (prefilled here), so nothing is timed."""
+    table = StepCostTable(tmp_path / "t.json")
+    sizes = (1, 4, 16)
+    for n in sizes:
+        decoder = _decoder_for(n)
+        key = f"{device_key(decoder.backbone.device)}|tiny hawk|batch 2|cfg True|nodes {n}"
+        table.costs[key] = step_cost(n)
+    choice = choose_num_nodes(_decoder_for, [[0.9, 0.5]] * 8, 2, 2.0, "tiny hawk", table, sizes)
+    assert isinstance(choice, SizeChoice) and choice.num_nodes == expected
+    assert choice.estimates[1]["relative_speed"] == 1.0
+
+
+def test_a_real_measurement_is_cached(tmp_path):
+    table = StepCostTable(tmp_path / "t.json")
+    choice = choose_num_nodes(_decoder_for, None, 1, 2.0, "tiny hawk", table, (1, 4))
+    assert choice.num_nodes in (1, 4) and len(table.costs) == 2
+    assert all(v > 0 for v in table.costs.values())
+    assert torch.get_num_threads() >= 1
