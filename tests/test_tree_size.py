@@ -1,6 +1,10 @@
 """num_nodes="auto" (hawk_kernels/tree_size.py): the expected tokens per pass of a tree from its rates, the
 on-disk step-cost table, and the choice (AR when drafting does not pay)."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,3 +65,12 @@ def test_a_real_measurement_is_cached(tmp_path):
     assert choice.num_nodes in (1, 4) and len(table.costs) == 2
     assert all(v > 0 for v in table.costs.values())
     assert torch.get_num_threads() >= 1
+
+
+def test_tree_size_benchmark_smoke(tmp_path):
+    """benchmarks/tree_size.py runs (its CPU smoke form) and writes its JSON."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "benchmarks/tree_size.py", "--smoke", "--out", str(tmp_path)], cwd=root,
+                   check=True, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rows = json.loads((tmp_path / "tree_size.json").read_text())["rows"]
+    assert rows and rows[0]["auto_num_nodes"] in (1, 4) and rows[0]["auto_vs_ar"] > 0

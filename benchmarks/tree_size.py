@@ -1,0 +1,110 @@
+"""Never slower than AR: images per second of num_nodes="auto" (hawk_kernels/tree_size.py) against AR and fixed
+tree sizes, per drafting mode and batch size, on the bundled model, in one run (best of `--repeats`).
+
+For each batch size: AR's images/s; for each drafting mode the size "auto" chooses (step costs measured into a
+fresh table under --out, the bundled heads' calibrated rates) and its images/s; at batch 1 also every fixed size,
+since "auto" must come within 10% of the best of them. Ratios are to AR measured in the same run.
+
+    python benchmarks/tree_size.py --out DIR [--batches 1 4 16 64] [--repeats 3]
+    python benchmarks/tree_size.py --smoke --out DIR          # hawk, batch 1, sizes 1 and 4, one repeat
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import hawk_kernels as hk  # noqa: E402
+from hawk_kernels.drafts import jacobi_template, needs_heads  # noqa: E402
+from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
+
+DRAFTING = ("medusa", "vertical", "hawk", "jacobi", "hawk+jacobi")
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def decoder_factory(pipe, mode):
+    cache = {}
+
+    def decoder_for(n: int):
+        if n not in cache:
+            rates = pipe.accept_rates.get(mode)
+            if n == 1:
+                cache[n] = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar")
+            else:
+                heads = pipe.heads if needs_heads(mode) else None
+                cache[n] = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=n, accept_rates=rates,
+                                          tree=jacobi_template(mode, heads, n, rates))
+        return cache[n]
+
+    return decoder_for
+
+
+def images_per_second(decoder, pipe, batch: int, repeats: int, seed: int = 0) -> float:
+    prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch)]
+    ids = [pipe.vocab.encode_prompt(p) for p in prompts]
+    width = max(map(len, ids))
+    tokens = torch.tensor([[pipe.vocab.pad_id] * (width - len(x)) + x for x in ids])
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+    negative = torch.tensor([pipe.vocab.unconditional_prompt()])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
+        best = min(best, time.perf_counter() - start)
+    return batch / best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
+    p.add_argument("--modes", nargs="+", default=list(DRAFTING), choices=DRAFTING)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.batches, args.modes, args.repeats = [1], ["hawk"], 1
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = StepCostTable(out / "step_costs.json")
+    pipe = hk.load_demo_pipeline(device="cpu")
+    factories = {mode: decoder_factory(pipe, mode) for mode in args.modes}
+    sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
+    rows = []
+    for batch in args.batches:
+        ar = images_per_second(factories[args.modes[0]](1), pipe, batch, args.repeats)
+        for mode in args.modes:
+            choice = choose_num_nodes(factories[mode], pipe.accept_rates.get(mode), batch, 3.0, f"demo|{mode}",
+                                      table, sizes)
+            auto = images_per_second(factories[mode](choice.num_nodes), pipe, batch, args.repeats)
+            row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,
+                       auto_images_per_s=auto, auto_vs_ar=auto / ar, estimates=choice.estimates)
+            if batch == 1:
+                fixed = {n: images_per_second(factories[mode](n), pipe, batch, args.repeats)
+                         for n in sizes if n > 1}
+                row["fixed_images_per_s"] = fixed
+                row["auto_vs_best_fixed"] = auto / max(fixed.values())
+            print(f"batch {batch:>3} {mode:<12} auto={choice.num_nodes:<3} {auto / ar:5.2f}x AR"
+                  + (f", {row['auto_vs_best_fixed']:.2f}x best fixed" if batch == 1 else ""), flush=True)
+            rows.append(row)
+    info = dict(what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats",
+                device=platform.processor() or "cpu", threads=1, torch=torch.__version__,
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(), repeats=args.repeats,
+                command="python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                rows=rows)
+    (out / "tree_size.json").write_text(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
