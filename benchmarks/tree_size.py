@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     for batch in args.batches:
         ar = images_per_second(factories[args.modes[0]](1), pipe, batch, args.repeats)
         for mode in args.modes:
-            choice = choose_num_nodes(factories[mode], pipe.accept_rates.get(mode), batch, 3.0, f"demo|{mode}",
+            choice = choose_num_nodes(factories[mode], mode, pipe.accept_rates.get(mode), batch, 3.0, "demo",
                                       table, sizes)
             auto = images_per_second(factories[mode](choice.num_nodes), pipe, batch, args.repeats)
             row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,

@@ -3,9 +3,10 @@
 A bigger tree commits more tokens per pass but costs more per step, and the cost grows with the batch (at batch
 16 on the CPU a 32-node hawk step costs several AR steps). Images per second, for a fixed image length, is
 proportional to tokens per pass / seconds per step:
-  * tokens per pass of a tree: 1 + its expected accepted length under the calibrated acceptance rates
-    (rate(depth, rank) = P(that node is accepted | its parent was); a node's chance is the product along its
-    path, the model TreeTemplate.from_budget shapes the tree by), so the choice follows the heads' measured rates;
+  * tokens per pass of a tree, for the batch: under the calibrated acceptance rates (rate(depth, rank) = P(that
+    node is accepted | its parent was), the model TreeTemplate.from_budget shapes the tree by) a row commits
+    1 + its expected accepted length per pass (expected_tokens_per_pass); a batch steps until its slowest row is
+    done, so the batch's passes are the expected maximum over its rows (expected_batch_passes, Monte Carlo);
   * seconds per step: measured once per (device, model shape, mode, batch, size) by timing decode steps, and
     cached on disk (StepCostTable: a JSON file keyed by all of these, so a new device or model shape measures
     anew). Size 1 is a plain AR step, always a candidate: a drafting mode is never chosen slower than AR as
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .tree import TreeTemplate, rate_function
@@ -38,6 +40,44 @@ def expected_tokens_per_pass(template: TreeTemplate, accept_rate=None) -> float:
     for node in range(1, template.num_nodes):  # parents come before their children
         reach[node] = reach[template.parents[node]] * rate(template.depth[node], template.rank[node])
     return 1.0 + sum(reach[1:])
+
+
+def expected_batch_passes(template: TreeTemplate, accept_rate, body_tokens: int, batch: int, sims: int = 64,
+                          seed: int = 0) -> float:
+    """Expected target passes of a batch of `batch` images of `body_tokens` tokens: the slowest row's, since a
+    batch steps until its last row is done (at batch 64 that is well above the mean row's). Monte Carlo over the
+    rate model of TreeTemplate.from_budget: at each accepted node, child of rank r is the accepted one with
+    probability rate(depth, r) (siblings exclusive), else the walk stops; a step commits the accepted nodes + 1."""
+    rate = rate_function(accept_rate)
+    children = [[c for c in range(template.num_nodes) if template.parents[c] == n] for n in range(template.num_nodes)]
+    width = max(len(kids) for kids in children) + 1  # + a column "no child accepted"
+    child = np.full((template.num_nodes, width), -1)
+    cumulative = np.full((template.num_nodes, width), 2.0)  # P(the accepted child's column <= j)
+    for node, kids in enumerate(children):
+        kids = sorted(kids, key=lambda c: template.rank[c])
+        probs = np.array([rate(template.depth[c], template.rank[c]) for c in kids])
+        probs = probs / max(1.0, probs.sum())  # exclusive siblings: at most all of the mass
+        child[node, : len(kids)] = kids
+        cumulative[node, : len(kids)] = np.cumsum(probs)
+    rng = np.random.default_rng(seed)
+    committed = np.zeros((sims, batch))
+    passes = np.zeros((sims, batch))
+    while (committed < body_tokens).any():
+        live = committed < body_tokens
+        node = np.zeros((sims, batch), dtype=np.int64)
+        walking = np.ones((sims, batch), dtype=bool)
+        gained = np.ones((sims, batch))  # the bonus
+        for _ in range(template.max_depth):
+            pick = (rng.random((sims, batch))[..., None] < cumulative[node]).argmax(-1)
+            nxt = child[node, pick]
+            walking &= nxt >= 0
+            if not walking.any():
+                break
+            gained += walking
+            node = np.where(walking, nxt, node)
+        committed += np.where(live, gained, 0)
+        passes += live
+    return float(passes.max(axis=1).mean())
 
 
 def default_cache_path() -> Path:
@@ -108,20 +148,27 @@ class SizeChoice:
     estimates: dict  # size -> {"tokens_per_pass", "seconds_per_step", "relative_speed"} (AR = 1)
 
 
-def choose_num_nodes(decoder_for: Callable[[int], object], accept_rate, batch: int, cfg_scale: float,
+def step_key(device, model_key: str, mode: str, size: int, batch: int, cfg_scale: float) -> str:
+    """The cost table's key: device, model shape, batch, CFG, and the step (AR, or mode + tree size)."""
+    step = "ar" if size == 1 else f"{mode} nodes {size}"
+    return f"{device_key(device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|{step}"
+
+
+def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int, cfg_scale: float,
                      model_key: str, table: StepCostTable | None = None,
                      sizes: tuple[int, ...] = CANDIDATE_SIZES) -> SizeChoice:
-    """decoder_for(n): the HawkDecoder of this mode with n nodes (n = 1: the AR decoder); accept_rate: the
-    mode's calibrated rates (None: generic priors); model_key: names the model shape and mode (with the device,
-    batch and size it keys the cost table)."""
+    """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
+    calibrated rates (None: generic priors); model_key: names the model shape (with the device, batch, CFG and
+    the step it keys the cost table)."""
     table = table or StepCostTable()
     estimates = {}
     for size in sizes:
         decoder = decoder_for(size)
-        key = f"{device_key(decoder.backbone.device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|nodes {size}"
+        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale)
         seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
-        tokens = 1.0 if size == 1 else expected_tokens_per_pass(decoder.tree, accept_rate)
-        estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=seconds)
+        body = decoder.grid.num_body_tokens
+        passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
+        estimates[size] = dict(tokens_per_pass=body / passes, seconds_per_step=seconds)
     ar = estimates[min(estimates)]
     for value in estimates.values():
         value["relative_speed"] = (value["tokens_per_pass"] / value["seconds_per_step"]) / (

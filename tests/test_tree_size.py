@@ -11,8 +11,8 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels.tree import TreeTemplate
-from hawk_kernels.tree_size import (SizeChoice, StepCostTable, choose_num_nodes, device_key,
-                                    expected_tokens_per_pass)
+from hawk_kernels.tree_size import (SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
+                                    expected_tokens_per_pass, step_key)
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 
@@ -23,6 +23,16 @@ def test_expected_tokens_per_pass_in_closed_form():
     rates = [[0.6, 0.3], [0.5]]  # depth 1: ranks 0, 1; depth 2: rank 0
     assert expected_tokens_per_pass(siblings, rates) == pytest.approx(1 + 0.6 + 0.3 + 0.6 * 0.5)
     assert expected_tokens_per_pass(TreeTemplate.from_paths([]), rates) == 1.0  # root only: AR
+
+
+def test_batch_passes_are_the_slowest_rows():
+    """The simulation agrees with the closed form for one row, and a batch waits for its slowest row."""
+    chain = TreeTemplate.from_paths([(0,), (0, 0), (0, 0, 0)])
+    rate = lambda depth, rank: 0.5  # noqa: E731
+    one = expected_batch_passes(chain, rate, 2000, batch=1, sims=32)
+    assert 2000 / one == pytest.approx(expected_tokens_per_pass(chain, rate), rel=0.02)
+    assert expected_batch_passes(chain, rate, 200, batch=64, sims=16) > expected_batch_passes(chain, rate, 200, 1)
+    assert expected_batch_passes(TreeTemplate.from_paths([]), rate, 50, batch=8) == 50  # AR: one token a pass
 
 
 def test_step_costs_are_measured_once_and_kept_on_disk(tmp_path):
@@ -52,16 +62,15 @@ def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
     sizes = (1, 4, 16)
     for n in sizes:
         decoder = _decoder_for(n)
-        key = f"{device_key(decoder.backbone.device)}|tiny hawk|batch 2|cfg True|nodes {n}"
-        table.costs[key] = step_cost(n)
-    choice = choose_num_nodes(_decoder_for, [[0.9, 0.5]] * 8, 2, 2.0, "tiny hawk", table, sizes)
+        table.costs[step_key(decoder.backbone.device, "tiny", "hawk", n, 2, 2.0)] = step_cost(n)
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, sizes)
     assert isinstance(choice, SizeChoice) and choice.num_nodes == expected
     assert choice.estimates[1]["relative_speed"] == 1.0
 
 
 def test_a_real_measurement_is_cached(tmp_path):
     table = StepCostTable(tmp_path / "t.json")
-    choice = choose_num_nodes(_decoder_for, None, 1, 2.0, "tiny hawk", table, (1, 4))
+    choice = choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
     assert choice.num_nodes in (1, 4) and len(table.costs) == 2
     assert all(v > 0 for v in table.costs.values())
     assert torch.get_num_threads() >= 1
