@@ -24,8 +24,8 @@ from timing import median_seconds
 from e2e import big_model, report_header
 
 import hawk_kernels as hk
-from hawk_kernels import trainer
-from hawk_kernels.training import backbone_hidden
+from hawk_kernels.training import head_trainer as trainer
+from hawk_kernels.training.batch_losses import backbone_hidden
 
 BF16_PEAK_FLOPS = 989e12  # dense bf16 peak of an H100 / H200 SXM (datasheet; the same for both): not measured
 PROMPT_TOKENS = 64

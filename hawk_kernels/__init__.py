@@ -8,16 +8,11 @@ from .decoder import MODES, DecodeSession, HawkDecoder, HawkOutput
 from .grid import ImageGrid
 from .heads import DraftHeads, DraftHeadsConfig
 from .pipelines import load_pipeline
+from .pipelines.demo.pipeline import load_demo_pipeline
 from .target import SamplingConfig
 from .tree import TreeTemplate
 
-__all__ = ["MODES", "DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid", "SamplingConfig",
-           "TreeTemplate", "ops", "load_demo_pipeline", "load_pipeline"]
+__all__ = ["MODES", "DecodeSession", "DraftHeads", "DraftHeadsConfig", "HawkDecoder", "HawkOutput", "ImageGrid",
+           "SamplingConfig", "TreeTemplate", "ops", "load_demo_pipeline", "load_pipeline"]
 __version__ = "0.1.0"
 
-
-def load_demo_pipeline(*args, **kwargs):
-    """The bundled MNIST text-to-image model + trained heads (hawk_kernels.pipelines.demo)."""
-    from .pipelines.demo.pipeline import load_demo_pipeline as _load
-
-    return _load(*args, **kwargs)

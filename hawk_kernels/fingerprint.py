@@ -6,11 +6,13 @@ import hashlib
 
 import torch
 
+from .backbones.protocol import is_backbone
+
 
 def model_fingerprint(model) -> str:
     """sha256 (16 hex digits) over every parameter's name, shape and 64 strided values rounded to bfloat16, so
     the same checkpoint loaded in float32, float16 or bfloat16 gives the same fingerprint."""
-    model = getattr(model, "model", model) if not isinstance(model, torch.nn.Module) else model  # an adapter
+    model = model.model if is_backbone(model) else model  # an adapter: the model it adapts
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
         flat = param.detach().reshape(-1)

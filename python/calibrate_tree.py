@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import hawk_kernels as hk  # noqa: E402
-from hawk_kernels.calibration import JACOBI_CHAIN, calibrate  # noqa: E402
+from hawk_kernels.training.tree_calibration import JACOBI_CHAIN, calibrate  # noqa: E402
 from hawk_kernels.drafts import MODE_SOURCES  # noqa: E402
 from hawk_kernels.pipelines.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
 

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import hawk_kernels as hk  # noqa: E402
-from hawk_kernels.calibration import calibrate  # noqa: E402
+from hawk_kernels.training import calibrate  # noqa: E402
 from hawk_kernels.pipelines.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
 
 

@@ -9,7 +9,8 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels import cli
-from hawk_kernels.distill import distill, load_manifest, read_shard, shard_path
+from hawk_kernels.training import distill
+from hawk_kernels.training.shards import load_manifest, read_shard, shard_path
 
 PROMPTS = ["a handwritten digit seven", "the number 3", "digit eight"]
 KW = dict(images_per_prompt=2, batch_size=2, seed=5, progress=False)
@@ -45,6 +46,13 @@ def test_killed_and_resumed_equals_uninterrupted(pipe, tmp_path):
     assert (seq[:, full["body_start"]:] >= 0).all()
 
 
+def test_every_sample_has_its_own_seed(pipe, tmp_path):
+    """Samples of one prompt spread over shards never share an image seed (item k: seed + k), so none repeats."""
+    distill(pipe, PROMPTS[:1], tmp_path / "d", images_per_prompt=4, batch_size=2, seed=5, progress=False)
+    bodies = torch.cat([s["sequences"] for s in _shards(tmp_path / "d")])
+    assert len({tuple(row.tolist()) for row in bodies}) == 4
+
+
 def test_ranks_union_equals_one_process(pipe, tmp_path):
     distill(pipe, PROMPTS, tmp_path / "one", **KW)
     for rank in (0, 1):
@@ -67,6 +75,15 @@ def test_settings_mismatch_and_damaged_data(pipe, tmp_path):
         distill(pipe, PROMPTS[:1], tmp_path / "other", progress=False)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         load_manifest(tmp_path / "other")
+
+
+def test_token_id_prompts_give_the_samples_of_their_text(pipe, tmp_path):
+    """The demo takes input_ids as every pipeline does (its vocabulary's ids)."""
+    rows = pipe.prompt_rows(PROMPTS[:2], None, pipe.layout(None)).conditional
+    kw = dict(images_per_prompt=1, batch_size=2, seed=1, progress=False)
+    by_text, by_ids = distill(pipe, PROMPTS[:2], tmp_path / "text", **kw), distill(pipe, rows, tmp_path / "ids", **kw)
+    assert (by_text["settings"]["prompt_kind"], by_ids["settings"]["prompt_kind"]) == ("text", "ids")
+    assert _same(_shards(tmp_path / "text"), _shards(tmp_path / "ids"))
 
 
 def test_cli_distill(tmp_path, capsys):

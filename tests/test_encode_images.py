@@ -165,7 +165,7 @@ def test_demo_encode_of_decoded_generated_images_gives_back_their_tokens(demo):
     out = demo.generate(["a handwritten digit seven", "the number 3", "digit eight"], mode="ar", seed=0)
     tokens = demo.encode_images(out.images)
     assert tokens.dtype == torch.int64 and tokens.shape == (3, 14, 14)
-    assert torch.equal(tokens, out.output.image_tokens.cpu())  # vocabulary ids, as generated
+    assert torch.equal(tokens, out.image_tokens)  # vocabulary ids, as generated
     assert torch.equal(tokens - demo.vocab.image_lo, out.codes)
     assert torch.equal(demo.encode_images([out.images[0].convert("RGB")], size=28), tokens[:1])  # to grayscale
     every = torch.arange(demo.vq.num_codes).repeat(2)[: 2 * 196].reshape(2, 14, 14)  # every code, decoded

@@ -193,7 +193,7 @@ def test_cli_errors_are_one_line_and_come_first(argv, match, nothing_loads, caps
     argv = [str(tmp_path / "heads") if a == "OUT" else a for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("hawk") and match in err, err
+    assert len(err.splitlines()) == 1 and err.startswith("hawk: error: ") and match in err, err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only machine")

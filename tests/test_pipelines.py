@@ -14,8 +14,8 @@ from packaging.version import Version
 import hawk_kernels as hk
 from hawk_kernels.drafts import MODES
 from hawk_kernels.pipelines import load_pipeline
-from hawk_kernels.pipelines.cli import generate_command
-from hawk_kernels.trainer import TensorSequences, TrainConfig, evaluate_heads, train_heads
+from hawk_kernels.cli.generate import run as generate_command
+from hawk_kernels.training import TensorSequences, TrainConfig, evaluate_heads, train_heads
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_families import build_chameleon, build_emu3, build_janus
 
@@ -45,6 +45,20 @@ def _all_modes(pipe, size, **kw):
     return {mode: pipe.generate(PROMPTS, mode=mode, size=size, temperature=0, **kw) for mode in MODES}
 
 
+# --- seeds -----------------------------------------------------------------------------------------------
+def test_each_image_gets_its_own_seed_whatever_its_decoder_batch(pipes):
+    """Image i is sampled with seed + i (or seed[i]) although Janus decodes PROMPTS in two batches (CFG rows are
+    grouped by length): each image equals itself decoded alone with its seed."""
+    pipe = pipes["janus"]
+    both = pipe.generate_tokens(PROMPTS, mode="ar", seed=7)
+    assert len(both.outputs) == 2
+    for i, prompt in enumerate(PROMPTS):
+        alone = pipe.generate_tokens([prompt], mode="ar", seed=7 + i)
+        assert torch.equal(alone.image_tokens[0], both.image_tokens[i]), i
+    swapped = pipe.generate_tokens(PROMPTS[::-1], mode="ar", seed=[8, 7])
+    assert torch.equal(swapped.image_tokens, both.image_tokens.flip(0))
+
+
 # --- greedy = the family's own generation ----------------------------------------------------------------
 @pytest.mark.xfail(Version(transformers.__version__) < Version("5.25"), raises=TypeError, strict=True,
                    reason="transformers 5.17's own Janus image generate raises in _prepare_static_cache (missing "
@@ -62,7 +76,7 @@ def test_janus_greedy_equals_transformers_generate(pipes):
     for mode, out in outs.items():
         assert torch.equal(out.image_tokens.flatten(1), expected), mode
         assert torch.equal(out.codes, out.image_tokens)  # Janus image tokens are the codes
-    assert outs["hawk"].num_forward_passes <= outs["ar"].num_forward_passes
+    assert outs["hawk"].total_forward_passes <= outs["ar"].total_forward_passes
     decoded = pipe.model.decode_image_tokens(expected)  # [B, h, w, 3]
     assert torch.equal(outs["hawk"].pixels, decoded.permute(0, 3, 1, 2).float())
     reference = pipe.processor.postprocess(list(decoded.float().permute(0, 3, 1, 2)), return_tensors="PIL.Image.Image")
@@ -103,7 +117,7 @@ def test_emu3_greedy_equals_transformers_generate(pipes):
     for mode, out in outs.items():
         for got, prompt, want in zip(out.sequences, rows.conditional, expected):
             assert got[len(prompt):].tolist() == want[:-2].tolist(), mode  # ours stop at end-of-frame
-    assert outs["hawk"].num_forward_passes <= outs["ar"].num_forward_passes
+    assert outs["hawk"].total_forward_passes <= outs["ar"].total_forward_passes
     pixels = pipe.model.decode_image_tokens(image_tokens=torch.stack(expected), height=4, width=4)
     assert torch.equal(outs["hawk"].pixels, pixels.float())
     assert outs["hawk"].images[0].size == (32, 32)
@@ -222,7 +236,7 @@ def test_heads_train_save_load_and_decode(family, model_dirs, pipes, tmp_path):
     ar = loaded.generate_tokens(PROMPTS, mode="ar", size=size, temperature=0)
     hawk = loaded.generate_tokens(PROMPTS, mode="hawk", size=size, temperature=0)
     assert torch.equal(hawk.image_tokens, ar.image_tokens)
-    assert hawk.num_forward_passes < ar.num_forward_passes
+    assert hawk.total_forward_passes < ar.total_forward_passes
 
 
 def test_heads_saved_before_the_family_field_still_load(tmp_path):

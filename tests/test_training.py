@@ -1,7 +1,7 @@
 import torch
 
-from hawk_kernels.trainer import TensorSequences, TrainConfig, evaluate_heads, train_heads
-from hawk_kernels.training import head_targets
+from hawk_kernels.training import TensorSequences, TrainConfig, evaluate_heads, train_heads
+from hawk_kernels.training.batch_losses import head_targets
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 

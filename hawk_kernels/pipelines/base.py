@@ -9,14 +9,15 @@ not know the family.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..backbones import backbone_for
-from ..checks import as_float, as_int, token_tensor
-from ..decoder import MODES, HawkDecoder, HawkOutput
+from ..checks import as_float, as_int, image_seeds, token_tensor
+from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
 from ..fingerprint import model_fingerprint
@@ -37,13 +38,17 @@ class PromptRows:
 
 @dataclass
 class PipelineOutput:
+    """What `generate` returns, for every pipeline (the families and the bundled demo)."""
+
     images: list | None  # PIL.Image per prompt; None when the model has no pixel decoder here
     image_tokens: torch.Tensor  # [B, H, W] the family's own ids of the image (Janus: VQ codes; else vocabulary ids)
     codes: torch.Tensor  # [B, H, W] VQ codebook indices: what the pixel decoder reads
-    pixels: torch.Tensor | None  # [B, 3, h, w] float pixel decoder output (about [-1, 1])
+    pixels: torch.Tensor | None  # [B, C, h, w] float pixel decoder output (about [-1, 1])
     sequences: list[torch.Tensor]  # per image: its conditional prompt, the generated body, then the grid's
     #                                image-end token (Emu3: end-of-frame; Lumina-mGPT: <eoss>; Janus: none)
-    num_forward_passes: int  # target passes after prefill (summed over decoder batches)
+    num_tokens: list[int]  # per image: tokens generated (layout tokens and the image end included)
+    num_forward_passes: list[int]  # per image: target passes after prefill that committed its tokens
+    total_forward_passes: int  # target passes after prefill of the whole call (summed over decoder batches)
     tokens_per_pass: float  # body tokens committed per target pass, per image
     seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
     outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
@@ -52,6 +57,15 @@ class PipelineOutput:
     def step_engine(self) -> str:
         """How the steps ran ("CUDA graph", "eager", or eager with the reason a capture fell back)."""
         return "; ".join(dict.fromkeys(out.step_engine for out in self.outputs))
+
+    @property
+    def output(self) -> HawkOutput:
+        """Deprecated (the demo's old single output): `outputs`, one HawkOutput per decoder batch."""
+        warnings.warn("PipelineOutput.output is deprecated: use .outputs (one HawkOutput per decoder batch), or "
+                      ".tokens_per_pass and .step_engine", DeprecationWarning, stacklevel=2)
+        if len(self.outputs) != 1:
+            raise ValueError(f"output: this call ran {len(self.outputs)} decoder batches; read .outputs")
+        return self.outputs[0]
 
 
 class ImagePipeline:
@@ -77,15 +91,9 @@ class ImagePipeline:
 
     # --- heads ------------------------------------------------------------------------------------------
     def make_heads(self, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1) -> DraftHeads:
-        """Untrained heads sized for this model's image path: the shared image head where the family has a
-        linear one (lm_head rows), else a projection of their own over the image codes (Janus)."""
+        """Untrained heads sized for this model's image path (`heads_for`), on the pipeline's device."""
         backbone = self.backbone(self.layout(None))
-        shared = backbone.head_rows() is not None
-        dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
-        heads = DraftHeads(backbone.hidden_size, _output_vocab_size(backbone), num_horizontal, vertical_depth,
-                           num_layers, shared_lm_head=shared, image_token_range=backbone.grid.image_token_range,
-                           dtype=dtype, family=self.family, model_fingerprint=model_fingerprint(self.model))
-        return heads.to(self.device)
+        return heads_for(backbone, num_horizontal, vertical_depth, num_layers, family=self.family).to(self.device)
 
     def set_heads(self, heads: DraftHeads) -> None:
         """Use `heads` from now on; checked at once against this model (family, sizes, image codes)."""
@@ -104,62 +112,70 @@ class ImagePipeline:
             self._backbones[grid] = backbone_for(self.model, grid)
         return self._backbones[grid]
 
-    def decoder(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
+    def decoder(self, mode: str, grid: ImageGrid | None = None, num_nodes: int = DEFAULT_NUM_NODES) -> HawkDecoder:
+        """The pipeline's decoder for (mode, layout, tree nodes), built once; grid None: the default layout."""
+        if isinstance(grid, int) and not isinstance(grid, bool):  # the demo's old decoder(mode, num_nodes)
+            warnings.warn("decoder(mode, num_nodes) is deprecated: decoder(mode, grid, num_nodes) or "
+                          "decoder(mode, num_nodes=...)", DeprecationWarning, stacklevel=2)
+            grid, num_nodes = None, grid
+        grid = self.layout(None) if grid is None else grid
         key = (mode, grid, num_nodes)
         if key not in self._decoders:
             self._decoders[key] = self._new_decoder(mode, grid, num_nodes, self.heads)
         return self._decoders[key]
 
     def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
-        """Jacobi modes get their tree with its reserved chain (drafts.jacobi_template), as the demo's do."""
+        """Jacobi modes get their tree with its reserved chain (drafts.jacobi_template)."""
         heads, rates = heads if needs_heads(mode) else None, self.accept_rates.get(mode)
         return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes, accept_rates=rates,
                            tree=jacobi_template(mode, heads, num_nodes, rates))
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
-                 temperature: float | None = None, top_k: int | None = None, seed: int = 0,
-                 num_nodes: int | None = None, progress: bool = False) -> PipelineOutput:
+                 temperature: float | None = None, top_k: int | None = None, seed: int | list[int] = 0,
+                 num_nodes: int | None = None, progress: bool = False, top_p: float | None = None,
+                 decoder: HawkDecoder | None = None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
         image starts, as the family's own generation expects them) -> images. None picks the family default
-        (`defaults`); temperature=0 is greedy. Every argument is checked before any model work."""
+        (`defaults`); temperature=0 is greedy. seed: image i gets seed + i (or seed[i] from a list), whatever
+        decoder batch it runs in. Every argument is checked before any model work. decoder: see generate_tokens."""
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
-                                   progress)
+                                   progress, decoder, top_p)
         out.pixels = self.decode_pixels(out.codes)
-        out.images = None if out.pixels is None else to_pil(out.pixels, *pixel_statistics(self.processor))
+        out.images = None if out.pixels is None else self.to_images(out.pixels)
         return out
 
     @torch.no_grad()
     def generate_tokens(self, prompts=None, input_ids=None, mode: str = "hawk", size=None,
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                        seed: int = 0, num_nodes: int | None = None, progress: bool = False,
-                        decoder: HawkDecoder | None = None) -> PipelineOutput:
+                        seed: int | list[int] = 0, num_nodes: int | None = None, progress: bool = False,
+                        decoder: HawkDecoder | None = None, top_p: float | None = None) -> PipelineOutput:
         """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
         the pipeline's own for (mode, size, num_nodes)."""
-        grid, sampling, own = self._prepare(mode, size, cfg_scale, temperature, top_k, num_nodes)
+        grid, sampling, own = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p, num_nodes)
         decoder = decoder or own
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
+        seeds = image_seeds("seed", seed, len(rows.conditional))
         start = time.perf_counter()
         outputs, order = [], []
         for members in _batches(rows, sampling.uses_cfg):
             ids, mask, negative = _stack(rows, members, sampling.uses_cfg, self.device)
             outputs.append(decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
-                                            seed=seed, attention_mask=mask, progress=progress))
+                                            top_p=sampling.top_p, seed=[seeds[i] for i in members], attention_mask=mask,
+                                            progress=progress))
             order.extend(members)
         return self._collect(outputs, order, rows, time.perf_counter() - start)
 
-    def _prepare(self, mode, size, cfg_scale, temperature, top_k, num_nodes):
-        if mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if needs_heads(mode) and self.heads is None:
+    def _prepare(self, mode, size, cfg_scale, temperature, top_k, top_p, num_nodes):
+        if needs_heads(mode) and self.heads is None:  # needs_heads checks the mode name
             raise ValueError(f"heads: mode={mode!r} needs draft heads: load_pipeline(model_dir, heads=DIR or "
                              f"pipe.make_heads()), or mode='ar'")
         top_k = self._default(top_k, "top_k")
         sampling = SamplingConfig(as_float("cfg_scale", self._default(cfg_scale, "cfg_scale")),
                                   as_float("temperature", self._default(temperature, "temperature"), 0),
-                                  None if top_k is None else as_int("top_k", top_k, 1))
+                                  None if top_k is None else as_int("top_k", top_k, 1), self._default(top_p, "top_p"))
         grid = self.layout(size)
         return grid, sampling, self.decoder(mode, grid, DEFAULT_NUM_NODES if num_nodes is None else num_nodes)
 
@@ -177,15 +193,17 @@ class ImagePipeline:
                                  f"token image they exceed the model's max_position_embeddings={limit}")
 
     def _collect(self, outputs: list[HawkOutput], order: list[int], rows: PromptRows, seconds: float):
-        inverse = torch.argsort(torch.tensor(order))
+        """The decoder batches' outputs -> one PipelineOutput in prompt order (batches group rows by shape)."""
+        inverse = torch.argsort(torch.tensor(order)).tolist()
         image_tokens = torch.cat([out.image_tokens.cpu() for out in outputs])[inverse]
         generated = [g for out in outputs for g in out.generated.cpu()]
+        passes = [sum(1 for step in out.accepted_lengths if step[row] > 0)
+                  for out in outputs for row in range(out.generated.shape[0])]
         sequences = [torch.cat([torch.tensor(rows.conditional[row]), generated[k]]) for k, row in enumerate(order)]
-        passes = sum(out.num_forward_passes for out in outputs)
         committed = sum(sum(map(sum, out.accepted_lengths)) for out in outputs)
-        row_passes = sum(sum(1 for step in out.accepted_lengths for n in step if n > 0) for out in outputs)
-        return PipelineOutput(None, image_tokens, self.codes(image_tokens), None,
-                              [sequences[i] for i in inverse.tolist()], passes, committed / max(1, row_passes),
+        return PipelineOutput(None, image_tokens, self.codes(image_tokens), None, [sequences[i] for i in inverse],
+                              [len(generated[i]) for i in inverse], [passes[i] for i in inverse],
+                              sum(out.num_forward_passes for out in outputs), committed / max(1, sum(passes)),
                               seconds, outputs)
 
     # --- family hooks ---------------------------------------------------------------------------------------
@@ -211,6 +229,10 @@ class ImagePipeline:
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
         """[B, H, W] codes -> [B, 3, h, w] pixels (about [-1, 1]); None when no pixel decoder is available."""
         raise NotImplementedError
+
+    def to_images(self, pixels: torch.Tensor) -> list:
+        """decode_pixels' output -> PIL images: RGB, with the saved image processor's statistics (`to_pil`)."""
+        return to_pil(pixels, *pixel_statistics(self.processor))
 
     def encode_images(self, images, size=None) -> torch.Tensor:
         """Real images -> the image tokens this model generates for such images: [B, H, W] int64 on the CPU, in
@@ -264,8 +286,16 @@ def exactly_one(prompts, input_ids) -> None:
         raise ValueError("prompts, input_ids: expected exactly one of them (text prompts, or token ids)")
 
 
-def _output_vocab_size(backbone) -> int:
-    return getattr(backbone, "output_vocab_size", backbone.vocab_size)
+def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,
+              family: str | None = None) -> DraftHeads:
+    """Untrained heads sized for `backbone`'s image path: sharing its image head where it has a linear one
+    (head_rows), else a projection of their own over the image codes (Janus); float32 (float64 for a float64
+    model); bound to the model's fingerprint and, where given, its family."""
+    dtype = torch.float64 if backbone.dtype == torch.float64 else torch.float32
+    return DraftHeads(backbone.hidden_size, getattr(backbone, "output_vocab_size", backbone.vocab_size),
+                      num_horizontal, vertical_depth, num_layers, shared_lm_head=backbone.head_rows() is not None,
+                      image_token_range=backbone.grid.image_token_range, dtype=dtype, family=family,
+                      model_fingerprint=model_fingerprint(backbone))
 
 
 def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:

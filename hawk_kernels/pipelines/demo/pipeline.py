@@ -1,5 +1,6 @@
-"""The bundled default pipeline: plain-English prompt -> digit image, with any decoding mode (drafts.MODES: AR,
-Medusa, vertical, Hawk, Jacobi without heads, Hawk + Jacobi).
+"""The bundled default pipeline: plain-English prompt -> 28x28 digit image, with any decoding mode (drafts.MODES:
+AR, Medusa, vertical, Hawk, Jacobi without heads, Hawk + Jacobi). It is an ImagePipeline like the model families
+(pipelines/base.py): the same `generate`, `decoder`, `layout` and `PipelineOutput`.
 
     pipe = hawk_kernels.load_demo_pipeline()
     out = pipe.generate(["a handwritten digit seven"], mode="hawk", seed=0)
@@ -7,18 +8,16 @@ Medusa, vertical, Hawk, Jacobi without heads, Hawk + Jacobi).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...checks import as_device, text_prompts
-from ...decoder import HawkDecoder, HawkOutput
-from ...drafts import jacobi_template
+from ...grid import ImageGrid
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
-from ..base import fit_images
+from ..base import ImagePipeline, PromptRows, exactly_one, fit_images, id_rows
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
@@ -26,78 +25,59 @@ DEFAULT_PROMPTS = ("a handwritten digit zero", "the number 3", "a picture of a f
                    "digit eight", "a handwritten digit two")
 
 
-@dataclass
-class DemoOutput:
-    images: list  # PIL.Image per prompt (28x28, grayscale)
-    codes: torch.Tensor  # [B, 14, 14] VQ code ids
-    num_tokens: list[int]  # tokens generated per image, layout tokens included
-    num_forward_passes: list[int]  # target passes after prefill, per image
-    seconds: float  # wall time of the whole batch
-    output: HawkOutput
+class DemoPipeline(ImagePipeline):
+    """The bundled MNIST model: prompts in the demo's words (`vocab`), one 14x14-code layout, PatchVQ pixels."""
 
+    family = "demo"  # what data sets and heads made with this model record (training.distillation.model_identity)
+    model_class = "LlamaForCausalLM"
+    defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=None)
 
-class DemoPipeline:
-    family = "demo"  # what data sets and heads made with this model record (distill.model_identity)
-    defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=None)  # generate()'s, named as the families name theirs
+    def __init__(self, model, vq, vocab, heads: DraftHeads | None = None, accept_rates: dict | None = None):
+        self.vq, self.vocab = vq, vocab
+        self.grid = demo_image_grid(vocab)  # the one layout
+        super().__init__(model, None, heads, accept_rates, model_dir=ASSET_DIR)
 
-    def __init__(self, model, heads: DraftHeads | None, vq, vocab, device, accept_rates: dict | None = None):
-        self.model, self.heads, self.vq, self.vocab, self.device = model, heads, vq, vocab, torch.device(device)
-        # measured acceptance per (depth, rank) for each mode (python/calibrate_tree.py): shapes the trees
-        self.accept_rates = accept_rates or {}
-        self.grid = demo_image_grid(vocab)
-        self._decoders: dict = {}
+    def layout(self, size=None) -> ImageGrid:
+        """The one layout (size None, 28 or (28, 28))."""
+        return demo_layout(self.vq, self.vocab, size)
 
-    def decoder(self, mode: str, num_nodes: int = 32) -> HawkDecoder:
-        """The pipeline's decoder for (mode, num_nodes); Jacobi modes ("jacobi" needs no heads) get their tree
-        with its reserved chain (drafts.jacobi_template)."""
-        key = (mode, num_nodes)
-        if key not in self._decoders:
-            rates = self.accept_rates.get(mode)
-            self._decoders[key] = HawkDecoder(self.model, self.heads, self.grid, mode=mode, num_nodes=num_nodes,
-                                              accept_rates=rates,
-                                              tree=jacobi_template(mode, self.heads, num_nodes, rates))
-        return self._decoders[key]
+    def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
+        """Prompts in the demo's words (unknown words raise), or token-id rows; CFG's branch is the
+        unconditional prompt (image start alone)."""
+        exactly_one(prompts, input_ids)
+        if prompts is not None:
+            rows, argument = [self.vocab.encode_prompt(p) for p in text_prompts("prompts", prompts)], "prompts"
+        else:
+            rows, argument = id_rows(input_ids, self.vocab.vocab_size), "input_ids"
+        return PromptRows(rows, [self.vocab.unconditional_prompt()] * len(rows), argument)
 
     def encode(self, prompts):
-        ids = [self.vocab.encode_prompt(p) for p in prompts]
+        """Text prompts -> (ids [B, L] left-padded with the pad token, attention mask [B, L]) on the device, for
+        driving a decoder directly (`pipe.decoder(mode).start(ids, attention_mask=mask, ...)`)."""
+        ids = self.prompt_rows(prompts, None, self.grid).conditional
         width = max(map(len, ids))
         tokens = torch.tensor([[self.vocab.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
         return tokens, mask
 
-    @torch.no_grad()
-    def generate(self, prompts, mode: str = "hawk", seed: int = 0, cfg_scale: float = 3.0,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 num_nodes: int = 32, progress: bool = False, decoder: HawkDecoder | None = None) -> DemoOutput:
-        """decoder: decode with this HawkDecoder (e.g. an exploratory tree for calibration) instead of the
-        pipeline's own for (mode, num_nodes)."""
-        prompts = text_prompts("prompts", prompts)
-        tokens, mask = self.encode(prompts)
-        negative = torch.tensor([self.vocab.unconditional_prompt()], device=self.device)
-        start = time.perf_counter()
-        decoder = decoder or self.decoder(mode, num_nodes)
-        out = decoder.generate(
-            tokens, attention_mask=mask, negative_input_ids=negative if cfg_scale != 1.0 else None,
-            cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, progress=progress)
-        seconds = time.perf_counter() - start
-        codes = (out.image_tokens - self.vocab.image_lo).cpu()
+    def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        return (image_tokens - self.vocab.image_lo).cpu()
+
+    def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, 14, 14] codes -> [B, 1, 28, 28] grayscale pixels in [-1, 1] (PatchVQ's uint8 / 127.5 - 1)."""
+        return torch.from_numpy(self.vq.decode(codes)).float()[:, None] / 127.5 - 1
+
+    def to_images(self, pixels: torch.Tensor) -> list:
+        """[B, 1, 28, 28] pixels -> grayscale ("L") PIL images, exactly PatchVQ's uint8 pixels."""
         from PIL import Image
 
-        images = [Image.fromarray(img) for img in self.vq.decode(codes)]
-        passes = [sum(1 for step in out.accepted_lengths if step[row] > 0) for row in range(len(prompts))]
-        return DemoOutput(images, codes, [out.generated.shape[1]] * len(prompts), passes, seconds, out)
-
-    def layout(self, size=None):
-        """The one layout (size None, 28 or (28, 28)), as family pipelines' layout(size) answers."""
-        side = self.vq.image_size
-        if size not in (None, side, (side, side)):
-            raise ValueError(f"size: the demo model generates {side}x{side} px images only, got {size!r}")
-        return self.grid
+        values = ((pixels[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        return [Image.fromarray(image) for image in values]
 
     def encode_images(self, images, size=None) -> torch.Tensor:
         """Real images -> the image tokens this model generates: [B, 14, 14] int64 on the CPU, vocabulary ids
-        (PatchVQ code + vocab.image_lo, what `output.image_tokens` holds). `images`: a non-empty list or tuple of
-        PIL images; each is converted to grayscale, center-cropped to a square and resized to 28 x 28
+        (PatchVQ code + vocab.image_lo, what `PipelineOutput.image_tokens` holds). `images`: a non-empty list or
+        tuple of PIL images; each is converted to grayscale, center-cropped to a square and resized to 28 x 28
         (`fit_images`), then PatchVQ-encoded. size: None or 28 (the one layout)."""
         self.layout(size)
         side = self.vq.image_size
@@ -105,11 +85,19 @@ class DemoPipeline:
         return self.vq.encode(pixels) + self.vocab.image_lo
 
 
+def demo_layout(vq, vocab, size=None) -> ImageGrid:
+    """The demo's one layout, for size None, 28 or (28, 28) px (the VQ's image size); ValueError otherwise."""
+    side = vq.image_size
+    if size not in (None, side, (side, side)):
+        raise ValueError(f"size: the demo model has one layout ({side}x{side} px), got {size!r}")
+    return demo_image_grid(vocab)
+
+
 def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                        heads: str | Path | DraftHeads | None = None) -> DemoPipeline:
     """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads: a directory of
-    heads to use instead of the bundled ones (with the tree_rates.json measured with them, if any), or a
-    DraftHeads (generic tree priors)."""
+    heads to use instead of the bundled ones (`hawk train-heads --out DIR`; with the tree_rates.json measured
+    with them, if any), or a DraftHeads (generic tree priors)."""
     device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
@@ -120,7 +108,17 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
     model = load_demo_backbone(dtype=dtype, device=device)
     vq, vocab = load_demo_tokenizer()
     if isinstance(heads, DraftHeads):
-        return DemoPipeline(model, heads.to(device), vq, vocab, device, None)
+        return DemoPipeline(model, vq, vocab, heads.to(device))
     heads_dir = Path(heads) if heads is not None else HEADS_DIR
     loaded = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
-    return DemoPipeline(model, loaded, vq, vocab, device, load_accept_rates(heads_dir) if loaded else None)
+    return DemoPipeline(model, vq, vocab, loaded, load_accept_rates(heads_dir) if loaded else None)
+
+
+def __getattr__(name: str):
+    if name == "DemoOutput":  # the demo's old output type: the demo now returns what every pipeline returns
+        from ..base import PipelineOutput
+
+        warnings.warn("DemoOutput is deprecated: the demo returns PipelineOutput (hawk_kernels.pipelines)",
+                      DeprecationWarning, stacklevel=2)
+        return PipelineOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

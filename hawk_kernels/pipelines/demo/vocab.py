@@ -151,15 +151,6 @@ class DemoVocab:
             rows.append([t - IMAGE_LO for t in row])
         return rows
 
-    def id_to_token(self, i: int) -> str:
-        if 0 <= i < IMAGE_LO:
-            return SPECIAL_TOKENS[i]
-        if self.image_lo <= i < self.image_hi:
-            return f"<img_{i - IMAGE_LO}>"
-        if self.words_lo <= i < self.vocab_size:
-            return self.words[i - self.words_lo]
-        raise ValueError(f"id {i} outside vocab [0, {self.vocab_size})")
-
     def constants(self) -> dict:
         return {"vocab_size": self.vocab_size, "pad_id": PAD, "bos_id": BOS, "image_start_id": IMAGE_START,
                 "image_end_id": IMAGE_END, "row_end_id": ROW_END, "image_lo": self.image_lo,

@@ -1,0 +1,49 @@
+"""Command line `hawk`, one module per command: `demo` (also `python -m hawk_kernels`), `generate`, `distill`,
+`train_heads`; `common` holds what they share (the error type and prefix, the help formatter, argument types,
+output checks) and `models` the choice between --demo and --model DIR.
+
+Every input the command line alone can judge is checked before any model loads; an error is one line on
+stderr starting with "hawk: error: " and exit code 2. Nothing is written into the installed package, and an
+existing output is replaced only with --overwrite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import __version__
+from . import demo, distill, generate, train_heads
+from .common import ERROR_PREFIX, HelpFormatter, Parser, UsageError
+
+COMMANDS = (demo, generate, distill, train_heads)  # each adds its subparser, whose args call its run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="hawk", description="Hawk: exact speculative decoding for autoregressive image models",
+                    formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hawk_kernels {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run `hawk` with `argv` (default: sys.argv[1:]); returns the exit code (2: a bad input, one line on stderr;
+    HAWK_TRACEBACK=1 raises instead of printing a line for errors from inside the library)."""
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as exc:
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, ImportError, FloatingPointError) as exc:
+        if args is None or os.environ.get("HAWK_TRACEBACK"):
+            raise
+        print(f"{ERROR_PREFIX}{exc} (HAWK_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
+
+
+__all__ = ["ERROR_PREFIX", "UsageError", "build_parser", "main"]

@@ -1,0 +1,107 @@
+"""What every `hawk` command shares: the one error type and prefix, the parser and help formatter (each default
+shown once), number and size arguments, output-path checks, devices."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..checks import as_device
+
+ERROR_PREFIX = "hawk: error: "  # every command-line error is one line on stderr starting with this
+
+
+class UsageError(ValueError):
+    """A bad command-line input: printed as one line after ERROR_PREFIX, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; we print one line
+        raise UsageError(message)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to an option's help unless the help already says its default or there is none to
+    say (None, a flag's False): a None default that means something is written into the help itself."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if nothing or "(default:" in help_text or "%(default)" in help_text:
+            return help_text
+        return help_text + " (default: %(default)s)"
+
+
+def add_command(subparsers, name: str, run, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand whose parsed args call `run(args)`."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def number(kind, low=None, high=None, low_open: bool = False, name: str = "value"):
+    """An argparse type: `kind` (int/float) within bounds, with a message naming the bounds."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected {bound}" + (f" and <= {high}" if high is not None else "")
+                                             + f", got {text}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+SEED = number(int, 0, 2**64 - 1, name="seed")
+
+
+def pixel_size(text: str):
+    """'768' -> 768; '512x768' -> (512, 768) as (height, width)."""
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected N or HxW in pixels, got {text!r}")
+    height = int(match.group(1))
+    return height if match.group(2) is None else (height, int(match.group(2)))
+
+
+def check_parent(flag: str, path) -> Path:
+    """The directory `path` would be written into must exist: UsageError naming the file that stands where a
+    directory should, or the missing directory."""
+    parent = Path(path).parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{flag}: {str(existing)!r} is a file, not a directory")
+    if not parent.is_dir():
+        raise UsageError(f"{flag}: directory {str(parent)!r} does not exist")
+    return Path(path)
+
+
+def check_out_dir(flag: str, path) -> Path:
+    """An output directory: absent (then made later) or a writable directory, in an existing directory."""
+    out = check_parent(flag, path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag}: {str(path)!r} exists and is not a directory")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UsageError(f"{flag}: {str(path)!r} is not writable")
+    return out
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def rank_device(device: str | None) -> torch.device:
+    """--device, or CUDA when available; under torchrun each rank takes the GPU LOCAL_RANK."""
+    device = as_device("--device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device

@@ -1,0 +1,97 @@
+"""`hawk distill`: training sequences for draft heads, sampled by the model itself (AR, its default sampling and
+CFG) from --prompts or --input-ids, or your own --images through the model's VQ encoder; resumable shards
+(training/distillation.py), split over ranks under torchrun."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .common import SEED, UsageError, add_command, check_parent, number, pixel_size, plural, rank_device
+from .models import add_model_arguments, model_choice
+
+
+def add_parser(subparsers) -> None:
+    s = add_command(subparsers, "distill", run,
+                    "training sequences for draft heads: sampled from the model itself (AR mode), or your own "
+                    "images through the model's VQ encoder; resumable shards")
+    add_model_arguments(s, "a Janus, Emu3 or Lumina-mGPT checkpoint directory (loaded offline)")
+    s.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (self-distillation)")
+    s.add_argument("--input-ids", metavar="FILE", help="JSON file: a list of token-id lists, one per prompt (a model "
+                                                       "saved without its tokenizer; each row as the pipeline's "
+                                                       "input_ids takes it)")
+    s.add_argument("--images", metavar="DIR",
+                   help="directory of images, each with a same-stem .txt caption (cat.png + cat.txt)")
+    s.add_argument("--images-per-prompt", type=number(int, 1), default=1, help="samples of each prompt")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="data directory (a rerun with the same settings resumes it)")
+    s.add_argument("--batch-size", type=number(int, 1), default=16, help="images per decoder batch and per shard")
+    s.add_argument("--seed", type=SEED, default=0,
+                   help="image k (prompt p, sample i: k = p * images-per-prompt + i) is sampled with seed + k")
+    s.add_argument("--cfg", type=number(float, 0.0), default=None, help="CFG scale (default: the model's; demo 3)")
+    s.add_argument("--temperature", type=number(float, 0.0), default=None,
+                   help="0 samples greedily (default: the model's, 1)")
+    s.add_argument("--top-k", type=number(int, 1), default=None,
+                   help="keep the k most likely codes (default: the model's)")
+    s.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the model's)")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
+                                                  "torchrun each rank takes GPU LOCAL_RANK)")
+    s.add_argument("--threads", type=number(int, 1), default=1, help="CPU threads for torch")
+    s.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
+
+
+def run(args) -> int:
+    from ..training.distillation import distill, distill_images, image_files
+
+    model = model_choice(args)
+    if (args.prompts is None) + (args.images is None) + (args.input_ids is None) != 2:
+        raise UsageError("give --prompts FILE or --input-ids FILE (self-distillation), or --images DIR (your own "
+                         "images): one of them")
+    if args.images is not None and args.images_per_prompt != 1:
+        raise UsageError("--images-per-prompt: 1 with --images (each image is one sequence)")
+    model.check_inputs(size=args.size)
+    if args.images is not None:
+        prompts = image_files(args.images)[1]
+    else:
+        prompts = read_prompts(args.prompts) if args.prompts is not None else read_input_ids(args.input_ids)
+    model.check_inputs(prompts)
+    out = check_parent("--out", args.out)
+    torch.set_num_threads(args.threads)
+    pipe = model.load(rank_device(args.device), dtype=args.dtype)
+    common = dict(batch_size=args.batch_size, size=args.size, overwrite=args.overwrite)
+    if args.images is not None:
+        manifest = distill_images(pipe, args.images, out, **common)
+    else:
+        manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
+                           temperature=args.temperature, top_k=args.top_k, **common)
+    settings = manifest["settings"]
+    print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
+          f"{plural(manifest['num_shards'], 'shard')} under {out}")
+    return 0
+
+
+def read_prompts(path: str) -> list[str]:
+    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--prompts: no such file {path!r}")
+    prompts = [line.strip() for line in Path(path).read_text().splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise UsageError(f"--prompts: {path!r} holds no prompt (one per line)")
+    return prompts
+
+
+def read_input_ids(path: str) -> list[list[int]]:
+    """A JSON file holding a list of token-id lists, one per prompt."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--input-ids: no such file {path!r}")
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input-ids: {path!r} is not JSON ({exc})") from None
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(row, list) and row and all(isinstance(t, int) and t >= 0 for t in row) for row in rows):
+        raise UsageError(f"--input-ids: {path!r} must hold a non-empty JSON list of non-empty lists of token ids")
+    return rows

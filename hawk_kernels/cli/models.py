@@ -1,0 +1,172 @@
+"""The model a command runs on: `--demo` (the bundled model) or `--model DIR` (a checkpoint directory), one of
+them. The command line decides which here, once (`model_choice`); a command then holds an ImagePipeline and
+never asks which model it has. What can be judged before the model loads (the demo's prompt words and layout,
+the checkpoint directory) is checked by the choice itself."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .common import UsageError, number
+
+
+def add_model_arguments(parser, model_help: str, demo_help: str = "the bundled model") -> None:
+    parser.add_argument("--demo", action="store_true", help=demo_help)
+    parser.add_argument("--model", metavar="DIR", help=model_help)
+    parser.add_argument("--dtype", default=None,
+                        help="float32, bfloat16, ... (default: the checkpoint's; the demo's float32)")
+
+
+def add_layout_arguments(parser) -> None:
+    """The image layout of a plain causal LM trained from a token file (train-heads --model DIR --data FILE)."""
+    parser.add_argument("--height", type=number(int, 1), help="with a --data file: image rows (tokens)")
+    parser.add_argument("--width", type=number(int, 1), help="with a --data file: image codes per row")
+    parser.add_argument("--row-end", type=number(int, 0), default=None,
+                        help="with a --data file: the row-end token id (default: none, no row-end token)")
+    parser.add_argument("--image-range", type=number(int, 0), nargs=2, metavar=("LO", "HI"),
+                        help="with a --data file: image code ids [LO, HI)")
+
+
+@dataclass
+class TrainingSet:
+    """Sequences held in memory with the backbone they train heads for (train-heads without a distilled --data)."""
+
+    backbone: object
+    family: str | None  # what the heads record (None: a plain causal LM)
+    train: object  # TensorSequences
+    held_out: object
+
+
+class BundledModel:
+    """--demo: the bundled MNIST text-to-image model."""
+
+    def check_inputs(self, prompts=None, size=None) -> None:
+        """Prompt words and the layout, from the demo's tokenizer alone (the model does not load)."""
+        from ..pipelines.demo.model import load_demo_tokenizer
+        from ..pipelines.demo.pipeline import demo_layout
+
+        vq, vocab = load_demo_tokenizer()
+        try:
+            demo_layout(vq, vocab, size)
+            for prompt in prompts or ():
+                if isinstance(prompt, str):
+                    vocab.encode_prompt(prompt)  # unknown words fail here
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from None  # "size: ..." -> "--size: ..."
+
+    def load(self, device, heads=None, dtype=None):
+        from ..pipelines.demo import pipeline  # looked up at call time: tests replace load_demo_pipeline
+
+        return pipeline.load_demo_pipeline(device=device, heads=heads, dtype=_torch_dtype(dtype) or torch.float32)
+
+    def training_set(self, args, device) -> TrainingSet:
+        """The MNIST digits (train and held-out splits) as sequences for the bundled model."""
+        from ..pipelines.demo.training_data import demo_sequences
+        from ..training import TensorSequences
+
+        if args.data is not None:
+            raise UsageError("--data: with --demo, a directory made by `hawk distill` (or none: the MNIST digits)")
+        print("loading the bundled model and the MNIST digits...", flush=True)
+        pipe = self.load(device, dtype=args.dtype)
+        vq, vocab = pipe.vq, pipe.vocab
+        print("encoding the digits into VQ codes (train and held-out splits)...", flush=True)
+        train, body_start = demo_sequences(vq, vocab, "train", seed=args.seed)
+        held, _ = demo_sequences(vq, vocab, "heldout", seed=args.seed)
+        return TrainingSet(pipe.backbone(pipe.layout(None)), pipe.family,
+                           TensorSequences(train, body_start, vocab.pad_id),
+                           TensorSequences(held, body_start, vocab.pad_id))
+
+
+class CheckpointModel:
+    """--model DIR: a checkpoint directory, loaded offline."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def check_inputs(self, prompts=None, size=None) -> None:
+        """Nothing to judge before loading: prompts go through the processor saved with the checkpoint."""
+
+    def load(self, device, heads=None, dtype=None):
+        from ..pipelines import load_pipeline
+
+        print(f"loading {self.directory}...", flush=True)
+        return load_pipeline(self.directory, heads=heads, device=device, dtype=dtype)
+
+    def training_set(self, args, device) -> TrainingSet:
+        """A torch file of sequences (--data) for any transformers causal LM, its layout from --height,
+        --width, --image-range and --row-end; a tenth of the sequences is held out."""
+        from transformers import AutoModelForCausalLM
+
+        from ..backbones import backbone_for
+        from ..training import TensorSequences
+
+        sequences, body_start, pad_id, grid = _token_file(args)
+        print(f"loading {self.directory}...", flush=True)
+        dtype = {} if args.dtype is None else dict(dtype=_torch_dtype(args.dtype))
+        model = AutoModelForCausalLM.from_pretrained(self.directory, local_files_only=True, **dtype)
+        split = max(1, sequences.shape[0] // 10)
+        return TrainingSet(backbone_for(model.eval().to(device), grid), None,
+                           TensorSequences(sequences[split:], body_start, pad_id),
+                           TensorSequences(sequences[:split], body_start, pad_id))
+
+
+def model_choice(args):
+    """--demo or --model DIR (exactly one; a directory holding config.json) -> BundledModel or CheckpointModel."""
+    if args.demo == (args.model is not None):
+        raise UsageError("give --demo (the bundled model) or --model DIR, one of them")
+    if args.demo:
+        return BundledModel()
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json); models load from "
+                         f"local directories only")
+    return CheckpointModel(args.model)
+
+
+def _torch_dtype(name):
+    if name is None or isinstance(name, torch.dtype):
+        return name
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"--dtype: expected a torch dtype name such as float32 or bfloat16, got {name!r}")
+    return dtype
+
+
+def _token_file(args):
+    """--data FILE with the layout flags -> (sequences [N, L], body_start, pad_id, ImageGrid), all checked."""
+    from ..grid import ImageGrid
+
+    missing = [flag for flag, value in (("--data", args.data), ("--height", args.height), ("--width", args.width),
+                                        ("--image-range", args.image_range)) if value is None]
+    if missing:
+        raise UsageError(f"with --model, give {', '.join(missing)} (or --data DIR made by hawk distill)")
+    sequences, body_start, pad_id = _load_token_file(args.data)
+    try:
+        grid = ImageGrid(height=args.height, width=args.width, row_end_token=args.row_end,
+                         image_token_range=tuple(args.image_range))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"grid: {exc}") from None
+    if sequences.shape[1] < body_start + grid.num_body_tokens:
+        raise UsageError(f"--data: sequences of length {sequences.shape[1]} cannot hold body_start {body_start} "
+                         f"+ {grid.num_body_tokens} image tokens ({args.height} x {grid.row_stride})")
+    return sequences, body_start, pad_id, grid
+
+
+def _load_token_file(path: str):
+    if not os.path.isfile(path):
+        raise UsageError(f"--data: no such file {path!r}")
+    data = torch.load(path, weights_only=True)
+    if not isinstance(data, dict):
+        raise UsageError(f"--data: expected a dict {{'sequences': LongTensor [N, L], 'body_start': int, "
+                         f"'pad_id': int or None}}, got {type(data).__name__}")
+    for key in ("sequences", "body_start"):
+        if key not in data:
+            raise UsageError(f"--data: missing key {key!r} (has {sorted(data)})")
+    sequences = data["sequences"]
+    if not isinstance(sequences, torch.Tensor) or sequences.dim() != 2 or sequences.dtype.is_floating_point:
+        raise UsageError(f"--data: 'sequences' must be an integer tensor [N, L], got "
+                         f"{getattr(sequences, 'dtype', type(sequences).__name__)} {tuple(getattr(sequences, 'shape', ()))}")
+    if sequences.shape[0] < 2:
+        raise UsageError(f"--data: need at least 2 sequences (one is held out), got {sequences.shape[0]}")
+    return sequences.long(), int(data["body_start"]), data.get("pad_id")

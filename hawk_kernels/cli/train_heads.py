@@ -1,0 +1,150 @@
+"""`hawk train-heads`: horizontal + vertical draft heads on a frozen model (training/head_trainer.py).
+
+Three data sources: a `hawk distill` directory (--data DIR: streamed, DDP under torchrun, checkpoints, --resume,
+then the tree rates measured beside the heads); the MNIST digits for the bundled model (--demo without --data);
+a torch file of sequences for any transformers causal LM (--model DIR --data FILE with the layout flags).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .common import SEED, UsageError, add_command, check_parent, number, plural, rank_device
+from .models import add_layout_arguments, add_model_arguments, model_choice
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed hawk_kernels: never written into
+
+
+def add_parser(subparsers) -> None:
+    t = add_command(subparsers, "train-heads", run, "train horizontal + vertical heads on a frozen backbone")
+    add_model_arguments(t, "a checkpoint directory (loaded offline): a Janus, Emu3 or Lumina-mGPT model with "
+                           "--data DIR; any transformers causal LM with a --data file",
+                        demo_help="the bundled model (without --data: its MNIST digits, needs hawk_kernels[train])")
+    t.add_argument("--data", metavar="DIR|FILE",
+                   help="a `hawk distill` directory (streamed; DDP under torchrun), or a torch file "
+                        "{'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
+    add_layout_arguments(t)
+    t.add_argument("--horizontal", type=number(int, 0), default=4, help="horizontal heads")
+    t.add_argument("--vertical", type=number(int, 0), default=2, help="vertical heads")
+    t.add_argument("--layers", type=number(int, 1), default=1, help="ResBlocks per head")
+    t.add_argument("--epochs", type=number(int, 1), default=4, help="passes over the training sequences")
+    t.add_argument("--lr", type=number(float, 0.0, low_open=True), default=3e-3, help="peak learning rate")
+    t.add_argument("--batch-size", type=number(int, 1), default=32,
+                   help="sequences per optimiser step, over all processes")
+    t.add_argument("--seed", type=SEED, default=0, help="seed of the data order (and of the MNIST prompts)")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for the trained heads (never the installed package)")
+    t.add_argument("--overwrite", action="store_true", help="replace heads already in --out")
+    t.add_argument("--accumulation", type=number(int, 1), default=1, help="micro-batches per optimiser step")
+    t.add_argument("--checkpoint-every", type=number(int, 0), default=0, help="steps between checkpoints (0: none)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--calibrate-images", type=number(int, 0), default=40,
+                   help="with --data DIR: images that measure the tree rates after training, on the data set's "
+                        "prompts with other seeds (0: skip)")
+
+
+def run(args) -> int:
+    from ..pipelines.base import heads_for
+    from ..training import TrainConfig, train_heads
+
+    if args.horizontal + args.vertical == 0:
+        raise UsageError("--horizontal/--vertical: train at least one head")
+    out_dir = check_heads_out(args.out, args.overwrite or args.resume)
+    model = model_choice(args)
+    device = rank_device(args.device)
+    if args.data is not None and os.path.isdir(args.data):
+        return _train_streaming(args, model, out_dir, device)
+    if args.resume or args.accumulation != 1 or args.checkpoint_every:
+        raise UsageError("--resume/--accumulation/--checkpoint-every: need --data DIR made by `hawk distill`")
+    data = model.training_set(args, device)
+    heads = heads_for(data.backbone, args.horizontal, args.vertical, args.layers, family=data.family)
+    print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
+          f"{plural(len(data.train), 'sequence')} ({device})", flush=True)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=min(args.batch_size, len(data.train)),
+                         seed=args.seed)
+    metrics = train_heads(data.backbone, heads, data.train, data.backbone.grid, config, held_out=data.held_out)
+    print(metrics.table(heads.num_horizontal))
+    _save(heads, out_dir)
+    return 0
+
+
+def _train_streaming(args, model, out_dir: Path, device) -> int:
+    """train-heads on a `hawk distill` directory (demo or family model): streaming, DDP under torchrun,
+    checkpoints, --resume, then the built-in calibration."""
+    from ..training import ShardSequences, TrainConfig, train_heads
+    from ..training.distillation import model_identity
+    from ..training.shards import read_prompts
+
+    data = ShardSequences(args.data)  # manifest and every shard checked before the model loads
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
+                         checkpoint_every=args.checkpoint_every, seed=args.seed)
+    pipe = model.load(device, dtype=args.dtype)
+    size = data.manifest["settings"]["size"]
+    if data.manifest["model"] != model_identity(pipe):  # first: another model's layout may not exist here
+        raise UsageError(f"--data: made with another model ({data.manifest['model']}), not this one "
+                         f"({model_identity(pipe)})")
+    grid = pipe.layout(None if size is None else tuple(size))
+    _check_data_layout(data.manifest, grid)
+    torch.manual_seed(args.seed)
+    heads = pipe.make_heads(args.horizontal, args.vertical, args.layers)
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
+        print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
+              f"{plural(len(data), 'sequence')} ({device}, {os.environ.get('WORLD_SIZE', 1)} process(es))", flush=True)
+    metrics = train_heads(pipe.backbone(grid), heads, data, grid, config, checkpoint_dir=out_dir, resume=args.resume)
+    if rank == 0:
+        print(metrics.table(heads.num_horizontal))
+        _save(heads, out_dir)
+        if args.calibrate_images:
+            _calibrate(args, model, out_dir, device, read_prompts(args.data), size)
+    return 0
+
+
+def _calibrate(args, model, out_dir: Path, device, prompts: list, size) -> None:
+    """Measure the tree rates of every mode that drafts with heads, on the data set's prompts with seeds away
+    from its own (10,000+), on the training device, and save them beside the heads (tree_calibration.py)."""
+    from ..drafts import MODES, needs_heads
+    from ..heads import TREE_RATES_FILE
+    from ..training.tree_calibration import calibrate
+
+    modes = [mode for mode in MODES if needs_heads(mode)]
+    print(f"calibrating the trees of {', '.join(modes)} on {plural(args.calibrate_images, 'image')}...", flush=True)
+    pipe = model.load(device, heads=out_dir, dtype=args.dtype)
+    report = calibrate(pipe, modes, args.calibrate_images, prompts=prompts, size=None if size is None else tuple(size),
+                       command="hawk train-heads (built-in calibration)", progress=False)
+    (out_dir / TREE_RATES_FILE).write_text(json.dumps(report, indent=1))
+    print(f"saved tree rates to {out_dir / TREE_RATES_FILE}")
+
+
+def check_heads_out(path: str, overwrite: bool) -> Path:
+    """--out: a directory of our own (never inside the installed package), empty unless --overwrite."""
+    out = Path(path).resolve()
+    if out == PACKAGE_DIR or PACKAGE_DIR in out.parents:
+        raise UsageError(f"--out: {path!r} lies inside the installed package; choose a directory of your own")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {path!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"--out: {path!r} exists and is not empty; pass --overwrite to replace its heads")
+    check_parent("--out", out)
+    return out
+
+
+def _check_data_layout(manifest: dict, grid) -> None:
+    made = manifest["grid"]
+    if (made["height"], made["width"]) != (grid.height, grid.width) or tuple(made["image_token_range"]) != \
+            grid.image_token_range or made["row_end_token"] != grid.row_end_token:
+        raise UsageError(f"--data: layout {made['height']}x{made['width']} (codes {made['image_token_range']}) does "
+                         f"not match the model's {grid.height}x{grid.width} (codes {list(grid.image_token_range)})")
+
+
+def _save(heads, out_dir: Path) -> None:
+    from ..training.head_trainer import save_heads
+
+    stale = save_heads(heads, out_dir)
+    if stale is not None:
+        print(f"removed {stale} (measured with the replaced heads; re-run python/calibrate_tree.py)")
+    print(f"saved heads to {out_dir}")

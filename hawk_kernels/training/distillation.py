@@ -1,0 +1,194 @@
+"""Training data for draft heads, written as resumable shards (shards.py): self-distilled sequences the frozen
+model itself samples (`distill`: the distribution the heads face while decoding, made by our own decoder in AR
+mode with the family's default sampling and CFG), or a user's own images through the family's VQ encoder
+(`distill_images`). `pipe` is any ImagePipeline: the bundled demo (`load_demo_pipeline`) or a family pipeline
+(`load_pipeline`).
+
+Determinism is what makes resume and multi-process runs exact. Items (prompt p, sample i) - or (image p, 0) -
+are numbered in one global order k = p * images_per_prompt + i and cut into fixed batches of `batch_size`,
+batch b written as shard b; item k is sampled with the image seed `seed + k` (per-image seeds: an image does not
+depend on its batch). So a sample depends only on the settings, never on which process made it or when:
+  * killed and restarted, a run skips the shards already on disk (written under a temporary name and renamed,
+    so a shard is either complete or absent) and produces exactly the samples of an uninterrupted run;
+  * under torchrun, rank r of R makes the shards b with b % R == r, and the union is the single-process run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..fingerprint import model_fingerprint
+from .shards import FORMAT, PAD_ID, prepare_out_dir, shard_path, write_shard
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what distill_images reads
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    source: str  # "model" (self-distilled) or "images" (encoded images)
+    prompt_kind: str  # "text" or "ids" (token-id lists: prompts.txt holds one line of ids per prompt)
+    num_prompts: int  # prompts, or images
+    prompts_sha256: str  # of the prompts (and, for images, of the image bytes)
+    images_per_prompt: int
+    batch_size: int
+    seed: int
+    cfg_scale: float | None  # sampling: None for images
+    temperature: float | None
+    top_k: int | None
+    size: list | None  # the layout asked for (None: the family default)
+
+    @property
+    def num_items(self) -> int:
+        return self.num_prompts * self.images_per_prompt
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_items // self.batch_size)
+
+    def shard_items(self, shard: int) -> list[tuple[int, int]]:
+        """(prompt index, sample index) of every item of `shard`, in the global order."""
+        first, last = shard * self.batch_size, min((shard + 1) * self.batch_size, self.num_items)
+        return [divmod(k, self.images_per_prompt) for k in range(first, last)]
+
+
+def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
+            cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None, size=None,
+            overwrite: bool = False, rank: int | None = None, world_size: int | None = None, progress: bool = True,
+            max_shards: int | None = None) -> dict:
+    """Sample `images_per_prompt` images per prompt from the model (AR mode) into shards under out_dir; None
+    sampling arguments take the family's defaults. prompts: text, or token-id lists as the pipeline's
+    `input_ids` takes them (a model saved without its tokenizer). Returns the manifest. max_shards stops after
+    that many new shards (tests use it to stop a run midway)."""
+    by_ids = bool(prompts) and all(isinstance(p, (list, tuple)) for p in prompts)
+    texts = [" ".join(map(str, p)) for p in prompts] if by_ids else prompts  # what prompts.txt and the digest hold
+    sampling = _sampling(pipe, cfg_scale, temperature, top_k)
+    settings = DistillSettings("model", "ids" if by_ids else "text", len(prompts), _digest(texts), images_per_prompt,
+                               batch_size, seed, sampling["cfg_scale"], sampling["temperature"], sampling["top_k"],
+                               _size(size))
+    grid = pipe.layout(size)
+    prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
+
+    def make(items, shard):
+        chosen = [prompts[p] for p, _ in items]
+        given = dict(input_ids=[list(p) for p in chosen]) if by_ids else dict(prompts=chosen)
+        seeds = [(seed + p * images_per_prompt + i) % 2**64 for p, i in items]  # item k: seed + k
+        out = pipe.generate_tokens(**given, mode="ar", size=size, seed=seeds, **sampling)
+        return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
+
+    return _write(pipe, grid, settings, texts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
+                  max_shards)
+
+
+def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, overwrite: bool = False,
+                   rank: int | None = None, world_size: int | None = None, progress: bool = True,
+                   max_shards: int | None = None) -> dict:
+    """Encode every image under image_dir (IMAGE_SUFFIXES, sorted by name) with the family's VQ encoder
+    (`pipe.encode_images`) into shards; each image's caption is the text file beside it with the same stem
+    (`cat.png` + `cat.txt`), and is the prompt of its sequence. Returns the manifest."""
+    images, captions = image_files(image_dir)
+    contents = captions + [hashlib.sha256(path.read_bytes()).hexdigest() for path in images]
+    settings = DistillSettings("images", "text", len(images), _digest(contents), 1, batch_size, 0, None, None, None,
+                               _size(size))
+    grid = pipe.layout(size)
+    prompt_ids = _prompt_ids(pipe, captions, grid)
+
+    def make(items, shard):
+        from PIL import Image
+
+        pictures = []
+        for p, _ in items:
+            with Image.open(images[p]) as picture:
+                pictures.append(picture.copy())
+        return grid.generated_tokens(pipe.encode_images(pictures, size=size))
+
+    return _write(pipe, grid, settings, captions, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
+                  max_shards, image_names=[path.name for path in images])
+
+
+def image_files(image_dir) -> tuple[list[Path], list[str]]:
+    """(image paths sorted by name, their captions): every image needs a same-stem .txt caption."""
+    directory = Path(image_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"images: no such directory {str(image_dir)!r}")
+    images = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise ValueError(f"images: {str(directory)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    missing = [p.name for p in images if not p.with_suffix(".txt").is_file()]
+    if missing:
+        raise ValueError(f"images: {len(missing)} image(s) have no caption file beside them (first: {missing[0]} "
+                         f"needs {Path(missing[0]).stem}.txt, one line of text)")
+    captions = [" ".join(p.with_suffix(".txt").read_text().split()) for p in images]
+    empty = [p.name for p, c in zip(images, captions) if not c]
+    if empty:
+        raise ValueError(f"images: the caption of {empty[0]} is empty (an empty caption would be unconditional)")
+    return images, captions
+
+
+def model_identity(pipe) -> dict:
+    """What a data set and heads are bound to: the family and the weights' fingerprint."""
+    return dict(family=pipe.family, fingerprint=model_fingerprint(pipe.model))
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size under torchrun (RANK / WORLD_SIZE), else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids: list[list[int]], make, out_dir,
+           overwrite: bool, rank, world_size, progress: bool, max_shards, image_names=None) -> dict:
+    """The shared driver: manifest, this rank's missing shards, one `make(items, shard)` per shard."""
+    from tqdm.auto import tqdm
+
+    rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
+    if overwrite and world_size > 1:
+        raise ValueError("overwrite: not under torchrun (ranks would race); clear --out first, or run one process")
+    manifest = _manifest(pipe, grid, settings, max(map(len, prompt_ids)))
+    body_start = manifest["body_start"]
+    out_dir = prepare_out_dir(Path(out_dir), manifest, prompts, overwrite, image_names)
+    todo = [b for b in range(settings.num_shards) if b % world_size == rank and not shard_path(out_dir, b).exists()]
+    todo = todo[:max_shards] if max_shards is not None else todo
+    bar = tqdm(total=sum(len(settings.shard_items(b)) for b in todo), unit="img", desc=f"distill (rank {rank})",
+               disable=not progress)
+    for shard in todo:
+        items = settings.shard_items(shard)
+        body = make(items, shard)
+        rows = [[PAD_ID] * (body_start - len(prompt_ids[p])) + prompt_ids[p] for p, _ in items]
+        write_shard(out_dir, shard, torch.cat([torch.tensor(rows, dtype=torch.int64), body.long()], dim=1),
+                    [len(prompt_ids[p]) for p, _ in items], items)
+        bar.update(len(items))
+    bar.close()
+    return manifest
+
+
+def _manifest(pipe, grid, settings: DistillSettings, body_start: int) -> dict:
+    generated = grid.num_body_tokens + (grid.image_end_token is not None)
+    return dict(format=FORMAT, settings=asdict(settings), model=model_identity(pipe), body_start=body_start,
+                sequence_length=body_start + generated, pad_id=PAD_ID,
+                grid=dict(height=grid.height, width=grid.width, row_end_token=grid.row_end_token,
+                          image_token_range=list(grid.image_token_range), image_end_token=grid.image_end_token),
+                num_shards=settings.num_shards)
+
+
+def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
+    """Text prompts or token-id lists -> the conditional prompt row of each (what the decoder is given)."""
+    if prompts and isinstance(prompts[0], list):
+        return pipe.prompt_rows(None, prompts, grid).conditional
+    return pipe.prompt_rows(list(prompts), None, grid).conditional
+
+
+def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
+    given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
+    out = {k: (pipe.defaults.get(k) if v is None else v) for k, v in given.items()}
+    return dict(cfg_scale=float(out["cfg_scale"]), temperature=float(out["temperature"]), top_k=out["top_k"])
+
+
+def _size(size):
+    return None if size is None else ([size, size] if isinstance(size, int) else list(size))
+
+
+def _digest(texts: list[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()

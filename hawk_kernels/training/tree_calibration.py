@@ -1,0 +1,97 @@
+"""Tree calibration: acceptance measured per (depth, rank) with a wide exploratory tree, smoothed into the rates
+that shape every decoder's tree (TreeTemplate.from_budget). The rates belong to the heads they were measured
+with and are saved beside them (heads.TREE_RATES_FILE); any tree stays lossless, only its shape changes.
+
+Why measure: which source wins at which depth is empirical (horizontal heads run out after their last
+distance, vertical drafts exist once a row above is committed). Jacobi modes draft from how far the previous
+tree reached, so their exploratory tree is the rank-0 chain (the Jacobi chain) down to the measured depth with
+siblings along it (rank 1 at every depth, then rank 2, ...): Jacobi drafts are weak exactly where the previous
+tree was conditioned on the token the verifier rejected (the next depth, and the row below it), deep in the
+tree where a best-first exploratory tree never puts siblings.
+"""
+from __future__ import annotations
+
+import datetime
+
+import torch
+
+from ..decoder import HawkDecoder
+from ..drafts import MODE_SOURCES, needs_heads, sources_for
+from ..tree import TreeTemplate
+
+PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
+JACOBI_CHAIN = 64  # the Jacobi chain of the exploratory tree (64-node trees reserve 48)
+DIGIT_PROMPTS = tuple(f"a handwritten digit {d}" for d in "zero one two three four five six seven eight nine".split())
+
+
+def exploratory_tree(heads, mode: str, nodes: int, depth: int, chain: int) -> TreeTemplate:
+    sources = sources_for(mode, heads if needs_heads(mode) else None)
+    width = max(1, sum(s.num_candidates() for s in sources))
+    if not chain:
+        return TreeTemplate.from_budget(nodes, depth, width)
+    paths = [(0,) * k for k in range(1, chain + 1)]
+    siblings = [(0,) * (k - 1) + (rank,) for rank in range(1, width) for k in range(1, chain + 1)]
+    return TreeTemplate.from_paths(paths + siblings[: max(0, nodes - 1 - chain)])
+
+
+def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cfg: float | None, seed: int,
+            chain: int = 0, prompts=DIGIT_PROMPTS, size=None):
+    """Decode `images` images (prompts cycled, seeds seed + batch start) with the exploratory tree of `mode`;
+    -> (rates, tried, accepted), each [depth, rank]. pipe: an ImagePipeline (its default sampling; cfg None:
+    its default CFG). prompts: text, or token-id lists."""
+    heads = pipe.heads if needs_heads(mode) else None
+    tree = exploratory_tree(pipe.heads, mode, nodes, depth, chain)
+    grid = pipe.layout(size)
+    dec = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, tree=tree)
+    shape = (dec.tree.max_depth + 1, dec.tree.max_rank)  # may stop short of `depth`
+    tried = torch.zeros(shape, dtype=torch.int64)
+    accepted = torch.zeros_like(tried)
+    for start in range(0, images, batch):
+        chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
+        given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
+        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg, decoder=dec)
+        for one in out.outputs:
+            tried += torch.tensor(one.rank_tried)
+            accepted += torch.tensor(one.rank_accepted)
+    return smoothed_rates(tried[1:], accepted[1:]), tried[1:], accepted[1:]
+
+
+def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
+    """[depth, rank] counts -> rates: PRIOR_WEIGHT pseudo-counts of the generic prior 0.6 * 0.5**rank, except in
+    cells the exploratory tree never tried, which inherit their rank's rate from the nearest shallower depth (a
+    generic prior there would outbid measured ranks: 0.3 for a rank 1 that is accepted 1 time in 10)."""
+    prior = 0.6 * 0.5 ** torch.arange(tried.shape[1], dtype=torch.float64)
+    rates = (accepted + PRIOR_WEIGHT * prior) / (tried + PRIOR_WEIGHT)
+    for depth in range(1, rates.shape[0]):
+        rates[depth] = torch.where(tried[depth] > 0, rates[depth], rates[depth - 1])
+    return rates
+
+
+def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, cfg: float | None = None,
+              seed: int = 10_000, jacobi_depth: int = JACOBI_CHAIN, jacobi_nodes: int = 160, report: dict | None = None,
+              command: str = "", progress: bool = True, prompts=DIGIT_PROMPTS, size=None) -> dict:
+    """Measure every mode in `modes` (seeds away from evaluation seeds) into `report` (a tree_rates.json dict;
+    modes not measured keep their tables; `runs` says which run made each). pipe: an ImagePipeline (its default
+    sampling; `prompts`: text or token-id lists, the digit prompts by default, which suit the bundled demo;
+    `size`: the layout)."""
+    heads = pipe.heads
+    depths = {"jacobi": jacobi_depth, "hawk+jacobi": jacobi_depth}
+    if heads is not None:
+        depths.update(medusa=heads.num_horizontal, vertical=heads.num_horizontal + 2, hawk=heads.num_horizontal + 4)
+    run = dict(images=images, exploratory_nodes=nodes, cfg=cfg, date=datetime.date.today().isoformat(),
+               command=command, size=size if size is None or isinstance(size, int) else list(size))
+    report = report or dict(rates={}, tried={}, accepted={}, **run)
+    report.setdefault("runs", {})
+    for mode in modes:
+        chain = depths[mode] if "jacobi" in MODE_SOURCES[mode] else 0
+        mode_nodes = jacobi_nodes if chain else nodes
+        rates, tried, accepted = measure(pipe, mode, images, batch, mode_nodes, depths[mode], cfg, seed, chain,
+                                         prompts, size)
+        report["rates"][mode] = [[round(float(r), 4) for r in row] for row in rates]
+        report["tried"][mode], report["accepted"][mode] = tried.tolist(), accepted.tolist()
+        report["runs"][mode] = dict(run, exploratory_nodes=mode_nodes, chain=chain)
+        if progress:
+            print(mode)
+            for depth, row in enumerate(report["rates"][mode], 1):
+                print(f"  depth {depth}: " + " ".join(f"{r:.3f}" for r in row))
+    return report
