@@ -16,6 +16,13 @@ def pytest_configure(config):
 pytest_collection_modifyitems, pytest_pyfunc_call = cuda_checks.hooks(torch.cuda.is_available)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _step_cost_cache(tmp_path_factory):
+    """num_nodes="auto" measures step costs into a table: one per test session, not the user's ~/.cache."""
+    os.environ["HAWK_CACHE_DIR"] = str(tmp_path_factory.mktemp("hawk_cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(int(os.environ.get("HAWK_TEST_SEED", "1234")))

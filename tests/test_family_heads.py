@@ -84,7 +84,7 @@ def test_cli_distill_train_calibrate_and_decode(family, model_dirs, tmp_path, ca
     pipe = load_pipeline(model_dirs[family], heads=heads)
     assert pipe.heads.config.family == family and pipe.accept_rates == rates["rates"]
     ar = pipe.generate_tokens(PROMPTS, mode="ar", size=SIZES[family], temperature=0)
-    hawk = pipe.generate_tokens(PROMPTS, mode="hawk", size=SIZES[family], temperature=0)
+    hawk = pipe.generate_tokens(PROMPTS, mode="hawk", size=SIZES[family], temperature=0, num_nodes=32)
     assert torch.equal(hawk.image_tokens, ar.image_tokens)
     assert hawk.total_forward_passes < ar.total_forward_passes
 

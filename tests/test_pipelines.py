@@ -204,7 +204,7 @@ def test_sampled_images_follow_the_exact_law(family, tmp_path):
     counts = torch.zeros(len(images), dtype=torch.int64)
     for seed in range(4):
         out = pipe.generate_tokens(input_ids=torch.tensor(rows.conditional * 400), mode="hawk", size=size,
-                                   seed=seed * 400, **sampling)  # disjoint image seeds
+                                   num_nodes=32, seed=seed * 400, **sampling)  # disjoint image seeds
         for img in (out.image_tokens.flatten(1) - grid.image_token_range[0]).tolist():
             counts[index[tuple(img)]] += 1
     assert int(counts[probs == 0].sum()) == 0  # top-k: nothing outside the two best codes

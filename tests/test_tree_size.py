@@ -11,7 +11,7 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels.tree import TreeTemplate
-from hawk_kernels.tree_size import (SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
+from hawk_kernels.tree_size import (CANDIDATE_SIZES, SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
                                     expected_tokens_per_pass, step_key)
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
@@ -83,3 +83,19 @@ def test_tree_size_benchmark_smoke(tmp_path):
                    check=True, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     rows = json.loads((tmp_path / "tree_size.json").read_text())["rows"]
     assert rows and rows[0]["auto_num_nodes"] in (1, 4) and rows[0]["auto_vs_ar"] > 0
+
+
+def test_pipelines_choose_per_batch_and_record_the_size():
+    """The pipelines' default num_nodes="auto": the chosen size is in the output, per image, and passing it back
+    reproduces the images; an explicit size and 1 (a plain AR step, in any mode) are kept as given."""
+    pipe = hk.load_demo_pipeline(device="cpu")
+    prompts = ["a handwritten digit seven", "the number 3"]
+    auto = pipe.generate(prompts, mode="hawk", seed=3)
+    assert len(auto.num_nodes) == 2 and auto.num_nodes[0] in CANDIDATE_SIZES
+    again = pipe.generate(prompts, mode="hawk", seed=3, num_nodes=auto.num_nodes[0])
+    assert torch.equal(again.image_tokens, auto.image_tokens) and again.num_nodes == auto.num_nodes
+    one = pipe.generate(prompts, mode="hawk", seed=3, num_nodes=1)
+    ar = pipe.generate(prompts, mode="ar", seed=3)
+    assert one.num_nodes == [1, 1] and torch.equal(one.image_tokens, ar.image_tokens)
+    with pytest.raises(ValueError, match="num_nodes"):
+        pipe.generate(prompts, mode="hawk", num_nodes=0)

@@ -21,6 +21,7 @@ from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
 from ..fingerprint import model_fingerprint
+from ..tree_size import choose_num_nodes
 from ..heads import DraftHeads
 from ..target import SamplingConfig
 
@@ -52,6 +53,8 @@ class PipelineOutput:
     tokens_per_pass: float  # body tokens committed per target pass, per image
     seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
     outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
+    num_nodes: list[int] | None = None  # per image: the tree size it was decoded with (num_nodes="auto" chooses
+    #                                     per decoder batch; passing it back as num_nodes reproduces the image)
 
     @property
     def step_engine(self) -> str:
@@ -133,12 +136,15 @@ class ImagePipeline:
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
                  temperature: float | None = None, top_k: int | None = None, seed: int | list[int] = 0,
-                 num_nodes: int | None = None, progress: bool = False, top_p: float | None = None,
+                 num_nodes: int | str | None = "auto", progress: bool = False, top_p: float | None = None,
                  decoder: HawkDecoder | None = None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
         image starts, as the family's own generation expects them) -> images. None picks the family default
         (`defaults`); temperature=0 is greedy. seed: image i gets seed + i (or seed[i] from a list), whatever
-        decoder batch it runs in. Every argument is checked before any model work. decoder: see generate_tokens."""
+        decoder batch it runs in. num_nodes: the tree size, "auto" (the size that maximises images per second at
+        each decoder batch's size: tree_size.py; the chosen sizes are in `num_nodes` of the output), an int (1: a
+        plain AR step) or None (DEFAULT_NUM_NODES). Every argument is checked before any model work. decoder: see
+        generate_tokens."""
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                                    progress, decoder, top_p)
         out.pixels = self.decode_pixels(out.codes)
@@ -148,27 +154,61 @@ class ImagePipeline:
     @torch.no_grad()
     def generate_tokens(self, prompts=None, input_ids=None, mode: str = "hawk", size=None,
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                        seed: int | list[int] = 0, num_nodes: int | None = None, progress: bool = False,
+                        seed: int | list[int] = 0, num_nodes: int | str | None = "auto", progress: bool = False,
                         decoder: HawkDecoder | None = None, top_p: float | None = None) -> PipelineOutput:
         """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
         the pipeline's own for (mode, size, num_nodes)."""
-        grid, sampling, own = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p, num_nodes)
-        decoder = decoder or own
+        grid, sampling = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
+        if num_nodes not in (None, "auto"):
+            num_nodes = as_int("num_nodes", num_nodes, 1)
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         start = time.perf_counter()
-        outputs, order = [], []
+        outputs, order, sizes = [], [], []
         for members in _batches(rows, sampling.uses_cfg):
             ids, mask, negative = _stack(rows, members, sampling.uses_cfg, self.device)
-            outputs.append(decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
-                                            top_p=sampling.top_p, seed=[seeds[i] for i in members], attention_mask=mask,
-                                            progress=progress))
+            nodes = self._num_nodes(mode, grid, num_nodes, len(members), sampling) if decoder is None else None
+            batch_decoder = decoder or self._decoder_of_size(mode, grid, nodes)
+            outputs.append(batch_decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature,
+                                                  sampling.top_k, top_p=sampling.top_p, seed=[seeds[i] for i in members],
+                                                  attention_mask=mask, progress=progress))
             order.extend(members)
-        return self._collect(outputs, order, rows, time.perf_counter() - start)
+            sizes.extend([batch_decoder.tree.num_nodes] * len(members))
+        out = self._collect(outputs, order, rows, time.perf_counter() - start)
+        out.num_nodes = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()]
+        return out
 
-    def _prepare(self, mode, size, cfg_scale, temperature, top_k, top_p, num_nodes):
+    def _num_nodes(self, mode: str, grid: ImageGrid, num_nodes, batch: int, sampling: SamplingConfig) -> int:
+        """num_nodes: an int >= 1 (1: a plain AR step), None (DEFAULT_NUM_NODES) or "auto": the size that maximises
+        images per second at this batch (tree_size.py: measured step costs, cached on disk, and the calibrated
+        rates)."""
+        if num_nodes is None:
+            return DEFAULT_NUM_NODES if mode != "ar" else 1
+        if num_nodes != "auto":
+            return num_nodes
+        if mode == "ar":
+            return 1
+        model_key = self._shape_key(mode, grid)
+        choice = choose_num_nodes(lambda n: self._decoder_of_size(mode, grid, n), mode, self.accept_rates.get(mode),
+                                  batch, sampling.cfg_scale, model_key)
+        return choice.num_nodes
+
+    def _shape_key(self, mode: str, grid: ImageGrid) -> str:
+        """What a step's cost depends on besides device, batch and tree: the model's shape, dtype, layout, heads."""
+        config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else \
+            self.model.config
+        shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
+                                                          "num_attention_heads", "vocab_size")]
+        heads = self.heads.config.num_heads if needs_heads(mode) and self.heads is not None else 0
+        return f"{self.family}|{type(self.model).__name__}|{shape}|{self.dtype}|{grid.height}x{grid.width}|heads {heads}"
+
+    def _decoder_of_size(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
+        """Size 1 is the AR step (any mode); else the mode's decoder with that tree."""
+        return self.decoder("ar", grid, 1) if num_nodes == 1 else self.decoder(mode, grid, num_nodes)
+
+    def _prepare(self, mode, size, cfg_scale, temperature, top_k, top_p):
         if needs_heads(mode) and self.heads is None:  # needs_heads checks the mode name
             raise ValueError(f"heads: mode={mode!r} needs draft heads: load_pipeline(model_dir, heads=DIR or "
                              f"pipe.make_heads()), or mode='ar'")
@@ -176,8 +216,7 @@ class ImagePipeline:
         sampling = SamplingConfig(as_float("cfg_scale", self._default(cfg_scale, "cfg_scale")),
                                   as_float("temperature", self._default(temperature, "temperature"), 0),
                                   None if top_k is None else as_int("top_k", top_k, 1), self._default(top_p, "top_p"))
-        grid = self.layout(size)
-        return grid, sampling, self.decoder(mode, grid, DEFAULT_NUM_NODES if num_nodes is None else num_nodes)
+        return self.layout(size), sampling
 
     def _default(self, value, name: str):
         return self.defaults.get(name) if value is None else value
