@@ -172,8 +172,9 @@ class ImagePipeline:
             nodes = self._num_nodes(mode, grid, num_nodes, len(members), sampling) if decoder is None else None
             batch_decoder = decoder or self._decoder_of_size(mode, grid, nodes)
             outputs.append(batch_decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature,
-                                                  sampling.top_k, top_p=sampling.top_p, seed=[seeds[i] for i in members],
-                                                  attention_mask=mask, progress=progress))
+                                                  sampling.top_k, top_p=sampling.top_p,
+                                                  seed=[seeds[i] for i in members], attention_mask=mask,
+                                                  progress=progress))
             order.extend(members)
             sizes.extend([batch_decoder.tree.num_nodes] * len(members))
         out = self._collect(outputs, order, rows, time.perf_counter() - start)
@@ -202,7 +203,8 @@ class ImagePipeline:
         shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
                                                           "num_attention_heads", "vocab_size")]
         heads = self.heads.config.num_heads if needs_heads(mode) and self.heads is not None else 0
-        return f"{self.family}|{type(self.model).__name__}|{shape}|{self.dtype}|{grid.height}x{grid.width}|heads {heads}"
+        model = type(self.model).__name__
+        return f"{self.family}|{model}|{shape}|{self.dtype}|{grid.height}x{grid.width}|heads {heads}"
 
     def _decoder_of_size(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
         """Size 1 is the AR step (any mode); else the mode's decoder with that tree."""
