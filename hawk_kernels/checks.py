@@ -118,3 +118,9 @@ def image_seeds(name: str, seed, batch: int) -> list[int]:
         return [as_int(f"{name}[{i}]", s, 0, 2**64 - 1) for i, s in enumerate(seed)]
     seed = as_int(name, seed, 0, 2**64 - 1)
     return [(seed + i) % 2**64 for i in range(batch)]
+
+
+def check_compile(compile) -> None:
+    """HawkDecoder's `compile` word: "auto", True or False (1 and 0 accepted as bools)."""
+    if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):
+        raise ValueError(f"compile: expected 'auto', True or False, got {compile!r}")

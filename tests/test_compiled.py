@@ -95,3 +95,13 @@ def test_compiled_images_follow_the_exact_ar_law(mode):
         for img in (out.image_tokens.reshape(400, -1) - 45).tolist():
             counts[index[tuple(img)]] += 1
     assert _chi2_pvalue(counts, probs, bins=12) > 1e-4
+
+
+def test_the_pipelines_take_the_same_word():
+    """load_pipeline / load_demo_pipeline(compile=...) reach every decoder the pipeline builds."""
+    pipe = hk.load_demo_pipeline(device="cpu", compile=False)
+    assert pipe.compile is False and pipe.decoder("hawk", num_nodes=8).compiled_step is None
+    pipe.compile = True  # a decoder per word: the eager one above is not reused
+    assert pipe.decoder("hawk", num_nodes=8).compiled_step is not None
+    with pytest.raises(ValueError, match="compile"):
+        hk.load_demo_pipeline(device="cpu", compile="fast")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import check_compile
 from .base import ImagePipeline, PipelineOutput
 
 __all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
@@ -30,10 +31,12 @@ def _families() -> dict:
 FAMILIES = ("janus", "emu3", "chameleon")  # config.model_type values load_pipeline serves
 
 
-def load_pipeline(model_dir, heads=None, device=None, dtype=None) -> ImagePipeline:
+def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto") -> ImagePipeline:
     """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type), loaded offline.
     heads: None, a DraftHeads, or a directory saved by DraftHeads.save_pretrained (with an optional
-    tree_rates.json). device: default CUDA when available, else CPU. dtype: default the checkpoint's own."""
+    tree_rates.json). device: default CUDA when available, else CPU. dtype: default the checkpoint's own.
+    compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True; False)."""
+    check_compile(compile)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
     model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
     if model_type not in FAMILIES:
@@ -45,6 +48,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None) -> ImagePipeli
     heads, rates = _load_heads(heads, device)
     pipe = family(model, processor, heads, rates, model_dir=model_dir)
     pipe.processor_error = why
+    pipe.compile = compile
     return pipe
 
 

@@ -86,6 +86,8 @@ class ImagePipeline:
         self.processor_error: str | None = None  # why no processor loaded (load_pipeline sets it)
         self.device, self.dtype = model.device, model.dtype
         self.heads, self.accept_rates = None, accept_rates or {}
+        # HawkDecoder's compile word for every decoder this pipeline builds: "auto" (on CUDA), True or False
+        self.compile: bool | str = "auto"
         self._decoders: dict = {}  # (mode, grid, num_nodes) -> HawkDecoder
         self._backbones: dict = {}  # grid -> backbone adapter
         self.check_model()
@@ -122,7 +124,7 @@ class ImagePipeline:
                           "decoder(mode, num_nodes=...)", DeprecationWarning, stacklevel=2)
             grid, num_nodes = None, grid
         grid = self.layout(None) if grid is None else grid
-        key = (mode, grid, num_nodes)
+        key = (mode, grid, num_nodes, self.compile)
         if key not in self._decoders:
             self._decoders[key] = self._new_decoder(mode, grid, num_nodes, self.heads)
         return self._decoders[key]
@@ -131,7 +133,7 @@ class ImagePipeline:
         """Jacobi modes get their tree with its reserved chain (drafts.jacobi_template)."""
         heads, rates = heads if needs_heads(mode) else None, self.accept_rates.get(mode)
         return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes, accept_rates=rates,
-                           tree=jacobi_template(mode, heads, num_nodes, rates))
+                           tree=jacobi_template(mode, heads, num_nodes, rates), compile=self.compile)
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,

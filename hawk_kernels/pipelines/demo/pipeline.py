@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...checks import as_device, text_prompts
+from ...checks import as_device, check_compile, text_prompts
 from ...grid import ImageGrid
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
 from ..base import ImagePipeline, PromptRows, exactly_one, fit_images, id_rows
@@ -94,10 +94,12 @@ def demo_layout(vq, vocab, size=None) -> ImageGrid:
 
 
 def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                       heads: str | Path | DraftHeads | None = None) -> DemoPipeline:
+                       heads: str | Path | DraftHeads | None = None, compile: bool | str = "auto") -> DemoPipeline:
     """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads: a directory of
     heads to use instead of the bundled ones (`hawk train-heads --out DIR`; with the tree_rates.json measured
-    with them, if any), or a DraftHeads (generic tree priors)."""
+    with them, if any), or a DraftHeads (generic tree priors). compile: HawkDecoder's word for the compiled step
+    ("auto": on CUDA; True; False)."""
+    check_compile(compile)
     device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
@@ -108,10 +110,13 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
     model = load_demo_backbone(dtype=dtype, device=device)
     vq, vocab = load_demo_tokenizer()
     if isinstance(heads, DraftHeads):
-        return DemoPipeline(model, vq, vocab, heads.to(device))
-    heads_dir = Path(heads) if heads is not None else HEADS_DIR
-    loaded = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
-    return DemoPipeline(model, vq, vocab, loaded, load_accept_rates(heads_dir) if loaded else None)
+        pipe = DemoPipeline(model, vq, vocab, heads.to(device))
+    else:
+        heads_dir = Path(heads) if heads is not None else HEADS_DIR
+        loaded = DraftHeads.from_pretrained(str(heads_dir), dtype=dtype, device=device) if heads_dir.exists() else None
+        pipe = DemoPipeline(model, vq, vocab, loaded, load_accept_rates(heads_dir) if loaded else None)
+    pipe.compile = compile
+    return pipe
 
 
 def __getattr__(name: str):

@@ -1,0 +1,204 @@
+"""Many images from one prompt list (`hawk generate --prompts FILE`): parsing the prompts file, batching,
+the per-image manifest, resume and the split over torchrun ranks.
+
+Image i (its line in the file, counting prompts only) is sampled with seed `seed + i` unless its JSONL line gives
+one, so an image never depends on its batch or process. Rank r of R makes the images i with i % R == r; images of
+different size or cfg go to different batches. Each image is written as `<index>_<slug>.png` (a .partial file
+renamed), then one JSON line is appended to this rank's `manifest.part-<r>.jsonl` (one os.write of the whole line
+on an O_APPEND file, fsynced). An image counts as written when its PNG and its line both exist; a re-run skips
+those and redoes the rest (a torn last line is dropped). When every rank is done, rank 0 merges the parts and any
+earlier `manifest.jsonl` into one `manifest.jsonl` (each index once, in index order) and removes the parts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.jsonl"
+PART = "manifest.part-{}.jsonl"
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    index: int
+    prompt: str
+    seed: int
+    size: object = None  # None (the model's), N or (H, W) pixels
+    cfg: float | None = None  # None: the model's
+
+    @property
+    def png_name(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.prompt.lower()).strip("-")[:40] or "image"
+        return f"{self.index:03d}_{slug}.png"
+
+
+def read_prompt_file(path, seed: int = 0) -> list[ImageJob]:
+    """A text file (one prompt a line; blank lines and '#' lines skipped) or JSONL (a .jsonl file, or one whose
+    first prompt line starts with '{': {"prompt": ..., "seed": optional, "size": optional, "cfg": optional})."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts: no such file {str(path)!r}")
+    lines = [(n, line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
+    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise ValueError(f"--prompts: {str(path)!r} holds no prompt (one per line)")
+    as_json = path.suffix == ".jsonl" or lines[0][1].startswith("{")
+    jobs = [_json_job(path, n, line, i, seed) if as_json else ImageJob(i, line, (seed + i) % 2**64)
+            for i, (n, line) in enumerate(lines)]
+    return jobs
+
+
+def prompt_jobs(prompts: list[str], seed: int = 0, size=None, cfg=None) -> list[ImageJob]:
+    """Command-line prompts -> jobs (image i: seed + i)."""
+    return [ImageJob(i, p, (seed + i) % 2**64, size, cfg) for i, p in enumerate(prompts)]
+
+
+def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
+    where = f"--prompts: {str(path)!r} line {n}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON ({exc})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+        raise ValueError(f'{where}: expected {{"prompt": "text", ...}}')
+    unknown = set(row) - {"prompt", "seed", "size", "cfg"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (prompt, seed, size, cfg)")
+    own_seed = row.get("seed")
+    if own_seed is not None and (not isinstance(own_seed, int) or isinstance(own_seed, bool)
+                                 or not 0 <= own_seed < 2**64):
+        raise ValueError(f"{where}: seed must be an integer in [0, 2**64), got {own_seed!r}")
+    size = row.get("size")
+    if isinstance(size, str):
+        match = re.fullmatch(r"(\d+)(?:x(\d+))?", size.strip().lower())
+        if not match:
+            raise ValueError(f"{where}: size must be N, [H, W] or 'HxW', got {size!r}")
+        size = int(match.group(1)) if match.group(2) is None else (int(match.group(1)), int(match.group(2)))
+    elif isinstance(size, list):
+        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+            raise ValueError(f"{where}: size must be N, [H, W] or 'HxW', got {size!r}")
+        size = tuple(size)
+    elif size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        raise ValueError(f"{where}: size must be N, [H, W] or 'HxW', got {size!r}")
+    cfg = row.get("cfg")
+    if cfg is not None and (not isinstance(cfg, (int, float)) or isinstance(cfg, bool) or cfg < 0):
+        raise ValueError(f"{where}: cfg must be a number >= 0, got {cfg!r}")
+    return ImageJob(index, " ".join(row["prompt"].split()), (seed + index) % 2**64 if own_seed is None else own_seed,
+                    size, None if cfg is None else float(cfg))
+
+
+def make_batches(jobs: list[ImageJob], batch_size: int) -> list[list[ImageJob]]:
+    """Jobs grouped by (size, cfg) in first-seen order, each group cut into batches of batch_size."""
+    groups: dict = {}
+    for job in jobs:
+        groups.setdefault((job.size, job.cfg), []).append(job)
+    return [group[k:k + batch_size] for group in groups.values() for k in range(0, len(group), batch_size)]
+
+
+def read_manifest_lines(path: Path) -> list[dict]:
+    """Every whole JSON line of a manifest file (a torn last line is ignored)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict) and isinstance(row.get("index"), int):
+            rows.append(row)
+    return rows
+
+
+def written(out_dir: Path) -> dict[int, dict]:
+    """index -> manifest line of every image whose PNG and manifest line both exist."""
+    rows = read_manifest_lines(out_dir / MANIFEST)
+    for part in sorted(out_dir.glob(PART.format("*"))):
+        rows += read_manifest_lines(part)
+    return {row["index"]: row for row in rows if (out_dir / str(row.get("png", ""))).is_file()}
+
+
+def append_line(path: Path, row: dict) -> None:
+    """One manifest line, appended with one write (O_APPEND) and fsynced."""
+    data = (json.dumps(row) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a part file back to its last whole line (a process killed mid-write)."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
+def merge_manifest(out_dir: Path) -> int:
+    """Parts + the old manifest -> manifest.jsonl (each written index once, in order); parts removed."""
+    rows = written(out_dir)
+    partial = out_dir / (MANIFEST + ".partial")
+    partial.write_text("".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
+    os.replace(partial, out_dir / MANIFEST)
+    for part in out_dir.glob(PART.format("*")):
+        part.unlink()
+    return len(rows)
+
+
+def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int = 32,
+             temperature=None, top_k=None, rank: int = 0, world_size: int = 1, max_images: int | None = None,
+             progress: bool = True, barrier=None) -> list[Path]:
+    """Generate this rank's unwritten images of `jobs` into out_dir; returns the PNGs written by this call.
+    barrier: called once every rank is done (torchrun), before rank 0 merges the manifest."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    part = out_dir / PART.format(rank)
+    drop_torn_tail(part)
+    done = written(out_dir)
+    todo = [job for job in jobs if job.index % world_size == rank and job.index not in done]
+    todo = todo[:max_images] if max_images is not None else todo
+    bar = tqdm(total=len(todo), unit="img", desc="generate" + (f" (rank {rank})" if world_size > 1 else ""),
+               disable=not progress)
+    paths = []
+    for batch in make_batches(todo, batch_size):
+        paths += _run_batch(pipe, batch, out_dir, part, mode, num_nodes, temperature, top_k, bar)
+    bar.close()
+    if barrier is not None:
+        barrier()
+    if rank == 0:
+        merge_manifest(out_dir)
+    return paths
+
+
+def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes, temperature, top_k, bar):
+    start = time.perf_counter()
+    res = pipe.generate([job.prompt for job in batch], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
+                        temperature=temperature, top_k=top_k, seed=[job.seed for job in batch], num_nodes=num_nodes)
+    seconds = (time.perf_counter() - start) / len(batch)
+    paths = []
+    for k, (job, image) in enumerate(zip(batch, res.images)):
+        path = out_dir / job.png_name
+        partial = path.with_name(path.name + ".partial")
+        image.save(partial, format="PNG")
+        os.replace(partial, path)
+        passes = res.num_forward_passes[k]
+        size = list(job.size) if isinstance(job.size, tuple) else job.size
+        append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode, num_nodes=num_nodes,
+                               size=size, cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
+                               passes=passes,
+                               tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
+                               seconds=round(seconds, 4), png=path.name))
+        paths.append(path)
+    bar.update(len(batch))
+    bar.set_postfix(tokens_per_pass=f"{res.tokens_per_pass:.2f}")
+    return paths
