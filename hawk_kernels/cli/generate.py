@@ -1,64 +1,124 @@
 """`hawk generate`: text prompts -> PNG files with a model-family pipeline (Janus, Emu3, Lumina-mGPT).
 
-    hawk generate --model DIR [--heads DIR] --prompt "a red fox" "a blue car" --out DIR [--mode] [--seed] [--cfg]
+    hawk generate (--demo | --model DIR) [--heads DIR] (--prompt TEXT... | --prompts FILE) --out DIR
+                  [--batch-size N] [--mode] [--seed] [--cfg]
+    torchrun --nproc_per_node R -m hawk_kernels generate ...   (rank r makes images i with i % R == r)
 
 Everything that can be judged before generating is (the output directory, the prompts, the checkpoint, the
 heads, the sampling arguments, a pixel decoder); images are written under a temporary name and renamed, so
---out never holds a half-written PNG. Prints the target passes per image, tokens per pass, seconds and how the
-steps ran.
+--out never holds a half-written PNG; each image gets a manifest.jsonl line, and a re-run skips the images
+already written (pipelines/batch_job.py).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
+from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..checks import text_prompts
-from ..drafts import MODES
+from ..drafts import MODES, needs_heads
 from ..pipelines.base import DEFAULT_NUM_NODES
-from .common import SEED, add_command, check_out_dir, number, pixel_size
+from .common import SEED, UsageError, add_command, check_out_dir, number, pixel_size, plural, rank_device
+from .models import add_model_arguments, model_choice
 
 
 def add_parser(subparsers) -> None:
-    g = add_command(subparsers, "generate", run, "prompts -> PNGs with a Janus, Emu3 or Lumina-mGPT checkpoint")
-    g.add_argument("--model", required=True, metavar="DIR",
-                   help="checkpoint directory (loaded offline; family from config.json)")
+    g = add_command(subparsers, "generate", run, "prompts -> PNGs with the bundled model or a Janus, Emu3 or "
+                                                 "Lumina-mGPT checkpoint; batched, resumable, split over torchrun ranks")
+    add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)")
     g.add_argument("--heads", default=None, metavar="DIR",
-                   help="draft heads directory (`hawk train-heads --out DIR`) (default: none, so modes without heads)")
-    g.add_argument("--prompt", dest="prompts", nargs="+", required=True, metavar="TEXT", help="one image per prompt")
-    g.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
-    g.add_argument("--mode", choices=MODES, default=None, help="decoding mode (default: hawk with --heads, else ar)")
-    g.add_argument("--seed", type=SEED, default=0, help="random seed")
-    g.add_argument("--cfg", type=number(float, 0.0), default=None, help="CFG scale (default: the family's)")
+                   help="draft heads directory (`hawk train-heads --out DIR`) (default: the demo's bundled heads; "
+                        "none for a checkpoint, so modes without heads)")
+    g.add_argument("--prompt", dest="prompts", nargs="+", default=None, metavar="TEXT", help="one image per prompt")
+    g.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",
+                   help="text file (one prompt per line) or JSONL ({\"prompt\": ..., \"seed\", \"size\", \"cfg\" "
+                        "optional}) : one image per prompt")
+    g.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for the PNGs and manifest.jsonl (created if missing; a re-run resumes it)")
+    g.add_argument("--mode", choices=MODES, default=None, help="decoding mode (default: hawk with heads, else ar)")
+    g.add_argument("--seed", type=SEED, default=0, help="image i is sampled with seed + i (unless its line gives one)")
+    g.add_argument("--batch-size", type=number(int, 1), default=1,
+                   help="images per decoder batch (1: images identical whatever the process or batch)")
+    g.add_argument("--max-images", type=number(int, 1), default=None,
+                   help="stop after this many new images per process (a re-run resumes) (default: all)")
+    g.add_argument("--cfg", type=number(float, 0.0), default=None, help="CFG scale (default: the model's)")
     g.add_argument("--temperature", type=number(float, 0.0), default=None,
-                   help="0 decodes greedily (default: the family's, 1)")
-    g.add_argument("--top-k", type=number(int, 1), default=None, help="top-k (default: the family's)")
-    g.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the family's)")
+                   help="0 decodes greedily (default: the model's, 1)")
+    g.add_argument("--top-k", type=number(int, 1), default=None, help="top-k (default: the model's)")
+    g.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the model's)")
     g.add_argument("--nodes", type=number(int, 2), default=DEFAULT_NUM_NODES, help="tree nodes per step")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
-    g.add_argument("--dtype", default=None, help="float32, bfloat16, ... (default: the checkpoint's)")
+    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
+                                                  "torchrun each rank takes GPU LOCAL_RANK)")
+    g.add_argument("--threads", type=number(int, 1), default=None, help="CPU threads for torch (default: torch's)")
 
 
 def run(args) -> int:
     """Run `hawk generate`; bad input raises ValueError / TypeError / FileNotFoundError naming the flag."""
-    from ..pipelines import load_pipeline
+    from ..pipelines.batch_job import merge_manifest, prompt_jobs, read_prompt_file, run_jobs
+    from ..training.distillation import rank_and_world
 
+    for name, value in _NEW_ARGUMENTS.items():  # callers that build args themselves (the pipelines' old API)
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    model = model_choice(args)
     out_dir = check_out_dir("--out", args.out)
-    prompts = text_prompts("--prompt", args.prompts)
-    pipe = load_pipeline(args.model, heads=args.heads, device=args.device, dtype=args.dtype)
+    if (args.prompts is None) == (args.prompts_file is None):
+        raise UsageError("give --prompt TEXT... or --prompts FILE, one of them")
+    if args.prompts_file is not None:
+        jobs = read_prompt_file(args.prompts_file, args.seed)
+        jobs = [replace(j, size=args.size if j.size is None else j.size, cfg=args.cfg if j.cfg is None else j.cfg)
+                for j in jobs]
+    else:
+        jobs = prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg)
+    model.check_inputs([j.prompt for j in jobs], args.size)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rank, world = rank_and_world()
+    device = rank_device(args.device)
+    pipe = model.load(device, heads=args.heads, dtype=args.dtype)
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
                                 f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
     mode = args.mode or ("hawk" if pipe.heads is not None else "ar")
-    print(f"{pipe.family} on {pipe.device}; {len(prompts)} prompt(s); mode {mode}", flush=True)
-    res = pipe.generate(prompts, mode=mode, size=args.size, cfg_scale=args.cfg, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed, num_nodes=args.nodes, progress=True)
-    out_dir.mkdir(exist_ok=True)
-    for path in write_pngs(res.images, prompts, out_dir):
+    if needs_heads(mode) and pipe.heads is None:
+        raise UsageError(f"--mode: {mode} needs draft heads (--heads DIR); modes without heads: "
+                         f"{', '.join(m for m in MODES if not needs_heads(m))}")
+    barrier = _process_group(device) if world > 1 else None
+    if rank == 0:
+        print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
+              + (f"; {world} processes" if world > 1 else ""), flush=True)
+    start = time.perf_counter()
+    paths = run_jobs(pipe, jobs, out_dir, mode, args.batch_size, args.nodes or DEFAULT_NUM_NODES, args.temperature, args.top_k, rank,
+                     world, args.max_images, progress=True, barrier=barrier)
+    for path in paths:
         print(path)
-    print(f"passes per image {res.num_forward_passes}, tokens per pass {res.tokens_per_pass:.2f}, "
-          f"seconds {res.seconds:.2f}, steps: {res.step_engine}")
+    if barrier is not None:
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        rows = [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
+        passes = sum(r["passes"] for r in rows) / max(1, len(rows))
+        tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
+        print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "
+              f"{passes:.1f}, tokens per pass {tokens:.2f}; this process made {len(paths)} in "
+              f"{time.perf_counter() - start:.1f} seconds")
     return 0
+
+
+_NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None)
+
+
+def _process_group(device):
+    """Start torchrun's process group (NCCL on GPUs, gloo on CPUs); returns the barrier."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.barrier
 
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:

@@ -1,0 +1,105 @@
+"""hawk generate over many prompts (issue 21): the prompts file, batches, the manifest, resume, torchrun ranks."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import hawk_kernels as hk
+from hawk_kernels import cli
+from hawk_kernels.pipelines.batch_job import (MANIFEST, PART, ImageJob, make_batches, read_prompt_file, run_jobs,
+                                              written)
+
+PROMPTS = ["digit eight", "the number 3", "a handwritten digit seven"]
+
+
+def test_prompt_files(tmp_path):
+    text = tmp_path / "p.txt"
+    text.write_text("# a comment\ndigit eight\n\n  the number 3 \n")
+    assert read_prompt_file(text, seed=10) == [ImageJob(0, "digit eight", 10), ImageJob(1, "the number 3", 11)]
+    lines = tmp_path / "p.jsonl"
+    lines.write_text('{"prompt": "digit eight"}\n{"prompt": "the number 3", "seed": 7, "size": "28", "cfg": 1}\n'
+                     '{"prompt": "digit one", "size": [28, 28]}\n')
+    jobs = read_prompt_file(lines, seed=3)
+    assert jobs == [ImageJob(0, "digit eight", 3), ImageJob(1, "the number 3", 7, 28, 1.0),
+                    ImageJob(2, "digit one", 5, (28, 28))]
+    assert jobs[1].png_name == "001_the-number-3.png"
+    for bad, message in (('{"prompt": "x", "seed": -1}', "seed"), ('{"text": "x"}', "prompt"),
+                         ('{"prompt": "x", "steps": 3}', "unknown key"), ('{"prompt": "x", "size": "big"}', "size"),
+                         ("{not json", "not JSON")):
+        lines.write_text(bad + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_prompt_file(lines)
+    # prompts of different size or cfg never share a batch; a batch holds at most batch_size images
+    jobs = [ImageJob(i, "p", i, None, 1.0 if i % 2 else None) for i in range(5)]
+    assert [[j.index for j in b] for b in make_batches(jobs, 2)] == [[0, 2], [4], [1, 3]]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return hk.load_demo_pipeline(device="cpu")
+
+
+def _pngs(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".png"}
+
+
+def _manifest(out):
+    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_run(pipe, tmp_path, monkeypatch):
+    jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
+    kw = dict(mode="jacobi", batch_size=1, num_nodes=16, progress=False)
+    run_jobs(pipe, jobs, tmp_path / "full", **kw)
+    rows = _manifest(tmp_path / "full")
+    assert [r["index"] for r in rows] == [0, 1, 2] and [r["seed"] for r in rows] == [5, 6, 7]
+    assert all(r["mode"] == "jacobi" and r["num_nodes"] == 16 and r["passes"] > 0 and r["tokens_per_pass"] >= 1
+               and r["png"] == j.png_name for r, j in zip(rows, jobs))
+
+    calls, generate = [], pipe.generate
+
+    def dies_on_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "generate", dies_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(pipe, jobs, tmp_path / "resumed", **kw)
+    monkeypatch.undo()
+    out = tmp_path / "resumed"
+    assert not (out / MANIFEST).exists() and set(written(out)) == {0}
+    with open(out / PART.format(0), "ab") as f:  # killed while appending: a torn line
+        f.write(b'{"index": 1, "prompt": "the num')
+    (out / jobs[2].png_name).write_bytes(b"a PNG without its manifest line is not written")
+    made = run_jobs(pipe, jobs, out, **kw)
+    assert [p.name for p in made] == [jobs[1].png_name, jobs[2].png_name]  # image 0 is not made twice
+    assert _pngs(out) == _pngs(tmp_path / "full")
+    assert [r["index"] for r in _manifest(out)] == [0, 1, 2] and not list(out.glob("manifest.part-*"))
+    assert run_jobs(pipe, jobs, out, **kw) == []  # nothing left to do
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_killed_and_resumed_equal_one_process(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    args = ["generate", "--demo", "--prompts", str(prompts), "--seed", "5", "--mode", "jacobi", "--nodes", "16",
+            "--threads", "1"]
+    assert cli.main(args + ["--out", str(tmp_path / "one")]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hawk_kernels"]
+    two = tmp_path / "two"
+    _run(torchrun + args + ["--out", str(two), "--max-images", "1"], env)  # stops after images 0 (rank 0), 1 (rank 1)
+    assert [r["index"] for r in _manifest(two)] == [0, 1]
+    _run(torchrun + args + ["--out", str(two)], env)
+    assert _pngs(two) == _pngs(tmp_path / "one") and len(_pngs(two)) == 3
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in _manifest(two)]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in _manifest(tmp_path / "one")]
+
+
+def _run(command, env):
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
