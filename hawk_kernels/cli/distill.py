@@ -1,5 +1,6 @@
-"""`hawk distill`: training sequences for draft heads, sampled by the model itself (AR, its default sampling and
-CFG) from --prompts or --input-ids, or your own --images through the model's VQ encoder; resumable shards
+"""`hawk distill`: training sequences for draft heads, sampled by the model itself (its default sampling and CFG,
+decoded in --mode: every mode is exact, jacobi the default) from --prompts or --input-ids, or your own --images
+through the model's VQ encoder; resumable shards
 (training/distillation.py), split over ranks under torchrun."""
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 
 import torch
 
+from ..drafts import MODES, needs_heads
 from .common import SEED, UsageError, add_command, check_parent, number, pixel_size, plural, rank_device
 from .models import add_model_arguments, model_choice
 
 
 def add_parser(subparsers) -> None:
     s = add_command(subparsers, "distill", run,
-                    "training sequences for draft heads: sampled from the model itself (AR mode), or your own "
+                    "training sequences for draft heads: sampled from the model itself (--mode), or your own "
                     "images through the model's VQ encoder; resumable shards")
     add_model_arguments(s, "a Janus, Emu3 or Lumina-mGPT checkpoint directory (loaded offline)")
     s.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (self-distillation)")
@@ -24,6 +26,11 @@ def add_parser(subparsers) -> None:
                                                        "input_ids takes it)")
     s.add_argument("--images", metavar="DIR",
                    help="directory of images, each with a same-stem .txt caption (cat.png + cat.txt)")
+    s.add_argument("--mode", choices=MODES, default="jacobi",
+                   help="decoding mode that samples (all follow the model's law; jacobi: fewest passes, no heads)")
+    s.add_argument("--heads", default=None, metavar="DIR",
+                   help="draft heads for the modes that need them (default: the demo's bundled heads; none for a "
+                        "checkpoint)")
     s.add_argument("--images-per-prompt", type=number(int, 1), default=1, help="samples of each prompt")
     s.add_argument("--out", required=True, metavar="DIR",
                    help="data directory (a rerun with the same settings resumes it)")
@@ -59,13 +66,16 @@ def run(args) -> int:
     model.check_inputs(prompts)
     out = check_parent("--out", args.out)
     torch.set_num_threads(args.threads)
-    pipe = model.load(rank_device(args.device), dtype=args.dtype)
+    pipe = model.load(rank_device(args.device), heads=args.heads, dtype=args.dtype)
+    if args.images is None and needs_heads(args.mode) and pipe.heads is None:
+        raise UsageError(f"--mode: {args.mode} needs draft heads and this model has none: give --heads DIR, or a "
+                         f"mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
     common = dict(batch_size=args.batch_size, size=args.size, overwrite=args.overwrite)
     if args.images is not None:
         manifest = distill_images(pipe, args.images, out, **common)
     else:
         manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
-                           temperature=args.temperature, top_k=args.top_k, **common)
+                           temperature=args.temperature, top_k=args.top_k, mode=args.mode, **common)
     settings = manifest["settings"]
     print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
           f"{plural(manifest['num_shards'], 'shard')} under {out}")

@@ -1,6 +1,7 @@
 """Training data for draft heads, written as resumable shards (shards.py): self-distilled sequences the frozen
-model itself samples (`distill`: the distribution the heads face while decoding, made by our own decoder in AR
-mode with the family's default sampling and CFG), or a user's own images through the family's VQ encoder
+model itself samples (`distill`: the distribution the heads face while decoding, made by our own decoder with
+the family's default sampling and CFG, in any decoding mode: all are exact, and jacobi, the default, takes the
+fewest passes without heads), or a user's own images through the family's VQ encoder
 (`distill_images`). `pipe` is any ImagePipeline: the bundled demo (`load_demo_pipeline`) or a family pipeline
 (`load_pipeline`).
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..drafts import MODES, check_mode, needs_heads
 from ..fingerprint import model_fingerprint
 from .shards import FORMAT, PAD_ID, prepare_out_dir, shard_path, write_shard
 
@@ -40,6 +42,7 @@ class DistillSettings:
     temperature: float | None
     top_k: int | None
     size: list | None  # the layout asked for (None: the family default)
+    mode: str | None = None  # the decoding mode that sampled (drafts.MODES, all exact); None for images
 
     @property
     def num_items(self) -> int:
@@ -58,17 +61,22 @@ class DistillSettings:
 def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
             cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None, size=None,
             overwrite: bool = False, rank: int | None = None, world_size: int | None = None, progress: bool = True,
-            max_shards: int | None = None) -> dict:
-    """Sample `images_per_prompt` images per prompt from the model (AR mode) into shards under out_dir; None
+            max_shards: int | None = None, mode: str = "jacobi") -> dict:
+    """Sample `images_per_prompt` images per prompt from the model into shards under out_dir, decoded in `mode`
+    (every mode samples the model's own law; the default jacobi takes the fewest passes and needs no heads); None
     sampling arguments take the family's defaults. prompts: text, or token-id lists as the pipeline's
     `input_ids` takes them (a model saved without its tokenizer). Returns the manifest. max_shards stops after
     that many new shards (tests use it to stop a run midway)."""
+    check_mode(mode)
+    if needs_heads(mode) and pipe.heads is None:
+        raise ValueError(f"mode: {mode!r} needs draft heads and this model has none (give heads, or a mode without "
+                         f"heads: {', '.join(m for m in MODES if not needs_heads(m))})")
     by_ids = bool(prompts) and all(isinstance(p, (list, tuple)) for p in prompts)
     texts = [" ".join(map(str, p)) for p in prompts] if by_ids else prompts  # what prompts.txt and the digest hold
     sampling = _sampling(pipe, cfg_scale, temperature, top_k)
     settings = DistillSettings("model", "ids" if by_ids else "text", len(prompts), _digest(texts), images_per_prompt,
                                batch_size, seed, sampling["cfg_scale"], sampling["temperature"], sampling["top_k"],
-                               _size(size))
+                               _size(size), mode)
     grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
 
@@ -76,7 +84,7 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
         chosen = [prompts[p] for p, _ in items]
         given = dict(input_ids=[list(p) for p in chosen]) if by_ids else dict(prompts=chosen)
         seeds = [(seed + p * images_per_prompt + i) % 2**64 for p, i in items]  # item k: seed + k
-        out = pipe.generate_tokens(**given, mode="ar", size=size, seed=seeds, **sampling)
+        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seeds, **sampling)
         return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
 
     return _write(pipe, grid, settings, texts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
