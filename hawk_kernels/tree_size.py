@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .drafts import needs_heads
 from .tree import TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
@@ -175,3 +176,28 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
             ar["tokens_per_pass"] / ar["seconds_per_step"])
     best = max(estimates, key=lambda size: estimates[size]["relative_speed"])
     return SizeChoice(best, estimates)
+
+
+def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: float, default: int) -> int:
+    """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
+    (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, and a cost table
+    keyed by the model's shape)."""
+    if mode == "ar":
+        return 1
+    if num_nodes is None:
+        return default
+    if num_nodes != "auto":
+        return num_nodes
+    choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
+                              batch, cfg_scale, _shape_key(pipe, mode, grid))
+    return choice.num_nodes
+
+
+def _shape_key(pipe, mode: str, grid) -> str:
+    """What a step's cost depends on besides device, batch and tree: the model's shape, dtype, layout, heads."""
+    config = pipe.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
+                                                      "num_attention_heads", "vocab_size")]
+    heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
+    return f"{pipe.family}|{type(pipe.model).__name__}|{shape}|{pipe.dtype}|{grid.height}x{grid.width}|heads {heads}"

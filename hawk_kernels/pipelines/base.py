@@ -21,7 +21,7 @@ from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
 from ..fingerprint import model_fingerprint
-from ..tree_size import choose_num_nodes
+from ..tree_size import pipeline_num_nodes
 from ..heads import DraftHeads
 from ..target import SamplingConfig
 
@@ -168,9 +168,9 @@ class ImagePipeline:
         self._check_context(rows, grid)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         batches = list(_batches(rows, sampling.uses_cfg))
-        decoders = [decoder or self._decoder_of_size(mode, grid, self._num_nodes(mode, grid, num_nodes, len(members),
-                                                                                 sampling))
-                    for members in batches]  # sizes chosen before the clock starts (auto may time steps once)
+        # sizes chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
+        decoders = [decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
+            self, mode, grid, num_nodes, len(members), sampling.cfg_scale, DEFAULT_NUM_NODES)) for members in batches]
         start = time.perf_counter()
         outputs, order, sizes = [], [], []
         for members, batch_decoder in zip(batches, decoders):
@@ -184,31 +184,6 @@ class ImagePipeline:
         out = self._collect(outputs, order, rows, time.perf_counter() - start)
         out.num_nodes = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()]
         return out
-
-    def _num_nodes(self, mode: str, grid: ImageGrid, num_nodes, batch: int, sampling: SamplingConfig) -> int:
-        """num_nodes: an int >= 1 (1: a plain AR step), None (DEFAULT_NUM_NODES) or "auto": the size that maximises
-        images per second at this batch (tree_size.py: measured step costs, cached on disk, and the calibrated
-        rates)."""
-        if num_nodes is None:
-            return DEFAULT_NUM_NODES if mode != "ar" else 1
-        if num_nodes != "auto":
-            return num_nodes
-        if mode == "ar":
-            return 1
-        model_key = self._shape_key(mode, grid)
-        choice = choose_num_nodes(lambda n: self._decoder_of_size(mode, grid, n), mode, self.accept_rates.get(mode),
-                                  batch, sampling.cfg_scale, model_key)
-        return choice.num_nodes
-
-    def _shape_key(self, mode: str, grid: ImageGrid) -> str:
-        """What a step's cost depends on besides device, batch and tree: the model's shape, dtype, layout, heads."""
-        config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else \
-            self.model.config
-        shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
-                                                          "num_attention_heads", "vocab_size")]
-        heads = self.heads.config.num_heads if needs_heads(mode) and self.heads is not None else 0
-        model = type(self.model).__name__
-        return f"{self.family}|{model}|{shape}|{self.dtype}|{grid.height}x{grid.width}|heads {heads}"
 
     def _decoder_of_size(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
         """Size 1 is the AR step (any mode); else the mode's decoder with that tree."""
