@@ -41,7 +41,7 @@ def test_every_default_is_shown_once():
 @pytest.mark.parametrize("command, option, default", [
     ("demo", "--prompts", "six built-in prompts"), ("train-heads", "--epochs", "4"),
     ("train-heads", "--batch-size", "32"), ("train-heads", "--seed", "0"), ("distill", "--images-per-prompt", "1"),
-    ("generate", "--nodes", "32"),
+    ("generate", "--nodes", "auto"), ("demo", "--nodes", "auto"), ("generate", "--compile", "auto"),
 ])
 def test_the_defaults_a_new_user_missed_are_in_the_help(command, option, default):
     parser = _commands()[command]

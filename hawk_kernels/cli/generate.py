@@ -22,14 +22,15 @@ import torch
 
 from ..checks import text_prompts
 from ..drafts import MODES, needs_heads
-from ..pipelines.base import DEFAULT_NUM_NODES
-from .common import SEED, UsageError, add_command, check_out_dir, number, pixel_size, plural, rank_device
+from .common import (SEED, UsageError, add_command, check_out_dir, compile_word, number, pixel_size, plural,
+                     rank_device, tree_nodes)
 from .models import add_model_arguments, model_choice
 
 
 def add_parser(subparsers) -> None:
-    g = add_command(subparsers, "generate", run, "prompts -> PNGs with the bundled model or a Janus, Emu3 or "
-                                                 "Lumina-mGPT checkpoint; batched, resumable, split over torchrun ranks")
+    g = add_command(subparsers, "generate", run,
+                    "prompts -> PNGs with the bundled model or a Janus, Emu3 or Lumina-mGPT checkpoint; batched, "
+                    "resumable, split over torchrun ranks")
     add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)")
     g.add_argument("--heads", default=None, metavar="DIR",
                    help="draft heads directory (`hawk train-heads --out DIR`) (default: the demo's bundled heads; "
@@ -51,7 +52,11 @@ def add_parser(subparsers) -> None:
                    help="0 decodes greedily (default: the model's, 1)")
     g.add_argument("--top-k", type=number(int, 1), default=None, help="top-k (default: the model's)")
     g.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the model's)")
-    g.add_argument("--nodes", type=number(int, 2), default=DEFAULT_NUM_NODES, help="tree nodes per step")
+    g.add_argument("--nodes", type=tree_nodes, default="auto",
+                   help="tree nodes per step, or auto: the size that maximises images per second for the batch "
+                        "(step costs measured once, cached under ~/.cache/hawk_kernels); 1 decodes with AR steps")
+    g.add_argument("--compile", type=compile_word, default="auto",
+                   help="compile the decode step with torch.compile: auto (on CUDA), on or off")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
                                                   "torchrun each rank takes GPU LOCAL_RANK)")
     g.add_argument("--threads", type=number(int, 1), default=None, help="CPU threads for torch (default: torch's)")
@@ -59,7 +64,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Run `hawk generate`; bad input raises ValueError / TypeError / FileNotFoundError naming the flag."""
-    from ..pipelines.batch_job import merge_manifest, prompt_jobs, read_prompt_file, run_jobs
+    from ..pipelines.batch_job import prompt_jobs, read_prompt_file, run_jobs
     from ..training.distillation import rank_and_world
 
     for name, value in _NEW_ARGUMENTS.items():  # callers that build args themselves (the pipelines' old API)
@@ -80,7 +85,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     rank, world = rank_and_world()
     device = rank_device(args.device)
-    pipe = model.load(device, heads=args.heads, dtype=args.dtype)
+    pipe = model.load(device, heads=args.heads, dtype=args.dtype, compile=args.compile)
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
                                 f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
@@ -93,7 +98,7 @@ def run(args) -> int:
         print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
               + (f"; {world} processes" if world > 1 else ""), flush=True)
     start = time.perf_counter()
-    paths = run_jobs(pipe, jobs, out_dir, mode, args.batch_size, args.nodes or DEFAULT_NUM_NODES, args.temperature, args.top_k, rank,
+    paths = run_jobs(pipe, jobs, out_dir, mode, args.batch_size, args.nodes, args.temperature, args.top_k, rank,
                      world, args.max_images, progress=True, barrier=barrier)
     for path in paths:
         print(path)
@@ -103,13 +108,16 @@ def run(args) -> int:
         rows = [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
         passes = sum(r["passes"] for r in rows) / max(1, len(rows))
         tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
+        nodes = "/".join(str(n) for n in sorted({r["num_nodes"] for r in rows}))
+        steps = "; ".join(dict.fromkeys(r.get("steps", "?") for r in rows))
         print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "
-              f"{passes:.1f}, tokens per pass {tokens:.2f}; this process made {len(paths)} in "
-              f"{time.perf_counter() - start:.1f} seconds")
+              f"{passes:.1f}, tokens per pass {tokens:.2f}, tree nodes {nodes}, steps: {steps}; this process made "
+              f"{len(paths)} in {time.perf_counter() - start:.1f} seconds")
     return 0
 
 
-_NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None)
+_NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",
+                      compile="auto")
 
 
 def _process_group(device):

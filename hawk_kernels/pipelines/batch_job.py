@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +152,7 @@ def merge_manifest(out_dir: Path) -> int:
     return len(rows)
 
 
-def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int = 32,
+def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int | str = "auto",
              temperature=None, top_k=None, rank: int = 0, world_size: int = 1, max_images: int | None = None,
              progress: bool = True, barrier=None) -> list[Path]:
     """Generate this rank's unwritten images of `jobs` into out_dir; returns the PNGs written by this call.
@@ -181,10 +180,9 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
 
 
 def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes, temperature, top_k, bar):
-    start = time.perf_counter()
     res = pipe.generate([job.prompt for job in batch], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
                         temperature=temperature, top_k=top_k, seed=[job.seed for job in batch], num_nodes=num_nodes)
-    seconds = (time.perf_counter() - start) / len(batch)
+    seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
     paths = []
     for k, (job, image) in enumerate(zip(batch, res.images)):
         path = out_dir / job.png_name
@@ -193,11 +191,12 @@ def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num
         os.replace(partial, path)
         passes = res.num_forward_passes[k]
         size = list(job.size) if isinstance(job.size, tuple) else job.size
-        append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode, num_nodes=num_nodes,
+        append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode,
+                               num_nodes=res.num_nodes[k],
                                size=size, cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
                                passes=passes,
                                tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
-                               seconds=round(seconds, 4), png=path.name))
+                               seconds=round(seconds, 4), steps=res.step_engine, png=path.name))
         paths.append(path)
     bar.update(len(batch))
     bar.set_postfix(tokens_per_pass=f"{res.tokens_per_pass:.2f}")
