@@ -30,6 +30,10 @@ class Emu3Pipeline(ImagePipeline):
     model_class = "Emu3ForConditionalGeneration"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2048)
     negative_prompt = NEGATIVE_PROMPT  # the CFG branch's text (set it on the pipeline to change it)
+    # images per VQ decoder call: the released decoder (256 base channels, 4 frames) peaked at 20.9 GB of RSS
+    # decoding ONE 720 px image on the CPU in float32 (tests/real_shapes.py's configuration), and a VQ decoder's
+    # peak grows with its batch, so images are decoded one at a time
+    decode_batch = 1
 
     def layout(self, size) -> ImageGrid:
         height, width = _pixels(size)
@@ -91,8 +95,10 @@ class Emu3Pipeline(ImagePipeline):
 
     @torch.no_grad()
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
         vqmodel = self.model.model.vqmodel
-        return vqmodel.decode(codes.to(self.device)).float().cpu()  # [B, 3, h, w]
+        chunks = codes.split(self.decode_batch)
+        return torch.cat([vqmodel.decode(chunk.to(self.device)).float().cpu() for chunk in chunks])
 
     @torch.no_grad()
     def encode_images(self, images, size=None) -> torch.Tensor:

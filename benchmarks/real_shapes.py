@@ -1,0 +1,427 @@
+"""The three families at their released configurations (tests/real_shapes.py; issue 22): per family, prompt -> PNG
+in ar / hawk / hawk+jacobi with seconds per image and PEAK MEMORY per image (measured: torch.cuda's peak
+allocation on a GPU, the process's peak RSS on a CPU), beside transformers' own generation of the same checkpoint.
+
+    python benchmarks/real_shapes.py --full --out DIR --budget-s 540     # GPU: the 7B shapes, bf16, CUDA graphs
+    python benchmarks/real_shapes.py --out DIR                           # CPU: reduced models at the real grids
+    python benchmarks/real_shapes.py --smoke --out DIR                   # CI: the same code path, tiny images, < 30 s
+
+Scales. --full: Janus-Pro-7B, Lumina-mGPT-7B-768, Emu3-Gen at their released shapes with random bf16 weights, built
+on the GPU and kept in memory (the directory gets every file but the weights: config, generation config,
+processor, Lumina-mGPT's chameleon/tokenizer/vqgan.ckpt; --save writes and reloads the weights through
+load_pipeline instead). Default: the reduced models (2 layers, hidden 64; released vocabularies, ids, processors,
+VQ configurations) at the released grids, written and loaded through `load_pipeline` as a user does. --smoke:
+the reduced models with small VQ decoders (vq="reduced") and small images of the same layouts (SMOKE_SIZES),
+so CI runs the whole code path.
+
+Per family and mode: one image (batch 1, the family's default CFG / top-k, temperature 1, seed 0), wall seconds
+(prefill + steps + pixel decoding; CUDA graphs captured in the first run, as a user's first image), target
+passes, tokens per pass, peak memory during the image and above the loaded model, the PNG. The heads are
+untrained and the weights random: tokens per pass (and so the speed of hawk modes) say nothing about trained
+heads on the released weights; per-pass cost and memory do.
+
+Beside them, transformers' generation on the same model: Janus `generate(generation_mode="image")` for a whole
+image; Emu3 `generate` with Emu3's prefix constraint and CFG from the negative prompt, over --hf-tokens tokens
+(64), reported as ms per token and projected to the whole image (a 720 px image takes longer than a call may
+run); Lumina-mGPT: none (transformers' Chameleon has no image generation: its forward masks image-token logits).
+
+Memory batches (--memory-batch B [B ...]): per mode, a batch of B images (CFG: 2B rows) started and run for
+--memory-steps steps, peak memory: for the "batch of 16 with CFG under 80 GB" check and to show what grows per
+image. Every per-generation buffer (KV cache, draft memories) is allocated when a generation starts; the steps
+add their working set. On the CPU, whole images measured 10-25% more above the model than a few steps (the
+allocator's growth over thousands of steps), so compare memory batches with memory batches.
+
+--budget-s: wall seconds for the whole run; a run that would not fit (estimated from the runs before it) is
+skipped and recorded as skipped. Order: Janus, Lumina-mGPT, then Emu3 (transformers' 64 tokens first).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import transformers  # noqa: E402
+
+from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
+
+MODES = ("ar", "hawk", "hawk+jacobi")
+ORDER = ("janus", "chameleon", "emu3")  # Emu3's 720 px image is the longest: last, so the budget cuts it first
+FULL_SIZES = {"janus": None, "emu3": 720, "chameleon": 768}
+SMOKE_SIZES = {"janus": None, "emu3": (8, 64), "chameleon": (32, 64)}  # Janus: a 4 x 4 model (smoke_janus)
+PROMPT = "a red fox in the snow, highly detailed"
+
+
+# --- memory ----------------------------------------------------------------------------------------------------
+class PeakMemory:
+    """Peak memory while the block runs: torch.cuda.max_memory_allocated on CUDA (after a reset); on the CPU the
+    process's peak RSS (VmHWM, reset through /proc/self/clear_refs so each block gets its own peak)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS (VmHWM)"
+
+    def current(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device)
+        return _proc_status("VmRSS")
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            _malloc_trim()  # hand freed heap pages back, so an earlier run's garbage is not counted as "before"
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS to the current RSS
+        self.before = self.current()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.peak = _proc_status("VmHWM")
+        self.above = self.peak - self.before
+        return False
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peaks are then upper bounds of the run's own memory
+        pass
+
+
+def _proc_status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+def make_pipeline(family: str, directory: Path, scale: str, vq: str, device: torch.device, dtype, save: bool,
+                  janus_side: int | None = None):
+    """Build `family` and return (pipeline, build seconds). Reduced / --save: written and loaded through
+    load_pipeline. --full: built on the device and wrapped in the family's pipeline with the processor saved in
+    `directory` (what load_pipeline does after reading the weights)."""
+    from hawk_kernels.pipelines import load_pipeline
+
+    start = time.perf_counter()
+    if save:
+        built = build(family, directory, scale=scale, vq=vq, janus_side=janus_side)
+        del built
+        gc.collect()
+        pipe = load_pipeline(directory, device=device, dtype=dtype)
+    else:
+        built = build(family, directory, scale=scale, vq=vq, save_weights=False, device=device, dtype=dtype,
+                      janus_side=janus_side)
+        pipe = _wrap(family, built.model, directory)
+    sync(device)
+    return pipe, time.perf_counter() - start
+
+
+def _wrap(family: str, model, directory: Path):
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from hawk_kernels.pipelines.emu3 import Emu3Pipeline
+    from hawk_kernels.pipelines.janus import JanusPipeline
+    from hawk_kernels.pipelines.lumina import LuminaPipeline
+
+    loader = AutoTokenizer if family == "chameleon" else AutoProcessor  # Lumina-mGPT ships a tokenizer only
+    processor = loader.from_pretrained(str(directory), local_files_only=True)
+    cls = {"janus": JanusPipeline, "emu3": Emu3Pipeline, "chameleon": LuminaPipeline}[family]
+    return cls(model.eval(), processor, model_dir=directory)
+
+
+def grid_summary(pipe, size) -> dict:
+    grid = pipe.layout(size)
+    return dict(height=grid.height, width=grid.width, row_stride=grid.row_stride, body_tokens=grid.num_body_tokens,
+                image_codes=grid.num_image_codes, local_vocab=grid.local_vocab_size,
+                row_end_token=grid.row_end_token, image_end_token=grid.image_end_token)
+
+
+# --- runs ----------------------------------------------------------------------------------------------------------
+def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_nodes) -> dict:
+    """One image: tokens, then pixels, each phase with its own peak (a peak reset inside a measured block would
+    hide the block's earlier peak); the image's peak is the larger."""
+    kwargs = {} if num_nodes is None else dict(num_nodes=num_nodes)
+    with PeakMemory(device) as token_memory:
+        start = time.perf_counter()
+        tokens = pipe.generate_tokens([PROMPT], mode=mode, size=size, seed=0, **kwargs)
+        sync(device)
+        token_seconds = time.perf_counter() - start
+    with PeakMemory(device) as decode_memory:
+        start = time.perf_counter()
+        pixels = pipe.decode_pixels(tokens.codes)
+        sync(device)
+        decode_seconds = time.perf_counter() - start
+    png = f"{family}_{mode.replace('+', '_')}.png"
+    if pixels is not None:
+        from hawk_kernels.pipelines.base import pixel_statistics, to_pil
+
+        to_pil(pixels, *pixel_statistics(pipe.processor))[0].save(out_dir / png)
+    peak = max(token_memory.peak, decode_memory.peak)
+    return dict(mode=mode, seconds_per_image=token_seconds + decode_seconds, token_seconds=token_seconds,
+                decode_seconds=decode_seconds, passes=tokens.num_forward_passes,
+                tokens_per_pass=tokens.tokens_per_pass, step_engine=tokens.step_engine,
+                peak_memory_bytes=peak, peak_above_model_bytes=peak - token_memory.before,
+                tokens_peak_above_bytes=token_memory.above, decode_peak_above_bytes=decode_memory.above,
+                memory_kind=token_memory.kind, png=png if pixels is not None else None)
+
+
+def run_memory_batch(pipe, mode: str, size, batch: int, steps: int, device, num_nodes) -> dict:
+    """A batch of `batch` images (CFG doubles the rows): start + `steps` steps, peak memory."""
+    grid = pipe.layout(size)
+    rows = pipe.prompt_rows([PROMPT] * batch, None, grid)
+    decoder = pipe.decoder(mode, grid, num_nodes or 32)
+    sampling = {k: pipe.defaults.get(k) for k in ("cfg_scale", "temperature", "top_k")}
+    ids = torch.tensor(rows.conditional, device=device)
+    negative = torch.tensor(rows.unconditional, device=device)
+    with PeakMemory(device) as memory:
+        session = decoder.start(ids, negative, sampling["cfg_scale"], sampling["temperature"], sampling["top_k"],
+                                seed=0, attention_mask=torch.ones_like(ids))
+        session.run(steps)
+        sync(device)
+        del session
+    return dict(mode=mode, batch=batch, rows=2 * batch, steps=steps, peak_memory_bytes=memory.peak,
+                peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+
+
+def run_decode_memory(pipe, size, batch: int, device) -> dict:
+    """The VQ decoder alone on `batch` random images of the layout, in ONE call (decode_batch raised to it)."""
+    grid = pipe.layout(size)
+    codes = torch.randint(0, grid.num_image_codes, (batch, grid.height, grid.width),
+                          generator=torch.Generator().manual_seed(0))
+    saved = pipe.decode_batch
+    pipe.decode_batch = batch
+    try:
+        with PeakMemory(device) as memory:
+            start = time.perf_counter()
+            pixels = pipe.decode_pixels(codes)
+            sync(device)
+            seconds = time.perf_counter() - start
+    finally:
+        pipe.decode_batch = saved
+    return dict(batch=batch, pixels=None if pixels is None else list(pixels.shape[-2:]), seconds=seconds,
+                peak_memory_bytes=memory.peak, peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+
+
+def transformers_janus(pipe, device) -> dict:
+    rows = pipe.prompt_rows([PROMPT], None, pipe.layout(None))
+    ids = torch.tensor(rows.conditional, device=device)
+    with PeakMemory(device) as memory:
+        sync(device)
+        start = time.perf_counter()
+        codes = pipe.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image",
+                                    do_sample=True, guidance_scale=pipe.defaults["cfg_scale"])
+        sync(device)
+        seconds = time.perf_counter() - start
+    return dict(what="JanusForConditionalGeneration.generate(generation_mode='image'), sampling, CFG 5",
+                tokens=int(codes.shape[1]), seconds_per_image=seconds,
+                ms_per_token=1e3 * seconds / codes.shape[1], peak_memory_bytes=memory.peak,
+                peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+
+
+def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
+    """Emu3's own generation (its docs' prefix constraint, CFG from the negative prompt) over `new_tokens`
+    tokens, projected to the whole image."""
+    grid = pipe.layout(size)
+    rows = pipe.prompt_rows([PROMPT], None, grid)
+    tokenizer = pipe.processor.tokenizer
+    visual = pipe.model.model.vocabulary_mapping.image_tokens
+    eol = [grid.row_end_token]
+
+    def allowed(batch_id, input_ids):
+        offset = input_ids.shape[0] - len(rows.conditional[0])
+        return eol if offset % grid.row_stride == grid.width else visual
+
+    ids = torch.tensor(rows.conditional, device=device)
+    neg = torch.tensor(rows.unconditional, device=device)
+    kwargs = dict(attention_mask=torch.ones_like(ids), prefix_allowed_tokens_fn=allowed, do_sample=True,
+                  top_k=pipe.defaults["top_k"], guidance_scale=pipe.defaults["cfg_scale"], negative_prompt_ids=neg,
+                  negative_prompt_attention_mask=torch.ones_like(neg), pad_token_id=tokenizer.pad_token_id)
+    with PeakMemory(device) as memory:
+        sync(device)
+        start = time.perf_counter()
+        out = pipe.model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        sync(device)
+        seconds = time.perf_counter() - start
+    made = int(out.shape[1] - ids.shape[1])
+    image_tokens = grid.num_body_tokens + 3  # the body, end-of-frame, end-of-image, EOS
+    return dict(what="Emu3ForConditionalGeneration.generate: prefix constraint, CFG 3 from the negative prompt "
+                     "(UnbatchedClassifierFreeGuidance), top-k 2048, sampling",
+                tokens=made, ms_per_token=1e3 * seconds / made, image_tokens=image_tokens,
+                projected_seconds_per_image=seconds / made * image_tokens, peak_memory_bytes=memory.peak,
+                peak_above_model_bytes=memory.above, memory_kind=memory.kind,
+                note=f"measured over {made} tokens (prefill included), projected linearly to {image_tokens}; "
+                     "attention grows with the sequence, so the projection is a lower bound")
+
+
+# --- driver --------------------------------------------------------------------------------------------------------
+class Budget:
+    def __init__(self, seconds: float | None):
+        self.start, self.seconds = time.perf_counter(), seconds
+        self.per_token: float | None = None  # seconds per body token of the last image run
+
+    def left(self) -> float:
+        return float("inf") if self.seconds is None else self.seconds - (time.perf_counter() - self.start)
+
+    def fits(self, estimate: float) -> bool:
+        return estimate < self.left()
+
+
+def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path, budget: Budget) -> dict:
+    scale = "full" if args.full else "reduced"
+    vq = "reduced" if args.smoke else args.vq
+    size = SMOKE_SIZES[family] if args.smoke else FULL_SIZES[family]
+    result = dict(released=NAMES[family], scale=scale, vq=vq, dtype=str(dtype).replace("torch.", ""),
+                  weights="random (seeded); heads untrained: tokens per pass is not that of trained heads on the "
+                          "released weights", runs=[], memory_batches=[])
+    # --full and --smoke keep the model they built (--smoke runs --full's code path); otherwise write + load
+    pipe, build_seconds = make_pipeline(family, work_dir / family, scale, vq, device, dtype,
+                                        save=args.save or not (args.full or args.smoke),
+                                        janus_side=4 if args.smoke and family == "janus" else None)
+    result.update(build_seconds=build_seconds, grid=grid_summary(pipe, size), size=size,
+                  parameters=sum(p.numel() for p in pipe.model.parameters()),
+                  model_bytes=sum(p.numel() * p.element_size() for p in pipe.model.parameters()))
+    print(f"[{family}] built in {build_seconds:.1f}s: {result['grid']}", flush=True)
+    pipe.set_heads(pipe.make_heads())
+    # a first estimate from the last family's seconds per body token (an image's time is mostly its passes)
+    estimate = None if budget.per_token is None else budget.per_token * result["grid"]["body_tokens"]
+    hf_first = family == "emu3"
+    if hf_first:
+        result["transformers"] = _guarded(lambda: transformers_emu3(pipe, size, args.hf_tokens, device), budget, 60)
+    for mode in [] if args.skip_images else args.modes:
+        if estimate is not None and not budget.fits(estimate):
+            result["runs"].append(dict(mode=mode, skipped=f"budget: {budget.left():.0f}s left, ~{estimate:.0f}s "
+                                                          "needed"))
+            continue
+        row = run_mode(pipe, family, mode, size, out_dir, device, args.nodes)
+        estimate = row["seconds_per_image"]
+        budget.per_token = row["seconds_per_image"] / result["grid"]["body_tokens"]
+        result["runs"].append(row)
+        print(f"[{family}] {json.dumps(row)}", flush=True)
+    if family == "janus":
+        result["transformers"] = _guarded(lambda: transformers_janus(pipe, device), budget, estimate or 60)
+    elif family == "chameleon":
+        result["transformers"] = dict(what="none: transformers' Chameleon has no image generation (its forward "
+                                           "masks image-token logits)")
+    result["decode_memory"] = []
+    for batch in args.decode_memory:
+        row = run_decode_memory(pipe, size, batch, device)
+        result["decode_memory"].append(row)
+        print(f"[{family}] decode {json.dumps(row)}", flush=True)
+    for batch in args.memory_batch:
+        for mode in args.modes:
+            if not budget.fits(30):
+                result["memory_batches"].append(dict(mode=mode, batch=batch, skipped="budget"))
+                continue
+            row = run_memory_batch(pipe, mode, size, batch, args.memory_steps, device, args.nodes)
+            result["memory_batches"].append(row)
+            print(f"[{family}] memory {json.dumps(row)}", flush=True)
+    pipe = None  # free the model before the next family's
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _guarded(fn, budget: Budget, estimate: float) -> dict:
+    if not budget.fits(estimate):
+        return dict(skipped=f"budget: {budget.left():.0f}s left")
+    row = fn()
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="the released 7B shapes (GPU)")
+    parser.add_argument("--smoke", action="store_true", help="CI: reduced models, small images (< 30 s on a CPU)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="JSON and PNGs")
+    parser.add_argument("--work", default=None, help="where the model directories go (default: a temporary "
+                                                     "directory, removed at the end)")
+    parser.add_argument("--families", default=",".join(ORDER))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--vq", choices=("full", "reduced"), default="full", help="VQ decoders (default: released)")
+    parser.add_argument("--nodes", type=int, default=None, help="tree nodes (default: the pipelines' 32)")
+    parser.add_argument("--hf-tokens", type=int, default=64, help="tokens of Emu3's transformers generate")
+    parser.add_argument("--memory-batch", type=int, nargs="*", default=[], help="batch sizes of memory runs")
+    parser.add_argument("--memory-steps", type=int, default=4)
+    parser.add_argument("--skip-images", action="store_true", help="memory batches (and transformers) only")
+    parser.add_argument("--decode-memory", type=int, nargs="*", default=[],
+                        help="batch sizes of a VQ-decoder-only run each (one decoder call, random codes)")
+    parser.add_argument("--budget-s", type=float, default=None, help="wall-clock budget of the whole run")
+    parser.add_argument("--save", action="store_true", help="--full: write the weights and load them back")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--name", default=None, help="JSON file name (default real_shapes_<scale>_<device>.json)")
+    args = parser.parse_args(argv)
+    args.modes = [m for m in args.modes.split(",") if m]
+    families = [f for f in args.families.split(",") if f]
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        parser.error(f"--families: expected some of {FAMILIES}, got {args.families!r}")
+    if args.full and args.smoke:
+        parser.error("--full and --smoke exclude each other")
+    if args.smoke:  # small trees and a short transformers run: the code path, not the numbers
+        args.nodes = args.nodes or 8
+        args.hf_tokens = min(args.hf_tokens, 8)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.full and device.type != "cuda":
+        print("warning: --full on a CPU builds 7B models (tens of GB of RAM, hours per image)", flush=True)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budget = Budget(args.budget_s)
+    tag = "smoke" if args.smoke else ("full" if args.full else "reduced")
+    report = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+                  torch=torch.__version__, transformers=transformers.__version__,
+                  date=datetime.datetime.now().isoformat(timespec="seconds"), command=" ".join(sys.argv),
+                  git_commit=_git_commit(), smoke=args.smoke, scale=tag, threads=torch.get_num_threads(),
+                  prompt=PROMPT, families={})
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="real_shapes_") as tmp:
+        work_dir = Path(args.work or tmp)
+        for family in [f for f in ORDER if f in families]:
+            report["families"][family] = bench_family(family, args, device, dtype, out_dir, work_dir, budget)
+    report["seconds"] = time.perf_counter() - start
+    path = out_dir / (args.name or f"real_shapes_{tag}_{device.type}.json")
+    path.write_text(json.dumps(report, indent=1))
+    print(f"wrote {path} ({report['seconds']:.0f}s)", flush=True)
+    return 0
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
