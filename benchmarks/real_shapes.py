@@ -168,10 +168,13 @@ def grid_summary(pipe, size) -> dict:
 def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_nodes) -> dict:
     """One image: tokens, then pixels, each phase with its own peak (a peak reset inside a measured block would
     hide the block's earlier peak); the image's peak is the larger."""
-    kwargs = {} if num_nodes is None else dict(num_nodes=num_nodes)
+    if num_nodes == "auto":  # chosen (and timed, once per shape) before the clock, as generate does
+        from hawk_kernels.tree_size import pipeline_num_nodes
+
+        num_nodes = pipeline_num_nodes(pipe, mode, pipe.layout(size), "auto", 1, pipe.defaults["cfg_scale"], 32)
     with PeakMemory(device) as token_memory:
         start = time.perf_counter()
-        tokens = pipe.generate_tokens([PROMPT], mode=mode, size=size, seed=0, **kwargs)
+        tokens = pipe.generate_tokens([PROMPT], mode=mode, size=size, seed=0, num_nodes=num_nodes)
         sync(device)
         token_seconds = time.perf_counter() - start
     with PeakMemory(device) as decode_memory:
@@ -181,11 +184,10 @@ def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_node
         decode_seconds = time.perf_counter() - start
     png = f"{family}_{mode.replace('+', '_')}.png"
     if pixels is not None:
-        from hawk_kernels.pipelines.base import pixel_statistics, to_pil
-
-        to_pil(pixels, *pixel_statistics(pipe.processor))[0].save(out_dir / png)
+        pipe.to_images(pixels)[0].save(out_dir / png)
     peak = max(token_memory.peak, decode_memory.peak)
-    return dict(mode=mode, seconds_per_image=token_seconds + decode_seconds, token_seconds=token_seconds,
+    return dict(mode=mode, num_nodes=tokens.num_nodes[0], seconds_per_image=token_seconds + decode_seconds,
+                token_seconds=token_seconds,
                 decode_seconds=decode_seconds, passes=tokens.num_forward_passes,
                 tokens_per_pass=tokens.tokens_per_pass, step_engine=tokens.step_engine,
                 peak_memory_bytes=peak, peak_above_model_bytes=peak - token_memory.before,
@@ -197,7 +199,7 @@ def run_memory_batch(pipe, mode: str, size, batch: int, steps: int, device, num_
     """A batch of `batch` images (CFG doubles the rows): start + `steps` steps, peak memory."""
     grid = pipe.layout(size)
     rows = pipe.prompt_rows([PROMPT] * batch, None, grid)
-    decoder = pipe.decoder(mode, grid, num_nodes or 32)
+    decoder = pipe.decoder(mode, grid, 32 if num_nodes in (None, "auto") else num_nodes)
     sampling = {k: pipe.defaults.get(k) for k in ("cfg_scale", "temperature", "top_k")}
     ids = torch.tensor(rows.conditional, device=device)
     negative = torch.tensor(rows.unconditional, device=device)
@@ -309,6 +311,7 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
                   parameters=sum(p.numel() for p in pipe.model.parameters()),
                   model_bytes=sum(p.numel() * p.element_size() for p in pipe.model.parameters()))
     print(f"[{family}] built in {build_seconds:.1f}s: {result['grid']}", flush=True)
+    pipe.compile = {"auto": "auto", "on": True, "off": False}[args.compile]
     pipe.set_heads(pipe.make_heads())
     # a first estimate from the last family's seconds per body token (an image's time is mostly its passes)
     estimate = None if budget.per_token is None else budget.per_token * result["grid"]["body_tokens"]
@@ -368,7 +371,11 @@ def main(argv=None) -> int:
     parser.add_argument("--families", default=",".join(ORDER))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--vq", choices=("full", "reduced"), default="full", help="VQ decoders (default: released)")
-    parser.add_argument("--nodes", type=int, default=None, help="tree nodes (default: the pipelines' 32)")
+    parser.add_argument("--nodes", default="32", help="tree nodes per step: an int, or 'auto' (the pipelines' "
+                                                      "timed choice; it may pick 1, i.e. AR steps) (default: 32)")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="off",
+                        help="torch.compile the step (the pipelines' default 'auto' compiles on CUDA; off here: a "
+                             "7B compile per family and mode would not fit a 10-minute call)")
     parser.add_argument("--hf-tokens", type=int, default=64, help="tokens of Emu3's transformers generate")
     parser.add_argument("--memory-batch", type=int, nargs="*", default=[], help="batch sizes of memory runs")
     parser.add_argument("--memory-steps", type=int, default=4)
@@ -387,8 +394,9 @@ def main(argv=None) -> int:
         parser.error(f"--families: expected some of {FAMILIES}, got {args.families!r}")
     if args.full and args.smoke:
         parser.error("--full and --smoke exclude each other")
+    args.nodes = args.nodes if args.nodes == "auto" else int(args.nodes)
     if args.smoke:  # small trees and a short transformers run: the code path, not the numbers
-        args.nodes = args.nodes or 8
+        args.nodes = 8 if args.nodes == 32 else args.nodes
         args.hf_tokens = min(args.hf_tokens, 8)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.full and device.type != "cuda":

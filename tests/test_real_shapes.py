@@ -243,7 +243,7 @@ def test_benchmark_smoke(tmp_path):
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
-    assert report["smoke"] is True and report["seconds"] < 60
+    assert report["smoke"] is True and report["seconds"] < 120  # ~20 s of CPU on 2 idle cores
     for family in ("janus", "emu3", "chameleon"):
         runs = report["families"][family]["runs"]
         assert {r["mode"] for r in runs} >= {"ar", "hawk", "hawk+jacobi"}, family
