@@ -79,9 +79,9 @@ def bundled(device, images: int, nodes: int, graphs: list[bool]) -> list[dict]:
                 sync(device)
                 seconds.append(time.perf_counter() - start)
                 passes.append(out.num_forward_passes[0])
-                tokens.append(sum(step[0] for step in out.output.accepted_lengths))  # committed by passes
-                used_graph = used_graph or out.output.cuda_graph
-                fallbacks.update(out.output.fallbacks)  # e.g. why a capture fell back to eager
+                tokens.append(sum(step[0] for step in out.outputs[0].accepted_lengths))  # committed by passes
+                used_graph = used_graph or out.outputs[0].cuda_graph
+                fallbacks.update(out.outputs[0].fallbacks)  # e.g. why a capture fell back to eager
             rows.append(dict(mode=mode, cuda_graphs_requested=graphed, cuda_graph_used=used_graph, images=images,
                              num_nodes=nodes, passes_per_image=statistics.mean(passes),
                              tokens_per_pass=sum(tokens) / sum(passes), ms_per_image=1e3 * statistics.median(seconds),

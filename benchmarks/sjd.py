@@ -266,7 +266,7 @@ class Runner:
         else:
             demo = pipe.generate(prompts, mode=mode, seed=seed, cfg_scale=self.cfg, temperature=self.temperature,
                                  num_nodes=self.nodes)
-            seconds, out, passes, extra = demo.seconds, demo.output, demo.num_forward_passes, {}
+            seconds, out, passes, extra = demo.seconds, demo.outputs[0], demo.num_forward_passes, {}
         tokens = sum(sum(step) for step in out.accepted_lengths)  # committed by the passes (prefill's not)
         return dict(seconds=seconds, images=len(prompts), tokens=tokens, row_passes=sum(passes),
                     batch_passes=out.num_forward_passes, **extra)

@@ -113,7 +113,7 @@ def bench_family(name: str, directory: Path, repeats: int, nodes: int, batches=(
         result["batches"][str(batch)] = dict(
             ar_ms_per_image=1e3 * ar / batch, transformers_ms_per_image=1e3 * reference / batch,
             transformers_over_ar=reference / ar, hawk_random_heads_ms_per_image=1e3 * hawk / batch,
-            hawk_random_heads_passes=hawk_out.num_forward_passes, ar_passes=grid.num_body_tokens - 1,
+            hawk_random_heads_passes=hawk_out.total_forward_passes, ar_passes=grid.num_body_tokens - 1,
             hawk_random_heads_tokens_per_pass=hawk_out.tokens_per_pass)
         print(name, batch, json.dumps(result["batches"][str(batch)]), flush=True)
     return result

@@ -42,7 +42,7 @@ def tokens_per_pass(heads_dir: Path, mode: str, nodes: int, images: int, batch: 
     committed = row_passes = 0
     for start in range(0, images, batch):
         out = pipe.generate(prompts[start: start + batch], mode=mode, seed=start, cfg_scale=3.0,
-                            num_nodes=nodes).output
+                            num_nodes=nodes).outputs[0]
         committed += sum(map(sum, out.accepted_lengths))
         row_passes += sum(1 for step in out.accepted_lengths for n in step if n > 0)
     return committed / row_passes

@@ -48,7 +48,7 @@ def run_mode(pipe, mode, prompts, batch, seed, cfg, nodes):
         passes += out.num_forward_passes
         seconds += out.seconds
         # tokens committed by the passes (the prefill's first token and the fixed image-end are not)
-        tokens += [sum(step[row] for step in out.output.accepted_lengths) for row in range(len(out.images))]
+        tokens += [sum(step[row] for step in out.outputs[0].accepted_lengths) for row in range(len(out.images))]
         print(f"  {mode}: {len(images)}/{len(prompts)} images, {seconds:.1f}s", flush=True)
     # per image: tokens committed by target passes (layout included) over those passes
     return np.stack(images), passes, float(np.sum(tokens) / np.sum(passes)), seconds
