@@ -36,7 +36,7 @@ def _same(a, b):
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_distill_is_the_pipelines_own_ar_sampling_and_resumes(family, model_dirs, tmp_path):
     pipe, size = load_pipeline(model_dirs[family]), SIZES[family]
-    kw = dict(images_per_prompt=2, batch_size=4, seed=7, size=size, progress=False)
+    kw = dict(images_per_prompt=2, batch_size=4, seed=7, size=size, progress=False, mode="ar")
     manifest = distill(pipe, PROMPTS, tmp_path / "full", **kw)
     assert manifest["model"]["family"] == family and manifest["num_shards"] == 2
     assert manifest["settings"]["cfg_scale"] == pipe.defaults["cfg_scale"]  # the family's default sampling
