@@ -25,6 +25,7 @@ from e2e import big_model, report_header
 
 import hawk_kernels as hk
 from hawk_kernels.training import head_trainer as trainer
+from hawk_kernels.backbones import backbone_for
 from hawk_kernels.training.batch_losses import backbone_hidden
 
 BF16_PEAK_FLOPS = 989e12  # dense bf16 peak of an H100 / H200 SXM (datasheet; the same for both): not measured
@@ -79,9 +80,11 @@ def main():
     on_cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else torch.autocast("cpu", enabled=False)
 
+    backbone = backbone_for(model, grid)  # training reads the model through its adapter
+
     def hidden():
         with autocast:
-            backbone_hidden(model, sequences, data.body_start, lengths)
+            backbone_hidden(backbone, sequences, data.body_start, lengths)
 
     def step():
         trainer._optimiser_step(ctx, data, batch.view(1, -1), opt)

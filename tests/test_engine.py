@@ -271,7 +271,7 @@ def test_sliding_window_shorter_than_the_image_is_refused():
 def test_a_failed_capture_is_reported_in_the_output(monkeypatch, capsys):
     """Where CUDA-graph capture fails, "auto" runs eagerly and the output says why (the CLI summaries print
     `step_engine`), not only a warning. The capture is made to fail as it did on the GPU (a host copy)."""
-    from hawk_kernels.cli import _print_table
+    from hawk_kernels.cli.demo import print_table
 
     def failing_capture(self):
         self.fallback_reason = "RuntimeError: Cannot copy between CPU and CUDA tensors during CUDA graph capture"
@@ -290,8 +290,9 @@ def test_a_failed_capture_is_reported_in_the_output(monkeypatch, capsys):
     assert out.step_engine.startswith("eager (cuda_graphs: capture failed")
     assert hk.HawkDecoder(model, heads, grid, mode="hawk").generate(PROMPT, temperature=0).step_engine == "eager"
 
-    class Result:  # what the demo table reads
-        num_forward_passes, seconds, output = [out.num_forward_passes], 1.0, out
+    class Result:  # what the demo table reads of a PipelineOutput
+        num_forward_passes, seconds, tokens_per_pass, num_nodes = [out.num_forward_passes], 1.0, 2.0, [32]
+        step_engine = out.step_engine
 
-    _print_table({"hawk": Result()}, 1)
+    print_table({"hawk": Result()})
     assert "Cannot copy between CPU and CUDA" in capsys.readouterr().out

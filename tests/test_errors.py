@@ -173,8 +173,8 @@ def nothing_loads(monkeypatch):
     (["demo", "--temperature", "inf"], "--temperature: expected a finite number"),
     (["demo", "--top-k", "0"], "--top-k: expected >= 1"),
     (["demo", "--threads", "0"], "--threads: expected >= 1"),
-    (["demo", "--nodes", "0"], "--nodes: expected >= 2"),
-    (["demo", "--nodes", "1"], "--nodes: expected >= 2"),
+    (["demo", "--nodes", "0"], "--nodes: expected >= 1"),
+    (["demo", "--nodes", "two"], "--nodes: expected an integer"),
     (["demo", "--seed", "1.7"], "--seed: expected an integer"),
     (["demo", "--out", "/nonexistent-dir/x.png"], "--out: directory '/nonexistent-dir' does not exist"),
     (["demo", "--out", "sheet.xyz"], "--out: unknown image extension '.xyz'"),
@@ -230,7 +230,7 @@ def test_cli_version_and_help(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
     help_text = capsys.readouterr().out
-    assert "(default: 16)" in help_text and "tree nodes per step" in help_text
+    assert "(default: auto)" in help_text and "tree nodes per step" in help_text
 
 
 def test_cli_modes_without_ar_print_no_nan(capsys, tmp_path):

@@ -93,6 +93,8 @@ def run(args) -> int:
     if needs_heads(mode) and pipe.heads is None:
         raise UsageError(f"--mode: {mode} needs draft heads (--heads DIR); modes without heads: "
                          f"{', '.join(m for m in MODES if not needs_heads(m))}")
+    for size in dict.fromkeys(job.size for job in jobs):  # a bad size fails before anything is written
+        pipe.layout(size)
     barrier = _process_group(device) if world > 1 else None
     if rank == 0:
         print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
