@@ -187,7 +187,7 @@ def test_lumina_mgpt_full_width_rows_prompt_to_png(reduced_dirs, tmp_path):
 
 def test_pixels_are_decoded_in_chunks_of_decode_batch(reduced_dirs):
     """The VQ decoders' peak memory grows with their batch (measured at the released configurations, float32 on
-    the CPU: Lumina-mGPT 1.67 -> 3.16 GB for 1 -> 2 images of 768 px, Janus 0.36 -> 0.69 GB at 384 px, Emu3 20.9 GB
+    the CPU: Lumina-mGPT 1.65 -> 3.16 GB for 1 -> 2 images of 768 px, Janus 0.48 -> 0.72 GB at 384 px, Emu3 20.9 GB
     for ONE 720 px image), so a batch of images is decoded `decode_batch` at a time: every decoder call gets at
     most that many, and the pixels are those of one call over the whole batch."""
     for family, size in CI_SIZES.items():

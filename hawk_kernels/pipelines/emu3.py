@@ -31,8 +31,8 @@ class Emu3Pipeline(ImagePipeline):
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2048)
     negative_prompt = NEGATIVE_PROMPT  # the CFG branch's text (set it on the pipeline to change it)
     # images per VQ decoder call: the released decoder (256 base channels, 4 frames) peaked at 20.9 GB of RSS
-    # decoding ONE 720 px image on the CPU in float32 (tests/real_shapes.py's configuration), and a VQ decoder's
-    # peak grows with its batch, so images are decoded one at a time
+    # decoding ONE 720 px image on the CPU in float32 (twice, benchmarks/results/real_shapes_vq_decode_cpu_emu3.json),
+    # and a VQ decoder's peak grows with its batch, so images are decoded one at a time
     decode_batch = 1
 
     def layout(self, size) -> ImageGrid:

@@ -22,8 +22,8 @@ class JanusPipeline(ImagePipeline):
     family = "janus"
     model_class = "JanusForConditionalGeneration"
     defaults = dict(cfg_scale=5.0, temperature=1.0, top_k=None)
-    # images per VQ decoder call: the decoder's activations grow with the batch (measured on the CPU, float32:
-    # 0.36 GB of peak RSS per 384 px image, tests/real_shapes.py's released VQ configuration)
+    # images per VQ decoder call: the decoder's peak grows with its batch (measured on the CPU, float32, the released
+    # VQ configuration: 0.48 GB of peak RSS for one 384 px image, 0.72 GB for two; benchmarks/results/)
     decode_batch = 16
 
     def check_model(self) -> None:
