@@ -15,9 +15,9 @@ from hawk_kernels.ops.reference import accept_reject as reference
 from hawk_kernels.target import SamplingConfig
 from hawk_kernels.tree import TreeTemplate
 from tests.test_decoder import _exact_image_law
-from tests.test_jacobi import _sequential_draws
+from tests.test_jacobi import first_token_law
 from tests.test_step import _generate
-from tests.test_verify import _Fixed, _chi2_pvalue, broken_no_residual, exact_output_law
+from tests.test_verify import _Fixed, _chi2_pvalue, broken_no_residual
 from tests.tiny_models import tiny_backbone
 
 
@@ -81,13 +81,7 @@ def test_closed_form_with_a_stateful_source(op, must_match):
     laws = [torch.softmax(table[q], -1) for q in range(2)]
     assert torch.allclose(laws[0], torch.tensor([1, 2, 4, 1], dtype=torch.float64) / 8, atol=1e-6)
     target = torch.randn(1, 3, vocab, dtype=torch.float64) * 1.5
-    parents, law_ids = torch.tensor([-1, 0, 0]), torch.tensor([[0, 0, 1]])
-    output = torch.zeros(vocab, dtype=torch.float64)
-    for picks, weight in _sequential_draws(laws):
-        tokens = torch.tensor([[-1, *picks]])
-        for key, mass in exact_output_law(op, target, table[None], tokens, parents, law_ids).items():
-            output[key[0]] += weight * mass
-    error = float((output - torch.softmax(target[0, 0], -1)).abs().max())
+    error = float((first_token_law(op, target, table, laws) - torch.softmax(target[0, 0], -1)).abs().max())
     assert (error < 1e-9) if must_match else (error > 1e-3), error
 
 

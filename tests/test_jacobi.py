@@ -125,6 +125,20 @@ def _sequential_draws(laws):
     yield from visit(0, [], 1.0)
 
 
+def first_token_law(op, target, table, laws) -> torch.Tensor:
+    """The law of the first committed token when one candidate per law in `laws` (drawn in order, without
+    replacement: _sequential_draws) hangs under the root, integrated exactly over every draw and uniform of `op`.
+    target [1, 1 + len(laws), V]; table [Q, V] the draft table (law i is row i)."""
+    parents = torch.tensor([-1] + [0] * len(laws))
+    law_ids = torch.tensor([[0] + list(range(len(laws)))])
+    output = torch.zeros(target.shape[-1], dtype=torch.float64)
+    for picks, weight in _sequential_draws(laws):
+        tokens = torch.tensor([[-1, *picks]])
+        for key, mass in exact_output_law(op, target, table[None], tokens, parents, law_ids).items():
+            output[key[0]] += weight * mass
+    return output
+
+
 @pytest.mark.parametrize("init", ["above", "repeat"])
 @pytest.mark.parametrize("op, must_match", [(reference, True), (broken_no_residual, False)])
 def test_closed_form_with_jacobi_candidates(init, op, must_match):
@@ -147,14 +161,7 @@ def test_closed_form_with_jacobi_candidates(init, op, must_match):
     else:  # one-hot on the token committed there (node 1's)
         assert laws[1].tolist() == [0.0, 0.0, 1.0, 0.0]
     target = torch.randn(1, 4, vocab, dtype=torch.float64) * 1.5
-    parents = torch.tensor([-1, 0, 0, 0])
-    law_ids = torch.tensor([[0, 0, 1, 2]])
-    output = torch.zeros(vocab, dtype=torch.float64)
-    for picks, weight in _sequential_draws(laws):
-        tokens = torch.tensor([[-1, *picks]])
-        for key, mass in exact_output_law(op, target, table[None], tokens, parents, law_ids).items():
-            output[key[0]] += weight * mass
-    error = float((output - torch.softmax(target[0, 0], -1)).abs().max())
+    error = float((first_token_law(op, target, table, laws) - torch.softmax(target[0, 0], -1)).abs().max())
     if must_match:
         assert error < 1e-9, error
     else:
