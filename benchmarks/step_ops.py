@@ -12,9 +12,7 @@ AR step at the 7B shape on an H200, eager).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -22,9 +20,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
+from e2e import report_header  # noqa: E402
 
 
 def ops_per_step(session) -> int:
@@ -80,12 +79,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     what = "CUDA kernels per step" if args.device == "cuda" else "CPU operator calls per step"
-    info = dict(what=what, model="bundled demo model", batch=args.batch, cfg=3.0, num_nodes=args.nodes,
-                device=torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu",
-                torch=torch.__version__, python=platform.python_version(),
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                command="python benchmarks/step_ops.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                rows=rows)
+    info = dict(report_header(torch.device(args.device)), what=what, model="bundled demo model", batch=args.batch,
+                cfg=3.0, num_nodes=args.nodes, rows=rows)
+    info["command"] = "python benchmarks/step_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "step_ops.json").write_text(json.dumps(info, indent=2))
     return 0
 

@@ -11,9 +11,7 @@ since "auto" must come within 10% of the best of them. Ratios are to AR measured
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,9 +19,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
+from e2e import report_header  # noqa: E402
 from hawk_kernels.drafts import jacobi_template, needs_heads  # noqa: E402
 from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
 
@@ -97,11 +96,9 @@ def main(argv=None) -> int:
             print(f"batch {batch:>3} {mode:<12} auto={choice.num_nodes:<3} {auto / ar:5.2f}x AR"
                   + (f", {row['auto_vs_best_fixed']:.2f}x best fixed" if batch == 1 else ""), flush=True)
             rows.append(row)
-    info = dict(what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats",
-                device=platform.processor() or "cpu", threads=1, torch=torch.__version__,
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(), repeats=args.repeats,
-                command="python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                rows=rows)
+    info = dict(report_header(torch.device("cpu")), threads=1, repeats=args.repeats, rows=rows,
+                what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats")
+    info["command"] = "python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "tree_size.json").write_text(json.dumps(info, indent=2))
     return 0
 
