@@ -120,6 +120,23 @@ def image_seeds(name: str, seed, batch: int) -> list[int]:
     return [(seed + i) % 2**64 for i in range(batch)]
 
 
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+
+
+def check_attn_implementation(attn_implementation, device: torch.device) -> None:
+    """None (the checkpoint's / transformers' default) or one of ATTENTION_IMPLEMENTATIONS. flex_attention (the
+    backbones then pass block masks bounded to the filled cache slots) is refused on the CPU: torch's CPU
+    FlexAttention kernel fails to compile these masks (torch 2.13: a C++ compile error), use sdpa there."""
+    if attn_implementation is None:
+        return
+    if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation: expected None or one of {ATTENTION_IMPLEMENTATIONS}, "
+                         f"got {attn_implementation!r}")
+    if attn_implementation == "flex_attention" and device.type == "cpu":
+        raise ValueError("attn_implementation: 'flex_attention' runs on CUDA only here (torch's CPU FlexAttention "
+                         "kernel fails to compile the tree masks); use 'sdpa' on the CPU")
+
+
 def check_compile(compile) -> None:
     """HawkDecoder's `compile` word: "auto", True or False (1 and 0 accepted as bools)."""
     if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):

@@ -41,6 +41,12 @@ class TransformerStack:
     def dtype(self) -> torch.dtype:
         return self.input_embeddings.weight.dtype
 
+    @property
+    def block_sparse_attention(self) -> bool:
+        """Whether the model runs FlexAttention (then masks are block masks bounded to the filled slots; every
+        other attention gets a dense mask over all slots). Read at each call: the model's setting is the truth."""
+        return getattr(self.language_model.config, "_attn_implementation", None) == "flex_attention"
+
     # --- the cache -----------------------------------------------------------------------------------
     def new_cache(self, batch_rows: int, capacity: int) -> SlotKVCache:
         if self.sliding_window is not None and self.sliding_window < capacity:
@@ -57,8 +63,12 @@ class TransformerStack:
     def prefill(self, cache: SlotKVCache, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> torch.Tensor:
         cache.begin_prefill(prompt_valid)
         positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.language_model(input_ids=prompt_ids, attention_mask=self._additive(cache.prefill_mask(prompt_valid)),
-                                  position_ids=positions, use_cache=True, **{self._cache_keyword: cache})
+        if self.block_sparse_attention:
+            mask = cache.prefill_block_mask(prompt_valid)
+        else:
+            mask = self._additive(cache.prefill_mask(prompt_valid))
+        out = self.language_model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                  **{self._cache_keyword: cache})
         return out.last_hidden_state[:, -1]
 
     @torch.no_grad()
@@ -66,8 +76,12 @@ class TransformerStack:
                      ancestor_mask: torch.Tensor) -> torch.Tensor:
         cache.begin_tree()
         positions = cache.next_position[:, None] + depth[None]
-        out = self.language_model(inputs_embeds=node_embeds, attention_mask=self._additive(cache.tree_mask(ancestor_mask)),
-                                  position_ids=positions, use_cache=True, **{self._cache_keyword: cache})
+        if self.block_sparse_attention:
+            mask = cache.tree_block_mask(ancestor_mask)
+        else:
+            mask = self._additive(cache.tree_mask(ancestor_mask))
+        out = self.language_model(inputs_embeds=node_embeds, attention_mask=mask, position_ids=positions,
+                                  use_cache=True, **{self._cache_keyword: cache})
         return out.last_hidden_state
 
     @torch.no_grad()

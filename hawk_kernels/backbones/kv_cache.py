@@ -9,13 +9,20 @@ Layout (one buffer per layer, [B', heads, capacity, head_dim], allocated at the 
     fixed-width gather/scatter, and moves length[b]. Nothing depends on a host value, so capacity is sized
     once: prompt + body + nodes + path width.
 
-The cache plugs into any transformers language model as its cache argument (`cache`, or `past_key_values` before transformers 5.2x; it is a `transformers.Cache`); the model
-writes through `update`, which puts the new keys at the current write slot. Masks are additive 4-D tensors
-over all `capacity` slots, built here from the row bookkeeping.
+The cache plugs into any transformers language model as its cache argument (`cache`, or `past_key_values` before
+transformers 5.2x; it is a `transformers.Cache`); the model writes through `update`, which puts the new keys at
+the current write slot. Masks come from the row bookkeeping, in one of two forms:
+  * `tree_mask`: a dense bool [B', N, capacity] (made additive by the backbone) for eager/sdpa attention, which
+    reads every slot;
+  * `tree_block_mask`: a FlexAttention BlockMask for models run with attn_implementation="flex_attention". Its
+    KV block count is the filled length, ceil((P + N) / block), a device tensor, so the attention kernel never
+    reads the empty tail of the cache; inside the listed blocks the same predicate as `tree_mask` is evaluated
+    on the fly (mask_mod), no [N, capacity] mask is materialised. Graph-safe: no host value enters.
 """
 from __future__ import annotations
 
 import torch
+from torch.nn.attention.flex_attention import BlockMask
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 
@@ -101,6 +108,42 @@ class SlotKVCache(Cache):
         in_tree = (rel >= 0) & (rel < nodes)
         tree_part = ancestor_mask[:, rel.clamp(0, nodes - 1)] & in_tree[None]  # [N, capacity]
         return self.valid()[:, None, :] | tree_part[None]
+
+    def prefill_block_mask(self, prompt_valid: torch.Tensor, block_size: int = 128) -> BlockMask:
+        """`prefill_mask` as a FlexAttention BlockMask over the prompt's blocks only."""
+        length = prompt_valid.shape[1]
+        start = self.start
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return (kv_idx == q_idx) | ((kv_idx <= q_idx) & (kv_idx >= start[b]))
+
+        return self._block_mask(mask_mod, length, torch.tensor(length, device=self.device), block_size)
+
+    def tree_block_mask(self, ancestor_mask: torch.Tensor, block_size: int = 128) -> BlockMask:
+        """`tree_mask` as a FlexAttention BlockMask bounded to the filled slots [0, P + N). Call after
+        begin_tree (P = write_slot)."""
+        nodes = ancestor_mask.shape[0]
+        start, length, write_slot = self.start, self.length, self.write_slot
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            rel = kv_idx - write_slot
+            in_tree = (rel >= 0) & (rel < nodes)
+            valid = (kv_idx >= start[b]) & (kv_idx < length[b])
+            return valid | (in_tree & ancestor_mask[q_idx, rel.clamp(0, nodes - 1)])
+
+        return self._block_mask(mask_mod, nodes, write_slot + nodes, block_size)
+
+    def _block_mask(self, mask_mod, queries: int, filled: torch.Tensor, block_size: int) -> BlockMask:
+        """Every KV block below `filled` (a device scalar) listed as partial (mask_mod decides inside it), the
+        rest not listed, so a block-sparse kernel skips them."""
+        rows = self.start.shape[0]
+        total_blocks, q_blocks = -(-self.capacity // block_size), -(-queries // block_size)
+        filled_blocks = torch.div(filled + block_size - 1, block_size, rounding_mode="floor").clamp(max=total_blocks)
+        kv_num_blocks = filled_blocks.to(torch.int32).expand(rows, 1, q_blocks).contiguous()
+        kv_indices = torch.arange(total_blocks, dtype=torch.int32, device=self.device)
+        kv_indices = kv_indices.expand(rows, 1, q_blocks, total_blocks).contiguous()
+        return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=block_size, mask_mod=mask_mod,
+                                        seq_lengths=(queries, self.capacity), compute_q_blocks=False)
 
     def begin_tree(self) -> None:
         """Tree nodes go to the slots right after the longest row."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import text_prompts
+from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
 from ..drafts import MODES, needs_heads
 from .common import (SEED, UsageError, add_command, check_out_dir, compile_word, number, pixel_size, plural,
                      rank_device, tree_nodes)
@@ -57,6 +57,9 @@ def add_parser(subparsers) -> None:
                         "(step costs measured once, cached under ~/.cache/hawk_kernels); 1 decodes with AR steps")
     g.add_argument("--compile", type=compile_word, default="auto",
                    help="compile the decode step with torch.compile: auto (on CUDA), on or off")
+    g.add_argument("--attn-implementation", choices=ATTENTION_IMPLEMENTATIONS, default=None,
+                   help="the model's attention (default: the checkpoint's); flex_attention (CUDA) attends to the "
+                        "filled cache slots only")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
                                                   "torchrun each rank takes GPU LOCAL_RANK)")
     g.add_argument("--threads", type=number(int, 1), default=None, help="CPU threads for torch (default: torch's)")
@@ -85,7 +88,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     rank, world = rank_and_world()
     device = rank_device(args.device)
-    pipe = model.load(device, heads=args.heads, dtype=args.dtype, compile=args.compile)
+    pipe = model.load(device, heads=args.heads, dtype=args.dtype, compile=args.compile,
+                      attn_implementation=args.attn_implementation)
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
                                 f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
@@ -119,7 +123,7 @@ def run(args) -> int:
 
 
 _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",
-                      compile="auto")
+                      compile="auto", attn_implementation=None)
 
 
 def _process_group(device):

@@ -56,11 +56,11 @@ class BundledModel:
         except ValueError as exc:
             raise UsageError(f"--{exc}") from None  # "size: ..." -> "--size: ..."
 
-    def load(self, device, heads=None, dtype=None, compile="auto"):
+    def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines.demo import pipeline  # looked up at call time: tests replace load_demo_pipeline
 
         return pipeline.load_demo_pipeline(device=device, heads=heads, dtype=_torch_dtype(dtype) or torch.float32,
-                                           compile=compile)
+                                           compile=compile, attn_implementation=attn_implementation or "sdpa")
 
     def training_set(self, args, device) -> TrainingSet:
         """The MNIST digits (train and held-out splits) as sequences for the bundled model."""
@@ -89,11 +89,12 @@ class CheckpointModel:
     def check_inputs(self, prompts=None, size=None) -> None:
         """Nothing to judge before loading: prompts go through the processor saved with the checkpoint."""
 
-    def load(self, device, heads=None, dtype=None, compile="auto"):
+    def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines import load_pipeline
 
         print(f"loading {self.directory}...", flush=True)
-        return load_pipeline(self.directory, heads=heads, device=device, dtype=dtype, compile=compile)
+        return load_pipeline(self.directory, heads=heads, device=device, dtype=dtype, compile=compile,
+                             attn_implementation=attn_implementation)
 
     def training_set(self, args, device) -> TrainingSet:
         """A torch file of sequences (--data) for any transformers causal LM, its layout from --height,

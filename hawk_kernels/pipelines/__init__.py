@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import check_compile
+from ..checks import check_attn_implementation, check_compile
 from .base import ImagePipeline, PipelineOutput
 
 __all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
@@ -31,11 +31,14 @@ def _families() -> dict:
 FAMILIES = ("janus", "emu3", "chameleon")  # config.model_type values load_pipeline serves
 
 
-def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto") -> ImagePipeline:
+def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto",
+                  attn_implementation: str | None = None) -> ImagePipeline:
     """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type), loaded offline.
     heads: None, a DraftHeads, or a directory saved by DraftHeads.save_pretrained (with an optional
     tree_rates.json). device: default CUDA when available, else CPU. dtype: default the checkpoint's own.
-    compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True; False)."""
+    compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True; False). attn_implementation: passed
+    to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA) makes every step attend to the
+    filled cache slots only, through block masks."""
     check_compile(compile)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
     model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
@@ -43,7 +46,8 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
         raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
     family = _families()[model_type]
     device = _device(device)
-    model = _load_model(family.model_class, model_dir, device, dtype)
+    check_attn_implementation(attn_implementation, device)
+    model = _load_model(family.model_class, model_dir, device, dtype, attn_implementation)
     processor, why = _load_processor(model_dir)
     heads, rates = _load_heads(heads, device)
     pipe = family(model, processor, heads, rates, model_dir=model_dir)
@@ -69,15 +73,16 @@ def _device(device) -> torch.device:
     return as_device("device", device)
 
 
-def _load_model(class_name: str, model_dir: Path, device: torch.device, dtype):
+def _load_model(class_name: str, model_dir: Path, device: torch.device, dtype, attn_implementation=None):
     import transformers
 
     if dtype is not None and not isinstance(dtype, torch.dtype):
         dtype = getattr(torch, str(dtype), None)
         if not isinstance(dtype, torch.dtype):
             raise ValueError("dtype: expected None, a torch.dtype or its name ('float32', 'bfloat16', ...)")
+    chosen = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     model = getattr(transformers, class_name).from_pretrained(str(model_dir), dtype=dtype or "auto",
-                                                              local_files_only=True)
+                                                              local_files_only=True, **chosen)
     return model.to(device).eval()
 
 
