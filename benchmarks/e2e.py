@@ -123,9 +123,11 @@ def time_steps(session, device, steps: int) -> float:
 
 
 def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], bandwidth: dict,
-            shape_name: str = "7b", new_tokens: int = 64) -> dict:
-    """Sections 2 and 3 on the backbone `shape_name` (SHAPES): step times per tree size, eager and graphed,
-    against the weight-streaming floor at the measured copy bandwidth; then transformers `generate`."""
+            shape_name: str = "7b", new_tokens: int = 64, attentions: tuple[str, ...] = ("sdpa",),
+            compile="auto") -> dict:
+    """Sections 2 and 3 on the backbone `shape_name` (SHAPES): step times per tree size, eager and graphed, per
+    attention implementation (flex_attention: block masks bounded to the filled slots; graphed only), against
+    the weight-streaming floor at the measured copy bandwidth; then transformers `generate`."""
     shape = SHAPES[shape_name]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model, weight_bytes = llama(device, shape, layers, dtype)
@@ -140,22 +142,27 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
                   hidden=shape["hidden"], vocab=shape["vocab"], layout=[grid.height, grid.width],
                   body_tokens=grid.num_body_tokens, weight_bytes=weight_bytes,
                   copy_bytes_per_s=bandwidth["copy_bytes_per_s"], floor_ms=floor_ms, steps=[])
-    for graphed in graphs:
+    runs = [(a, g) for a in attentions for g in graphs if a == "sdpa" or g or len(graphs) == 1]
+    for attention, graphed in runs:
+        model.set_attn_implementation(attention)
         for nodes in [1] + list(node_counts):
             mode = "ar" if nodes == 1 else "hawk"
-            dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed)
+            dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
+                                 compile=compile)
             session = dec.start(prompt, cfg_scale=3.0, seed=0)
             session.run(3)  # eager warm-up, capture, first replay
             sync(device)
             ms = time_steps(session, device, steps)
-            row = dict(mode=mode, num_nodes=dec.tree.num_nodes, cuda_graphs_requested=graphed,
+            row = dict(mode=mode, num_nodes=dec.tree.num_nodes, attention=attention, cuda_graphs_requested=graphed,
                        cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
+                       compiled=session.compiled is not None and session.compiled.active,
                        ms_per_step=ms, ratio_to_floor=ms / floor_ms)
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
             del session, dec
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    model.set_attn_implementation("sdpa")
     # transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager
     ids = prompt.repeat(2, 1)
     model.generate(ids, max_new_tokens=min(8, new_tokens), do_sample=True, top_k=0, pad_token_id=0)  # warm-up
@@ -179,17 +186,12 @@ def project(result: dict, tokens_per_pass: float, num_body: int) -> dict:
     """Seconds per image of the section-2 layout (num_body tokens) from its measured step times and the bundled
     model's tokens per pass."""
     out = {}
-    steps = result["steps"]
-    for graphed in (False, True):
-        ar = [r for r in steps if r["mode"] == "ar" and r["cuda_graph"] == graphed]
-        if not ar:
-            continue
-        ar_s = num_body * ar[0]["ms_per_step"] / 1e3
-        out[f"{'graphed' if graphed else 'eager'}_ar_s"] = ar_s
-        for r in steps:
-            if r["mode"] == "hawk" and r["cuda_graph"] == graphed:
-                hawk_s = num_body / tokens_per_pass * r["ms_per_step"] / 1e3
-                out[f"{'graphed' if graphed else 'eager'}_hawk_{r['num_nodes']}_s"] = hawk_s
+    for r in result["steps"]:
+        engine = ("graphed" if r["cuda_graph"] else "eager") + ("" if r["attention"] == "sdpa" else "_flex")
+        if r["mode"] == "ar":
+            out[f"{engine}_ar_s"] = num_body * r["ms_per_step"] / 1e3
+        else:
+            out[f"{engine}_hawk_{r['num_nodes']}_s"] = num_body / tokens_per_pass * r["ms_per_step"] / 1e3
     if "transformers_generate_ms_per_token" in result:
         out["transformers_generate_s"] = num_body * result["transformers_generate_ms_per_token"] / 1e3
     return out
@@ -210,10 +212,12 @@ def plot(report: dict, path: str) -> None:
     axes[0].set_title(f"bundled model ({report['device']})")
     if report.get("seven_b"):
         big = report["seven_b"]
-        for graphed, color in ((False, "C0"), (True, "C1")):
-            pts = [(r["num_nodes"], r["ms_per_step"]) for r in big["steps"] if r["cuda_graph"] == graphed]
+        lines = (("eager", False, "sdpa", "C0"), ("graphed", True, "sdpa", "C1"), ("graphed, flex", True, "flex_attention", "C2"))
+        for label, graphed, attention, color in lines:
+            pts = [(r["num_nodes"], r["ms_per_step"]) for r in big["steps"]
+                   if r["cuda_graph"] == graphed and r["attention"] == attention]
             if pts:
-                axes[1].plot(*zip(*pts), "o-", color=color, label="graphed" if graphed else "eager")
+                axes[1].plot(*zip(*pts), "o-", color=color, label=label)
         axes[1].axhline(big["floor_ms"], color="k", ls="--",
                         label=f"floor: weights / copy {big['copy_bytes_per_s'] / 1e9:.0f} GB/s")
         if "transformers_generate_ms_per_token" in big:
@@ -260,6 +264,13 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps per tree (default 20; --smoke: 3)")
     ap.add_argument("--trees", type=int, nargs="*", default=None, help="tree sizes (default 16 32 64 128; "
                                                                           "--smoke: 4 8)")
+    ap.add_argument("--graphs", choices=("both", "on"), default="both",
+                    help="CUDA: time eager and graphed steps (both) or graphed only (on)")
+    ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                    help="compile the decode step (auto: on CUDA); each tree size compiles once, about a minute "
+                         "at the 7B shape")
+    ap.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex_attention"),
+                    help="attention implementations of the 7B section (default sdpa, and flex_attention on CUDA)")
     args = ap.parse_args()
     began = time.perf_counter()
     smoke = args.smoke
@@ -268,7 +279,7 @@ def main():
     steps = args.steps or (3 if smoke else 20)
     trees = args.trees if args.trees is not None else ([4, 8] if smoke else [16, 32, 64, 128])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    graphs = [False, True] if device.type == "cuda" else [False]
+    graphs = ([False, True] if args.graphs == "both" else [True]) if device.type == "cuda" else [False]
     if device.type == "cpu":
         torch.set_num_threads(1)
     report = report_header(device)
@@ -280,8 +291,10 @@ def main():
         report["seven_b"] = None
     elif device.type == "cuda" or smoke:
         shape = "tiny" if smoke else "7b"
+        attentions = args.attention or (("sdpa", "flex_attention") if device.type == "cuda" else ("sdpa",))
         big = seven_b(device, trees, layers, steps, graphs, report["bandwidth"], shape,
-                      new_tokens=8 if smoke else 64)
+                      new_tokens=8 if smoke else 64, attentions=tuple(attentions),
+                      compile={"auto": "auto", "on": True, "off": False}[args.compile])
         hawk_rows = [r for r in report["bundled"] if r["mode"] == "hawk"]
         tokens_per_pass = hawk_rows[-1]["tokens_per_pass"] if hawk_rows else 1.0
         big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)

@@ -136,7 +136,10 @@ fi
 
 # --- 3. end to end
 if [ "$GPU" -eq 1 ]; then
-  step e2e 300 gpu "$PY" benchmarks/e2e.py --out "$WORK" --images "${E2E_IMAGES:-10}"
+  # 7B section: graphed + compiled steps (one compile, about a minute, per tree size and attention), sdpa then
+  # flex_attention; each row is printed as a JSON line as soon as it is timed, so a timeout keeps the rows done
+  step e2e 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --images "${E2E_IMAGES:-10}" --graphs on \
+    --trees ${E2E_TREES:-32 64}
 else
   step e2e 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
 fi

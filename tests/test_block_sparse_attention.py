@@ -107,3 +107,21 @@ def test_flex_attention_is_refused_on_the_cpu():
         check_attn_implementation("flash", torch.device("cpu"))
     with pytest.raises(ValueError, match="attn_implementation"):
         hk.load_demo_pipeline(device="cpu", attn_implementation="flex_attention")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["ar", "hawk+jacobi"])
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_flex_attention_equals_sdpa(mode, compile):
+    """On CUDA: the block-sparse path (torch's FlexAttention kernel) gives the sdpa path's tokens, greedy,
+    float32, CUDA graphs on, eager and compiled steps, with neither falling back."""
+    pipe = hk.load_demo_pipeline(device="cuda", dtype=torch.float32, compile=compile)
+    prompts = ["a handwritten digit three", "seven"]
+    runs = []
+    for attention in ("sdpa", "flex_attention"):
+        pipe.model.set_attn_implementation(attention)
+        out = pipe.generate_tokens(prompts, mode=mode, temperature=0.0, seed=3, num_nodes=16)
+        for decoded in out.outputs:
+            assert decoded.cuda_graph and decoded.compiled == compile and not decoded.fallbacks, decoded.fallbacks
+        runs.append(out)
+    assert torch.equal(runs[0].image_tokens, runs[1].image_tokens)
