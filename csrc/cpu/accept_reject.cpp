@@ -1,6 +1,11 @@
-// hawk::accept_reject on CPU: a plain loop per batch row, in double so its decisions match the float64
-// reference. The contract (rules for invalid nodes, NaN rows, empty residuals) is the module docstring of
-// hawk_kernels/ops/reference/accept_reject.py; this file follows it line by line.
+// hawk::accept_reject on CPU, in double so its decisions match the float64 reference. The contract (rules for
+// invalid nodes, NaN rows, empty residuals) is the module docstring of hawk_kernels/ops/reference/accept_reject.py;
+// this file follows it line by line.
+//
+// Same two-phase structure as the CUDA and Triton kernels: the decision taken at a node (the accepted child, or
+// none and the bonus token sampled there) depends only on that node's target row, its children and its uniforms,
+// not on the path that reached it. Phase 1 decides every (row, node) in parallel (at::parallel_for); phase 2
+// walks each row from the root along the accepted children. The arithmetic of each decision is the walk's.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -16,7 +21,7 @@ namespace {
 
 // softmax of one logits row into `probs`; false if the row cannot define a law (a NaN, a +inf, or no
 // finite entry), as the reference's _probs.
-bool softmax_row(const double* logits, int64_t vocab, std::vector<double>& probs) {
+bool softmax_row(const double* logits, int64_t vocab, double* probs) {
   double row_max = -std::numeric_limits<double>::infinity();
   for (int64_t v = 0; v < vocab; ++v) {
     if (std::isnan(logits[v])) return false;
@@ -46,24 +51,26 @@ int64_t sample_inverse_cdf(const std::vector<double>& weights, double uniform) {
 
 struct RowInputs {
   const double* target_logits;  // [N, V]
-  const double* draft_logits;   // [Q, V]
+  const double* draft_probs;    // [Q, V] softmax of each draft row (phase 0)
+  const char* draft_valid;      // [Q] 0: the draft row has a NaN, a +inf, or no finite entry
   const int64_t* tokens;        // [N]
   const int64_t* laws;          // [N] row of draft_logits each node was drawn from
   const double* uniforms;       // [N, 2]
   int64_t num_rows, vocab;
 };
 
-// Siblings of `node` tried in order; returns the accepted child, or -1 with `residual` holding the law
+// Siblings of a node tried in order; returns the accepted child, or -1 with `residual` holding the law
 // of the bonus token.
 int64_t try_children(const RowInputs& in, const std::vector<int64_t>& kids, const std::vector<double>& target_probs,
-                     std::vector<double>& residual, std::vector<double>& draft_probs) {
+                     std::vector<double>& residual) {
   residual = target_probs;
   std::vector<int64_t> tried_tokens;
   const int64_t vocab = in.vocab;
   for (int64_t child : kids) {
     const int64_t token = in.tokens[child], law = in.laws[child];
     if (token < 0 || token >= vocab || law < 0 || law >= in.num_rows) continue;
-    if (!softmax_row(in.draft_logits + law * vocab, vocab, draft_probs)) continue;
+    if (!in.draft_valid[law]) continue;
+    const double* draft_probs = in.draft_probs + law * vocab;
     double norm = 1.0;  // 1 - draft mass of earlier valid siblings' tokens under this draft law
     if (!tried_tokens.empty()) {
       double tried_mass = 0.0;
@@ -88,28 +95,61 @@ int64_t try_children(const RowInputs& in, const std::vector<int64_t>& kids, cons
   return -1;
 }
 
-// Walks one batch row; writes its path (already -1 filled) and returns (accept_len, bonus).
-std::pair<int64_t, int64_t> walk_row(const RowInputs& in, const std::vector<std::vector<int64_t>>& children,
-                                     bool match_rule, int64_t* path) {
-  const int64_t vocab = in.vocab;
-  std::vector<double> target_probs(vocab), residual(vocab), draft_probs(vocab);
-  int64_t node = 0, length = 0;
-  path[0] = 0;
-  while (true) {
-    if (!softmax_row(in.target_logits + node * vocab, vocab, target_probs)) return {length, -1};
-    const double sample_u = in.uniforms[node * 2 + 1];
-    int64_t next = -1, bonus = -1;
-    if (match_rule) {
-      bonus = sample_inverse_cdf(target_probs, sample_u);
-      for (int64_t child : children[node])
-        if (in.tokens[child] == bonus) { next = child; break; }
-    } else {
-      next = try_children(in, children[node], target_probs, residual, draft_probs);
-      if (next < 0) bonus = sample_inverse_cdf(residual, sample_u);
-    }
-    if (next < 0) return {length, bonus};
-    path[++length] = next;
-    node = next;
+struct Decision {
+  int64_t next;   // the accepted child, or -1: the walk ends here
+  int64_t bonus;  // the token sampled at this node (used when next == -1); -1 for an invalid target row
+};
+
+// Phase 1: the decision at `node` of one batch row, as the walk would take it on reaching the node.
+Decision decide_node(const RowInputs& in, const std::vector<int64_t>& kids, int64_t node, bool match_rule,
+                     std::vector<double>& target_probs, std::vector<double>& residual) {
+  if (!softmax_row(in.target_logits + node * in.vocab, in.vocab, target_probs.data())) return {-1, -1};
+  const double sample_u = in.uniforms[node * 2 + 1];
+  if (match_rule) {
+    const int64_t token = sample_inverse_cdf(target_probs, sample_u);
+    for (int64_t child : kids)
+      if (in.tokens[child] == token) return {child, token};
+    return {-1, token};
+  }
+  const int64_t next = try_children(in, kids, target_probs, residual);
+  return {next, next < 0 ? sample_inverse_cdf(residual, sample_u) : -1};
+}
+
+// Phase 0: softmax of every draft row of every batch row (the rejection rule reads them; match does not).
+void draft_softmax(const at::Tensor& draft, std::vector<double>& probs, std::vector<char>& valid) {
+  const int64_t rows = draft.size(0) * draft.size(1), vocab = draft.size(2);
+  probs.resize(rows * vocab);
+  valid.resize(rows);
+  const double* logits = draft.data_ptr<double>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) valid[r] = softmax_row(logits + r * vocab, vocab, probs.data() + r * vocab);
+  });
+}
+
+std::vector<std::vector<int64_t>> children_of(const at::Tensor& node_parent) {
+  const auto parent_t = node_parent.contiguous();
+  const int64_t* parents = parent_t.data_ptr<int64_t>();
+  const int64_t num_nodes = node_parent.size(0);
+  std::vector<std::vector<int64_t>> children(num_nodes);
+  for (int64_t node = 1; node < num_nodes; ++node) {
+    TORCH_CHECK(parents[node] >= 0 && parents[node] < node, "node_parent: node ", node, " has parent ",
+                parents[node], "; expected 0 <= parent < ", node);
+    children[parents[node]].push_back(node);
+  }
+  return children;
+}
+
+// Phase 2: from the root along the accepted children; writes path (already -1 filled), accept_len, bonus.
+void walk_rows(const std::vector<Decision>& decisions, int64_t batch, int64_t num_nodes, int64_t* accept_len,
+               int64_t* path, int64_t* bonus) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const Decision* row = decisions.data() + b * num_nodes;
+    int64_t* row_path = path + b * num_nodes;
+    int64_t node = 0, length = 0;
+    row_path[0] = 0;
+    while (row[node].next >= 0) row_path[++length] = node = row[node].next;
+    accept_len[b] = length;
+    bonus[b] = row[node].bonus;
   }
 }
 
@@ -121,32 +161,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> accept_reject_cpu(
   const AcceptRejectSizes sizes =
       check_accept_reject_args(target_logits, draft_logits, node_tokens, node_parent, node_law, uniforms);
   const int64_t batch = sizes.batch, num_nodes = sizes.num_nodes, num_rows = sizes.num_rows, vocab = sizes.vocab;
-  const auto parent_t = node_parent.contiguous();
-  const int64_t* parents = parent_t.data_ptr<int64_t>();
-  std::vector<std::vector<int64_t>> children(num_nodes);
-  for (int64_t node = 1; node < num_nodes; ++node) {
-    TORCH_CHECK(parents[node] >= 0 && parents[node] < node, "node_parent: node ", node, " has parent ",
-                parents[node], "; expected 0 <= parent < ", node);
-    children[parents[node]].push_back(node);
-  }
+  const auto children = children_of(node_parent);
   const auto target = target_logits.to(at::kDouble).contiguous();
-  const auto draft = draft_logits.to(at::kDouble).contiguous();
   const auto tokens = node_tokens.contiguous();
   const auto laws = node_law.contiguous();
   const auto unif = uniforms.to(at::kDouble).contiguous();
-  auto accept_len = at::zeros({batch}, node_tokens.options().dtype(at::kLong));
-  auto path = at::full({batch, num_nodes}, -1, node_tokens.options().dtype(at::kLong));
-  auto bonus = at::empty({batch}, node_tokens.options().dtype(at::kLong));
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      RowInputs in{target.data_ptr<double>() + b * num_nodes * vocab, draft.data_ptr<double>() + b * num_rows * vocab,
+  std::vector<double> draft_probs;
+  std::vector<char> draft_valid;
+  if (!match_rule) draft_softmax(draft_logits.to(at::kDouble).contiguous(), draft_probs, draft_valid);
+  std::vector<Decision> decisions(batch * num_nodes);
+  at::parallel_for(0, batch * num_nodes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> target_probs(vocab), residual(vocab);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / num_nodes, node = item % num_nodes;
+      RowInputs in{target.data_ptr<double>() + b * num_nodes * vocab,
+                   match_rule ? nullptr : draft_probs.data() + b * num_rows * vocab,
+                   match_rule ? nullptr : draft_valid.data() + b * num_rows,
                    tokens.data_ptr<int64_t>() + b * num_nodes, laws.data_ptr<int64_t>() + b * num_nodes,
                    unif.data_ptr<double>() + b * num_nodes * 2, num_rows, vocab};
-      const auto [length, token] = walk_row(in, children, match_rule, path.data_ptr<int64_t>() + b * num_nodes);
-      accept_len.data_ptr<int64_t>()[b] = length;
-      bonus.data_ptr<int64_t>()[b] = token;
+      decisions[item] = decide_node(in, children[node], node, match_rule, target_probs, residual);
     }
   });
+  const auto long_opts = node_tokens.options().dtype(at::kLong);
+  auto accept_len = at::zeros({batch}, long_opts);
+  auto path = at::full({batch, num_nodes}, -1, long_opts);
+  auto bonus = at::empty({batch}, long_opts);
+  walk_rows(decisions, batch, num_nodes, accept_len.data_ptr<int64_t>(), path.data_ptr<int64_t>(),
+            bonus.data_ptr<int64_t>());
   return {accept_len, path, bonus};
 }
 
