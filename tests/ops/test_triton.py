@@ -24,7 +24,9 @@ def test_every_kernel_compiles_for_sm90():
 # Every @triton.jit kernel: the integer arguments that change from call to call (not specialised, so a new
 # size reuses the compiled kernel). Model sizes (width, vocab, heads) may stay specialised; BLOCK_* are constexpr.
 PER_CALL = {
-    ("accept_reject", "_accept_reject_kernel"): {"num_nodes", "num_rows"},
+    ("accept_reject", "_draft_stats_kernel"): {"total_rows"},
+    ("accept_reject", "_decide_kernel"): {"items", "num_nodes", "num_rows"},
+    ("accept_reject", "_walk_kernel"): {"num_nodes"},
     ("draft_heads", "_resblock_kernel"): {"tokens", "layer"},
     ("draft_heads", "_projection_kernel"): {"tokens"},
     ("draft_heads", "_logsoftmax_finish_kernel"): {"tokens"},

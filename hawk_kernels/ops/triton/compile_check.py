@@ -18,12 +18,15 @@ def _variants():
     out = []
     for dtype in ("fp32", "bf16", "fp16"):
         ptr = f"*{dtype}"
-        sig = dict(target_ptr=ptr, draft_ptr=ptr, tokens_ptr="*i64", parent_ptr="*i64", law_ptr="*i64",
-                   uniforms_ptr="*fp32", work_ptr="*fp32", tried_ptr="*i64", accept_len_ptr="*i64", path_ptr="*i64",
-                   bonus_ptr="*i64", num_nodes="i32", num_rows="i32", vocab="i32", MATCH_RULE="constexpr",
-                   BLOCK_V="constexpr")
+        sig = dict(draft_ptr=ptr, stats_ptr="*fp32", total_rows="i32", vocab="i32", BLOCK_V="constexpr")
+        out.append((f"accept_reject.draft_stats[{dtype}]", ar._draft_stats_kernel, sig, {"BLOCK_V": ar.BLOCK_V},
+                    {"num_warps": ar.NUM_WARPS}))
+        sig = dict(target_ptr=ptr, draft_ptr=ptr, stats_ptr="*fp32", tokens_ptr="*i64", parent_ptr="*i64",
+                   law_ptr="*i64", uniforms_ptr="*fp32", work_ptr="*fp32", tried_ptr="*i64", next_ptr="*i64",
+                   bonus_at_ptr="*i64", items="i32", num_nodes="i32", num_rows="i32", vocab="i32",
+                   MATCH_RULE="constexpr", BLOCK_V="constexpr")
         for match in (False, True):
-            out.append((f"accept_reject[{dtype}, match={match}]", ar._accept_reject_kernel, sig,
+            out.append((f"accept_reject.decide[{dtype}, match={match}]", ar._decide_kernel, sig,
                         {"MATCH_RULE": match, "BLOCK_V": ar.BLOCK_V}, {"num_warps": ar.NUM_WARPS}))
         ieee = dtype == "fp32"
         sig = dict(z_ptr=ptr, weight_ptr=ptr, bias_ptr=ptr, out_ptr=ptr, tokens="i32", width="i32", layers="i32",
@@ -37,6 +40,9 @@ def _variants():
                    BLOCK_V="constexpr", BLOCK_K="constexpr")
         out.append((f"draft_heads.projection[{dtype}]", dh._projection_kernel, sig,
                     dict(IEEE=ieee, BLOCK_T=dh.BLOCK_T, BLOCK_V=dh.BLOCK_V, BLOCK_K=dh.BLOCK_K), {"num_warps": 4}))
+    sig = dict(next_ptr="*i64", bonus_at_ptr="*i64", accept_len_ptr="*i64", path_ptr="*i64", bonus_ptr="*i64",
+               num_nodes="i32")
+    out.append(("accept_reject.walk", ar._walk_kernel, sig, {}, {"num_warps": 1}))
     sig = dict(logq_ptr="*fp32", tile_max_ptr="*fp32", tile_sum_ptr="*fp32", tokens="i32", heads="i32", vocab="i32",
                num_tiles="i32", BLOCK_V="constexpr", BLOCK_TILES="constexpr")
     out.append(("draft_heads.finish", dh._logsoftmax_finish_kernel, sig, dict(BLOCK_V=1024, BLOCK_TILES=64),
