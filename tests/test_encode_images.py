@@ -140,7 +140,7 @@ def test_transparent_pixels_count_as_white(pipes, family):
     alpha[:, : side // 2] = 255  # the left half opaque, the right half transparent
     hidden = torch.randint(0, 256, (side, side, 4), dtype=torch.uint8)
     hidden[..., 3] = alpha
-    hidden[:, : side // 2, :3] = torch.from_numpy(np.asarray(picture))[:, : side // 2, :3]
+    hidden[:, : side // 2, :3] = torch.from_numpy(np.array(picture))[:, : side // 2, :3]
     transparent = Image.fromarray(hidden.numpy(), "RGBA")
     white = Image.new("RGB", (side, side), (255, 255, 255))
     white.paste(picture.convert("RGB").crop((0, 0, side // 2, side)), (0, 0))
@@ -197,3 +197,18 @@ def test_unsupported_size_fails_as_the_layout_does(pipes, demo, family, size):
     pipe = demo if family == "demo" else pipes[family]
     with pytest.raises(ValueError, match="size: "):
         pipe.encode_images(_images(1, 32, 32), size=size)
+
+
+@pytest.mark.parametrize("family", ["janus", "emu3", "chameleon"])
+def test_images_are_encoded_decode_batch_at_a_time(pipes, family, monkeypatch):
+    """A VQ encoder at full resolution holds as much memory as the decoder (Emu3: gigabytes for one 720 px
+    image), so encode_images feeds it `decode_batch` images per call; the tokens do not depend on it."""
+    pipe, size, side = pipes[family], SIZES[family], PIXELS[family]
+    images = _images(3, side, side, seed=9)
+    whole = pipe.encode_images(images, size=size)
+    encoder = pipe.vq_encoder() if family == "chameleon" else pipe.model.model.vqmodel
+    calls, original = [], encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda pixels, *a, **k: calls.append(len(pixels)) or original(pixels, *a, **k))
+    monkeypatch.setattr(pipe, "decode_batch", 2)
+    assert torch.equal(pipe.encode_images(images, size=size), whole)
+    assert calls == [2, 1]

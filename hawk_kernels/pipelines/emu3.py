@@ -108,8 +108,11 @@ class Emu3Pipeline(ImagePipeline):
         end-of-line column)."""
         grid = self.layout(size)
         pixels = self.image_pixels(images, grid.height * PIXELS_PER_TOKEN, grid.width * PIXELS_PER_TOKEN)
-        sizes = torch.tensor([list(pixels.shape[-2:])] * len(pixels))
-        codes = torch.stack(self.model.model.vqmodel.encode(pixels.to(self.device), sizes).image_tokens)
+        vqmodel, codes = self.model.model.vqmodel, []
+        for chunk in pixels.split(self.decode_batch):  # the VQ models' memory: decode_batch images at a time
+            sizes = torch.tensor([list(chunk.shape[-2:])] * len(chunk))
+            codes.append(torch.stack(vqmodel.encode(chunk.to(self.device), sizes).image_tokens).cpu())
+        codes = torch.cat(codes)
         return self.model.model.vocabulary_mapping.img2bpe_mapping_tensor[codes.cpu()].long()
 
     def default_image_processor(self):

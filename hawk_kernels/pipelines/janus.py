@@ -84,8 +84,9 @@ class JanusPipeline(ImagePipeline):
         grid = self.layout(size)
         pixels = self.image_pixels(images, self.image_size, self.image_size)
         vqmodel = self.model.model.vqmodel
-        codes = vqmodel.encode(pixels.to(self.device, vqmodel.dtype)).image_tokens  # [B * H * W]
-        return codes.reshape(len(pixels), grid.height, grid.width).long().cpu()
+        codes = [vqmodel.encode(chunk.to(self.device, vqmodel.dtype)).image_tokens.cpu()  # [b * H * W]
+                 for chunk in pixels.split(self.decode_batch)]  # the VQ models' memory: decode_batch at a time
+        return torch.cat(codes).reshape(len(pixels), grid.height, grid.width).long()
 
     def default_image_processor(self):
         """Without a saved processor: pixels / 255 normalised with mean = std = 0.5, i.e. to [-1, 1], the range

@@ -126,7 +126,8 @@ class LuminaPipeline(ImagePipeline):
         grid, (height, width) = self.layout(size), self.pixels(size)
         pixels = self.image_pixels(images, height, width)
         encoder = self.vq_encoder()
-        codes = encoder.encode(pixels.to(self.device, encoder.dtype)).image_tokens  # [B * H * W]
+        codes = torch.cat([encoder.encode(chunk.to(self.device, encoder.dtype)).image_tokens.cpu()  # [b * H * W]
+                           for chunk in pixels.split(self.decode_batch)])  # decode_batch images at a time
         tokens = self.model.model.vocabulary_mapping.convert_img2bpe(codes.cpu())
         return tokens.reshape(len(pixels), grid.height, grid.width).long()
 
