@@ -3,6 +3,8 @@
 #
 #   OUT=/path bash scripts/gpu_check.sh          # OUT defaults to benchmarks/results/gpu_check
 #   DEADLINE_S=300 OUT=/tmp/gc bash scripts/gpu_check.sh
+#   GPU_STEPS="real_shapes heads_training" DEADLINE_S=200 bash scripts/gpu_check.sh   # a second call: only these
+#                                                       # steps (the build always runs; in place it is a no-op)
 #
 # Steps, in priority order, under ONE overall deadline (DEADLINE_S, default 540 s = 9 min): each step runs under
 # `timeout` of the time left (and at most its own cap), and a step that no longer fits is recorded as skipped for
@@ -12,12 +14,16 @@
 #                  so the tests import the _C just built (never an installed copy)
 #   tests_cuda     pytest tests -m cuda (on a GPU host a CUDA test FAILS, not skips, if _C lacks its CUDA kernels
 #                  or Triton cannot run: tests/cuda_checks.py)                                        [GPU only]
-#   e2e            python benchmarks/e2e.py: bundled model eager vs graphed, 7B-shaped steps, transformers
-#                  generate                                                   [GPU; without one: e2e.py --smoke]
 #   kernel_bench   the pytest-benchmark files benchmarks/bench_*.py          [GPU; without one: their CPU rows, --quick]
-#   sanitizer_*    compute-sanitizer memcheck, racecheck, synccheck, initcheck on scripts/sanitize_ops.py
-#                  (every op once, small inputs)                                                        [GPU only]
-#   heads_training python benchmarks/heads_training.py (7B shape)          [GPU; without one: --tiny]
+#   sanitizer_memcheck, sanitizer_racecheck  compute-sanitizer on scripts/sanitize_ops.py (every op once, small
+#                  inputs)                                                                             [GPU only]
+#   e2e            python benchmarks/e2e.py: bundled model eager vs graphed; 7B-shaped graphed + compiled steps at
+#                  32 and 64 nodes, sdpa and flex_attention; transformers generate  [GPU; without one: --smoke]
+#   step_ops       python benchmarks/step_ops.py: kernels per step, eager vs compiled          [GPU; without: --smoke]
+#   real_shapes    python benchmarks/real_shapes.py --full: the three families at their released shapes, seconds
+#                  and peak memory per image, batch-16 memory runs                    [GPU; without one: --smoke]
+#   sanitizer_synccheck, sanitizer_initcheck                                                          [GPU only]
+#   heads_training python benchmarks/heads_training.py (7B shape; measured on 2026-12-04)  [GPU; without: --tiny]
 # Without a GPU it still runs to the end, says which steps need one and skips them, and exits 0 if every step
 # that could run passed. A failed build skips the rest.
 #
@@ -66,6 +72,11 @@ record() {  # name status rc seconds timeout form reason command
 step() {
   local name="$1" cap="$2" form="$3"; shift 3
   local left=$((DEADLINE_S - RESERVE_S - (SECONDS - START)))
+  if [ -n "${GPU_STEPS:-}" ] && [ "$name" != build ] && [[ " $GPU_STEPS " != *" $name "* ]]; then
+    say "--- $name: not selected (GPU_STEPS=$GPU_STEPS)"
+    record "$name" skipped "" 0 "" "$form" "not selected by GPU_STEPS" "$*"
+    return 0
+  fi
   if [ "$BUILD_OK" -eq 0 ]; then
     say "--- $name: SKIPPED (the build failed)"
     record "$name" skipped "" 0 "" "$form" "the build failed" "$*"
@@ -134,17 +145,7 @@ else
   skip_gpu tests_cuda "pytest tests -m cuda: every test there skips without one"
 fi
 
-# --- 3. end to end
-if [ "$GPU" -eq 1 ]; then
-  # 7B section: graphed + compiled steps (one compile, about a minute, per tree size and attention), sdpa then
-  # flex_attention; each row is printed as a JSON line as soon as it is timed, so a timeout keeps the rows done
-  step e2e 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --images "${E2E_IMAGES:-10}" --graphs on \
-    --trees ${E2E_TREES:-32 64}
-else
-  step e2e 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
-fi
-
-# --- 4. kernel benchmarks
+# --- 3. kernel benchmarks
 BENCH=(benchmarks/bench_accept_reject.py benchmarks/bench_tree_mask.py benchmarks/bench_draft_heads.py
        benchmarks/bench_philox.py)
 if [ "$GPU" -eq 1 ]; then
@@ -155,21 +156,59 @@ else
     --benchmark-json="$WORK/kernels_bench_cpu.json"
 fi
 
-# --- 5. compute-sanitizer
+# --- 4. compute-sanitizer: memory and races first (the new accept_reject and draft_heads kernels)
 SANITIZER="$(command -v compute-sanitizer || true)"
 [ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
-for tool in memcheck racecheck synccheck initcheck; do
+for tool in memcheck racecheck; do
   if [ "$GPU" -eq 0 ]; then
     skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
   elif [ -z "$SANITIZER" ]; then
     say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
     record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
   else
-    step "sanitizer_$tool" 150 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
+    step "sanitizer_$tool" 100 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
   fi
 done
 
-# --- 6. head training at the 7B shape
+# --- 5. end to end
+if [ "$GPU" -eq 1 ]; then
+  # 7B section: graphed + compiled steps (one compile, about a minute, per tree size and attention), sdpa then
+  # flex_attention; each row is printed as a JSON line as soon as it is timed, so a timeout keeps the rows done
+  step e2e 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --images "${E2E_IMAGES:-10}" --graphs on \
+    --trees ${E2E_TREES:-32 64}
+else
+  step e2e 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
+fi
+
+# --- 6. kernels per step, eager vs compiled (issue 20, item 1)
+if [ "$GPU" -eq 1 ]; then
+  step step_ops 90 gpu "$PY" benchmarks/step_ops.py --device cuda --out "$WORK"
+else
+  step step_ops 60 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/step_ops.py --smoke --out "$WORK"
+fi
+
+# --- 7. the released shapes (issue 22): prompt -> PNG, seconds and peak memory per image, batch-16 memory
+if [ "$GPU" -eq 1 ]; then
+  left=$((DEADLINE_S - RESERVE_S - (SECONDS - START) - 15))
+  step real_shapes 420 gpu "$PY" benchmarks/real_shapes.py --full --out "$WORK" --budget-s "$(( left > 30 ? left : 30 ))" \
+    --memory-batch 16 --memory-steps 4
+else
+  step real_shapes 120 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/real_shapes.py --smoke --out "$WORK"
+fi
+
+# --- 8. compute-sanitizer: the other two tools
+for tool in synccheck initcheck; do
+  if [ "$GPU" -eq 0 ]; then
+    skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
+  elif [ -z "$SANITIZER" ]; then
+    say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
+    record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
+  else
+    step "sanitizer_$tool" 100 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
+  fi
+done
+
+# --- 9. head training at the 7B shape
 if [ "$GPU" -eq 1 ]; then
   step heads_training 240 gpu "$PY" benchmarks/heads_training.py --out "$WORK"
 else
@@ -240,7 +279,8 @@ for path in glob.glob(os.path.join(work, "e2e_*.json")):
         big = report["seven_b"]
         headline["big_model"] = big["label"]
         headline["floor_ms"] = round(big["floor_ms"], 3)
-        headline["ms_per_step"] = {f"{'graphed' if r['cuda_graph'] else 'eager'} {r['mode']}-{r['num_nodes']}":
+        headline["ms_per_step"] = {f"{'graphed' if r['cuda_graph'] else 'eager'}{' compiled' if r.get('compiled') else ''}"
+                                   f" {r.get('attention', 'sdpa')} {r['mode']}-{r['num_nodes']}":
                                    round(r["ms_per_step"], 3) for r in big["steps"]}
         headline["transformers_generate_ms_per_token"] = round(big["transformers_generate_ms_per_token"], 2)
 for path in glob.glob(os.path.join(work, "heads_training_*.json")):
