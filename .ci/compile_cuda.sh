@@ -39,9 +39,16 @@ cat > "$TMP/harness_draft_heads.cu" <<'CU'
   template cudaError_t hawk::launch_resblock_epilogue<T>(const T*, const T*, const T*, T*,                  \
                                                          const hawk::ResblockShape&, cudaStream_t);        \
   template cudaError_t hawk::launch_log_softmax_epilogue<T>(const T*, float*, int, int, int, float, cudaStream_t);
+#define HAWK_INSTANTIATE_SKINNY(T)                                                                          \
+  template cudaError_t hawk::launch_skinny_resblock<T>(const hawk::SkinnyOperands<T>&, int, const T*, int64_t, \
+                                                       T*, cudaStream_t);                                  \
+  template cudaError_t hawk::launch_skinny_projection<T>(const hawk::SkinnyOperands<T>&, int,                 \
+                                                         const hawk::SkinnyLogits&, cudaStream_t);
 HAWK_INSTANTIATE(float)
 HAWK_INSTANTIATE(__nv_bfloat16)
 HAWK_INSTANTIATE(__half)
+HAWK_INSTANTIATE_SKINNY(__nv_bfloat16)  // the small-T path: bf16 / fp16 only (mma.sync)
+HAWK_INSTANTIATE_SKINNY(__half)
 CU
 cat > "$TMP/harness_philox.cu" <<'CU'
 #include "hawk/philox.cuh"
