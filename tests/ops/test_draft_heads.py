@@ -59,6 +59,50 @@ def test_matches_reference(backend, shape, dtype):
     assert err <= tolerance(dtype, device) * scale, f"max abs error {err:.3g} (scale {scale:.3g})"
 
 
+# Decode sizes: the small-T weight-streaming path of the CUDA and Triton kernels (at most 32 rows per GEMM; the
+# shared projection's rows are heads x tokens). Widths not a multiple of the 64-k step or the 32-column tile,
+# vocabularies not a multiple of 32; the last rows cross the 32-row limit (T = 32 with a shared lm_head: 64
+# projection rows) or a width not a multiple of 8 (CUDA: the cuBLAS path).
+SMALL_T = [  # (tokens, width, heads, layers, vocab, shared projection)
+    (1, 40, 3, 1, 200, True),
+    (2, 72, 5, 1, 257, True),  # the 7B layout scaled down: 10 projection rows
+    (2, 200, 8, 2, 97, True),
+    (5, 136, 4, 2, 100, False),  # per-head projections
+    (5, 56, 5, 1, 33, True),  # 25 projection rows
+    (8, 96, 4, 1, 300, True),  # 32 projection rows
+    (32, 64, 1, 2, 64, False),  # 32 ResBlock rows
+    (32, 48, 2, 3, 129, True),  # 64 projection rows: past the small-T limit
+    (8, 20, 2, 1, 50, True),  # width % 8 != 0
+]
+
+
+@pytest.mark.parametrize("backend", backend_params("draft_heads"))
+@pytest.mark.parametrize("shape", SMALL_T, ids=lambda s: "T{}-d{}-H{}-L{}-V{}-{}".format(*s[:5], "PS"[s[5]]))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
+def test_small_tokens_match_reference(backend, shape, dtype):
+    device = require(backend, "draft_heads", dtype)
+    inputs = make_inputs(*shape, seed=shape[0] + shape[1], dtype=dtype)
+    inv_temperature = 1.4
+    want = expected(inputs, inv_temperature)
+    got = ops.draft_heads(**{k: v.to(device) for k, v in inputs.items()}, inv_temperature=inv_temperature,
+                          backend=backend)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    err = (got.cpu().double() - want).abs().max().item()
+    scale = max(1.0, want.abs().max().item())
+    assert err <= tolerance(dtype, device) * scale, f"max abs error {err:.3g} (scale {scale:.3g})"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("tokens", [1, 2, 5, 32])
+def test_cuda_small_tokens_are_deterministic(tokens):
+    """The small-T CUDA path adds its warps' partial sums in a fixed order: the same inputs, the same bits."""
+    device = require("cuda", "draft_heads", torch.bfloat16)
+    inputs = {k: v.to(device) for k, v in make_inputs(tokens, 256, 5, 1, 1000, True, seed=3,
+                                                      dtype=torch.bfloat16).items()}
+    first = ops.draft_heads(**inputs, backend="cuda")
+    assert torch.equal(first, ops.draft_heads(**inputs, backend="cuda"))
+
+
 @pytest.mark.parametrize("backend", ["auto", "reference", "cpu"])
 def test_float64_in_float64_out(backend):
     """float64 inputs: the reference or the C++ CPU op (which computes in double), never a float32 kernel."""

@@ -29,24 +29,26 @@ def _variants():
             out.append((f"accept_reject.decide[{dtype}, match={match}]", ar._decide_kernel, sig,
                         {"MATCH_RULE": match, "BLOCK_V": ar.BLOCK_V}, {"num_warps": ar.NUM_WARPS}))
         ieee = dtype == "fp32"
-        sig = dict(z_ptr=ptr, weight_ptr=ptr, bias_ptr=ptr, out_ptr=ptr, tokens="i32", width="i32", layers="i32",
-                   layer="i32", per_head_input="i1", IEEE="constexpr", BLOCK_T="constexpr", BLOCK_N="constexpr",
-                   BLOCK_K="constexpr")
-        out.append((f"draft_heads.resblock[{dtype}]", dh._resblock_kernel, sig,
-                    dict(IEEE=ieee, BLOCK_T=dh.BLOCK_T, BLOCK_N=dh.BLOCK_N, BLOCK_K=dh.BLOCK_K), {"num_warps": 4}))
-        sig = dict(z_ptr=ptr, proj_ptr=ptr, logq_ptr="*fp32", tile_max_ptr="*fp32", tile_sum_ptr="*fp32",
-                   tokens="i32", width="i32", vocab="i32", heads="i32", num_tiles="i32", inv_temperature="fp32",
-                   per_head_input="i1", per_head_proj="i1", IEEE="constexpr", BLOCK_T="constexpr",
-                   BLOCK_V="constexpr", BLOCK_K="constexpr")
-        out.append((f"draft_heads.projection[{dtype}]", dh._projection_kernel, sig,
-                    dict(IEEE=ieee, BLOCK_T=dh.BLOCK_T, BLOCK_V=dh.BLOCK_V, BLOCK_K=dh.BLOCK_K), {"num_warps": 4}))
+        options = {"num_warps": dh.NUM_WARPS, "num_stages": dh.NUM_STAGES}
+        for bm in (16, dh.MAX_BLOCK_M):  # dh.block_m(rows): every rows count takes one of the two
+            sig = dict(z_ptr=ptr, weight_ptr=ptr, bias_ptr=ptr, out_ptr=ptr, tokens="i32", width="i32",
+                       layers="i32", layer="i32", per_head_input="i1", IEEE="constexpr", BLOCK_M="constexpr",
+                       BLOCK_N="constexpr", BLOCK_K="constexpr")
+            out.append((f"draft_heads.resblock[{dtype}, BLOCK_M={bm}]", dh._resblock_kernel, sig,
+                        dict(IEEE=ieee, BLOCK_M=bm, BLOCK_N=dh.BLOCK_N, BLOCK_K=dh.BLOCK_K), options))
+            sig = dict(z_ptr=ptr, proj_ptr=ptr, logq_ptr="*fp32", tile_max_ptr="*fp32", tile_sum_ptr="*fp32",
+                       rows="i32", tokens="i32", width="i32", vocab="i32", heads="i32", num_tiles="i32",
+                       inv_temperature="fp32", IEEE="constexpr", BLOCK_M="constexpr", BLOCK_V="constexpr",
+                       BLOCK_K="constexpr")
+            out.append((f"draft_heads.projection[{dtype}, BLOCK_M={bm}]", dh._projection_kernel, sig,
+                        dict(IEEE=ieee, BLOCK_M=bm, BLOCK_V=dh.BLOCK_V, BLOCK_K=dh.BLOCK_K), options))
     sig = dict(next_ptr="*i64", bonus_at_ptr="*i64", accept_len_ptr="*i64", path_ptr="*i64", bonus_ptr="*i64",
                num_nodes="i32")
     out.append(("accept_reject.walk", ar._walk_kernel, sig, {}, {"num_warps": 1}))
-    sig = dict(logq_ptr="*fp32", tile_max_ptr="*fp32", tile_sum_ptr="*fp32", tokens="i32", heads="i32", vocab="i32",
-               num_tiles="i32", BLOCK_V="constexpr", BLOCK_TILES="constexpr")
-    out.append(("draft_heads.finish", dh._logsoftmax_finish_kernel, sig, dict(BLOCK_V=1024, BLOCK_TILES=64),
-                {"num_warps": 4}))
+    sig = dict(logq_ptr="*fp32", tile_max_ptr="*fp32", tile_sum_ptr="*fp32", vocab="i32", num_tiles="i32",
+               BLOCK_V="constexpr", BLOCK_TILES="constexpr")
+    out.append(("draft_heads.finish", dh._logsoftmax_finish_kernel, sig,
+                dict(BLOCK_V=dh.FINISH_BLOCK_V, BLOCK_TILES=dh.FINISH_BLOCK_TILES), {"num_warps": 4}))
     sig = dict(parent_ptr="*i64", mask_ptr="*i1", depth_ptr="*i64", retrieve_ptr="*i64", num_nodes="i32",
                max_depth="i32", BLOCK_N="constexpr", BLOCK_D="constexpr")
     for block_n in (16, 1024, tm.MAX_NODES):
