@@ -139,6 +139,92 @@ def test_matches_reference_lumina_vocab(backend):
         assert_same(run(backend, inputs, rule, device), reference.accept_reject(**inputs, rule=rule), rule)
 
 
+# ---------------------------------------------------------------- the per-node-parallel structure
+# Every backend decides each (row, node) on its own, then walks from the root along the accepted children: the
+# walk must read only the decisions of the nodes it reaches, whatever the others decided.
+
+
+def last_child_forced(inputs):
+    """Every internal node's target is one-hot on the token of its LAST child, siblings have distinct tokens and
+    the last child's accept uniform is 0: each earlier sibling is tried and rejected (residual 0 at its token), the
+    residual updated, and the last one accepted, at every depth."""
+    t, tok, u = inputs["target_logits"], inputs["node_tokens"], inputs["uniforms"]
+    parents = inputs["node_parent"].tolist()
+    kids = {}
+    for node in range(1, len(parents)):
+        kids.setdefault(parents[node], []).append(node)
+    for node, children in kids.items():
+        for i, child in enumerate(children):
+            tok[:, child] = (tok[:, child] + i) % t.shape[-1] if i == 0 else (tok[:, children[0]] + i) % t.shape[-1]
+        t[:, node] = float("-inf")
+        t[torch.arange(t.shape[0]), node, tok[:, children[-1]]] = 0.0
+        u[:, children[-1], 0] = 0.0
+    return inputs
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject", include_reference=True))
+@pytest.mark.parametrize("rule", ["rejection", "match"])
+@pytest.mark.parametrize("tree", ["chain64", "layered333", "wide40"])
+def test_accepted_at_every_depth(backend, rule, tree):
+    """Deep chains and trees whose nodes all have several children: the last sibling accepted at every depth."""
+    device = require(backend, "accept_reject")
+    parents = {"chain64": chain(64), "layered333": layered([3, 3, 3]), "wide40": wide(40)}[tree]
+    batch = 1 if backend == "triton" and device.type == "cpu" else 2  # the interpreter runs every node's program
+    inputs = last_child_forced(make_inputs(parents, batch, 61, 3, seed=len(parents)))
+    want = reference.accept_reject(**inputs, rule=rule)
+    depth = {"chain64": 63, "layered333": 3, "wide40": 1}[tree]
+    assert want[0].tolist() == [depth] * batch
+    assert_same(run(backend, inputs, rule, device), want, tree)
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject"))
+@pytest.mark.parametrize("rule", ["rejection", "match"])
+def test_nodes_off_the_path_do_not_matter(backend, rule):
+    """Nodes the walk never reaches may hold anything (NaN or +inf target rows, invalid tokens and laws, other
+    uniforms): their decisions are computed and ignored."""
+    device = require(backend, "accept_reject")
+    for seed in range(3):
+        inputs = make_inputs(random_tree(30, seed), 3, 90, 4, seed=seed)
+        want = reference.accept_reject(**inputs, rule=rule)
+        parents = inputs["node_parent"]
+        g = torch.Generator().manual_seed(seed)
+        for b in range(3):
+            on_path = set(want[1][b, : int(want[0][b]) + 1].tolist())
+            off = [n for n in range(30) if n not in on_path]
+            unread = [n for n in off if int(parents[n]) not in on_path]  # not even tried as a child
+            inputs["target_logits"][b, off] = torch.where(torch.rand(len(off), 1, generator=g) < 0.5,
+                                                          float("nan"), float("inf"))
+            inputs["node_tokens"][b, unread] = torch.randint(-5, 200, (len(unread),), generator=g)
+            inputs["node_law"][b, unread] = torch.randint(-2, 7, (len(unread),), generator=g)
+            inputs["uniforms"][b, unread] = torch.rand(len(unread), 2, generator=g)
+        assert_same(reference.accept_reject(**inputs, rule=rule), want, f"reference, seed {seed}")
+        assert_same(run(backend, inputs, rule, device), want, f"seed {seed}")
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject"))
+def test_many_siblings_rejected(backend):
+    """A root with 47 children and a target unrelated to the drafts: long sibling loops (more tried tokens than a
+    warp has lanes), many residual updates, in every row."""
+    device = require(backend, "accept_reject")
+    inputs = make_inputs(wide(48), 1 if backend == "triton" and device.type == "cpu" else 3, 70, 4, seed=9)
+    inputs["target_logits"] = torch.randn(inputs["target_logits"].shape, generator=torch.Generator().manual_seed(9))
+    want = reference.accept_reject(**inputs)
+    assert_same(run(backend, inputs, "rejection", device), want)
+
+
+@pytest.mark.parametrize("backend", backend_params("accept_reject"))
+@pytest.mark.parametrize("vocab", [32769, 70001])
+def test_large_vocabularies(backend, vocab):
+    """V = 32769 (CUDA: the row in opt-in shared memory) and 70001 (CUDA: the row above it, residual in global
+    memory), a wide-then-deep tree, both rules."""
+    device = require(backend, "accept_reject")
+    if backend == "triton" and device.type == "cpu":
+        pytest.skip("the Triton interpreter is too slow at this vocabulary")
+    inputs = make_inputs(layered([4, 2, 1]), 2, vocab, 3, seed=vocab)
+    for rule in ("rejection", "match"):
+        assert_same(run(backend, inputs, rule, device), reference.accept_reject(**inputs, rule=rule), rule)
+
+
 def test_cpu_many_rows_mixed_edges():
     """Many seeds through the C++ op: every edge case at once, both rules."""
     require("cpu", "accept_reject")
