@@ -225,6 +225,19 @@ def test_large_vocabularies(backend, vocab):
         assert_same(run(backend, inputs, rule, device), reference.accept_reject(**inputs, rule=rule), rule)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("rule", ["rejection", "match"])
+def test_cuda_global_memory_path(monkeypatch, rule):
+    """HAWK_ACCEPT_REJECT_SMEM=0: the CUDA kernel keeps the residual in global memory (its path above ~56k
+    entries, where the target row no longer fits in shared memory) at small vocabularies, with every edge case."""
+    device = require("cuda", "accept_reject")
+    monkeypatch.setenv("HAWK_ACCEPT_REJECT_SMEM", "0")
+    for seed in range(3):
+        inputs = corrupt(make_inputs(TREES["random24"], 3, 300, 5, seed=seed), seed, invalid=True, nan=True,
+                         duplicates=True)
+        assert_same(run("cuda", inputs, rule, device), reference.accept_reject(**inputs, rule=rule), f"seed {seed}")
+
+
 def test_cpu_many_rows_mixed_edges():
     """Many seeds through the C++ op: every edge case at once, both rules."""
     require("cpu", "accept_reject")

@@ -20,8 +20,10 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "hawk/common.cuh"
 
@@ -334,19 +336,18 @@ __global__ void __launch_bounds__(BLOCK, kDecideBlocksPerSm) accept_reject_decid
   walk_rows<BLOCK>(a);
 }
 
-struct DecideConfig {
-  bool row_in_smem;
-  int smem_bytes, resident_blocks;  // blocks per SM x SMs
-};
-
-// Where the decide kernel keeps a V-entry row and how many of its blocks are resident, per (device, V): driver
-// queries made once (the first call, before any graph capture) and cached. Raises the dynamic smem limit.
+// Where the decide kernel keeps a V-entry row and how many of its blocks are resident (config->grid), per (device, V, whether
+// shared memory may hold the row): driver queries made once (before any graph capture) and cached. Raises the
+// kernel's dynamic shared-memory limit. HAWK_ACCEPT_REJECT_SMEM=0 forces the global-memory path (to compare).
 template <typename T>
-cudaError_t decide_config(int device, int vocab, DecideConfig* config) {
+cudaError_t decide_config(int device, int vocab, AcceptRejectPlan* config) {
   static std::mutex mutex;
-  static std::map<std::pair<int, int>, DecideConfig> cache;
+  static std::map<std::tuple<int, int, bool>, AcceptRejectPlan> cache;
+  const char* env = std::getenv("HAWK_ACCEPT_REJECT_SMEM");
+  const bool smem_allowed = !(env && env[0] == '0');
   const std::lock_guard<std::mutex> lock(mutex);
-  const auto hit = cache.find({device, vocab});
+  const auto key = std::make_tuple(device, vocab, smem_allowed);
+  const auto hit = cache.find(key);
   if (hit != cache.end()) return (*config = hit->second), cudaSuccess;
   auto kernel = accept_reject_decide_kernel<kAcceptRejectBlock, T>;
   int sms = 0, optin = 0, per_sm = 0;
@@ -356,7 +357,7 @@ cudaError_t decide_config(int device, int vocab, DecideConfig* config) {
   if (err == cudaSuccess) err = cudaFuncGetAttributes(&attrs, kernel);
   if (err != cudaSuccess) return err;
   const int64_t row_bytes = static_cast<int64_t>(vocab) * sizeof(float);
-  config->row_in_smem = static_cast<int64_t>(attrs.sharedSizeBytes) + row_bytes <= optin;
+  config->row_in_smem = smem_allowed && static_cast<int64_t>(attrs.sharedSizeBytes) + row_bytes <= optin;
   config->smem_bytes = config->row_in_smem ? static_cast<int>(row_bytes) : 0;
   // the largest limit, so that no V lowers it under another V's launch
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -364,8 +365,8 @@ cudaError_t decide_config(int device, int vocab, DecideConfig* config) {
   if (err == cudaSuccess)
     err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kAcceptRejectBlock, config->smem_bytes);
   if (err != cudaSuccess) return err;
-  config->resident_blocks = std::max(per_sm, 1) * sms;
-  cache[{device, vocab}] = *config;
+  config->grid = std::max(per_sm, 1) * sms;
+  cache[key] = *config;
   return cudaSuccess;
 }
 
@@ -373,14 +374,10 @@ cudaError_t decide_config(int device, int vocab, DecideConfig* config) {
 template <typename T>
 cudaError_t plan_accept_reject(int batch, int num_nodes, int vocab, AcceptRejectPlan* plan) {
   int device = 0;
-  DecideConfig config;
   cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) err = decide_config<T>(device, vocab, &config);
-  if (err != cudaSuccess) return err;
-  plan->row_in_smem = config.row_in_smem;
-  plan->smem_bytes = config.smem_bytes;
-  plan->grid = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(batch) * num_nodes, config.resident_blocks));
-  return cudaSuccess;
+  if (err == cudaSuccess) err = decide_config<T>(device, vocab, plan);
+  plan->grid = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(batch) * num_nodes, plan->grid));
+  return err;
 }
 
 // Two launches: the prologue (draft stats, queue reset), then the decide kernel with its fused walk.
