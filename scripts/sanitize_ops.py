@@ -31,10 +31,21 @@ def main() -> None:
     uniforms = torch.rand(batch, nodes, 2, generator=g).to(dev)
     for rule in ("rejection", "match"):
         print(rule, ops.accept_reject(target, draft, tokens, parents, source, uniforms, rule=rule, backend=backend))
+    # a vocabulary past the shared-memory row (CUDA: the residual in the global workspace)
+    wide = 70001
+    wide_target = torch.randn(1, nodes, wide, generator=g).to(dev)
+    wide_draft = torch.randn(1, rows, wide, generator=g).to(dev)
+    print(ops.accept_reject(wide_target, wide_draft, tokens[:1].clamp(0, wide - 1), parents, source[:1], uniforms[:1],
+                            backend=backend)[0])
     print(ops.tree_mask(parents, 4, backend=backend))
     hidden = torch.randn(3, 64, generator=g).to(dev, dtype)
     print(ops.draft_heads(hidden, (torch.randn(4, 2, 64, 64, generator=g) * 0.1).to(dev, dtype),
                           torch.zeros(4, 2, 64).to(dev, dtype), torch.randn(1, 500, 64, generator=g).to(dev, dtype),
+                          1.0, backend=backend).shape)
+    # the small-token path's edges: a width that is not a tile multiple, 32 rows
+    hidden = torch.randn(32, 72, generator=g).to(dev, dtype)
+    print(ops.draft_heads(hidden, (torch.randn(3, 1, 72, 72, generator=g) * 0.1).to(dev, dtype),
+                          torch.zeros(3, 1, 72).to(dev, dtype), torch.randn(3, 300, 72, generator=g).to(dev, dtype),
                           1.0, backend=backend).shape)
     rng = ops.DeviceRNG(1234, dev, backend=backend)
     print(rng.uniforms((2, 64, 2), ops.philox.STREAM_ACCEPT).sum())
