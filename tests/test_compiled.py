@@ -80,7 +80,8 @@ def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["hawk", "hawk+jacobi"])
 def test_compiled_images_follow_the_exact_ar_law(mode):
-    """The end-to-end law test of test_decoder / test_jacobi, through the compiled step."""
+    """The end-to-end law test of test_decoder / test_jacobi, through the compiled step. Negative control: the
+    same test rejects the compiled step's images sampled at temperature 1.3."""
     model = tiny_backbone()
     grid = hk.ImageGrid(height=2, width=2, row_end_token=3, image_token_range=(45, 48))
     sampling = hk.SamplingConfig(cfg_scale=2.0)
@@ -88,13 +89,16 @@ def test_compiled_images_follow_the_exact_ar_law(mode):
     heads = tiny_heads(num_horizontal=3, vertical_depth=1)
     dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=True)
     index = {img: i for i, img in enumerate(images)}
-    counts = torch.zeros(len(images), dtype=torch.int64)
-    for seed in range(5):
-        out = dec.generate(PROMPT.expand(400, -1), cfg_scale=2.0, seed=seed * 400)  # disjoint image seeds
-        assert out.compiled
-        for img in (out.image_tokens.reshape(400, -1) - 45).tolist():
-            counts[index[tuple(img)]] += 1
-    assert _chi2_pvalue(counts, probs, bins=12) > 1e-4
+    counts = {1.0: torch.zeros(len(images), dtype=torch.int64), 1.3: torch.zeros(len(images), dtype=torch.int64)}
+    for temperature, tally in counts.items():
+        for seed in range(5):
+            out = dec.generate(PROMPT.expand(400, -1), cfg_scale=2.0, temperature=temperature,
+                               seed=seed * 400)  # disjoint image seeds
+            assert out.compiled
+            for img in (out.image_tokens.reshape(400, -1) - 45).tolist():
+                tally[index[tuple(img)]] += 1
+    assert _chi2_pvalue(counts[1.0], probs, bins=12) > 1e-4
+    assert _chi2_pvalue(counts[1.3], probs, bins=12) < 1e-6
 
 
 def test_the_pipelines_take_the_same_word():

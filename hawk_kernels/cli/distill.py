@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import SEED, UsageError, add_command, check_parent, number, pixel_size, plural, rank_device
+from .common import SEED, UsageError, add_command, check_parent, number, pixel_size, plural, rank_device, tree_nodes
 from .models import add_model_arguments, model_choice
 
 
@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--heads", default=None, metavar="DIR",
                    help="draft heads for the modes that need them (default: the demo's bundled heads; none for a "
                         "checkpoint)")
+    s.add_argument("--nodes", type=tree_nodes, default="auto",
+                   help="tree nodes per step of every shard, or auto: chosen once for --batch-size from timed steps "
+                        "and recorded in the manifest (a resumed run and every torchrun rank use the recorded size)")
     s.add_argument("--images-per-prompt", type=number(int, 1), default=1, help="samples of each prompt")
     s.add_argument("--out", required=True, metavar="DIR",
                    help="data directory (a rerun with the same settings resumes it)")
@@ -75,10 +78,12 @@ def run(args) -> int:
         manifest = distill_images(pipe, args.images, out, **common)
     else:
         manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
-                           temperature=args.temperature, top_k=args.top_k, mode=args.mode, **common)
+                           temperature=args.temperature, top_k=args.top_k, mode=args.mode, num_nodes=args.nodes,
+                           **common)
     settings = manifest["settings"]
+    tree = "" if settings.get("num_nodes") is None else f", decoded in {settings['mode']} with {settings['num_nodes']}-node trees"
     print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
-          f"{plural(manifest['num_shards'], 'shard')} under {out}")
+          f"{plural(manifest['num_shards'], 'shard')} under {out}{tree}")
     return 0
 
 

@@ -8,7 +8,9 @@ fewest passes without heads), or a user's own images through the family's VQ enc
 Determinism is what makes resume and multi-process runs exact. Items (prompt p, sample i) - or (image p, 0) -
 are numbered in one global order k = p * images_per_prompt + i and cut into fixed batches of `batch_size`,
 batch b written as shard b; item k is sampled with the image seed `seed + k` (per-image seeds: an image does not
-depend on its batch). So a sample depends only on the settings, never on which process made it or when:
+depend on its batch), by a tree of `num_nodes` nodes fixed for the whole run ("auto" is chosen once from timed
+steps, then recorded in the manifest: a resumed run and every torchrun rank read it there). So a sample depends
+only on the settings, never on which process made it or when:
   * killed and restarted, a run skips the shards already on disk (written under a temporary name and renamed,
     so a shard is either complete or absent) and produces exactly the samples of an uninterrupted run;
   * under torchrun, rank r of R makes the shards b with b % R == r, and the union is the single-process run.
@@ -16,15 +18,19 @@ depend on its batch). So a sample depends only on the settings, never on which p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..drafts import MODES, check_mode, needs_heads
 from ..fingerprint import model_fingerprint
-from .shards import FORMAT, PAD_ID, prepare_out_dir, shard_path, write_shard
+from .shards import FORMAT, MANIFEST, PAD_ID, prepare_out_dir, shard_path, write_shard
+
+RANK0_WAIT_S = float(os.environ.get("HAWK_DISTILL_WAIT_S", 3600))  # how long ranks > 0 wait for rank 0's manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what distill_images reads
 
@@ -43,6 +49,7 @@ class DistillSettings:
     top_k: int | None
     size: list | None  # the layout asked for (None: the family default)
     mode: str | None = None  # the decoding mode that sampled (drafts.MODES, all exact); None for images
+    num_nodes: int | None = None  # the tree size every shard was decoded with (1: AR steps); None for images
 
     @property
     def num_items(self) -> int:
@@ -61,12 +68,13 @@ class DistillSettings:
 def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size: int = 16, seed: int = 0,
             cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None, size=None,
             overwrite: bool = False, rank: int | None = None, world_size: int | None = None, progress: bool = True,
-            max_shards: int | None = None, mode: str = "jacobi") -> dict:
+            max_shards: int | None = None, mode: str = "jacobi", num_nodes: int | str = "auto") -> dict:
     """Sample `images_per_prompt` images per prompt from the model into shards under out_dir, decoded in `mode`
     (every mode samples the model's own law; the default jacobi takes the fewest passes and needs no heads); None
     sampling arguments take the family's defaults. prompts: text, or token-id lists as the pipeline's
-    `input_ids` takes them (a model saved without its tokenizer). Returns the manifest. max_shards stops after
-    that many new shards (tests use it to stop a run midway)."""
+    `input_ids` takes them (a model saved without its tokenizer). num_nodes: the tree size of every shard, or
+    "auto" (chosen once for `batch_size`, recorded in the manifest; see the module docstring). Returns the
+    manifest. max_shards stops after that many new shards (tests use it to stop a run midway)."""
     check_mode(mode)
     if needs_heads(mode) and pipe.heads is None:
         raise ValueError(f"mode: {mode!r} needs draft heads and this model has none (give heads, or a mode without "
@@ -79,12 +87,15 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
                                _size(size), mode)
     grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
+    rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
+    settings = replace(settings, num_nodes=_tree_size(pipe, grid, settings, num_nodes, Path(out_dir), rank))
 
     def make(items, shard):
         chosen = [prompts[p] for p, _ in items]
         given = dict(input_ids=[list(p) for p in chosen]) if by_ids else dict(prompts=chosen)
         seeds = [(seed + p * images_per_prompt + i) % 2**64 for p, i in items]  # item k: seed + k
-        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seeds, **sampling)
+        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seeds, num_nodes=settings.num_nodes,
+                                   **sampling)
         return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
 
     return _write(pipe, grid, settings, texts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
@@ -170,6 +181,43 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
         bar.update(len(items))
     bar.close()
     return manifest
+
+
+def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, rank: int) -> int:
+    """The tree size of every shard. An int is taken as given. "auto": the size recorded in out_dir's manifest
+    when it was made with these settings (a resumed run), else chosen for `batch_size` (tree_size.py) by rank 0;
+    ranks > 0 wait for rank 0's manifest and take its size, so every rank samples with the same tree."""
+    from ..checks import as_int
+    from ..pipelines.base import DEFAULT_NUM_NODES
+    from ..tree_size import pipeline_num_nodes
+
+    if settings.mode == "ar":
+        return 1
+    if num_nodes != "auto":
+        return as_int("num_nodes", num_nodes, 1)
+    recorded = _recorded_tree_size(out_dir, settings)
+    deadline = time.monotonic() + RANK0_WAIT_S
+    while recorded is None and rank > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"num_nodes: rank {rank} waited {RANK0_WAIT_S:.0f} s for rank 0 to choose the tree "
+                               f"size and write {out_dir / MANIFEST} (HAWK_DISTILL_WAIT_S)")
+        time.sleep(1.0)
+        recorded = _recorded_tree_size(out_dir, settings)
+    if recorded is not None:
+        return recorded
+    return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, settings.cfg_scale,
+                              DEFAULT_NUM_NODES)
+
+
+def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
+    """num_nodes of the manifest in out_dir when every other setting equals ours (else None)."""
+    try:
+        recorded = json.loads((out_dir / MANIFEST).read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(recorded, dict) or {**recorded, "num_nodes": None} != asdict(replace(settings, num_nodes=None)):
+        return None
+    return recorded.get("num_nodes") if isinstance(recorded.get("num_nodes"), int) else None
 
 
 def _manifest(pipe, grid, settings: DistillSettings, body_start: int) -> dict:
