@@ -3,7 +3,10 @@ tree sizes, per drafting mode and batch size, on the bundled model, in one run (
 
 For each batch size: AR's images/s; for each drafting mode the size "auto" chooses (step costs measured into a
 fresh table under --out, the bundled heads' calibrated rates) and its images/s; at batch 1 also every fixed size,
-since "auto" must come within 10% of the best of them. Ratios are to AR measured in the same run.
+since "auto" must come within 10% of the best of them. Ratios are to AR measured in the same run. Every decoder of a
+batch size is timed once per round, in turn, for --repeats rounds (best of the rounds), so a change of load
+during the run hits all of them alike; AR is timed twice per round (two decoders), and the ratio of the two is
+the run's noise band (where "auto" picks size 1 it runs AR steps, so its ratio is AR's within that band).
 
     python benchmarks/tree_size.py --out DIR [--batches 1 4 16 64] [--repeats 3]
     python benchmarks/tree_size.py --smoke --out DIR          # hawk, batch 1, sizes 1 and 4, one repeat
@@ -47,19 +50,47 @@ def decoder_factory(pipe, mode):
     return decoder_for
 
 
-def images_per_second(decoder, pipe, batch: int, repeats: int, seed: int = 0) -> float:
+def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -> dict:
+    """{label: images/s}, best of `repeats` rounds; each round times every decoder once, in turn."""
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch)]
     ids = [pipe.vocab.encode_prompt(p) for p in prompts]
     width = max(map(len, ids))
     tokens = torch.tensor([[pipe.vocab.pad_id] * (width - len(x)) + x for x in ids])
     mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
     negative = torch.tensor([pipe.vocab.unconditional_prompt()])
-    best = float("inf")
+    best = dict.fromkeys(decoders, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
-        best = min(best, time.perf_counter() - start)
-    return batch / best
+        for label, decoder in decoders.items():
+            start = time.perf_counter()
+            decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
+            best[label] = min(best[label], time.perf_counter() - start)
+    return {label: batch / seconds for label, seconds in best.items()}
+
+
+def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int) -> list[dict]:
+    """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved."""
+    choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, 3.0, "demo", table, sizes)
+               for mode, make in factories.items()}
+    ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar")  # a second AR decoder: the noise band
+    decoders = {"ar": next(iter(factories.values()))(1), "ar again": ar_again}
+    for mode, make in factories.items():
+        decoders[mode] = make(choices[mode].num_nodes)
+        if batch == 1:
+            decoders.update({(mode, n): make(n) for n in sizes if n > 1})
+    speed = interleaved(decoders, pipe, batch, repeats)
+    ar, rows = speed["ar"], []
+    for mode, choice in choices.items():
+        row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,
+                   ar_again_vs_ar=speed["ar again"] / ar, auto_images_per_s=speed[mode],
+                   auto_vs_ar=speed[mode] / ar, estimates=choice.estimates)
+        if batch == 1:
+            row["fixed_images_per_s"] = {n: speed[(mode, n)] for n in sizes if n > 1}
+            row["auto_vs_best_fixed"] = speed[mode] / max(row["fixed_images_per_s"].values())
+        print(f"batch {batch:>3} {mode:<12} auto={choice.num_nodes:<3} {speed[mode] / ar:5.2f}x AR (AR again "
+              f"{speed['ar again'] / ar:.2f}x)" + (f", {row['auto_vs_best_fixed']:.2f}x best fixed" if batch == 1 else ""),
+              flush=True)
+        rows.append(row)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -81,21 +112,7 @@ def main(argv=None) -> int:
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
     for batch in args.batches:
-        ar = images_per_second(factories[args.modes[0]](1), pipe, batch, args.repeats)
-        for mode in args.modes:
-            choice = choose_num_nodes(factories[mode], mode, pipe.accept_rates.get(mode), batch, 3.0, "demo",
-                                      table, sizes)
-            auto = images_per_second(factories[mode](choice.num_nodes), pipe, batch, args.repeats)
-            row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,
-                       auto_images_per_s=auto, auto_vs_ar=auto / ar, estimates=choice.estimates)
-            if batch == 1:
-                fixed = {n: images_per_second(factories[mode](n), pipe, batch, args.repeats)
-                         for n in sizes if n > 1}
-                row["fixed_images_per_s"] = fixed
-                row["auto_vs_best_fixed"] = auto / max(fixed.values())
-            print(f"batch {batch:>3} {mode:<12} auto={choice.num_nodes:<3} {auto / ar:5.2f}x AR"
-                  + (f", {row['auto_vs_best_fixed']:.2f}x best fixed" if batch == 1 else ""), flush=True)
-            rows.append(row)
+        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats)
     info = dict(report_header(torch.device("cpu")), threads=1, repeats=args.repeats, rows=rows,
                 what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats")
     info["command"] = "python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
