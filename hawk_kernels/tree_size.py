@@ -15,6 +15,7 @@ The chosen size is recorded in the output; passing it back as num_nodes reproduc
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -94,20 +95,46 @@ def device_key(device: torch.device) -> str:
 
 
 class StepCostTable:
-    """Seconds per decode step, measured on demand and kept in a JSON file {key: seconds}."""
+    """Seconds per decode step, measured on demand and kept in a JSON file {key: seconds}. A key is measured once
+    per machine: the measurement runs under a lock on the file, and a process that waited for the lock reads the
+    value the first one wrote, so concurrent processes (torchrun ranks, a resumed run) choose the same tree sizes."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_cache_path()
-        try:
-            self.costs = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, ValueError):
-            self.costs = {}  # unreadable cache: measure again
+        self.costs = self._read()
 
     def seconds(self, key: str, measure: Callable[[], float]) -> float:
         if key not in self.costs:
-            self.costs[key] = float(measure())
-            self._save()
+            with self._locked():
+                self.costs = {**self.costs, **self._read()}  # another process may have measured it meanwhile
+                if key not in self.costs:
+                    self.costs[key] = float(measure())
+                    self._save()
         return self.costs[key]
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text()) if self.path.exists() else {}
+        except (OSError, ValueError):
+            return {}  # unreadable cache: measure again
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """An exclusive lock on <table>.lock (none where the directory is read-only or fcntl is missing)."""
+        try:
+            import fcntl
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_name(self.path.name + ".lock"), "a")
+        except (ImportError, OSError):
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _save(self) -> None:
         try:

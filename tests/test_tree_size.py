@@ -99,3 +99,28 @@ def test_pipelines_choose_per_batch_and_record_the_size():
     assert one.num_nodes == [1, 1] and torch.equal(one.image_tokens, ar.image_tokens)
     with pytest.raises(ValueError, match="num_nodes"):
         pipe.generate(prompts, mode="hawk", num_nodes=0)
+
+
+def test_a_step_is_measured_once_across_processes(tmp_path):
+    """Two tables on one file (two processes: torchrun ranks, or a resumed run), both made before anything was
+    measured: the second waits on the file's lock while the first measures, then reads the first's value, so both
+    choose the same tree sizes."""
+    import threading
+    import time
+
+    path = tmp_path / "costs.json"
+    first, second = StepCostTable(path), StepCostTable(path)
+    started = threading.Event()
+
+    def slow_measure():
+        started.set()
+        time.sleep(0.3)
+        return 1.0
+
+    results = {}
+    worker = threading.Thread(target=lambda: results.setdefault("first", first.seconds("k", slow_measure)))
+    worker.start()
+    started.wait()
+    results["second"] = second.seconds("k", lambda: 2.0)  # blocks on the lock until the first has written
+    worker.join()
+    assert results == {"first": 1.0, "second": 1.0}
