@@ -159,16 +159,20 @@ fi
 # --- 4. compute-sanitizer: memory and races first (the new accept_reject and draft_heads kernels)
 SANITIZER="$(command -v compute-sanitizer || true)"
 [ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
-for tool in memcheck racecheck; do
-  if [ "$GPU" -eq 0 ]; then
-    skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
-  elif [ -z "$SANITIZER" ]; then
-    say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
-    record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
-  else
-    step "sanitizer_$tool" 100 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
-  fi
-done
+sanitize() {  # TOOL...: compute-sanitizer over scripts/sanitize_ops.py, one step per tool
+  local tool
+  for tool in "$@"; do
+    if [ "$GPU" -eq 0 ]; then
+      skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
+    elif [ -z "$SANITIZER" ]; then
+      say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
+      record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
+    else
+      step "sanitizer_$tool" 100 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
+    fi
+  done
+}
+sanitize memcheck racecheck
 
 # --- 5. end to end
 if [ "$GPU" -eq 1 ]; then
@@ -197,16 +201,7 @@ else
 fi
 
 # --- 8. compute-sanitizer: the other two tools
-for tool in synccheck initcheck; do
-  if [ "$GPU" -eq 0 ]; then
-    skip_gpu "sanitizer_$tool" "compute-sanitizer checks CUDA kernels"
-  elif [ -z "$SANITIZER" ]; then
-    say "--- sanitizer_$tool: SKIPPED: compute-sanitizer not found"
-    record "sanitizer_$tool" skipped "" 0 "" gpu "compute-sanitizer not found" ""
-  else
-    step "sanitizer_$tool" 100 gpu "$SANITIZER" --tool "$tool" --error-exitcode 9 "$PY" scripts/sanitize_ops.py
-  fi
-done
+sanitize synccheck initcheck
 
 # --- 9. head training at the 7B shape
 if [ "$GPU" -eq 1 ]; then

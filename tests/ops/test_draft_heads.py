@@ -47,9 +47,12 @@ def expected(inputs, inv_temperature):
 @pytest.mark.parametrize("shape", range(len(SHAPES)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 def test_matches_reference(backend, shape, dtype):
+    _check_against_reference(backend, dtype, make_inputs(*SHAPES[shape], seed=shape, dtype=dtype),
+                             1.0 if shape % 2 else 1.7)
+
+
+def _check_against_reference(backend, dtype, inputs, inv_temperature):
     device = require(backend, "draft_heads", dtype)  # the Triton interpreter: fp32 only (bf16 on the GPU)
-    inputs = make_inputs(*SHAPES[shape], seed=shape, dtype=dtype)
-    inv_temperature = 1.0 if shape % 2 else 1.7
     want = expected(inputs, inv_temperature)
     got = ops.draft_heads(**{k: v.to(device) for k, v in inputs.items()}, inv_temperature=inv_temperature,
                           backend=backend)
@@ -80,16 +83,7 @@ SMALL_T = [  # (tokens, width, heads, layers, vocab, shared projection)
 @pytest.mark.parametrize("shape", SMALL_T, ids=lambda s: "T{}-d{}-H{}-L{}-V{}-{}".format(*s[:5], "PS"[s[5]]))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 def test_small_tokens_match_reference(backend, shape, dtype):
-    device = require(backend, "draft_heads", dtype)
-    inputs = make_inputs(*shape, seed=shape[0] + shape[1], dtype=dtype)
-    inv_temperature = 1.4
-    want = expected(inputs, inv_temperature)
-    got = ops.draft_heads(**{k: v.to(device) for k, v in inputs.items()}, inv_temperature=inv_temperature,
-                          backend=backend)
-    assert got.dtype == torch.float32 and got.shape == want.shape
-    err = (got.cpu().double() - want).abs().max().item()
-    scale = max(1.0, want.abs().max().item())
-    assert err <= tolerance(dtype, device) * scale, f"max abs error {err:.3g} (scale {scale:.3g})"
+    _check_against_reference(backend, dtype, make_inputs(*shape, seed=shape[0] + shape[1], dtype=dtype), 1.4)
 
 
 @pytest.mark.cuda
