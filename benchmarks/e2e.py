@@ -37,6 +37,7 @@ import time
 import torch
 
 import hawk_kernels as hk
+from hawk_kernels.drafts import jacobi_template
 from timing import copy_bandwidth, median_seconds
 
 MODES = hk.MODES
@@ -63,12 +64,12 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def bundled(device, images: int, nodes: int, graphs: list[bool]) -> list[dict]:
+def bundled(device, images: int, nodes: int, graphs: list[bool], modes=MODES) -> list[dict]:
     pipe = hk.load_demo_pipeline(device=device)
     prompts = [f"a handwritten digit {w}" for w in ("zero one two three four five six seven eight nine".split())]
     rows = []
     for graphed in graphs:
-        for mode in MODES:
+        for mode in modes:
             pipe.decoder(mode, num_nodes=nodes).cuda_graphs = graphed
             pipe.generate(prompts[:1], mode=mode, seed=999, num_nodes=nodes)  # warm-up: Triton/cuBLAS init
             seconds, passes, tokens, used_graph, fallbacks = [], [], [], False, {}
@@ -124,7 +125,7 @@ def time_steps(session, device, steps: int) -> float:
 
 def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], bandwidth: dict,
             shape_name: str = "7b", new_tokens: int = 64, attentions: tuple[str, ...] = ("sdpa",),
-            compile="auto") -> dict:
+            compile="auto", tree_modes: tuple[str, ...] = ("hawk",)) -> dict:
     """Sections 2 and 3 on the backbone `shape_name` (SHAPES): step times per tree size, eager and graphed, per
     attention implementation (flex_attention: block masks bounded to the filled slots; graphed only), against
     the weight-streaming floor at the measured copy bandwidth; then transformers `generate`."""
@@ -145,10 +146,10 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
     runs = [(a, g) for a in attentions for g in graphs if a == "sdpa" or g or len(graphs) == 1]
     for attention, graphed in runs:
         model.set_attn_implementation(attention)
-        for nodes in [1] + list(node_counts):
-            mode = "ar" if nodes == 1 else "hawk"
+        for mode, nodes in [("ar", 1)] + [(m, n) for m in tree_modes for n in node_counts]:
+            tree = jacobi_template(mode, heads, nodes) if mode != "ar" else None
             dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
-                                 compile=compile)
+                                 compile=compile, tree=tree)
             session = dec.start(prompt, cfg_scale=3.0, seed=0)
             session.run(3)  # eager warm-up, capture, first replay
             sync(device)
@@ -182,16 +183,17 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
     return result
 
 
-def project(result: dict, tokens_per_pass: float, num_body: int) -> dict:
+def project(result: dict, tokens_per_pass: dict, num_body: int) -> dict:
     """Seconds per image of the section-2 layout (num_body tokens) from its measured step times and the bundled
-    model's tokens per pass."""
+    model's tokens per pass of each mode ({mode: tokens per pass}; a mode without one counts 1)."""
     out = {}
     for r in result["steps"]:
         engine = ("graphed" if r["cuda_graph"] else "eager") + ("" if r["attention"] == "sdpa" else "_flex")
         if r["mode"] == "ar":
             out[f"{engine}_ar_s"] = num_body * r["ms_per_step"] / 1e3
         else:
-            out[f"{engine}_hawk_{r['num_nodes']}_s"] = num_body / tokens_per_pass * r["ms_per_step"] / 1e3
+            rate = tokens_per_pass.get(r["mode"], 1.0)
+            out[f"{engine}_{r['mode']}_{r['num_nodes']}_s"] = num_body / rate * r["ms_per_step"] / 1e3
     if "transformers_generate_ms_per_token" in result:
         out["transformers_generate_s"] = num_body * result["transformers_generate_ms_per_token"] / 1e3
     return out
@@ -212,12 +214,13 @@ def plot(report: dict, path: str) -> None:
     axes[0].set_title(f"bundled model ({report['device']})")
     if report.get("seven_b"):
         big = report["seven_b"]
-        lines = (("eager", False, "sdpa", "C0"), ("graphed", True, "sdpa", "C1"), ("graphed, flex", True, "flex_attention", "C2"))
-        for label, graphed, attention, color in lines:
-            pts = [(r["num_nodes"], r["ms_per_step"]) for r in big["steps"]
-                   if r["cuda_graph"] == graphed and r["attention"] == attention]
-            if pts:
-                axes[1].plot(*zip(*pts), "o-", color=color, label=label)
+        engines = dict.fromkeys((r["cuda_graph"], r["attention"]) for r in big["steps"])
+        tree_modes = dict.fromkeys(r["mode"] for r in big["steps"] if r["mode"] != "ar")
+        for k, ((graphed, attention), mode) in enumerate((e, m) for e in engines for m in tree_modes):
+            same = [r for r in big["steps"] if (r["cuda_graph"], r["attention"]) == (graphed, attention)]
+            pts = [(r["num_nodes"], r["ms_per_step"]) for r in same if r["mode"] in ("ar", mode)]
+            label = f"{'graphed' if graphed else 'eager'}, {attention}, {mode}"
+            axes[1].plot(*zip(*pts), "o-", color=f"C{k % 10}", label=label)
         axes[1].axhline(big["floor_ms"], color="k", ls="--",
                         label=f"floor: weights / copy {big['copy_bytes_per_s'] / 1e9:.0f} GB/s")
         if "transformers_generate_ms_per_token" in big:
@@ -260,6 +263,11 @@ def main():
     ap.add_argument("--images", type=int, default=None, help="images per mode (default 10; --smoke: 1)")
     ap.add_argument("--nodes", type=int, default=16)
     ap.add_argument("--skip-7b", action="store_true")
+    ap.add_argument("--skip-bundled", action="store_true")
+    ap.add_argument("--bundled-modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--tree-modes", nargs="+", default=["hawk"], choices=[m for m in MODES if m != "ar"],
+                    help="drafting modes of the 7B section's tree steps")
+    ap.add_argument("--name", default=None, help="suffix of the result files (several runs into one --out)")
     ap.add_argument("--layers", type=int, default=None, help="backbone layers (default 32; --smoke: 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per tree (default 20; --smoke: 3)")
     ap.add_argument("--trees", type=int, nargs="*", default=None, help="tree sizes (default 16 32 64 128; "
@@ -286,7 +294,7 @@ def main():
     report["smoke"] = smoke
     report["bandwidth"] = copy_bandwidth(device)
     print("copy bandwidth", json.dumps(report["bandwidth"]), flush=True)
-    report["bundled"] = bundled(device, images, args.nodes, graphs)
+    report["bundled"] = [] if args.skip_bundled else bundled(device, images, args.nodes, graphs, args.bundled_modes)
     if args.skip_7b:
         report["seven_b"] = None
     elif device.type == "cuda" or smoke:
@@ -294,9 +302,9 @@ def main():
         attentions = args.attention or (("sdpa", "flex_attention") if device.type == "cuda" else ("sdpa",))
         big = seven_b(device, trees, layers, steps, graphs, report["bandwidth"], shape,
                       new_tokens=8 if smoke else 64, attentions=tuple(attentions),
-                      compile={"auto": "auto", "on": True, "off": False}[args.compile])
-        hawk_rows = [r for r in report["bundled"] if r["mode"] == "hawk"]
-        tokens_per_pass = hawk_rows[-1]["tokens_per_pass"] if hawk_rows else 1.0
+                      compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                      tree_modes=tuple(args.tree_modes))
+        tokens_per_pass = {r["mode"]: r["tokens_per_pass"] for r in report["bundled"]}  # the last engine's
         big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)
         big["projection_tokens_per_pass"] = tokens_per_pass
         report["seven_b"] = big
@@ -305,7 +313,7 @@ def main():
         report["seven_b"] = None
     report["seconds"] = time.perf_counter() - began
     os.makedirs(args.out, exist_ok=True)
-    name = f"e2e_{'smoke_' if smoke else ''}{device.type}"
+    name = f"e2e_{'smoke_' if smoke else ''}{device.type}" + (f"_{args.name}" if args.name else "")
     with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(report, f, indent=2)
     plot(report, os.path.join(args.out, name + ".png"))

@@ -17,8 +17,10 @@
 #   kernel_bench   the pytest-benchmark files benchmarks/bench_*.py          [GPU; without one: their CPU rows, --quick]
 #   sanitizer_memcheck, sanitizer_racecheck  compute-sanitizer on scripts/sanitize_ops.py (every op once, small
 #                  inputs)                                                                             [GPU only]
-#   e2e            python benchmarks/e2e.py: bundled model eager vs graphed; 7B-shaped graphed + compiled steps at
-#                  32 and 64 nodes, sdpa and flex_attention; transformers generate  [GPU; without one: --smoke]
+#   e2e_7b         python benchmarks/e2e.py --skip-bundled: 7B-shaped graphed + compiled steps, AR and hawk /
+#                  hawk+jacobi trees at 32 and 64 nodes, sdpa; transformers generate  [GPU; without one: --smoke]
+#   e2e_flex       the same with flex_attention (AR and hawk+jacobi at 32 nodes)                         [GPU only]
+#   e2e_bundled    the bundled model, ms per image, ar / hawk / hawk+jacobi, eager and graphed         [GPU only]
 #   step_ops       python benchmarks/step_ops.py: kernels per step, eager vs compiled          [GPU; without: --smoke]
 #   real_shapes    python benchmarks/real_shapes.py --full: the three families at their released shapes, seconds
 #                  and peak memory per image, batch-16 memory runs                    [GPU; without one: --smoke]
@@ -174,14 +176,20 @@ sanitize() {  # TOOL...: compute-sanitizer over scripts/sanitize_ops.py, one ste
 }
 sanitize memcheck racecheck
 
-# --- 5. end to end
+# --- 5. end to end: the 7B step against the floor first (issue 20's targets), then flex, then the bundled model.
+# Every step compiles (about a minute per tree size and mode at the 7B shape); each row is printed as a JSON line
+# as soon as it is timed, so a timeout keeps the rows done in the log.
 if [ "$GPU" -eq 1 ]; then
-  # 7B section: graphed + compiled steps (one compile, about a minute, per tree size and attention), sdpa then
-  # flex_attention; each row is printed as a JSON line as soon as it is timed, so a timeout keeps the rows done
-  step e2e 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --images "${E2E_IMAGES:-10}" --graphs on \
-    --trees ${E2E_TREES:-32 64}
+  step e2e_7b 300 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees ${E2E_TREES:-32 64} \
+    --tree-modes hawk hawk+jacobi --attention sdpa --name 7b
+  step e2e_flex 150 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees 32 \
+    --tree-modes hawk+jacobi --attention flex_attention --name flex
+  step e2e_bundled 150 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-7b --images "${E2E_IMAGES:-5}" \
+    --bundled-modes ar hawk hawk+jacobi --name bundled
 else
-  step e2e 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
+  step e2e_7b 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
+  skip_gpu e2e_flex "flex_attention runs on CUDA only"
+  skip_gpu e2e_bundled "the smoke run above covers the bundled section"
 fi
 
 # --- 6. kernels per step, eager vs compiled (issue 20, item 1)
@@ -263,20 +271,21 @@ for name in ("tests_cuda", "kernels_bench"):
             info[name] = junit(path)
         except Exception as exc:
             info[name] = f"unreadable JUnit XML: {exc}"
-headline = {}
-for path in glob.glob(os.path.join(work, "e2e_*.json")):
+headline = {"bundled_ms_per_image": {}, "bundled_fallbacks": {}, "ms_per_step": {}}
+for path in sorted(glob.glob(os.path.join(work, "e2e_*.json"))):  # e2e_7b, e2e_flex, e2e_bundled: merged
     report = json.load(open(path))
     headline["copy_bandwidth_TBps"] = report["bandwidth"]["copy_bytes_per_s"] / 1e12
-    headline["bundled_ms_per_image"] = {f"{r['mode']}{' graphed' if r['cuda_graph_used'] else ''}":
-                                        round(r["ms_per_image"], 1) for r in report["bundled"]}
-    headline["bundled_fallbacks"] = {r["mode"]: r["fallbacks"] for r in report["bundled"] if r.get("fallbacks")}
+    headline["bundled_ms_per_image"].update({f"{r['mode']}{' graphed' if r['cuda_graph_used'] else ''}":
+                                             round(r["ms_per_image"], 1) for r in report["bundled"]})
+    headline["bundled_fallbacks"].update({r["mode"]: r["fallbacks"] for r in report["bundled"] if r.get("fallbacks")})
     if report.get("seven_b"):
         big = report["seven_b"]
         headline["big_model"] = big["label"]
         headline["floor_ms"] = round(big["floor_ms"], 3)
-        headline["ms_per_step"] = {f"{'graphed' if r['cuda_graph'] else 'eager'}{' compiled' if r.get('compiled') else ''}"
-                                   f" {r.get('attention', 'sdpa')} {r['mode']}-{r['num_nodes']}":
-                                   round(r["ms_per_step"], 3) for r in big["steps"]}
+        headline["ms_per_step"].update({
+            f"{'graphed' if r['cuda_graph'] else 'eager'}{' compiled' if r.get('compiled') else ''}"
+            f" {r.get('attention', 'sdpa')} {r['mode']}-{r['num_nodes']}": round(r["ms_per_step"], 3)
+            for r in big["steps"]})
         headline["transformers_generate_ms_per_token"] = round(big["transformers_generate_ms_per_token"], 2)
 for path in glob.glob(os.path.join(work, "heads_training_*.json")):
     report = json.load(open(path))
