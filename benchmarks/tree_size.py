@@ -33,18 +33,18 @@ DRAFTING = ("medusa", "vertical", "hawk", "jacobi", "hawk+jacobi")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def decoder_factory(pipe, mode):
+def decoder_factory(pipe, mode, compile="auto"):
     cache = {}
 
     def decoder_for(n: int):
         if n not in cache:
             rates = pipe.accept_rates.get(mode)
             if n == 1:
-                cache[n] = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar")
+                cache[n] = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)
             else:
                 heads = pipe.heads if needs_heads(mode) else None
                 cache[n] = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=n, accept_rates=rates,
-                                          tree=jacobi_template(mode, heads, n, rates))
+                                          tree=jacobi_template(mode, heads, n, rates), compile=compile)
         return cache[n]
 
     return decoder_for
@@ -55,23 +55,26 @@ def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch)]
     ids = [pipe.vocab.encode_prompt(p) for p in prompts]
     width = max(map(len, ids))
-    tokens = torch.tensor([[pipe.vocab.pad_id] * (width - len(x)) + x for x in ids])
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-    negative = torch.tensor([pipe.vocab.unconditional_prompt()])
+    device = pipe.device
+    tokens = torch.tensor([[pipe.vocab.pad_id] * (width - len(x)) + x for x in ids], device=device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+    negative = torch.tensor([pipe.vocab.unconditional_prompt()], device=device)
     best = dict.fromkeys(decoders, float("inf"))
     for _ in range(repeats):
         for label, decoder in decoders.items():
             start = time.perf_counter()
             decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             best[label] = min(best[label], time.perf_counter() - start)
     return {label: batch / seconds for label, seconds in best.items()}
 
 
-def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int) -> list[dict]:
+def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto") -> list[dict]:
     """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved."""
     choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, 3.0, "demo", table, sizes)
                for mode, make in factories.items()}
-    ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar")  # a second AR decoder: the noise band
+    ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)  # the noise band
     decoders = {"ar": next(iter(factories.values()))(1), "ar again": ar_again}
     for mode, make in factories.items():
         decoders[mode] = make(choices[mode].num_nodes)
@@ -100,20 +103,25 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=list(DRAFTING), choices=DRAFTING)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu (1 thread) or cuda")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="the decoders' compile word (auto: on CUDA; every size and mode compiles once)")
     args = p.parse_args(argv)
     if args.smoke:
         args.batches, args.modes, args.repeats = [1], ["hawk"], 1
+    device = torch.device(args.device)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = StepCostTable(out / "step_costs.json")
-    pipe = hk.load_demo_pipeline(device="cpu")
-    factories = {mode: decoder_factory(pipe, mode) for mode in args.modes}
+    pipe = hk.load_demo_pipeline(device=device)
+    compile = {"auto": "auto", "on": True, "off": False}[args.compile]
+    factories = {mode: decoder_factory(pipe, mode, compile) for mode in args.modes}
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
     for batch in args.batches:
-        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats)
-    info = dict(report_header(torch.device("cpu")), threads=1, repeats=args.repeats, rows=rows,
+        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile)
+    info = dict(report_header(device), threads=1, repeats=args.repeats, rows=rows, compile=args.compile,
                 what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats")
     info["command"] = "python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "tree_size.json").write_text(json.dumps(info, indent=2))

@@ -24,6 +24,8 @@
 #   step_ops       python benchmarks/step_ops.py: kernels per step, eager vs compiled          [GPU; without: --smoke]
 #   real_shapes    python benchmarks/real_shapes.py --full: the three families at their released shapes, seconds
 #                  and peak memory per image, batch-16 memory runs                    [GPU; without one: --smoke]
+#   tree_size      python benchmarks/tree_size.py --device cuda: num_nodes="auto" vs AR and fixed sizes, bundled
+#                  model, batch 1 and 16, hawk and hawk+jacobi, graphed, not compiled     [GPU; without one: --smoke]
 #   sanitizer_synccheck, sanitizer_initcheck                                                          [GPU only]
 #   heads_training python benchmarks/heads_training.py (7B shape; measured on 2026-12-04)  [GPU; without: --tiny]
 # Without a GPU it still runs to the end, says which steps need one and skips them, and exits 0 if every step
@@ -208,7 +210,15 @@ else
   step real_shapes 120 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/real_shapes.py --smoke --out "$WORK"
 fi
 
-# --- 8. compute-sanitizer: the other two tools
+# --- 8. never slower than AR on the GPU (issue 20, item 4)
+if [ "$GPU" -eq 1 ]; then
+  step tree_size 180 gpu "$PY" benchmarks/tree_size.py --device cuda --out "$WORK" --batches 1 16 \
+    --modes hawk hawk+jacobi --repeats 2 --compile off
+else
+  step tree_size 60 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/tree_size.py --smoke --out "$WORK"
+fi
+
+# --- 8b. compute-sanitizer: the other two tools
 sanitize synccheck initcheck
 
 # --- 9. head training at the 7B shape
