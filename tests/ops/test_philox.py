@@ -217,6 +217,21 @@ def test_opcheck_cuda():
                           (torch.tensor(seed, device="cuda"), torch.tensor(offset, device="cuda"), [7, 9], 1))
 
 
+def _captured_draw_and_advance(rng, shape):
+    """A CUDA graph of `rng.uniforms(shape)` + `rng.advance()`, captured after a warm-up draw on a side stream
+    (which compiles the Triton kernel); capture runs nothing. Returns (graph, the output tensor)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        rng.uniforms(shape, STREAM_ACCEPT)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = rng.uniforms(shape, STREAM_ACCEPT)
+        rng.advance()
+    return graph, out
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_cuda_graph_replay_advances(backend):
@@ -228,15 +243,7 @@ def test_cuda_graph_replay_advances(backend):
     rng = DeviceRNG(seed, "cuda", offset=offset, backend=backend)
     assert rng.backend == backend
     shape = (3, 1001)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up (compiles the Triton kernel), then rewind
-        rng.uniforms(shape, STREAM_ACCEPT)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = rng.uniforms(shape, STREAM_ACCEPT)
-        rng.advance()
+    graph, out = _captured_draw_and_advance(rng, shape)
     torch.cuda.synchronize()
     assert int(rng.offset) == offset  # capture ran nothing
     graph.replay()
@@ -514,15 +521,7 @@ def test_cuda_graph_replay_per_row(backend):
     offset = fresh_key(random.Random(10))[1]
     rng = DeviceRNG(seeds, "cuda", offset=offset, backend=backend)
     shape = (3, 1001)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        rng.uniforms(shape, STREAM_ACCEPT)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = rng.uniforms(shape, STREAM_ACCEPT)
-        rng.advance()
+    graph, out = _captured_draw_and_advance(rng, shape)
     graph.replay()
     first = out.clone()
     rng.seed[1] = seeds[0]  # a new seed written on the device is read by the next replay
