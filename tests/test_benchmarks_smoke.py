@@ -184,7 +184,7 @@ def test_e2e_smoke_runs_every_section(smoke):
     assert all(r["ms_per_step"] > 0 and r["ratio_to_floor"] > 0 for r in big["steps"])
     assert big["transformers_generate_ms_per_token"] > 0 and big["transformers_generate_ratio_to_floor"] > 0
     assert {"eager_ar_s", "eager_hawk_4_s", "eager_hawk_8_s", "transformers_generate_s"} <= set(big["projection"])
-    assert big["projection_tokens_per_pass"] == pytest.approx(rows["hawk"]["tokens_per_pass"])
+    assert big["projection_tokens_per_pass"]["hawk"] == pytest.approx(rows["hawk"]["tokens_per_pass"])
 
 
 def test_kernel_benchmarks_smoke(smoke):
