@@ -110,8 +110,7 @@ def test_flex_attention_is_refused_on_the_cpu():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("mode", ["ar", "hawk+jacobi"])
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("mode, compile", [("ar", False), ("hawk+jacobi", False), ("hawk+jacobi", True)])
 def test_cuda_flex_attention_equals_sdpa(mode, compile):
     """On CUDA: the block-sparse path (torch's FlexAttention kernel) gives the sdpa path's tokens, greedy,
     float32, CUDA graphs on, eager and compiled steps, with neither falling back."""

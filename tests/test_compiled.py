@@ -49,6 +49,23 @@ def test_compiled_step_equals_eager(mode):
     assert 0 < fused < plain / 3, (fused, plain)
 
 
+@pytest.mark.cuda
+def test_cuda_compiled_step_is_captured_in_a_graph():
+    """On CUDA compile="auto" compiles and the compiled step is captured in a CUDA graph (the hawk:: ops' fake
+    kernels keep it one graph): the replays give the compiled step's eager tokens bit for bit, hawk+jacobi sampled,
+    batch 2, CFG on, with no fallback. One configuration: each decoder compiles (tens of seconds on a GPU host).
+    (Compiled vs uncompiled tokens: the float64 CPU tests above; in float32 a fused reduction may round
+    differently. The 7B compiled + graphed steps: scripts/gpu_check.sh's e2e_7b.)"""
+    model, grid = tiny_backbone(dtype=torch.float32).cuda(), tiny_grid()
+    heads = tiny_heads(dtype=torch.float32).cuda()
+    make = lambda graphs: hk.HawkDecoder(model, heads, grid, mode="hawk+jacobi", num_nodes=8, cuda_graphs=graphs)
+    kw = dict(cfg_scale=2.0, temperature=1.0, seed=3, top_k=20)
+    prompts = PROMPT.repeat(2, 1).cuda()
+    got, want = make(True).generate(prompts, **kw), make(False).generate(prompts, **kw)
+    assert got.step_engine == "compiled + CUDA graph" and want.step_engine == "compiled", got.step_engine
+    assert torch.equal(got.sequences, want.sequences) and got.accepted_lengths == want.accepted_lengths
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", hk.MODES)
 @pytest.mark.parametrize("batch", [1, 4])

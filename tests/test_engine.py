@@ -171,10 +171,11 @@ def test_cuda_graph_replay_equals_eager(mode):
     heads, grid = tiny_heads(dtype=torch.float32).cuda(), tiny_grid()
     kw = dict(cfg_scale=2.0, seed=11, top_k=20)
     prompts = PROMPT.repeat(3, 1).cuda()
-    eager = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=False).generate(prompts, **kw)
+    eager = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=False, compile=False).generate(prompts, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a silent fallback would make this test meaningless
-        graphed = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=True, sync_every=3).generate(prompts, **kw)
+        graphed = hk.HawkDecoder(model, heads, grid, mode=mode, cuda_graphs=True, sync_every=3,
+                                 compile=False).generate(prompts, **kw)
     assert graphed.cuda_graph and not eager.cuda_graph
     assert torch.equal(graphed.sequences, eager.sequences)
     assert graphed.accepted_lengths == eager.accepted_lengths
@@ -185,7 +186,7 @@ def test_cuda_graph_replay_equals_eager(mode):
 def test_cuda_step_has_no_sync(monkeypatch):
     model = tiny_backbone(dtype=torch.float32).cuda()
     heads, grid = tiny_heads(dtype=torch.float32).cuda(), tiny_grid()
-    dec = hk.HawkDecoder(model, heads, grid, mode="hawk", cuda_graphs=False)
+    dec = hk.HawkDecoder(model, heads, grid, mode="hawk", cuda_graphs=False, compile=False)
     step = step_module.step
 
     def guarded(plan, state):
@@ -206,7 +207,7 @@ def _every_mode_run(device, mode, batch, temperature, cuda_graphs, guard):
     model = tiny_backbone(dtype=torch.float32).to(device)
     heads, grid = tiny_heads(dtype=torch.float32).to(device), tiny_grid()
     dec = hk.HawkDecoder(model, heads if needs_heads(mode) else None, grid, mode=mode, num_nodes=12,
-                         cuda_graphs=cuda_graphs)
+                         cuda_graphs=cuda_graphs, compile=False)  # the eager step: the guard wraps it
     step = step_module.step
 
     def guarded(plan, state):
