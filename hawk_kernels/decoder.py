@@ -33,7 +33,7 @@ class HawkDecoder:
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
                  vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto",
                  cuda_graphs: bool | str = "auto", sync_every: int = 4, accept_rates=None,
-                 compile: bool | str = "auto"):
+                 compile: bool | str = "auto", heads_measured: bool | None = None):
         """model: a transformers causal LM, or a backbone adapter (backbones/protocol.py).
         cuda_graphs: "auto" captures the step in a CUDA graph on CUDA devices (falling back to eager with a
         warning where capture fails), True insists (raises), False keeps every step eager. sync_every: steps
@@ -44,6 +44,9 @@ class HawkDecoder:
         is reported in HawkOutput.fallbacks (engine/compiled.py).
         accept_rates: measured acceptance per (depth, rank), rates[depth - 1][rank] (python/calibrate_tree.py),
         which shapes the tree (TreeTemplate.from_budget) and sets its depth; default: generic priors.
+        heads_measured: whether the heads' acceptance was measured (default: accept_rates were given); in
+        hawk+jacobi measured heads own depth 1 and Jacobi drafts start at depth 2, else Jacobi owns depth 1 too
+        (drafts.JACOBI_SOURCES). Calibration passes True: rates are measured in the layout they are used with.
         backend: kernels for every op, chosen once here (ops/_backend.py)."""
         check_mode(mode)
         if cuda_graphs not in ("auto", True, False) or isinstance(cuda_graphs, int) and cuda_graphs not in (0, 1):
@@ -64,7 +67,8 @@ class HawkDecoder:
                              f"({backbone.grid})")
         if needs_heads(mode):
             _check_heads(heads, backbone, grid, mode)
-        sources = sources_for(mode, heads, horizontal_candidates, vertical_candidates)
+        measured = accept_rates is not None if heads_measured is None else bool(heads_measured)
+        sources = sources_for(mode, heads, horizontal_candidates, vertical_candidates, measured=measured)
         if sources and tree is None and num_nodes < 2:
             raise ValueError(f"num_nodes: mode={mode!r} needs a tree of >= 2 nodes (the root and a draft), got "
                              f"{num_nodes}")

@@ -404,3 +404,32 @@ def test_modes_and_sources():
     assert jacobi_template("hawk", tiny_heads(), 32) is None
     out = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="jacobi").generate(PROMPT, seed=1)
     assert set(out.accepted_by_source) <= {"jacobi", "layout"}
+
+
+def test_who_owns_depth_1_beside_heads_follows_whether_they_were_measured():
+    """hawk+jacobi: measured heads (calibrated rates) own depth 1 and the Jacobi predictions start at depth 2;
+    heads of unknown quality (no rates, e.g. untrained) leave depth 1 to the Jacobi predictions too (on the
+    bundled model with untrained heads 6.47 vs 5.32 tokens per pass: benchmarks/NOTES.md). Calibration asks for
+    the measured layout explicitly, since it runs before any rates exist."""
+    model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
+
+    def first_depth(**kw):
+        dec = hk.HawkDecoder(model, heads, grid, mode="hawk+jacobi", num_nodes=8, **kw)
+        return next(s.first_depth for s in dec.plan.pool.sources if s.name == "jacobi")
+
+    rates = [[0.7, 0.1, 0.05], [0.8, 0.1, 0.05]]
+    assert first_depth() == 1 and first_depth(accept_rates=rates) == 2
+    assert first_depth(heads_measured=True) == 2 and first_depth(accept_rates=rates, heads_measured=False) == 1
+
+
+def test_new_heads_drop_the_rates_measured_with_other_heads():
+    """Rates belong to the heads they were measured with: set_heads(new heads) without rates gives generic priors
+    (and hawk+jacobi's unmeasured layout), not the bundled heads' rates."""
+    pipe = hk.load_demo_pipeline(device="cpu", compile=False)
+    assert pipe.accept_rates.get("hawk+jacobi") is not None
+    measured = pipe.decoder("hawk+jacobi", num_nodes=8)
+    pipe.set_heads(pipe.make_heads())
+    fresh = pipe.decoder("hawk+jacobi", num_nodes=8)
+    assert pipe.accept_rates == {} and fresh is not measured
+    jacobi_depth = lambda dec: next(s.first_depth for s in dec.plan.pool.sources if s.name == "jacobi")
+    assert jacobi_depth(measured) == 2 and jacobi_depth(fresh) == 1

@@ -26,11 +26,18 @@ MODES = tuple(MODE_SOURCES)
 HEAD_SOURCES = ("horizontal", "vertical")  # the kinds of source that draft from DraftHeads
 # The Jacobi sources of each Jacobi mode, chosen by measurement (benchmarks/NOTES.md, Jacobi drafts). Alone: the
 # prediction, else the law one row above, coupled, one candidate per depth (a chain). Beside heads: predictions
-# first (their chain is the tree's rank-0 path), the heads next, the row-above law last; depth 1 to the heads.
-_PREDICTIONS_BESIDE_HEADS = JacobiSource(init=None, first_depth=2)
+# first (their chain is the tree's rank-0 path), the heads next, the row-above law last. Who owns depth 1 depends
+# on whether the heads were measured: with calibrated rates (trained heads) the heads (6.96 vs 6.61 tokens per
+# pass on the bundled model), without (heads of unknown quality, e.g. untrained) the Jacobi predictions (6.47 vs
+# 5.32 with untrained heads). Calibration measures the layout the rates are then used with (measured=True).
+_PREDICTIONS_AFTER_HEADS = JacobiSource(init=None, first_depth=2)
+_PREDICTIONS_FROM_DEPTH_1 = JacobiSource(init=None, first_depth=1)
 JACOBI_SOURCES = {"jacobi": {"jacobi": JacobiSource()},
-                  "hawk+jacobi": {"jacobi": _PREDICTIONS_BESIDE_HEADS,
-                                  "jacobi_init": InitialLawSource(_PREDICTIONS_BESIDE_HEADS, first_depth=2)}}
+                  "hawk+jacobi": {"jacobi": _PREDICTIONS_AFTER_HEADS,
+                                  "jacobi_init": InitialLawSource(_PREDICTIONS_AFTER_HEADS, first_depth=2)}}
+JACOBI_SOURCES_UNMEASURED_HEADS = {"hawk+jacobi": {"jacobi": _PREDICTIONS_FROM_DEPTH_1,
+                                                   "jacobi_init": InitialLawSource(_PREDICTIONS_FROM_DEPTH_1,
+                                                                                   first_depth=2)}}
 JACOBI_DEPTH = 64  # tree depth of Jacobi modes without measured rates: a long chain feeds the next step
 JACOBI_CHAIN_SHARE = 0.75  # of a Jacobi mode's node budget, reserved for its rank-0 chain (measured)
 
@@ -76,20 +83,22 @@ def jacobi_template(mode: str, heads, num_nodes: int, accept_rates=None):
 
     if not chain_depth(mode, num_nodes):
         return None
-    width = max(1, sum(s.num_candidates() for s in sources_for(mode, heads)))
+    width = max(1, sum(s.num_candidates() for s in sources_for(mode, heads, measured=accept_rates is not None)))
     depth = len(accept_rates) if accept_rates else default_depth(mode, heads)
     return TreeTemplate.from_budget(num_nodes, depth, width, accept_rates, chain_depth(mode, num_nodes))
 
 
 def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candidates: int = 1,
-                jacobi: dict | None = None) -> tuple:
+                jacobi: dict | None = None, measured: bool = True) -> tuple:
     """The draft sources of `mode` (MODES) over `heads` (a DraftHeads, or None where the mode needs none), in
-    the pool's order. jacobi: {kind: source} for the Jacobi kinds (default JACOBI_SOURCES[mode])."""
+    the pool's order. jacobi: {kind: source} for the Jacobi kinds (default JACOBI_SOURCES[mode], or with
+    measured=False, i.e. no calibrated rates for these heads, JACOBI_SOURCES_UNMEASURED_HEADS where it has one)."""
     check_mode(mode)
     kinds = MODE_SOURCES[mode]
     if needs_heads(mode) and heads is None:
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
-    available = dict(jacobi or JACOBI_SOURCES.get(mode, {}))
+    defaults = JACOBI_SOURCES if measured else {**JACOBI_SOURCES, **JACOBI_SOURCES_UNMEASURED_HEADS}
+    available = dict(jacobi or defaults.get(mode, {}))
     if "horizontal" in kinds and heads.num_horizontal:
         available["horizontal"] = HorizontalSource(heads.num_horizontal, horizontal_candidates)
     if "vertical" in kinds and heads.vertical_depth:

@@ -85,14 +85,14 @@ class ImagePipeline:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.processor_error: str | None = None  # why no processor loaded (load_pipeline sets it)
         self.device, self.dtype = model.device, model.dtype
-        self.heads, self.accept_rates = None, accept_rates or {}
+        self.heads, self.accept_rates = None, dict(accept_rates or {})  # set_heads replaces them
         # HawkDecoder's compile word for every decoder this pipeline builds: "auto" (on CUDA), True or False
         self.compile: bool | str = "auto"
         self._decoders: dict = {}  # (mode, grid, num_nodes) -> HawkDecoder
         self._backbones: dict = {}  # grid -> backbone adapter
         self.check_model()
         if heads is not None:
-            self.set_heads(heads)
+            self.set_heads(heads, accept_rates)
 
     # --- heads ------------------------------------------------------------------------------------------
     def make_heads(self, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1) -> DraftHeads:
@@ -100,15 +100,18 @@ class ImagePipeline:
         backbone = self.backbone(self.layout(None))
         return heads_for(backbone, num_horizontal, vertical_depth, num_layers, family=self.family).to(self.device)
 
-    def set_heads(self, heads: DraftHeads) -> None:
-        """Use `heads` from now on; checked at once against this model (family, sizes, image codes)."""
+    def set_heads(self, heads: DraftHeads, accept_rates: dict | None = None) -> None:
+        """Use `heads` from now on; checked at once against this model (family, sizes, image codes).
+        accept_rates: the rates measured with THESE heads ({mode: rates}, heads.load_accept_rates); rates of other
+        heads are dropped, so trees take the generic priors (and hawk+jacobi gives depth 1 to Jacobi drafts)."""
         if not isinstance(heads, DraftHeads):
             raise TypeError(f"heads: expected DraftHeads or a directory, got {type(heads).__name__}")
         if heads.config.family not in (None, self.family):
             raise ValueError(f"heads: trained for the {heads.config.family!r} family, this model is {self.family!r}")
         heads, grid = heads.to(self.device), self.layout(None)
-        decoder = self._new_decoder("hawk", grid, DEFAULT_NUM_NODES, heads)  # checks sizes and the code range
-        self.heads, self._decoders = heads, {("hawk", grid, DEFAULT_NUM_NODES): decoder}
+        self._new_decoder("hawk", grid, DEFAULT_NUM_NODES, heads)  # checks sizes and the code range
+        self.heads, self.accept_rates = heads, dict(accept_rates or {})
+        self._decoders = {}  # decoders of the old heads (and rates) are gone
 
     # --- decoding -----------------------------------------------------------------------------------------
     def backbone(self, grid: ImageGrid):

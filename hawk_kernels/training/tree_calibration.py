@@ -25,7 +25,7 @@ DIGIT_PROMPTS = tuple(f"a handwritten digit {d}" for d in "zero one two three fo
 
 
 def exploratory_tree(heads, mode: str, nodes: int, depth: int, chain: int) -> TreeTemplate:
-    sources = sources_for(mode, heads if needs_heads(mode) else None)
+    sources = sources_for(mode, heads if needs_heads(mode) else None, measured=True)  # the layout rates are used with
     width = max(1, sum(s.num_candidates() for s in sources))
     if not chain:
         return TreeTemplate.from_budget(nodes, depth, width)
@@ -42,7 +42,7 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     heads = pipe.heads if needs_heads(mode) else None
     tree = exploratory_tree(pipe.heads, mode, nodes, depth, chain)
     grid = pipe.layout(size)
-    dec = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, tree=tree)
+    dec = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, tree=tree, heads_measured=True)
     shape = (dec.tree.max_depth + 1, dec.tree.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
     accepted = torch.zeros_like(tried)
