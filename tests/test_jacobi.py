@@ -433,3 +433,19 @@ def test_new_heads_drop_the_rates_measured_with_other_heads():
     assert pipe.accept_rates == {} and fresh is not measured
     jacobi_depth = lambda dec: next(s.first_depth for s in dec.plan.pool.sources if s.name == "jacobi")
     assert jacobi_depth(measured) == 2 and jacobi_depth(fresh) == 1
+
+
+def test_calibration_keeps_hawk_jacobi_rates_only_if_the_heads_layout_wins():
+    """Rates put hawk+jacobi in the layout where the heads own depth 1; calibration decodes held-out images both
+    ways and drops the rates when the Jacobi layout commits more per pass (here untrained heads), so those
+    heads' decoders take it."""
+    from hawk_kernels.training.tree_calibration import calibrate
+
+    torch.set_num_threads(1)
+    pipe = hk.load_demo_pipeline(device="cpu", compile=False)
+    pipe.set_heads(pipe.make_heads())
+    report = calibrate(pipe, ["hawk+jacobi"], images=4, batch=4, jacobi_depth=8, jacobi_nodes=24, progress=False)
+    check = report["runs"]["hawk+jacobi"]["layout_check"]
+    assert check["kept_rates"] == (check["heads_own_depth_1"] >= check["jacobi_owns_depth_1"])
+    assert ("hawk+jacobi" in report["rates"]) == check["kept_rates"]
+    assert not check["kept_rates"]  # untrained heads: the Jacobi layout wins (6.70 vs 5.68 on 8 images)

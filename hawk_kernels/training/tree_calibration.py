@@ -16,10 +16,11 @@ import datetime
 import torch
 
 from ..decoder import HawkDecoder
-from ..drafts import MODE_SOURCES, needs_heads, sources_for
+from ..drafts import MODE_SOURCES, jacobi_template, needs_heads, sources_for
 from ..tree import TreeTemplate
 
 PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
+CHECK_SEED_OFFSET = 1_000_000  # the layout check's images, away from the calibration's
 JACOBI_CHAIN = 64  # the Jacobi chain of the exploratory tree (64-node trees reserve 48)
 DIGIT_PROMPTS = tuple(f"a handwritten digit {d}" for d in "zero one two three four five six seven eight nine".split())
 
@@ -56,6 +57,34 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     return smoothed_rates(tried[1:], accepted[1:]), tried[1:], accepted[1:]
 
 
+def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, seed: int, prompts, size,
+                             nodes: int = 32) -> None:
+    """hawk+jacobi's rates are measured in the layout where the heads own depth 1, and rates make a decoder use
+    that layout; without rates the Jacobi predictions own depth 1 (drafts.JACOBI_SOURCES). Decode the same
+    images both ways (`nodes`-node trees) and keep the rates only if they win; else drop them, so these heads'
+    decoders take the Jacobi layout. Seeds away from the calibration's own (the rates were fit to those images).
+    Both figures go in report["runs"]["hawk+jacobi"]["layout_check"]."""
+    seed = seed + CHECK_SEED_OFFSET
+    grid, rates = pipe.layout(size), report["rates"]["hawk+jacobi"]
+    tokens_per_pass = {}
+    for label, table in (("heads_own_depth_1", rates), ("jacobi_owns_depth_1", None)):
+        dec = HawkDecoder(pipe.backbone(grid), pipe.heads, grid, mode="hawk+jacobi", accept_rates=table,
+                          tree=jacobi_template("hawk+jacobi", pipe.heads, nodes, table), compile=False)
+        tokens = passes = 0
+        for start in range(0, images, batch):
+            chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
+            given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
+            out = pipe.generate_tokens(**given, mode="hawk+jacobi", size=size, seed=seed + start, cfg_scale=cfg,
+                                       decoder=dec)
+            tokens, passes = tokens + sum(out.num_tokens), passes + sum(out.num_forward_passes)
+        tokens_per_pass[label] = round(tokens / max(1, passes), 4)
+    heads_win = tokens_per_pass["heads_own_depth_1"] >= tokens_per_pass["jacobi_owns_depth_1"]
+    report["runs"]["hawk+jacobi"]["layout_check"] = dict(tokens_per_pass, nodes=nodes, kept_rates=heads_win)
+    if not heads_win:
+        for table in ("rates", "tried", "accepted"):
+            report[table].pop("hawk+jacobi", None)
+
+
 def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
     """[depth, rank] counts -> rates: PRIOR_WEIGHT pseudo-counts of the generic prior 0.6 * 0.5**rank, except in
     cells the exploratory tree never tried, which inherit their rank's rate from the nearest shallower depth (a
@@ -90,6 +119,8 @@ def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, c
         report["rates"][mode] = [[round(float(r), 4) for r in row] for row in rates]
         report["tried"][mode], report["accepted"][mode] = tried.tolist(), accepted.tolist()
         report["runs"][mode] = dict(run, exploratory_nodes=mode_nodes, chain=chain)
+        if mode == "hawk+jacobi":
+            _keep_rates_if_heads_win(pipe, report, images, batch, cfg, seed, prompts, size)
         if progress:
             print(mode)
             for depth, row in enumerate(report["rates"][mode], 1):
