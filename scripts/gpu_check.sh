@@ -182,11 +182,11 @@ sanitize memcheck racecheck
 # Every step compiles (about a minute per tree size and mode at the 7B shape); each row is printed as a JSON line
 # as soon as it is timed, so a timeout keeps the rows done in the log.
 if [ "$GPU" -eq 1 ]; then
-  step e2e_7b 300 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees ${E2E_TREES:-32 64} \
+  step e2e_7b 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees ${E2E_TREES:-32 64} \
     --tree-modes hawk hawk+jacobi --attention sdpa --name 7b
   step e2e_flex 150 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees 32 \
     --tree-modes hawk+jacobi --attention flex_attention --name flex
-  step e2e_bundled 150 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-7b --images "${E2E_IMAGES:-5}" \
+  step e2e_bundled 120 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-7b --images "${E2E_IMAGES:-5}" \
     --bundled-modes ar hawk hawk+jacobi --name bundled
 else
   step e2e_7b 180 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/e2e.py --smoke --out "$WORK"
