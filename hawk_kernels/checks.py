@@ -137,7 +137,11 @@ def check_attn_implementation(attn_implementation, device: torch.device) -> None
                          "kernel fails to compile the tree masks); use 'sdpa' on the CPU")
 
 
+def check_auto_flag(name: str, value) -> None:
+    """HawkDecoder's words `compile` and `cuda_graphs`: "auto", True or False (1 and 0 accepted as bools)."""
+    if value not in ("auto", True, False) or isinstance(value, int) and value not in (0, 1):
+        raise ValueError(f"{name}: expected 'auto', True or False, got {value!r}")
+
+
 def check_compile(compile) -> None:
-    """HawkDecoder's `compile` word: "auto", True or False (1 and 0 accepted as bools)."""
-    if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):
-        raise ValueError(f"compile: expected 'auto', True or False, got {compile!r}")
+    check_auto_flag("compile", compile)

@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from .backbones import backbone_for
-from .checks import as_int, check_compile, image_seeds, mask_tensor, token_tensor
+from .checks import as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep
@@ -49,8 +49,7 @@ class HawkDecoder:
         (drafts.JACOBI_SOURCES). Calibration passes True: rates are measured in the layout they are used with.
         backend: kernels for every op, chosen once here (ops/_backend.py)."""
         check_mode(mode)
-        if cuda_graphs not in ("auto", True, False) or isinstance(cuda_graphs, int) and cuda_graphs not in (0, 1):
-            raise ValueError(f"cuda_graphs: expected 'auto', True or False, got {cuda_graphs!r}")
+        check_auto_flag("cuda_graphs", cuda_graphs)
         check_compile(compile)
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid: expected an ImageGrid, got {type(grid).__name__}")
