@@ -253,6 +253,11 @@ class ImagePipeline:
         """[B, H, W] codes -> [B, 3, h, w] pixels (about [-1, 1]); None when no pixel decoder is available."""
         raise NotImplementedError
 
+    def in_vq_batches(self, vq_call, batch: torch.Tensor) -> torch.Tensor:
+        """vq_call over the family's `decode_batch` images at a time (a VQ model's peak memory grows with its
+        batch; Emu3's decoder took 20.9 GB for one 720 px image), its outputs concatenated."""
+        return torch.cat([vq_call(chunk) for chunk in batch.split(self.decode_batch)])
+
     def to_images(self, pixels: torch.Tensor) -> list:
         """decode_pixels' output -> PIL images: RGB, with the saved image processor's statistics (`to_pil`)."""
         return to_pil(pixels, *pixel_statistics(self.processor))

@@ -97,8 +97,7 @@ class Emu3Pipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
         vqmodel = self.model.model.vqmodel
-        chunks = codes.split(self.decode_batch)
-        return torch.cat([vqmodel.decode(chunk.to(self.device)).float().cpu() for chunk in chunks])
+        return self.in_vq_batches(lambda chunk: vqmodel.decode(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()
     def encode_images(self, images, size=None) -> torch.Tensor:
@@ -108,12 +107,14 @@ class Emu3Pipeline(ImagePipeline):
         end-of-line column)."""
         grid = self.layout(size)
         pixels = self.image_pixels(images, grid.height * PIXELS_PER_TOKEN, grid.width * PIXELS_PER_TOKEN)
-        vqmodel, codes = self.model.model.vqmodel, []
-        for chunk in pixels.split(self.decode_batch):  # the VQ models' memory: decode_batch images at a time
+        vqmodel = self.model.model.vqmodel
+
+        def encode(chunk):
             sizes = torch.tensor([list(chunk.shape[-2:])] * len(chunk))
-            codes.append(torch.stack(vqmodel.encode(chunk.to(self.device), sizes).image_tokens).cpu())
-        codes = torch.cat(codes)
-        return self.model.model.vocabulary_mapping.img2bpe_mapping_tensor[codes.cpu()].long()
+            return torch.stack(vqmodel.encode(chunk.to(self.device), sizes).image_tokens).cpu()
+
+        codes = self.in_vq_batches(encode, pixels)
+        return self.model.model.vocabulary_mapping.img2bpe_mapping_tensor[codes].long()
 
     def default_image_processor(self):
         """Without a saved processor: Emu3ImageProcessor normalising to [-1, 1] (mean = std = 0.5; the range of

@@ -74,8 +74,8 @@ class JanusPipeline(ImagePipeline):
     @torch.no_grad()
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
-        return torch.cat([self.model.decode_image_tokens(chunk.flatten(1).to(self.device)).permute(0, 3, 1, 2)
-                          .float().cpu() for chunk in codes.split(self.decode_batch)])  # decoder: [b, h, w, 3]
+        return self.in_vq_batches(lambda chunk: self.model.decode_image_tokens(chunk.flatten(1).to(self.device))
+                                  .permute(0, 3, 1, 2).float().cpu(), codes)  # the decoder gives [b, h, w, 3]
 
     @torch.no_grad()
     def encode_images(self, images, size=None) -> torch.Tensor:
@@ -84,9 +84,9 @@ class JanusPipeline(ImagePipeline):
         grid = self.layout(size)
         pixels = self.image_pixels(images, self.image_size, self.image_size)
         vqmodel = self.model.model.vqmodel
-        codes = [vqmodel.encode(chunk.to(self.device, vqmodel.dtype)).image_tokens.cpu()  # [b * H * W]
-                 for chunk in pixels.split(self.decode_batch)]  # the VQ models' memory: decode_batch at a time
-        return torch.cat(codes).reshape(len(pixels), grid.height, grid.width).long()
+        encode = lambda chunk: vqmodel.encode(chunk.to(self.device, vqmodel.dtype)).image_tokens.cpu()
+        codes = self.in_vq_batches(encode, pixels)  # [B * H * W]
+        return codes.reshape(len(pixels), grid.height, grid.width).long()
 
     def default_image_processor(self):
         """Without a saved processor: pixels / 255 normalised with mean = std = 0.5, i.e. to [-1, 1], the range

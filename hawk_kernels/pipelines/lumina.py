@@ -117,7 +117,7 @@ class LuminaPipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
         if self.vqgan is None:
             return None
-        return torch.cat([self.vqgan(chunk.to(self.device)).float().cpu() for chunk in codes.split(self.decode_batch)])
+        return self.in_vq_batches(lambda chunk: self.vqgan(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()
     def encode_images(self, images, size=None) -> torch.Tensor:
@@ -126,9 +126,9 @@ class LuminaPipeline(ImagePipeline):
         grid, (height, width) = self.layout(size), self.pixels(size)
         pixels = self.image_pixels(images, height, width)
         encoder = self.vq_encoder()
-        codes = torch.cat([encoder.encode(chunk.to(self.device, encoder.dtype)).image_tokens.cpu()  # [b * H * W]
-                           for chunk in pixels.split(self.decode_batch)])  # decode_batch images at a time
-        tokens = self.model.model.vocabulary_mapping.convert_img2bpe(codes.cpu())
+        encode = lambda chunk: encoder.encode(chunk.to(self.device, encoder.dtype)).image_tokens.cpu()
+        codes = self.in_vq_batches(encode, pixels)  # [B * H * W]
+        tokens = self.model.model.vocabulary_mapping.convert_img2bpe(codes)
         return tokens.reshape(len(pixels), grid.height, grid.width).long()
 
     def vq_encoder(self):
