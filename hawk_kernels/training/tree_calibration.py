@@ -47,10 +47,7 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     shape = (dec.tree.max_depth + 1, dec.tree.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
     accepted = torch.zeros_like(tried)
-    for start in range(0, images, batch):
-        chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
-        given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
-        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg, decoder=dec)
+    for out in _decode(pipe, dec, mode, images, batch, cfg, seed, prompts, size):
         for one in out.outputs:
             tried += torch.tensor(one.rank_tried)
             accepted += torch.tensor(one.rank_accepted)
@@ -71,11 +68,7 @@ def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, s
         dec = HawkDecoder(pipe.backbone(grid), pipe.heads, grid, mode="hawk+jacobi", accept_rates=table,
                           tree=jacobi_template("hawk+jacobi", pipe.heads, nodes, table), compile=False)
         tokens = passes = 0
-        for start in range(0, images, batch):
-            chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
-            given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
-            out = pipe.generate_tokens(**given, mode="hawk+jacobi", size=size, seed=seed + start, cfg_scale=cfg,
-                                       decoder=dec)
+        for out in _decode(pipe, dec, "hawk+jacobi", images, batch, cfg, seed, prompts, size):
             tokens, passes = tokens + sum(out.num_tokens), passes + sum(out.num_forward_passes)
         tokens_per_pass[label] = round(tokens / max(1, passes), 4)
     heads_win = tokens_per_pass["heads_own_depth_1"] >= tokens_per_pass["jacobi_owns_depth_1"]
@@ -83,6 +76,15 @@ def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, s
     if not heads_win:
         for table in ("rates", "tried", "accepted"):
             report[table].pop("hawk+jacobi", None)
+
+
+def _decode(pipe, dec, mode: str, images: int, batch: int, cfg, seed: int, prompts, size):
+    """`images` images with decoder `dec`, `batch` at a time (prompts cycled, seeds seed + batch start): one
+    PipelineOutput per batch."""
+    for start in range(0, images, batch):
+        chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
+        given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
+        yield pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg, decoder=dec)
 
 
 def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
