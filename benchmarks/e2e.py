@@ -37,6 +37,7 @@ import time
 import torch
 
 import hawk_kernels as hk
+from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.drafts import jacobi_template
 from timing import copy_bandwidth, median_seconds
 
@@ -275,7 +276,7 @@ def main():
                                                                           "--smoke: 4 8)")
     ap.add_argument("--graphs", choices=("both", "on"), default="both",
                     help="CUDA: time eager and graphed steps (both) or graphed only (on)")
-    ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+    ap.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
                     help="compile the decode step (auto: on CUDA); each tree size compiles once, about a minute "
                          "at the 7B shape")
     ap.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex_attention"),
@@ -303,7 +304,7 @@ def main():
         attentions = args.attention or (("sdpa", "flex_attention") if device.type == "cuda" else ("sdpa",))
         big = seven_b(device, trees, layers, steps, graphs, report["bandwidth"], shape,
                       new_tokens=8 if smoke else 64, attentions=tuple(attentions),
-                      compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                      compile=COMPILE_WORDS[args.compile],
                       tree_modes=tuple(args.tree_modes))
         tokens_per_pass = {r["mode"]: r["tokens_per_pass"] for r in report["bundled"]}  # the last engine's
         big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)

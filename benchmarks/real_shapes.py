@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import transformers  # noqa: E402
 
+from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
 
 MODES = ("ar", "hawk", "hawk+jacobi")
@@ -311,7 +312,7 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
                   parameters=sum(p.numel() for p in pipe.model.parameters()),
                   model_bytes=sum(p.numel() * p.element_size() for p in pipe.model.parameters()))
     print(f"[{family}] built in {build_seconds:.1f}s: {result['grid']}", flush=True)
-    pipe.compile = {"auto": "auto", "on": True, "off": False}[args.compile]
+    pipe.compile = COMPILE_WORDS[args.compile]
     pipe.set_heads(pipe.make_heads())
     # a first estimate from the last family's seconds per body token (an image's time is mostly its passes)
     estimate = None if budget.per_token is None else budget.per_token * result["grid"]["body_tokens"]
@@ -373,7 +374,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vq", choices=("full", "reduced"), default="full", help="VQ decoders (default: released)")
     parser.add_argument("--nodes", default="32", help="tree nodes per step: an int, or 'auto' (the pipelines' "
                                                       "timed choice; it may pick 1, i.e. AR steps) (default: 32)")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="off",
+    parser.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="off",
                         help="torch.compile the step (the pipelines' default 'auto' compiles on CUDA; off here: a "
                              "7B compile per family and mode would not fit a 10-minute call)")
     parser.add_argument("--hf-tokens", type=int, default=64, help="tokens of Emu3's transformers generate")

@@ -26,28 +26,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
 from e2e import report_header  # noqa: E402
-from hawk_kernels.drafts import jacobi_template, needs_heads  # noqa: E402
+from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
 
 DRAFTING = ("medusa", "vertical", "hawk", "jacobi", "hawk+jacobi")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def decoder_factory(pipe, mode, compile="auto"):
-    cache = {}
-
-    def decoder_for(n: int):
-        if n not in cache:
-            rates = pipe.accept_rates.get(mode)
-            if n == 1:
-                cache[n] = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)
-            else:
-                heads = pipe.heads if needs_heads(mode) else None
-                cache[n] = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=n, accept_rates=rates,
-                                          tree=jacobi_template(mode, heads, n, rates), compile=compile)
-        return cache[n]
-
-    return decoder_for
+def decoder_factory(pipe, mode):
+    """n -> the pipeline's own decoder of `mode` with n nodes (1: its AR decoder), what num_nodes="auto" picks
+    from; built once each, with the pipeline's rates, trees and compile word."""
+    return lambda n: pipe._decoder_of_size(mode, pipe.layout(None), n)
 
 
 def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -> dict:
@@ -104,7 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu (1 thread) or cuda")
-    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
                    help="the decoders' compile word (auto: on CUDA; every size and mode compiles once)")
     args = p.parse_args(argv)
     if args.smoke:
@@ -115,8 +104,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = StepCostTable(out / "step_costs.json")
     pipe = hk.load_demo_pipeline(device=device)
-    compile = {"auto": "auto", "on": True, "off": False}[args.compile]
-    factories = {mode: decoder_factory(pipe, mode, compile) for mode in args.modes}
+    compile = pipe.compile = COMPILE_WORDS[args.compile]
+    factories = {mode: decoder_factory(pipe, mode) for mode in args.modes}
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
     for batch in args.batches:
