@@ -117,7 +117,7 @@ class SlotKVCache(Cache):
         def mask_mod(b, h, q_idx, kv_idx):
             return (kv_idx == q_idx) | ((kv_idx <= q_idx) & (kv_idx >= start[b]))
 
-        return self._block_mask(mask_mod, length, torch.tensor(length, device=self.device), block_size)
+        return self._block_mask(mask_mod, length, torch.full((), length, device=self.device), block_size)
 
     def tree_block_mask(self, ancestor_mask: torch.Tensor, block_size: int = 128) -> BlockMask:
         """`tree_mask` as a FlexAttention BlockMask bounded to the filled slots [0, P + N). Call after

@@ -27,9 +27,9 @@ HEAD_SOURCES = ("horizontal", "vertical")  # the kinds of source that draft from
 # The Jacobi sources of each Jacobi mode, chosen by measurement (benchmarks/NOTES.md, Jacobi drafts). Alone: the
 # prediction, else the law one row above, coupled, one candidate per depth (a chain). Beside heads: predictions
 # first (their chain is the tree's rank-0 path), the heads next, the row-above law last. Who owns depth 1 depends
-# on whether the heads were measured: with calibrated rates (trained heads) the heads (6.96 vs 6.61 tokens per
-# pass on the bundled model), without (heads of unknown quality, e.g. untrained) the Jacobi predictions (6.47 vs
-# 5.32 with untrained heads). Calibration measures the layout the rates are then used with (measured=True).
+# on whether the heads were measured: with calibrated rates the heads (bundled model and rates: 6.96 vs 6.80 tokens
+# per pass), without (heads of unknown quality, e.g. untrained) the Jacobi predictions (untrained heads: 6.54 vs
+# 5.32). Calibration measures the heads' layout and keeps its rates only where they win (tree_calibration.py).
 _PREDICTIONS_AFTER_HEADS = JacobiSource(init=None, first_depth=2)
 _PREDICTIONS_FROM_DEPTH_1 = JacobiSource(init=None, first_depth=1)
 JACOBI_SOURCES = {"jacobi": {"jacobi": JacobiSource()},
