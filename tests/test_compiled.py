@@ -2,13 +2,17 @@
 backbone forward included) gives the eager step's tokens; a failed compile falls back where asked and says so.
 Compiling costs about a minute per (mode, sampling) on 2 CPU cores, so CI compiles the two configurations the
 issue names (ar and hawk+jacobi, greedy and sampled, batch 2, CFG on); the full matrix is `slow`."""
+import re
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
+from torch._inductor.utils import run_and_get_code
 
 import hawk_kernels as hk
 from benchmarks import step_ops
 from hawk_kernels.drafts import needs_heads
+from hawk_kernels.drafts.horizontal import HorizontalState
 from tests.test_decoder import _exact_image_law
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
@@ -23,13 +27,61 @@ def _decoders(mode, **kw):
     return make(True), make(False)
 
 
+def _state_buffers(session) -> list[torch.Tensor]:
+    """The tensors a session's step updates in part: the KV cache layers, body, history, the Jacobi memory, the
+    speculation cache. (The horizontal drafts' logq is replaced whole every step: writing it is its copy, and a
+    temporary of its shape, e.g. the padded proposal, is no sign of one.)"""
+    found, seen, todo = [], set(), [session.state]
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, HorizontalState):
+            continue
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        elif id(obj) not in seen and (hasattr(obj, "__dict__") or isinstance(obj, (list, tuple, dict))):
+            seen.add(id(obj))
+            items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else vars(obj).values()
+            todo.extend(items)
+    return found
+
+
+def _whole_buffer_copies(code: str, buffers) -> list[tuple]:
+    """Temporaries the generated code allocates with the shape of one of `buffers` (at least 64 elements): how
+    inductor compiles a scatter_ into a graph input (copy the whole buffer out, scatter, copy it back: 4x the
+    buffer's bytes per step, 10 GB per step for a 7B model's KV cache) instead of an in-place index_put_."""
+    shapes = {tuple(b.shape) for b in buffers if b.numel() >= 64}
+    temps = {tuple(int(v) for v in m.split(",") if v.strip())
+             for m in re.findall(r"empty_strided_\w+\(\(([0-9, ]*)\)", code)}
+    return sorted(temps & shapes)
+
+
+def test_the_copy_check_catches_a_scatter_into_an_input():
+    """Negative control of _whole_buffer_copies (it fails if inductor's output no longer matches its pattern): a
+    scatter_ into an input compiles to a whole-buffer copy, the index_put_ the engine uses does not."""
+    buf, where, values = torch.zeros(4, 8, 32), torch.tensor([[1], [3], [5], [7]]), torch.ones(4, 1, 32)
+
+    def by_scatter(buf, where, values):
+        buf.scatter_(1, where[..., None].expand(-1, -1, 32), values)
+
+    def by_index_put(buf, where, values):
+        buf.index_put_((torch.arange(4)[:, None], where), values)
+
+    for fn, copies in ((by_scatter, [(4, 8, 32)]), (by_index_put, [])):
+        torch._dynamo.reset()
+        _, code = run_and_get_code(torch.compile(fn, fullgraph=True), buf, where, values)
+        assert _whole_buffer_copies("\n".join(code), [buf]) == copies, fn.__name__
+
+
 def _compiled_equals_eager(mode, batch, temperatures):
-    """Returns the decoders (compiled, eager), compiled for every sampling configuration here."""
+    """Returns the decoders (compiled, eager), compiled for every sampling configuration here. The compiled
+    step writes its state in place: no whole-buffer copy of the KV cache, body or any source's state."""
     compiled, eager = _decoders(mode)
     counters.clear()
     for temperature in temperatures:
         kw = dict(cfg_scale=2.0, temperature=temperature, seed=3, top_k=None if temperature == 0 else 20)
-        got = compiled.generate(PROMPT.repeat(batch, 1), **kw)
+        got, code = run_and_get_code(compiled.generate, PROMPT.repeat(batch, 1), **kw)
+        session = compiled.start(PROMPT.repeat(batch, 1), **kw)
+        assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == [], (mode, temperature)
         want = eager.generate(PROMPT.repeat(batch, 1), **kw)
         assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
         assert got.step_engine == "compiled"

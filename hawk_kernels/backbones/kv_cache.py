@@ -155,11 +155,15 @@ class SlotKVCache(Cache):
         width = path.shape[1]
         src = self.write_slot + path.clamp(min=0)  # [B', W]
         dst = (self.length[:, None] + torch.arange(width, device=self.device)[None]).clamp(max=self.capacity - 1)
+        rows = torch.arange(src.shape[0], device=self.device)[:, None, None]
         for layer in self.layers:
             if not layer.is_initialized:
                 continue
+            heads = torch.arange(layer.keys.shape[1], device=self.device)[None, :, None]
             for buf in (layer.keys, layer.values):
-                index = src[:, None, :, None].expand(-1, buf.shape[1], -1, buf.shape[-1])
-                moved = buf.gather(2, index)  # read every kept node before any slot is overwritten
-                buf.scatter_(2, dst[:, None, :, None].expand_as(index), moved)
+                # Advanced indexing, not gather/scatter_: inductor writes an index_put_ into the buffer in place,
+                # while a scatter_ on it compiled to a copy of the whole buffer and a copy back (4x the cache's
+                # bytes per step). `moved` is a copy: every kept node is read before any slot is overwritten.
+                moved = buf[rows, heads, src[:, None, :]]  # [B', heads, W, head_dim]
+                buf.index_put_((rows, heads, dst[:, None, :]), moved)
         self.length.add_(keep)

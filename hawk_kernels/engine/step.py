@@ -159,7 +159,9 @@ def append_tokens(plan: StepPlan, state: DecodeState, tokens: torch.Tensor, coun
     slots = torch.arange(tokens.shape[1], device=tokens.device)[None]
     where = state.committed[:, None] + slots
     ok = (slots < count[:, None]) & (where < body_tokens)
-    state.body.scatter_(1, torch.where(ok, where, body_tokens), tokens.clamp(min=0))
+    rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None].expand_as(where)
+    # index_put_, not scatter_: compiled, a scatter_ into a state buffer copies the whole buffer out and back
+    state.body.index_put_((rows, torch.where(ok, where, body_tokens)), tokens.clamp(min=0))
     state.committed.add_(ok.sum(1))
 
 
