@@ -153,13 +153,17 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
             dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
                                  compile=compile, tree=tree)
             session = dec.start(prompt, cfg_scale=3.0, seed=0)
-            session.run(3)  # eager warm-up, capture, first replay
+            began = time.perf_counter()
+            session.run(3)  # eager warm-up (compiling), capture, first replay
             sync(device)
+            first_steps_s = time.perf_counter() - began
             ms = time_steps(session, device, steps)
             row = dict(mode=mode, num_nodes=dec.tree.num_nodes, attention=attention, cuda_graphs_requested=graphed,
                        cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
                        compiled=session.compiled is not None and session.compiled.active,
-                       ms_per_step=ms, ratio_to_floor=ms / floor_ms)
+                       compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
+                       regional_compile_failure=session.compiled and session.compiled.regional_failure,
+                       first_three_steps_s=first_steps_s, ms_per_step=ms, ratio_to_floor=ms / floor_ms)
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
             del session, dec

@@ -81,7 +81,8 @@ class HawkDecoder:
         self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
         wants_compile = compile is True or (compile == "auto" and backbone.device.type == "cuda")
-        self.compiled_step = CompiledStep(required=compile is True) if wants_compile else None
+        layers = getattr(getattr(backbone, "language_model", None), "layers", None)  # compiled as one region
+        self.compiled_step = CompiledStep(required=compile is True, layers=layers) if wants_compile else None
         self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend)
 
     @property

@@ -84,6 +84,7 @@ def _compiled_equals_eager(mode, batch, temperatures):
         assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == [], (mode, temperature)
         want = eager.generate(PROMPT.repeat(batch, 1), **kw)
         assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
+        assert compiled.compiled_step.regional, compiled.compiled_step.regional_failure  # layers: one region
         assert got.step_engine == "compiled"
         assert torch.equal(got.sequences, want.sequences), (mode, temperature)
         assert got.accepted_lengths == want.accepted_lengths
@@ -127,15 +128,21 @@ def test_compiled_step_equals_eager_every_mode(mode, batch):
 
 def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
     compiled, _ = _decoders("hawk")
+    step = compiled.compiled_step
+    assert step.regional  # the tiny backbone's two layers: one marked region
 
     def fails(plan, state):
         raise torch._dynamo.exc.Unsupported("a construct dynamo cannot trace")
 
-    monkeypatch.setattr(compiled.compiled_step, "_compiled", fails)
+    # the marked compile fails -> the marks go and the whole step compiles once more; that fails too -> eager
+    monkeypatch.setattr(step, "_compiled", fails)
+    monkeypatch.setattr(step, "_fresh", lambda: fails)
     with pytest.raises(RuntimeError, match="compile=True: compiling the decode step failed"):
         compiled.generate(PROMPT, temperature=0)
-    compiled.compiled_step.required = False  # what compile="auto" builds
-    compiled.compiled_step.fallback_reason = None
+    assert not step.regional and "a construct dynamo cannot trace" in step.regional_failure
+    assert all("forward" not in vars(layer) for layer in step.layers)  # the model is as it came
+    step.required = False  # what compile="auto" builds
+    step.fallback_reason = None
     out = compiled.generate(PROMPT, temperature=0)
     eager = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk", num_nodes=8).generate(
         PROMPT, temperature=0)
