@@ -10,6 +10,7 @@ import warnings
 import torch
 
 from .backbones import backbone_for
+from .backbones.kv_cache import cache_capacity
 from .checks import as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
@@ -139,7 +140,8 @@ class HawkDecoder:
         prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
         # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
         template = self.plan.tree.template
-        capacity = prompt.shape[1] + self.grid.num_body_tokens + template.num_nodes + self.plan.path_width
+        capacity = cache_capacity(prompt.shape[1] + self.grid.num_body_tokens + template.num_nodes
+                                  + self.plan.path_width, self.plan.backbone.sliding_window)
         seeds = image_seeds("seed", seed, cond_prompt.shape[0])
         state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seeds, cond_prompt)
         prefill(self.plan, state, prompt, valid)

@@ -297,3 +297,13 @@ def test_a_failed_capture_is_reported_in_the_output(monkeypatch, capsys):
 
     print_table({"hawk": Result()})
     assert "Cannot copy between CPU and CUDA" in capsys.readouterr().out
+
+
+def test_cache_capacity_rounds_up_to_whole_blocks():
+    from hawk_kernels.backbones.kv_cache import CAPACITY_MULTIPLE, cache_capacity
+
+    assert CAPACITY_MULTIPLE == 128
+    assert [cache_capacity(n) for n in (1, 127, 128, 129, 2431)] == [128, 128, 128, 256, 2432]
+    assert cache_capacity(130, sliding_window=200) == 200  # never past a window the exact size fits in
+    assert cache_capacity(130, sliding_window=4096) == 256
+    assert cache_capacity(300, sliding_window=200) == 384  # does not fit anyway: new_cache says so

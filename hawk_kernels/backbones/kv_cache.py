@@ -26,6 +26,21 @@ from torch.nn.attention.flex_attention import BlockMask
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 
+CAPACITY_MULTIPLE = 128  # = the FlexAttention KV block; also keeps sdpa's additive mask rows 16-aligned
+
+
+def cache_capacity(needed: int, sliding_window: int | None = None) -> int:
+    """Slots for a generation that needs `needed`, rounded up to a multiple of CAPACITY_MULTIPLE: the cache's shape
+    is the compiled step's shape, so prompts whose lengths round alike reuse one compiled step (an exact capacity
+    made every new prompt length recompile, ~15 s for the tiny test model), and the FlexAttention blocks and the
+    memory-efficient kernel's mask rows come whole (no per-layer padding copy). Never past a sliding window that
+    the exact size fits in."""
+    rounded = -(-needed // CAPACITY_MULTIPLE) * CAPACITY_MULTIPLE
+    if sliding_window is not None and needed <= sliding_window < rounded:
+        return sliding_window
+    return rounded
+
+
 class SlotLayer(CacheLayerMixin):
     """One layer's buffers; writes go to [write_slot, write_slot + q) (write_slot shared by all layers)."""
 
