@@ -53,7 +53,34 @@ class SamplingConfig:
         return 2 if self.uses_cfg else 1
 
 
-def combine_cfg(logits: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+@dataclass(frozen=True)
+class StepSampling:
+    """A SamplingConfig as the decode step reads it: what changes the step's code as Python values, decided once
+    per generation (greedy, CFG branches, top-k's k, top-p on or off, tempered drafts), the numbers as 0-d device
+    tensors (float64; an op with float32 logits computes in float32, as with a Python scalar). A compiled step
+    guards on every Python float it reads while tracing, so reading `temperature` made each new temperature
+    recompile, and the ninth distinct one failed (torch's recompile limit, fullgraph=True); tensors are inputs."""
+
+    greedy: bool
+    branches: int  # model rows per image: 2 with CFG
+    top_k: int | None
+    uses_top_p: bool
+    retempers_drafts: bool  # sampled at a temperature other than 1: the draft laws are re-tempered (step.py)
+    cfg_scale: torch.Tensor  # () float64
+    temperature: torch.Tensor  # () float64; 1 when greedy (unused)
+    top_p: torch.Tensor  # () float64; 1 when off
+
+    @classmethod
+    def of(cls, config: SamplingConfig, device: torch.device | str = "cpu") -> "StepSampling":
+        number = lambda value: torch.tensor(float(value), dtype=torch.float64, device=device)
+        uses_top_p = config.top_p is not None and config.top_p < 1
+        return cls(greedy=config.greedy, branches=config.branches, top_k=config.top_k, uses_top_p=uses_top_p,
+                   retempers_drafts=not config.greedy and config.temperature != 1.0,
+                   cfg_scale=number(config.cfg_scale), temperature=number(1.0 if config.greedy else config.temperature),
+                   top_p=number(config.top_p if uses_top_p else 1.0))
+
+
+def combine_cfg(logits: torch.Tensor, cfg_scale: float | torch.Tensor) -> torch.Tensor:
     """[2B, ...] (conditional rows first, then unconditional) -> [B, ...]: uncond + cfg * (cond - uncond)."""
     cond, uncond = logits.chunk(2, dim=0)
     return uncond + cfg_scale * (cond - uncond)
@@ -65,48 +92,50 @@ def defines_a_law(logits: torch.Tensor) -> torch.Tensor:
     return ~(torch.isnan(logits) | torch.isposinf(logits)).any(-1) & torch.isfinite(logits).any(-1)
 
 
-def filter_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+def filter_logits(logits: torch.Tensor, config: SamplingConfig | StepSampling) -> torch.Tensor:
     """top-k, then top-p, then temperature (or greedy one-hot) on [..., V] logits with -inf exclusions."""
-    if config.greedy:
+    knobs = config if isinstance(config, StepSampling) else StepSampling.of(config, logits.device)
+    if knobs.greedy:
         keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.argmax(-1, keepdim=True), True)
         one_hot = torch.where(keep, torch.zeros_like(logits), torch.full_like(logits, NEG_INF))
         return one_hot.masked_fill(~defines_a_law(logits)[..., None], float("nan"))  # stays invalid
-    if config.top_k is not None and config.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
+    if knobs.top_k is not None and knobs.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, knobs.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, NEG_INF)
-    if config.top_p is not None and config.top_p < 1:
+    if knobs.uses_top_p:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         mass_before = torch.softmax(sorted_logits, -1).cumsum(-1) - torch.softmax(sorted_logits, -1)
-        drop_sorted = mass_before >= config.top_p  # keeps the smallest prefix reaching top_p (>= 1 token)
+        drop_sorted = mass_before >= knobs.top_p.to(mass_before.dtype)  # the smallest prefix reaching top_p
         drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, NEG_INF)
-    return logits / config.temperature
+    return logits / knobs.temperature.to(logits.dtype)
 
 
 class TargetProcessor:
     """Turns backbone logits on the local vocabulary into the processed target logits."""
 
-    def __init__(self, grid: ImageGrid, config: SamplingConfig):
+    def __init__(self, grid: ImageGrid, config: SamplingConfig | StepSampling):
+        """config: a SamplingConfig (its numbers become CPU tensors) or the StepSampling a decode state holds."""
         self.grid = grid
-        self.config = config
+        self.knobs = config if isinstance(config, StepSampling) else StepSampling.of(config)
 
     def __call__(self, local_logits: torch.Tensor, next_offsets: torch.Tensor) -> torch.Tensor:
         """local_logits [B or 2B (CFG), N, V_local]; next_offsets [B, N] body offset of the token each row
         predicts -> processed logits [B, N, V_local] in float32 (float64 if given float64)."""
         dtype = torch.float64 if local_logits.dtype == torch.float64 else torch.float32
         logits = local_logits.to(dtype)
-        if self.config.uses_cfg:
-            logits = combine_cfg(logits, self.config.cfg_scale)
+        if self.knobs.branches == 2:
+            logits = combine_cfg(logits, self.knobs.cfg_scale.to(dtype))
         return self.apply_layout_and_filters(logits, next_offsets)
 
     def apply_layout_and_filters(self, logits: torch.Tensor, next_offsets: torch.Tensor) -> torch.Tensor:
         row_end = self.grid.row_end_local
         if row_end is None:
-            return filter_logits(logits, self.config)
+            return filter_logits(logits, self.knobs)
         forced = self.grid.is_forced(next_offsets)
         image = logits.clone()
         image[..., row_end] = NEG_INF
-        image = filter_logits(image, self.config)
+        image = filter_logits(image, self.knobs)
         one_hot = torch.full_like(logits, NEG_INF)
         one_hot[..., row_end] = 0.0
         return torch.where(forced[..., None], one_hot, image)

@@ -101,8 +101,12 @@ def test_compiled_step_equals_eager(mode):
     same shapes and sampling as above)."""
     compiled, eager = _compiled_equals_eager(mode, batch=2, temperatures=(0.0, 1.0))
     kw = dict(cfg_scale=2.0, temperature=1.0, seed=3, top_k=20)
-    counters.clear()  # a longer prompt: the cache capacity rounds to the same size, so nothing recompiles
-    assert compiled.generate(torch.tensor([[1, 5, 6, 7, 8, 4]]).repeat(2, 1), **kw).compiled
+    # nothing recompiles for a longer prompt (the cache capacity rounds to the same size), another CFG scale
+    # (a tensor), or, without heads, another temperature (with heads: temperature 1 vs other)
+    counters.clear()
+    longer = torch.tensor([[1, 5, 6, 7, 8, 4]]).repeat(2, 1)
+    again = dict(kw, cfg_scale=3.5, temperature=0.7 if mode == "ar" else 1.0)
+    assert compiled.generate(longer, **kw).compiled and compiled.generate(PROMPT.repeat(2, 1), **again).compiled
     assert dict(counters["stats"]).get("unique_graphs", 0) == 0, dict(counters["stats"])
     fused, plain = step_ops.count(compiled, PROMPT.repeat(2, 1), **kw), step_ops.count(eager, PROMPT.repeat(2, 1), **kw)
     assert 0 < fused < plain / 3, (fused, plain)
@@ -130,6 +134,17 @@ def test_cuda_compiled_step_is_captured_in_a_graph():
 @pytest.mark.parametrize("batch", [1, 4])
 def test_compiled_step_equals_eager_every_mode(mode, batch):
     _compiled_equals_eager(mode, batch=batch, temperatures=(0.0, 1.0))
+
+
+def test_past_the_recompile_limit_the_step_starts_fresh(monkeypatch):
+    """Under fullgraph, torch raises once a function has compiled recompile_limit versions (8); the step then
+    starts a fresh compiled copy instead of failing the generation (here the limit is 1: greedy, then sampled)."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    compiled, eager = _decoders("ar")
+    for temperature in (0.0, 1.0):
+        got, want = (dec.generate(PROMPT, temperature=temperature, seed=3) for dec in (compiled, eager))
+        assert got.compiled and torch.equal(got.sequences, want.sequences)
+    assert compiled.compiled_step.fresh_starts == 1
 
 
 def test_a_failed_compile_falls_back_and_says_why(monkeypatch):

@@ -14,9 +14,11 @@ not change. Where the marked compile fails (an older torch, a layer dynamo canno
 are removed and the whole step compiles unmarked; `regional_failure` keeps why.
 
 Each decoder compiles its own copy of the step function: dynamo caches compiled code per code object, with a
-recompile limit, so decoders of many modes and shapes would otherwise evict each other. Inside one decoder a new
-sampling configuration (greedy vs sampled) compiles once more; a new session with the same shapes reuses the
-compiled code. Where compiling fails, "auto" runs the eager step and keeps the reason (HawkOutput.fallbacks
+recompile limit, so decoders of many modes and shapes would otherwise evict each other. Inside one decoder, what
+changes the step's code compiles once more: greedy vs sampled, temperature 1 vs other, CFG on/off, top-k's k,
+top-p on/off, a new batch size or cache size (capacity rounds to 128 slots). Temperatures, CFG scales and top-p
+values are tensors (target.StepSampling) and reuse the compiled code; a new session with the same shapes does
+too. Past torch's recompile limit (8 per function; fullgraph raises), the step starts a fresh copy. Where compiling fails, "auto" runs the eager step and keeps the reason (HawkOutput.fallbacks
 ["compile"], printed by the CLI summaries); compile=True raises.
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ class CompiledStep:
         self.layers = layers
         self.regional = mark_repeated_layers(layers)
         self.regional_failure: str | None = None
+        self.fresh_starts = 0  # times torch's recompile limit (8 per function) made this step start a fresh copy
         self._compiled = self._fresh()
 
     @staticmethod
@@ -86,6 +89,10 @@ class CompiledStep:
         if self.fallback_reason is not None:
             return step_module.step(plan, state)
         try:
+            return self._compiled(plan, state)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:  # 8 configurations compiled: start a fresh copy
+            self.fresh_starts += 1
+            self._compiled = self._fresh()
             return self._compiled(plan, state)
         except torch._dynamo.exc.TorchDynamoException as exc:  # compiling failed: nothing ran yet
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

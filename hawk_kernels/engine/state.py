@@ -14,7 +14,7 @@ import torch
 from ..backbones import SlotKVCache
 from ..drafts import SourceSetup
 from ..ops.philox import DeviceRNG
-from ..target import SamplingConfig, TargetProcessor
+from ..target import SamplingConfig, StepSampling, TargetProcessor
 from .plan import StepPlan
 
 
@@ -32,7 +32,7 @@ class StepStats:
 
 @dataclass
 class DecodeState:
-    sampling: SamplingConfig
+    sampling: StepSampling  # the generation's SamplingConfig as the step reads it (no Python float)
     target: TargetProcessor
     cache: SlotKVCache  # both CFG branches: rows [0, B) conditional, [B, 2B) unconditional
     rng: DeviceRNG
@@ -55,7 +55,8 @@ def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: in
                       rank_tried=torch.zeros(rank_cells, dtype=torch.int64, device=dev),
                       rank_accepted=torch.zeros(rank_cells, dtype=torch.int64, device=dev))
     rng = DeviceRNG(seed, dev, backend=plan.kernels.philox_uniforms.backend)
-    return DecodeState(sampling=sampling, target=TargetProcessor(grid, sampling),
+    knobs = StepSampling.of(sampling, dev)
+    return DecodeState(sampling=knobs, target=TargetProcessor(grid, knobs),
                        cache=plan.backbone.new_cache(batch * sampling.branches, capacity), rng=rng,
                        body=torch.zeros(batch, body + 1, dtype=torch.int64, device=dev),
                        committed=torch.zeros(batch, dtype=torch.int64, device=dev),

@@ -173,8 +173,9 @@ def _record_in_sources(plan: StepPlan, state: DecodeState, tokens: torch.Tensor,
     head_logq = None
     if plan.head_weights is not None:
         batch, width, dim = hidden.shape
-        inv_temperature = 1.0 if state.sampling.greedy else 1.0 / state.sampling.temperature
-        logq = plan.head_weights.draft_logq(hidden.reshape(-1, dim), inv_temperature, plan.kernels.draft_heads)
+        logq = plan.head_weights.draft_logq(hidden.reshape(-1, dim), 1.0, plan.kernels.draft_heads)
+        if state.sampling.retempers_drafts:  # log_softmax(z / T) from log_softmax(z): the temperature is a tensor
+            logq = torch.log_softmax(logq / state.sampling.temperature.to(logq.dtype), dim=-1)
         head_logq = _pad_layout(logq.float(), plan.grid).view(batch, width, plan.head_weights.num_heads, -1)
     done = StepRecord(state.committed, tokens, valid, head_logq, offsets, tree)
     for source in plan.pool.sources:
