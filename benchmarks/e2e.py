@@ -124,9 +124,47 @@ def time_steps(session, device, steps: int) -> float:
     return 1e3 * median_seconds(lambda: session.run(1), device.type == "cuda", warmup=0, repeats=steps)
 
 
+KERNEL_KINDS = (  # kernel name fragments -> what a step's device time went to (kernel_breakdown)
+    ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "aten::mm", "aten::addmm", "aten::bmm", "matmul")),
+    ("attention", ("flash", "fmha", "attention", "flex", "sdpa")),
+    ("hawk ops", ("hawk", "accept_reject", "draft_heads", "philox", "tree_mask")),
+    ("copy", ("memcpy", "memset", "copy")),
+    ("fused (triton / inductor)", ("triton_", "cpp_fused", "compiledfxgraph")),
+)
+
+
+def kernel_breakdown(session, device, steps: int = 3, top: int = 12) -> dict:
+    """Where the steps' time goes: per step, the `top` CUDA kernels (CPU: operators, self time) by total time,
+    and the time per kind (KERNEL_KINDS). Profiled over `steps` steps after the timed ones (torch.profiler;
+    kernels replayed from a CUDA graph are listed when CUPTI traces graph nodes, else only the graph launch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        session.run(steps)
+        sync(device)
+    rows = []
+    for avg in prof.key_averages():
+        on_device = getattr(avg, "device_type", None) == torch.autograd.DeviceType.CUDA
+        if cuda and not on_device:
+            continue
+        us = (getattr(avg, "self_device_time_total", 0) or getattr(avg, "self_cuda_time_total", 0)) if cuda \
+            else avg.self_cpu_time_total
+        if us > 0:
+            rows.append(dict(name=avg.key[:120], calls_per_step=avg.count / steps, us_per_step=us / steps))
+    rows.sort(key=lambda r: -r["us_per_step"])
+    kinds: dict[str, float] = {}
+    for r in rows:
+        name = r["name"].lower()
+        kind = next((k for k, parts in KERNEL_KINDS if any(p in name for p in parts)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + r["us_per_step"]
+    return dict(unit="CUDA kernels" if cuda else "CPU operators (self time)", steps=steps,
+                us_per_step=sum(r["us_per_step"] for r in rows), by_kind=kinds, top=rows[:top])
+
+
 def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], bandwidth: dict,
             shape_name: str = "7b", new_tokens: int = 64, attentions: tuple[str, ...] = ("sdpa",),
-            compile="auto", tree_modes: tuple[str, ...] = ("hawk",)) -> dict:
+            compile="auto", tree_modes: tuple[str, ...] = ("hawk",), profile_steps: int = 0) -> dict:
     """Sections 2 and 3 on the backbone `shape_name` (SHAPES): step times per tree size, eager and graphed, per
     attention implementation (flex_attention: block masks bounded to the filled slots; graphed only), against
     the weight-streaming floor at the measured copy bandwidth; then transformers `generate`."""
@@ -164,6 +202,8 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
                        compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
                        regional_compile_failure=session.compiled and session.compiled.regional_failure,
                        first_three_steps_s=first_steps_s, ms_per_step=ms, ratio_to_floor=ms / floor_ms)
+            if profile_steps:
+                row["kernels"] = kernel_breakdown(session, device, profile_steps)
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
             del session, dec
@@ -283,6 +323,8 @@ def main():
     ap.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
                     help="compile the decode step (auto: on CUDA); each tree size compiles once, about a minute "
                          "at the 7B shape")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="7B section: profile this many steps per row after timing them (kernels by time, per kind)")
     ap.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex_attention"),
                     help="attention implementations of the 7B section (default sdpa, and flex_attention on CUDA)")
     args = ap.parse_args()
@@ -309,7 +351,7 @@ def main():
         big = seven_b(device, trees, layers, steps, graphs, report["bandwidth"], shape,
                       new_tokens=8 if smoke else 64, attentions=tuple(attentions),
                       compile=COMPILE_WORDS[args.compile],
-                      tree_modes=tuple(args.tree_modes))
+                      tree_modes=tuple(args.tree_modes), profile_steps=args.profile_steps)
         tokens_per_pass = {r["mode"]: r["tokens_per_pass"] for r in report["bundled"]}  # the last engine's
         big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)
         big["projection_tokens_per_pass"] = tokens_per_pass

@@ -18,7 +18,8 @@
 #   sanitizer_memcheck, sanitizer_racecheck  compute-sanitizer on scripts/sanitize_ops.py (every op once, small
 #                  inputs)                                                                             [GPU only]
 #   e2e_7b         python benchmarks/e2e.py --skip-bundled: 7B-shaped graphed + compiled steps, AR and hawk /
-#                  hawk+jacobi trees at 32 and 64 nodes, sdpa; transformers generate  [GPU; without one: --smoke]
+#                  hawk+jacobi trees at 32 and 64 nodes, sdpa, each row with its kernels by time (3 profiled
+#                  steps) and its compile form and seconds; transformers generate  [GPU; without one: --smoke]
 #   e2e_flex       the same with flex_attention (AR and hawk+jacobi at 32 nodes)                         [GPU only]
 #   e2e_bundled    the bundled model, ms per image, ar / hawk / hawk+jacobi, eager and graphed         [GPU only]
 #   step_ops       python benchmarks/step_ops.py: kernels per step, eager vs compiled          [GPU; without: --smoke]
@@ -183,7 +184,7 @@ sanitize memcheck racecheck
 # as soon as it is timed, so a timeout keeps the rows done in the log.
 if [ "$GPU" -eq 1 ]; then
   step e2e_7b 360 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees ${E2E_TREES:-32 64} \
-    --tree-modes hawk hawk+jacobi --attention sdpa --name 7b
+    --tree-modes hawk hawk+jacobi --attention sdpa --name 7b --profile-steps 3
   step e2e_flex 150 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-bundled --graphs on --trees 32 \
     --tree-modes hawk+jacobi --attention flex_attention --name flex
   step e2e_bundled 120 gpu "$PY" benchmarks/e2e.py --out "$WORK" --skip-7b --images "${E2E_IMAGES:-5}" \

@@ -90,7 +90,8 @@ def _heads_without_rates(tmp: Path) -> Path:
 
 # test -> how to start its script in a fresh folder tmp: (arguments, extra PYTHONPATH entries); longest first
 JOBS = {
-    "test_e2e_smoke_runs_every_section": lambda tmp: (["benchmarks/e2e.py", "--smoke", "--out", str(tmp)], []),
+    "test_e2e_smoke_runs_every_section": lambda tmp: (["benchmarks/e2e.py", "--smoke", "--out", str(tmp),
+                                                       "--profile-steps", "1"], []),
     "test_bench_families_smoke": lambda tmp: (["python/bench_families.py", "--repeats", "1", "--batches", "1",
                                                "--nodes", "8", "--out", str(tmp / "families.json")], []),
     "test_evaluate_demo_smoke": lambda tmp: (
@@ -182,6 +183,13 @@ def test_e2e_smoke_runs_every_section(smoke):
     eager = [r for r in big["steps"] if not r["cuda_graphs_requested"]]
     assert [(r["mode"], r["num_nodes"]) for r in eager] == [("ar", 1), ("hawk", 4), ("hawk", 8)]
     assert all(r["ms_per_step"] > 0 and r["ratio_to_floor"] > 0 for r in big["steps"])
+    for r in big["steps"]:  # --profile-steps 1: where each row's step time went
+        kernels = r["kernels"]
+        assert kernels["steps"] == 1 and kernels["us_per_step"] > 0 and 0 < len(kernels["top"]) <= 12
+        assert sum(kernels["by_kind"].values()) == pytest.approx(kernels["us_per_step"])
+        assert kernels["by_kind"].get("gemm", 0) > 0  # aten::mm of the projections
+        if r["mode"] != "ar":
+            assert kernels["by_kind"].get("hawk ops", 0) > 0, kernels["by_kind"]
     assert big["transformers_generate_ms_per_token"] > 0 and big["transformers_generate_ratio_to_floor"] > 0
     assert {"eager_ar_s", "eager_hawk_4_s", "eager_hawk_8_s", "transformers_generate_s"} <= set(big["projection"])
     assert big["projection_tokens_per_pass"]["hawk"] == pytest.approx(rows["hawk"]["tokens_per_pass"])
