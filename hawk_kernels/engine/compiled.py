@@ -15,8 +15,8 @@ are removed and the whole step compiles unmarked; `regional_failure` keeps why.
 
 Each decoder compiles its own copy of the step function: dynamo caches compiled code per code object, with a
 recompile limit, so decoders of many modes and shapes would otherwise evict each other. Inside one decoder, what
-changes the step's code compiles once more: greedy vs sampled, temperature 1 vs other, CFG on/off, top-k's k,
-top-p on/off, a new batch size or cache size (capacity rounds to 128 slots). Temperatures, CFG scales and top-p
+changes the step's code compiles once more, statically (dynamic=False): greedy vs sampled, temperature 1 vs other,
+CFG on/off, top-k's k, top-p on/off, a new batch size or cache size (capacity rounds to 128 slots). Temperatures, CFG scales and top-p
 values are tensors (target.StepSampling) and reuse the compiled code; a new session with the same shapes does
 too. Past torch's recompile limit (8 per function; fullgraph raises), the step starts a fresh copy. Where compiling fails, "auto" runs the eager step and keeps the reason (HawkOutput.fallbacks
 ["compile"], printed by the CLI summaries); compile=True raises.
@@ -79,7 +79,9 @@ class CompiledStep:
         step = step_module.step
         fresh = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
                                    step.__closure__)
-        return torch.compile(fresh, backend="inductor", fullgraph=True)
+        # dynamic=False: a new shape (batch size, cache bucket, top-k) compiles a static version of its own
+        # rather than one symbolic-shape version that every later call would use, whatever its shape
+        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False)
 
     @property
     def active(self) -> bool:
