@@ -12,6 +12,7 @@ from torch._inductor.utils import run_and_get_code
 import hawk_kernels as hk
 from benchmarks import step_ops
 from hawk_kernels.drafts import needs_heads
+from hawk_kernels.engine import compiled as compiled_module
 from hawk_kernels.drafts.horizontal import HorizontalState
 from tests.test_decoder import _exact_image_law
 from tests.test_verify import _chi2_pvalue
@@ -156,12 +157,16 @@ def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
         raise torch._dynamo.exc.Unsupported("a construct dynamo cannot trace")
 
     # the marked compile fails -> the marks go and the whole step compiles once more; that fails too -> eager
+    monkeypatch.setattr(compiled_module, "_REGION_FAILED", {})  # this test's failure is forgotten after it
     monkeypatch.setattr(step, "_compiled", fails)
     monkeypatch.setattr(step, "_fresh", lambda: fails)
     with pytest.raises(RuntimeError, match="compile=True: compiling the decode step failed"):
         compiled.generate(PROMPT, temperature=0)
     assert not step.regional and "a construct dynamo cannot trace" in step.regional_failure
     assert all("forward" not in vars(layer) for layer in step.layers)  # the model is as it came
+    # a later decoder of the same layer class does not try the region again (a failed try traces every layer)
+    later = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile=True).compiled_step
+    assert not later.regional and "a construct dynamo cannot trace" in later.regional_failure
     step.required = False  # what compile="auto" builds
     step.fallback_reason = None
     out = compiled.generate(PROMPT, temperature=0)

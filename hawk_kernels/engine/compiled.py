@@ -30,6 +30,8 @@ import torch
 from . import step as step_module
 
 _REGION_OF_CLASS: dict[type, types.FunctionType] = {}  # layer class -> its marked forward (one region per class)
+_REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile failed (not tried again: a failed
+#                                        attempt costs a trace of every layer, per decoder)
 
 
 def mark_repeated_layers(layers) -> bool:
@@ -43,6 +45,8 @@ def mark_repeated_layers(layers) -> bool:
     if len(classes) != 1:
         return False
     cls = classes.pop()
+    if cls in _REGION_FAILED:
+        return False
     marked = _REGION_OF_CLASS.get(cls)
     if marked is None:  # a copy of the class's forward: marking sets an attribute on the function it is given
         f = cls.forward
@@ -70,7 +74,7 @@ class CompiledStep:
         self.fallback_reason: str | None = None
         self.layers = layers
         self.regional = mark_repeated_layers(layers)
-        self.regional_failure: str | None = None
+        self.regional_failure: str | None = _REGION_FAILED.get(type(layers[0])) if layers else None
         self.fresh_starts = 0  # times torch's recompile limit (8 per function) made this step start a fresh copy
         self._compiled = self._fresh()
 
@@ -100,6 +104,7 @@ class CompiledStep:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             if self.regional:  # once more, unmarked: the whole step as one graph
                 self.regional, self.regional_failure = False, reason
+                _REGION_FAILED[type(self.layers[0])] = reason
                 unmark_layers(self.layers)
                 self._compiled = self._fresh()
                 return self(plan, state)
