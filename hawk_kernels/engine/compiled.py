@@ -29,6 +29,9 @@ import torch
 
 from . import step as step_module
 
+# raised under fullgraph once a function has compiled torch._dynamo.config.recompile_limit versions (() if a torch
+# version has no such class: `except ()` matches nothing)
+_RECOMPILE_LIMIT_HIT = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ())
 _REGION_OF_CLASS: dict[type, types.FunctionType] = {}  # layer class -> its marked forward (one region per class)
 _REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile failed (not tried again: a failed
 #                                        attempt costs a trace of every layer, per decoder)
@@ -96,7 +99,7 @@ class CompiledStep:
             return step_module.step(plan, state)
         try:
             return self._compiled(plan, state)
-        except torch._dynamo.exc.FailOnRecompileLimitHit:  # 8 configurations compiled: start a fresh copy
+        except _RECOMPILE_LIMIT_HIT:  # 8 configurations compiled: start a fresh copy
             self.fresh_starts += 1
             self._compiled = self._fresh()
             return self._compiled(plan, state)
