@@ -41,7 +41,8 @@ def _state_buffers(session) -> list[torch.Tensor]:
             found.append(obj)
         elif id(obj) not in seen and (hasattr(obj, "__dict__") or isinstance(obj, (list, tuple, dict))):
             seen.add(id(obj))
-            items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else vars(obj).values()
+            items = (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple))
+                     else vars(obj).values())
             todo.extend(items)
     return found
 

@@ -15,11 +15,12 @@ are removed and the whole step compiles unmarked; `regional_failure` keeps why.
 
 Each decoder compiles its own copy of the step function: dynamo caches compiled code per code object, with a
 recompile limit, so decoders of many modes and shapes would otherwise evict each other. Inside one decoder, what
-changes the step's code compiles once more, statically (dynamic=False): greedy vs sampled, temperature 1 vs other,
-CFG on/off, top-k's k, top-p on/off, a new batch size or cache size (capacity rounds to 128 slots). Temperatures, CFG scales and top-p
-values are tensors (target.StepSampling) and reuse the compiled code; a new session with the same shapes does
-too. Past torch's recompile limit (8 per function; fullgraph raises), the step starts a fresh copy. Where compiling fails, "auto" runs the eager step and keeps the reason (HawkOutput.fallbacks
-["compile"], printed by the CLI summaries); compile=True raises.
+changes the step's code compiles once more, statically (dynamic=False): greedy vs sampled, temperature 1 vs
+other, CFG on/off, top-k's k, top-p on/off, a new batch size or cache size (capacity rounds to 128 slots).
+Temperatures, CFG scales and top-p values are tensors (target.StepSampling) and reuse the compiled code; a new
+session with the same shapes does too. Past torch's recompile limit (8 per function; fullgraph raises), the step
+starts a fresh copy. Where compiling fails, "auto" runs the eager step and keeps the reason
+(HawkOutput.fallbacks["compile"], printed by the CLI summaries); compile=True raises.
 """
 from __future__ import annotations
 
