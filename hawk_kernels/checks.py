@@ -144,4 +144,8 @@ def check_auto_flag(name: str, value) -> None:
 
 
 def check_compile(compile) -> None:
-    check_auto_flag("compile", compile)
+    """HawkDecoder's `compile`: "auto", True, False, or "regional" (compiled, the decoder layers as one region)."""
+    if compile == "regional" and isinstance(compile, str):
+        return
+    if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):
+        raise ValueError(f"compile: expected 'auto', True, False or 'regional', got {compile!r}")

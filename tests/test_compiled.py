@@ -21,11 +21,11 @@ from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 PROMPT = torch.tensor([[1, 5, 6, 4]])
 
 
-def _decoders(mode, **kw):
+def _decoders(mode, compile=True, **kw):
     model, grid = tiny_backbone(), tiny_grid()
     heads = tiny_heads() if needs_heads(mode) else None
     make = lambda compile: hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=compile, **kw)
-    return make(True), make(False)
+    return make(compile), make(False)
 
 
 def _state_buffers(session) -> list[torch.Tensor]:
@@ -89,7 +89,7 @@ def _compiled_equals_eager(mode, batch, temperatures):
         assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == [], (mode, temperature)
         want = eager.generate(PROMPT.repeat(batch, 1), **kw)
         assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
-        assert compiled.compiled_step.regional, compiled.compiled_step.regional_failure  # layers: one region
+        assert not compiled.compiled_step.regional  # the default: the whole step, the fastest step
         assert got.step_engine == "compiled"
         assert torch.equal(got.sequences, want.sequences), (mode, temperature)
         assert got.accepted_lengths == want.accepted_lengths
@@ -138,6 +138,22 @@ def test_compiled_step_equals_eager_every_mode(mode, batch):
     _compiled_equals_eager(mode, batch=batch, temperatures=(0.0, 1.0))
 
 
+def test_regional_compile_equals_eager():
+    """compile="regional": the decoder layers compile once as one region (faster to compile); the step gives the
+    eager step's tokens, greedy and sampled, and writes its state in place like the whole-step compile."""
+    compiled, eager = _decoders("ar", compile="regional")
+    for temperature in (0.0, 1.0):
+        kw = dict(cfg_scale=2.0, temperature=temperature, seed=3)
+        got, code = run_and_get_code(compiled.generate, PROMPT.repeat(2, 1), **kw)
+        step = compiled.compiled_step
+        assert step.regional and step.regional_failure is None and got.step_engine == "compiled"
+        assert all("forward" in vars(layer) for layer in step.layers)  # marked
+        assert any("subgraph" in c for c in code)  # the layer compiled as a region
+        session = compiled.start(PROMPT.repeat(2, 1), **kw)
+        assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == []
+        assert torch.equal(got.sequences, eager.generate(PROMPT.repeat(2, 1), **kw).sequences)
+
+
 def test_past_the_recompile_limit_the_step_starts_fresh(monkeypatch):
     """Under fullgraph, torch raises once a function has compiled recompile_limit versions (8); the step then
     starts a fresh compiled copy instead of failing the generation (here the limit is 1: greedy, then sampled)."""
@@ -150,7 +166,7 @@ def test_past_the_recompile_limit_the_step_starts_fresh(monkeypatch):
 
 
 def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
-    compiled, _ = _decoders("hawk")
+    compiled, _ = _decoders("hawk", compile="regional")
     step = compiled.compiled_step
     assert step.regional  # the tiny backbone's two layers: one marked region
 
@@ -161,12 +177,12 @@ def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
     monkeypatch.setattr(compiled_module, "_REGION_FAILED", {})  # this test's failure is forgotten after it
     monkeypatch.setattr(step, "_compiled", fails)
     monkeypatch.setattr(step, "_fresh", lambda: fails)
-    with pytest.raises(RuntimeError, match="compile=True: compiling the decode step failed"):
+    with pytest.raises(RuntimeError, match="compiling the decode step failed"):
         compiled.generate(PROMPT, temperature=0)
     assert not step.regional and "a construct dynamo cannot trace" in step.regional_failure
     assert all("forward" not in vars(layer) for layer in step.layers)  # the model is as it came
     # a later decoder of the same layer class does not try the region again (a failed try traces every layer)
-    later = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile=True).compiled_step
+    later = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile="regional").compiled_step
     assert not later.regional and "a construct dynamo cannot trace" in later.regional_failure
     step.required = False  # what compile="auto" builds
     step.fallback_reason = None

@@ -342,17 +342,20 @@ def test_family_pipelines_replay_cuda_graphs_like_eager(family, mode, model_dirs
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["janus", "emu3", "chameleon"])
-def test_family_steps_compile_and_equal_eager(family, model_dirs):
-    """compile=True on each family's backbone (what compile="auto" does on a GPU): the step compiles in one graph
-    with the decoder layers as one region, and samples the eager step's tokens (hawk+jacobi, the family's
-    defaults, CFG on; the same heads on both: Janus' heads have their own random projection)."""
+@pytest.mark.parametrize("compile", [True, "regional"])
+def test_family_steps_compile_and_equal_eager(family, compile, model_dirs):
+    """compile=True on each family's backbone (what compile="auto" does on a GPU), and "regional" (its decoder
+    layers as one region): the step compiles in one graph and samples the eager step's tokens (hawk+jacobi, the
+    family's defaults, CFG on; the same heads on both: Janus' heads have their own random projection)."""
     runs = {}
-    for compile in (False, True):
-        pipe = load_pipeline(model_dirs[family], compile=compile)
+    for word in (False, compile):
+        pipe = load_pipeline(model_dirs[family], compile=word)
         torch.manual_seed(0)
         pipe.set_heads(pipe.make_heads(num_horizontal=3, vertical_depth=2))
-        runs[compile] = pipe.generate_tokens(PROMPTS, mode="hawk+jacobi", size=SIZES[family], seed=3, num_nodes=16)
+        runs[word] = pipe.generate_tokens(PROMPTS, mode="hawk+jacobi", size=SIZES[family], seed=3, num_nodes=16)
         step = pipe.decoder("hawk+jacobi", pipe.layout(SIZES[family]), 16).compiled_step
-        assert (step is not None) == compile and (not compile or (step.regional and step.regional_failure is None))
-    assert all(out.step_engine == "compiled" for out in runs[True].outputs)
-    assert torch.equal(runs[True].image_tokens, runs[False].image_tokens)
+        assert (step is None) == (word is False)
+        if word == "regional":
+            assert step.regional and step.regional_failure is None
+    assert all(out.step_engine == "compiled" for out in runs[compile].outputs)
+    assert torch.equal(runs[compile].image_tokens, runs[False].image_tokens)

@@ -72,11 +72,11 @@ def tree_nodes(text: str):
 
 
 tree_nodes.__name__ = "nodes"
-COMPILE_WORDS = {"auto": "auto", "on": True, "off": False}
+COMPILE_WORDS = {"auto": "auto", "on": True, "off": False, "regional": "regional"}
 
 
 def compile_word(text: str):
-    """--compile: auto (on CUDA), on or off -> HawkDecoder's compile word."""
+    """--compile: auto (on CUDA), on, off or regional (compiled, the layers as one region) -> HawkDecoder's word."""
     if text.strip().lower() not in COMPILE_WORDS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_WORDS)}, got {text!r}")
     return COMPILE_WORDS[text.strip().lower()]

@@ -35,7 +35,8 @@ def add_parser(subparsers) -> None:
                    help="tree nodes per step, or auto: the size that maximises images per second for the batch "
                         "(step costs measured once, cached under ~/.cache/hawk_kernels)")
     d.add_argument("--compile", type=compile_word, default="auto",
-                   help="compile the decode step with torch.compile: auto (on CUDA), on or off")
+                   help="compile the decode step with torch.compile: auto (on CUDA), on, off, or regional (the "
+                        "decoder layers compiled once as one region: faster to compile, a slightly slower step)")
     d.add_argument("--out", default="hawk_demo.png",
                    help=f"image sheet to write, one row per mode ({', '.join(SHEET_SUFFIXES)})")
     d.add_argument("--threads", type=number(int, 1), default=1, help="CPU threads for torch")

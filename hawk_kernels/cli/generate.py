@@ -56,7 +56,8 @@ def add_parser(subparsers) -> None:
                    help="tree nodes per step, or auto: the size that maximises images per second for the batch "
                         "(step costs measured once, cached under ~/.cache/hawk_kernels); 1 decodes with AR steps")
     g.add_argument("--compile", type=compile_word, default="auto",
-                   help="compile the decode step with torch.compile: auto (on CUDA), on or off")
+                   help="compile the decode step with torch.compile: auto (on CUDA), on, off, or regional (the "
+                        "decoder layers compiled once as one region: faster to compile, a slightly slower step)")
     g.add_argument("--attn-implementation", choices=ATTENTION_IMPLEMENTATIONS, default=None,
                    help="the model's attention (default: the checkpoint's); flex_attention (CUDA) attends to the "
                         "filled cache slots only")

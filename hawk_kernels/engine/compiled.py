@@ -5,13 +5,16 @@ It composes with CUDA-graph capture (graphs.py): the runner's first step runs th
 (compilation happens there, never during capture), and the capture then records the compiled kernels. The
 hawk:: ops have fake kernels (ops/_library.py), so they stay inside the graph.
 
-Compile time: a 7B model's 32 decoder layers are one layer's code 32 times, and inductor lowers each copy anew
-(about 1.8 s per layer on the CPU, so ~80 s per decoder at 32 layers, and every tree size and mode is a decoder).
-`mark_repeated_layers` marks the layers' forward as one `torch.compiler.nested_compile_region`: dynamo still
-traces each call, inductor compiles the layer once and reuses it (32 layers on the CPU: 77 s -> 44 s). The mark
-is an instance attribute `forward` on each layer, a no-op outside torch.compile; the model's eager outputs do
-not change. Where the marked compile fails (an older torch, a layer dynamo cannot put in a region), the marks
-are removed and the whole step compiles unmarked; `regional_failure` keeps why.
+Compile time vs step time: a 7B model's 32 decoder layers are one layer's code 32 times, and inductor lowers
+each copy anew (about 1.8 s per layer on the CPU: ~80 s per decoder at 32 layers, and every tree size and mode
+is a decoder). compile="regional" marks the layers' forward as one `torch.compiler.nested_compile_region`
+(`mark_repeated_layers`: an instance attribute `forward` on each layer, a no-op outside torch.compile): dynamo
+still traces each call, inductor compiles the layer once and reuses it (32 layers on the CPU: 77 s -> 44 s).
+The price is at run time: inductor cannot fuse across a region's edge (the last residual add of a layer with
+the next layer's norm), about two more kernels per layer, and on the CPU a step of a 32-layer toy model took
+3.84 ms instead of 3.36 (benchmarks/NOTES.md). So the default (True, "auto") compiles the whole step, the
+fastest step; "regional" is for compiling many decoders quickly. Where the marked compile fails, the marks are
+removed, the whole step compiles, and `regional_failure` keeps why.
 
 Each decoder compiles its own copy of the step function: dynamo caches compiled code per code object, with a
 recompile limit, so decoders of many modes and shapes would otherwise evict each other. Inside one decoder, what
@@ -114,5 +117,6 @@ class CompiledStep:
                 return self(plan, state)
             self.fallback_reason = reason
             if self.required:
-                raise RuntimeError(f"compile=True: compiling the decode step failed ({self.fallback_reason})") from exc
+                raise RuntimeError(f"compile={'regional' if self.layers is not None else True}: compiling the "
+                                   f"decode step failed ({self.fallback_reason})") from exc
             return step_module.step(plan, state)
