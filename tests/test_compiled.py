@@ -182,8 +182,11 @@ def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
     assert not step.regional and "a construct dynamo cannot trace" in step.regional_failure
     assert all("forward" not in vars(layer) for layer in step.layers)  # the model is as it came
     # a later decoder of the same layer class does not try the region again (a failed try traces every layer)
-    later = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile="regional").compiled_step
-    assert not later.regional and "a construct dynamo cannot trace" in later.regional_failure
+    later = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", compile="regional")
+    assert not later.compiled_step.regional
+    assert "a construct dynamo cannot trace" in later.compiled_step.regional_failure
+    out = later.generate(PROMPT, temperature=0)  # compiled whole, and the user sees why not regional
+    assert out.compiled and "the layers as one region failed" in out.fallbacks["compile"], out.fallbacks
     step.required = False  # what compile="auto" builds
     step.fallback_reason = None
     out = compiled.generate(PROMPT, temperature=0)

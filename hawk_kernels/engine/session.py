@@ -81,6 +81,9 @@ class DecodeSession:
             fallbacks["cuda_graphs"] = f"capture failed, ran eagerly ({self.runner.fallback_reason})"
         if self.compiled is not None and not self.compiled.active:
             fallbacks["compile"] = f"compiling failed, ran the eager step ({self.compiled.fallback_reason})"
+        elif self.compiled is not None and self.compiled.layers is not None and not self.compiled.regional:
+            fallbacks["compile"] = ("the layers as one region failed, compiled the whole step "
+                                    f"({self.compiled.regional_failure})")
         compiled = self.compiled is not None and self.compiled.active
         return collect_output(self.plan, self.state, self.graphed, compiled, fallbacks)
 
