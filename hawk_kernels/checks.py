@@ -137,15 +137,16 @@ def check_attn_implementation(attn_implementation, device: torch.device) -> None
                          "kernel fails to compile the tree masks); use 'sdpa' on the CPU")
 
 
-def check_auto_flag(name: str, value) -> None:
-    """HawkDecoder's words `compile` and `cuda_graphs`: "auto", True or False (1 and 0 accepted as bools)."""
+def check_auto_flag(name: str, value, words: tuple[str, ...] = ()) -> None:
+    """HawkDecoder's words `compile` and `cuda_graphs`: "auto", True or False (1 and 0 accepted as bools), or one
+    of the extra `words`."""
+    if isinstance(value, str) and value in words:
+        return
     if value not in ("auto", True, False) or isinstance(value, int) and value not in (0, 1):
-        raise ValueError(f"{name}: expected 'auto', True or False, got {value!r}")
+        allowed = ", ".join(["'auto'", "True", "False", *map(repr, words)])
+        raise ValueError(f"{name}: expected one of {allowed}, got {value!r}")
 
 
 def check_compile(compile) -> None:
     """HawkDecoder's `compile`: "auto", True, False, or "regional" (compiled, the decoder layers as one region)."""
-    if compile == "regional" and isinstance(compile, str):
-        return
-    if compile not in ("auto", True, False) or isinstance(compile, int) and compile not in (0, 1):
-        raise ValueError(f"compile: expected 'auto', True, False or 'regional', got {compile!r}")
+    check_auto_flag("compile", compile, words=("regional",))
