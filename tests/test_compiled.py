@@ -60,6 +60,11 @@ def _whole_buffer_copies(code: str, buffers) -> list[tuple]:
     return sorted(temps & kinds)
 
 
+def _state_copies(decoder, code: list[str], prompts, **kw) -> list[tuple]:
+    """_whole_buffer_copies of the code `decoder` compiled, against the state buffers of a session like it."""
+    return _whole_buffer_copies("\n".join(code), _state_buffers(decoder.start(prompts, **kw)))
+
+
 def test_the_copy_check_catches_a_scatter_into_an_input():
     """Negative control of _whole_buffer_copies (it fails if inductor's output no longer matches its pattern): a
     scatter_ into an input compiles to a whole-buffer copy, the index_put_ the engine uses does not."""
@@ -85,8 +90,7 @@ def _compiled_equals_eager(mode, batch, temperatures):
     for temperature in temperatures:
         kw = dict(cfg_scale=2.0, temperature=temperature, seed=3, top_k=None if temperature == 0 else 20)
         got, code = run_and_get_code(compiled.generate, PROMPT.repeat(batch, 1), **kw)
-        session = compiled.start(PROMPT.repeat(batch, 1), **kw)
-        assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == [], (mode, temperature)
+        assert _state_copies(compiled, code, PROMPT.repeat(batch, 1), **kw) == [], (mode, temperature)
         want = eager.generate(PROMPT.repeat(batch, 1), **kw)
         assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
         assert not compiled.compiled_step.regional  # the default: the whole step, the fastest step
@@ -149,8 +153,7 @@ def test_regional_compile_equals_eager():
         assert step.regional and step.regional_failure is None and got.step_engine == "compiled"
         assert all("forward" in vars(layer) for layer in step.layers)  # marked
         assert any("subgraph" in c for c in code)  # the layer compiled as a region
-        session = compiled.start(PROMPT.repeat(2, 1), **kw)
-        assert _whole_buffer_copies("\n".join(code), _state_buffers(session)) == []
+        assert _state_copies(compiled, code, PROMPT.repeat(2, 1), **kw) == []
         assert torch.equal(got.sequences, eager.generate(PROMPT.repeat(2, 1), **kw).sequences)
 
 
