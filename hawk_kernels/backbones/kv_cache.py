@@ -171,10 +171,14 @@ class SlotKVCache(Cache):
         src = self.write_slot + path.clamp(min=0)  # [B', W]
         dst = (self.length[:, None] + torch.arange(width, device=self.device)[None]).clamp(max=self.capacity - 1)
         rows = torch.arange(src.shape[0], device=self.device)[:, None, None]
+        head_index = {}  # KV head count -> its index, made once (layers normally share one count)
         for layer in self.layers:
             if not layer.is_initialized:
                 continue
-            heads = torch.arange(layer.keys.shape[1], device=self.device)[None, :, None]
+            count = layer.keys.shape[1]
+            if count not in head_index:
+                head_index[count] = torch.arange(count, device=self.device)[None, :, None]
+            heads = head_index[count]
             for buf in (layer.keys, layer.values):
                 # Advanced indexing, not gather/scatter_: inductor writes an index_put_ into the buffer in place,
                 # while a scatter_ on it compiled to a copy of the whole buffer and a copy back (4x the cache's
