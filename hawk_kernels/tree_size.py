@@ -9,8 +9,9 @@ proportional to tokens per pass / seconds per step:
     done, so the batch's passes are the expected maximum over its rows (expected_batch_passes, Monte Carlo);
   * seconds per step: measured once per (device, model shape, mode, batch, size) by timing decode steps, and
     cached on disk (StepCostTable: a JSON file keyed by all of these, so a new device or model shape measures
-    anew). Size 1 is a plain AR step, always a candidate: a drafting mode is never chosen slower than AR as
-    far as these estimates go.
+    anew), and by the step's form (compiled or eager, graphed, the attention kernel). Size 1 is a plain AR step,
+    always a candidate: a drafting mode is never chosen slower than AR as far as these estimates go. A size that
+    cannot win even at the cost of the smaller trees already measured is not measured (choose_num_nodes).
 The chosen size is recorded in the output; passing it back as num_nodes reproduces the same images.
 """
 from __future__ import annotations
@@ -176,32 +177,63 @@ class SizeChoice:
     estimates: dict  # size -> {"tokens_per_pass", "seconds_per_step", "relative_speed"} (AR = 1)
 
 
-def step_key(device, model_key: str, mode: str, size: int, batch: int, cfg_scale: float) -> str:
-    """The cost table's key: device, model shape, batch, CFG, and the step (AR, or mode + tree size)."""
+def step_form(decoder) -> str:
+    """How `decoder` runs a step, as far as it changes the step's cost: compiled (whole or regional) or eager,
+    CUDA graphs asked for or not, and the attention kernel (dense over every slot, or FlexAttention bounded to the
+    filled ones). A cost measured in one form is never reused for another (an eager step costs ~2x a compiled one
+    at the 7B shape, and the tree's share of it differs)."""
+    compiled = decoder.compiled_step
+    compile_form = "eager" if compiled is None else ("regional" if compiled.layers is not None else "compiled")
+    graphs = "graphs" if decoder.cuda_graphs in (True, "auto") and decoder.backbone.device.type == "cuda" \
+        else "no graphs"
+    attention = "flex" if getattr(decoder.backbone, "block_sparse_attention", False) else "dense"
+    return f"{compile_form}, {graphs}, {attention} attention"
+
+
+def step_key(device, model_key: str, mode: str, size: int, batch: int, cfg_scale: float, form: str = "") -> str:
+    """The cost table's key: device, model shape, batch, CFG, the step's form (step_form) and the step (AR, or
+    mode + tree size)."""
     step = "ar" if size == 1 else f"{mode} nodes {size}"
-    return f"{device_key(device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|{step}"
+    return f"{device_key(device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|{form}|{step}"
+
+
+COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise): bounds allow for it
 
 
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int, cfg_scale: float,
                      model_key: str, table: StepCostTable | None = None,
                      sizes: tuple[int, ...] = CANDIDATE_SIZES) -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
-    calibrated rates (None: generic priors); model_key: names the model shape (with the device, batch, CFG and
-    the step it keys the cost table)."""
+    calibrated rates (None: generic priors); model_key: names the model shape (with the device, batch, CFG, the
+    step's form and the step it keys the cost table).
+
+    Sizes are tried smallest first. A size whose cost is not in the table yet is measured only if it could still
+    win: a bigger tree does at least the work of a smaller one, so its step costs at least the largest cost
+    measured so far (less COST_NOISE), and its best possible speed is its tokens per pass over that cost. A size
+    that cannot beat the best so far is not measured (on a GPU, measuring means compiling a decoder: a minute or
+    more at the 7B shape); its estimate says so."""
     table = table or StepCostTable()
-    estimates = {}
-    for size in sizes:
+    estimates, best_speed, least_cost = {}, 0.0, 0.0
+    for size in sorted(sizes):
         decoder = decoder_for(size)
-        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale)
-        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
         body = decoder.grid.num_body_tokens
         passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
-        estimates[size] = dict(tokens_per_pass=body / passes, seconds_per_step=seconds)
-    ar = estimates[min(estimates)]
-    for value in estimates.values():
+        tokens = body / passes
+        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale, step_form(decoder))
+        if key not in table.costs and least_cost > 0 and tokens / (COST_NOISE * least_cost) <= best_speed:
+            estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
+                                   not_measured="cannot beat a smaller tree: it costs at least as much per step")
+            continue
+        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
+        least_cost = max(least_cost, seconds)
+        best_speed = max(best_speed, tokens / seconds)
+        estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=seconds)
+    measured = {size: e for size, e in estimates.items() if e["seconds_per_step"] is not None}
+    ar = measured[min(measured)]
+    for value in measured.values():
         value["relative_speed"] = (value["tokens_per_pass"] / value["seconds_per_step"]) / (
             ar["tokens_per_pass"] / ar["seconds_per_step"])
-    best = max(estimates, key=lambda size: estimates[size]["relative_speed"])
+    best = max(measured, key=lambda size: measured[size]["relative_speed"])
     return SizeChoice(best, estimates)
 
 
@@ -225,6 +257,6 @@ def _shape_key(pipe, mode: str, grid) -> str:
     config = pipe.model.config
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
-                                                      "num_attention_heads", "vocab_size")]
+                                                      "num_attention_heads", "num_key_value_heads", "vocab_size")]
     heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
     return f"{pipe.family}|{type(pipe.model).__name__}|{shape}|{pipe.dtype}|{grid.height}x{grid.width}|heads {heads}"

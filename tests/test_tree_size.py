@@ -12,7 +12,7 @@ import torch
 import hawk_kernels as hk
 from hawk_kernels.tree import TreeTemplate
 from hawk_kernels.tree_size import (CANDIDATE_SIZES, SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
-                                    expected_tokens_per_pass, step_key)
+                                    expected_tokens_per_pass, step_form, step_key)
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
 
@@ -47,11 +47,16 @@ def test_step_costs_are_measured_once_and_kept_on_disk(tmp_path):
     assert StepCostTable(path).seconds("k", lambda: 0.5) == 0.5  # an unreadable table is measured again
 
 
-def _decoder_for(n):
+def _decoder_for(n, compile=False):
     model, grid = tiny_backbone(), tiny_grid()
     if n == 1:
-        return hk.HawkDecoder(model, None, grid, mode="ar")
-    return hk.HawkDecoder(model, tiny_heads(), grid, mode="hawk", num_nodes=n)
+        return hk.HawkDecoder(model, None, grid, mode="ar", compile=compile)
+    return hk.HawkDecoder(model, tiny_heads(), grid, mode="hawk", num_nodes=n, compile=compile)
+
+
+def _key(n, batch=2, cfg=2.0):
+    decoder = _decoder_for(n)
+    return step_key(decoder.backbone.device, "tiny", "hawk", n, batch, cfg, step_form(decoder))
 
 
 @pytest.mark.parametrize("step_cost, expected", [(lambda n: 1.0, 16), (lambda n: 1.0 if n == 1 else 10.0 * n, 1)])
@@ -61,11 +66,32 @@ def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
     table = StepCostTable(tmp_path / "t.json")
     sizes = (1, 4, 16)
     for n in sizes:
-        decoder = _decoder_for(n)
-        table.costs[step_key(decoder.backbone.device, "tiny", "hawk", n, 2, 2.0)] = step_cost(n)
+        table.costs[_key(n)] = step_cost(n)
     choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, sizes)
     assert isinstance(choice, SizeChoice) and choice.num_nodes == expected
     assert choice.estimates[1]["relative_speed"] == 1.0
+
+
+def test_a_size_that_cannot_win_is_not_measured(tmp_path):
+    """Sizes are tried smallest first; a bigger tree costs at least the largest cost measured so far, so a size
+    whose tokens per pass cannot beat the best speed at that cost is not measured (nor compiled, on a GPU)."""
+    table = StepCostTable(tmp_path / "t.json")
+    table.costs[_key(1)], table.costs[_key(4)] = 1.0, 50.0  # a 4-node step costs 50 AR steps
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, (1, 4, 16))
+    assert choice.num_nodes == 1
+    assert choice.estimates[16]["seconds_per_step"] is None and "not_measured" in choice.estimates[16]
+    assert set(table.costs) == {_key(1), _key(4)}  # nothing was timed
+    table.costs[_key(4)] = 1.0  # free nodes: 16 may win, so it is measured
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, (1, 4, 16))
+    assert _key(16) in table.costs and choice.estimates[16]["seconds_per_step"] > 0
+
+
+def test_a_cost_is_kept_per_step_form():
+    """An eager step's cost is never used for a compiled (or regional) one: the form is in the key."""
+    keys = {step_key(torch.device("cpu"), "tiny", "hawk", 4, 2, 2.0, step_form(_decoder_for(4, compile)))
+            for compile in (False, True, "regional")}
+    assert len(keys) == 3
+    assert "eager" in step_form(_decoder_for(4)) and "dense attention" in step_form(_decoder_for(4))
 
 
 def test_a_real_measurement_is_cached(tmp_path):
