@@ -56,23 +56,25 @@ class SamplingConfig:
 @dataclass(frozen=True)
 class StepSampling:
     """A SamplingConfig as the decode step reads it: what changes the step's code as Python values, decided once
-    per generation (greedy, CFG branches, top-k's k, top-p on or off, tempered drafts), the numbers as 0-d device
-    tensors (float64; an op with float32 logits computes in float32, as with a Python scalar). A compiled step
-    guards on every Python float it reads while tracing, so reading `temperature` made each new temperature
-    recompile, and the ninth distinct one failed (torch's recompile limit, fullgraph=True); tensors are inputs."""
+    per generation (greedy, CFG branches, top-k's k, top-p on or off, tempered drafts), the numbers as float64
+    device tensors of one element, cast to the logits' dtype where they are used (as a Python scalar would be). A
+    compiled step guards on every Python float it reads while tracing, so reading `temperature` made each new
+    temperature recompile, and the ninth distinct one failed (torch's recompile limit, fullgraph=True); tensors
+    are inputs. Shape [1], not 0-d: dynamo gives a 0-d float64 CPU tensor a symbolic float for its value, then
+    restarts its whole analysis to specialise it (~half the trace time of every CPU compile, twice)."""
 
     greedy: bool
     branches: int  # model rows per image: 2 with CFG
     top_k: int | None
     uses_top_p: bool
     retempers_drafts: bool  # sampled at a temperature other than 1: the draft laws are re-tempered (step.py)
-    cfg_scale: torch.Tensor  # () float64
-    temperature: torch.Tensor  # () float64; 1 when greedy (unused)
-    top_p: torch.Tensor  # () float64; 1 when off
+    cfg_scale: torch.Tensor  # [1] float64
+    temperature: torch.Tensor  # [1] float64; 1 when greedy (unused)
+    top_p: torch.Tensor  # [1] float64; 1 when off
 
     @classmethod
     def of(cls, config: SamplingConfig, device: torch.device | str = "cpu") -> "StepSampling":
-        number = lambda value: torch.tensor(float(value), dtype=torch.float64, device=device)
+        number = lambda value: torch.tensor([float(value)], dtype=torch.float64, device=device)
         uses_top_p = config.top_p is not None and config.top_p < 1
         return cls(greedy=config.greedy, branches=config.branches, top_k=config.top_k, uses_top_p=uses_top_p,
                    retempers_drafts=not config.greedy and config.temperature != 1.0,
