@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 from torch._inductor.utils import run_and_get_code
+from transformers import LlamaConfig, LlamaForCausalLM
 
 import hawk_kernels as hk
 from benchmarks import step_ops
@@ -119,6 +120,35 @@ def test_compiled_step_equals_eager(mode):
     assert dict(counters["stats"]).get("unique_graphs", 0) == 0, dict(counters["stats"])
     fused, plain = step_ops.count(compiled, PROMPT.repeat(2, 1), **kw), step_ops.count(eager, PROMPT.repeat(2, 1), **kw)
     assert 0 < fused < plain / 3, (fused, plain)
+
+
+def _generated_code(decoder, prompts, **kw) -> str:
+    """The code inductor generated for `decoder`'s step (one step of a fresh session), without file paths and
+    graph counters."""
+    _, code = run_and_get_code(decoder.start(prompts, **kw).run, 1)
+    return re.sub(r"/tmp/\S+|# kernel path: .*|# AOT ID: .*", "", "\n".join(code))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_the_fusion_pass_limit_changes_no_kernel(device, monkeypatch):
+    """compiled.INDUCTOR_OPTIONS caps the fusion pass's pairing (a third of a 32-layer compile at inductor's
+    default): the generated code is the same as at the default, hawk+jacobi, sampled, CFG on, 4 layers."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    model = model.to(device, torch.float32).eval()
+    heads = tiny_heads(dtype=torch.float32).to(device)
+    kw = dict(cfg_scale=2.0, temperature=1.0, seed=3, top_k=20)
+    codes = []
+    for options in (compiled_module.INDUCTOR_OPTIONS, {}):
+        monkeypatch.setattr(compiled_module, "INDUCTOR_OPTIONS", options)
+        dec = hk.HawkDecoder(model, heads, tiny_grid(), mode="hawk+jacobi", num_nodes=8, compile=True,
+                             cuda_graphs=False)
+        codes.append(_generated_code(dec, PROMPT.repeat(2, 1).to(device), **kw))
+    assert codes[0] == codes[1]
+    assert compiled_module.INDUCTOR_OPTIONS == {}  # (the negative control: the patch took effect)
 
 
 @pytest.mark.cuda

@@ -6,8 +6,8 @@ It composes with CUDA-graph capture (graphs.py): the runner's first step runs th
 hawk:: ops have fake kernels (ops/_library.py), so they stay inside the graph.
 
 Compile time vs step time: a 7B model's 32 decoder layers are one layer's code 32 times, and inductor lowers
-each copy anew (about 1.8 s per layer on the CPU: ~80 s per decoder at 32 layers, and every tree size and mode
-is a decoder). compile="regional" marks the layers' forward as one `torch.compiler.nested_compile_region`
+each copy anew (about 1.8 s per layer on the CPU: ~70 s per decoder at 32 layers, and every tree size and mode
+is a decoder; INDUCTOR_OPTIONS below keeps inductor's fusion pass from growing quadratically with the layers). compile="regional" marks the layers' forward as one `torch.compiler.nested_compile_region`
 (`mark_repeated_layers`: an instance attribute `forward` on each layer, a no-op outside torch.compile): dynamo
 still traces each call, inductor compiles the layer once and reuses it (32 layers on the CPU: 77 s -> 44 s).
 The price is at run time: inductor cannot fuse across a region's edge (the last residual add of a layer with
@@ -36,6 +36,11 @@ from . import step as step_module
 # raised under fullgraph once a function has compiled torch._dynamo.config.recompile_limit versions (() if a torch
 # version has no such class: `except ()` matches nothing)
 _RECOMPILE_LIMIT_HIT = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ())
+# inductor's fusion pass pairs each node with up to this many later nodes that read a buffer it reads (default 64).
+# Over the step's many layers that pass grows about quadratically: 2.3 / 8.8 / 24.7 s of a cold CPU compile at 8 /
+# 16 / 32 layers. At 8 it takes 7.0 s at 32 layers (82.6 s -> 68.0 s in all) and the generated code is the same,
+# kernel for kernel (the fusions worth making are between nearby nodes); tests/test_compiled.py checks it.
+INDUCTOR_OPTIONS = {"max_fusion_buffer_group_pairwise_attempts": 8}
 _REGION_OF_CLASS: dict[type, types.FunctionType] = {}  # layer class -> its marked forward (one region per class)
 _REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile failed (not tried again: a failed
 #                                        attempt costs a trace of every layer, per decoder)
@@ -92,7 +97,7 @@ class CompiledStep:
                                    step.__closure__)
         # dynamic=False: a new shape (batch size, cache bucket, top-k) compiles a static version of its own
         # rather than one symbolic-shape version that every later call would use, whatever its shape
-        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False)
+        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False, options=dict(INDUCTOR_OPTIONS))
 
     @property
     def active(self) -> bool:
