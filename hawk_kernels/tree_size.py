@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     more at the 7B shape); its estimate says so."""
     table = table or StepCostTable()
     estimates, best_speed, least_cost = {}, 0.0, 0.0
+    said = False  # the first timing says what is going on: at the 7B shape on a GPU it may take minutes
     for size in sorted(sizes):
         decoder = decoder_for(size)
         body = decoder.grid.num_body_tokens
@@ -224,7 +226,16 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
                                    not_measured="cannot beat a smaller tree: it costs at least as much per step")
             continue
+        timed = key not in table.costs
+        if timed and not said:
+            said = True
+            print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({step_form(decoder)}; "
+                  f"each size compiles first where the step is compiled); done once per device, model shape and "
+                  f"batch, kept in {table.path}", file=sys.stderr, flush=True)
         seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
+        if timed:
+            print(f"hawk_kernels:   {size} node{'s' * (size > 1)}: {seconds * 1e3:.2f} ms per step", file=sys.stderr,
+                  flush=True)
         least_cost = max(least_cost, seconds)
         best_speed = max(best_speed, tokens / seconds)
         estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=seconds)

@@ -94,11 +94,16 @@ def test_a_cost_is_kept_per_step_form():
     assert "eager" in step_form(_decoder_for(4)) and "dense attention" in step_form(_decoder_for(4))
 
 
-def test_a_real_measurement_is_cached(tmp_path):
+def test_a_real_measurement_is_cached(tmp_path, capsys):
+    """... and said on stderr while it happens (at the 7B shape on a GPU it takes minutes), once per choice."""
     table = StepCostTable(tmp_path / "t.json")
     choice = choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
     assert choice.num_nodes in (1, 4) and len(table.costs) == 2
     assert all(v > 0 for v in table.costs.values())
+    said = capsys.readouterr().err
+    assert said.count("num_nodes='auto' is timing hawk steps at batch 1") == 1 and "4 nodes:" in said, said
+    choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
+    assert capsys.readouterr().err == ""  # read from the table: nothing to say
     assert torch.get_num_threads() >= 1
 
 
