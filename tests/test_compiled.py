@@ -94,6 +94,7 @@ def _compiled_equals_eager(mode, batch, temperatures):
         assert _state_copies(compiled, code, PROMPT.repeat(batch, 1), **kw) == [], (mode, temperature)
         want = eager.generate(PROMPT.repeat(batch, 1), **kw)
         assert got.compiled and not want.compiled and got.fallbacks == {}, got.step_engine
+        assert got.compile_seconds > 0 and want.compile_seconds == 0  # each configuration here compiles once
         assert not compiled.compiled_step.regional  # the default: the whole step, the fastest step
         assert got.step_engine == "compiled"
         assert torch.equal(got.sequences, want.sequences), (mode, temperature)
@@ -116,7 +117,8 @@ def test_compiled_step_equals_eager(mode):
     counters.clear()
     longer = torch.tensor([[1, 5, 6, 7, 8, 4]]).repeat(2, 1)
     again = dict(kw, cfg_scale=3.5, temperature=0.7 if mode == "ar" else 1.0)
-    assert compiled.generate(longer, **kw).compiled and compiled.generate(PROMPT.repeat(2, 1), **again).compiled
+    outs = compiled.generate(longer, **kw), compiled.generate(PROMPT.repeat(2, 1), **again)
+    assert all(out.compiled and out.compile_seconds == 0 for out in outs)
     assert dict(counters["stats"]).get("unique_graphs", 0) == 0, dict(counters["stats"])
     fused, plain = step_ops.count(compiled, PROMPT.repeat(2, 1), **kw), step_ops.count(eager, PROMPT.repeat(2, 1), **kw)
     assert 0 < fused < plain / 3, (fused, plain)

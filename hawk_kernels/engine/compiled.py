@@ -27,9 +27,11 @@ starts a fresh copy. Where compiling fails, "auto" runs the eager step and keeps
 """
 from __future__ import annotations
 
+import time
 import types
 
 import torch
+from torch._dynamo.utils import counters
 
 from . import step as step_module
 
@@ -44,6 +46,11 @@ INDUCTOR_OPTIONS = {"max_fusion_buffer_group_pairwise_attempts": 8}
 _REGION_OF_CLASS: dict[type, types.FunctionType] = {}  # layer class -> its marked forward (one region per class)
 _REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile failed (not tried again: a failed
 #                                        attempt costs a trace of every layer, per decoder)
+
+
+def _graphs_compiled() -> int:
+    """Graphs dynamo has compiled in this process (it counts each new one)."""
+    return counters["stats"]["unique_graphs"]
 
 
 def mark_repeated_layers(layers) -> bool:
@@ -88,6 +95,7 @@ class CompiledStep:
         self.regional = mark_repeated_layers(layers)
         self.regional_failure: str | None = _REGION_FAILED.get(type(layers[0])) if layers else None
         self.fresh_starts = 0  # times torch's recompile limit (8 per function) made this step start a fresh copy
+        self.compile_seconds = 0.0  # wall time of the calls that compiled (a new graph): what users wait for once
         self._compiled = self._fresh()
 
     @staticmethod
@@ -104,8 +112,18 @@ class CompiledStep:
         return self.fallback_reason is None
 
     def __call__(self, plan, state) -> None:
+        """One step. Only the eager calls land here (a CUDA graph replays without Python), so timing each call on
+        the host costs nothing that counts; a call that made a new graph is time spent compiling."""
         if self.fallback_reason is not None:
             return step_module.step(plan, state)
+        graphs, began = _graphs_compiled(), time.perf_counter()
+        try:
+            return self._call(plan, state)
+        finally:
+            if _graphs_compiled() != graphs:
+                self.compile_seconds += time.perf_counter() - began
+
+    def _call(self, plan, state) -> None:
         try:
             return self._compiled(plan, state)
         except _RECOMPILE_LIMIT_HIT:  # 8 configurations compiled: start a fresh copy
@@ -119,7 +137,7 @@ class CompiledStep:
                 _REGION_FAILED[type(self.layers[0])] = reason
                 unmark_layers(self.layers)
                 self._compiled = self._fresh()
-                return self(plan, state)
+                return self._call(plan, state)
             self.fallback_reason = reason
             if self.required:
                 raise RuntimeError(f"compile={'regional' if self.layers is not None else True}: compiling the "

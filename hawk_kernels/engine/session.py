@@ -26,6 +26,7 @@ class HawkOutput:
     rank_accepted: list[list[int]] = field(default_factory=list)  # [depth][rank]: node accepted
     # what was asked for but not used, and why: {"cuda_graphs": "capture failed: ...", "compile": "..."}
     fallbacks: dict[str, str] = field(default_factory=dict)
+    compile_seconds: float = 0.0  # wall time of this generation's steps that compiled the step (first use of a shape)
 
     @property
     def step_engine(self) -> str:
@@ -53,6 +54,7 @@ class DecodeSession:
                  compiled: CompiledStep | None = None):
         """compiled: the decoder's compiled step (None: the eager step)."""
         self.plan, self.state, self.compiled = plan, state, compiled
+        self._compile_seconds_before = compiled.compile_seconds if compiled is not None else 0.0
         # the step module is looked up at every call, so tests can wrap `step` in a guard
         self.runner = StepRunner(lambda: (compiled or step_module.step)(plan, state), plan.backbone.device,
                                  cuda_graphs)
@@ -85,11 +87,12 @@ class DecodeSession:
             fallbacks["compile"] = ("the layers as one region failed, compiled the whole step "
                                     f"({self.compiled.regional_failure})")
         compiled = self.compiled is not None and self.compiled.active
-        return collect_output(self.plan, self.state, self.graphed, compiled, fallbacks)
+        compile_seconds = self.compiled.compile_seconds - self._compile_seconds_before if self.compiled else 0.0
+        return collect_output(self.plan, self.state, self.graphed, compiled, fallbacks, compile_seconds)
 
 
 def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, compiled: bool = False,
-                   fallbacks: dict | None = None) -> HawkOutput:
+                   fallbacks: dict | None = None, compile_seconds: float = 0.0) -> HawkOutput:
     grid = plan.grid
     generated = plan.backbone.token_ids(state.body[:, : grid.num_body_tokens])
     image_tokens = grid.image_tokens(generated)
@@ -104,4 +107,5 @@ def collect_output(plan: StepPlan, state: DecodeState, cuda_graph: bool, compile
     return HawkOutput(image_tokens, sequences, generated, len(steps), steps, by_source, cuda_graph=cuda_graph,
                       compiled=compiled,
                       rank_tried=state.stats.rank_tried.view(shape).tolist(),
-                      rank_accepted=state.stats.rank_accepted.view(shape).tolist(), fallbacks=dict(fallbacks or {}))
+                      rank_accepted=state.stats.rank_accepted.view(shape).tolist(), fallbacks=dict(fallbacks or {}),
+                      compile_seconds=compile_seconds)

@@ -51,7 +51,8 @@ class PipelineOutput:
     num_forward_passes: list[int]  # per image: target passes after prefill that committed its tokens
     total_forward_passes: int  # target passes after prefill of the whole call (summed over decoder batches)
     tokens_per_pass: float  # body tokens committed per target pass, per image
-    seconds: float  # wall time of token generation (prefill + steps; pixel decoding excluded)
+    seconds: float  # wall time of token generation (prefill + steps, compiling included: compile_seconds; pixel
+    #                 decoding excluded)
     outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
     num_nodes: list[int] | None = None  # per image: the tree size it was decoded with (num_nodes="auto" chooses
     #                                     per decoder batch; passing it back as num_nodes reproduces the image)
@@ -60,6 +61,11 @@ class PipelineOutput:
     def step_engine(self) -> str:
         """How the steps ran ("CUDA graph", "eager", or eager with the reason a capture fell back)."""
         return "; ".join(dict.fromkeys(out.step_engine for out in self.outputs))
+
+    @property
+    def compile_seconds(self) -> float:
+        """Of `seconds`, the steps that compiled the decode step (the first use of a mode, shape or sampling)."""
+        return sum(out.compile_seconds for out in self.outputs)
 
     @property
     def output(self) -> HawkOutput:

@@ -183,6 +183,7 @@ def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num
     res = pipe.generate([job.prompt for job in batch], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
                         temperature=temperature, top_k=top_k, seed=[job.seed for job in batch], num_nodes=num_nodes)
     seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
+    compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
     paths = []
     for k, (job, image) in enumerate(zip(batch, res.images)):
         path = out_dir / job.png_name
@@ -196,7 +197,8 @@ def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num
                                size=size, cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
                                passes=passes,
                                tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
-                               seconds=round(seconds, 4), steps=res.step_engine, png=path.name))
+                               seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),
+                               steps=res.step_engine, png=path.name))
         paths.append(path)
     bar.update(len(batch))
     bar.set_postfix(tokens_per_pass=f"{res.tokens_per_pass:.2f}")
