@@ -201,7 +201,9 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
                        compiled=session.compiled is not None and session.compiled.active,
                        compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
                        regional_compile_failure=session.compiled and session.compiled.regional_failure,
-                       first_three_steps_s=first_steps_s, ms_per_step=ms, ratio_to_floor=ms / floor_ms)
+                       first_three_steps_s=first_steps_s,
+                       compile_s=session.compiled.compile_seconds if session.compiled is not None else 0.0,
+                       ms_per_step=ms, ratio_to_floor=ms / floor_ms)
             if profile_steps:
                 row["kernels"] = kernel_breakdown(session, device, profile_steps)
             result["steps"].append(row)
