@@ -203,6 +203,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
                        regional_compile_failure=session.compiled and session.compiled.regional_failure,
                        first_three_steps_s=first_steps_s,
                        compile_s=session.compiled.compile_seconds if session.compiled is not None else 0.0,
+                       kernel_backends=dec.plan.kernels.backends(),
                        ms_per_step=ms, ratio_to_floor=ms / floor_ms)
             if profile_steps:
                 row["kernels"] = kernel_breakdown(session, device, profile_steps)

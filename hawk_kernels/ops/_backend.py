@@ -9,6 +9,11 @@ Priority of backend="auto": cuda (compiled hawk::* CUDA kernels) > triton > cpu 
     bind(op, device, backend, dtype)      the implementation itself, picked once: no checks, no dispatch
     bind_kernels(device, dtype, backend)  the four ops bound at once (Kernels), for a decoder's hot loop
 
+HAWK_KERNELS_SKIP=cuda (a comma-separated list of backends) makes "auto" pass over those backends, e.g. to run
+on the Triton kernels when a compiled CUDA kernel misbehaves on a machine (scripts/gpu_check.sh sets it when its
+first CUDA call fails or hangs). The chosen backend is in Kernels.backends(); a backend named explicitly is used
+regardless.
+
 `dtype` is the dtype of the op's float inputs (target_logits for accept_reject, hidden for draft_heads); the
 integer ops (philox_uniforms, tree_mask) take int64 tensors only, and dtype=None skips the dtype reasons.
 """
@@ -17,12 +22,14 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 BACKENDS = ("cuda", "triton", "cpu", "reference")
+SKIP_ENV = "HAWK_KERNELS_SKIP"  # backends "auto" passes over (comma-separated), read when a backend is picked
 OPS = ("accept_reject", "draft_heads", "philox_uniforms", "tree_mask")
 
 _ALL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -109,6 +116,15 @@ def why_not(backend: str, op: str, device, dtype: torch.dtype | None = None, exp
     return "; ".join(reasons) if reasons else None
 
 
+def skipped_backends() -> set[str]:
+    """The backends HAWK_KERNELS_SKIP names (an unknown name raises: a typo must not silently skip nothing)."""
+    names = {n.strip() for n in os.environ.get(SKIP_ENV, "").split(",") if n.strip()}
+    unknown = names - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"{SKIP_ENV}: unknown backend(s) {sorted(unknown)}; expected names from {BACKENDS}")
+    return names
+
+
 def pick(op: str, device, backend: str = "auto", dtype: torch.dtype | None = None) -> str:
     """The backend that runs `op`: `backend` itself if it can, else a RuntimeError naming the op and every
     reason; for "auto" the first of BACKENDS that can (a RuntimeError with every backend's reasons if none)."""
@@ -120,8 +136,10 @@ def pick(op: str, device, backend: str = "auto", dtype: torch.dtype | None = Non
             raise RuntimeError(f"backend={backend!r} cannot run {where}: {reason}")
         return backend
     refusals = []
+    skipped = skipped_backends()
     for candidate in BACKENDS:
-        reason = why_not(candidate, op, device, dtype)
+        reason = f"skipped ({SKIP_ENV}={os.environ[SKIP_ENV]})" if candidate in skipped else \
+            why_not(candidate, op, device, dtype)
         if reason is None:
             return candidate
         refusals.append(f"{candidate}: {reason}")

@@ -65,6 +65,22 @@ def test_pick_auto_and_explicit():
         _backend.pick("draft_heads", CPU, "auto", torch.int64)
 
 
+def test_auto_passes_over_the_backends_the_environment_skips(monkeypatch):
+    """HAWK_KERNELS_SKIP: "auto" takes the next backend that can (the reason is in the refusals); a backend named
+    explicitly is not affected; an unknown name is an error, not a silent no-op."""
+    monkeypatch.setenv(_backend.SKIP_ENV, "cpu")
+    assert _backend.pick("tree_mask", CPU) == "reference"
+    assert _backend.bind_kernels(CPU, torch.float32).backends() == dict.fromkeys(_backend.OPS, "reference")
+    if COMPILED:
+        assert _backend.pick("tree_mask", CPU, "cpu") == "cpu"
+    monkeypatch.setenv(_backend.SKIP_ENV, "cpu, reference")
+    with pytest.raises(RuntimeError, match=r"reference: skipped \(HAWK_KERNELS_SKIP=cpu, reference\)"):
+        _backend.pick("tree_mask", CPU)
+    monkeypatch.setenv(_backend.SKIP_ENV, "cuda,cudaa")
+    with pytest.raises(ValueError, match=r"HAWK_KERNELS_SKIP: unknown backend\(s\) \['cudaa'\]"):
+        _backend.pick("tree_mask", CPU)
+
+
 def test_explicit_request_through_the_public_ops():
     """The op names itself and every reason; float64 and CPU tensors are both wrong for the CUDA kernels."""
     hidden = torch.randn(2, 8, dtype=torch.float64)
