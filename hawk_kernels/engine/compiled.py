@@ -105,7 +105,9 @@ class CompiledStep:
                                    step.__closure__)
         # dynamic=False: a new shape (batch size, cache bucket, top-k) compiles a static version of its own
         # rather than one symbolic-shape version that every later call would use, whatever its shape
-        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False, options=dict(INDUCTOR_OPTIONS))
+        # options this torch's inductor knows (an unknown one fails the compile, and the GPU host runs an older torch)
+        options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
+        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False, options=options)
 
     @property
     def active(self) -> bool:
