@@ -214,7 +214,8 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     that cannot beat the best so far is not measured (on a GPU, measuring means compiling a decoder: a minute or
     more at the 7B shape); its estimate says so."""
     table = table or StepCostTable()
-    estimates, best_speed, least_cost = {}, 0.0, 0.0
+    estimates, best_speed, cost_floor = {}, 0.0, 0.0  # cost_floor: the largest cost so far, which
+    #                                                     bounds every bigger tree's cost from below
     said = False  # the first timing says what is going on: at the 7B shape on a GPU it may take minutes
     for size in sorted(sizes):
         decoder = decoder_for(size)
@@ -222,7 +223,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
         tokens = body / passes
         key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale, step_form(decoder))
-        if key not in table.costs and least_cost > 0 and tokens / (COST_NOISE * least_cost) <= best_speed:
+        if key not in table.costs and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
                                    not_measured="cannot beat a smaller tree: it costs at least as much per step")
             continue
@@ -236,7 +237,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         if timed:
             print(f"hawk_kernels:   {size} node{'s' * (size > 1)}: {seconds * 1e3:.2f} ms per step", file=sys.stderr,
                   flush=True)
-        least_cost = max(least_cost, seconds)
+        cost_floor = max(cost_floor, seconds)
         best_speed = max(best_speed, tokens / seconds)
         estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=seconds)
     measured = {size: e for size, e in estimates.items() if e["seconds_per_step"] is not None}

@@ -7,7 +7,8 @@ hawk:: ops have fake kernels (ops/_library.py), so they stay inside the graph.
 
 Compile time vs step time: a 7B model's 32 decoder layers are one layer's code 32 times, and inductor lowers
 each copy anew (about 1.8 s per layer on the CPU: ~70 s per decoder at 32 layers, and every tree size and mode
-is a decoder; INDUCTOR_OPTIONS below keeps inductor's fusion pass from growing quadratically with the layers). compile="regional" marks the layers' forward as one `torch.compiler.nested_compile_region`
+is a decoder; INDUCTOR_OPTIONS below keeps inductor's fusion pass from growing quadratically with the layers).
+compile="regional" marks the layers' forward as one `torch.compiler.nested_compile_region`
 (`mark_repeated_layers`: an instance attribute `forward` on each layer, a no-op outside torch.compile): dynamo
 still traces each call, inductor compiles the layer once and reuses it (32 layers on the CPU: 77 s -> 44 s).
 The price is at run time: inductor cannot fuse across a region's edge (the last residual add of a layer with
