@@ -188,7 +188,7 @@ fi
 
 # --- 3b. kernel benchmarks
 BENCH=(benchmarks/bench_accept_reject.py benchmarks/bench_tree_mask.py benchmarks/bench_draft_heads.py
-       benchmarks/bench_philox.py)
+       benchmarks/bench_philox.py benchmarks/bench_attention.py)  # attention last: its flex rows compile first
 if [ "$GPU" -eq 1 ] && [ "$CANARY_HUNG" -eq 1 ]; then
   hung kernel_bench
 elif [ "$GPU" -eq 1 ]; then

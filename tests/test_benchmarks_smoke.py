@@ -35,6 +35,7 @@ SMOKED = {
     "benchmarks/e2e.py": "test_e2e_smoke_runs_every_section",
     "benchmarks/step_time.py": "test_step_time_smoke",
     "benchmarks/bench_accept_reject.py": "test_kernel_benchmarks_smoke",
+    "benchmarks/bench_attention.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_draft_heads.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_philox.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_tree_mask.py": "test_kernel_benchmarks_smoke",
@@ -206,7 +207,7 @@ def test_kernel_benchmarks_smoke(smoke):
     assert " passed" in stdout and "failed" not in stdout
     benchmarks = json.loads(out.read_text())["benchmarks"]
     ran = {b["name"].split("[")[0] for b in benchmarks}
-    assert ran == {"test_accept_reject", "test_draft_heads", "test_philox_uniforms", "test_tree_mask"}
+    assert ran == {"test_accept_reject", "test_attention", "test_draft_heads", "test_philox_uniforms", "test_tree_mask"}
     bandwidths = {(b["extra_info"]["device"], b["extra_info"]["copy_bandwidth_bytes_per_s"]) for b in benchmarks}
     devices = {device for device, _ in bandwidths}
     assert len(bandwidths) == len(devices) and min(bw for _, bw in bandwidths) > 1e8  # one measurement per device
