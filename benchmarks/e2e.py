@@ -39,6 +39,7 @@ import torch
 import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.drafts import jacobi_template
+from hawk_kernels.engine import step as step_module
 from timing import copy_bandwidth, median_seconds
 
 MODES = hk.MODES
@@ -133,32 +134,48 @@ KERNEL_KINDS = (  # kernel name fragments -> what a step's device time went to (
 )
 
 
-def kernel_breakdown(session, device, steps: int = 3, top: int = 12) -> dict:
+def kernel_breakdown(session, device, steps: int = 3, top: int = 12, unrolled: bool = False) -> dict:
     """Where the steps' time goes: per step, the `top` CUDA kernels (CPU: operators, self time) by total time,
-    and the time per kind (KERNEL_KINDS). Profiled over `steps` steps after the timed ones (torch.profiler;
-    kernels replayed from a CUDA graph are listed when CUPTI traces graph nodes, else only the graph launch)."""
+    and the time per kind (KERNEL_KINDS). Profiled over `steps` steps after the timed ones (torch.profiler).
+    Kernels replayed from a CUDA graph are listed only where CUPTI traces graph nodes; where it does not (fewer
+    than 3 kernels listed), or with unrolled=True, the steps are profiled again as direct calls of the session's
+    step (the compiled one if compiled, outside the graph: the same kernels, launched one by one), and `source`
+    says which was profiled."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        session.run(steps)
-        sync(device)
-    rows = []
-    for avg in prof.key_averages():
-        on_device = getattr(avg, "device_type", None) == torch.autograd.DeviceType.CUDA
-        if cuda and not on_device:
-            continue
-        us = (getattr(avg, "self_device_time_total", 0) or getattr(avg, "self_cuda_time_total", 0)) if cuda \
-            else avg.self_cpu_time_total
-        if us > 0:
-            rows.append(dict(name=avg.key[:120], calls_per_step=avg.count / steps, us_per_step=us / steps))
-    rows.sort(key=lambda r: -r["us_per_step"])
+
+    def profiled(run) -> list[dict]:
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            run()
+            sync(device)
+        rows = []
+        for avg in prof.key_averages():
+            on_device = getattr(avg, "device_type", None) == torch.autograd.DeviceType.CUDA
+            if cuda and not on_device:
+                continue
+            us = (getattr(avg, "self_device_time_total", 0) or getattr(avg, "self_cuda_time_total", 0)) if cuda \
+                else avg.self_cpu_time_total
+            if us > 0:
+                rows.append(dict(name=avg.key[:120], calls_per_step=avg.count / steps, us_per_step=us / steps))
+        return sorted(rows, key=lambda r: -r["us_per_step"])
+
+    def direct():
+        step = session.compiled if session.compiled is not None else step_module.step
+        for _ in range(steps):
+            step(session.plan, session.state)
+
+    source = "graph replays" if session.graphed else "steps"
+    rows = [] if unrolled else profiled(lambda: session.run(steps))
+    if unrolled or len(rows) < 3:
+        source = "direct calls of the step" + (" (graph replays were not traced)" if not unrolled else "")
+        rows = profiled(direct)
     kinds: dict[str, float] = {}
     for r in rows:
         name = r["name"].lower()
         kind = next((k for k, parts in KERNEL_KINDS if any(p in name for p in parts)), "other")
         kinds[kind] = kinds.get(kind, 0.0) + r["us_per_step"]
-    return dict(unit="CUDA kernels" if cuda else "CPU operators (self time)", steps=steps,
+    return dict(unit="CUDA kernels" if cuda else "CPU operators (self time)", steps=steps, source=source,
                 us_per_step=sum(r["us_per_step"] for r in rows), by_kind=kinds, top=rows[:top])
 
 

@@ -190,6 +190,7 @@ def test_e2e_smoke_runs_every_section(smoke):
     for r in big["steps"]:  # --profile-steps 1: where each row's step time went
         kernels = r["kernels"]
         assert kernels["steps"] == 1 and kernels["us_per_step"] > 0 and 0 < len(kernels["top"]) <= 12
+        assert kernels["source"] == "steps"  # the CPU smoke run's steps are neither graphed nor unrolled
         assert sum(kernels["by_kind"].values()) == pytest.approx(kernels["us_per_step"])
         assert kernels["by_kind"].get("gemm", 0) > 0  # aten::mm of the projections
         if r["mode"] != "ar":
@@ -197,6 +198,21 @@ def test_e2e_smoke_runs_every_section(smoke):
     assert big["transformers_generate_ms_per_token"] > 0 and big["transformers_generate_ratio_to_floor"] > 0
     assert {"eager_ar_s", "eager_hawk_4_s", "eager_hawk_8_s", "transformers_generate_s"} <= set(big["projection"])
     assert big["projection_tokens_per_pass"]["hawk"] == pytest.approx(rows["hawk"]["tokens_per_pass"])
+
+
+def test_the_kernel_breakdown_without_graph_tracing(monkeypatch):
+    """e2e.kernel_breakdown's other path (a GPU whose profiler does not trace CUDA-graph replays): the steps are
+    profiled as direct calls of the session's step, and the breakdown says so."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # e2e imports its neighbours as a script does
+    import e2e
+    from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
+
+    dec = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk", num_nodes=4)
+    session = dec.start(torch.tensor([[1, 5, 6, 4]]), cfg_scale=2.0, seed=0)
+    session.run(1)
+    kernels = e2e.kernel_breakdown(session, torch.device("cpu"), steps=2, unrolled=True)
+    assert kernels["source"] == "direct calls of the step" and kernels["us_per_step"] > 0
+    assert kernels["by_kind"].get("gemm", 0) > 0 and kernels["by_kind"].get("hawk ops", 0) > 0, kernels["by_kind"]
 
 
 def test_kernel_benchmarks_smoke(smoke):
