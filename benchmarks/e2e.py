@@ -216,6 +216,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
             row = dict(mode=mode, num_nodes=dec.tree.num_nodes, attention=attention, cuda_graphs_requested=graphed,
                        cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
                        compiled=session.compiled is not None and session.compiled.active,
+                       compile_failure=session.compiled.fallback_reason if session.compiled is not None else None,
                        compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
                        regional_compile_failure=session.compiled and session.compiled.regional_failure,
                        first_three_steps_s=first_steps_s,
