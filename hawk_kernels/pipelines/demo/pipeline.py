@@ -17,7 +17,8 @@ import torch
 from ...checks import as_device, check_attn_implementation, check_compile, text_prompts
 from ...grid import ImageGrid
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
-from ..base import ImagePipeline, PromptRows, exactly_one, fit_images, id_rows
+from ..base import ImagePipeline, PromptRows, exactly_one, id_rows
+from ..images import fit_images
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
 HEADS_DIR = ASSET_DIR / "heads"
