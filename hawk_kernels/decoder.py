@@ -14,7 +14,7 @@ from .backbones.kv_cache import cache_capacity
 from .checks import as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
-from .engine.compiled import CompiledStep
+from .engine.compiled import CompiledStep, compiles
 from .engine.step import prefill
 from .fingerprint import model_fingerprint
 from .grid import ImageGrid
@@ -84,7 +84,7 @@ class HawkDecoder:
         self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
         regional = compile == "regional"
-        wants_compile = compile is True or regional or (compile == "auto" and backbone.device.type == "cuda")
+        wants_compile = compiles(compile, backbone.device)
         layers = getattr(getattr(backbone, "language_model", None), "layers", None) if regional else None
         self.compiled_step = CompiledStep(required=compile is True or regional, layers=layers) if wants_compile \
             else None

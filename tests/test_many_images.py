@@ -82,6 +82,28 @@ def test_killed_run_resumes_to_the_uninterrupted_run(pipe, tmp_path, monkeypatch
     assert run_jobs(pipe, jobs, out, **kw) == []  # nothing left to do
 
 
+def test_a_short_batch_is_filled_where_the_step_compiles(pipe, tmp_path, monkeypatch):
+    """A compiled step compiles once per batch size (and "auto" times its tree sizes once per batch size), so where
+    the step compiles the last, short batch of a group is filled up to the batch size with repeats of its last
+    image; the fillers are decoded and dropped. On the CPU with compile "auto" nothing is filled."""
+    jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
+    sizes, generate = [], pipe.generate
+
+    def recording(prompts, **kwargs):
+        sizes.append((len(prompts), list(kwargs["seed"])))
+        return generate(prompts, **kwargs)
+
+    monkeypatch.setattr(pipe, "generate", recording)
+    kw = dict(mode="ar", batch_size=2, num_nodes=1, progress=False)
+    run_jobs(pipe, jobs, tmp_path / "filled", fill_batches=True, **kw)
+    assert sizes == [(2, [5, 6]), (2, [7, 7])]
+    rows = _manifest(tmp_path / "filled")
+    assert [(r["index"], r["seed"]) for r in rows] == [(0, 5), (1, 6), (2, 7)] and len(_pngs(tmp_path / "filled")) == 3
+    sizes.clear()
+    run_jobs(pipe, jobs, tmp_path / "as_is", **kw)  # fill_batches=None: the pipeline's compile word on the CPU
+    assert [n for n, _ in sizes] == [2, 1] and pipe.compile == "auto"
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_killed_and_resumed_equal_one_process(tmp_path):
     prompts = tmp_path / "prompts.txt"

@@ -49,6 +49,11 @@ _REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile fa
 #                                        attempt costs a trace of every layer, per decoder)
 
 
+def compiles(compile, device) -> bool:
+    """Whether a decoder with this compile word compiles its step on `device` ("auto": on CUDA only)."""
+    return compile is True or compile == "regional" or (compile == "auto" and torch.device(device).type == "cuda")
+
+
 def _graphs_compiled() -> int:
     """Graphs dynamo has compiled in this process (it counts each new one)."""
     return counters["stats"]["unique_graphs"]

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.compiled import compiles
+
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{}.jsonl"
 
@@ -154,9 +156,13 @@ def merge_manifest(out_dir: Path) -> int:
 
 def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int | str = "auto",
              temperature=None, top_k=None, rank: int = 0, world_size: int = 1, max_images: int | None = None,
-             progress: bool = True, barrier=None) -> list[Path]:
+             progress: bool = True, barrier=None, fill_batches: bool | None = None) -> list[Path]:
     """Generate this rank's unwritten images of `jobs` into out_dir; returns the PNGs written by this call.
-    barrier: called once every rank is done (torchrun), before rank 0 merges the manifest."""
+    barrier: called once every rank is done (torchrun), before rank 0 merges the manifest. fill_batches (None:
+    when the pipeline compiles its step): a batch shorter than batch_size (the end of a size group) is filled up
+    with repeats of its last image, whose results are dropped. A compiled step compiles once per batch size, and
+    num_nodes="auto" times each tree size once per batch size: at the 7B shape on a GPU, minutes for one short
+    batch, against a few steps' worth of extra rows."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -168,9 +174,12 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     todo = todo[:max_images] if max_images is not None else todo
     bar = tqdm(total=len(todo), unit="img", desc="generate" + (f" (rank {rank})" if world_size > 1 else ""),
                disable=not progress)
+    if fill_batches is None:
+        fill_batches = compiles(pipe.compile, pipe.device)
     paths = []
     for batch in make_batches(todo, batch_size):
-        paths += _run_batch(pipe, batch, out_dir, part, mode, num_nodes, temperature, top_k, bar)
+        fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
+        paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, temperature, top_k, bar)
     bar.close()
     if barrier is not None:
         barrier()
@@ -179,9 +188,12 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     return paths
 
 
-def _run_batch(pipe, batch: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes, temperature, top_k, bar):
-    res = pipe.generate([job.prompt for job in batch], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
-                        temperature=temperature, top_k=top_k, seed=[job.seed for job in batch], num_nodes=num_nodes)
+def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes,
+               temperature, top_k, bar):
+    """batch: the images to write; fill: rows decoded with them only to keep the batch size, then dropped."""
+    rows = batch + fill
+    res = pipe.generate([job.prompt for job in rows], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
+                        temperature=temperature, top_k=top_k, seed=[job.seed for job in rows], num_nodes=num_nodes)
     seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
     compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
     paths = []
