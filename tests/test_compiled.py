@@ -274,5 +274,9 @@ def test_the_pipelines_take_the_same_word():
     assert pipe.compile is False and pipe.decoder("hawk", num_nodes=8).compiled_step is None
     pipe.compile = True  # a decoder per word: the eager one above is not reused
     assert pipe.decoder("hawk", num_nodes=8).compiled_step is not None
+    assert pipe.compile_seconds == 0  # nothing compiled yet; then the sum over the pipeline's compiled decoders:
+    pipe.decoder("hawk", num_nodes=8).compiled_step.compile_seconds = 2.5
+    pipe.decoder("ar", num_nodes=1).compiled_step.compile_seconds = 1.0
+    assert pipe.compile_seconds == 3.5
     with pytest.raises(ValueError, match="compile"):
         hk.load_demo_pipeline(device="cpu", compile="fast")

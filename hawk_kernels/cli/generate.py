@@ -117,8 +117,7 @@ def run(args) -> int:
         tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
         nodes = "/".join(str(n) for n in sorted({r["num_nodes"] for r in rows}))
         steps = "; ".join(dict.fromkeys(r.get("steps", "?") for r in rows))
-        made = {p.name for p in paths}
-        compiling = sum(r.get("compile_seconds", 0.0) for r in rows if r["png"] in made)
+        compiling = pipe.compile_seconds  # this process's, num_nodes="auto"'s timing included
         print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "
               f"{passes:.1f}, tokens per pass {tokens:.2f}, tree nodes {nodes}, steps: {steps}; this process made "
               f"{len(paths)} in {time.perf_counter() - start:.1f} seconds"

@@ -120,6 +120,12 @@ class ImagePipeline:
         self.heads, self.accept_rates = heads, dict(accept_rates or {})
         self._decoders = {}  # decoders of the old heads (and rates) are gone
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds this pipeline's decoders spent compiling their steps so far, num_nodes="auto"'s timing of the
+        tree sizes included (PipelineOutput.compile_seconds counts one call's generation only)."""
+        return sum(d.compiled_step.compile_seconds for d in self._decoders.values() if d.compiled_step is not None)
+
     # --- decoding -----------------------------------------------------------------------------------------
     def backbone(self, grid: ImageGrid):
         """The family's adapter for `grid`, built once per layout (adapters copy the image head's rows)."""
