@@ -216,7 +216,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     table = table or StepCostTable()
     estimates, best_speed, cost_floor = {}, 0.0, 0.0  # cost_floor: the largest cost so far, which
     #                                                     bounds every bigger tree's cost from below
-    said = False  # the first timing says what is going on: at the 7B shape on a GPU it may take minutes
+    said = False  # a compiled step's timing says what is going on (each size compiles first: minutes at 7B)
     for size in sorted(sizes):
         decoder = decoder_for(size)
         body = decoder.grid.num_body_tokens
@@ -228,13 +228,14 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
                                    not_measured="cannot beat a smaller tree: it costs at least as much per step")
             continue
         timed = key not in table.costs
-        if timed and not said:
+        announce = timed and decoder.compiled_step is not None  # eager timing takes a second or so: no word
+        if announce and not said:
             said = True
-            print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({step_form(decoder)}; "
-                  f"each size compiles first where the step is compiled); done once per device, model shape and "
-                  f"batch, kept in {table.path}", file=sys.stderr, flush=True)
+            print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({step_form(decoder)}): "
+                  f"each size compiles first; done once per device, model shape and batch, kept in {table.path}",
+                  file=sys.stderr, flush=True)
         seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
-        if timed:
+        if announce:
             print(f"hawk_kernels:   {size} node{'s' * (size > 1)}: {seconds * 1e3:.2f} ms per step", file=sys.stderr,
                   flush=True)
         cost_floor = max(cost_floor, seconds)

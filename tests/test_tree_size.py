@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import hawk_kernels as hk
+from hawk_kernels import tree_size
 from hawk_kernels.tree import TreeTemplate
 from hawk_kernels.tree_size import (CANDIDATE_SIZES, SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
                                     expected_tokens_per_pass, step_form, step_key)
@@ -95,14 +96,24 @@ def test_a_cost_is_kept_per_step_form():
 
 
 def test_a_real_measurement_is_cached(tmp_path, capsys):
-    """... and said on stderr while it happens (at the 7B shape on a GPU it takes minutes), once per choice."""
     table = StepCostTable(tmp_path / "t.json")
     choice = choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
     assert choice.num_nodes in (1, 4) and len(table.costs) == 2
     assert all(v > 0 for v in table.costs.values())
+    assert capsys.readouterr().err == ""  # eager timing is quick: nothing said
+
+
+def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkeypatch):
+    """Each size of a compiled step compiles before it is timed (minutes at the 7B shape on a GPU): said on stderr,
+    once per choice, with each size's cost; nothing when the costs come from the table."""
+    monkeypatch.setattr(tree_size, "measure_step_seconds", lambda decoder, batch, cfg: 0.01)  # no compile here
+    table = StepCostTable(tmp_path / "t.json")
+    compiled = lambda n: _decoder_for(n, compile=True)  # noqa: E731
+    choose_num_nodes(compiled, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
     said = capsys.readouterr().err
-    assert said.count("num_nodes='auto' is timing hawk steps at batch 1") == 1 and "4 nodes:" in said, said
-    choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
+    assert said.count("num_nodes='auto' is timing hawk steps at batch 1 (compiled") == 1, said
+    assert "each size compiles first" in said and "4 nodes: 10.00 ms per step" in said
+    choose_num_nodes(compiled, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
     assert capsys.readouterr().err == ""  # read from the table: nothing to say
     assert torch.get_num_threads() >= 1
 
