@@ -148,12 +148,14 @@ class StepCostTable:
             pass  # a read-only home: the costs stay in memory for this process
 
 
-def measure_step_seconds(decoder, batch: int, cfg_scale: float, warmup: int = 3, steps: int = 8) -> float:
+def measure_step_seconds(decoder, batch: int, cfg_scale: float, warmup: int = 3, steps: int = 8,
+                         prompt_length: int = 4) -> float:
     """Median seconds of one decode step of `decoder` at `batch` images (CFG rows included when cfg_scale != 1),
     timed with CUDA events on a GPU and perf_counter on the CPU. The prompt's content does not change a step's
-    cost: a short prompt of token 0. Steps past the image end cost the same (fixed shapes)."""
+    cost: prompts of token 0, `prompt_length` long (the real call's, so that the cache has the real call's size
+    and the step compiled here is the one the real call runs). Steps past the image end cost the same."""
     device = decoder.backbone.device
-    prompts = torch.zeros(batch, 4, dtype=torch.int64, device=device)
+    prompts = torch.zeros(batch, prompt_length, dtype=torch.int64, device=device)
     session = decoder.start(prompts, cfg_scale=cfg_scale, seed=0, attention_mask=torch.ones_like(prompts))
     session.run(warmup)  # compiles, captures, warms caches
     times = []
@@ -203,10 +205,12 @@ COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise)
 
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int, cfg_scale: float,
                      model_key: str, table: StepCostTable | None = None,
-                     sizes: tuple[int, ...] = CANDIDATE_SIZES) -> SizeChoice:
+                     sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4) -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
     calibrated rates (None: generic priors); model_key: names the model shape (with the device, batch, CFG, the
-    step's form and the step it keys the cost table).
+    step's form and the step it keys the cost table); prompt_length: the real call's prompt tokens per row (the
+    longer CFG branch), so that a step timed here has the real call's cache size (a compiled step compiles once
+    per cache size: timed at another, the real call would compile again).
 
     Sizes are tried smallest first. A size whose cost is not in the table yet is measured only if it could still
     win: a bigger tree does at least the work of a smaller one, so its step costs at least the largest cost
@@ -234,7 +238,8 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
             print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({step_form(decoder)}): "
                   f"each size compiles first; done once per device, model shape and batch, kept in {table.path}",
                   file=sys.stderr, flush=True)
-        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale))
+        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale,
+                                                                  prompt_length=prompt_length))
         if announce:
             print(f"hawk_kernels:   {size} node{'s' * (size > 1)}: {seconds * 1e3:.2f} ms per step", file=sys.stderr,
                   flush=True)
@@ -250,10 +255,11 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     return SizeChoice(best, estimates)
 
 
-def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: float, default: int) -> int:
+def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: float, default: int,
+                       prompt_length: int = 4) -> int:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
-    (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, and a cost table
-    keyed by the model's shape)."""
+    (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
+    by the model's shape, and the batch's prompt length)."""
     if mode == "ar":
         return 1
     if num_nodes is None:
@@ -261,7 +267,7 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: 
     if num_nodes != "auto":
         return num_nodes
     choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
-                              batch, cfg_scale, _shape_key(pipe, mode, grid))
+                              batch, cfg_scale, _shape_key(pipe, mode, grid), prompt_length=prompt_length)
     return choice.num_nodes
 
 

@@ -143,6 +143,28 @@ def test_pipelines_choose_per_batch_and_record_the_size():
         pipe.generate(prompts, mode="hawk", num_nodes=0)
 
 
+def test_auto_times_each_size_at_the_real_calls_cache_size(tmp_path, monkeypatch):
+    """A compiled step compiles once per cache size: "auto" times each tree size with prompts as long as the real
+    call's, so the step compiled for the chosen size is the one the real call runs. Capacities exact here
+    (CAPACITY_MULTIPLE 1), so any other prompt length would show."""
+    from hawk_kernels.backbones import kv_cache
+
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(kv_cache, "CAPACITY_MULTIPLE", 1)
+    pipe = hk.load_demo_pipeline(device="cpu")
+    started, real_start = [], hk.HawkDecoder.start
+
+    def start(self, *args, **kwargs):
+        session = real_start(self, *args, **kwargs)
+        started.append((self, session.state.cache.capacity))
+        return session
+
+    monkeypatch.setattr(hk.HawkDecoder, "start", start)
+    pipe.generate(["a handwritten drawing of a picture of an image of the number seven"] * 2, mode="hawk", seed=1)
+    *timed, (decoder, capacity) = started  # the timing sessions, then the real call's
+    assert (decoder, capacity) in timed, (capacity, [c for d, c in timed if d is decoder])
+
+
 def test_a_step_is_measured_once_across_processes(tmp_path):
     """Two tables on one file (two processes: torchrun ranks, or a resumed run), both made before anything was
     measured: the second waits on the file's lock while the first measures, then reads the first's value, so both

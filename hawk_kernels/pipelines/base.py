@@ -186,7 +186,8 @@ class ImagePipeline:
         batches = list(_batches(rows, sampling.uses_cfg))
         # sizes chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
         decoders = [decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
-            self, mode, grid, num_nodes, len(members), sampling.cfg_scale, DEFAULT_NUM_NODES)) for members in batches]
+            self, mode, grid, num_nodes, len(members), sampling.cfg_scale, DEFAULT_NUM_NODES,
+            _prompt_length(rows, members, sampling.uses_cfg))) for members in batches]
         start = time.perf_counter()
         outputs, order, sizes = [], [], []
         for members, batch_decoder in zip(batches, decoders):
@@ -348,6 +349,13 @@ def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
     for i, uncond in enumerate(rows.unconditional):
         groups.setdefault(len(uncond), []).append(i)
     return list(groups.values())
+
+
+def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
+    """Prompt tokens per row of a decoder batch as the decoder holds them (_stack's width; with CFG the
+    unconditional rows are left-padded to the same width)."""
+    lengths = [len(rows.conditional[i]) for i in members]
+    return max(lengths + ([len(rows.unconditional[i]) for i in members] if uses_cfg else []))
 
 
 def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
