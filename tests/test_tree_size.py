@@ -106,7 +106,7 @@ def test_a_real_measurement_is_cached(tmp_path, capsys):
 def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkeypatch):
     """Each size of a compiled step compiles before it is timed (minutes at the 7B shape on a GPU): said on stderr,
     once per choice, with each size's cost; nothing when the costs come from the table."""
-    monkeypatch.setattr(tree_size, "measure_step_seconds", lambda decoder, batch, cfg: 0.01)  # no compile here
+    monkeypatch.setattr(tree_size, "measure_step_seconds", lambda *args, **kwargs: 0.01)  # no compile here
     table = StepCostTable(tmp_path / "t.json")
     compiled = lambda n: _decoder_for(n, compile=True)  # noqa: E731
     choose_num_nodes(compiled, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
