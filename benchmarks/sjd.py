@@ -116,8 +116,8 @@ class SJDDecoder:
         unconditional prompts for CFG (default: each prompt's last token), as HawkDecoder.generate takes them."""
         backbone, grid, window = self.backbone, self.grid, self.window
         sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
-        target = TargetProcessor(grid, sampling)
         dev = backbone.device
+        target = TargetProcessor(grid, sampling, dev)
         ids = torch.as_tensor(input_ids, device=dev).long()
         ids = ids[None] if ids.dim() == 1 else ids
         valid = (torch.ones_like(ids, dtype=torch.bool) if attention_mask is None

@@ -116,10 +116,11 @@ def filter_logits(logits: torch.Tensor, config: SamplingConfig | StepSampling) -
 class TargetProcessor:
     """Turns backbone logits on the local vocabulary into the processed target logits."""
 
-    def __init__(self, grid: ImageGrid, config: SamplingConfig | StepSampling):
-        """config: a SamplingConfig (its numbers become CPU tensors) or the StepSampling a decode state holds."""
+    def __init__(self, grid: ImageGrid, config: SamplingConfig | StepSampling, device: torch.device | str = "cpu"):
+        """config: the StepSampling a decode state holds, or a SamplingConfig, whose numbers become tensors on
+        `device`, the logits' device (one-element tensors do not mix devices the way 0-d ones do)."""
         self.grid = grid
-        self.knobs = config if isinstance(config, StepSampling) else StepSampling.of(config)
+        self.knobs = config if isinstance(config, StepSampling) else StepSampling.of(config, device)
 
     def __call__(self, local_logits: torch.Tensor, next_offsets: torch.Tensor) -> torch.Tensor:
         """local_logits [B or 2B (CFG), N, V_local]; next_offsets [B, N] body offset of the token each row

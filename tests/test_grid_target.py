@@ -49,6 +49,17 @@ def test_layout_forced_and_masked():
     assert torch.softmax(out[0, 2], -1)[4] == 1  # offset 3 is a row end: forced
 
 
+def test_the_processor_keeps_its_numbers_on_the_logits_device():
+    """A SamplingConfig's numbers become one-element tensors, which do not mix devices the way 0-d tensors do:
+    they are made on the device given (benchmarks/sjd.py on a GPU); "meta" stands in for CUDA here."""
+    grid = hk.ImageGrid(height=2, width=3, row_end_token=1, image_token_range=(4, 8))
+    sampling = SamplingConfig(cfg_scale=2.0, temperature=0.7, top_k=3, top_p=0.9)
+    logits, offsets = torch.randn(2, 4, 5, device="meta"), torch.zeros(1, 4, dtype=torch.int64, device="meta")
+    assert TargetProcessor(grid, sampling, "meta")(logits, offsets).shape == (1, 4, 5)
+    with pytest.raises(RuntimeError, match="device"):
+        TargetProcessor(grid, sampling)(logits, offsets)  # numbers on the CPU, logits elsewhere
+
+
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
 def test_bad_sampling(kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):
