@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .drafts import needs_heads
+from .engine.graphs import captures
 from .tree import TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
@@ -187,8 +188,7 @@ def step_form(decoder) -> str:
     at the 7B shape, and the tree's share of it differs)."""
     compiled = decoder.compiled_step
     compile_form = "eager" if compiled is None else ("regional" if compiled.layers is not None else "compiled")
-    graphs = "graphs" if decoder.cuda_graphs in (True, "auto") and decoder.backbone.device.type == "cuda" \
-        else "no graphs"
+    graphs = "graphs" if captures(decoder.cuda_graphs, decoder.backbone.device) else "no graphs"
     attention = "flex" if getattr(decoder.backbone, "block_sparse_attention", False) else "dense"
     return f"{compile_form}, {graphs}, {attention} attention"
 
@@ -226,16 +226,17 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         body = decoder.grid.num_body_tokens
         passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
         tokens = body / passes
-        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale, step_form(decoder))
-        if key not in table.costs and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
+        form = step_form(decoder)
+        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale, form)
+        timed = key not in table.costs
+        if timed and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
                                    not_measured="cannot beat a smaller tree: it costs at least as much per step")
             continue
-        timed = key not in table.costs
         announce = timed and decoder.compiled_step is not None  # eager timing takes a second or so: no word
         if announce and not said:
             said = True
-            print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({step_form(decoder)}): "
+            print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({form}): "
                   f"each size compiles first; done once per device, model shape and batch, kept in {table.path}",
                   file=sys.stderr, flush=True)
         seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale,

@@ -110,10 +110,11 @@ class CompiledStep:
         step = step_module.step
         fresh = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
                                    step.__closure__)
+        # only the options this torch's inductor knows (torch.compile raises on an unknown one; the GPU host runs
+        # an older torch)
+        options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
         # dynamic=False: a new shape (batch size, cache bucket, top-k) compiles a static version of its own
         # rather than one symbolic-shape version that every later call would use, whatever its shape
-        # options this torch's inductor knows (an unknown one fails the compile, and the GPU host runs an older torch)
-        options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
         return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False, options=options)
 
     @property

@@ -19,6 +19,11 @@ from typing import Callable
 import torch
 
 
+def captures(cuda_graphs, device) -> bool:
+    """Whether a runner with this cuda_graphs word tries to capture the step on `device` (True, "auto": on CUDA)."""
+    return cuda_graphs in (True, "auto") and torch.device(device).type == "cuda"
+
+
 class StepRunner:
     def __init__(self, step: Callable[[], None], device: torch.device, cuda_graphs: bool | str = "auto"):
         self.step, self.device = step, torch.device(device)
@@ -28,7 +33,7 @@ class StepRunner:
         self.fallback_reason: str | None = None
         if cuda_graphs is True and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=True: the model is on {self.device}, CUDA graphs need a CUDA device")
-        self.wants_graph = cuda_graphs in (True, "auto") and self.device.type == "cuda"
+        self.wants_graph = captures(cuda_graphs, self.device)
 
     @property
     def graphed(self) -> bool:
