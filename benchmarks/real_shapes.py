@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -56,6 +57,7 @@ import transformers  # noqa: E402
 
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
+from tests.transformers_reference import janus_image_generate  # noqa: E402
 
 MODES = ("ar", "hawk", "hawk+jacobi")
 ORDER = ("janus", "chameleon", "emu3")  # Emu3's 720 px image is the longest: last, so the budget cuts it first
@@ -239,8 +241,8 @@ def transformers_janus(pipe, device) -> dict:
     with PeakMemory(device) as memory:
         sync(device)
         start = time.perf_counter()
-        codes = pipe.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image",
-                                    do_sample=True, guidance_scale=pipe.defaults["cfg_scale"])
+        codes = janus_image_generate(pipe.model, ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                     guidance_scale=pipe.defaults["cfg_scale"])
         sync(device)
         seconds = time.perf_counter() - start
     return dict(what="JanusForConditionalGeneration.generate(generation_mode='image'), sampling, CFG 5",
@@ -355,11 +357,25 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
 
 
 def _guarded(fn, budget: Budget, estimate: float) -> dict:
+    """transformers' own generation: within the budget, and a failure there (its code, its memory) is recorded
+    beside our rows instead of ending the run."""
     if not budget.fits(estimate):
         return dict(skipped=f"budget: {budget.left():.0f}s left")
-    row = fn()
+    try:
+        row = fn()
+    except Exception as error:  # noqa: BLE001 - recorded, and the run goes on
+        traceback.print_exc()
+        row = dict(failed=f"{type(error).__name__}: {error}")
     print(json.dumps(row), flush=True)
     return row
+
+
+def _family_failed(family: str, error: Exception) -> dict:
+    """A family whose run raised: the error and the last frames, so the other families still run and the run
+    exits non-zero."""
+    traceback.print_exc()
+    return dict(released=NAMES[family], failed=f"{type(error).__name__}: {error}",
+                traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
 
 
 def main(argv=None) -> int:
@@ -413,15 +429,24 @@ def main(argv=None) -> int:
                   git_commit=_git_commit(), smoke=args.smoke, scale=tag, threads=torch.get_num_threads(),
                   prompt=PROMPT, families={})
     start = time.perf_counter()
+    path = out_dir / (args.name or f"real_shapes_{tag}_{device.type}.json")
     with tempfile.TemporaryDirectory(prefix="real_shapes_") as tmp:
         work_dir = Path(args.work or tmp)
         for family in [f for f in ORDER if f in families]:
-            report["families"][family] = bench_family(family, args, device, dtype, out_dir, work_dir, budget)
-    report["seconds"] = time.perf_counter() - start
-    path = out_dir / (args.name or f"real_shapes_{tag}_{device.type}.json")
-    path.write_text(json.dumps(report, indent=1))
+            try:
+                report["families"][family] = bench_family(family, args, device, dtype, out_dir, work_dir, budget)
+            except Exception as error:  # noqa: BLE001 - recorded; the next family still runs
+                report["families"][family] = _family_failed(family, error)
+            gc.collect()  # out here: inside the except block its traceback still held the failed family's model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            report["seconds"] = time.perf_counter() - start
+            path.write_text(json.dumps(report, indent=1))  # after each family: a timeout keeps the finished ones
     print(f"wrote {path} ({report['seconds']:.0f}s)", flush=True)
-    return 0
+    failed = [f for f, r in report["families"].items() if "failed" in r]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see 'failed' and 'traceback' in {path})", flush=True)
+    return 1 if failed else 0
 
 
 def _git_commit() -> str | None:

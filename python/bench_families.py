@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.timing import median_seconds  # noqa: E402
 from hawk_kernels.pipelines import load_pipeline  # noqa: E402
 from tests.tiny_families import build_chameleon, build_emu3, build_janus  # noqa: E402
+from tests.transformers_reference import janus_image_generate  # noqa: E402
 
 PROMPT = "a red fox in the snow"
 FAMILIES = {  # family -> (builder, builder kwargs, pipeline size): 8 x 8 codes each
@@ -52,8 +53,8 @@ def transformers_loop(pipe, rows, grid, batch: int):
     prompt = torch.tensor(rows.conditional[:1] * batch)
     mask = torch.ones_like(prompt)
     if pipe.family == "janus":
-        return lambda: model.generate(prompt, attention_mask=mask, generation_mode="image", do_sample=True,
-                                      guidance_scale=defaults["cfg_scale"])
+        return lambda: janus_image_generate(model, prompt, attention_mask=mask, do_sample=True,
+                                            guidance_scale=defaults["cfg_scale"])
     generator = model if pipe.family == "emu3" else _unsuppressed_chameleon(model)
     negative = torch.tensor(rows.unconditional[:1] * batch)
     allowed = _layout_constraint(grid, prompt.shape[1])

@@ -161,8 +161,9 @@ def test_e2e_smoke_runs_every_section(smoke):
     tmp_path, _ = result(smoke, "test_e2e_smoke_runs_every_section")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = json.loads((tmp_path / f"e2e_smoke_{device}.json").read_text())
-    png = (tmp_path / f"e2e_smoke_{device}.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    if importlib.util.find_spec("matplotlib") is not None:  # optional: without it the run says so and goes on
+        png = (tmp_path / f"e2e_smoke_{device}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert {"device", "torch", "transformers", "date", "command", "git_commit", "smoke", "bandwidth", "bundled",
             "seven_b", "seconds"} <= set(report)
     assert report["smoke"] is True and report["seconds"] < 120

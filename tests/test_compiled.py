@@ -226,10 +226,10 @@ def test_regional_compile_equals_eager():
         assert torch.equal(got.sequences, eager.generate(PROMPT.repeat(2, 1), **kw).sequences)
 
 
-def test_past_the_recompile_limit_the_step_starts_fresh(monkeypatch):
+@torch._dynamo.config.patch(recompile_limit=1)  # not monkeypatch: torch 2.11's config loses the entry on its undo
+def test_past_the_recompile_limit_the_step_starts_fresh():
     """Under fullgraph, torch raises once a function has compiled recompile_limit versions (8); the step then
     starts a fresh compiled copy instead of failing the generation (here the limit is 1: greedy, then sampled)."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     compiled, eager = _decoders("ar")
     for temperature in (0.0, 1.0):
         got, want = (dec.generate(PROMPT, temperature=temperature, seed=3) for dec in (compiled, eager))

@@ -8,8 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-import transformers
-from packaging.version import Version
 
 import hawk_kernels as hk
 from hawk_kernels.drafts import MODES
@@ -18,6 +16,7 @@ from hawk_kernels.cli.generate import run as generate_command
 from hawk_kernels.training import TensorSequences, TrainConfig, evaluate_heads, train_heads
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_families import build_chameleon, build_emu3, build_janus
+from tests.transformers_reference import janus_image_generate
 
 PROMPTS = ["a red cat", "dog on the grass"]  # different lengths: Janus groups CFG rows by length
 SIZES = {"janus": None, "emu3": 32, "chameleon": 64}  # 4 x 4 codes each
@@ -60,17 +59,14 @@ def test_each_image_gets_its_own_seed_whatever_its_decoder_batch(pipes):
 
 
 # --- greedy = the family's own generation ----------------------------------------------------------------
-@pytest.mark.xfail(Version(transformers.__version__) < Version("5.25"), raises=TypeError, strict=True,
-                   reason="transformers 5.17's own Janus image generate raises in _prepare_static_cache (missing "
-                          "prefill_chunk_size), before any of our code runs; our Janus pipeline works there")
 def test_janus_greedy_equals_transformers_generate(pipes):
     pipe, cfg = pipes["janus"], 5.0
     rows = pipe.prompt_rows(PROMPTS, None, pipe.layout(None))
     expected = []
     for row in rows.conditional:  # transformers builds the pad-masked CFG rows itself
         ids = torch.tensor([row])
-        expected.append(pipe.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image",
-                                            do_sample=False, guidance_scale=cfg)[0])
+        expected.append(janus_image_generate(pipe.model, ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                             guidance_scale=cfg)[0])
     expected = torch.stack(expected)
     outs = _all_modes(pipe, None, cfg_scale=cfg)
     for mode, out in outs.items():

@@ -27,6 +27,7 @@ import torch
 
 from hawk_kernels.pipelines import load_pipeline
 from tests.real_shapes import RELEASED_GRIDS, build
+from tests.transformers_reference import janus_image_generate
 
 PROMPTS = ["a red fox in the snow"]
 MODES = ("ar", "hawk+jacobi")
@@ -135,8 +136,8 @@ def test_released_ids_prompts_and_layouts(reduced_dirs):
 def _janus_reference(pipe, cfg):
     rows = pipe.prompt_rows(PROMPTS, None, pipe.layout(None))
     ids = torch.tensor(rows.conditional)
-    return pipe.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image", do_sample=False,
-                               guidance_scale=cfg)
+    return janus_image_generate(pipe.model, ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                guidance_scale=cfg)
 
 
 def _check_janus(pipe, tmp_path):
@@ -210,7 +211,9 @@ def test_pixels_are_decoded_in_chunks_of_decode_batch(reduced_dirs):
         pipe.decode_batch = 1
         chunked = pipe.decode_pixels(codes)
         assert calls == [1, 1], family
-        assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=1e-5, rtol=0), family
+        # float32 convolutions of batch 1 and 2 may take different algorithms (by CPU and torch version): up to 3.6e-5
+        # apart on Lumina-mGPT's VQGAN, values up to 4; a chunking error moves pixels by O(1)
+        assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=2e-4, rtol=0), family
     from hawk_kernels.pipelines.emu3 import Emu3Pipeline
     from hawk_kernels.pipelines.janus import JanusPipeline
     from hawk_kernels.pipelines.lumina import LuminaPipeline
@@ -251,3 +254,25 @@ def test_benchmark_smoke(tmp_path):
             assert run["seconds_per_image"] > 0 and run["peak_memory_bytes"] > 0, run
             assert (tmp_path / run["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(report["families"]["emu3"]["transformers"]["ms_per_token"])
+    assert np.isfinite(report["families"]["janus"]["transformers"]["ms_per_token"])  # on transformers 5.17 too
+
+
+def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    """benchmarks/real_shapes.py on the GPU runs three 7B families in one call: a family that raises (a real-shape
+    bug, memory) is recorded with its error, the next family runs, the JSON is written and the run exits 1; a
+    failure inside transformers' own generation is recorded beside our rows."""
+    from benchmarks import real_shapes as bench
+
+    def fake_family(family, *args):
+        if family == "janus":
+            raise RuntimeError("a bug at the real shape")
+        return dict(released=bench.NAMES[family], runs=[])
+
+    monkeypatch.setattr(bench, "bench_family", fake_family)
+    assert bench.main(["--smoke", "--out", str(tmp_path), "--families", "janus,chameleon"]) == 1
+    report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
+    assert report["families"]["janus"]["failed"] == "RuntimeError: a bug at the real shape"
+    assert any("fake_family" in line for line in report["families"]["janus"]["traceback"])
+    assert report["families"]["chameleon"] == dict(released=bench.NAMES["chameleon"], runs=[])
+    assert bench._guarded(lambda: 1 / 0, bench.Budget(None), 1.0) == {"failed": "ZeroDivisionError: division by zero"}
+    assert "FAILED: janus" in capsys.readouterr().out

@@ -45,7 +45,7 @@ def test_per_call_sizes_are_not_specialised():
     for module_name in set(KERNELS.values()):
         module = importlib.import_module(f"hawk_kernels.ops.triton.{module_name}")
         source = inspect.getsource(module)
-        launched |= {(module_name, name) for name in dir(module) if f"wrap_triton({name})" in source}
+        launched |= {(module_name, name) for name in dir(module) if f"launch({name})" in source}
     assert launched == set(PER_CALL), "every launched kernel must be listed in PER_CALL"
     for (module_name, name), sizes in PER_CALL.items():
         kernel = getattr(importlib.import_module(f"hawk_kernels.ops.triton.{module_name}"), name)

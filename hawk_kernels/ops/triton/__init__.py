@@ -19,3 +19,17 @@ KERNELS = {  # op -> module file under ops/triton/
 def interpreting() -> bool:
     """True under TRITON_INTERPRET=1 (kernels run on CPU tensors through Triton's numpy interpreter)."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def launch(kernel):
+    """`wrap_triton(kernel)`: the launch form torch.compile traces inside a `triton_op`. Under the interpreter
+    on torch 2.11 (the GPU machine's), wrap_triton takes only compiled kernels (triton.jit / autotune objects) and
+    raises on the interpreter's; those run eagerly on CPU tensors, so the kernel itself is launched."""
+    from torch.library import wrap_triton
+
+    try:
+        return wrap_triton(kernel)
+    except RuntimeError:
+        if interpreting():
+            return kernel
+        raise

@@ -18,7 +18,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from . import launch
 
 BLOCK_V = 1024
 NUM_WARPS = 8
@@ -49,17 +51,17 @@ def _accept_reject_op(target_logits: torch.Tensor, draft_logits: torch.Tensor, n
     stats = torch.zeros(batch * num_rows, 2, dtype=torch.float32, device=dev)  # draft (max, 1 / sum); 0: invalid
     if not match_rule and batch * num_rows > 0:
         programs = _num_programs(batch * num_rows, dev)
-        wrap_triton(_draft_stats_kernel)[(programs,)](draft_logits, stats, batch * num_rows, vocab,
+        launch(_draft_stats_kernel)[(programs,)](draft_logits, stats, batch * num_rows, vocab,
                                                       BLOCK_V=BLOCK_V, num_warps=NUM_WARPS)
     if batch > 0:
         programs = _num_programs(batch * num_nodes, dev)
         work = torch.empty(programs, vocab, dtype=torch.float32, device=dev)  # residual, one row per program
         tried = torch.empty(programs, num_nodes, dtype=torch.int64, device=dev)  # tokens tried at a node
-        wrap_triton(_decide_kernel)[(programs,)](
+        launch(_decide_kernel)[(programs,)](
             target_logits, draft_logits, stats, node_tokens, node_parent, node_law, uniforms, work, tried, nxt,
             bonus_at, batch * num_nodes, num_nodes, num_rows, vocab, MATCH_RULE=match_rule, BLOCK_V=BLOCK_V,
             num_warps=NUM_WARPS)
-        wrap_triton(_walk_kernel)[(batch,)](nxt, bonus_at, accept_len, path, bonus, num_nodes, num_warps=1)
+        launch(_walk_kernel)[(batch,)](nxt, bonus_at, accept_len, path, bonus, num_nodes, num_warps=1)
     return accept_len, path, bonus
 
 

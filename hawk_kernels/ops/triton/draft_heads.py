@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from . import launch
 
 BLOCK_N, BLOCK_K, BLOCK_V = 32, 128, 32  # columns per program (as the CUDA path's kSkinnyCols), k per step
 MAX_BLOCK_M = 32  # rows per program (as kSkinnyMaxRows); more rows take more row tiles
@@ -41,7 +43,7 @@ def _draft_heads_op(hidden: torch.Tensor, res_weight: torch.Tensor, res_bias: to
     for layer in range(layers):
         out = torch.empty(heads, tokens, width, dtype=hidden.dtype, device=dev)
         grid = (triton.cdiv(tokens, bm), triton.cdiv(width, BLOCK_N), heads)
-        wrap_triton(_resblock_kernel)[grid](
+        launch(_resblock_kernel)[grid](
             z, res_weight, res_bias, out, tokens, width, layers, layer, z.shape[0] > 1,
             IEEE=ieee, BLOCK_M=bm, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
         z = out
@@ -60,10 +62,10 @@ def _projection(z, proj_weight, inv_temperature, ieee):
     stats = torch.empty(2, tokens * heads, num_tiles, dtype=torch.float32, device=z.device)
     bm = block_m(rows)
     grid = (triton.cdiv(rows, bm), num_tiles, 1 if shared else heads)
-    wrap_triton(_projection_kernel)[grid](
+    launch(_projection_kernel)[grid](
         z, proj_weight, logq, stats[0], stats[1], rows, tokens, width, vocab, heads, num_tiles, inv_temperature,
         IEEE=ieee, BLOCK_M=bm, BLOCK_V=BLOCK_V, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
-    wrap_triton(_logsoftmax_finish_kernel)[(tokens * heads,)](
+    launch(_logsoftmax_finish_kernel)[(tokens * heads,)](
         logq, stats[0], stats[1], vocab, num_tiles, BLOCK_V=FINISH_BLOCK_V, BLOCK_TILES=FINISH_BLOCK_TILES,
         num_warps=4)
     return logq

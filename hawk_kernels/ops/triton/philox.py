@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from . import launch
 
 BLOCK = 512  # counter blocks per program
 NUM_WARPS = 4
@@ -31,13 +33,13 @@ def _philox_uniforms_op(seed: torch.Tensor, offset: torch.Tensor, shape: list[in
     # stream < 2**32 travels as the int32 with the same bits (the kernel reinterprets it as uint32)
     stream_bits = stream - 2**32 if stream >= 2**31 else stream
     if rows <= MAX_GRID_ROWS:
-        wrap_triton(_philox_uniforms_kernel)[(grid_blocks, rows)](
+        launch(_philox_uniforms_kernel)[(grid_blocks, rows)](
             seed, offset, out, row_numel, stream_bits, BLOCK=BLOCK, num_warps=NUM_WARPS)
         return out
     flat = out.view(rows, row_numel)
     for first in range(0, rows, MAX_GRID_ROWS):
         count = min(MAX_GRID_ROWS, rows - first)
-        wrap_triton(_philox_uniforms_kernel)[(grid_blocks, count)](
+        launch(_philox_uniforms_kernel)[(grid_blocks, count)](
             seed[first:first + count], offset, flat[first:first + count], row_numel, stream_bits, BLOCK=BLOCK,
             num_warps=NUM_WARPS)
     return out

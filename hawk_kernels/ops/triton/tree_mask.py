@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+
+from . import launch
 
 MAX_NODES = 4096  # a node's ancestor set (one mask row) lives in one program's registers
 
@@ -22,7 +24,7 @@ def _tree_mask_op(node_parent: torch.Tensor, max_depth: int) -> tuple[torch.Tens
     depth = torch.empty(num_nodes, dtype=torch.int64, device=dev)
     retrieve = torch.empty(num_nodes, max_depth + 1, dtype=torch.int64, device=dev)
     block_n = max(16, triton.next_power_of_2(num_nodes))
-    wrap_triton(_tree_mask_kernel)[(num_nodes,)](
+    launch(_tree_mask_kernel)[(num_nodes,)](
         node_parent, mask, depth, retrieve, num_nodes, max_depth, BLOCK_N=block_n, BLOCK_D=64, num_warps=4)
     return mask, depth, retrieve
 
