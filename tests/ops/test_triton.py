@@ -57,6 +57,25 @@ def test_per_call_sizes_are_not_specialised():
         assert all(params[p].annotation is inspect.Parameter.empty for p in declared), name  # none is constexpr
 
 
+def test_launch_takes_the_bare_kernel_only_under_the_interpreter(monkeypatch):
+    """torch 2.11's wrap_triton (the GPU machine's) rejects the interpreter's kernels: those launch bare on CPU
+    tensors; a compiled kernel that wrap_triton rejects still raises."""
+    import torch.library
+
+    from hawk_kernels.ops.triton import launch
+
+    def rejects(kernel):
+        raise RuntimeError("wrap_triton only works on functions annotated with triton.jit or triton.autotune")
+
+    monkeypatch.setattr(torch.library, "wrap_triton", rejects)
+    kernel = object()
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert launch(kernel) is kernel
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="wrap_triton only works"):
+        launch(kernel)
+
+
 @pytest.mark.cuda
 def test_opcheck_on_gpu():
     if not torch.cuda.is_available():

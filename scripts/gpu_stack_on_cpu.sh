@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The GPU machine's Python stack on this CPU box, before a GPU run spends its minutes finding what an older torch or
+# transformers breaks: torch 2.11 and transformers 5.17 (../shared/measurements/*/env.txt) in a venv, the committed
+# HEAD in a temporary worktree, built CPU-only and installed there, then the test suite (arguments are passed on to
+# pytest; default: tests -k 'not triton'). Not in CI: the venv takes ~5 GB of downloads (PyPI's torch 2.11 is a CUDA
+# build, which runs on the CPU).
+# The Triton-interpreter tests are left out: Triton 3.6's interpreter (the GPU machine's Triton) raises on numpy 2.4
+# inside its own code; the GPU runs compiled Triton kernels, which tests -m cuda check there.
+#   bash scripts/gpu_stack_on_cpu.sh                      # the README's test set, less the interpreter's
+#   bash scripts/gpu_stack_on_cpu.sh -m slow tests/test_compiled.py tests/test_pipelines.py -k compile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-/tmp/venv-gpu-stack}
+TORCH_VERSION=${TORCH_VERSION:-2.11.0}
+TRANSFORMERS_VERSION=${TRANSFORMERS_VERSION:-5.17.0}
+[ -x "$VENV/bin/python" ] || python -m venv "$VENV"
+"$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy pillow safetensors \
+  tqdm pytest pytest-benchmark ninja pybind11 setuptools wheel
+TREE=$(mktemp -d /tmp/gpu-stack-XXXXXX)
+trap 'git worktree remove --force "$TREE" > /dev/null 2>&1 || true' EXIT
+git worktree add -q --detach "$TREE" HEAD
+cd "$TREE"
+HAWK_BUILD_CUDA=0 MAX_JOBS=2 "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e . > build.log 2>&1 \
+  || { tail -20 build.log; exit 1; }
+"$VENV/bin/python" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+if [ "$#" -eq 0 ]; then set -- tests -k 'not triton'; fi
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -rfE "$@"
