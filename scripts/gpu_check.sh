@@ -36,8 +36,9 @@
 # that could run passed. A failed build skips the rest.
 #
 # Results (at most 8 files, no folder): $OUT/summary.json (machine, versions, commit, every step's status,
-# seconds and reason, the CUDA test counts and failures, the headline figures), $OUT/gpu_check.log (each step's
-# command and the tail of its output), $OUT/results.tar.gz (every step's full log and output files: JUnit XML,
+# seconds and reason, the CUDA test counts and failures, the headline figures, and issue 20's and 22's targets
+# judged by scripts/targets.py: met / missed / not measured, with the number and its file), $OUT/gpu_check.log
+# (each step's command and the tail of its output, then the targets' table), $OUT/results.tar.gz (every step's full log and output files: JUnit XML,
 # e2e JSON + PNG, kernel benchmark JSON, sanitizer logs, heads-training JSON, env.txt), and $OUT/e2e.png.
 # Exit status: 0 when no step failed or timed out, 1 otherwise.
 set -uo pipefail
@@ -342,6 +343,13 @@ for path in glob.glob(os.path.join(work, "heads_training_*.json")):
                                       peak_device_gib=report["peak_device_gib"],
                                       hours_one_gpu=report["projection"]["hours_one_gpu"])
 info["headline"] = headline
+try:  # issue 20's and 22's targets, judged from this run's outputs (scripts/targets.py)
+    sys.path.insert(0, os.path.join(os.getcwd(), "scripts"))
+    import targets
+    info["targets"] = targets.check(work)
+    target_table = targets.table(info["targets"])
+except Exception as exc:  # the summary must still be written
+    info["targets"], target_table = f"scripts/targets.py failed: {type(exc).__name__}: {exc}", None
 bad = [s["name"] for s in steps if s["status"] in ("failed", "timed_out")]
 skipped_time = [s["name"] for s in steps if s["status"] == "skipped" and "no time left" in s["reason"]]
 info["status"] = "fail" if bad else "pass"
@@ -363,6 +371,7 @@ for name in ("tests_cuda",):
         print(f"  {name}: {t['tests']} tests, {t['failures']} failed, {t['errors']} errors, {t['skipped']} skipped")
         for case in t["failing"][:20]:
             print("    FAILED", case)
+print(target_table if target_table else f"  targets: {info['targets']}")
 print(f"  status: {info['status']} in {elapsed} s of {deadline} s"
       + (f"; skipped for time: {', '.join(skipped_time)}" if skipped_time else "")
       + ("" if gpu else f"; needs a GPU (skipped): {', '.join(info['needs_a_gpu_skipped'])}"))
