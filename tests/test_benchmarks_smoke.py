@@ -167,6 +167,10 @@ def test_e2e_smoke_runs_every_section(smoke):
     assert {"device", "torch", "transformers", "date", "command", "git_commit", "smoke", "bandwidth", "bundled",
             "seven_b", "seconds"} <= set(report)
     assert report["smoke"] is True and report["seconds"] < 120
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import targets  # what gpu_check ends with: on this CPU smoke output, nothing is judged against a GPU target
+
+    assert {r["verdict"] for r in targets.check(str(tmp_path))} == {"not measured"}
 
     bandwidth = report["bandwidth"]  # measured in the run: a copy of a buffer larger than a CPU's caches
     assert bandwidth["copy_bytes_per_s"] > 1e8 and bandwidth["buffer_bytes"] >= 16 << 20
