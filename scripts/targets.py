@@ -232,9 +232,24 @@ def real_shape_targets(work: str) -> list[dict]:
     return out
 
 
+def projections(work: str) -> list[dict]:
+    """Seconds per 768 px image projected from the measured steps (e2e's `projection`): info, beside AR's and
+    transformers generate's."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(work, "e2e_*.json"))):
+        report = _json(path) or {}
+        big = report.get("seven_b") or {}
+        if not str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") or report.get("smoke"):
+            continue
+        for key, seconds in sorted((big.get("projection") or {}).items()):
+            out.append(_row(20, f"projected seconds per image ({big.get('body_tokens')} tokens): {key}", "info",
+                            round(seconds, 2), "info", os.path.basename(path)))
+    return out
+
+
 def check(work: str) -> list[dict]:
-    return (step_targets(seven_b_steps(work)) + kernel_targets(kernel_rows(work)) + tree_size_targets(work)
-            + real_shape_targets(work))
+    return (step_targets(seven_b_steps(work)) + projections(work) + kernel_targets(kernel_rows(work))
+            + tree_size_targets(work) + real_shape_targets(work))
 
 
 def table(rows: list[dict]) -> str:

@@ -23,7 +23,7 @@ def _bench(name, **info):
 
 def _gpu_run(work: Path) -> None:
     """What gpu_check leaves on a GPU: e2e_7b finished (JSON), e2e_flex timed out (its log's JSON lines only)."""
-    seven_b = dict(floor_ms=3.28, dtype="bfloat16", steps=[
+    seven_b = dict(floor_ms=3.28, dtype="bfloat16", body_tokens=2352, projection=dict(graphed_ar_s=9.4), steps=[
         _step("ar", 1, 4.0), _step("hawk", 32, 4.5), _step("hawk", 64, 5.6), _step("ar", 1, 30.0, graphed=False),
         _step("hawk+jacobi", 64, 5.0), _step("hawk+jacobi", 32, 4.4, graphed=False)])
     (work / "e2e_cuda_7b.json").write_text(json.dumps(dict(bandwidth=dict(device="cuda:0"), smoke=False, seven_b=seven_b)))
@@ -80,6 +80,8 @@ def test_each_target_is_judged_from_its_own_rows(tmp_path):
     assert [(r["measured"], r["verdict"]) for r in hj32] == [(round(4.4 / 3.9, 3), "met")]
     assert [(r["measured"], r["verdict"]) for r in by_target[
         "hawk+jacobi step at 64 nodes / AR step (same engine, same run)"]] == [(1.25, "met")]
+    assert [(r["measured"], r["verdict"]) for r in by_target["projected seconds per image (2352 tokens): graphed_ar_s"]] \
+        == [(9.4, "info")]
     verify = {r["target"]: (r["measured"], r["verdict"]) for r in rows if r["target"].startswith("accept_reject")}
     assert verify["accept_reject (CUDA, float32) at 16 nodes, vocab 8194, 2 rows: us"] == (20.0, "met")
     assert verify["accept_reject (CUDA, float32) at 32 nodes, vocab 8194, 2 rows: us"] == (24.0, "met")
