@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 
 import torch
 
@@ -204,34 +206,65 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
         model.set_attn_implementation(attention)
         # by tree size first: under a deadline the smaller trees of every mode come back first
         for mode, nodes in [("ar", 1)] + [(m, n) for n in node_counts for m in tree_modes]:
-            tree = jacobi_template(mode, heads, nodes) if mode != "ar" else None
-            dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
-                                 compile=compile, tree=tree)
-            session = dec.start(prompt, cfg_scale=3.0, seed=0)
-            began = time.perf_counter()
-            session.run(3)  # eager warm-up (compiling), capture, first replay
-            sync(device)
-            first_steps_s = time.perf_counter() - began
-            ms = time_steps(session, device, steps)
-            row = dict(mode=mode, num_nodes=dec.tree.num_nodes, attention=attention, cuda_graphs_requested=graphed,
-                       cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
-                       compiled=session.compiled is not None and session.compiled.active,
-                       compile_failure=session.compiled.fallback_reason if session.compiled is not None else None,
-                       compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
-                       regional_compile_failure=session.compiled and session.compiled.regional_failure,
-                       first_three_steps_s=first_steps_s,
-                       compile_s=session.compiled.compile_seconds if session.compiled is not None else 0.0,
-                       kernel_backends=dec.plan.kernels.backends(),
-                       ms_per_step=ms, ratio_to_floor=ms / floor_ms)
-            if profile_steps:
-                row["kernels"] = kernel_breakdown(session, device, profile_steps)
+            try:
+                row = _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device,
+                                   steps, floor_ms, profile_steps)
+            except Exception as error:  # noqa: BLE001 - recorded (and the exit status says so); the next row runs
+                traceback.print_exc()
+                row = dict(mode=mode, num_nodes=nodes, attention=attention, cuda_graphs_requested=graphed,
+                           failed=f"{type(error).__name__}: {error}",
+                           traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
-            del session, dec
+            gc.collect()  # out here: inside the except block its traceback still held the row's session
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     model.set_attn_implementation("sdpa")
-    # transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager
+    try:
+        per_token = _transformers_ms_per_token(model, prompt, new_tokens, device)
+    except Exception as error:  # noqa: BLE001 - recorded beside the step rows
+        traceback.print_exc()
+        result["transformers_generate_failed"] = f"{type(error).__name__}: {error}"
+    else:
+        result["transformers_generate_new_tokens"] = new_tokens
+        result["transformers_generate_ms_per_token"] = per_token
+        result["transformers_generate_ratio_to_floor"] = per_token / floor_ms
+        print("transformers generate ms/token", per_token, flush=True)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device, steps, floor_ms,
+                 profile_steps) -> dict:
+    """One 7B-shape step row: a decoder of `mode` and `nodes`, three steps (compiling, capturing), then timed."""
+    tree = jacobi_template(mode, heads, nodes) if mode != "ar" else None
+    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
+                         compile=compile, tree=tree)
+    session = dec.start(prompt, cfg_scale=3.0, seed=0)
+    began = time.perf_counter()
+    session.run(3)  # eager warm-up (compiling), capture, first replay
+    sync(device)
+    first_steps_s = time.perf_counter() - began
+    ms = time_steps(session, device, steps)
+    row = dict(mode=mode, num_nodes=dec.tree.num_nodes, attention=attention, cuda_graphs_requested=graphed,
+               cuda_graph=session.graphed, fallback_reason=session.runner.fallback_reason,
+               compiled=session.compiled is not None and session.compiled.active,
+               compile_failure=session.compiled.fallback_reason if session.compiled is not None else None,
+               compiled_layers_as_one_region=session.compiled is not None and session.compiled.regional,
+               regional_compile_failure=session.compiled and session.compiled.regional_failure,
+               first_three_steps_s=first_steps_s,
+               compile_s=session.compiled.compile_seconds if session.compiled is not None else 0.0,
+               kernel_backends=dec.plan.kernels.backends(),
+               ms_per_step=ms, ratio_to_floor=ms / floor_ms)
+    if profile_steps:
+        row["kernels"] = kernel_breakdown(session, device, profile_steps)
+    return row
+
+
+def _transformers_ms_per_token(model, prompt, new_tokens: int, device) -> float:
+    """transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager."""
     ids = prompt.repeat(2, 1)
     model.generate(ids, max_new_tokens=min(8, new_tokens), do_sample=True, top_k=0, pad_token_id=0)  # warm-up
     sync(device)
@@ -239,22 +272,14 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
     model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
                    pad_token_id=0)
     sync(device)
-    per_token = 1e3 * (time.perf_counter() - start) / new_tokens
-    result["transformers_generate_new_tokens"] = new_tokens
-    result["transformers_generate_ms_per_token"] = per_token
-    result["transformers_generate_ratio_to_floor"] = per_token / floor_ms
-    print("transformers generate ms/token", per_token, flush=True)
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return result
+    return 1e3 * (time.perf_counter() - start) / new_tokens
 
 
 def project(result: dict, tokens_per_pass: dict, num_body: int) -> dict:
     """Seconds per image of the section-2 layout (num_body tokens) from its measured step times and the bundled
     model's tokens per pass of each mode ({mode: tokens per pass}; a mode without one counts 1)."""
     out = {}
-    for r in result["steps"]:
+    for r in (r for r in result["steps"] if "ms_per_step" in r):  # not the rows that failed
         engine = ("graphed" if r["cuda_graph"] else "eager") + ("" if r["attention"] == "sdpa" else "_flex")
         if r["mode"] == "ar":
             out[f"{engine}_ar_s"] = num_body * r["ms_per_step"] / 1e3
@@ -285,10 +310,11 @@ def plot(report: dict, path: str) -> None:
     axes[0].set_title(f"bundled model ({report['device']})")
     if report.get("seven_b"):
         big = report["seven_b"]
-        engines = dict.fromkeys((r["cuda_graph"], r["attention"]) for r in big["steps"])
-        tree_modes = dict.fromkeys(r["mode"] for r in big["steps"] if r["mode"] != "ar")
+        timed = [r for r in big["steps"] if "ms_per_step" in r]  # not the rows that failed
+        engines = dict.fromkeys((r["cuda_graph"], r["attention"]) for r in timed)
+        tree_modes = dict.fromkeys(r["mode"] for r in timed if r["mode"] != "ar")
         for k, ((graphed, attention), mode) in enumerate((e, m) for e in engines for m in tree_modes):
-            same = [r for r in big["steps"] if (r["cuda_graph"], r["attention"]) == (graphed, attention)]
+            same = [r for r in timed if (r["cuda_graph"], r["attention"]) == (graphed, attention)]
             pts = [(r["num_nodes"], r["ms_per_step"]) for r in same if r["mode"] in ("ar", mode)]
             label = f"{'graphed' if graphed else 'eager'}, {attention}, {mode}"
             axes[1].plot(*zip(*pts), "o-", color=f"C{k % 10}", label=label)
@@ -391,7 +417,13 @@ def main():
         json.dump(report, f, indent=2)
     plot(report, os.path.join(args.out, name + ".png"))
     print("wrote", os.path.join(args.out, name + ".json"), f"({report['seconds']:.1f} s)")
+    failed = [f"{r['mode']}-{r['num_nodes']} {r['attention']}" for r in (report["seven_b"] or {}).get("steps", [])
+              if "failed" in r] + (["transformers generate"] if (report["seven_b"] or {}).get(
+                  "transformers_generate_failed") else [])
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see 'failed' and 'traceback' in the JSON)", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

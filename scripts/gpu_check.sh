@@ -332,11 +332,15 @@ for path in sorted(glob.glob(os.path.join(work, "e2e_*.json"))):  # e2e_7b, e2e_
         headline["floor_ms"] = round(big["floor_ms"], 3)
         label = lambda r: (f"{'graphed' if r['cuda_graph'] else 'eager'}{' compiled' if r.get('compiled') else ''}"
                            f" {r.get('attention', 'sdpa')} {r['mode']}-{r['num_nodes']}")
-        headline["ms_per_step"].update({label(r): round(r["ms_per_step"], 3) for r in big["steps"]})
-        headline.setdefault("compile_s", {}).update({label(r): round(r.get("compile_s", 0.0), 1) for r in big["steps"]})
-        headline.setdefault("compile_failures", {}).update({label(r): r["compile_failure"] for r in big["steps"]
+        timed = [r for r in big["steps"] if "ms_per_step" in r]
+        headline["ms_per_step"].update({label(r): round(r["ms_per_step"], 3) for r in timed})
+        headline.setdefault("compile_s", {}).update({label(r): round(r.get("compile_s", 0.0), 1) for r in timed})
+        headline.setdefault("compile_failures", {}).update({label(r): r["compile_failure"] for r in timed
                                                             if r.get("compile_failure")})
-        headline["transformers_generate_ms_per_token"] = round(big["transformers_generate_ms_per_token"], 2)
+        headline.setdefault("failed_rows", {}).update({f"{r['attention']} {r['mode']}-{r['num_nodes']}": r["failed"]
+                                                       for r in big["steps"] if "failed" in r})
+        if "transformers_generate_ms_per_token" in big:
+            headline["transformers_generate_ms_per_token"] = round(big["transformers_generate_ms_per_token"], 2)
 for path in glob.glob(os.path.join(work, "heads_training_*.json")):
     report = json.load(open(path))
     headline["heads_training"] = dict(step_sequences_per_s=report["step_sequences_per_s"],

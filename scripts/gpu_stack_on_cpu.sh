@@ -11,9 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-/tmp/venv-gpu-stack}
+# the GPU machine's Python is 3.12 (pytest turns our calls' DeprecationWarnings into errors, and 3.12 has its own)
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  for candidate in python3.12 "$(pyenv root 2>/dev/null)/versions/3.12"*/bin/python3.12; do
+    if "$candidate" --version > /dev/null 2>&1; then PYTHON=$candidate; break; fi  # (a pyenv shim may not run)
+  done
+fi
 TORCH_VERSION=${TORCH_VERSION:-2.11.0}
 TRANSFORMERS_VERSION=${TRANSFORMERS_VERSION:-5.17.0}
-[ -x "$VENV/bin/python" ] || python -m venv "$VENV"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy pillow safetensors \
   tqdm pytest pytest-benchmark ninja pybind11 setuptools wheel
 TREE=$(mktemp -d /tmp/gpu-stack-XXXXXX)
@@ -22,6 +29,6 @@ git worktree add -q --detach "$TREE" HEAD
 cd "$TREE"
 HAWK_BUILD_CUDA=0 MAX_JOBS=2 "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e . > build.log 2>&1 \
   || { tail -20 build.log; exit 1; }
-"$VENV/bin/python" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+"$VENV/bin/python" -c "import platform, torch, transformers; print('python', platform.python_version(), 'torch', torch.__version__, 'transformers', transformers.__version__)"
 if [ "$#" -eq 0 ]; then set -- tests -k 'not triton'; fi
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -rfE "$@"

@@ -81,7 +81,7 @@ def seven_b_steps(work: str) -> list[dict]:
         on_gpu = str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") and not report.get("smoke")
         run = os.path.basename(path)[len("e2e_"):-len(".json")]
         seen_runs.add(run.split("_")[-1])
-        for step in report["seven_b"]["steps"]:
+        for step in (s for s in report["seven_b"]["steps"] if "ms_per_step" in s):  # not the rows that failed
             rows.append(dict(step, source=os.path.basename(path), on_gpu=bool(on_gpu),
                              floor_ms=report["seven_b"]["floor_ms"], run=run))
     for path in sorted(glob.glob(os.path.join(work, "e2e_*.log"))):

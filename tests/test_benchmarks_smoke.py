@@ -288,3 +288,28 @@ def test_sanitize_ops_smoke(smoke):
         pytest.skip("hawk_kernels._C is not importable")
     _, stdout = result(smoke, "test_sanitize_ops_smoke")
     assert "rejection" in stdout and "match" in stdout and "sanitize_ops: every op ran on cpu" in stdout
+
+
+def test_e2e_records_a_failing_row_and_times_the_rest(monkeypatch):
+    """benchmarks/e2e.py on the GPU times five 7B decoders in one call: a row that raises (a compile error, memory
+    at a large tree) is recorded with its error and the next row still runs; main() then exits 1."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import e2e
+
+    real = e2e._seven_b_row
+
+    def failing_at_8(model, heads, grid, prompt, mode, nodes, *args):
+        if nodes == 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (made up)")
+        return real(model, heads, grid, prompt, mode, nodes, *args)
+
+    monkeypatch.setattr(e2e, "_seven_b_row", failing_at_8)
+    torch.set_num_threads(1)
+    big = e2e.seven_b(torch.device("cpu"), [4, 8], layers=2, steps=1, graphs=[False],
+                      bandwidth=dict(copy_bytes_per_s=1e10), shape_name="tiny", new_tokens=2)
+    rows = {(r["mode"], r["num_nodes"]): r for r in big["steps"]}
+    assert rows[("hawk", 8)]["failed"] == "OutOfMemoryError: CUDA out of memory (made up)"
+    assert any("failing_at_8" in line for line in rows[("hawk", 8)]["traceback"])
+    assert rows[("ar", 1)]["ms_per_step"] > 0 and rows[("hawk", 4)]["ms_per_step"] > 0
+    assert big["transformers_generate_ms_per_token"] > 0
+    assert set(e2e.project(big, {"hawk": 2.0}, 36)) == {"eager_ar_s", "eager_hawk_4_s", "transformers_generate_s"}

@@ -25,7 +25,8 @@ def _gpu_run(work: Path) -> None:
     """What gpu_check leaves on a GPU: e2e_7b finished (JSON), e2e_flex timed out (its log's JSON lines only)."""
     seven_b = dict(floor_ms=3.28, dtype="bfloat16", body_tokens=2352, projection=dict(graphed_ar_s=9.4), steps=[
         _step("ar", 1, 4.0), _step("hawk", 32, 4.5), _step("hawk", 64, 5.6), _step("ar", 1, 30.0, graphed=False),
-        _step("hawk+jacobi", 64, 5.0), _step("hawk+jacobi", 32, 4.4, graphed=False)])
+        _step("hawk+jacobi", 64, 5.0), _step("hawk+jacobi", 32, 4.4, graphed=False),
+        dict(mode="hawk", num_nodes=128, attention="sdpa", cuda_graphs_requested=True, failed="OutOfMemoryError")])
     (work / "e2e_cuda_7b.json").write_text(json.dumps(dict(bandwidth=dict(device="cuda:0"), smoke=False, seven_b=seven_b)))
     (work / "e2e_flex.log").write_text("\n".join([
         'copy bandwidth {"copy_bytes_per_s": 4.28e12, "device": "cuda:0"}',
