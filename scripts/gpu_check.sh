@@ -15,12 +15,14 @@
 #   canary         python scripts/sanitize_ops.py: every op's CUDA kernel once (60 s); if it fails, the later steps
 #                  run with HAWK_KERNELS_SKIP=cuda (Triton kernels); if it hangs, the steps that call the CUDA
 #                  kernels by name are skipped                                                         [GPU only]
-#   tests_cuda     pytest tests -m cuda (on a GPU host a CUDA test FAILS, not skips, if _C lacks its CUDA kernels
-#                  or Triton cannot run: tests/cuda_checks.py)                                        [GPU only]
+#   tests_cuda     pytest tests -m cuda, less tests/test_compiled.py (on a GPU host a CUDA test FAILS, not skips,
+#                  if _C lacks its CUDA kernels or Triton cannot run: tests/cuda_checks.py)          [GPU only]
 #   e2e_7b         python benchmarks/e2e.py --skip-bundled: 7B-shaped graphed + compiled steps, AR and hawk /
 #                  hawk+jacobi trees at 32 and 64 nodes, sdpa, each row with its kernels by time (3 profiled
 #                  steps) and its compile form and seconds; transformers generate  [GPU; without one: --smoke]
 #   kernel_bench   the pytest-benchmark files benchmarks/bench_*.py          [GPU; without one: their CPU rows, --quick]
+#   tests_cuda_compiled  pytest tests/test_compiled.py -m cuda: the compiled step captured in a CUDA graph, the
+#                  fusion cap's kernels, the state freed (each compiles a tiny model; after the 7B rows) [GPU only]
 #   sanitizer_memcheck, sanitizer_racecheck  compute-sanitizer on scripts/sanitize_ops.py (every op once, small
 #                  inputs)                                                                             [GPU only]
 #   e2e_flex       the same with flex_attention (AR and hawk+jacobi at 32 nodes)                         [GPU only]
@@ -172,7 +174,9 @@ hung() {  # name: record a step skipped because the canary hung
 if [ "$GPU" -eq 1 ] && [ "$CANARY_HUNG" -eq 1 ]; then
   hung tests_cuda
 elif [ "$GPU" -eq 1 ]; then
-  step tests_cuda 240 gpu env -u HAWK_KERNELS_SKIP "$PY" -m pytest tests -m cuda -q -rfEs -p no:cacheprovider --junitxml="$WORK/tests_cuda.xml"
+  # the compiled step's CUDA tests (each compiles a model: tens of seconds) run after the 7B step, below
+  step tests_cuda 200 gpu env -u HAWK_KERNELS_SKIP "$PY" -m pytest tests -m cuda --ignore=tests/test_compiled.py -q \
+    -rfEs -p no:cacheprovider --junitxml="$WORK/tests_cuda.xml"
 else
   skip_gpu tests_cuda "pytest tests -m cuda: every test there skips without one"
 fi
@@ -203,6 +207,16 @@ fi
 # --- 4. compute-sanitizer: memory and races first (the new accept_reject and draft_heads kernels)
 SANITIZER="$(command -v compute-sanitizer || true)"
 [ -z "$SANITIZER" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
+# --- 3c. the compiled step's CUDA tests (after the 7B step: they compile models, and e2e_7b's rows come first)
+if [ "$GPU" -eq 1 ] && [ "$CANARY_HUNG" -eq 1 ]; then
+  hung tests_cuda_compiled
+elif [ "$GPU" -eq 1 ]; then
+  step tests_cuda_compiled 180 gpu env -u HAWK_KERNELS_SKIP "$PY" -m pytest tests/test_compiled.py -m cuda -q -rfEs \
+    -p no:cacheprovider --junitxml="$WORK/tests_cuda_compiled.xml"
+else
+  skip_gpu tests_cuda_compiled "pytest tests/test_compiled.py -m cuda: every test there skips without one"
+fi
+
 sanitize() {  # TOOL...: compute-sanitizer over scripts/sanitize_ops.py, one step per tool
   local tool
   for tool in "$@"; do
@@ -312,7 +326,7 @@ def junit(path):
                 failing=failing[:50])
 
 
-for name in ("tests_cuda", "kernels_bench"):
+for name in ("tests_cuda", "tests_cuda_compiled", "kernels_bench"):
     path = os.path.join(work, f"{name}.xml")
     if os.path.exists(path):
         try:
@@ -369,7 +383,7 @@ subprocess.run(["tar", "-czf", os.path.join(out, "results.tar.gz"), "-C", work, 
 print("gpu_check summary:")
 for s in steps:
     print(f"  {s['name']:<22} {s['status']:<10} {s['seconds'] or 0:>4} s  {s['form']:<9} {s['reason']}")
-for name in ("tests_cuda",):
+for name in ("tests_cuda", "tests_cuda_compiled"):
     if isinstance(info.get(name), dict):
         t = info[name]
         print(f"  {name}: {t['tests']} tests, {t['failures']} failed, {t['errors']} errors, {t['skipped']} skipped")
