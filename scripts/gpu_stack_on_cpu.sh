@@ -5,7 +5,8 @@
 # pytest; default: tests -k 'not triton'). Not in CI: the venv takes ~5 GB of downloads (PyPI's torch 2.11 is a CUDA
 # build, which runs on the CPU).
 # The Triton-interpreter tests are left out: Triton 3.6's interpreter (the GPU machine's Triton) raises on numpy 2.4
-# inside its own code; the GPU runs compiled Triton kernels, which tests -m cuda check there.
+# inside its own code (and, with numpy < 2.4, on a bool kernel argument); the GPU runs compiled Triton kernels,
+# which tests -m cuda check there. What it does check of Triton 3.6: every kernel compiles for sm_90.
 #   bash scripts/gpu_stack_on_cpu.sh                      # the README's test set, less the interpreter's
 #   bash scripts/gpu_stack_on_cpu.sh -m slow tests/test_compiled.py tests/test_pipelines.py -k compile
 set -euo pipefail
@@ -30,5 +31,7 @@ cd "$TREE"
 HAWK_BUILD_CUDA=0 MAX_JOBS=2 "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e . > build.log 2>&1 \
   || { tail -20 build.log; exit 1; }
 "$VENV/bin/python" -c "import platform, torch, transformers; print('python', platform.python_version(), 'torch', torch.__version__, 'transformers', transformers.__version__)"
+# every Triton kernel compiled for sm_90 by the GPU machine's Triton (no GPU needed; the CI does it with its own)
+env -u TRITON_INTERPRET "$VENV/bin/python" -m hawk_kernels.ops.triton.compile_check --arch 90 | tail -n 3
 if [ "$#" -eq 0 ]; then set -- tests -k 'not triton'; fi
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider -rfE "$@"
