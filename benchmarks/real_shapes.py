@@ -299,11 +299,13 @@ class Budget:
         return estimate < self.left()
 
 
-def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path, budget: Budget) -> dict:
+def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path, budget: Budget,
+                 result: dict) -> dict:
+    """Fills `result` as it goes (so a family that raises half way keeps the rows it finished) and returns it."""
     scale = "full" if args.full else "reduced"
     vq = "reduced" if args.smoke else args.vq
     size = SMOKE_SIZES[family] if args.smoke else FULL_SIZES[family]
-    result = dict(released=NAMES[family], scale=scale, vq=vq, dtype=str(dtype).replace("torch.", ""),
+    result.update(released=NAMES[family], scale=scale, vq=vq, dtype=str(dtype).replace("torch.", ""),
                   weights="random (seeded); heads untrained: tokens per pass is not that of trained heads on the "
                           "released weights", runs=[], memory_batches=[])
     # --full and --smoke keep the model they built (--smoke runs --full's code path); otherwise write + load
@@ -370,12 +372,14 @@ def _guarded(fn, budget: Budget, estimate: float) -> dict:
     return row
 
 
-def _family_failed(family: str, error: Exception) -> dict:
-    """A family whose run raised: the error and the last frames, so the other families still run and the run
-    exits non-zero."""
+def _family_failed(family: str, error: Exception, result: dict) -> dict:
+    """A family whose run raised: the rows it finished, the error and the last frames; the other families still
+    run and the run exits non-zero."""
     traceback.print_exc()
-    return dict(released=NAMES[family], failed=f"{type(error).__name__}: {error}",
-                traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
+    result.setdefault("released", NAMES[family])
+    result.update(failed=f"{type(error).__name__}: {error}",
+                  traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
+    return result
 
 
 def main(argv=None) -> int:
@@ -433,10 +437,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="real_shapes_") as tmp:
         work_dir = Path(args.work or tmp)
         for family in [f for f in ORDER if f in families]:
+            result = report["families"][family] = {}
             try:
-                report["families"][family] = bench_family(family, args, device, dtype, out_dir, work_dir, budget)
+                bench_family(family, args, device, dtype, out_dir, work_dir, budget, result)
             except Exception as error:  # noqa: BLE001 - recorded; the next family still runs
-                report["families"][family] = _family_failed(family, error)
+                _family_failed(family, error, result)
             gc.collect()  # out here: inside the except block its traceback still held the failed family's model
             if device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -264,15 +264,20 @@ def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeyp
     from benchmarks import real_shapes as bench
 
     def fake_family(family, *args):
-        if family == "janus":
+        result = args[-1]
+        result.update(released=bench.NAMES[family], runs=[dict(mode="ar", seconds_per_image=1.0)])
+        if family == "janus":  # after its first mode
             raise RuntimeError("a bug at the real shape")
-        return dict(released=bench.NAMES[family], runs=[])
+        return result
 
     monkeypatch.setattr(bench, "bench_family", fake_family)
     assert bench.main(["--smoke", "--out", str(tmp_path), "--families", "janus,chameleon"]) == 1
     report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
-    assert report["families"]["janus"]["failed"] == "RuntimeError: a bug at the real shape"
-    assert any("fake_family" in line for line in report["families"]["janus"]["traceback"])
-    assert report["families"]["chameleon"] == dict(released=bench.NAMES["chameleon"], runs=[])
+    janus = report["families"]["janus"]
+    assert janus["failed"] == "RuntimeError: a bug at the real shape"
+    assert janus["runs"] == [dict(mode="ar", seconds_per_image=1.0)]  # the row it finished first is kept
+    assert any("fake_family" in line for line in janus["traceback"])
+    assert report["families"]["chameleon"] == dict(released=bench.NAMES["chameleon"],
+                                                   runs=[dict(mode="ar", seconds_per_image=1.0)])
     assert bench._guarded(lambda: 1 / 0, bench.Budget(None), 1.0) == {"failed": "ZeroDivisionError: division by zero"}
     assert "FAILED: janus" in capsys.readouterr().out
