@@ -32,7 +32,7 @@ def _variants():
         options = {"num_warps": dh.NUM_WARPS, "num_stages": dh.NUM_STAGES}
         for bm in (16, dh.MAX_BLOCK_M):  # dh.block_m(rows): every rows count takes one of the two
             sig = dict(z_ptr=ptr, weight_ptr=ptr, bias_ptr=ptr, out_ptr=ptr, tokens="i32", width="i32",
-                       layers="i32", layer="i32", per_head_input="i1", IEEE="constexpr", BLOCK_M="constexpr",
+                       layers="i32", layer="i32", per_head_input="i32", IEEE="constexpr", BLOCK_M="constexpr",
                        BLOCK_N="constexpr", BLOCK_K="constexpr")
             out.append((f"draft_heads.resblock[{dtype}, BLOCK_M={bm}]", dh._resblock_kernel, sig,
                         dict(IEEE=ieee, BLOCK_M=bm, BLOCK_N=dh.BLOCK_N, BLOCK_K=dh.BLOCK_K), options))

@@ -43,8 +43,9 @@ def _draft_heads_op(hidden: torch.Tensor, res_weight: torch.Tensor, res_bias: to
     for layer in range(layers):
         out = torch.empty(heads, tokens, width, dtype=hidden.dtype, device=dev)
         grid = (triton.cdiv(tokens, bm), triton.cdiv(width, BLOCK_N), heads)
+        # per_head_input as an int: Triton 3.6's interpreter (the GPU machine's Triton) rejects a bool argument
         launch(_resblock_kernel)[grid](
-            z, res_weight, res_bias, out, tokens, width, layers, layer, z.shape[0] > 1,
+            z, res_weight, res_bias, out, tokens, width, layers, layer, int(z.shape[0] > 1),
             IEEE=ieee, BLOCK_M=bm, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
         z = out
     z = z.expand(heads, tokens, width).contiguous()  # a copy only without ResBlocks (layers == 0)
@@ -111,7 +112,7 @@ def _resblock_kernel(
     pid_m, pid_n, head = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    z_ptr += tl.where(per_head_input, head, 0) * tokens * width
+    z_ptr += tl.where(per_head_input != 0, head, 0) * tokens * width
     weight_ptr += (head * layers + layer) * width * width
     acc = _rows_times_wt(z_ptr, weight_ptr, rows, cols, tokens, width, width,
                          tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32), IEEE, BLOCK_K)
