@@ -137,12 +137,24 @@ PY
   git log -1 --format='commit %H %cI' 2>&1; git status --short 2>&1 | head -50
 } > "$WORK/env.txt" 2>&1
 
-# --- 1. build in place (the tests import this _C through PYTHONPATH=<repo root>)
-if [ "$GPU" -eq 1 ]; then
+# --- 1. build in place (the tests import this _C through PYTHONPATH=<repo root>). A second call on the same machine
+# skips it when the sources, torch and the CUDA choice are those of the last build here: a stamp of their contents in
+# build/ (kept between device calls), not file times, which a fresh copy of the tree may renew (55 s of a call).
+BUILD_STAMP=build/gpu_check_stamp
+build_key() {
+  { find csrc -type f | LC_ALL=C sort | xargs cat; cat setup.py; echo "gpu=$GPU"
+    "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1; } | sha256sum | cut -d' ' -f1
+}
+KEY="$(build_key)"
+if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$KEY" ] && ls hawk_kernels/_C*.so > /dev/null 2>&1; then
+  say "--- build: up to date (sources, torch and CUDA choice unchanged since the build that wrote $BUILD_STAMP)"
+  record build passed 0 0 "" any "up to date: $BUILD_STAMP matches" ""
+elif [ "$GPU" -eq 1 ]; then
   step build 420 gpu env MAX_JOBS="${MAX_JOBS:-16}" HAWK_BUILD_CUDA=1 "$PY" setup.py build_ext --inplace \
-    || BUILD_OK=0
+    && echo "$KEY" > "$BUILD_STAMP" || BUILD_OK=0
 else
-  step build 420 any env MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" setup.py build_ext --inplace || BUILD_OK=0
+  step build 420 any env MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" setup.py build_ext --inplace \
+    && echo "$KEY" > "$BUILD_STAMP" || BUILD_OK=0
 fi
 if [ "$BUILD_OK" -eq 1 ]; then
   "$PY" -c 'import hawk_kernels, hawk_kernels._C as c; print("gpu_check: imports", hawk_kernels.__file__, "and", c.__file__)' \
