@@ -145,16 +145,24 @@ build_key() {
   { find csrc -type f | LC_ALL=C sort | xargs cat; cat setup.py; echo "gpu=$GPU"
     "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1; } | sha256sum | cut -d' ' -f1
 }
+built_key() {  # the sources' key and the built library's own hash (another build of _C in between: not up to date)
+  echo "$1 $(cat hawk_kernels/_C*.so 2> /dev/null | sha256sum | cut -d' ' -f1)"
+}
 KEY="$(build_key)"
-if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$KEY" ] && ls hawk_kernels/_C*.so > /dev/null 2>&1; then
+if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$(built_key "$KEY")" ]; then
   say "--- build: up to date (sources, torch and CUDA choice unchanged since the build that wrote $BUILD_STAMP)"
   record build passed 0 0 "" any "up to date: $BUILD_STAMP matches" ""
-elif [ "$GPU" -eq 1 ]; then
-  step build 420 gpu env MAX_JOBS="${MAX_JOBS:-16}" HAWK_BUILD_CUDA=1 "$PY" setup.py build_ext --inplace \
-    && echo "$KEY" > "$BUILD_STAMP" || BUILD_OK=0
 else
-  step build 420 any env MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" setup.py build_ext --inplace \
-    && echo "$KEY" > "$BUILD_STAMP" || BUILD_OK=0
+  if [ "$GPU" -eq 1 ]; then
+    step build 420 gpu env MAX_JOBS="${MAX_JOBS:-16}" HAWK_BUILD_CUDA=1 "$PY" setup.py build_ext --inplace
+  else
+    step build 420 any env MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" setup.py build_ext --inplace
+  fi
+  if [ $? -eq 0 ]; then
+    mkdir -p build && built_key "$KEY" > "$BUILD_STAMP" || say "gpu_check: could not write $BUILD_STAMP"
+  else
+    BUILD_OK=0
+  fi
 fi
 if [ "$BUILD_OK" -eq 1 ]; then
   "$PY" -c 'import hawk_kernels, hawk_kernels._C as c; print("gpu_check: imports", hawk_kernels.__file__, "and", c.__file__)' \
