@@ -42,7 +42,7 @@ import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.drafts import jacobi_template
 from hawk_kernels.engine import step as step_module
-from timing import copy_bandwidth, median_seconds
+from timing import copy_bandwidth, failure, median_seconds
 
 MODES = hk.MODES
 LUMINA_IMAGE_START = 8197  # Lumina-mGPT prompts end with the image-start token
@@ -212,8 +212,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
             except Exception as error:  # noqa: BLE001 - recorded (and the exit status says so); the next row runs
                 traceback.print_exc()
                 row = dict(mode=mode, num_nodes=nodes, attention=attention, cuda_graphs_requested=graphed,
-                           failed=f"{type(error).__name__}: {error}",
-                           traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
+                           **failure(error))
             result["steps"].append(row)
             print(json.dumps(row), flush=True)
             gc.collect()  # out here: inside the except block its traceback still held the row's session
@@ -417,9 +416,10 @@ def main():
         json.dump(report, f, indent=2)
     plot(report, os.path.join(args.out, name + ".png"))
     print("wrote", os.path.join(args.out, name + ".json"), f"({report['seconds']:.1f} s)")
-    failed = [f"{r['mode']}-{r['num_nodes']} {r['attention']}" for r in (report["seven_b"] or {}).get("steps", [])
-              if "failed" in r] + (["transformers generate"] if (report["seven_b"] or {}).get(
-                  "transformers_generate_failed") else [])
+    big = report["seven_b"] or {}
+    failed = [f"{r['mode']}-{r['num_nodes']} {r['attention']}" for r in big.get("steps", []) if "failed" in r]
+    if "transformers_generate_failed" in big:
+        failed.append("transformers generate")
     if failed:
         print(f"FAILED: {', '.join(failed)} (see 'failed' and 'traceback' in the JSON)", flush=True)
     return 1 if failed else 0

@@ -57,6 +57,7 @@ import transformers  # noqa: E402
 
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
+from benchmarks.timing import failure  # noqa: E402
 from tests.transformers_reference import janus_image_generate  # noqa: E402
 
 MODES = ("ar", "hawk", "hawk+jacobi")
@@ -377,8 +378,7 @@ def _family_failed(family: str, error: Exception, result: dict) -> dict:
     run and the run exits non-zero."""
     traceback.print_exc()
     result.setdefault("released", NAMES[family])
-    result.update(failed=f"{type(error).__name__}: {error}",
-                  traceback=traceback.format_exc(limit=-6).splitlines()[-20:])
+    result.update(failure(error))
     return result
 
 

@@ -1,9 +1,12 @@
-"""The benchmarks' two shared measurements: a median time, and the device's copy bandwidth measured in the run.
+"""The benchmarks' two shared measurements: a median time, and the device's copy bandwidth measured in the run;
+and how a measurement that raised is recorded.
 
     median_seconds(fn, on_cuda, warmup, repeats)   median seconds of fn(): CUDA events on a GPU, perf_counter on CPU
     copy_bandwidth(device)                          dict: bytes per second of a device-to-device copy (bytes read +
                                                     bytes written, as a weight-streaming floor counts them), median
                                                     of several timed y.copy_(x), with how it was measured
+    failure(error)                                  dict: the error and its last frames, for a result row or family
+                                                    that raised (the run records it and goes on)
 
 Every bandwidth figure of the benchmarks (the op benchmarks' `bandwidth_fraction`, e2e.py's step floor) divides by
 copy_bandwidth() of the device it ran on, measured in that same process: no constant of some other GPU.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+import traceback
 
 import torch
 
@@ -71,3 +75,9 @@ def copy_bandwidth(device, nbytes: int | None = None, warmup: int = 3, repeats: 
         device = torch.device("cuda", torch.cuda.current_device())
     nbytes = default_copy_bytes(device) if nbytes is None else int(nbytes)
     return dict(_copy_bandwidth(str(device), nbytes, warmup, repeats, torch.get_num_threads()))
+
+
+def failure(error: BaseException) -> dict:
+    """{"failed": "Type: message", "traceback": the last frames}, called while `error` is being handled."""
+    return dict(failed=f"{type(error).__name__}: {error}",
+                traceback=traceback.format_exc(limit=-6).splitlines()[-20:])

@@ -70,6 +70,11 @@ def _json_lines(path: str) -> list[dict]:
 
 
 # --- the 7B-shaped steps ------------------------------------------------------------------------------------------
+def _e2e_on_gpu(report: dict) -> bool:
+    """An e2e report's 7B section ran at the 7B shape on a GPU (--smoke runs it at a tiny one)."""
+    return str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") and not report.get("smoke")
+
+
 def seven_b_steps(work: str) -> list[dict]:
     """Every timed 7B-shape step row, each with `source` and `on_gpu`: from the e2e JSON files, and from the e2e logs'
     JSON lines for the runs whose JSON is missing (a timeout keeps the rows printed before it)."""
@@ -78,20 +83,19 @@ def seven_b_steps(work: str) -> list[dict]:
         report = _json(path)
         if not report or not report.get("seven_b"):
             continue
-        on_gpu = str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") and not report.get("smoke")
-        run = os.path.basename(path)[len("e2e_"):-len(".json")]
+        run = os.path.basename(path)[len("e2e_"):-len(".json")]  # e.g. cuda_7b: its log is e2e_7b.log
         seen_runs.add(run.split("_")[-1])
         for step in (s for s in report["seven_b"]["steps"] if "ms_per_step" in s):  # not the rows that failed
-            rows.append(dict(step, source=os.path.basename(path), on_gpu=bool(on_gpu),
+            rows.append(dict(step, source=os.path.basename(path), on_gpu=_e2e_on_gpu(report),
                              floor_ms=report["seven_b"]["floor_ms"], run=run))
     for path in sorted(glob.glob(os.path.join(work, "e2e_*.log"))):
         name = os.path.basename(path)[len("e2e_"):-len(".log")]  # the gpu_check step: 7b, flex
-        if name in seen_runs or any(run.endswith(name) for run in seen_runs):
+        if name in seen_runs:
             continue
         lines = _json_lines(path)
         device = next((r.get("device") for r in lines if "copy_bytes_per_s" in r), None)
         for step in lines:
-            if "ms_per_step" in step and "ratio_to_floor" in step and step.get("ratio_to_floor"):
+            if "ms_per_step" in step and step.get("ratio_to_floor"):
                 rows.append(dict(step, source=os.path.basename(path) + " (JSON lines: the run did not finish)",
                                  on_gpu=str(device).startswith("cuda"),
                                  floor_ms=step["ms_per_step"] / step["ratio_to_floor"], run=name))
@@ -238,7 +242,7 @@ def projections(work: str) -> list[dict]:
     for path in sorted(glob.glob(os.path.join(work, "e2e_*.json"))):
         report = _json(path) or {}
         big = report.get("seven_b") or {}
-        if not str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") or report.get("smoke"):
+        if not _e2e_on_gpu(report):
             continue
         for key, seconds in sorted((big.get("projection") or {}).items()):
             out.append(_row(20, f"projected seconds per image ({big.get('body_tokens')} tokens): {key}", "info",

@@ -52,7 +52,7 @@ def _accept_reject_op(target_logits: torch.Tensor, draft_logits: torch.Tensor, n
     if not match_rule and batch * num_rows > 0:
         programs = _num_programs(batch * num_rows, dev)
         launch(_draft_stats_kernel)[(programs,)](draft_logits, stats, batch * num_rows, vocab,
-                                                      BLOCK_V=BLOCK_V, num_warps=NUM_WARPS)
+                                                 BLOCK_V=BLOCK_V, num_warps=NUM_WARPS)
     if batch > 0:
         programs = _num_programs(batch * num_nodes, dev)
         work = torch.empty(programs, vocab, dtype=torch.float32, device=dev)  # residual, one row per program
