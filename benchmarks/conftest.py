@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from timing import copy_bandwidth, median_seconds  # noqa: F401  (median_seconds: imported from here by scripts)
+from timing import CUDA_CLOCK, copy_bandwidth, median_seconds  # noqa: F401  (median_seconds: imported from here by scripts)
 
 
 def pytest_addoption(parser):
@@ -37,7 +37,7 @@ def timed(benchmark, request):
         bandwidth = copy_bandwidth(device)
         benchmark.extra_info.update(info)
         benchmark.extra_info.update({
-            "clock": "cuda events" if on_cuda else "time.perf_counter (CPU; no GPU timing)",
+            "clock": CUDA_CLOCK if on_cuda else "time.perf_counter (CPU; no GPU timing)",
             "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
             "median_us": median * 1e6,
             "bytes_moved": int(bytes_moved),

@@ -30,6 +30,7 @@ LARGE_VERIFY_TO_FLOOR = 1.4  # within 1.4x of its memory floor: bandwidth fracti
 DRAFT_HEADS_FRACTION = 0.75
 TREE_SIZE_VS_AR, TREE_SIZE_VS_BEST = 1.0, 0.90  # issue 20 item 4: batch >= 4 / batch 1
 MEMORY_BATCH, MEMORY_LIMIT_BYTES = 16, 80e9  # issue 22: 16 images with CFG plus the 7B model, every mode
+CUDA_CLOCK = "cuda events"  # the clock the benchmarks record on a GPU (benchmarks/timing.CUDA_CLOCK; a test checks)
 
 
 def _row(issue, target, threshold, measured, verdict, source, **extra):
@@ -70,9 +71,15 @@ def _json_lines(path: str) -> list[dict]:
 
 
 # --- the 7B-shaped steps ------------------------------------------------------------------------------------------
+def _timed_on_gpu(info: dict) -> bool:
+    """A timing record (timing.copy_bandwidth's, a benchmark's extra_info) was timed on a GPU: its clock says so.
+    (Its `device` is the card's name, "NVIDIA H200", not "cuda".)"""
+    return info.get("clock") == CUDA_CLOCK
+
+
 def _e2e_on_gpu(report: dict) -> bool:
     """An e2e report's 7B section ran at the 7B shape on a GPU (--smoke runs it at a tiny one)."""
-    return str(report.get("bandwidth", {}).get("device", "")).startswith("cuda") and not report.get("smoke")
+    return _timed_on_gpu(report.get("bandwidth", {})) and not report.get("smoke")
 
 
 def seven_b_steps(work: str) -> list[dict]:
@@ -93,11 +100,11 @@ def seven_b_steps(work: str) -> list[dict]:
         if name in seen_runs:
             continue
         lines = _json_lines(path)
-        device = next((r.get("device") for r in lines if "copy_bytes_per_s" in r), None)
+        bandwidth = next((r for r in lines if "copy_bytes_per_s" in r), {})
         for step in lines:
             if "ms_per_step" in step and step.get("ratio_to_floor"):
                 rows.append(dict(step, source=os.path.basename(path) + " (JSON lines: the run did not finish)",
-                                 on_gpu=str(device).startswith("cuda"),
+                                 on_gpu=_timed_on_gpu(bandwidth),
                                  floor_ms=step["ms_per_step"] / step["ratio_to_floor"], run=name))
     return rows
 
@@ -143,7 +150,7 @@ def kernel_rows(work: str) -> list[dict]:
         for bench in report.get("benchmarks", []):
             info = dict(bench.get("extra_info", {}))
             info.update(name=bench.get("name", ""), source=os.path.basename(path),
-                        on_gpu=info.get("clock") == "cuda events")
+                        on_gpu=_timed_on_gpu(info))
             rows.append(info)
     return rows
 

@@ -17,8 +17,13 @@ def _step(mode, nodes, ms, floor=3.28, attention="sdpa", graphed=True, compiled=
                 ratio_to_floor=ms / floor)
 
 
+# what benchmarks/timing.copy_bandwidth records: the card's name as `device`, and the clock it timed with
+GPU_BANDWIDTH = dict(copy_bytes_per_s=4.28e12, clock="cuda events", device="NVIDIA H200")
+CPU_BANDWIDTH = dict(copy_bytes_per_s=2e10, clock="time.perf_counter", device="cpu")
+
+
 def _bench(name, **info):
-    return dict(name=name, extra_info=dict(clock="cuda events", **info))
+    return dict(name=name, extra_info=dict(clock="cuda events", device="NVIDIA H200", **info))
 
 
 def _gpu_run(work: Path) -> None:
@@ -27,9 +32,9 @@ def _gpu_run(work: Path) -> None:
         _step("ar", 1, 4.0), _step("hawk", 32, 4.5), _step("hawk", 64, 5.6), _step("ar", 1, 30.0, graphed=False),
         _step("hawk+jacobi", 64, 5.0), _step("hawk+jacobi", 32, 4.4, graphed=False),
         dict(mode="hawk", num_nodes=128, attention="sdpa", cuda_graphs_requested=True, failed="OutOfMemoryError")])
-    (work / "e2e_cuda_7b.json").write_text(json.dumps(dict(bandwidth=dict(device="cuda:0"), smoke=False, seven_b=seven_b)))
+    (work / "e2e_cuda_7b.json").write_text(json.dumps(dict(bandwidth=GPU_BANDWIDTH, smoke=False, seven_b=seven_b)))
     (work / "e2e_flex.log").write_text("\n".join([
-        'copy bandwidth {"copy_bytes_per_s": 4.28e12, "device": "cuda:0"}',
+        "copy bandwidth " + json.dumps(GPU_BANDWIDTH),
         json.dumps(_step("ar", 1, 3.9, attention="flex_attention")),
         json.dumps(_step("hawk+jacobi", 32, 4.4, attention="flex_attention")),
         "Traceback (most recent call last): killed"]))
@@ -105,7 +110,7 @@ def test_cpu_rows_are_never_judged_against_gpu_targets(tmp_path):
     """The smoke forms gpu_check runs without a GPU: a tiny-shape e2e on the CPU, the kernels' CPU rows, the
     smoke tree_size and real_shapes: every GPU target reads 'not measured'; the CLI prints the table."""
     seven_b = dict(floor_ms=0.1, steps=[_step("ar", 1, 0.12, floor=0.1), _step("hawk", 32, 0.13, floor=0.1)])
-    (tmp_path / "e2e_smoke_cpu.json").write_text(json.dumps(dict(bandwidth=dict(device="cpu"), smoke=True,
+    (tmp_path / "e2e_smoke_cpu.json").write_text(json.dumps(dict(bandwidth=CPU_BANDWIDTH, smoke=True,
                                                                  seven_b=seven_b)))
     (tmp_path / "kernels_bench_cpu.json").write_text(json.dumps(dict(benchmarks=[dict(
         name="test_accept_reject[cpu-cpu-N16-V1024]", extra_info=dict(clock="time.perf_counter", backend="cuda",
@@ -125,3 +130,25 @@ def test_cpu_rows_are_never_judged_against_gpu_targets(tmp_path):
     bad = subprocess.run([sys.executable, "scripts/targets.py", str(tmp_path / "missing")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "work: expected a folder of gpu_check outputs" in bad.stderr
+
+
+def test_gpu_rows_are_told_by_the_clock_the_benchmarks_record():
+    """A figure counts as timed on a GPU by its clock, the word benchmarks/timing.py writes (its `device` is the
+    card's name: a test of `device.startswith("cuda")` read every GPU row of a real run as a CPU row)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import timing
+
+    assert targets.CUDA_CLOCK == timing.CUDA_CLOCK
+    assert not targets._timed_on_gpu(timing.copy_bandwidth("cpu", nbytes=1 << 20, repeats=2))
+
+
+def test_a_real_gpu_runs_kernel_rows_count_as_gpu_rows(tmp_path):
+    """The kernel benchmarks' JSON of the H200 run of 2026-12-04, as it came back: every row timed on the GPU (its
+    id starts with cuda-) counts as a GPU row, and none of the CPU rows does."""
+    real = ROOT / "benchmarks" / "results" / "h200-2026-12-04" / "kernels_bench.json"
+    (tmp_path / "kernels_bench.json").write_text(real.read_text())
+    rows = targets.kernel_rows(str(tmp_path))
+    on_gpu = {r["name"] for r in rows if r["on_gpu"]}
+    assert on_gpu and on_gpu == {r["name"] for r in rows if "[cuda-" in r["name"]}
+    heads = [r for r in targets.kernel_targets(rows) if r["target"].startswith("draft_heads (CUDA), ")]
+    assert len(heads) == 2  # judged rows (that run predates bandwidth_fraction: its value reads not measured)
