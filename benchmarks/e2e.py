@@ -8,7 +8,8 @@
 2. a Lumina-mGPT-7B-shaped Llama (hidden 4096, 32 layers, 65536 vocabulary, random bf16 weights) at the
    768px layout (48x48 + row-end = 2352 body tokens) with CFG (2 rows): ms per plain step and per Hawk
    step for trees of 16..128 nodes, eager and graphed, against the weight-streaming floor (weight bytes /
-   measured copy bandwidth), and the projected seconds per image at the bundled model's tokens per pass;
+   measured copy bandwidth; beside it the stricter floor of the bytes a step reads: streamed_bytes), and the
+   projected seconds per image at the bundled model's tokens per pass at the same tree size (measured in the run);
 3. the transformers `generate` loop on the same backbone (2 rows, sampling): ms per token, the baseline a
    user has today.
 
@@ -74,13 +75,15 @@ def bundled(device, images: int, nodes: int, graphs: list[bool], modes=MODES) ->
     rows = []
     for graphed in graphs:
         for mode in modes:
-            pipe.decoder(mode, num_nodes=nodes).cuda_graphs = graphed
-            pipe.generate(prompts[:1], mode=mode, seed=999, num_nodes=nodes)  # warm-up: Triton/cuBLAS init
+            # the decoder generate() runs for (mode, nodes): "ar" runs the 1-node AR decoder whatever num_nodes is
+            decoder = pipe.decoder(mode, num_nodes=1 if mode == "ar" else nodes)
+            decoder.cuda_graphs = graphed
+            pipe.generate(prompts[:1], mode=mode, seed=999, decoder=decoder)  # warm-up: Triton/cuBLAS init
             seconds, passes, tokens, used_graph, fallbacks = [], [], [], False, {}
             for i in range(images):
                 sync(device)
                 start = time.perf_counter()
-                out = pipe.generate([prompts[i % len(prompts)]], mode=mode, seed=i, num_nodes=nodes)
+                out = pipe.generate([prompts[i % len(prompts)]], mode=mode, seed=i, decoder=decoder)
                 sync(device)
                 seconds.append(time.perf_counter() - start)
                 passes.append(out.num_forward_passes[0])
@@ -88,7 +91,7 @@ def bundled(device, images: int, nodes: int, graphs: list[bool], modes=MODES) ->
                 used_graph = used_graph or out.outputs[0].cuda_graph
                 fallbacks.update(out.outputs[0].fallbacks)  # e.g. why a capture fell back to eager
             rows.append(dict(mode=mode, cuda_graphs_requested=graphed, cuda_graph_used=used_graph, images=images,
-                             num_nodes=nodes, passes_per_image=statistics.mean(passes),
+                             num_nodes=decoder.tree.num_nodes, passes_per_image=statistics.mean(passes),
                              tokens_per_pass=sum(tokens) / sum(passes), ms_per_image=1e3 * statistics.median(seconds),
                              fallbacks=fallbacks))
             print(json.dumps(rows[-1]), flush=True)
@@ -162,6 +165,7 @@ def kernel_breakdown(session, device, steps: int = 3, top: int = 12, unrolled: b
                 rows.append(dict(name=avg.key[:120], calls_per_step=avg.count / steps, us_per_step=us / steps))
         return sorted(rows, key=lambda r: -r["us_per_step"])
 
+    @torch.no_grad()  # as session.run: under grad mode a compiled step would compile again (a minute at 7B)
     def direct():
         step = session.compiled if session.compiled is not None else step_module.step
         for _ in range(steps):
@@ -197,10 +201,12 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
     prompt = torch.randint(*shape["prompt_tokens"], (1, 32), device=device)
     prompt[:, -1] = shape["image_start"]
     floor_ms = 1e3 * weight_bytes / bandwidth["copy_bytes_per_s"]
+    streamed = streamed_bytes(model, grid)
     result = dict(shape=shape_name, label=shape["label"], dtype=str(dtype).replace("torch.", ""), layers=layers,
                   hidden=shape["hidden"], vocab=shape["vocab"], layout=[grid.height, grid.width],
                   body_tokens=grid.num_body_tokens, weight_bytes=weight_bytes,
-                  copy_bytes_per_s=bandwidth["copy_bytes_per_s"], floor_ms=floor_ms, steps=[])
+                  copy_bytes_per_s=bandwidth["copy_bytes_per_s"], floor_ms=floor_ms, streamed_bytes=streamed,
+                  streamed_floor_ms=1e3 * streamed / bandwidth["copy_bytes_per_s"], steps=[])
     runs = [(a, g) for a in attentions for g in graphs if a == "sdpa" or g or len(graphs) == 1]
     for attention, graphed in runs:
         model.set_attn_implementation(attention)
@@ -208,7 +214,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
         for mode, nodes in [("ar", 1)] + [(m, n) for n in node_counts for m in tree_modes]:
             try:
                 row = _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device,
-                                   steps, floor_ms, profile_steps)
+                                   steps, floor_ms, result["streamed_floor_ms"], profile_steps)
             except Exception as error:  # noqa: BLE001 - recorded (and the exit status says so); the next row runs
                 traceback.print_exc()
                 row = dict(mode=mode, num_nodes=nodes, attention=attention, cuda_graphs_requested=graphed,
@@ -235,8 +241,20 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
     return result
 
 
+def streamed_bytes(model, grid: hk.ImageGrid) -> int:
+    """The weight bytes a decode step must read: every parameter but the input embedding (a step gathers a few of
+    its rows) and the output head, of which only the image rows are read (the backbone adapter's copy,
+    grid.local_vocab_size rows). floor_ms counts every parameter, as issue 20 defines the floor; this is the
+    stricter one (about 7% less at the 7B shape), reported beside it."""
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    skipped = {id(embed): embed, id(head): head}.values()  # tied weights: counted once
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    return total - sum(w.numel() * w.element_size() for w in skipped) + \
+        grid.local_vocab_size * head.shape[1] * head.element_size()
+
+
 def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device, steps, floor_ms,
-                 profile_steps) -> dict:
+                 streamed_floor_ms, profile_steps) -> dict:
     """One 7B-shape step row: a decoder of `mode` and `nodes`, three steps (compiling, capturing), then timed."""
     tree = jacobi_template(mode, heads, nodes) if mode != "ar" else None
     dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
@@ -256,7 +274,7 @@ def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, co
                first_three_steps_s=first_steps_s,
                compile_s=session.compiled.compile_seconds if session.compiled is not None else 0.0,
                kernel_backends=dec.plan.kernels.backends(),
-               ms_per_step=ms, ratio_to_floor=ms / floor_ms)
+               ms_per_step=ms, ratio_to_floor=ms / floor_ms, ratio_to_streamed_floor=ms / streamed_floor_ms)
     if profile_steps:
         row["kernels"] = kernel_breakdown(session, device, profile_steps)
     return row
@@ -274,16 +292,33 @@ def _transformers_ms_per_token(model, prompt, new_tokens: int, device) -> float:
     return 1e3 * (time.perf_counter() - start) / new_tokens
 
 
+def tree_key(mode: str, nodes: int) -> str:
+    return f"{mode}@{nodes}"
+
+
+def bundled_tokens_per_pass(device, bundled_rows: list[dict], trees: set, images: int) -> dict:
+    """{tree_key(mode, nodes): the bundled model's committed tokens per pass} for every (mode, nodes) of `trees`:
+    from the bundled section's rows where it ran that tree, else measured here (`images` images each, eager: the
+    rate does not depend on the engine). What a 7B step's projection multiplies by."""
+    out = {tree_key(r["mode"], r["num_nodes"]): r["tokens_per_pass"] for r in bundled_rows}
+    missing = sorted((m, n) for m, n in trees if tree_key(m, n) not in out)
+    for nodes in sorted({n for _, n in missing}):
+        for r in bundled(device, images, nodes, [False], [m for m, n in missing if n == nodes]):
+            out[tree_key(r["mode"], nodes)] = r["tokens_per_pass"]
+    return {key: out[key] for key in sorted(tree_key(m, n) for m, n in trees)}
+
+
 def project(result: dict, tokens_per_pass: dict, num_body: int) -> dict:
     """Seconds per image of the section-2 layout (num_body tokens) from its measured step times and the bundled
-    model's tokens per pass of each mode ({mode: tokens per pass}; a mode without one counts 1)."""
+    model's tokens per pass of each tree ({tree_key(mode, nodes): tokens per pass}); a tree step without one is
+    not projected (1 token per pass would make every tree read slower than AR)."""
     out = {}
     for r in (r for r in result["steps"] if "ms_per_step" in r):  # not the rows that failed
         engine = ("graphed" if r["cuda_graph"] else "eager") + ("" if r["attention"] == "sdpa" else "_flex")
         if r["mode"] == "ar":
             out[f"{engine}_ar_s"] = num_body * r["ms_per_step"] / 1e3
-        else:
-            rate = tokens_per_pass.get(r["mode"], 1.0)
+        elif tree_key(r["mode"], r["num_nodes"]) in tokens_per_pass:
+            rate = tokens_per_pass[tree_key(r["mode"], r["num_nodes"])]
             out[f"{engine}_{r['mode']}_{r['num_nodes']}_s"] = num_body / rate * r["ms_per_step"] / 1e3
     if "transformers_generate_ms_per_token" in result:
         out["transformers_generate_s"] = num_body * result["transformers_generate_ms_per_token"] / 1e3
@@ -402,7 +437,8 @@ def main():
                       new_tokens=8 if smoke else 64, attentions=tuple(attentions),
                       compile=COMPILE_WORDS[args.compile],
                       tree_modes=tuple(args.tree_modes), profile_steps=args.profile_steps)
-        tokens_per_pass = {r["mode"]: r["tokens_per_pass"] for r in report["bundled"]}  # the last engine's
+        trees = {(r["mode"], r["num_nodes"]) for r in big["steps"] if r["mode"] != "ar" and "ms_per_step" in r}
+        tokens_per_pass = bundled_tokens_per_pass(device, report["bundled"], trees, images=1 if smoke else 3)
         big["projection"] = project(big, tokens_per_pass, shape_grid(shape).num_body_tokens)
         big["projection_tokens_per_pass"] = tokens_per_pass
         report["seven_b"] = big

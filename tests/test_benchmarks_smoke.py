@@ -202,7 +202,17 @@ def test_e2e_smoke_runs_every_section(smoke):
             assert kernels["by_kind"].get("hawk ops", 0) > 0, kernels["by_kind"]
     assert big["transformers_generate_ms_per_token"] > 0 and big["transformers_generate_ratio_to_floor"] > 0
     assert {"eager_ar_s", "eager_hawk_4_s", "eager_hawk_8_s", "transformers_generate_s"} <= set(big["projection"])
-    assert big["projection_tokens_per_pass"]["hawk"] == pytest.approx(rows["hawk"]["tokens_per_pass"])
+    # each tree step is projected at the bundled model's tokens per pass at ITS tree size (measured for 4 and 8:
+    # the bundled section ran 16 nodes), not at another size's, and never at 1 token per pass
+    per_tree = big["projection_tokens_per_pass"]
+    assert set(per_tree) == {"hawk@4", "hawk@8"} and all(rate > 1.5 for rate in per_tree.values()), per_tree
+    ar_step = next(r["ms_per_step"] for r in big["steps"] if r["mode"] == "ar")
+    hawk8 = next(r["ms_per_step"] for r in big["steps"] if (r["mode"], r["num_nodes"]) == ("hawk", 8))
+    assert big["projection"]["eager_ar_s"] == pytest.approx(42 * ar_step / 1e3)
+    assert big["projection"]["eager_hawk_8_s"] == pytest.approx(42 / per_tree["hawk@8"] * hawk8 / 1e3)
+    # the stricter floor: the step reads the image rows of the output head, not all of it, nor the embedding
+    assert 0 < big["streamed_bytes"] < big["weight_bytes"]
+    assert all(r["ratio_to_streamed_floor"] > r["ratio_to_floor"] for r in big["steps"])
 
 
 def test_the_kernel_breakdown_without_graph_tracing(monkeypatch):
@@ -218,6 +228,39 @@ def test_the_kernel_breakdown_without_graph_tracing(monkeypatch):
     kernels = e2e.kernel_breakdown(session, torch.device("cpu"), steps=2, unrolled=True)
     assert kernels["source"] == "direct calls of the step" and kernels["us_per_step"] > 0
     assert kernels["by_kind"].get("gemm", 0) > 0 and kernels["by_kind"].get("hawk ops", 0) > 0, kernels["by_kind"]
+
+
+def test_the_kernel_breakdown_of_a_compiled_step_does_not_compile_again(monkeypatch):
+    """Profiling direct calls of a compiled step runs them as session.run does (no grad): under grad mode dynamo
+    would compile the step once more inside the profile, a minute per 7B row."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import e2e
+    from hawk_kernels.engine.compiled import _graphs_compiled
+    from tests.tiny_models import tiny_backbone, tiny_grid
+
+    torch.set_num_threads(1)
+    dec = hk.HawkDecoder(tiny_backbone(), None, tiny_grid(), mode="ar", num_nodes=2, compile=True)
+    session = dec.start(torch.tensor([[1, 5, 6, 4]]), cfg_scale=2.0, seed=0)
+    session.run(1)  # compiles
+    compiled = _graphs_compiled()
+    kernels = e2e.kernel_breakdown(session, torch.device("cpu"), steps=1, unrolled=True)
+    assert kernels["source"] == "direct calls of the step" and _graphs_compiled() == compiled
+
+
+def test_bundled_rows_run_the_engine_they_name(monkeypatch):
+    """e2e.bundled's eager rows run eager decoders, the AR row included (generate runs "ar" on the 1-node AR
+    decoder: setting cuda_graphs on the decoder of the tree size left the one that ran graphed on a GPU)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import e2e
+
+    pipes = []
+    load = hk.load_demo_pipeline
+    monkeypatch.setattr(e2e.hk, "load_demo_pipeline", lambda **kw: pipes.append(load(**kw)) or pipes[-1])
+    torch.set_num_threads(1)
+    rows = e2e.bundled(torch.device("cpu"), images=1, nodes=4, graphs=[False], modes=("ar", "hawk"))
+    assert [(r["mode"], r["num_nodes"]) for r in rows] == [("ar", 1), ("hawk", 4)]
+    ran = {(mode, size): d.cuda_graphs for (mode, _, size, _), d in pipes[0]._decoders.items()}
+    assert ran == {("ar", 1): False, ("hawk", 4): False}
 
 
 def test_kernel_benchmarks_smoke(smoke):
@@ -312,4 +355,5 @@ def test_e2e_records_a_failing_row_and_times_the_rest(monkeypatch):
     assert any("failing_at_8" in line for line in rows[("hawk", 8)]["traceback"])
     assert rows[("ar", 1)]["ms_per_step"] > 0 and rows[("hawk", 4)]["ms_per_step"] > 0
     assert big["transformers_generate_ms_per_token"] > 0
-    assert set(e2e.project(big, {"hawk": 2.0}, 36)) == {"eager_ar_s", "eager_hawk_4_s", "transformers_generate_s"}
+    assert set(e2e.project(big, {"hawk@4": 2.0}, 36)) == {"eager_ar_s", "eager_hawk_4_s", "transformers_generate_s"}
+    assert set(e2e.project(big, {}, 36)) == {"eager_ar_s", "transformers_generate_s"}  # no rate: no projection

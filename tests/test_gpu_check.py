@@ -19,8 +19,9 @@ STEPS = ["build", "canary", "tests_cuda", "e2e_7b", "kernel_bench", "tests_cuda_
          "sanitizer_synccheck", "sanitizer_initcheck", "heads_training"]
 CPU_FORMS = {"build", "e2e_7b", "kernel_bench", "step_ops", "real_shapes", "tree_size", "heads_training"}
 # the real interpreter for inline code (the GPU probe, the import check, the build key, the summary); a stand-in for
-# every step's command, which fails where FAIL_STEP names it
+# every step's command, which fails where FAIL_STEP names it; FAKE_GPU: the GPU probe says there is one
 FAKE_PYTHON = """#!/bin/bash
+if [ -n "${{FAKE_GPU:-}}" ] && [[ "$2" == "import sys, torch; sys.exit(0 if torch.cuda.is_available()"* ]]; then exit 0; fi
 if [ "$1" = "-" ] || [ "$1" = "-c" ]; then exec "{python}" "$@"; fi
 if [ -n "${{FAIL_STEP:-}}" ] && [[ "$*" == *"$FAIL_STEP"* ]]; then echo "STAND-IN FAILS: $*"; exit 3; fi
 echo "STAND-IN: $*"
@@ -78,3 +79,20 @@ def test_every_step_in_order_a_failing_step_recorded_and_the_build_skipped_by_it
     rc, summary, log = _run(tree, tmp_path / "third")  # nothing changed since: the build is skipped
     assert rc == 0, log
     assert summary["steps"][0]["reason"] == "up to date: build/gpu_check_stamp matches"
+
+
+def test_the_gpu_flow_after_a_failing_canary(tree, tmp_path):
+    """The script's GPU branches (the stand-in says there is a GPU): every step in its GPU form, in order; the
+    canary (the CUDA kernels' first call) fails, so the later steps run on the Triton kernels and the kernel
+    benchmarks leave out the CUDA kernels' rows (an illegal address there would fail every later row)."""
+    rc, summary, log = _run(tree, tmp_path / "gpu", FAKE_GPU="1", FAIL_STEP="scripts/sanitize_ops.py")
+    assert rc == 1, log
+    by_name = {s["name"]: s for s in summary["steps"]}
+    assert [s["name"] for s in summary["steps"]] == STEPS
+    assert by_name["canary"]["status"] == "failed" and summary["failed_steps"] == ["canary"]
+    assert "later steps run with HAWK_KERNELS_SKIP=cuda" in log
+    for name in ("tests_cuda", "e2e_7b", "kernel_bench", "tests_cuda_compiled", "e2e_flex", "e2e_bundled",
+                 "step_ops", "real_shapes", "tree_size", "heads_training"):
+        assert by_name[name]["status"] == "passed" and by_name[name]["form"] == "gpu", by_name[name]
+    assert "-k not cuda-cuda" in by_name["kernel_bench"]["command"], by_name["kernel_bench"]
+    assert "--profile-steps 3" in by_name["e2e_7b"]["command"] and "HAWK_BUILD_CUDA=1" in by_name["build"]["command"]
