@@ -172,15 +172,10 @@ def grid_summary(pipe, size) -> dict:
 def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_nodes) -> dict:
     """One image: tokens, then pixels, each phase with its own peak (a peak reset inside a measured block would
     hide the block's earlier peak); the image's peak is the larger."""
-    if num_nodes == "auto":  # chosen (and timed, once per shape) before the clock, as generate does
-        from hawk_kernels.tree_size import pipeline_num_nodes
-
-        num_nodes = pipeline_num_nodes(pipe, mode, pipe.layout(size), "auto", 1, pipe.defaults["cfg_scale"], 32)
     with PeakMemory(device) as token_memory:
-        start = time.perf_counter()
         tokens = pipe.generate_tokens([PROMPT], mode=mode, size=size, seed=0, num_nodes=num_nodes)
-        sync(device)
-        token_seconds = time.perf_counter() - start
+        # the generation's own clock: an "auto" tree size is chosen (its steps timed, once per shape) before it
+        token_seconds = tokens.seconds
     with PeakMemory(device) as decode_memory:
         start = time.perf_counter()
         pixels = pipe.decode_pixels(tokens.codes)

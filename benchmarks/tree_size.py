@@ -27,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import hawk_kernels as hk  # noqa: E402
 from e2e import report_header  # noqa: E402
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
+from hawk_kernels.target import SamplingConfig  # noqa: E402
 from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
 
 DRAFTING = ("medusa", "vertical", "hawk", "jacobi", "hawk+jacobi")
@@ -61,7 +62,8 @@ def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -
 
 def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto") -> list[dict]:
     """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved."""
-    choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, 3.0, "demo", table, sizes)
+    choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, SamplingConfig(3.0), "demo",
+                                      table, sizes)
                for mode, make in factories.items()}
     ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)  # the noise band
     decoders = {"ar": next(iter(factories.values()))(1), "ar again": ar_again}

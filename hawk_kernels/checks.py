@@ -3,6 +3,7 @@ given, and every check runs before any model work (so a careless call fails at o
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 
 import torch
@@ -26,11 +27,18 @@ def as_int(name: str, value, low: int | None = None, high: int | None = None) ->
     return value
 
 
+def as_bool(name: str, value) -> bool:
+    """value, which must be True or False (1, "yes" and the like are refused: they are typos more often than not)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {_given(value)}")
+    return value
+
+
 def as_float(name: str, value, low: float | None = None, high: float | None = None, *,
              low_open: bool = False) -> float:
     """value as a finite float in [low, high] ((low, high] with low_open); bools, strings, NaN, inf refused."""
     what = f"a finite number{_range(low, high, low_open)}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_scalar_tensor(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) and not _is_scalar_tensor(value):
         raise TypeError(f"{name}: expected {what}, got {_given(value)}")
     number = float(value)
     if not math.isfinite(number):

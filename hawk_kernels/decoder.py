@@ -11,7 +11,7 @@ import torch
 
 from .backbones import backbone_for
 from .backbones.kv_cache import cache_capacity
-from .checks import as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
+from .checks import as_bool, as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
 from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep, compiles
@@ -20,7 +20,7 @@ from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .target import SamplingConfig
-from .tree import TreeTemplate
+from .tree import MAX_NUM_NODES, TreeTemplate
 
 __all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES"]
 
@@ -54,12 +54,14 @@ class HawkDecoder:
         check_mode(mode)
         check_auto_flag("cuda_graphs", cuda_graphs)
         check_compile(compile)
+        # 1 and 0 are accepted as True and False: held as the bools, which the engine tests by identity
+        cuda_graphs, compile = (v if isinstance(v, str) else bool(v) for v in (cuda_graphs, compile))
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid: expected an ImageGrid, got {type(grid).__name__}")
         sync_every = as_int("sync_every", sync_every, 1)
-        num_nodes = as_int("num_nodes", num_nodes, 1)
-        horizontal_candidates = as_int("horizontal_candidates", horizontal_candidates, 1)
-        vertical_candidates = as_int("vertical_candidates", vertical_candidates, 1)
+        num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
+        horizontal_candidates = as_int("horizontal_candidates", horizontal_candidates, 1, grid.local_vocab_size)
+        vertical_candidates = as_int("vertical_candidates", vertical_candidates, 1, grid.local_vocab_size)
         max_depth = None if max_depth is None else as_int("max_depth", max_depth, 1)
         if tree is not None and not isinstance(tree, TreeTemplate):
             raise TypeError(f"tree: expected a TreeTemplate or None, got {type(tree).__name__}")
@@ -111,6 +113,7 @@ class HawkDecoder:
         """input_ids [B, L] (or [L]) conditional prompts ending where the image starts; attention_mask marks
         left padding; negative_input_ids [B or 1, L'] the unconditional prompts for CFG (default: the last
         token of each prompt, i.e. image-start only, as Lumina-mGPT does). temperature=0 -> greedy."""
+        as_bool("progress", progress)
         session = self.start(input_ids, negative_input_ids, cfg_scale, temperature, top_k, top_p, seed,
                              attention_mask)
         bar = None

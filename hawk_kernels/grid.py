@@ -41,6 +41,9 @@ class ImageGrid:
             object.__setattr__(self, name, token)
             if lo <= token < hi:
                 raise ValueError(f"{name}: {token} lies inside image_token_range ({lo}, {hi})")
+        if self.row_end_token is not None and self.row_end_token == self.image_end_token:
+            raise ValueError(f"image_end_token: {self.image_end_token} is also the row_end_token (the image's end "
+                             "must be a token of its own)")
 
     # --- geometry -------------------------------------------------------------------------------------
     @property
@@ -109,8 +112,9 @@ class ImageGrid:
     def lumina_mgpt(cls, resolution: int = 768) -> "ImageGrid":
         """Lumina-mGPT (Chameleon tokenizer): 16 px per token, row-end 8803, codes 4..8195, end 8196 (prompts
         end with the image-start token 8197)."""
-        if resolution not in (512, 768, 1024):
-            raise ValueError(f"resolution: expected 512, 768 or 1024, got {resolution}")
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution not in (512, 768, 1024):
+            raise ValueError(f"resolution: expected the int 512, 768 or 1024, got {type(resolution).__name__} "
+                             f"{resolution!r}")
         side = resolution // 16
         return cls(height=side, width=side, row_end_token=8803, image_token_range=(4, 8196),
                    image_end_token=8196)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import ops
+from .checks import as_bool, as_int
 
 CONFIG_NAME = "draft_heads_config.json"
 WEIGHTS_NAME = "draft_heads.safetensors"
@@ -39,17 +40,17 @@ class DraftHeadsConfig:
     def __post_init__(self):
         if self.family is not None and (not isinstance(self.family, str) or not self.family):
             raise ValueError(f"family: expected None or a model_type string, got {self.family!r}")
-        for name in ("hidden_size", "vocab_size", "num_layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("num_horizontal", "vertical_depth"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        for name in ("hidden_size", "vocab_size", "num_layers", "num_horizontal", "vertical_depth"):
+            low = 0 if name in ("num_horizontal", "vertical_depth") else 1
+            object.__setattr__(self, name, as_int(name, getattr(self, name), low))
         if self.num_horizontal + self.vertical_depth == 0:
             raise ValueError("num_horizontal + vertical_depth: expected at least one head")
+        as_bool("shared_lm_head", self.shared_lm_head)
         if self.image_token_range is not None:
-            lo, hi = self.image_token_range
-            object.__setattr__(self, "image_token_range", (int(lo), int(hi)))
+            if not isinstance(self.image_token_range, (tuple, list)) or len(self.image_token_range) != 2:
+                raise TypeError(f"image_token_range: expected None or a pair (lo, hi), got {self.image_token_range!r}")
+            lo, hi = (as_int("image_token_range", v) for v in self.image_token_range)
+            object.__setattr__(self, "image_token_range", (lo, hi))
             if not 0 <= lo < hi <= self.vocab_size:
                 raise ValueError(f"image_token_range: expected 0 <= lo < hi <= vocab_size={self.vocab_size}, "
                                  f"got ({lo}, {hi})")
@@ -95,7 +96,9 @@ class DraftHeads(nn.Module):
         super().__init__()
         self.config = DraftHeadsConfig(hidden_size, vocab_size, num_horizontal, vertical_depth, num_layers,
                                        shared_lm_head, image_token_range, family, model_fingerprint)
-        heads, width = self.config.num_heads, hidden_size
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
+        heads, width, num_layers = self.config.num_heads, self.config.hidden_size, self.config.num_layers
         self.res_weight = nn.Parameter(torch.zeros(heads, num_layers, width, width, dtype=dtype))
         self.res_bias = nn.Parameter(torch.zeros(heads, num_layers, width, dtype=dtype))
         if shared_lm_head:
@@ -161,6 +164,7 @@ class DraftHeads(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str, dtype: torch.dtype | None = None,
                         device: str | torch.device = "cpu") -> "DraftHeads":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = str(directory)
@@ -172,14 +176,20 @@ class DraftHeads(nn.Module):
             with open(config_path) as f:
                 config = json.load(f)
             tensors = load_file(weights_path)
-        except (ValueError, OSError) as exc:  # broken JSON or safetensors
+        except (ValueError, OSError, SafetensorError) as exc:  # broken JSON or safetensors
             raise ValueError(f"directory: unreadable draft heads in {directory!r} ({exc})") from None
         fields = set(DraftHeadsConfig.__dataclass_fields__)
         if not isinstance(config, dict) or set(config) - fields:
             raise ValueError(f"{CONFIG_NAME}: unknown fields {sorted(set(config) - fields) if isinstance(config, dict) else config!r}"
                              f" in {directory!r}")
+        missing = [name for name in ("hidden_size", "vocab_size") if name not in config]
+        if missing:
+            raise ValueError(f"{CONFIG_NAME}: missing field(s) {missing} in {directory!r}")
         dtype = dtype or tensors.get("res_weight", torch.zeros(0)).dtype
-        heads = cls(**config, dtype=dtype)
+        try:
+            heads = cls(**config, dtype=dtype)
+        except (TypeError, ValueError) as exc:  # a field of the wrong type or range
+            raise ValueError(f"{CONFIG_NAME} in {directory!r}: {exc}") from None
         expected = {k: tuple(v.shape) for k, v in heads.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in tensors.items()}
         if expected != found:

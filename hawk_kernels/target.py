@@ -22,6 +22,10 @@ from .checks import as_float, as_int
 from .grid import ImageGrid
 
 NEG_INF = float("-inf")
+# Bounds that keep logits * cfg_scale and logits / temperature finite in float32 for any model's logits (a
+# temperature of 1e-45 or a cfg_scale of 1e38 overflows them to inf, and the target law to NaN): far past what
+# any sampling recipe uses (CFG 1-20, temperatures 0.1-2; 0 is greedy).
+MIN_TEMPERATURE, MAX_CFG_SCALE = 1e-4, 1e4
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,11 @@ class SamplingConfig:
     top_p: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "cfg_scale", as_float("cfg_scale", self.cfg_scale, 0.0))
+        object.__setattr__(self, "cfg_scale", as_float("cfg_scale", self.cfg_scale, 0.0, MAX_CFG_SCALE))
         object.__setattr__(self, "temperature", as_float("temperature", self.temperature, 0.0))
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise ValueError(f"temperature: expected 0 (greedy) or a finite number >= {MIN_TEMPERATURE}, got "
+                             f"{self.temperature}")
         if self.top_k is not None:
             object.__setattr__(self, "top_k", as_int("top_k", self.top_k, 1))
         if self.top_p is not None:

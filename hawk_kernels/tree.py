@@ -19,6 +19,10 @@ import torch
 from . import ops
 from .checks import as_float, as_int
 
+# The largest tree a decoder builds from num_nodes: each node is a query row of every layer and a row of the
+# verifier's logits (a 1024-node tree at batch 1 with CFG already costs several AR steps on any GPU).
+MAX_NUM_NODES = 1024
+
 
 @dataclass(frozen=True)
 class TreeTemplate:

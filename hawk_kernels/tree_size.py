@@ -31,6 +31,7 @@ import torch
 
 from .drafts import needs_heads
 from .engine.graphs import captures
+from .target import SamplingConfig
 from .tree import TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
@@ -149,15 +150,19 @@ class StepCostTable:
             pass  # a read-only home: the costs stay in memory for this process
 
 
-def measure_step_seconds(decoder, batch: int, cfg_scale: float, warmup: int = 3, steps: int = 8,
+def measure_step_seconds(decoder, batch: int, sampling: SamplingConfig, warmup: int = 3, steps: int = 8,
                          prompt_length: int = 4) -> float:
-    """Median seconds of one decode step of `decoder` at `batch` images (CFG rows included when cfg_scale != 1),
-    timed with CUDA events on a GPU and perf_counter on the CPU. The prompt's content does not change a step's
-    cost: prompts of token 0, `prompt_length` long (the real call's, so that the cache has the real call's size
-    and the step compiled here is the one the real call runs). Steps past the image end cost the same."""
+    """Median seconds of one decode step of `decoder` at `batch` images (CFG rows included when sampling uses
+    CFG), timed with CUDA events on a GPU and perf_counter on the CPU. The prompt's content does not change a step's
+    cost: prompts of token 0, `prompt_length` long. The call's own sampling and prompt length, so that the step
+    timed here is the one the real call runs (its top-k, greedy or not: they change the step's code) with the real
+    call's cache size: a compiled step is then compiled here once, not again for the real call. Steps past the
+    image end cost the same."""
     device = decoder.backbone.device
     prompts = torch.zeros(batch, prompt_length, dtype=torch.int64, device=device)
-    session = decoder.start(prompts, cfg_scale=cfg_scale, seed=0, attention_mask=torch.ones_like(prompts))
+    session = decoder.start(prompts, cfg_scale=sampling.cfg_scale, temperature=sampling.temperature,
+                            top_k=sampling.top_k, top_p=sampling.top_p, seed=0,
+                            attention_mask=torch.ones_like(prompts))
     session.run(warmup)  # compiles, captures, warms caches
     times = []
     for _ in range(steps):
@@ -193,22 +198,31 @@ def step_form(decoder) -> str:
     return f"{compile_form}, {graphs}, {attention} attention"
 
 
-def step_key(device, model_key: str, mode: str, size: int, batch: int, cfg_scale: float, form: str = "") -> str:
-    """The cost table's key: device, model shape, batch, CFG, the step's form (step_form) and the step (AR, or
-    mode + tree size)."""
+def sampling_key(sampling: SamplingConfig) -> str:
+    """What of the sampling changes a step's code and cost: CFG on or off, greedy or sampled, re-tempered drafts
+    (temperature != 1), top-k's k (a top-k over the image codes), top-p on or off. Not the values of CFG,
+    temperature or top-p: they are tensors the same step reads."""
+    law = "greedy" if sampling.greedy else f"sampled{', tempered' if sampling.temperature != 1 else ''}"
+    return (f"cfg {sampling.uses_cfg}|{law}, top-k {sampling.top_k}, top-p {sampling.top_p is not None}")
+
+
+def step_key(device, model_key: str, mode: str, size: int, batch: int, sampling: SamplingConfig,
+             form: str = "") -> str:
+    """The cost table's key: device, model shape, batch, sampling (sampling_key), the step's form (step_form) and
+    the step (AR, or mode + tree size)."""
     step = "ar" if size == 1 else f"{mode} nodes {size}"
-    return f"{device_key(device)}|{model_key}|batch {batch}|cfg {cfg_scale != 1}|{form}|{step}"
+    return f"{device_key(device)}|{model_key}|batch {batch}|{sampling_key(sampling)}|{form}|{step}"
 
 
 COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise): bounds allow for it
 
 
-def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int, cfg_scale: float,
-                     model_key: str, table: StepCostTable | None = None,
+def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int,
+                     sampling: SamplingConfig, model_key: str, table: StepCostTable | None = None,
                      sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4) -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
-    calibrated rates (None: generic priors); model_key: names the model shape (with the device, batch, CFG, the
-    step's form and the step it keys the cost table); prompt_length: the real call's prompt tokens per row (the
+    calibrated rates (None: generic priors); sampling: the call's (SamplingConfig); model_key: names the model
+    shape (with the device, batch, sampling, the step's form and the step it keys the cost table); prompt_length: the real call's prompt tokens per row (the
     longer CFG branch), so that a step timed here has the real call's cache size (a compiled step compiles once
     per cache size: timed at another, the real call would compile again).
 
@@ -227,7 +241,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
         tokens = body / passes
         form = step_form(decoder)
-        key = step_key(decoder.backbone.device, model_key, mode, size, batch, cfg_scale, form)
+        key = step_key(decoder.backbone.device, model_key, mode, size, batch, sampling, form)
         timed = key not in table.costs
         if timed and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
@@ -239,7 +253,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
             print(f"hawk_kernels: num_nodes='auto' is timing {mode} steps at batch {batch} ({form}): "
                   f"each size compiles first; done once per device, model shape and batch, kept in {table.path}",
                   file=sys.stderr, flush=True)
-        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, cfg_scale,
+        seconds = table.seconds(key, lambda: measure_step_seconds(decoder, batch, sampling,
                                                                   prompt_length=prompt_length))
         if announce:
             print(f"hawk_kernels:   {size} node{'s' * (size > 1)}: {seconds * 1e3:.2f} ms per step", file=sys.stderr,
@@ -256,7 +270,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     return SizeChoice(best, estimates)
 
 
-def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: float, default: int,
+def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,
                        prompt_length: int = 4) -> int:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
     (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
@@ -268,7 +282,7 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, cfg_scale: 
     if num_nodes != "auto":
         return num_nodes
     choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
-                              batch, cfg_scale, _shape_key(pipe, mode, grid), prompt_length=prompt_length)
+                              batch, sampling, _shape_key(pipe, mode, grid), prompt_length=prompt_length)
     return choice.num_nodes
 
 

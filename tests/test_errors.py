@@ -71,6 +71,10 @@ def test_padded_rows_without_attention_mask_warn():
     (dict(horizontal_candidates=0), ValueError, "horizontal_candidates"),
     (dict(max_depth=1.5), TypeError, "max_depth"),
     (dict(sync_every="4"), TypeError, "sync_every"),
+    (dict(num_nodes=100_000), ValueError, r"num_nodes: expected an int in \[1, 1024\]"),  # not a 20k-node tree
+    (dict(horizontal_candidates=300), ValueError, r"horizontal_candidates: expected an int in \[1, 41\]"),
+    (dict(vertical_candidates=42), ValueError, "vertical_candidates"),
+    (dict(progress=True), TypeError, "progress"),  # not a constructor argument
 ])
 def test_decoder_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -96,6 +100,10 @@ def test_decoder_arguments(kwargs, error, match):
     (dict(negative_input_ids=torch.tensor([[4]])), ValueError, "negative_input_ids: given, but cfg_scale == 1"),
     (dict(attention_mask=torch.tensor([[1, 0.5, 1, 1], [1, 1, 1, 1]])), ValueError, "attention_mask: expected only 0 and 1"),
     (dict(attention_mask=torch.ones(1, 4)), ValueError, "attention_mask: expected shape"),
+    # finite, but they overflow float32 logits to inf (the target law to NaN): refused by name, not blamed on the model
+    (dict(temperature=1e-45), ValueError, r"temperature: expected 0 \(greedy\) or a finite number >= 0.0001"),
+    (dict(cfg_scale=1e38), ValueError, r"cfg_scale: expected a finite number in \[0.0, 10000.0\]"),
+    (dict(progress="yes"), TypeError, "progress: expected True or False"),
 ])
 def test_generate_arguments_fail_before_any_model_work(kwargs, error, match, monkeypatch):
     dec = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk")
@@ -120,6 +128,74 @@ def test_prompt_and_grid_arguments():
         hk.ImageGrid(height=2, width=2, row_end_token=-1, image_token_range=(8, 48))
     with pytest.raises(TypeError, match="height"):
         hk.ImageGrid(height=2.0, width=2, image_token_range=(8, 48))
+    with pytest.raises(ValueError, match="image_end_token: 3 is also the row_end_token"):
+        hk.ImageGrid(height=2, width=2, row_end_token=3, image_token_range=(8, 48), image_end_token=3)
+    with pytest.raises(ValueError, match="resolution: expected the int 512, 768 or 1024, got str '768'"):
+        hk.ImageGrid.lumina_mgpt("768")
+    with pytest.raises(TypeError, match="model: expected a transformers causal LM"):
+        hk.HawkDecoder("a model", None, tiny_grid(), mode="ar")
+
+
+def test_a_session_refuses_a_bad_step_count_and_an_unfinished_output():
+    session = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk").start(PROMPT)
+    for steps, error in ((1.5, TypeError), ("3", TypeError), (None, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="steps: expected an int >= 0"):
+            session.run(steps)
+    session.run(0)  # nothing to do
+    with pytest.raises(RuntimeError, match="output\\(\\): the image is not finished"):
+        session.output()  # was: a whole image of placeholder codes, no word of it
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(hidden_size=1.5), TypeError, "hidden_size: expected an int >= 1, got float 1.5"),
+    (dict(hidden_size="16"), TypeError, "hidden_size: expected an int >= 1, got str '16'"),
+    (dict(hidden_size=True), TypeError, "hidden_size"),
+    (dict(num_horizontal=1.5), TypeError, "num_horizontal"),
+    (dict(image_token_range=(5,)), TypeError, "image_token_range: expected None or a pair"),
+    (dict(image_token_range="5-10"), TypeError, "image_token_range: expected None or a pair"),
+    (dict(shared_lm_head=1), TypeError, "shared_lm_head: expected True or False"),
+    (dict(dtype="float16"), TypeError, "dtype: expected a floating torch.dtype"),
+    (dict(dtype=torch.int64), TypeError, "dtype: expected a floating torch.dtype"),
+])
+def test_draft_heads_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        hk.DraftHeads(**{**dict(hidden_size=16, vocab_size=32), **kwargs})
+
+
+@pytest.mark.parametrize("config, weights, match", [
+    (None, b"garbage", "unreadable draft heads"),  # not safetensors
+    (None, b"", "unreadable draft heads"),
+    ({"hidden_size": "16"}, None, "hidden_size: expected an int"),
+    ({"image_token_range": "5-10"}, None, "image_token_range: expected None or a pair"),
+    ({"hidden_size": None}, None, "hidden_size"),
+    ("drop vocab_size", None, r"missing field\(s\) \['vocab_size'\]"),
+])
+def test_draft_heads_files(config, weights, match, tmp_path):
+    """A heads directory with a broken file: a ValueError naming the file, never a safetensors or torch error."""
+    import json
+
+    heads = hk.DraftHeads(16, 32, num_horizontal=1, vertical_depth=1)
+    heads.save_pretrained(str(tmp_path))
+    config_file, weights_file = tmp_path / "draft_heads_config.json", tmp_path / "draft_heads.safetensors"
+    saved = json.loads(config_file.read_text())
+    if config == "drop vocab_size":
+        saved.pop("vocab_size")
+    elif config is not None:
+        saved.update(config)
+    config_file.write_text(json.dumps(saved))
+    if weights is not None:
+        weights_file.write_bytes(weights)
+    with pytest.raises(ValueError, match=match):
+        hk.DraftHeads.from_pretrained(str(tmp_path))
+
+
+def test_a_model_directory_with_a_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text("{bad")
+    with pytest.raises(ValueError, match="config.json' is not a readable JSON file"):
+        hk.load_pipeline(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json' holds a list, expected a JSON object"):
+        hk.load_pipeline(tmp_path)
 
 
 # --- the demo pipeline ----------------------------------------------------------------------------------
@@ -143,6 +219,36 @@ def test_demo_pipeline_arguments(pipe, tmp_path):
         hk.load_demo_pipeline(dtype="float32")
     with pytest.raises(ValueError, match="device"):
         hk.load_demo_pipeline(device="tpu")
+
+
+@pytest.mark.parametrize("input_ids, error, match", [
+    ([5, 6], TypeError, "input_ids: row 0: expected a non-empty list of token ids"),  # a flat list: one row?
+    ([[True, 6]], TypeError, "input_ids: row 0: token: expected an int in \\[0, 291\\], got bool True"),
+    ([[5, 10**6]], ValueError, "input_ids: row 0: token: expected an int in \\[0, 291\\], got 1000000"),
+    ([torch.tensor([5.0])], TypeError, "input_ids\\[0\\]"),
+])
+def test_demo_pipeline_id_rows(pipe, input_ids, error, match):
+    with pytest.raises(error, match=match):
+        pipe.generate_tokens(input_ids=input_ids, mode="ar", num_nodes=1)
+
+
+def test_id_rows_take_any_integer_type(pipe):
+    import numpy as np
+
+    rows = [[np.int64(5), 6], torch.tensor([5, 6])]
+    out = pipe.generate_tokens(input_ids=rows, mode="ar", num_nodes=1, temperature=0)
+    assert torch.equal(out.image_tokens[0], out.image_tokens[1])
+
+
+def test_a_decoder_given_to_generate_must_fit_the_call(pipe):
+    with pytest.raises(TypeError, match="decoder: expected a HawkDecoder or None, got str"):
+        pipe.generate(["a handwritten digit seven"], mode="hawk", decoder="x")
+    with pytest.raises(ValueError, match="decoder: its mode is 'ar', the call's mode='hawk'"):
+        pipe.generate(["a handwritten digit seven"], mode="hawk", decoder=pipe.decoder("ar", num_nodes=1))
+    other = hk.HawkDecoder(pipe.model, None, hk.ImageGrid(height=4, width=4, image_token_range=pipe.grid.image_token_range),
+                           mode="ar", num_nodes=1)
+    with pytest.raises(ValueError, match="decoder: built for the layout"):
+        pipe.generate(["a handwritten digit seven"], mode="ar", decoder=other)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only machine")

@@ -12,6 +12,7 @@ import torch
 import hawk_kernels as hk
 from hawk_kernels import tree_size
 from hawk_kernels.tree import TreeTemplate
+from hawk_kernels.target import SamplingConfig
 from hawk_kernels.tree_size import (CANDIDATE_SIZES, SizeChoice, StepCostTable, choose_num_nodes, expected_batch_passes,
                                     expected_tokens_per_pass, step_form, step_key)
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
@@ -55,9 +56,12 @@ def _decoder_for(n, compile=False):
     return hk.HawkDecoder(model, tiny_heads(), grid, mode="hawk", num_nodes=n, compile=compile)
 
 
-def _key(n, batch=2, cfg=2.0):
+CFG2 = SamplingConfig(2.0)  # the tests' sampling: CFG 2, temperature 1
+
+
+def _key(n, batch=2, sampling=CFG2):
     decoder = _decoder_for(n)
-    return step_key(decoder.backbone.device, "tiny", "hawk", n, batch, cfg, step_form(decoder))
+    return step_key(decoder.backbone.device, "tiny", "hawk", n, batch, sampling, step_form(decoder))
 
 
 @pytest.mark.parametrize("step_cost, expected", [(lambda n: 1.0, 16), (lambda n: 1.0 if n == 1 else 10.0 * n, 1)])
@@ -68,7 +72,7 @@ def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
     sizes = (1, 4, 16)
     for n in sizes:
         table.costs[_key(n)] = step_cost(n)
-    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, sizes)
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, CFG2, "tiny", table, sizes)
     assert isinstance(choice, SizeChoice) and choice.num_nodes == expected
     assert choice.estimates[1]["relative_speed"] == 1.0
 
@@ -78,18 +82,18 @@ def test_a_size_that_cannot_win_is_not_measured(tmp_path):
     whose tokens per pass cannot beat the best speed at that cost is not measured (nor compiled, on a GPU)."""
     table = StepCostTable(tmp_path / "t.json")
     table.costs[_key(1)], table.costs[_key(4)] = 1.0, 50.0  # a 4-node step costs 50 AR steps
-    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, (1, 4, 16))
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, CFG2, "tiny", table, (1, 4, 16))
     assert choice.num_nodes == 1
     assert choice.estimates[16]["seconds_per_step"] is None and "not_measured" in choice.estimates[16]
     assert set(table.costs) == {_key(1), _key(4)}  # nothing was timed
     table.costs[_key(4)] = 1.0  # free nodes: 16 may win, so it is measured
-    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, 2.0, "tiny", table, (1, 4, 16))
+    choice = choose_num_nodes(_decoder_for, "hawk", [[0.9, 0.5]] * 8, 2, CFG2, "tiny", table, (1, 4, 16))
     assert _key(16) in table.costs and choice.estimates[16]["seconds_per_step"] > 0
 
 
 def test_a_cost_is_kept_per_step_form():
     """An eager step's cost is never used for a compiled (or regional) one: the form is in the key."""
-    keys = {step_key(torch.device("cpu"), "tiny", "hawk", 4, 2, 2.0, step_form(_decoder_for(4, compile)))
+    keys = {step_key(torch.device("cpu"), "tiny", "hawk", 4, 2, CFG2, step_form(_decoder_for(4, compile)))
             for compile in (False, True, "regional")}
     assert len(keys) == 3
     assert "eager" in step_form(_decoder_for(4)) and "dense attention" in step_form(_decoder_for(4))
@@ -97,7 +101,7 @@ def test_a_cost_is_kept_per_step_form():
 
 def test_a_real_measurement_is_cached(tmp_path, capsys):
     table = StepCostTable(tmp_path / "t.json")
-    choice = choose_num_nodes(_decoder_for, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
+    choice = choose_num_nodes(_decoder_for, "hawk", None, 1, CFG2, "tiny", table, (1, 4))
     assert choice.num_nodes in (1, 4) and len(table.costs) == 2
     assert all(v > 0 for v in table.costs.values())
     assert capsys.readouterr().err == ""  # eager timing is quick: nothing said
@@ -109,11 +113,11 @@ def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkey
     monkeypatch.setattr(tree_size, "measure_step_seconds", lambda *args, **kwargs: 0.01)  # no compile here
     table = StepCostTable(tmp_path / "t.json")
     compiled = lambda n: _decoder_for(n, compile=True)  # noqa: E731
-    choose_num_nodes(compiled, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
+    choose_num_nodes(compiled, "hawk", None, 1, CFG2, "tiny", table, (1, 4))
     said = capsys.readouterr().err
     assert said.count("num_nodes='auto' is timing hawk steps at batch 1 (compiled") == 1, said
     assert "each size compiles first" in said and "4 nodes: 10.00 ms per step" in said
-    choose_num_nodes(compiled, "hawk", None, 1, 2.0, "tiny", table, (1, 4))
+    choose_num_nodes(compiled, "hawk", None, 1, CFG2, "tiny", table, (1, 4))
     assert capsys.readouterr().err == ""  # read from the table: nothing to say
     assert torch.get_num_threads() >= 1
 
@@ -163,6 +167,39 @@ def test_auto_times_each_size_at_the_real_calls_cache_size(tmp_path, monkeypatch
     pipe.generate(["a handwritten drawing of a picture of an image of the number seven"] * 2, mode="hawk", seed=1)
     *timed, (decoder, capacity) = started  # the timing sessions, then the real call's
     assert (decoder, capacity) in timed, (capacity, [c for d, c in timed if d is decoder])
+
+
+def test_a_cost_is_kept_per_sampling_that_changes_the_step():
+    """Greedy or sampled, re-tempered drafts, top-k's k, top-p on or off and CFG on or off change the step's code
+    (and cost); the values of CFG, temperature and top-p do not (tensors the same step reads)."""
+    form = step_form(_decoder_for(4))
+    key = lambda **kw: step_key(torch.device("cpu"), "tiny", "hawk", 4, 2, SamplingConfig(**kw), form)  # noqa: E731
+    differing = [dict(cfg_scale=2.0), dict(cfg_scale=1.0), dict(cfg_scale=2.0, temperature=0),
+                 dict(cfg_scale=2.0, temperature=0.7), dict(cfg_scale=2.0, top_k=5), dict(cfg_scale=2.0, top_k=6),
+                 dict(cfg_scale=2.0, top_p=0.9)]
+    assert len({key(**kw) for kw in differing}) == len(differing)
+    assert key(cfg_scale=2.0) == key(cfg_scale=3.0)
+    assert key(cfg_scale=2.0, temperature=0.7) == key(cfg_scale=2.0, temperature=0.9)
+    assert key(cfg_scale=2.0, top_p=0.9) == key(cfg_scale=2.0, top_p=0.5)
+
+
+def test_auto_times_each_size_with_the_real_calls_sampling(tmp_path, monkeypatch):
+    """The timing sessions sample as the real call does (its top-k, temperature, top-p, CFG): they change the
+    step's code, so a compiled step timed otherwise would compile again for the real call (a minute at 7B)."""
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    pipe = hk.load_demo_pipeline(device="cpu")
+    started, real_start = [], hk.HawkDecoder.start
+
+    def start(self, input_ids, negative_input_ids=None, cfg_scale=1.0, temperature=1.0, top_k=None, top_p=None,
+              *args, **kwargs):
+        started.append((cfg_scale, temperature, top_k, top_p))
+        return real_start(self, input_ids, negative_input_ids, cfg_scale, temperature, top_k, top_p, *args, **kwargs)
+
+    monkeypatch.setattr(hk.HawkDecoder, "start", start)
+    pipe.generate(["a handwritten digit seven"] * 2, mode="hawk", seed=1, cfg_scale=2.5, temperature=0.7, top_k=5,
+                  top_p=0.9)
+    *timed, real = started
+    assert len(timed) >= 2 and set(timed) == {real}, (timed, real)
 
 
 def test_a_step_is_measured_once_across_processes(tmp_path):

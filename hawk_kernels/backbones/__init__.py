@@ -3,6 +3,8 @@ adapters, one per model family whose image path needs its own code. `causal_lm.C
 transformers causal LM whose image codes are ordinary vocabulary ids (Llama, Chameleon / Lumina-mGPT, Emu3);
 `janus` has an image path of its own; `emu3` and `chameleon` hold those families' image layouts (the grids of
 hawk_kernels/pipelines/)."""
+import torch
+
 from .causal_lm import CausalLMBackbone
 from .janus import JanusBackbone
 from .kv_cache import SlotKVCache
@@ -19,5 +21,8 @@ def backbone_for(model, grid) -> ImageBackbone:
     config.model_type has a family adapter (ADAPTERS) gets it; any other causal LM the generic adapter."""
     if is_backbone(model):
         return model
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"model: expected a transformers causal LM (a torch.nn.Module with a config) or a backbone "
+                        f"adapter, got {type(model).__name__}")
     adapter = ADAPTERS.get(getattr(model.config, "model_type", None), CausalLMBackbone)
     return adapter(model, grid)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import step as step_module
+from ..checks import as_int
 from .compiled import CompiledStep
 from .graphs import StepRunner
 from .plan import StepPlan
@@ -65,7 +66,7 @@ class DecodeSession:
 
     @torch.no_grad()
     def run(self, steps: int = 1) -> None:
-        self.runner.run(steps)
+        self.runner.run(as_int("steps", steps, 0))
 
     def least_committed(self) -> int:
         """Body tokens committed by the slowest row (reads the device: call between steps)."""
@@ -77,7 +78,12 @@ class DecodeSession:
                                      "model's dtype/weights, cfg_scale and the token range)")
 
     def output(self) -> HawkOutput:
+        """The finished generation (every row's image complete: run() until least_committed() reaches the body)."""
         self.check()
+        body, least = self.plan.grid.num_body_tokens, self.least_committed()
+        if least < body:
+            raise RuntimeError(f"output(): the image is not finished: a row has committed {least} of its {body} "
+                               f"tokens; run() more steps first (until least_committed() == {body})")
         fallbacks = {}
         if self.runner.fallback_reason is not None:
             fallbacks["cuda_graphs"] = f"capture failed, ran eagerly ({self.runner.fallback_reason})"

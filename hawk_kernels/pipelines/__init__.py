@@ -41,7 +41,14 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     filled cache slots only, through block masks."""
     check_compile(compile)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
-    model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (ValueError, OSError) as exc:  # not JSON (or not UTF-8), unreadable
+        raise ValueError(f"model_dir: {str(model_dir / 'config.json')!r} is not a readable JSON file ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"model_dir: {str(model_dir / 'config.json')!r} holds a {type(config).__name__}, expected "
+                         "a JSON object (a transformers config)")
+    model_type = config.get("model_type")
     if model_type not in FAMILIES:
         raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
     family = _families()[model_type]

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..backbones import backbone_for
-from ..checks import as_float, as_int, image_seeds, token_tensor
+from ..checks import as_bool, as_float, as_int, image_seeds, token_tensor
 from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
@@ -24,6 +24,7 @@ from ..fingerprint import model_fingerprint
 from ..tree_size import pipeline_num_nodes
 from ..heads import DraftHeads
 from ..target import SamplingConfig
+from ..tree import MAX_NUM_NODES
 from .images import fit_images, pixel_statistics, to_pil
 
 DEFAULT_NUM_NODES = 32
@@ -178,15 +179,18 @@ class ImagePipeline:
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
         the pipeline's own for (mode, size, num_nodes)."""
         grid, sampling = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
+        as_bool("progress", progress)
+        if decoder is not None:
+            _check_decoder(decoder, mode, grid)
         if num_nodes not in (None, "auto"):
-            num_nodes = as_int("num_nodes", num_nodes, 1)
+            num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         batches = list(_batches(rows, sampling.uses_cfg))
         # sizes chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
         decoders = [decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
-            self, mode, grid, num_nodes, len(members), sampling.cfg_scale, DEFAULT_NUM_NODES,
+            self, mode, grid, num_nodes, len(members), sampling, DEFAULT_NUM_NODES,
             _prompt_length(rows, members, sampling.uses_cfg))) for members in batches]
         start = time.perf_counter()
         outputs, order, sizes = [], [], []
@@ -316,11 +320,25 @@ def id_rows(input_ids, vocab_size: int) -> list[list[int]]:
         return token_tensor("input_ids", input_ids, vocab_size).tolist()
     if not isinstance(input_ids, (list, tuple)) or not input_ids:
         raise TypeError(f"input_ids: expected a tensor or a non-empty list of id lists, got {type(input_ids).__name__}")
-    rows = [list(row) for row in input_ids]
-    for i, row in enumerate(rows):
-        if not row or not all(isinstance(t, int) and 0 <= t < vocab_size for t in row):
-            raise ValueError(f"input_ids: row {i} must be a non-empty list of ids in [0, {vocab_size})")
+    rows = []
+    for i, row in enumerate(input_ids):
+        if isinstance(row, torch.Tensor) and row.ndim == 1:
+            row = token_tensor(f"input_ids[{i}]", row, vocab_size)[0].tolist()
+        if not isinstance(row, (list, tuple)) or not row:
+            raise TypeError(f"input_ids: row {i}: expected a non-empty list of token ids (input_ids is a list of "
+                            f"rows), got {type(row).__name__} {row!r:.40}")
+        rows.append([as_int(f"input_ids: row {i}: token", token, 0, vocab_size - 1) for token in row])
     return rows
+
+
+def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
+    """generate(decoder=...): a HawkDecoder of the call's mode and layout (it replaces the pipeline's own)."""
+    if not isinstance(decoder, HawkDecoder):
+        raise TypeError(f"decoder: expected a HawkDecoder or None, got {type(decoder).__name__}")
+    if decoder.mode != mode:
+        raise ValueError(f"decoder: its mode is {decoder.mode!r}, the call's mode={mode!r}")
+    if decoder.grid != grid:
+        raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
 
 
 def exactly_one(prompts, input_ids) -> None:

@@ -189,6 +189,7 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
     ranks > 0 wait for rank 0's manifest and take its size, so every rank samples with the same tree."""
     from ..checks import as_int
     from ..pipelines.base import DEFAULT_NUM_NODES
+    from ..target import SamplingConfig
     from ..tree_size import pipeline_num_nodes
 
     if settings.mode == "ar":
@@ -205,8 +206,8 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
         recorded = _recorded_tree_size(out_dir, settings)
     if recorded is not None:
         return recorded
-    return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, settings.cfg_scale,
-                              DEFAULT_NUM_NODES)
+    sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
+    return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES)
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
