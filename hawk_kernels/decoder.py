@@ -121,7 +121,7 @@ class HawkDecoder:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.grid.num_body_tokens, unit="tok", leave=False)
-        shown = 0
+        shown, before = 0, -1
         while True:
             least = session.least_committed()  # the one host sync: between steps, never inside one
             if bar is not None:
@@ -130,6 +130,11 @@ class HawkDecoder:
             if least >= self.grid.num_body_tokens:
                 break
             session.check()
+            if least <= before:  # every step commits >= 1 token per unfinished row: a step that did not is broken
+                raise RuntimeError(f"generate: the decode steps made no progress (the slowest row stays at {least} "
+                                   f"of {self.grid.num_body_tokens} tokens; the steps ran "
+                                   f"{'as CUDA-graph replays' if session.graphed else 'eagerly'})")
+            before = least
             session.run(self.sync_every if session.graphed else 1)
         if bar is not None:
             bar.close()

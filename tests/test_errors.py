@@ -345,3 +345,15 @@ def test_cli_modes_without_ar_print_no_nan(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "nan" not in printed and "add 'ar' to --modes" in printed and "1 prompt;" in printed
     assert out.exists() and not (tmp_path / "sheet.png.partial").exists()
+
+
+def test_a_decode_that_makes_no_progress_raises_instead_of_hanging(monkeypatch):
+    """Every step commits >= 1 token per unfinished row, so a round of steps that leaves the slowest row where it
+    was is broken (a CUDA graph captured on another device's stream replays as a no-op): generate raises, naming
+    how the steps ran, instead of looping forever."""
+    from hawk_kernels.engine.session import DecodeSession
+
+    monkeypatch.setattr(DecodeSession, "run", lambda self, steps=1: None)  # steps that do nothing
+    dec = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode="hawk")
+    with pytest.raises(RuntimeError, match="the decode steps made no progress .* the steps ran eagerly"):
+        dec.generate(PROMPT)

@@ -56,7 +56,7 @@ class StepRunner:
     def _warm_up(self) -> None:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
+        with torch.cuda.device(self.device), torch.cuda.stream(side):
             self.step()
         torch.cuda.current_stream(self.device).wait_stream(side)
 
@@ -64,7 +64,9 @@ class StepRunner:
         graph = torch.cuda.CUDAGraph()
         try:
             torch.cuda.synchronize(self.device)
-            with torch.cuda.graph(graph):
+            # on the step's own device: torch.cuda.graph captures on a stream of the CURRENT device, and a model on
+            # cuda:1 with cuda:0 current would record an empty graph (every replay a no-op)
+            with torch.cuda.device(self.device), torch.cuda.graph(graph):
                 self.step()
         except Exception as exc:  # capture failed: nothing ran, the state is as before the attempt
             self.fallback_reason = f"{type(exc).__name__}: {exc}"
