@@ -41,6 +41,7 @@ import datetime
 import gc
 import json
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,9 @@ PROMPT = "a red fox in the snow, highly detailed"
 
 # --- memory ----------------------------------------------------------------------------------------------------
 class PeakMemory:
-    """Peak memory while the block runs: torch.cuda.max_memory_allocated on CUDA (after a reset); on the CPU the
+    """Peak memory while the block runs: torch.cuda.max_memory_allocated on CUDA (after a reset), beside it the
+    allocator's peak reservation (max_memory_reserved: what the process held, cached blocks and CUDA-graph pools
+    included) and the device's used bytes at the end (mem_get_info: the CUDA context too); on the CPU the
     process's peak RSS (VmHWM, reset through /proc/self/clear_refs so each block gets its own peak)."""
 
     def __init__(self, device: torch.device):
@@ -95,13 +98,22 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
+        self.peak_reserved = self.device_used = None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak = torch.cuda.max_memory_allocated(self.device)
+            self.peak_reserved = torch.cuda.max_memory_reserved(self.device)
+            free, total = torch.cuda.mem_get_info(self.device)
+            self.device_used = total - free
         else:
             self.peak = _proc_status("VmHWM")
         self.above = self.peak - self.before
         return False
+
+    def fields(self) -> dict:
+        """The peaks as result fields (None where the device has no such figure)."""
+        return dict(peak_memory_bytes=self.peak, peak_reserved_bytes=self.peak_reserved,
+                    device_used_bytes=self.device_used, memory_kind=self.kind)
 
 
 def _malloc_trim() -> None:
@@ -184,14 +196,14 @@ def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_node
     png = f"{family}_{mode.replace('+', '_')}.png"
     if pixels is not None:
         pipe.to_images(pixels)[0].save(out_dir / png)
-    peak = max(token_memory.peak, decode_memory.peak)
+    image_memory = max(token_memory, decode_memory, key=lambda m: m.peak)  # the phase of the image's peak
     return dict(mode=mode, num_nodes=tokens.num_nodes[0], seconds_per_image=token_seconds + decode_seconds,
                 token_seconds=token_seconds,
                 decode_seconds=decode_seconds, passes=tokens.num_forward_passes,
                 tokens_per_pass=tokens.tokens_per_pass, step_engine=tokens.step_engine,
-                peak_memory_bytes=peak, peak_above_model_bytes=peak - token_memory.before,
+                **image_memory.fields(), peak_above_model_bytes=image_memory.peak - token_memory.before,
                 tokens_peak_above_bytes=token_memory.above, decode_peak_above_bytes=decode_memory.above,
-                memory_kind=token_memory.kind, png=png if pixels is not None else None)
+                png=png if pixels is not None else None)
 
 
 def run_memory_batch(pipe, mode: str, size, batch: int, steps: int, device, num_nodes) -> dict:
@@ -208,8 +220,8 @@ def run_memory_batch(pipe, mode: str, size, batch: int, steps: int, device, num_
         session.run(steps)
         sync(device)
         del session
-    return dict(mode=mode, batch=batch, rows=2 * batch, steps=steps, peak_memory_bytes=memory.peak,
-                peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+    return dict(mode=mode, batch=batch, rows=2 * batch, steps=steps, **memory.fields(),
+                peak_above_model_bytes=memory.above)
 
 
 def run_decode_memory(pipe, size, batch: int, device) -> dict:
@@ -228,7 +240,7 @@ def run_decode_memory(pipe, size, batch: int, device) -> dict:
     finally:
         pipe.decode_batch = saved
     return dict(batch=batch, pixels=None if pixels is None else list(pixels.shape[-2:]), seconds=seconds,
-                peak_memory_bytes=memory.peak, peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+                **memory.fields(), peak_above_model_bytes=memory.above)
 
 
 def transformers_janus(pipe, device) -> dict:
@@ -243,8 +255,7 @@ def transformers_janus(pipe, device) -> dict:
         seconds = time.perf_counter() - start
     return dict(what="JanusForConditionalGeneration.generate(generation_mode='image'), sampling, CFG 5",
                 tokens=int(codes.shape[1]), seconds_per_image=seconds,
-                ms_per_token=1e3 * seconds / codes.shape[1], peak_memory_bytes=memory.peak,
-                peak_above_model_bytes=memory.above, memory_kind=memory.kind)
+                ms_per_token=1e3 * seconds / codes.shape[1], **memory.fields(), peak_above_model_bytes=memory.above)
 
 
 def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
@@ -276,8 +287,8 @@ def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
     return dict(what="Emu3ForConditionalGeneration.generate: prefix constraint, CFG 3 from the negative prompt "
                      "(UnbatchedClassifierFreeGuidance), top-k 2048, sampling",
                 tokens=made, ms_per_token=1e3 * seconds / made, image_tokens=image_tokens,
-                projected_seconds_per_image=seconds / made * image_tokens, peak_memory_bytes=memory.peak,
-                peak_above_model_bytes=memory.above, memory_kind=memory.kind,
+                projected_seconds_per_image=seconds / made * image_tokens, **memory.fields(),
+                peak_above_model_bytes=memory.above,
                 note=f"measured over {made} tokens (prefill included), projected linearly to {image_tokens}; "
                      "attention grows with the sequence, so the projection is a lower bound")
 
@@ -429,24 +440,47 @@ def main(argv=None) -> int:
                   prompt=PROMPT, families={})
     start = time.perf_counter()
     path = out_dir / (args.name or f"real_shapes_{tag}_{device.type}.json")
-    with tempfile.TemporaryDirectory(prefix="real_shapes_") as tmp:
-        work_dir = Path(args.work or tmp)
-        for family in [f for f in ORDER if f in families]:
-            result = report["families"][family] = {}
-            try:
-                bench_family(family, args, device, dtype, out_dir, work_dir, budget, result)
-            except Exception as error:  # noqa: BLE001 - recorded; the next family still runs
-                _family_failed(family, error, result)
-            gc.collect()  # out here: inside the except block its traceback still held the failed family's model
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            report["seconds"] = time.perf_counter() - start
-            path.write_text(json.dumps(report, indent=1))  # after each family: a timeout keeps the finished ones
+    signal.signal(signal.SIGTERM, _stopped)  # a timeout's SIGTERM ends the run through `finally`: the JSON is written
+    try:
+        with tempfile.TemporaryDirectory(prefix="real_shapes_") as tmp:
+            work_dir = Path(args.work or tmp)
+            for family in [f for f in ORDER if f in families]:
+                result = report["families"][family] = {}
+                if budget.left() < FAMILY_FLOOR_S:
+                    result.update(released=NAMES[family], skipped=f"budget: {budget.left():.0f}s left, a family "
+                                                                  f"needs ~{FAMILY_FLOOR_S}s (a build and one image)")
+                    continue
+                try:
+                    bench_family(family, args, device, dtype, out_dir, work_dir, budget, result)
+                except Exception as error:  # noqa: BLE001 - recorded; the next family still runs
+                    _family_failed(family, error, result)
+                gc.collect()  # out here: inside the except block its traceback still held the failed family's model
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                report["seconds"] = time.perf_counter() - start
+                path.write_text(json.dumps(report, indent=1))  # after each family
+    except SystemExit as stop:  # SIGTERM: the rows finished so far (the family under way's included) are kept
+        report["stopped"] = str(stop)
+        raise
+    finally:
+        report["seconds"] = time.perf_counter() - start
+        path.write_text(json.dumps(report, indent=1))
     print(f"wrote {path} ({report['seconds']:.0f}s)", flush=True)
     failed = [f for f, r in report["families"].items() if "failed" in r]
     if failed:
         print(f"FAILED: {', '.join(failed)} (see 'failed' and 'traceback' in {path})", flush=True)
     return 1 if failed else 0
+
+
+FAMILY_FLOOR_S = 60  # budget seconds below which a family is not started: a 7B build and one image need more
+
+
+def _stopped(signum, frame):
+    raise SystemExit(f"stopped by signal {signum} (a timeout) after {time.perf_counter() - _STARTED:.0f}s: the "
+                     "JSON holds the rows finished before it")
+
+
+_STARTED = time.perf_counter()
 
 
 def _git_commit() -> str | None:

@@ -281,3 +281,34 @@ def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeyp
                                                    runs=[dict(mode="ar", seconds_per_image=1.0)])
     assert bench._guarded(lambda: 1 / 0, bench.Budget(None), 1.0) == {"failed": "ZeroDivisionError: division by zero"}
     assert "FAILED: janus" in capsys.readouterr().out
+
+
+def test_a_timeout_keeps_the_rows_finished_and_a_short_budget_starts_no_family(tmp_path, monkeypatch):
+    """gpu_check's step limit ends the run with SIGTERM: the JSON is still written, with the rows of the family under
+    way and why it stopped; a budget too short for a build and one image starts no family (each recorded)."""
+    import signal
+
+    from benchmarks import real_shapes as bench
+
+    def stopped_half_way(family, *args):
+        args[-1].update(released=bench.NAMES[family], runs=[dict(mode="ar", seconds_per_image=1.0)])
+        os.kill(os.getpid(), signal.SIGTERM)  # the timeout, during the family's next image
+
+    monkeypatch.setattr(bench, "bench_family", stopped_half_way)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit, match="stopped by signal"):
+            bench.main(["--smoke", "--out", str(tmp_path), "--families", "janus,chameleon"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
+    assert report["families"]["janus"]["runs"] == [dict(mode="ar", seconds_per_image=1.0)]
+    assert "stopped by signal" in report["stopped"] and "chameleon" not in report["families"]
+
+    monkeypatch.setattr(bench, "bench_family", lambda *a: pytest.fail("a family started with 1 s of budget"))
+    try:
+        assert bench.main(["--smoke", "--out", str(tmp_path), "--budget-s", "1"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
+    assert all(r["skipped"].startswith("budget: ") for r in report["families"].values()) and len(report["families"]) == 3
