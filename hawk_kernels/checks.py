@@ -145,16 +145,18 @@ def check_attn_implementation(attn_implementation, device: torch.device) -> None
                          "kernel fails to compile the tree masks); use 'sdpa' on the CPU")
 
 
-def check_auto_flag(name: str, value, words: tuple[str, ...] = ()) -> None:
-    """HawkDecoder's words `compile` and `cuda_graphs`: "auto", True or False (1 and 0 accepted as bools), or one
-    of the extra `words`."""
+def check_auto_flag(name: str, value, words: tuple[str, ...] = ()):
+    """HawkDecoder's words `compile` and `cuda_graphs`: "auto", True or False (1 and 0 accepted, returned as the
+    bools: the engine tests them by identity), or one of the extra `words`. Returns the word."""
     if isinstance(value, str) and value in words:
-        return
+        return value
     if value not in ("auto", True, False) or isinstance(value, int) and value not in (0, 1):
         allowed = ", ".join(["'auto'", "True", "False", *map(repr, words)])
         raise ValueError(f"{name}: expected one of {allowed}, got {value!r}")
+    return value if isinstance(value, str) else bool(value)
 
 
-def check_compile(compile) -> None:
-    """HawkDecoder's `compile`: "auto", True, False, or "regional" (compiled, the decoder layers as one region)."""
-    check_auto_flag("compile", compile, words=("regional",))
+def check_compile(compile):
+    """HawkDecoder's `compile`: "auto", True, False, or "regional" (compiled, the decoder layers as one region).
+    Returns it (1 and 0 as the bools)."""
+    return check_auto_flag("compile", compile, words=("regional",))

@@ -52,10 +52,7 @@ class HawkDecoder:
         (drafts.JACOBI_SOURCES). Calibration passes True: rates are measured in the layout they are used with.
         backend: kernels for every op, chosen once here (ops/_backend.py)."""
         check_mode(mode)
-        check_auto_flag("cuda_graphs", cuda_graphs)
-        check_compile(compile)
-        # 1 and 0 are accepted as True and False: held as the bools, which the engine tests by identity
-        cuda_graphs, compile = (v if isinstance(v, str) else bool(v) for v in (cuda_graphs, compile))
+        cuda_graphs, compile = check_auto_flag("cuda_graphs", cuda_graphs), check_compile(compile)
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid: expected an ImageGrid, got {type(grid).__name__}")
         sync_every = as_int("sync_every", sync_every, 1)

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run `hawk` with `argv` (default: sys.argv[1:]); returns the exit code (2: a bad input, one line on stderr;
-    HAWK_TRACEBACK=1 raises instead of printing a line for errors from inside the library)."""
+    HAWK_TRACEBACK=1 raises instead of printing a line for errors from inside the library; OSError included:
+    a full disk or an unreadable file while the command runs is one line too)."""
     args = None
     try:
         args = build_parser().parse_args(argv)
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, FileNotFoundError, ImportError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
         if args is None or os.environ.get("HAWK_TRACEBACK"):
             raise
         print(f"{ERROR_PREFIX}{exc} (HAWK_TRACEBACK=1 shows where)", file=sys.stderr)

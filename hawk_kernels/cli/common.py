@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import torch
@@ -107,13 +108,23 @@ def check_parent(flag: str, path) -> Path:
 
 
 def check_out_dir(flag: str, path) -> Path:
-    """An output directory: absent (then made later) or a writable directory, in an existing directory."""
+    """An output directory: absent (made later) or a directory, in an existing directory; files can be created
+    in it (or, absent, in its parent) now, so an output that cannot be written fails before the model loads."""
     out = check_parent(flag, path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{flag}: {str(path)!r} exists and is not a directory")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise UsageError(f"{flag}: {str(path)!r} is not writable")
+    check_writable(flag, out if out.exists() else out.parent)
     return out
+
+
+def check_writable(flag: str, directory) -> None:
+    """A file can be created in `directory` now: tried with a nameless temporary file (permissions, a read-only
+    file system, /proc), not judged from the mode bits."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create files in {str(directory)!r} ({exc.strerror or exc})") from None
 
 
 def plural(count: int, word: str) -> str:
@@ -124,5 +135,6 @@ def rank_device(device: str | None) -> torch.device:
     """--device, or CUDA when available; under torchrun each rank takes the GPU LOCAL_RANK."""
     device = as_device("--device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)  # the rank's current device: NCCL, streams and graphs default to it
     return device

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import SEED, UsageError, add_command, check_parent, compile_word, number, plural, tree_nodes
+from .common import (SEED, UsageError, add_command, check_parent, check_writable, compile_word, number, plural,
+                     tree_nodes)
 from .models import BundledModel
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what --out may end with (where Pillow can save it)
@@ -99,6 +100,7 @@ def check_sheet_path(path: str) -> None:
     check_parent("--out", path)
     if target.is_dir():
         raise UsageError(f"--out: {path!r} is a directory; give an image file name such as hawk_demo.png")
+    check_writable("--out", target.parent)
 
 
 def sheet_suffixes() -> list[str]:
@@ -114,6 +116,8 @@ def write_sheet(rows: dict, path: str, scale: int = 3) -> None:
     path.partial then renamed (never a half-written image under the real name)."""
     from PIL import Image, ImageDraw
 
+    from ..pipelines.batch_job import save_image
+
     columns = max(map(len, rows.values()))
     cell, label = 28 * scale, 90
     sheet = Image.new("L", (label + cell * columns, cell * len(rows)), 255)
@@ -122,6 +126,4 @@ def write_sheet(rows: dict, path: str, scale: int = 3) -> None:
         draw.text((4, r * cell + cell // 2 - 6), mode, fill=0)
         for c, img in enumerate(images):
             sheet.paste(img.resize((cell, cell), Image.NEAREST), (label + c * cell, r * cell))
-    partial = Path(path).with_name(Path(path).name + ".partial")
-    sheet.save(partial, format=Image.registered_extensions()[Path(path).suffix.lower()])
-    os.replace(partial, path)
+    save_image(sheet, Path(path), format=Image.registered_extensions()[Path(path).suffix.lower()])

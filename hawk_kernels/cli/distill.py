@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import SEED, UsageError, add_command, check_parent, number, pixel_size, plural, rank_device, tree_nodes
+from .common import SEED, UsageError, add_command, check_out_dir, number, pixel_size, plural, rank_device, tree_nodes
 from .models import add_model_arguments, model_choice
 
 
@@ -54,6 +54,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..training.distillation import distill, distill_images, image_files
+    from ..training.shards import MANIFEST, read_manifest
 
     model = model_choice(args)
     if (args.prompts is None) + (args.images is None) + (args.input_ids is None) != 2:
@@ -67,9 +68,16 @@ def run(args) -> int:
     else:
         prompts = read_prompts(args.prompts) if args.prompts is not None else read_input_ids(args.input_ids)
     model.check_inputs(prompts)
-    out = check_parent("--out", args.out)
+    out = check_out_dir("--out", args.out)  # writable, before the model loads
+    if (out / MANIFEST).exists() and not args.overwrite:  # an unreadable one: refused before the model loads
+        try:
+            read_manifest(out / MANIFEST, "--out")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     torch.set_num_threads(args.threads)
     pipe = model.load(rank_device(args.device), heads=args.heads, dtype=args.dtype)
+    if args.input_ids is not None:  # the ids meet the model's vocabulary: name the file
+        _check_input_ids(pipe, prompts, args)
     if args.images is None and needs_heads(args.mode) and pipe.heads is None:
         raise UsageError(f"--mode: {args.mode} needs draft heads and this model has none: give --heads DIR, or a "
                          f"mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
@@ -88,14 +96,13 @@ def run(args) -> int:
 
 
 def read_prompts(path: str) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    if not os.path.isfile(path):
-        raise UsageError(f"--prompts: no such file {path!r}")
-    prompts = [line.strip() for line in Path(path).read_text().splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise UsageError(f"--prompts: {path!r} holds no prompt (one per line)")
-    return prompts
+    """One prompt per line (UTF-8); blank lines and lines starting with '#' are skipped."""
+    from ..pipelines.batch_job import prompt_lines
+
+    try:
+        return [line for _, line in prompt_lines(path, "--prompts")]
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def read_input_ids(path: str) -> list[list[int]]:
@@ -103,10 +110,19 @@ def read_input_ids(path: str) -> list[list[int]]:
     if not os.path.isfile(path):
         raise UsageError(f"--input-ids: no such file {path!r}")
     try:
-        rows = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
+        rows = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--input-ids: {path!r} is not JSON ({exc})") from None
     if not isinstance(rows, list) or not rows or not all(
             isinstance(row, list) and row and all(isinstance(t, int) and t >= 0 for t in row) for row in rows):
         raise UsageError(f"--input-ids: {path!r} must hold a non-empty JSON list of non-empty lists of token ids")
     return rows
+
+
+def _check_input_ids(pipe, rows: list[list[int]], args) -> None:
+    """--input-ids rows as the pipeline takes them (ids inside its vocabulary, ...): errors name the flag and file."""
+    grid = pipe.layout(args.size)
+    try:
+        pipe.prompt_rows(None, rows, grid)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--input-ids: {args.input_ids!r}: {exc}") from None

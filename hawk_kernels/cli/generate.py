@@ -12,7 +12,6 @@ already written (pipelines/batch_job.py).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import replace
@@ -68,7 +67,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Run `hawk generate`; bad input raises ValueError / TypeError / FileNotFoundError naming the flag."""
-    from ..pipelines.batch_job import prompt_jobs, read_prompt_file, run_jobs
+    from ..pipelines.batch_job import check_resume, prompt_jobs, read_prompt_file, run_jobs
     from ..training.distillation import rank_and_world
 
     for name, value in _NEW_ARGUMENTS.items():  # callers that build args themselves (the pipelines' old API)
@@ -85,6 +84,7 @@ def run(args) -> int:
     else:
         jobs = prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg)
     model.check_inputs([j.prompt for j in jobs], args.size)
+    check_resume(out_dir, jobs, args.mode)  # images of other jobs already there: refused before the model loads
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rank, world = rank_and_world()
@@ -140,12 +140,12 @@ def _process_group(device):
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:
     """images[i] -> out_dir/NNN_<prompt words>.png, each written as .partial then renamed."""
+    from ..pipelines.batch_job import save_image
+
     paths = []
     for i, (image, prompt) in enumerate(zip(images, prompts)):
         slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "image"
         path = out_dir / f"{i:03d}_{slug}.png"
-        partial = path.with_name(path.name + ".partial")
-        image.save(partial, format="PNG")
-        os.replace(partial, path)
+        save_image(image, path)
         paths.append(path)
     return paths

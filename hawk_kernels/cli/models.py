@@ -4,6 +4,7 @@ never asks which model it has. What can be judged before the model loads (the de
 the checkpoint directory) is checked by the choice itself."""
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
 
@@ -103,13 +104,19 @@ class CheckpointModel:
 
         from ..backbones import backbone_for
         from ..training import TensorSequences
+        from ..training.batch_losses import check_token_ids
 
         sequences, body_start, pad_id, grid = _token_file(args)
         print(f"loading {self.directory}...", flush=True)
         dtype = {} if args.dtype is None else dict(dtype=_torch_dtype(args.dtype))
         model = AutoModelForCausalLM.from_pretrained(self.directory, local_files_only=True, **dtype)
+        backbone = backbone_for(model.eval().to(device), grid)
+        try:  # the ids against the model's vocabulary (the layout was checked before it loaded)
+            check_token_ids(sequences, body_start, grid, backbone.vocab_size, pad_id, where=f"--data: {args.data!r}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         split = max(1, sequences.shape[0] // 10)
-        return TrainingSet(backbone_for(model.eval().to(device), grid), None,
+        return TrainingSet(backbone, None,
                            TensorSequences(sequences[split:], body_start, pad_id),
                            TensorSequences(sequences[:split], body_start, pad_id))
 
@@ -138,6 +145,7 @@ def _torch_dtype(name):
 def _token_file(args):
     """--data FILE with the layout flags -> (sequences [N, L], body_start, pad_id, ImageGrid), all checked."""
     from ..grid import ImageGrid
+    from ..training.batch_losses import check_token_ids
 
     missing = [flag for flag, value in (("--data", args.data), ("--height", args.height), ("--width", args.width),
                                         ("--image-range", args.image_range)) if value is None]
@@ -152,13 +160,22 @@ def _token_file(args):
     if sequences.shape[1] < body_start + grid.num_body_tokens:
         raise UsageError(f"--data: sequences of length {sequences.shape[1]} cannot hold body_start {body_start} "
                          f"+ {grid.num_body_tokens} image tokens ({args.height} x {grid.row_stride})")
+    try:  # the image bodies against the layout, before the model loads (its vocabulary: after)
+        check_token_ids(sequences, body_start, grid, None, pad_id, where=f"--data: {args.data!r}")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return sequences, body_start, pad_id, grid
 
 
 def _load_token_file(path: str):
     if not os.path.isfile(path):
         raise UsageError(f"--data: no such file {path!r}")
-    data = torch.load(path, weights_only=True)
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF, ... errors of a file that is not one torch.save wrote
+        raise UsageError(f"--data: {path!r} is not a torch file of sequences that torch.load(weights_only=True) "
+                         f"reads ({type(exc).__name__}); expected {{'sequences': LongTensor [N, L], 'body_start': "
+                         f"int, 'pad_id': int or None}}") from None
     if not isinstance(data, dict):
         raise UsageError(f"--data: expected a dict {{'sequences': LongTensor [N, L], 'body_start': int, "
                          f"'pad_id': int or None}}, got {type(data).__name__}")
@@ -171,4 +188,16 @@ def _load_token_file(path: str):
                          f"{getattr(sequences, 'dtype', type(sequences).__name__)} {tuple(getattr(sequences, 'shape', ()))}")
     if sequences.shape[0] < 2:
         raise UsageError(f"--data: need at least 2 sequences (one is held out), got {sequences.shape[0]}")
-    return sequences.long(), int(data["body_start"]), data.get("pad_id")
+    body_start, pad_id = _whole(data["body_start"]), data.get("pad_id")
+    if body_start is None or not 0 <= body_start < sequences.shape[1]:
+        raise UsageError(f"--data: 'body_start' must be an int in [0, {sequences.shape[1]}), got "
+                         f"{data['body_start']!r}")
+    return sequences.long(), body_start, pad_id if _whole(pad_id) is None else _whole(pad_id)
+
+
+def _whole(value) -> int | None:
+    """An int or a 0-d integer tensor as an int (None: anything else, a bool included)."""
+    try:
+        return None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        return None

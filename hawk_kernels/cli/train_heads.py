@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .common import SEED, UsageError, add_command, check_parent, number, plural, rank_device
+from .common import SEED, UsageError, add_command, check_out_dir, number, plural, rank_device
 from .models import add_layout_arguments, add_model_arguments, model_choice
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed hawk_kernels: never written into
@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     t.add_argument("--overwrite", action="store_true", help="replace heads already in --out")
     t.add_argument("--accumulation", type=number(int, 1), default=1, help="micro-batches per optimiser step")
     t.add_argument("--checkpoint-every", type=number(int, 0), default=0, help="steps between checkpoints (0: none)")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --out (refused when there is none)")
     t.add_argument("--calibrate-images", type=number(int, 0), default=40,
                    help="with --data DIR: images that measure the tree rates after training, on the data set's "
                         "prompts with other seeds (0: skip)")
@@ -77,9 +78,17 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     checkpoints, --resume, then the built-in calibration."""
     from ..training import ShardSequences, TrainConfig, train_heads
     from ..training.distillation import model_identity
+    from ..training.head_trainer import CHECKPOINTS, latest_checkpoint
     from ..training.shards import read_prompts
 
-    data = ShardSequences(args.data)  # manifest and every shard checked before the model loads
+    if args.resume and latest_checkpoint(out_dir) is None:
+        raise UsageError(f"--resume: no checkpoint in {str(out_dir / CHECKPOINTS)!r} to continue from (a run with "
+                         f"--checkpoint-every N writes them); run without --resume to start fresh")
+    try:  # manifest and every shard checked before the model loads
+        data = ShardSequences(args.data)
+        prompts = read_prompts(args.data) if args.calibrate_images else None
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(f"--{exc}" if str(exc).startswith("data:") else f"--data: {exc}") from None
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
     pipe = model.load(device, dtype=args.dtype)
@@ -100,7 +109,7 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
         print(metrics.table(heads.num_horizontal))
         _save(heads, out_dir)
         if args.calibrate_images:
-            _calibrate(args, model, out_dir, device, read_prompts(args.data), size)
+            _calibrate(args, model, out_dir, device, prompts, size)
     return 0
 
 
@@ -125,12 +134,9 @@ def check_heads_out(path: str, overwrite: bool) -> Path:
     out = Path(path).resolve()
     if out == PACKAGE_DIR or PACKAGE_DIR in out.parents:
         raise UsageError(f"--out: {path!r} lies inside the installed package; choose a directory of your own")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {path!r} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"--out: {path!r} exists and is not empty; pass --overwrite to replace its heads")
-    check_parent("--out", out)
-    return out
+    return check_out_dir("--out", out)  # writable, before the model loads
 
 
 def _check_data_layout(manifest: dict, grid) -> None:

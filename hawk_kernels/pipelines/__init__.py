@@ -39,7 +39,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True; False). attn_implementation: passed
     to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA) makes every step attend to the
     filled cache slots only, through block masks."""
-    check_compile(compile)
+    compile = check_compile(compile)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
     try:
         config = json.loads((model_dir / "config.json").read_text())

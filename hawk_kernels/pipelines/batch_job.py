@@ -6,12 +6,15 @@ one, so an image never depends on its batch or process. Rank r of R makes the im
 different size or cfg go to different batches. Each image is written as `<index>_<slug>.png` (a .partial file
 renamed), then one JSON line is appended to this rank's `manifest.part-<r>.jsonl` (one os.write of the whole line
 on an O_APPEND file, fsynced). An image counts as written when its PNG and its line both exist; a re-run skips
-those and redoes the rest (a torn last line is dropped). When every rank is done, rank 0 merges the parts and any
-earlier `manifest.jsonl` into one `manifest.jsonl` (each index once, in index order) and removes the parts.
+those and redoes the rest (a torn last line is dropped); an image written with other settings than its job (prompt,
+seed, size, cfg, mode) is refused (`check_resume`), never counted as done. When every rank is done, rank 0 merges
+the parts and any earlier `manifest.jsonl` into one `manifest.jsonl` (each index once, in index order) and removes
+the parts.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -41,16 +44,30 @@ def read_prompt_file(path, seed: int = 0) -> list[ImageJob]:
     """A text file (one prompt a line; blank lines and '#' lines skipped) or JSONL (a .jsonl file, or one whose
     first prompt line starts with '{': {"prompt": ..., "seed": optional, "size": optional, "cfg": optional})."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--prompts: no such file {str(path)!r}")
-    lines = [(n, line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)]
-    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
-    if not lines:
-        raise ValueError(f"--prompts: {str(path)!r} holds no prompt (one per line)")
+    lines = prompt_lines(path)
     as_json = path.suffix == ".jsonl" or lines[0][1].startswith("{")
     jobs = [_json_job(path, n, line, i, seed) if as_json else ImageJob(i, line, (seed + i) % 2**64)
             for i, (n, line) in enumerate(lines)]
     return jobs
+
+
+def prompt_lines(path, flag: str = "--prompts") -> list[tuple[int, str]]:
+    """(line number, text) of every prompt line of a prompts file: UTF-8 (a leading BOM dropped), stripped;
+    blank lines and '#' lines skipped. Errors name `flag` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag}: no such file {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{flag}: {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"{flag}: cannot read {str(path)!r} ({exc.strerror or exc})") from None
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise ValueError(f"{flag}: {str(path)!r} holds no prompt (one per line)")
+    return lines
 
 
 def prompt_jobs(prompts: list[str], seed: int = 0, size=None, cfg=None) -> list[ImageJob]:
@@ -86,8 +103,9 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
     elif size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         raise ValueError(f"{where}: size must be N, [H, W] or 'HxW', got {size!r}")
     cfg = row.get("cfg")
-    if cfg is not None and (not isinstance(cfg, (int, float)) or isinstance(cfg, bool) or cfg < 0):
-        raise ValueError(f"{where}: cfg must be a number >= 0, got {cfg!r}")
+    if cfg is not None and (not isinstance(cfg, (int, float)) or isinstance(cfg, bool) or not math.isfinite(cfg)
+                            or cfg < 0):  # JSON's NaN / Infinity / 1e400 are floats too
+        raise ValueError(f"{where}: cfg must be a finite number >= 0, got {cfg!r}")
     return ImageJob(index, " ".join(row["prompt"].split()), (seed + index) % 2**64 if own_seed is None else own_seed,
                     size, None if cfg is None else float(cfg))
 
@@ -123,15 +141,56 @@ def written(out_dir: Path) -> dict[int, dict]:
     return {row["index"]: row for row in rows if (out_dir / str(row.get("png", ""))).is_file()}
 
 
-def append_line(path: Path, row: dict) -> None:
-    """One manifest line, appended with one write (O_APPEND) and fsynced."""
-    data = (json.dumps(row) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def check_resume(out_dir: Path, jobs: list[ImageJob], mode: str | None = None,
+                 default_cfg: float | None = None) -> dict[int, dict]:
+    """`written(out_dir)`, refusing an image whose manifest line was made with other settings than its job
+    (prompt, seed, size, cfg, mode): a re-run resumes the same job, it never counts another image as this one.
+    mode / default_cfg (the cfg of jobs without their own) None: not known yet (before the model loads), not
+    compared."""
+    done = written(Path(out_dir))
+    for job in (job for job in jobs if job.index in done):
+        row, cfg = done[job.index], default_cfg if job.cfg is None else job.cfg
+        want = dict(prompt=job.prompt, seed=job.seed, size=_size_field(job.size), cfg=cfg, mode=mode)
+        for key, value in want.items():
+            if row.get(key) != value and (value is not None or key not in ("cfg", "mode")):
+                raise ValueError(f"--out: {str(out_dir)!r} already holds image {job.index} ({row.get('png')}) made "
+                                 f"with {key} {row.get(key)!r}, not {value!r}: a re-run resumes only the same images; "
+                                 f"use a new directory (or the settings that made it)")
+    return done
+
+
+def _size_field(size):
+    """A job's size as its manifest line records it (JSON: a list, not a tuple)."""
+    return list(size) if isinstance(size, tuple) else size
+
+
+def save_image(image, path: Path, format: str = "PNG", flag: str = "--out", then: str = "") -> None:
+    """image -> path, written as path.partial then renamed (never a half-written image under its name); if the
+    write fails (a full disk) the partial file is removed and the OSError names `flag` and the file (+ `then`)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        image.save(partial, format=format)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OSError(f"{flag}: could not write {str(path)!r} ({exc.strerror or exc}){then}") from exc
+
+
+def append_line(path: Path, row: dict) -> None:
+    """One manifest line, appended with one write (O_APPEND) and fsynced (a failure, a full disk: an OSError naming
+    --out; a torn line is dropped by the next run)."""
+    data = (json.dumps(row) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OSError(f"--out: could not append to {str(path)!r} ({exc.strerror or exc}); the same command "
+                      f"resumes") from exc
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -169,7 +228,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     out_dir.mkdir(parents=True, exist_ok=True)
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
-    done = written(out_dir)
+    done = check_resume(out_dir, jobs, mode, pipe.defaults.get("cfg_scale"))
     todo = [job for job in jobs if job.index % world_size == rank and job.index not in done]
     todo = todo[:max_images] if max_images is not None else todo
     bar = tqdm(total=len(todo), unit="img", desc="generate" + (f" (rank {rank})" if world_size > 1 else ""),
@@ -177,10 +236,12 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     if fill_batches is None:
         fill_batches = compiles(pipe.compile, pipe.device)
     paths = []
-    for batch in make_batches(todo, batch_size):
-        fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
-        paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, temperature, top_k, bar)
-    bar.close()
+    try:
+        for batch in make_batches(todo, batch_size):
+            fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
+            paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, temperature, top_k, bar)
+    finally:
+        bar.close()  # an error then starts on a line of its own
     if barrier is not None:
         barrier()
     if rank == 0:
@@ -199,14 +260,11 @@ def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path,
     paths = []
     for k, (job, image) in enumerate(zip(batch, res.images)):
         path = out_dir / job.png_name
-        partial = path.with_name(path.name + ".partial")
-        image.save(partial, format="PNG")
-        os.replace(partial, path)
+        save_image(image, path, then="; the images written before stay valid: the same command resumes")
         passes = res.num_forward_passes[k]
-        size = list(job.size) if isinstance(job.size, tuple) else job.size
         append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode,
-                               num_nodes=res.num_nodes[k],
-                               size=size, cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
+                               num_nodes=res.num_nodes[k], size=_size_field(job.size),
+                               cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
                                passes=passes,
                                tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
                                seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),

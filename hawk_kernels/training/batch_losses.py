@@ -32,6 +32,39 @@ def backbone_hidden(backbone, sequences: torch.Tensor, body_start: int,
     return backbone.language_model(inputs_embeds=embeds, **kwargs).last_hidden_state
 
 
+def check_token_ids(sequences: torch.Tensor, body_start: int, grid: ImageGrid, vocab_size: int | None = None,
+                    pad_id: int | None = None, where: str = "data", index: torch.Tensor | None = None) -> None:
+    """Training ids the model embeds as they are (the embedding below clamps them, so an id out of range would
+    silently train on another token): the text positions (before body_start and after the image body) in
+    [0, vocab_size) (vocab_size None: >= 0 only), the image body image codes or the row-end token, pad_id None
+    or an id of the vocabulary. One vectorised pass; ValueError naming `where`, a sequence (row r, or index[r]:
+    its number in the data set) and a position."""
+    if pad_id is not None and (not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0
+                               or (vocab_size is not None and pad_id >= vocab_size)):
+        raise ValueError(f"{where}: pad_id must be None or a token id in [0, {vocab_size or 'vocab_size'}), "
+                         f"got {pad_id!r}")
+    end = min(sequences.shape[1], body_start + grid.num_body_tokens)
+    text = torch.cat([sequences[:, :body_start], sequences[:, end:]], 1)
+    high = 2**63 - 1 if vocab_size is None else vocab_size
+    if text.numel() and (text.min() < 0 or text.max() >= high):
+        row, col = ((text < 0) | (text >= high)).nonzero()[0].tolist()
+        position = col if col < body_start else end + col - body_start
+        raise ValueError(f"{where}: sequence {row if index is None else int(index[row])} holds token id "
+                         f"{int(text[row, col])} at position {position}, outside the model's vocabulary "
+                         f"[0, {vocab_size or 'vocab_size'})")
+    body = sequences[:, body_start:end]
+    lo, hi = grid.image_token_range
+    bad = (body < lo) | (body >= hi)
+    if grid.row_end_token is not None:
+        bad &= body != grid.row_end_token
+    if bad.any():
+        row, col = bad.nonzero()[0].tolist()
+        raise ValueError(f"{where}: sequence {row if index is None else int(index[row])} holds token id "
+                         f"{int(body[row, col])} at position {body_start + col} of the image body, which takes image "
+                         f"codes [{lo}, {hi})"
+                         + ("" if grid.row_end_token is None else f" and the row-end token {grid.row_end_token}"))
+
+
 def _input_embeds(backbone, ids: torch.Tensor, body_start: int) -> torch.Tensor:
     """[b, L] ids -> [b, L, d]: text embeddings before body_start, the adapter's image path over the body."""
     grid = backbone.grid

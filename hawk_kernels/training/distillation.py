@@ -140,11 +140,19 @@ def image_files(image_dir) -> tuple[list[Path], list[str]]:
     if missing:
         raise ValueError(f"images: {len(missing)} image(s) have no caption file beside them (first: {missing[0]} "
                          f"needs {Path(missing[0]).stem}.txt, one line of text)")
-    captions = [" ".join(p.with_suffix(".txt").read_text().split()) for p in images]
+    captions = [" ".join(_caption(p.with_suffix(".txt")).split()) for p in images]
     empty = [p.name for p, c in zip(images, captions) if not c]
     if empty:
         raise ValueError(f"images: the caption of {empty[0]} is empty (an empty caption would be unconditional)")
     return images, captions
+
+
+def _caption(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"images: the caption {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.reason})") from None
 
 
 def model_identity(pipe) -> dict:

@@ -26,7 +26,7 @@ from ..checks import as_float, as_int
 from ..fingerprint import model_fingerprint
 from ..grid import ImageGrid
 from ..heads import TREE_RATES_FILE, DraftHeads
-from .batch_losses import backbone_hidden, head_losses, head_targets, shared_rows
+from .batch_losses import backbone_hidden, check_token_ids, head_losses, head_targets, shared_rows
 from .sequences import ShardSequences, TensorSequences, split_indices
 
 CHECKPOINTS = "checkpoints"
@@ -173,8 +173,10 @@ def _optimiser_step(ctx: _Context, data, micro_batches: torch.Tensor, opt) -> fl
 
 def _micro_losses(ctx: _Context, data, indices: torch.Tensor, heads_module):
     """-> per head: summed token loss, correct top-1 count, token count over the sequences `indices` of `data`.
-    Hidden states stay on the device (bf16 autocast on CUDA)."""
-    sequences, prompt_lengths = (t.to(ctx.device) for t in data.rows(indices))
+    Hidden states stay on the device (bf16 autocast on CUDA). Ids the embedding would clamp are refused."""
+    sequences, prompt_lengths = data.rows(indices)
+    check_token_ids(sequences, data.body_start, ctx.grid, ctx.backbone.vocab_size, index=indices)
+    sequences, prompt_lengths = sequences.to(ctx.device), prompt_lengths.to(ctx.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext()
     with autocast:
         hidden = backbone_hidden(ctx.backbone, sequences, data.body_start, prompt_lengths)
@@ -252,12 +254,18 @@ def _save_checkpoint(directory, step: int, heads, opt, sched, config: TrainConfi
     os.replace(partial, final)
 
 
+def latest_checkpoint(directory) -> Path | None:
+    """The newest checkpoint under directory/checkpoints (None: none there)."""
+    found = sorted((Path(directory) / CHECKPOINTS).glob("step-*.pt")) if directory else []
+    return found[-1] if found else None
+
+
 def _resume(directory, heads, opt, sched) -> int:
     """Load the latest checkpoint under directory/checkpoints; returns its step (0 when there is none)."""
-    found = sorted((Path(directory) / CHECKPOINTS).glob("step-*.pt")) if directory else []
-    if not found:
+    latest = latest_checkpoint(directory)
+    if latest is None:
         return 0
-    state = torch.load(found[-1], weights_only=False)
+    state = torch.load(latest, weights_only=False)
     heads.load_state_dict(state["heads"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])

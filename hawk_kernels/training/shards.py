@@ -20,6 +20,7 @@ PROMPTS_FILE = "prompts.txt"
 IMAGES_FILE = "images.txt"
 SHARD_KEYS = ("sequences", "prompt_length", "prompt_index", "sample_index")
 PAD_ID = 0  # filler before short prompts; masked by prompt_length, so any id works
+MANIFEST_KEYS = frozenset({"settings", "model", "body_start", "sequence_length", "grid", "num_shards"})
 
 
 def shard_path(out_dir: Path, shard: int) -> Path:
@@ -31,7 +32,12 @@ def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite
     """Create out_dir with the manifest, or check that an existing one was made with the same settings (resume)."""
     path = out_dir / MANIFEST
     if path.exists():
-        existing = json.loads(path.read_text())
+        try:
+            existing = read_manifest(path, "out")
+        except ValueError:
+            if not overwrite:
+                raise
+            existing = None  # unreadable: replaced with overwrite
         if existing != manifest and not overwrite:
             changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
             raise ValueError(f"out: {str(out_dir)!r} holds a distillation made with other settings ({', '.join(changed)}); "
@@ -76,16 +82,31 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def read_manifest(path: Path, flag: str = "data") -> dict:
+    """A manifest.json file as a dict: ValueError naming `flag` and the file when it is not a JSON object."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{flag}: {str(path)!r} is not JSON ({exc}); make it again with `hawk distill`") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{flag}: {str(path)!r} holds a JSON {type(manifest).__name__}, not the object of a "
+                         f"`hawk distill` manifest")
+    return manifest
+
+
 def load_manifest(data_dir) -> dict:
     """The manifest of a distilled data set, checking that every shard is there."""
     data_dir = Path(data_dir)
     path = data_dir / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"data: no {MANIFEST} in {str(data_dir)!r} (make one with `hawk distill`)")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path)
     if manifest.get("format") != FORMAT:
         raise ValueError(f"data: {str(path)!r} is not a {FORMAT} manifest (format {manifest.get('format')!r}); "
                          f"make it again with this version's `hawk distill`")
+    missing = sorted(MANIFEST_KEYS - set(manifest))
+    if missing:
+        raise ValueError(f"data: {str(path)!r} lacks {', '.join(missing)}; make it again with `hawk distill`")
     missing = [b for b in range(manifest["num_shards"]) if not shard_path(data_dir, b).exists()]
     if missing:
         raise ValueError(f"data: {len(missing)} of {manifest['num_shards']} shards are missing (first: "

@@ -101,7 +101,7 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
     heads to use instead of the bundled ones (`hawk train-heads --out DIR`; with the tree_rates.json measured
     with them, if any), or a DraftHeads (generic tree priors). compile: HawkDecoder's word for the compiled step
     ("auto": on CUDA; True; False). attn_implementation: as in load_pipeline."""
-    check_compile(compile)
+    compile = check_compile(compile)
     device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_attn_implementation(attn_implementation, device)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
