@@ -160,3 +160,51 @@ def check_compile(compile):
     """HawkDecoder's `compile`: "auto", True, False, or "regional" (compiled, the decoder layers as one region).
     Returns it (1 and 0 as the bools)."""
     return check_auto_flag("compile", compile, words=("regional",))
+
+
+# --- the pipelines' arguments -------------------------------------------------------------------------------
+def id_rows(input_ids, vocab_size: int) -> list[list[int]]:
+    """input_ids: an int tensor [L] or [B, L] (every position real), or a list of id lists (any lengths)."""
+    if isinstance(input_ids, torch.Tensor):
+        return token_tensor("input_ids", input_ids, vocab_size).tolist()
+    if not isinstance(input_ids, (list, tuple)) or not input_ids:
+        raise TypeError(f"input_ids: expected a tensor or a non-empty list of id lists, got {type(input_ids).__name__}")
+    rows = []
+    for i, row in enumerate(input_ids):
+        if isinstance(row, torch.Tensor) and row.ndim == 1:
+            row = token_tensor(f"input_ids[{i}]", row, vocab_size)[0].tolist()
+        if not isinstance(row, (list, tuple)) or not row:
+            raise TypeError(f"input_ids: row {i}: expected a non-empty list of token ids (input_ids is a list of "
+                            f"rows), got {type(row).__name__} {row!r:.40}")
+        rows.append([as_int(f"input_ids: row {i}: token", token, 0, vocab_size - 1) for token in row])
+    return rows
+
+def size_pair(size, multiple: int, expected: str) -> tuple[int, int]:
+    """`size` (an int for a square, or (height, width)) -> (height, width): ints >= 1 (numpy and 0-d tensor ints
+    accepted, as everywhere: checks.as_int; floats, bools and strings refused), multiples of `multiple`.
+    ValueError naming `size` with `expected` (the family's words) otherwise."""
+    pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    try:
+        sides = tuple(as_int("size", side, 1) for side in pair)
+    except (TypeError, ValueError):
+        sides = ()
+    if len(sides) != 2 or any(side % multiple for side in sides):
+        raise ValueError(f"size: expected {expected}, got {size!r}")
+    return sides
+
+def check_ids_in(name: str, ids, low: int, high: int, what: str) -> torch.Tensor:
+    """An integer tensor whose every id lies in [low, high) (`what` they are), on the CPU; ValueError naming
+    `name` otherwise (an id outside would index a table from its end, or past it)."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name}: expected an integer torch.Tensor of {what}, got {type(ids).__name__}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{name}: expected an integer torch.Tensor of {what}, got dtype {ids.dtype}")
+    ids = ids.cpu()
+    outside = (ids < low) | (ids >= high)
+    if bool(outside.any()):
+        raise ValueError(f"{name}: expected {what}, ids in [{low}, {high}), got {int(ids[outside][0])}")
+    return ids
+
+def exactly_one(prompts, input_ids) -> None:
+    if (prompts is None) == (input_ids is None):
+        raise ValueError("prompts, input_ids: expected exactly one of them (text prompts, or token ids)")

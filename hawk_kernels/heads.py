@@ -23,10 +23,18 @@ from .checks import as_bool, as_int
 CONFIG_NAME = "draft_heads_config.json"
 WEIGHTS_NAME = "draft_heads.safetensors"
 TREE_RATES_FILE = "tree_rates.json"  # acceptance per mode measured with these heads (python/calibrate_tree.py)
+# Bounds on a head set. Weights grow as heads * layers * hidden_size**2 (64 heads of 1 layer at hidden 4096:
+# 4.3 GB in float32); a tree drafts at most a few tokens per head, and the paper's heads have one layer, so
+# larger counts are typos (and were allocated before: 10**6 heads took minutes and gigabytes).
+MAX_HEADS = 64  # num_horizontal + vertical_depth
+MAX_LAYERS = 16  # num_layers (ResBlocks per head)
 
 
 @dataclass(frozen=True)
 class DraftHeadsConfig:
+    """What a head set is: sizes, head counts (num_horizontal + vertical_depth in [1, MAX_HEADS], num_layers in
+    [1, MAX_LAYERS]), projection and what it was trained for."""
+
     hidden_size: int
     vocab_size: int
     num_horizontal: int = 3
@@ -42,9 +50,13 @@ class DraftHeadsConfig:
             raise ValueError(f"family: expected None or a model_type string, got {self.family!r}")
         for name in ("hidden_size", "vocab_size", "num_layers", "num_horizontal", "vertical_depth"):
             low = 0 if name in ("num_horizontal", "vertical_depth") else 1
-            object.__setattr__(self, name, as_int(name, getattr(self, name), low))
+            high = {"num_layers": MAX_LAYERS, "num_horizontal": MAX_HEADS, "vertical_depth": MAX_HEADS}.get(name)
+            object.__setattr__(self, name, as_int(name, getattr(self, name), low, high))
         if self.num_horizontal + self.vertical_depth == 0:
             raise ValueError("num_horizontal + vertical_depth: expected at least one head")
+        if self.num_horizontal + self.vertical_depth > MAX_HEADS:
+            raise ValueError(f"num_horizontal + vertical_depth: expected at most {MAX_HEADS} heads (MAX_HEADS), got "
+                             f"{self.num_horizontal} + {self.vertical_depth}")
         as_bool("shared_lm_head", self.shared_lm_head)
         if self.image_token_range is not None:
             if not isinstance(self.image_token_range, (tuple, list)) or len(self.image_token_range) != 2:

@@ -223,3 +223,148 @@ def test_train_heads_refuses_ids_it_would_clamp():
     with pytest.raises(ValueError, match="data: sequence 7 holds token id 48 at position 1, outside the model's"):
         train_heads(model, heads, TensorSequences(seq, body_start=2), grid,
                     TrainConfig(epochs=1, batch_size=16, eval_fraction=0), progress=False)
+
+
+# --- the fuzzing pass's defects ----------------------------------------------------------------------------------
+def _refuse_transformers(patch):
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model loaded before the error")
+
+    patch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def _good_tokens(path, n=8):
+    """A valid token file for tiny_grid(height=2, width=2): codes [8, 48), row end 3."""
+    body = torch.randint(8, 48, (n, 6), generator=torch.Generator().manual_seed(0))
+    body.view(n, 2, 3)[:, :, -1] = 3
+    return _token_file(path, torch.cat([torch.tensor([[1, 4]]).expand(n, -1), body, torch.full((n, 1), 2)], 1))
+
+
+LAYOUT_2X2 = ["--height", "2", "--width", "2", "--image-range", "8", "48", "--row-end", "3", "--epochs", "1",
+              "--batch-size", "2", "--horizontal", "1", "--vertical", "1"]
+
+
+def test_train_heads_token_file_refuses_family_checkpoints_and_missing_weights(tiny_lm, tmp_path, capsys,
+                                                                               monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    data = _good_tokens(tmp_path / "seqs.pt")
+    with monkeypatch.context() as patch:
+        _refuse_transformers(patch)  # a family checkpoint is refused before anything loads
+        for model_type in ("janus", "emu3", "chameleon"):
+            family = tmp_path / model_type
+            family.mkdir()
+            (family / "config.json").write_text(json.dumps({"model_type": model_type}))
+            err = _error(capsys, ["train-heads", "--model", family, "--data", data, "--out", tmp_path / "h",
+                                  *LAYOUT_2X2])
+            assert f"--model: {str(family)!r} is a checkpoint of the {model_type} family" in err, err
+            assert "hawk distill" in err and "--data DATA" in err, err
+    # a causal LM whose checkpoint lacks a weight: it would be random, never trained on silently
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in os.listdir(tiny_lm):
+        (partial / name).write_bytes((tiny_lm / name).read_bytes())
+    weights = load_file(partial / "model.safetensors")
+    del weights["model.norm.weight"]
+    save_file(weights, partial / "model.safetensors", metadata={"format": "pt"})
+    err = _error(capsys, ["train-heads", "--model", partial, "--data", data, "--out", tmp_path / "h", *LAYOUT_2X2])
+    assert "--model: 1 weight(s)" in err and "model.norm.weight" in err and "would be random" in err, err
+    assert not (tmp_path / "h").exists()
+
+
+def test_head_counts_are_bounded(tiny_lm, tmp_path, capsys, monkeypatch, no_model):
+    import time
+
+    from hawk_kernels.heads import MAX_HEADS, DraftHeads, DraftHeadsConfig
+
+    start = time.perf_counter()
+    for kwargs, name in ((dict(num_horizontal=10**6), "num_horizontal"), (dict(num_layers=10**6), "num_layers"),
+                         (dict(vertical_depth=10**6), "vertical_depth"),
+                         (dict(num_horizontal=40, vertical_depth=30), "num_horizontal \\+ vertical_depth")):
+        with pytest.raises(ValueError, match=name):
+            DraftHeads(32, 48, **kwargs)
+    assert time.perf_counter() - start < 1.0  # refused, not allocated
+    assert DraftHeadsConfig(32, 48, num_horizontal=MAX_HEADS - 1, vertical_depth=1).num_heads == MAX_HEADS
+    data = _good_tokens(tmp_path / "seqs.pt")
+    _refuse_transformers(monkeypatch)  # the layout flags show it before the model loads
+    for heads, message in ((["--vertical", "2"], "--vertical: expected <= 1"),
+                           (["--horizontal", "3", "--vertical", "0"], "--horizontal: expected <= 2")):
+        err = _error(capsys, ["train-heads", "--model", tiny_lm, "--data", data, "--out", tmp_path / "h",
+                              *LAYOUT_2X2, *heads])
+        assert message in err, err
+    err = _error(capsys, ["train-heads", "--demo", "--out", tmp_path / "h", "--vertical", "50"])
+    assert "--vertical: expected <= 13" in err and "14x14" in err, err
+    err = _error(capsys, ["train-heads", "--demo", "--out", tmp_path / "h", "--horizontal", "100000"])
+    assert "--horizontal: expected >= 0 and <= 64" in err, err
+    assert not (tmp_path / "h").exists()
+    # the trainer itself: a head with no target in the layout is refused, not reported as loss 0
+    model, grid = tiny_backbone(dtype=torch.float32), tiny_grid(height=2, width=2)
+    with pytest.raises(ValueError, match="heads: vertical_depth: expected <= 1"):
+        train_heads(model, tiny_heads(num_horizontal=1, vertical_depth=2, dtype=torch.float32),
+                    TensorSequences(torch.zeros(4, 9, dtype=torch.long), body_start=2), grid, progress=False)
+
+
+def test_distill_checks_sampling_and_positions_before_writing(tmp_path, capsys, monkeypatch):
+    prompts, out = tmp_path / "prompts.txt", tmp_path / "data"
+    with monkeypatch.context() as patch:
+        _refuse_model(patch)
+        prompts.write_text("digit eight\n")
+        for flags, message in ((["--cfg", "20000"], "argument --cfg: expected >= 0.0 and <= 10000.0"),
+                               (["--temperature", "1e-5"], "argument --temperature: expected 0 (greedy) or a number")):
+            err = _error(capsys, ["distill", "--demo", "--prompts", prompts, "--out", out, *flags])
+            assert message in err, err
+    # a prompt that leaves no room for the image in the model's positions (256): refused after the model loads,
+    # before the manifest is written, naming the flag, the file and the prompt
+    prompts.write_text("digit eight\n" + "digit " * 50 + "\n")
+    err = _error(capsys, ["distill", "--demo", "--prompts", prompts, "--out", out, "--mode", "ar", "--nodes", "1"])
+    assert f"--prompts: {str(prompts)!r}: prompt 1: its 52 prompt tokens" in err, err
+    assert "max_position_embeddings=256" in err and not out.exists(), err
+
+
+def test_generate_checks_every_job_before_the_first_image(tmp_path, capsys, monkeypatch):
+    lines, out = tmp_path / "p.jsonl", tmp_path / "pngs"
+    with monkeypatch.context() as patch:
+        _refuse_model(patch)
+        lines.write_text('{"prompt": "digit eight"}\n{"prompt": "digit seven", "size": 30}\n')
+        err = _error(capsys, ["generate", "--demo", "--prompts", lines, "--out", out, *FAST])
+        assert f"--prompts: {str(lines)!r} line 2 (image 1): size: the demo model has one layout" in err, err
+        lines.write_text('{"prompt": "digit eight"}\n{"prompt": "digit seven", "cfg": 20000}\n')
+        err = _error(capsys, ["generate", "--demo", "--prompts", lines, "--out", out, *FAST])
+        assert f"--prompts: {str(lines)!r} line 2: cfg must be a finite number >= 0 and <= 10000" in err, err
+        err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--cfg", "2e4"])
+        assert "argument --cfg: expected >= 0.0 and <= 10000.0" in err, err
+        err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--dtype", "int8"])
+        assert "--dtype: expected a floating torch dtype name" in err, err
+        err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "digit foo", "--out", out])
+        assert "--prompt: prompt 2 ('digit foo'): unknown prompt word(s) ['foo']" in err, err
+    # the third prompt line (image 1) is too long for the model's positions: nothing is written, not even --out
+    lines.write_text('{"prompt": "digit eight"}\n# a comment\n{"prompt": "%s"}\n' % ("digit " * 50))
+    err = _error(capsys, ["generate", "--demo", "--prompts", lines, "--out", out, *FAST])
+    assert f"--prompts: {str(lines)!r} line 3 (image 1): its 52 prompt tokens" in err, err
+    assert "max_position_embeddings=256" in err and not out.exists(), err
+
+
+@pytest.fixture(scope="module")
+def tiny_emu3(tmp_path_factory):
+    from tests.tiny_families import build_emu3
+
+    return build_emu3(tmp_path_factory.mktemp("emu3") / "emu3")
+
+
+def test_emu3_sizes_past_its_positions_name_the_flag_or_line(tiny_emu3, tmp_path, capsys):
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out"
+    prompts.write_text('{"prompt": "a red cat", "size": 32}\n{"prompt": "blue sky", "size": 1024}\n')
+    err = _error(capsys, ["generate", "--model", tiny_emu3, "--prompts", prompts, "--out", out, *FAST])
+    assert f"--prompts: {str(prompts)!r} line 2 (image 1): its " in err and "unconditional CFG prompt" in err, err
+    assert not out.exists()
+    err = _error(capsys, ["generate", "--model", tiny_emu3, "--prompt", "a red cat", "--size", "33", "--out", out,
+                          *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--size: expected None, an int or (height, width)"), err
+    text = tmp_path / "prompts.txt"
+    text.write_text("a red cat\n")
+    err = _error(capsys, ["distill", "--model", tiny_emu3, "--prompts", text, "--size", "1024", "--out", out,
+                          "--mode", "ar", "--nodes", "1"])
+    assert err.startswith(f"{ERROR_PREFIX}--size: the 128x128-code layout"), err
+    assert not out.exists()

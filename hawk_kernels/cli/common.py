@@ -65,6 +65,26 @@ def number(kind, low=None, high=None, low_open: bool = False, name: str = "value
 SEED = number(int, 0, 2**64 - 1, name="seed")
 
 
+def cfg_scale(text: str) -> float:
+    """--cfg: a finite number in [0, target.MAX_CFG_SCALE] (what SamplingConfig takes)."""
+    from ..target import MAX_CFG_SCALE
+
+    return number(float, 0.0, MAX_CFG_SCALE, name="cfg")(text)
+
+
+def temperature(text: str) -> float:
+    """--temperature: 0 (greedy) or a finite number >= target.MIN_TEMPERATURE (what SamplingConfig takes)."""
+    from ..target import MIN_TEMPERATURE
+
+    value = number(float, 0.0, name="temperature")(text)
+    if 0 < value < MIN_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"expected 0 (greedy) or a number >= {MIN_TEMPERATURE}, got {text}")
+    return value
+
+
+cfg_scale.__name__, temperature.__name__ = "cfg", "temperature"
+
+
 def tree_nodes(text: str):
     """--nodes: 'auto' (the size that maximises images per second for the batch) or an int >= 1 (1: AR steps)."""
     if text.strip().lower() == "auto":
@@ -125,6 +145,16 @@ def check_writable(flag: str, directory) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"{flag}: cannot create files in {str(directory)!r} ({exc.strerror or exc})") from None
+
+
+def as_flag_error(exc: Exception, flags: dict, where: str = ""):
+    """A library error whose message starts with an argument name in `flags` ("size: ...") -> UsageError naming
+    the flag instead ("--size: ..."; `where`, e.g. the file, after it); None when the message names no such
+    argument (the caller re-raises the original). The library's message is kept, only its first word mapped."""
+    name, sep, rest = str(exc).partition(": ")
+    if not sep or name not in flags:
+        return None
+    return UsageError(f"{flags[name]}: {where}{rest}")
 
 
 def plural(count: int, word: str) -> str:

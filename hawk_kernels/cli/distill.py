@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import SEED, UsageError, add_command, check_out_dir, number, pixel_size, plural, rank_device, tree_nodes
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_out_dir, number, pixel_size,
+                     plural, rank_device, temperature, tree_nodes)
 from .models import add_model_arguments, model_choice
 
 
@@ -40,8 +41,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("--batch-size", type=number(int, 1), default=16, help="images per decoder batch and per shard")
     s.add_argument("--seed", type=SEED, default=0,
                    help="image k (prompt p, sample i: k = p * images-per-prompt + i) is sampled with seed + k")
-    s.add_argument("--cfg", type=number(float, 0.0), default=None, help="CFG scale (default: the model's; demo 3)")
-    s.add_argument("--temperature", type=number(float, 0.0), default=None,
+    s.add_argument("--cfg", type=cfg_scale, default=None, help="CFG scale (default: the model's; demo 3)")
+    s.add_argument("--temperature", type=temperature, default=None,
                    help="0 samples greedily (default: the model's, 1)")
     s.add_argument("--top-k", type=number(int, 1), default=None,
                    help="keep the k most likely codes (default: the model's)")
@@ -64,7 +65,10 @@ def run(args) -> int:
         raise UsageError("--images-per-prompt: 1 with --images (each image is one sequence)")
     model.check_inputs(size=args.size)
     if args.images is not None:
-        prompts = image_files(args.images)[1]
+        try:
+            prompts = image_files(args.images)[1]
+        except (ValueError, FileNotFoundError) as exc:  # "images: ..." -> "--images: ..."
+            raise as_flag_error(exc, {"images": "--images"}) or exc from None
     else:
         prompts = read_prompts(args.prompts) if args.prompts is not None else read_input_ids(args.input_ids)
     model.check_inputs(prompts)
@@ -82,12 +86,25 @@ def run(args) -> int:
         raise UsageError(f"--mode: {args.mode} needs draft heads and this model has none: give --heads DIR, or a "
                          f"mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
     common = dict(batch_size=args.batch_size, size=args.size, overwrite=args.overwrite)
-    if args.images is not None:
-        manifest = distill_images(pipe, args.images, out, **common)
-    else:
-        manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
-                           temperature=args.temperature, top_k=args.top_k, mode=args.mode, num_nodes=args.nodes,
-                           **common)
+    # the library checks its arguments (sampling, layout, prompts against the model's positions) before it writes
+    # the manifest; its errors name its arguments, mapped here to the flags
+    source = "--images" if args.images is not None else "--prompts" if args.prompts is not None else "--input-ids"
+    flags = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature", "top_k": "--top-k",
+             "mode": "--mode", "num_nodes": "--nodes", "batch_size": "--batch-size", "out": "--out",
+             "images": "--images", "prompts": source, "input_ids": source}
+    try:
+        if args.images is not None:
+            manifest = distill_images(pipe, args.images, out, **common)
+        else:
+            manifest = distill(pipe, prompts, out, args.images_per_prompt, seed=args.seed, cfg_scale=args.cfg,
+                               temperature=args.temperature, top_k=args.top_k, mode=args.mode, num_nodes=args.nodes,
+                               **common)
+    except (ValueError, TypeError) as exc:
+        named = str(exc).partition(": ")[0] in ("prompts", "input_ids")  # a prompt of the file: name the file too
+        flagged = as_flag_error(exc, flags, f"{(args.prompts or args.input_ids or args.images)!r}: " if named else "")
+        if flagged is None:
+            raise
+        raise flagged from None
     settings = manifest["settings"]
     tree = "" if settings.get("num_nodes") is None else f", decoded in {settings['mode']} with {settings['num_nodes']}-node trees"
     print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
@@ -121,7 +138,10 @@ def read_input_ids(path: str) -> list[list[int]]:
 
 def _check_input_ids(pipe, rows: list[list[int]], args) -> None:
     """--input-ids rows as the pipeline takes them (ids inside its vocabulary, ...): errors name the flag and file."""
-    grid = pipe.layout(args.size)
+    try:
+        grid = pipe.layout(args.size)
+    except ValueError as exc:
+        raise as_flag_error(exc, {"size": "--size"}) or exc from None
     try:
         pipe.prompt_rows(None, rows, grid)
     except (ValueError, TypeError) as exc:

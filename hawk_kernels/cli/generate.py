@@ -21,9 +21,12 @@ import torch
 
 from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
 from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, check_out_dir, compile_word, number, pixel_size, plural,
-                     rank_device, tree_nodes)
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_out_dir, compile_word, number,
+                     pixel_size, plural, rank_device, temperature, tree_nodes)
 from .models import add_model_arguments, model_choice
+
+FLAGS = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature", "top_k": "--top-k",
+         "num_nodes": "--nodes", "mode": "--mode", "heads": "--heads"}  # the library's argument names -> flags
 
 
 def add_parser(subparsers) -> None:
@@ -46,8 +49,8 @@ def add_parser(subparsers) -> None:
                    help="images per decoder batch (1: images identical whatever the process or batch)")
     g.add_argument("--max-images", type=number(int, 1), default=None,
                    help="stop after this many new images per process (a re-run resumes) (default: all)")
-    g.add_argument("--cfg", type=number(float, 0.0), default=None, help="CFG scale (default: the model's)")
-    g.add_argument("--temperature", type=number(float, 0.0), default=None,
+    g.add_argument("--cfg", type=cfg_scale, default=None, help="CFG scale (default: the model's)")
+    g.add_argument("--temperature", type=temperature, default=None,
                    help="0 decodes greedily (default: the model's, 1)")
     g.add_argument("--top-k", type=number(int, 1), default=None, help="top-k (default: the model's)")
     g.add_argument("--size", type=pixel_size, default=None, help="pixels, N or HxW (default: the model's)")
@@ -67,7 +70,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Run `hawk generate`; bad input raises ValueError / TypeError / FileNotFoundError naming the flag."""
-    from ..pipelines.batch_job import check_resume, prompt_jobs, read_prompt_file, run_jobs
+    from ..pipelines.batch_job import check_resume, run_jobs
     from ..training.distillation import rank_and_world
 
     for name, value in _NEW_ARGUMENTS.items():  # callers that build args themselves (the pipelines' old API)
@@ -75,15 +78,10 @@ def run(args) -> int:
             setattr(args, name, value)
     model = model_choice(args)
     out_dir = check_out_dir("--out", args.out)
-    if (args.prompts is None) == (args.prompts_file is None):
-        raise UsageError("give --prompt TEXT... or --prompts FILE, one of them")
-    if args.prompts_file is not None:
-        jobs = read_prompt_file(args.prompts_file, args.seed)
-        jobs = [replace(j, size=args.size if j.size is None else j.size, cfg=args.cfg if j.cfg is None else j.cfg)
-                for j in jobs]
-    else:
-        jobs = prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg)
-    model.check_inputs([j.prompt for j in jobs], args.size)
+    jobs = _jobs(args)
+    model.check_inputs(size=args.size)
+    _check_prompts(model, jobs, args)
+    _check_sizes(model, jobs, args)
     check_resume(out_dir, jobs, args.mode)  # images of other jobs already there: refused before the model loads
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -98,8 +96,7 @@ def run(args) -> int:
     if needs_heads(mode) and pipe.heads is None:
         raise UsageError(f"--mode: {mode} needs draft heads (--heads DIR); modes without heads: "
                          f"{', '.join(m for m in MODES if not needs_heads(m))}")
-    for size in dict.fromkeys(job.size for job in jobs):  # a bad size fails before anything is written
-        pipe.layout(size)
+    _check_jobs(pipe, jobs, args)  # every job against the model: a bad one fails before anything is written
     barrier = _process_group(device) if world > 1 else None
     if rank == 0:
         print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
@@ -123,6 +120,62 @@ def run(args) -> int:
               f"{len(paths)} in {time.perf_counter() - start:.1f} seconds"
               + (f" ({compiling:.1f} of them compiling the step)" if compiling >= 0.05 else ""))
     return 0
+
+
+def _jobs(args) -> list:
+    """--prompt TEXT... or --prompts FILE (one of them) -> the image jobs, --size and --cfg filled in."""
+    from ..pipelines.batch_job import prompt_jobs, read_prompt_file
+
+    if (args.prompts is None) == (args.prompts_file is None):
+        raise UsageError("give --prompt TEXT... or --prompts FILE, one of them")
+    if args.prompts_file is None:
+        return prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg)
+    try:
+        jobs = read_prompt_file(args.prompts_file, args.seed)
+    except (ValueError, FileNotFoundError) as exc:  # they name --prompts, the file and the line
+        raise UsageError(str(exc)) from None
+    return [replace(j, size=args.size if j.size is None else j.size, cfg=args.cfg if j.cfg is None else j.cfg)
+            for j in jobs]
+
+
+def _check_prompts(model, jobs, args) -> None:
+    """The prompts, where the model's tokenizer is known before it loads (the demo's words): an error names the
+    prompt's --prompt or its line of --prompts."""
+    from ..pipelines.batch_job import job_where
+
+    try:
+        model.check_inputs([job.prompt for job in jobs])
+    except UsageError as exc:
+        for job in jobs:  # which one: one at a time, on the error path only
+            try:
+                model.check_inputs([job.prompt])
+            except UsageError as own:
+                message = str(own).partition(": ")[2] if str(own).startswith("--prompts: ") else str(own)
+                raise UsageError(f"{job_where(job, args.prompts_file)}: {message}") from None
+        raise exc
+
+
+def _check_sizes(model, jobs, args) -> None:
+    """The sizes of the prompts file's lines, where the model's layouts are known before it loads (the demo)."""
+    from ..pipelines.batch_job import job_where
+
+    for size, job in {job.size: job for job in reversed(jobs) if job.size != args.size}.items():
+        try:
+            model.check_inputs(size=size)
+        except UsageError as exc:  # "--size: ..." of the line's own size
+            raise UsageError(f"{job_where(job, args.prompts_file)}: {str(exc).removeprefix('--')}") from None
+
+
+def _check_jobs(pipe, jobs, args) -> None:
+    """The arguments every job shares, then each job (batch_job.check_jobs: its sampling, layout, prompt tokens
+    and the model's positions), before the first image: errors name the flag, or the job's line of --prompts."""
+    from ..pipelines.batch_job import check_jobs
+
+    try:
+        pipe.layout(args.size)
+        check_jobs(pipe, jobs, args.temperature, args.top_k, args.prompts_file)
+    except (ValueError, TypeError) as exc:
+        raise as_flag_error(exc, FLAGS) or UsageError(str(exc)) from None
 
 
 _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",

@@ -4,13 +4,14 @@ never asks which model it has. What can be judged before the model loads (the de
 the checkpoint directory) is checked by the choice itself."""
 from __future__ import annotations
 
+import json
 import operator
 import os
 from dataclasses import dataclass
 
 import torch
 
-from .common import UsageError, number
+from .common import UsageError, as_flag_error, number
 
 
 def add_model_arguments(parser, model_help: str, demo_help: str = "the bundled model") -> None:
@@ -45,17 +46,23 @@ class BundledModel:
 
     def check_inputs(self, prompts=None, size=None) -> None:
         """Prompt words and the layout, from the demo's tokenizer alone (the model does not load)."""
+        self.known_layout(size, prompts)
+
+    def known_layout(self, size=None, prompts=None):
+        """The demo's layout for `size` (and `prompts` checked), from its tokenizer alone (the model does not
+        load); UsageError naming --size or --prompts."""
         from ..pipelines.demo.model import load_demo_tokenizer
         from ..pipelines.demo.pipeline import demo_layout
 
         vq, vocab = load_demo_tokenizer()
         try:
-            demo_layout(vq, vocab, size)
+            grid = demo_layout(vq, vocab, size)
             for prompt in prompts or ():
                 if isinstance(prompt, str):
                     vocab.encode_prompt(prompt)  # unknown words fail here
         except ValueError as exc:
             raise UsageError(f"--{exc}") from None  # "size: ..." -> "--size: ..."
+        return grid
 
     def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines.demo import pipeline  # looked up at call time: tests replace load_demo_pipeline
@@ -90,11 +97,15 @@ class CheckpointModel:
     def check_inputs(self, prompts=None, size=None) -> None:
         """Nothing to judge before loading: prompts go through the processor saved with the checkpoint."""
 
+    def known_layout(self, size=None):
+        """None: a checkpoint's layouts are known once it loads."""
+        return None
+
     def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines import load_pipeline
 
         print(f"loading {self.directory}...", flush=True)
-        return load_pipeline(self.directory, heads=heads, device=device, dtype=dtype, compile=compile,
+        return load_pipeline(self.directory, heads=heads, device=device, dtype=_torch_dtype(dtype), compile=compile,
                              attn_implementation=attn_implementation)
 
     def training_set(self, args, device) -> TrainingSet:
@@ -106,10 +117,11 @@ class CheckpointModel:
         from ..training import TensorSequences
         from ..training.batch_losses import check_token_ids
 
+        self._refuse_family()
         sequences, body_start, pad_id, grid = _token_file(args)
+        check_head_counts(args, grid.height, grid.width)
         print(f"loading {self.directory}...", flush=True)
-        dtype = {} if args.dtype is None else dict(dtype=_torch_dtype(args.dtype))
-        model = AutoModelForCausalLM.from_pretrained(self.directory, local_files_only=True, **dtype)
+        model = self._causal_lm(AutoModelForCausalLM, _torch_dtype(args.dtype))
         backbone = backbone_for(model.eval().to(device), grid)
         try:  # the ids against the model's vocabulary (the layout was checked before it loaded)
             check_token_ids(sequences, body_start, grid, backbone.vocab_size, pad_id, where=f"--data: {args.data!r}")
@@ -120,11 +132,56 @@ class CheckpointModel:
                            TensorSequences(sequences[split:], body_start, pad_id),
                            TensorSequences(sequences[:split], body_start, pad_id))
 
+    def _refuse_family(self) -> None:
+        """A Janus, Emu3 or Chameleon (Lumina-mGPT) checkpoint is not a plain causal LM: AutoModelForCausalLM
+        would refuse it, or load its language model with every weight missing (random). Its heads train from
+        `hawk distill` shards, refused here before anything loads."""
+        from ..pipelines import FAMILIES
+
+        path = os.path.join(self.directory, "config.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--model: {path!r} is not a readable JSON config ({exc})") from None
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        if model_type in FAMILIES:
+            raise UsageError(f"--model: {self.directory!r} is a checkpoint of the {model_type} family, whose heads "
+                             f"train from a `hawk distill` directory, not a --data token file: run `hawk distill --model "
+                             f"{self.directory} --prompts FILE --out DATA`, then `hawk train-heads --model "
+                             f"{self.directory} --data DATA`")
+
+    def _causal_lm(self, auto_class, dtype):
+        """The checkpoint as a causal LM with every weight read from its files: weights that would be initialised
+        at random (missing from the checkpoint, or of another shape) refuse it, never train heads on them
+        silently. transformers' own load report is kept quiet; the error line names the weights."""
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model, info = auto_class.from_pretrained(self.directory, local_files_only=True, output_loading_info=True,
+                                                     **({} if dtype is None else dict(dtype=dtype)))
+        except (ValueError, OSError, RuntimeError, KeyError) as exc:  # not a causal LM, unreadable weights
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--model: {self.directory!r} does not load as a transformers causal LM ({first})") \
+                from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        absent = sorted(info.get("missing_keys") or ()) + sorted(str(k[0]) if isinstance(k, tuple) else str(k)
+                                                                  for k in info.get("mismatched_keys") or ())
+        if absent:
+            raise UsageError(f"--model: {len(absent)} weight(s) of {self.directory!r} are not in its checkpoint files "
+                             f"(first: {absent[0]}) and would be random: heads trained on them would be useless; "
+                             f"give a complete checkpoint")
+        return model
+
 
 def model_choice(args):
     """--demo or --model DIR (exactly one; a directory holding config.json) -> BundledModel or CheckpointModel."""
     if args.demo == (args.model is not None):
         raise UsageError("give --demo (the bundled model) or --model DIR, one of them")
+    _torch_dtype(getattr(args, "dtype", None))  # a bad --dtype: refused before anything loads
     if args.demo:
         return BundledModel()
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -133,12 +190,23 @@ def model_choice(args):
     return CheckpointModel(args.model)
 
 
+def check_head_counts(args, height: int, width: int) -> None:
+    """--horizontal / --vertical against the layout the heads train on (head_trainer.check_heads_fit): a head
+    without targets would train on nothing and report loss 0."""
+    from ..training.head_trainer import check_heads_fit
+
+    try:
+        check_heads_fit(args.horizontal, args.vertical, height, width)
+    except ValueError as exc:
+        raise as_flag_error(exc, {"num_horizontal": "--horizontal", "vertical_depth": "--vertical"}) or exc from None
+
+
 def _torch_dtype(name):
     if name is None or isinstance(name, torch.dtype):
         return name
     dtype = getattr(torch, str(name), None)
-    if not isinstance(dtype, torch.dtype):
-        raise UsageError(f"--dtype: expected a torch dtype name such as float32 or bfloat16, got {name!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise UsageError(f"--dtype: expected a floating torch dtype name such as float32 or bfloat16, got {name!r}")
     return dtype
 
 

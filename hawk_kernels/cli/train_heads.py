@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..heads import MAX_HEADS, MAX_LAYERS
 from .common import SEED, UsageError, add_command, check_out_dir, number, plural, rank_device
-from .models import add_layout_arguments, add_model_arguments, model_choice
+from .models import add_layout_arguments, add_model_arguments, check_head_counts, model_choice
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed hawk_kernels: never written into
 
@@ -27,9 +28,11 @@ def add_parser(subparsers) -> None:
                    help="a `hawk distill` directory (streamed; DDP under torchrun), or a torch file "
                         "{'sequences': LongTensor [N, L], 'body_start': int, 'pad_id': int|None}")
     add_layout_arguments(t)
-    t.add_argument("--horizontal", type=number(int, 0), default=4, help="horizontal heads")
-    t.add_argument("--vertical", type=number(int, 0), default=2, help="vertical heads")
-    t.add_argument("--layers", type=number(int, 1), default=1, help="ResBlocks per head")
+    t.add_argument("--horizontal", type=number(int, 0, MAX_HEADS), default=4,
+                   help="horizontal heads (at most the codes of an image row)")
+    t.add_argument("--vertical", type=number(int, 0, MAX_HEADS), default=2,
+                   help="vertical heads (at most the image rows below the first)")
+    t.add_argument("--layers", type=number(int, 1, MAX_LAYERS), default=1, help="ResBlocks per head")
     t.add_argument("--epochs", type=number(int, 1), default=4, help="passes over the training sequences")
     t.add_argument("--lr", type=number(float, 0.0, low_open=True), default=3e-3, help="peak learning rate")
     t.add_argument("--batch-size", type=number(int, 1), default=32,
@@ -54,6 +57,9 @@ def run(args) -> int:
 
     if args.horizontal + args.vertical == 0:
         raise UsageError("--horizontal/--vertical: train at least one head")
+    if args.horizontal + args.vertical > MAX_HEADS:
+        raise UsageError(f"--horizontal/--vertical: at most {MAX_HEADS} heads in all, got {args.horizontal} + "
+                         f"{args.vertical}")
     out_dir = check_heads_out(args.out, args.overwrite or args.resume)
     model = model_choice(args)
     device = rank_device(args.device)
@@ -61,7 +67,10 @@ def run(args) -> int:
         return _train_streaming(args, model, out_dir, device)
     if args.resume or args.accumulation != 1 or args.checkpoint_every:
         raise UsageError("--resume/--accumulation/--checkpoint-every: need --data DIR made by `hawk distill`")
-    data = model.training_set(args, device)
+    grid = model.known_layout() if args.data is None else None  # the demo's digits: its layout, before it loads
+    if grid is not None:
+        check_head_counts(args, grid.height, grid.width)
+    data = model.training_set(args, device)  # a token file: its layout checked against the heads there
     heads = heads_for(data.backbone, args.horizontal, args.vertical, args.layers, family=data.family)
     print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
           f"{plural(len(data.train), 'sequence')} ({device})", flush=True)
@@ -89,6 +98,8 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
         prompts = read_prompts(args.data) if args.calibrate_images else None
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(f"--{exc}" if str(exc).startswith("data:") else f"--data: {exc}") from None
+    made = data.manifest["grid"]
+    check_head_counts(args, made["height"], made["width"])  # the data's layout, before the model loads
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
     pipe = model.load(device, dtype=args.dtype)

@@ -40,6 +40,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA) makes every step attend to the
     filled cache slots only, through block masks."""
     compile = check_compile(compile)
+    dtype = _dtype(dtype)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
     try:
         config = json.loads((model_dir / "config.json").read_text())
@@ -52,10 +53,11 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     if model_type not in FAMILIES:
         raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
     family = _families()[model_type]
+    _check_checkpoint(model_dir, config, family)
     device = _device(device)
     check_attn_implementation(attn_implementation, device)
     model = _load_model(family.model_class, model_dir, device, dtype, attn_implementation)
-    processor, why = _load_processor(model_dir)
+    processor, why = _load_processor(model_dir, family.processor_files)
     heads, rates = _load_heads(heads, device)
     pipe = family(model, processor, heads, rates, model_dir=model_dir)
     pipe.processor_error = why
@@ -80,24 +82,53 @@ def _device(device) -> torch.device:
     return as_device("device", device)
 
 
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what a model may be loaded in
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # what from_pretrained reads the weights from
+
+
+def _dtype(dtype) -> torch.dtype | None:
+    """None, or a floating dtype of DTYPES (a torch.dtype or its name): integer, bool, complex and float8 models
+    are refused here, before anything loads."""
+    named = dtype if dtype is None or isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+    if dtype is not None and named not in DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in DTYPES)
+        raise ValueError(f"dtype: expected None or one of {names} (a torch.dtype or its name), got {dtype!r}")
+    return named
+
+
+def _check_checkpoint(model_dir: Path, config: dict, family) -> None:
+    """What from_pretrained needs besides config.json, checked before it runs: the weights, and the family's
+    sub-configurations (without one transformers builds the model from class defaults and fails on the weights'
+    shapes with a long load report)."""
+    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise FileNotFoundError(f"model_dir: no model weights in {str(model_dir)!r} (expected one of "
+                                f"{', '.join(WEIGHT_FILES)})")
+    missing = [key for key in family.required_config if not config.get(key)]
+    if missing:
+        raise ValueError(f"model_dir: {str(model_dir / 'config.json')!r} lacks {', '.join(missing)}, which every "
+                         f"{family.family} checkpoint's config holds (transformers saves it with the model)")
+
+
 def _load_model(class_name: str, model_dir: Path, device: torch.device, dtype, attn_implementation=None):
     import transformers
 
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        dtype = getattr(torch, str(dtype), None)
-        if not isinstance(dtype, torch.dtype):
-            raise ValueError("dtype: expected None, a torch.dtype or its name ('float32', 'bfloat16', ...)")
     chosen = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     model = getattr(transformers, class_name).from_pretrained(str(model_dir), dtype=dtype or "auto",
                                                               local_files_only=True, **chosen)
     return model.to(device).eval()
 
 
-def _load_processor(model_dir: Path):
+def _load_processor(model_dir: Path, files: tuple):
     """(processor or tokenizer or None, why there is none). A missing or unloadable processor only means that
-    text prompts are refused (input_ids still work), so the reason is kept for that error."""
+    text prompts are refused (input_ids still work), so the reason is kept for that error. `files`: the files
+    the family's processor is saved as (each a tuple of alternative names); with one missing nothing is loaded
+    (a partial processor builds wrong prompts or fails deep inside transformers), and the reason names it."""
     from transformers import AutoProcessor, AutoTokenizer
 
+    missing = [" or ".join(names) for names in files if not any((model_dir / name).is_file() for name in names)]
+    if missing:
+        return None, f"{', '.join(missing)} missing from {str(model_dir)!r}"
     reasons = []
     for loader in (AutoProcessor, AutoTokenizer):
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..backbones import backbone_for
-from ..checks import as_bool, as_float, as_int, image_seeds, token_tensor
+from ..checks import as_bool, as_float, as_int, image_seeds
 from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import jacobi_template, needs_heads
 from ..grid import ImageGrid
@@ -25,7 +25,7 @@ from ..tree_size import pipeline_num_nodes
 from ..heads import DraftHeads
 from ..target import SamplingConfig
 from ..tree import MAX_NUM_NODES
-from .images import fit_images, pixel_statistics, to_pil
+from .images import check_images, fit_images, pixel_statistics, to_pil
 
 DEFAULT_NUM_NODES = 32
 
@@ -86,6 +86,9 @@ class ImagePipeline:
     family: str = ""
     model_class: str = ""  # transformers class name of the checkpoint
     defaults: dict = {}  # cfg_scale, top_k, temperature, size: the family's documented generation defaults
+    required_config: tuple = ("vq_config",)  # config.json entries load_pipeline checks before loading the model
+    processor_files: tuple = ()  # the saved processor's files (each a tuple of alternatives): all or no processor
+    decode_batch: int = 1  # images per VQ model call (in_vq_batches); an int >= 1, checked where it is read
 
     def __init__(self, model, processor=None, heads: DraftHeads | None = None, accept_rates: dict | None = None,
                  model_dir: str | Path | None = None):
@@ -164,6 +167,7 @@ class ImagePipeline:
         each decoder batch's size: tree_size.py; the chosen sizes are in `num_nodes` of the output), an int (1: a
         plain AR step) or None (DEFAULT_NUM_NODES). Every argument is checked before any model work. decoder: see
         generate_tokens."""
+        self.checked_decode_batch()  # before any token is generated
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                                    progress, decoder, top_p)
         out.pixels = self.decode_pixels(out.codes)
@@ -223,7 +227,17 @@ class ImagePipeline:
     def _default(self, value, name: str):
         return self.defaults.get(name) if value is None else value
 
+    def check_image_fits(self, grid: ImageGrid) -> None:
+        """ValueError naming `size` when the layout's image alone (body and image end) exceeds the model's
+        positions: what generate's context check refuses, for calls without a prompt (encode_images), before
+        anything the size scales is allocated."""
+        limit = self.backbone(grid).max_positions
+        if limit is not None and grid.num_body_tokens + 1 > limit:
+            raise ValueError(f"size: a {grid.height}x{grid.width}-token image is {grid.num_body_tokens + 1} tokens, "
+                             f"beyond the model's max_position_embeddings={limit}")
+
     def _check_context(self, rows: PromptRows, grid: ImageGrid) -> None:
+        self.check_image_fits(grid)
         limit = self.backbone(grid).max_positions
         if limit is None:
             return
@@ -274,7 +288,11 @@ class ImagePipeline:
     def in_vq_batches(self, vq_call, batch: torch.Tensor) -> torch.Tensor:
         """vq_call over the family's `decode_batch` images at a time (a VQ model's peak memory grows with its
         batch; Emu3's decoder took 20.9 GB for one 720 px image), its outputs concatenated."""
-        return torch.cat([vq_call(chunk) for chunk in batch.split(self.decode_batch)])
+        return torch.cat([vq_call(chunk) for chunk in batch.split(self.checked_decode_batch())])
+
+    def checked_decode_batch(self) -> int:
+        """`decode_batch` (settable on a pipeline), which must be an int >= 1."""
+        return as_int("decode_batch", self.decode_batch, 1)
 
     def to_images(self, pixels: torch.Tensor) -> list:
         """decode_pixels' output -> PIL images: RGB, with the saved image processor's statistics (`to_pil`)."""
@@ -284,9 +302,12 @@ class ImagePipeline:
         """Real images -> the image tokens this model generates for such images: [B, H, W] int64 on the CPU, in
         the family's own ids (what `PipelineOutput.image_tokens` holds for layout `self.layout(size)`, H x W its
         grid), so `self.codes(...)` are VQ codes and `self.decode_pixels(...)` reconstructs the images. `images`:
-        a non-empty list or tuple of PIL images, any mode and size; each is center-cropped to the layout's aspect
-        ratio and resized to its pixel size, then normalised by the model's image processor (`image_pixels`),
-        and the batch goes through the family's VQ encoder in one forward."""
+        a non-empty list or tuple of PIL images, any mode and size (16-bit images are scaled to 8 bits; 32-bit
+        integer and float ones are taken only when their values are 8-bit, and refused otherwise:
+        images.check_images); each is center-cropped to the layout's aspect ratio and resized to its pixel size,
+        then normalised by the model's image processor (`image_pixels`), and the batch goes through the family's
+        VQ encoder `decode_batch` images at a time. `size`: checked as generate checks it, the model's positions
+        included, before any pixel is made."""
         raise NotImplementedError
 
     def default_image_processor(self):
@@ -295,11 +316,14 @@ class ImagePipeline:
         raise NotImplementedError
 
     # --- shared image helpers ---------------------------------------------------------------------------------
-    def image_pixels(self, images, height: int, width: int) -> torch.Tensor:
-        """`images` (checked) -> [B, 3, height, width] float32 pixels for the VQ encoder: `fit_images` to the
-        layout, then the image processor saved with the model (`self.processor.image_processor`, else
+    def image_pixels(self, images, grid: ImageGrid, height: int, width: int) -> torch.Tensor:
+        """`images` (checked: `check_images`) -> [B, 3, height, width] float32 pixels for the VQ encoder of
+        layout `grid` (checked to fit the model's positions, before anything of its size is made): `fit_images`
+        to the layout, then the image processor saved with the model (`self.processor.image_processor`, else
         `default_image_processor()`) rescales and normalises them, its own resizing and cropping turned off
         (the images already have the layout's size; Janus's pad-to-square is then a no-op)."""
+        images = check_images(images)
+        self.check_image_fits(grid)  # a VQ encoder's memory grows with the size (Emu3: GBs per 720 px image)
         fitted = fit_images(images, height, width)
         processor = getattr(self.processor, "image_processor", None) or self.default_image_processor()
         return processor(images=fitted, do_resize=False, do_center_crop=False, return_tensors="pt")["pixel_values"]
@@ -314,21 +338,10 @@ class ImagePipeline:
         return getattr(self.processor, "tokenizer", self.processor)
 
 
-def id_rows(input_ids, vocab_size: int) -> list[list[int]]:
-    """input_ids: an int tensor [L] or [B, L] (every position real), or a list of id lists (any lengths)."""
-    if isinstance(input_ids, torch.Tensor):
-        return token_tensor("input_ids", input_ids, vocab_size).tolist()
-    if not isinstance(input_ids, (list, tuple)) or not input_ids:
-        raise TypeError(f"input_ids: expected a tensor or a non-empty list of id lists, got {type(input_ids).__name__}")
-    rows = []
-    for i, row in enumerate(input_ids):
-        if isinstance(row, torch.Tensor) and row.ndim == 1:
-            row = token_tensor(f"input_ids[{i}]", row, vocab_size)[0].tolist()
-        if not isinstance(row, (list, tuple)) or not row:
-            raise TypeError(f"input_ids: row {i}: expected a non-empty list of token ids (input_ids is a list of "
-                            f"rows), got {type(row).__name__} {row!r:.40}")
-        rows.append([as_int(f"input_ids: row {i}: token", token, 0, vocab_size - 1) for token in row])
-    return rows
+
+
+
+
 
 
 def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
@@ -341,9 +354,6 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
 
 
-def exactly_one(prompts, input_ids) -> None:
-    if (prompts is None) == (input_ids is None):
-        raise ValueError("prompts, input_ids: expected exactly one of them (text prompts, or token ids)")
 
 
 def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,

@@ -17,10 +17,11 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.compiled import compiles
+from ..target import MAX_CFG_SCALE
 
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{}.jsonl"
@@ -33,6 +34,7 @@ class ImageJob:
     seed: int
     size: object = None  # None (the model's), N or (H, W) pixels
     cfg: float | None = None  # None: the model's
+    line: int | None = field(default=None, compare=False)  # its line in the prompts file (None: a --prompt)
 
     @property
     def png_name(self) -> str:
@@ -46,7 +48,7 @@ def read_prompt_file(path, seed: int = 0) -> list[ImageJob]:
     path = Path(path)
     lines = prompt_lines(path)
     as_json = path.suffix == ".jsonl" or lines[0][1].startswith("{")
-    jobs = [_json_job(path, n, line, i, seed) if as_json else ImageJob(i, line, (seed + i) % 2**64)
+    jobs = [_json_job(path, n, line, i, seed) if as_json else ImageJob(i, line, (seed + i) % 2**64, line=n)
             for i, (n, line) in enumerate(lines)]
     return jobs
 
@@ -104,10 +106,83 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
         raise ValueError(f"{where}: size must be N, [H, W] or 'HxW', got {size!r}")
     cfg = row.get("cfg")
     if cfg is not None and (not isinstance(cfg, (int, float)) or isinstance(cfg, bool) or not math.isfinite(cfg)
-                            or cfg < 0):  # JSON's NaN / Infinity / 1e400 are floats too
-        raise ValueError(f"{where}: cfg must be a finite number >= 0, got {cfg!r}")
+                            or not 0 <= cfg <= MAX_CFG_SCALE):  # JSON's NaN / Infinity / 1e400 are floats too
+        raise ValueError(f"{where}: cfg must be a finite number >= 0 and <= {MAX_CFG_SCALE:g}, got {cfg!r}")
     return ImageJob(index, " ".join(row["prompt"].split()), (seed + index) % 2**64 if own_seed is None else own_seed,
-                    size, None if cfg is None else float(cfg))
+                    size, None if cfg is None else float(cfg), line=n)
+
+
+def job_where(job: ImageJob, source=None) -> str:
+    """Where a job comes from, for its errors: its line of the prompts file `source`, or its --prompt."""
+    if source is not None and job.line is not None:
+        return f"--prompts: {str(source)!r} line {job.line} (image {job.index})"
+    return f"--prompt: prompt {job.index + 1} ({job.prompt!r})"
+
+
+def prompt_room(pipe, grid) -> tuple[int | None, int | None]:
+    """(the most prompt tokens a row may have with `grid`'s image and its end token inside the model's
+    positions, the model's position limit); (None, None) for a model without a limit. What generate refuses."""
+    limit = pipe.backbone(grid).max_positions
+    return (None, None) if limit is None else (limit - grid.num_body_tokens - 1, limit)
+
+
+def _too_long(cond: int, uncond: int, grid, limit: int) -> str:
+    negative = f" (its unconditional CFG prompt {uncond})" if uncond > cond else ""
+    return (f"its {cond} prompt tokens{negative} and the {grid.num_body_tokens}-token {grid.height}x{grid.width} "
+            f"image exceed the model's max_position_embeddings={limit}")
+
+
+def check_positions(pipe, rows, grid) -> None:
+    """Every prompt row of `rows` (a PromptRows) with the image inside the model's positions: ValueError naming
+    size when not even the shortest prompt fits the layout, else naming the argument and the prompt's index."""
+    room, limit = prompt_room(pipe, grid)
+    if room is None:
+        return
+    lengths = [max(len(c), len(u)) for c, u in zip(rows.conditional, rows.unconditional)]
+    if lengths and min(lengths) > room:
+        raise ValueError(f"size: the {grid.height}x{grid.width}-code layout ({grid.num_body_tokens} image tokens) and "
+                         f"the shortest prompt ({min(lengths)} tokens) exceed the model's max_position_embeddings="
+                         f"{limit}: choose a smaller size")
+    for i, (cond, uncond) in enumerate(zip(rows.conditional, rows.unconditional)):
+        if max(len(cond), len(uncond)) > room:
+            raise ValueError(f"{rows.argument}: prompt {i}: {_too_long(len(cond), len(uncond), grid, limit)}")
+
+
+def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=None) -> None:
+    """Every job against the loaded model before the first image is written, so a bad line never stops a run
+    part-way: its sampling (SamplingConfig: cfg, temperature, top_k), its size's layout, its prompt through the
+    model's processor, and prompt + image inside the model's positions. ValueError naming the job
+    (`job_where`: its line of the prompts file `source`, or its --prompt); temperature / top_k errors name
+    those arguments."""
+    from ..target import SamplingConfig
+
+    default = pipe.defaults.get
+    temperature = default("temperature") if temperature is None else temperature
+    top_k = default("top_k") if top_k is None else top_k
+    SamplingConfig(1.0, temperature, top_k, default("top_p"))  # the arguments every job shares
+    groups: dict = {}
+    for job in jobs:
+        groups.setdefault((job.size, job.cfg), []).append(job)
+    for (size, cfg), group in groups.items():
+        try:
+            SamplingConfig(default("cfg_scale") if cfg is None else cfg, temperature, top_k, default("top_p"))
+            grid = pipe.layout(size)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{job_where(group[0], source)}: {exc}") from None
+        try:
+            rows = pipe.prompt_rows([job.prompt for job in group], None, grid)
+        except (ValueError, TypeError) as exc:  # find the prompt: one at a time
+            for job in group:
+                try:
+                    pipe.prompt_rows([job.prompt], None, grid)
+                except (ValueError, TypeError) as own:
+                    raise type(own)(f"{job_where(job, source)}: {own}") from None
+            raise exc
+        room, limit = prompt_room(pipe, grid)
+        for job, cond, uncond in zip(group, rows.conditional, rows.unconditional):
+            if room is not None and max(len(cond), len(uncond)) > room:
+                raise ValueError(f"{job_where(job, source)}: {_too_long(len(cond), len(uncond), grid, limit)}: a "
+                                 f"shorter prompt or a smaller size")
 
 
 def make_batches(jobs: list[ImageJob], batch_size: int) -> list[list[ImageJob]]:
@@ -205,6 +280,7 @@ def drop_torn_tail(path: Path) -> None:
 def merge_manifest(out_dir: Path) -> int:
     """Parts + the old manifest -> manifest.jsonl (each written index once, in order); parts removed."""
     rows = written(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # a finished run: its manifest, even of no image
     partial = out_dir / (MANIFEST + ".partial")
     partial.write_text("".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
     os.replace(partial, out_dir / MANIFEST)
@@ -224,8 +300,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     batch, against a few steps' worth of extra rows."""
     from tqdm.auto import tqdm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # created with its first image (_run_batch): a run that fails before leaves none
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
     done = check_resume(out_dir, jobs, mode, pipe.defaults.get("cfg_scale"))
@@ -258,6 +333,7 @@ def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path,
     seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
     compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
     paths = []
+    out_dir.mkdir(parents=True, exist_ok=True)
     for k, (job, image) in enumerate(zip(batch, res.images)):
         path = out_dir / job.png_name
         save_image(image, path, then="; the images written before stay valid: the same command resumes")

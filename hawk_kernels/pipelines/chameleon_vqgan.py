@@ -124,9 +124,21 @@ class ChameleonVQGANDecoder(nn.Module):
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The state dict of a public VQGAN checkpoint (`{"state_dict": ...}` as Meta's vqgan.ckpt, or bare)."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return state.get("state_dict", state)
+    """The state dict of a public VQGAN checkpoint (`{"state_dict": ...}` as Meta's vqgan.ckpt, or bare): a dict
+    of names to tensors; ValueError naming the file when it is not one (unreadable, not a torch file, another
+    object)."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - empty, text, truncated, unpicklable, unreadable: all "not a checkpoint"
+        detail = str(exc).strip().splitlines()[:1]
+        raise ValueError(f"path: {str(path)!r} is not a readable torch checkpoint of the VQGAN "
+                         f"({': '.join([type(exc).__name__] + detail)})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"path: {str(path)!r} holds a {type(state).__name__}, expected a VQGAN state dict (names to "
+                         f"tensors, or {{'state_dict': ...}} as Meta's vqgan.ckpt)")
+    return state
 
 
 def vq_encoder_from_checkpoint(path: str | Path, vqmodel: nn.Module) -> nn.Module:
@@ -137,13 +149,19 @@ def vq_encoder_from_checkpoint(path: str | Path, vqmodel: nn.Module) -> nn.Modul
 
 def load_checked(module: nn.Module, state: dict, path, part: str) -> nn.Module:
     """Load the entries of `state` that `module` has (others are ignored), in eval mode; ValueError naming the
-    checkpoint when one is missing or mis-shaped."""
+    checkpoint when one is missing, mis-shaped, not floating point or not finite (NaN weights decode to black)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
     if missing or wrong:
         raise ValueError(f"path: {str(path)!r} does not hold a VQGAN {part} of this model's vq_config "
                          f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, wrong shapes {wrong[:4]})")
+    for key in sorted(k for k, v in expected.items() if v.is_floating_point()):
+        if not state[key].is_floating_point():
+            raise ValueError(f"path: {str(path)!r}: the VQGAN {part} weight {key} is {state[key].dtype}, "
+                             f"expected floating-point weights")
+        if not bool(torch.isfinite(state[key]).all()):
+            raise ValueError(f"path: {str(path)!r}: the VQGAN {part} weight {key} holds NaN or infinite values")
     module.load_state_dict({k: state[k] for k in expected})
     return module.eval()
 

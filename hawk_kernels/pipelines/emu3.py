@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 
 from ..backbones.emu3 import emu3_grid
-from ..checks import text_prompts
 from ..grid import ImageGrid
-from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
+from .base import ImagePipeline, PromptRows
 
 NEGATIVE_PROMPT = ("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
                    "cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, "
@@ -29,11 +29,18 @@ class Emu3Pipeline(ImagePipeline):
     family = "emu3"
     model_class = "Emu3ForConditionalGeneration"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2048)
+    required_config = ("text_config", "vq_config", "vocabulary_map")
+    # what Emu3Processor.save_pretrained writes (transformers 4.x: preprocessor_config.json)
+    processor_files = (("processor_config.json", "preprocessor_config.json"), ("tokenizer_config.json",),
+                       ("tokenizer.json", "vocab.json"))
     negative_prompt = NEGATIVE_PROMPT  # the CFG branch's text (set it on the pipeline to change it)
     # images per VQ decoder call: the released decoder (256 base channels, 4 frames) peaked at 20.9 GB of RSS
     # decoding ONE 720 px image on the CPU in float32 (twice, benchmarks/results/real_shapes_vq_decode_cpu_emu3.json),
     # and a VQ decoder's peak grows with its batch, so images are decoded one at a time
     decode_batch = 1
+
+    def check_model(self) -> None:
+        self._token_of = {int(i): token for token, i in self.model.config.vocabulary_map.items()}  # id -> text
 
     def layout(self, size) -> ImageGrid:
         height, width = _pixels(size)
@@ -69,21 +76,22 @@ class Emu3Pipeline(ImagePipeline):
         """The negative prompt through the processor; without one, the image prompt alone (the row from its
         last `<|image start|>` on)."""
         if self.processor is not None and hasattr(self.processor, "calculate_generate_size"):
+            if not isinstance(self.negative_prompt, str):
+                raise TypeError(f"negative_prompt: expected a str (the CFG branch's text), got "
+                                f"{type(self.negative_prompt).__name__} {self.negative_prompt!r:.40}")
             return self._encode(self.negative_prompt, grid, "prompts")
         start = self._image_start_id()
         return row[len(row) - 1 - row[::-1].index(start):] if start in row else row[-1:]
 
     def _check_image_prompt(self, row: list[int], grid: ImageGrid, where: str) -> None:
-        """input_ids must end with `<|image token|>`; with a tokenizer, its `H*W` must match `size`."""
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        if tokenizer is None:
-            return
-        wrapper = tokenizer.convert_tokens_to_ids(tokenizer.image_wrapper_token)
-        start = self._image_start_id()
+        """input_ids must end with the image prompt `<|image start|>H*W<|image token|>` and its `H*W` must match
+        `size`; read through config.vocabulary_map, so a model saved without its tokenizer is checked too."""
+        vocabulary_map = self.model.config.vocabulary_map
+        wrapper, start = vocabulary_map.get("<|image token|>"), self._image_start_id()
         if row[-1] != wrapper or start not in row:
             raise ValueError(f"{where} must end with the image prompt <|image start|>H*W<|image token|>")
-        size_text = tokenizer.decode(row[len(row) - row[::-1].index(start): -1]).replace(" ", "")
-        if size_text != f"{grid.height}*{grid.width}":
+        size_text = "".join(self._token_of.get(t, "?") for t in row[len(row) - row[::-1].index(start): -1])
+        if size_text.replace(" ", "").replace("\u0120", "") != f"{grid.height}*{grid.width}":
             raise ValueError(f"size: the prompt asks for {size_text} tokens, size gives {grid.height}*{grid.width}")
 
     def _image_start_id(self) -> int:
@@ -91,12 +99,14 @@ class Emu3Pipeline(ImagePipeline):
 
     def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
         table = self.model.model.vocabulary_mapping.bpe2img_mapping_tensor
-        return table[image_tokens.cpu()].long()
+        low, high = self.layout(None).image_token_range
+        return table[check_ids_in("image_tokens", image_tokens, low, high, "Emu3 visual-token ids")].long()
 
     @torch.no_grad()
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
         vqmodel = self.model.model.vqmodel
+        codes = check_ids_in("codes", codes, 0, int(vqmodel.config.codebook_size), "Emu3 VQ codes")
         return self.in_vq_batches(lambda chunk: vqmodel.decode(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()
@@ -106,7 +116,7 @@ class Emu3Pipeline(ImagePipeline):
         it), then the model's VQ encoder and its code -> visual-token map (`get_image_tokens` without the
         end-of-line column)."""
         grid = self.layout(size)
-        pixels = self.image_pixels(images, grid.height * PIXELS_PER_TOKEN, grid.width * PIXELS_PER_TOKEN)
+        pixels = self.image_pixels(images, grid, grid.height * PIXELS_PER_TOKEN, grid.width * PIXELS_PER_TOKEN)
         vqmodel = self.model.model.vqmodel
 
         def encode(chunk):
@@ -129,9 +139,5 @@ def _pixels(size) -> tuple[int, int]:
     if size is None:
         side = int(round(DEFAULT_AREA ** 0.5))
         return side, side
-    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or not all(isinstance(v, int) and v > 0 and v % PIXELS_PER_TOKEN == 0 for v in pair)):
-        raise ValueError(f"size: expected None, an int or (height, width) in pixels, multiples of "
-                         f"{PIXELS_PER_TOKEN}, got {size!r}")
-    return int(pair[0]), int(pair[1])
+    return size_pair(size, PIXELS_PER_TOKEN, f"None, an int or (height, width) in pixels, multiples of "
+                                             f"{PIXELS_PER_TOKEN}")

@@ -7,23 +7,67 @@ import torch
 
 
 def fit_images(images, height: int, width: int, mode: str = "RGB") -> list:
-    """A non-empty list or tuple of PIL images -> copies in `mode` (transparency composited onto white), each
-    center-cropped to the aspect ratio height:width and resized (bicubic, the filter of Janus's, Emu3's and Lumina-mGPT's own resizing) to exactly
-    width x height px (`PIL.ImageOps.fit`; an image already of that size keeps its pixels). TypeError or
-    ValueError naming `images` (and the index of a bad item) otherwise."""
+    """`images` (`check_images`) -> copies in `mode` (transparency composited onto white), each center-cropped
+    to the aspect ratio height:width and resized (bicubic, the filter of Janus's, Emu3's and Lumina-mGPT's own
+    resizing) to exactly width x height px (`PIL.ImageOps.fit`; an image already of that size keeps its
+    pixels)."""
     from PIL import Image, ImageOps
+
+    return [ImageOps.fit(_opaque(image).convert(mode), (width, height), method=Image.Resampling.BICUBIC)
+            for image in check_images(images)]
+
+
+def check_images(images) -> list:
+    """A non-empty list or tuple of PIL images, each decoded now (a lazily opened file is read here) and of at
+    most 8 bits per channel (`_eight_bit`: 16-bit images scaled, 32-bit and float ones refused unless their
+    values are 8-bit) -> a list of them. TypeError or ValueError naming `images` (and the index and file of a
+    bad item: not an image, empty, truncated or damaged, of unknown range) otherwise."""
+    from PIL import Image
 
     if not isinstance(images, (list, tuple)):
         raise TypeError(f"images: expected a list or tuple of PIL images, got {type(images).__name__}")
     if not images:
         raise ValueError(f"images: expected at least one image, got an empty {type(images).__name__}")
+    checked = []
     for i, image in enumerate(images):
         if not isinstance(image, Image.Image):
             raise TypeError(f"images: item {i} is a {type(image).__name__}, expected a PIL image")
         if min(image.size) < 1:
             raise ValueError(f"images: item {i} is empty ({image.size[0]}x{image.size[1]} px)")
-    return [ImageOps.fit(_opaque(image).convert(mode), (width, height), method=Image.Resampling.BICUBIC)
-            for image in images]
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"images: item {i}{_file_of(image)} could not be decoded ({exc})") from None
+        checked.append(_eight_bit(image, i))
+    return checked
+
+
+def _file_of(image) -> str:
+    name = getattr(image, "filename", None)
+    return f" ({name})" if name else ""
+
+
+def _eight_bit(image, index: int):
+    """Images of more than 8 bits per pixel, which Pillow's convert() would clip at 255: 16-bit ones ('I;16*')
+    are scaled by 255 / 65535 (their bit depth is known) and rounded; 32-bit integer and float ones ('I', 'F')
+    carry no bit depth, so they are taken only when their values already are 8-bit (integers 0..255, as
+    `convert("I")` of an 8-bit image gives) and refused otherwise, naming the image: convert such an image to 8
+    bits yourself, with the range it was made for. Other modes are returned as they are."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float32)
+    if image.mode.startswith("I;16"):
+        values = values / 257  # 65535 -> 255
+    elif not (np.isfinite(values).all() and (values == np.round(values)).all()):
+        values = None
+    if values is None or values.min() < 0 or values.max() > 255:
+        raise ValueError(f"images: item {index}{_file_of(image)} is a mode {image.mode!r} image whose values are "
+                         f"not 8-bit (integers 0..255) and whose range is unknown; convert it to 8 bits ('L' or "
+                         f"'RGB') yourself, scaled from the range it was made for")
+    return Image.fromarray(np.round(values).astype(np.uint8))  # mode "L"
 
 
 def _opaque(image):

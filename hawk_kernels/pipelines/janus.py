@@ -13,15 +13,22 @@ from __future__ import annotations
 import torch
 
 from ..backbones.janus import janus_grid
-from ..checks import text_prompts
 from ..grid import ImageGrid
-from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
+from .base import ImagePipeline, PromptRows
+
+# what JanusProcessor.save_pretrained writes (transformers 4.x: preprocessor_config.json); its chat template is
+# chat_template.jinja (or an entry of those files) and is checked when a text prompt needs it
+PROCESSOR_FILES = (("processor_config.json", "preprocessor_config.json"), ("tokenizer_config.json",),
+                   ("tokenizer.json", "tokenizer.model"))
 
 
 class JanusPipeline(ImagePipeline):
     family = "janus"
     model_class = "JanusForConditionalGeneration"
     defaults = dict(cfg_scale=5.0, temperature=1.0, top_k=None)
+    required_config = ("text_config", "vision_config", "vq_config")
+    processor_files = PROCESSOR_FILES
     # images per VQ decoder call: the decoder's peak grows with its batch (measured on the CPU, float32, the released
     # VQ configuration: 0.48 GB of peak RSS for one 384 px image, 0.72 GB for two; benchmarks/results/)
     decode_batch = 16
@@ -37,9 +44,10 @@ class JanusPipeline(ImagePipeline):
         return self.grid.width * 2 ** (levels - 1)
 
     def layout(self, size) -> ImageGrid:
-        if size not in (None, self.image_size, (self.image_size, self.image_size)):
-            raise ValueError(f"size: this Janus model generates {self.image_size}x{self.image_size} px images "
-                             f"only, got {size!r}")
+        side = self.image_size
+        what = f"None, {side} or ({side}, {side}) (this Janus model generates {side}x{side} px images only)"
+        if size is not None and size_pair(size, 1, what) != (side, side):
+            raise ValueError(f"size: expected {what}, got {size!r}")
         return self.grid
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
@@ -55,12 +63,17 @@ class JanusPipeline(ImagePipeline):
         return PromptRows(rows, [self._unconditional(row) for row in rows], argument)
 
     def _encode(self, text: str) -> list[int]:
-        """The processor's chat template (if any), then `processor(text, generation_mode="image")`; a bare
-        tokenizer gets the begin-of-image token appended the same way."""
+        """The processor's chat template (required: Janus prompts are `<|User|>: {text}...<|Assistant|>:`, and
+        transformers' JanusProcessor has no default one), then `processor(text, generation_mode="image")`; a
+        bare tokenizer gets the begin-of-image token appended the same way."""
         tokenizer, processor = self.tokenizer("prompts"), self.processor
-        if getattr(processor, "chat_template", None):
-            conversation = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-            text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        if not getattr(processor, "chat_template", None):
+            raise ValueError(f"prompts: the Janus processor saved in {str(self.model_dir)!r} has no chat template "
+                             f"(chat_template.jinja is missing), and Janus prompts are wrapped in it "
+                             f"('<|User|>: ...<|Assistant|>:'); save the processor with its template, or pass "
+                             f"input_ids")
+        conversation = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         if processor is tokenizer:
             return tokenizer(text).input_ids + [self.boi_id]
         return processor(text=[text], generation_mode="image", return_tensors="pt").input_ids[0].tolist()
@@ -69,11 +82,12 @@ class JanusPipeline(ImagePipeline):
         return [t if t in (self.bos_id, self.boi_id) else self.pad_id for t in row]
 
     def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return image_tokens
+        return check_ids_in("image_tokens", image_tokens, *self.grid.image_token_range, "Janus VQ codes")
 
     @torch.no_grad()
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
+        codes = check_ids_in("codes", codes, *self.grid.image_token_range, "Janus VQ codes")
         return self.in_vq_batches(lambda chunk: self.model.decode_image_tokens(chunk.flatten(1).to(self.device))
                                   .permute(0, 3, 1, 2).float().cpu(), codes)  # the decoder gives [b, h, w, 3]
 
@@ -82,7 +96,7 @@ class JanusPipeline(ImagePipeline):
         """Images -> VQ codes [B, H, W] (Janus image tokens are the codes): `image_pixels` at image_size px
         square, then the model's own VQ encoder (`model.model.vqmodel.encode`)."""
         grid = self.layout(size)
-        pixels = self.image_pixels(images, self.image_size, self.image_size)
+        pixels = self.image_pixels(images, grid, self.image_size, self.image_size)
         vqmodel = self.model.model.vqmodel
         encode = lambda chunk: vqmodel.encode(chunk.to(self.device, vqmodel.dtype)).image_tokens.cpu()
         codes = self.in_vq_batches(encode, pixels)  # [B * H * W]

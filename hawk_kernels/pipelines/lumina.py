@@ -24,9 +24,9 @@ import warnings
 import torch
 
 from ..backbones.chameleon import PIXELS_PER_SIZE_STEP, image_prefix, lumina_grid
-from ..checks import text_prompts
+from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from ..grid import ImageGrid
-from .base import ImagePipeline, PromptRows, exactly_one, id_rows
+from .base import ImagePipeline, PromptRows
 from .chameleon_vqgan import ChameleonVQGANDecoder, vq_encoder_from_checkpoint
 
 TEMPLATE = "Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
@@ -38,6 +38,8 @@ class LuminaPipeline(ImagePipeline):
     family = "chameleon"
     model_class = "ChameleonForConditionalGeneration"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2000, size=768)
+    required_config = ("vq_config", "vocabulary_map")
+    processor_files = (("tokenizer_config.json",), ("tokenizer.json", "tokenizer.model"))  # a tokenizer only
     # images per VQGAN decoder call: its peak grows with the batch (measured on the CPU: 1.65 GB of peak RSS for one
     # 768 px image, 3.16 GB for two; the decoder runs in float32, as the checkpoint stores it, on every device)
     decode_batch = 4
@@ -70,12 +72,8 @@ class LuminaPipeline(ImagePipeline):
     def pixels(self, size) -> tuple[int, int]:
         """size -> (height, width) px: multiples of 32 whose size tokens the vocabulary has."""
         size = self.defaults["size"] if size is None else size
-        pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
-        step = PIXELS_PER_SIZE_STEP
-        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-                or not all(isinstance(v, int) and v > 0 and v % step == 0 for v in pair)):
-            raise ValueError(f"size: expected an int or (height, width) in pixels, multiples of {step} "
-                             f"(Lumina-mGPT: 512, 768 or 1024), got {size!r}")
+        pair = size_pair(size, PIXELS_PER_SIZE_STEP, f"an int or (height, width) in pixels, multiples of "
+                                                     f"{PIXELS_PER_SIZE_STEP} (Lumina-mGPT: 512, 768 or 1024)")
         try:
             image_prefix(self.model, *pair)
         except ValueError as exc:
@@ -94,14 +92,18 @@ class LuminaPipeline(ImagePipeline):
                           "input_ids")
 
     def _with_prefix(self, row: list[int], prefix: list[int], index: int) -> list[int]:
-        """An input_ids row ending with the text, the image start, or the whole image prefix -> ending with
-        this size's prefix (a prefix of another size is refused)."""
-        if row[-3:] == prefix:
-            return row
-        if len(row) >= 3 and row[-3] == prefix[0]:
-            raise ValueError(f"input_ids: row {index} ends with the image prefix {row[-3:]}, but size asks for "
-                             f"{prefix}")
-        return (row[:-1] if row[-1] == prefix[0] else row) + prefix
+        """An input_ids row ending with the text or with a leading part of this size's image prefix (image
+        start, height token, width token: what the model itself writes one token at a time) -> ending with the
+        whole prefix; a row whose last tokens start another prefix (another size, or not size tokens) is
+        refused."""
+        for given in (3, 2, 1):
+            if row[-given:] == prefix[:given]:
+                return row + prefix[given:]
+        started = next((row[-n:] for n in (3, 2) if len(row) >= n and row[-n] == prefix[0]), None)
+        if started is not None:
+            raise ValueError(f"input_ids: row {index} ends with the image prefix {started}, but size asks for "
+                             f"{prefix} (image start, height token, width token)")
+        return row + prefix
 
     def _encode(self, text: str, grid: ImageGrid) -> list[int]:
         tokenizer = self.tokenizer("prompts")
@@ -111,12 +113,14 @@ class LuminaPipeline(ImagePipeline):
         return ids if bos is None or ids[:1] == [bos] else [bos] + ids
 
     def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return self._code_of[image_tokens.cpu() - self._first_image_id]
+        low, high = self._first_image_id, self._first_image_id + len(self._code_of)
+        return self._code_of[check_ids_in("image_tokens", image_tokens, low, high, "IMGIMG image-token ids") - low]
 
     @torch.no_grad()
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
         if self.vqgan is None:
             return None
+        codes = check_ids_in("codes", codes, 0, self.vqgan.codebook.num_embeddings, "VQGAN codes")
         return self.in_vq_batches(lambda chunk: self.vqgan(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()
@@ -124,7 +128,7 @@ class LuminaPipeline(ImagePipeline):
         """Images -> `IMGIMG*` token ids [B, H, W] (no row-end tokens): `image_pixels` at the layout's size in
         px, the VQ encoder (`vq_encoder`), then codes -> ids through `model.model.vocabulary_mapping`."""
         grid, (height, width) = self.layout(size), self.pixels(size)
-        pixels = self.image_pixels(images, height, width)
+        pixels = self.image_pixels(images, grid, height, width)
         encoder = self.vq_encoder()
         encode = lambda chunk: encoder.encode(chunk.to(self.device, encoder.dtype)).image_tokens.cpu()
         codes = self.in_vq_batches(encode, pixels)  # [B * H * W]

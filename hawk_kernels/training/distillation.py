@@ -239,16 +239,28 @@ def _manifest(pipe, grid, settings: DistillSettings, body_start: int) -> dict:
 
 
 def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
-    """Text prompts or token-id lists -> the conditional prompt row of each (what the decoder is given)."""
+    """Text prompts or token-id lists -> the conditional prompt row of each (what the decoder is given), each
+    checked to fit the model's positions with the image (what generate_tokens would refuse after the manifest
+    is written)."""
+    from ..pipelines.batch_job import check_positions
+
     if prompts and isinstance(prompts[0], list):
-        return pipe.prompt_rows(None, prompts, grid).conditional
-    return pipe.prompt_rows(list(prompts), None, grid).conditional
+        rows = pipe.prompt_rows(None, prompts, grid)
+    else:
+        rows = pipe.prompt_rows(list(prompts), None, grid)
+    check_positions(pipe, rows, grid)
+    return rows.conditional
 
 
 def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
+    """The sampling every shard uses (None: the family default), checked by SamplingConfig before anything is
+    written (cfg_scale <= MAX_CFG_SCALE, temperature 0 or >= MIN_TEMPERATURE, ...)."""
+    from ..target import SamplingConfig
+
     given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
     out = {k: (pipe.defaults.get(k) if v is None else v) for k, v in given.items()}
-    return dict(cfg_scale=float(out["cfg_scale"]), temperature=float(out["temperature"]), top_k=out["top_k"])
+    checked = SamplingConfig(out["cfg_scale"], out["temperature"], out["top_k"])
+    return dict(cfg_scale=checked.cfg_scale, temperature=checked.temperature, top_k=checked.top_k)
 
 
 def _size(size):

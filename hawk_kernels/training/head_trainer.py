@@ -68,6 +68,20 @@ class HeadMetrics:
         return "\n".join(lines)
 
 
+def check_heads_fit(num_horizontal: int, vertical_depth: int, height: int, width: int) -> None:
+    """Every head of a set must have targets in an image of `height` rows of `width` codes: a vertical head d
+    predicts the code d rows below, so vertical_depth <= height - 1; horizontal heads draft along a row, at most
+    one per code of it (num_horizontal <= width). ValueError naming num_horizontal / vertical_depth (a head
+    without targets would train on nothing and report loss 0)."""
+    if vertical_depth > height - 1:
+        rows = f"{height - 1} row{'' if height == 2 else 's'}"
+        raise ValueError(f"vertical_depth: expected <= {height - 1} (a vertical head d predicts the code d rows "
+                         f"below; this {height}x{width} layout has {rows} below its first), got {vertical_depth}")
+    if num_horizontal > width:
+        raise ValueError(f"num_horizontal: expected <= {width} (horizontal heads draft along a row of this "
+                         f"{height}x{width} layout, at most one per code), got {num_horizontal}")
+
+
 # --- training ------------------------------------------------------------------------------------------
 @dataclass
 class _Context:
@@ -94,6 +108,10 @@ def train_heads(model, heads: DraftHeads, data: TensorSequences | ShardSequences
     steps (tests: a "kill")."""
     from tqdm.auto import tqdm
 
+    try:
+        check_heads_fit(heads.num_horizontal, heads.vertical_depth, grid.height, grid.width)
+    except ValueError as exc:
+        raise ValueError(f"heads: {exc}") from None
     backbone = backbone_for(model, grid)
     rank, world = _init_distributed(backbone.device)
     train_idx, held_idx = split_indices(len(data), 0.0 if held_out is not None else config.eval_fraction)

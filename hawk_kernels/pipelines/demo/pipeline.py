@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...checks import as_device, check_attn_implementation, check_compile, text_prompts
+from ...checks import as_device, check_attn_implementation, check_compile, exactly_one, id_rows, text_prompts
 from ...grid import ImageGrid
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
-from ..base import ImagePipeline, PromptRows, exactly_one, id_rows
+from ..base import ImagePipeline, PromptRows
 from ..images import fit_images
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
 
