@@ -135,6 +135,16 @@ def test_janus_with_a_partial_processor_names_the_missing_file(dirs, tmp_path, m
         pipe.generate_tokens(["a red cat"], mode="ar", num_nodes=1)
 
 
+def test_a_lumina_tokenizer_loads_from_its_data_file_alone(dirs, tmp_path):
+    """The check for a partial processor asks Lumina-mGPT for its tokenizer's data file only: a directory without
+    tokenizer_config.json still encodes text prompts, as before the check; without tokenizer.json it names it."""
+    pipe = load_pipeline(_copy(dirs["chameleon"], tmp_path, "tokenizer_config.json"))
+    assert pipe.generate_tokens(["a red cat"], mode="ar", num_nodes=1, size=64).image_tokens.shape[0] == 1
+    bare = load_pipeline(_copy(dirs["chameleon"], tmp_path / "bare", "tokenizer.json"))
+    with pytest.raises(ValueError, match="prompts: .*tokenizer.json"):
+        bare.generate_tokens(["a red cat"], mode="ar", num_nodes=1, size=64)
+
+
 @pytest.mark.parametrize("family", ["janus", "emu3", "chameleon"])
 def test_a_checkpoint_without_weights_or_vq_config_is_named(dirs, tmp_path, family):
     with pytest.raises(FileNotFoundError, match="model_dir: no model weights"):

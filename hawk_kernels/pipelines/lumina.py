@@ -39,7 +39,8 @@ class LuminaPipeline(ImagePipeline):
     model_class = "ChameleonForConditionalGeneration"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2000, size=768)
     required_config = ("vq_config", "vocabulary_map")
-    processor_files = (("tokenizer_config.json",), ("tokenizer.json", "tokenizer.model"))  # a tokenizer only
+    # a tokenizer only; its data file is enough (Lumina-mGPT's tokenizer loads from tokenizer.json alone)
+    processor_files = (("tokenizer.json", "tokenizer.model"),)
     # images per VQGAN decoder call: its peak grows with the batch (measured on the CPU: 1.65 GB of peak RSS for one
     # 768 px image, 3.16 GB for two; the decoder runs in float32, as the checkpoint stores it, on every device)
     decode_batch = 4
