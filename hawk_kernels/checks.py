@@ -34,6 +34,19 @@ def as_bool(name: str, value) -> bool:
     return value
 
 
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what a model may be loaded in
+
+
+def as_dtype(name: str, value) -> torch.dtype | None:
+    """None, or a dtype of FLOAT_DTYPES given as a torch.dtype or its name ("bfloat16"); integer, bool, complex and
+    float8 dtypes are refused (ValueError naming `name`)."""
+    dtype = value if value is None or isinstance(value, torch.dtype) else getattr(torch, str(value), None)
+    if value is not None and dtype not in FLOAT_DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in FLOAT_DTYPES)
+        raise ValueError(f"{name}: expected None or one of {names} (a torch.dtype or its name), got {value!r}")
+    return dtype
+
+
 def as_float(name: str, value, low: float | None = None, high: float | None = None, *,
              low_open: bool = False) -> float:
     """value as a finite float in [low, high] ((low, high] with low_open); bools, strings, NaN, inf refused."""

@@ -336,7 +336,7 @@ def test_generate_checks_every_job_before_the_first_image(tmp_path, capsys, monk
         err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--cfg", "2e4"])
         assert "argument --cfg: expected >= 0.0 and <= 10000.0" in err, err
         err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--dtype", "int8"])
-        assert "--dtype: expected a floating torch dtype name" in err, err
+        assert "--dtype: expected None or one of float16, bfloat16, float32, float64" in err, err
         err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "digit foo", "--out", out])
         assert "--prompt: prompt 2 ('digit foo'): unknown prompt word(s) ['foo']" in err, err
     # the third prompt line (image 1) is too long for the model's positions: nothing is written, not even --out

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import as_dtype
 from .common import UsageError, as_flag_error, number
 
 
@@ -202,12 +203,11 @@ def check_head_counts(args, height: int, width: int) -> None:
 
 
 def _torch_dtype(name):
-    if name is None or isinstance(name, torch.dtype):
-        return name
-    dtype = getattr(torch, str(name), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise UsageError(f"--dtype: expected a floating torch dtype name such as float32 or bfloat16, got {name!r}")
-    return dtype
+    """--dtype: None or a name of checks.FLOAT_DTYPES (what load_pipeline takes), refused before anything loads."""
+    try:
+        return as_dtype("--dtype", name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _token_file(args):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import check_attn_implementation, check_compile
+from ..checks import as_dtype, check_attn_implementation, check_compile
 from .base import ImagePipeline, PipelineOutput
 
 __all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
@@ -40,7 +40,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA) makes every step attend to the
     filled cache slots only, through block masks."""
     compile = check_compile(compile)
-    dtype = _dtype(dtype)
+    dtype = as_dtype("dtype", dtype)
     model_dir = _checked_dir("model_dir", model_dir, "config.json")
     try:
         config = json.loads((model_dir / "config.json").read_text())
@@ -82,19 +82,8 @@ def _device(device) -> torch.device:
     return as_device("device", device)
 
 
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what a model may be loaded in
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")  # what from_pretrained reads the weights from
-
-
-def _dtype(dtype) -> torch.dtype | None:
-    """None, or a floating dtype of DTYPES (a torch.dtype or its name): integer, bool, complex and float8 models
-    are refused here, before anything loads."""
-    named = dtype if dtype is None or isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
-    if dtype is not None and named not in DTYPES:
-        names = ", ".join(str(d).replace("torch.", "") for d in DTYPES)
-        raise ValueError(f"dtype: expected None or one of {names} (a torch.dtype or its name), got {dtype!r}")
-    return named
 
 
 def _check_checkpoint(model_dir: Path, config: dict, family) -> None:

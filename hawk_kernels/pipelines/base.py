@@ -338,12 +338,6 @@ class ImagePipeline:
         return getattr(self.processor, "tokenizer", self.processor)
 
 
-
-
-
-
-
-
 def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
     """generate(decoder=...): a HawkDecoder of the call's mode and layout (it replaces the pipeline's own)."""
     if not isinstance(decoder, HawkDecoder):
@@ -352,8 +346,6 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: its mode is {decoder.mode!r}, the call's mode={mode!r}")
     if decoder.grid != grid:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
-
-
 
 
 def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,
