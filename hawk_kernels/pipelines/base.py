@@ -227,23 +227,30 @@ class ImagePipeline:
     def _default(self, value, name: str):
         return self.defaults.get(name) if value is None else value
 
+    def prompt_room(self, grid: ImageGrid) -> tuple[int | None, int | None]:
+        """(the most prompt tokens a row may have with `grid`'s image and its end token inside the model's
+        positions, the model's position limit); (None, None) for a model without a limit. The one rule of the
+        context checks (generate's, encode_images', and the batch jobs' before their first image)."""
+        limit = self.backbone(grid).max_positions
+        return (None, None) if limit is None else (limit - grid.num_body_tokens - 1, limit)
+
     def check_image_fits(self, grid: ImageGrid) -> None:
         """ValueError naming `size` when the layout's image alone (body and image end) exceeds the model's
         positions: what generate's context check refuses, for calls without a prompt (encode_images), before
         anything the size scales is allocated."""
-        limit = self.backbone(grid).max_positions
-        if limit is not None and grid.num_body_tokens + 1 > limit:
+        room, limit = self.prompt_room(grid)
+        if room is not None and room < 0:
             raise ValueError(f"size: a {grid.height}x{grid.width}-token image is {grid.num_body_tokens + 1} tokens, "
                              f"beyond the model's max_position_embeddings={limit}")
 
     def _check_context(self, rows: PromptRows, grid: ImageGrid) -> None:
         self.check_image_fits(grid)
-        limit = self.backbone(grid).max_positions
-        if limit is None:
+        room, limit = self.prompt_room(grid)
+        if room is None:
             return
         for i, (cond, uncond) in enumerate(zip(rows.conditional, rows.unconditional)):
             length = max(len(cond), len(uncond))
-            if length + grid.num_body_tokens + 1 > limit:
+            if length > room:
                 raise ValueError(f"{rows.argument}: prompt {i} has {length} tokens; with the {grid.num_body_tokens}-"
                                  f"token image they exceed the model's max_position_embeddings={limit}")
 

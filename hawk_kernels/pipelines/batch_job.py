@@ -119,13 +119,6 @@ def job_where(job: ImageJob, source=None) -> str:
     return f"--prompt: prompt {job.index + 1} ({job.prompt!r})"
 
 
-def prompt_room(pipe, grid) -> tuple[int | None, int | None]:
-    """(the most prompt tokens a row may have with `grid`'s image and its end token inside the model's
-    positions, the model's position limit); (None, None) for a model without a limit. What generate refuses."""
-    limit = pipe.backbone(grid).max_positions
-    return (None, None) if limit is None else (limit - grid.num_body_tokens - 1, limit)
-
-
 def _too_long(cond: int, uncond: int, grid, limit: int) -> str:
     negative = f" (its unconditional CFG prompt {uncond})" if uncond > cond else ""
     return (f"its {cond} prompt tokens{negative} and the {grid.num_body_tokens}-token {grid.height}x{grid.width} "
@@ -135,7 +128,7 @@ def _too_long(cond: int, uncond: int, grid, limit: int) -> str:
 def check_positions(pipe, rows, grid) -> None:
     """Every prompt row of `rows` (a PromptRows) with the image inside the model's positions: ValueError naming
     size when not even the shortest prompt fits the layout, else naming the argument and the prompt's index."""
-    room, limit = prompt_room(pipe, grid)
+    room, limit = pipe.prompt_room(grid)
     if room is None:
         return
     lengths = [max(len(c), len(u)) for c, u in zip(rows.conditional, rows.unconditional)]
@@ -178,7 +171,7 @@ def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=
                 except (ValueError, TypeError) as own:
                     raise type(own)(f"{job_where(job, source)}: {own}") from None
             raise exc
-        room, limit = prompt_room(pipe, grid)
+        room, limit = pipe.prompt_room(grid)
         for job, cond, uncond in zip(group, rows.conditional, rows.unconditional):
             if room is not None and max(len(cond), len(uncond)) > room:
                 raise ValueError(f"{job_where(job, source)}: {_too_long(len(cond), len(uncond), grid, limit)}: a "
