@@ -66,6 +66,35 @@ def test_generate_resume_refuses_images_of_other_settings(tmp_path, capsys, monk
     assert "made 0" in capsys.readouterr().out
 
 
+def test_generate_resume_refuses_other_sampling_trees_and_heads(tmp_path, capsys, monkeypatch):
+    """What an image's law or draws depend on beyond prompt, seed, size, cfg and mode (temperature, top-k, an asked
+    tree size, the draft heads) is recorded and compared: a re-run with another never counts the images as its own."""
+    import hawk_kernels as hk
+    from hawk_kernels.pipelines.demo import pipeline as demo_pipeline
+
+    out = tmp_path / "pngs"
+    hawk = ["--prompt", "digit eight", "--out", str(out), "--mode", "hawk", "--threads", "1"]
+    assert cli.main(["generate", "--demo", *hawk, "--nodes", "4"]) == 0
+    capsys.readouterr()
+    row = json.loads((out / "manifest.jsonl").read_text())
+    assert (row["temperature"], row["top_k"], row["num_nodes"]) == (1.0, None, 4) and len(row["heads"]) == 16
+    with monkeypatch.context() as patch:  # what the flags say alone: refused before the model loads
+        _refuse_model(patch)
+        for flags, said in ((["--temperature", "0.5"], "temperature 1.0, not 0.5"), (["--top-k", "5"], "top_k None, not 5")):
+            err = _error(capsys, ["generate", "--demo", *hawk, "--nodes", "4", *flags])
+            assert f"already holds image 0" in err and f"made with {said}" in err, err
+    err = _error(capsys, ["generate", "--demo", *hawk, "--nodes", "8"])
+    assert "made with num_nodes 4, not 8" in err, err
+    bundled = hk.DraftHeads.from_pretrained(demo_pipeline.HEADS_DIR).config
+    hk.DraftHeads(bundled.hidden_size, bundled.vocab_size, num_horizontal=1, vertical_depth=1).save_pretrained(
+        tmp_path / "mine")
+    err = _error(capsys, ["generate", "--demo", *hawk, "--nodes", "4", "--heads", str(tmp_path / "mine")])
+    assert f"made with heads {row['heads']!r}, not " in err, err
+    for nodes in ("4", "auto"):  # the same settings (or a tree size left to "auto"): a resume
+        assert cli.main(["generate", "--demo", *hawk, "--nodes", nodes]) == 0
+        assert "made 0" in capsys.readouterr().out
+
+
 def test_generate_full_disk_leaves_no_partial_file_and_resumes(tmp_path, capsys, monkeypatch):
     from PIL import Image
 

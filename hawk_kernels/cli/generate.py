@@ -82,7 +82,8 @@ def run(args) -> int:
     model.check_inputs(size=args.size)
     _check_prompts(model, jobs, args)
     _check_sizes(model, jobs, args)
-    check_resume(out_dir, jobs, args.mode)  # images of other jobs already there: refused before the model loads
+    early = {key: value for key, value in (("temperature", args.temperature), ("top_k", args.top_k)) if value is not None}
+    check_resume(out_dir, jobs, args.mode, settings=early)  # other jobs' images there: refused before the model loads
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rank, world = rank_and_world()

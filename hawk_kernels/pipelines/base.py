@@ -210,6 +210,12 @@ class ImagePipeline:
         out.num_nodes = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()]
         return out
 
+    def tree_size(self, mode: str, size=None, num_nodes: int | None = None) -> int:
+        """The tree size a step of `mode` runs with at `size` when asked for num_nodes (None: DEFAULT_NUM_NODES):
+        1 for "ar"; a tree may hold fewer nodes than asked (medusa's heads' products, a jacobi chain)."""
+        num_nodes = DEFAULT_NUM_NODES if num_nodes is None else num_nodes
+        return self._decoder_of_size(mode, self.layout(size), num_nodes).tree.num_nodes
+
     def _decoder_of_size(self, mode: str, grid: ImageGrid, num_nodes: int) -> HawkDecoder:
         """Size 1 is the AR step (any mode); else the mode's decoder with that tree."""
         return self.decoder("ar", grid, 1) if num_nodes == 1 else self.decoder(mode, grid, num_nodes)

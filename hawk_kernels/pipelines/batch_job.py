@@ -7,9 +7,9 @@ different size or cfg go to different batches. Each image is written as `<index>
 renamed), then one JSON line is appended to this rank's `manifest.part-<r>.jsonl` (one os.write of the whole line
 on an O_APPEND file, fsynced). An image counts as written when its PNG and its line both exist; a re-run skips
 those and redoes the rest (a torn last line is dropped); an image written with other settings than its job (prompt,
-seed, size, cfg, mode) is refused (`check_resume`), never counted as done. When every rank is done, rank 0 merges
-the parts and any earlier `manifest.jsonl` into one `manifest.jsonl` (each index once, in index order) and removes
-the parts.
+seed, size, cfg, mode, temperature, top-k, heads, an asked tree size) is refused (`check_resume`), never counted
+as done. When every rank is done, rank 0 merges the parts and any earlier `manifest.jsonl` into one `manifest.jsonl`
+(each index once, in index order) and removes the parts.
 """
 from __future__ import annotations
 
@@ -210,17 +210,25 @@ def written(out_dir: Path) -> dict[int, dict]:
 
 
 def check_resume(out_dir: Path, jobs: list[ImageJob], mode: str | None = None,
-                 default_cfg: float | None = None) -> dict[int, dict]:
-    """`written(out_dir)`, refusing an image whose manifest line was made with other settings than its job
-    (prompt, seed, size, cfg, mode): a re-run resumes the same job, it never counts another image as this one.
-    mode / default_cfg (the cfg of jobs without their own) None: not known yet (before the model loads), not
-    compared."""
+                 default_cfg: float | None = None, settings: dict | None = None, tree_size=None) -> dict[int, dict]:
+    """`written(out_dir)`, refusing an image whose manifest line was made with other settings than its job: a re-run
+    resumes the same job, it never counts another image as this one. Compared: prompt, seed, size, cfg, mode, the
+    `settings` given (temperature, top_k, heads: what the law or the draws of an image depend on) and, where
+    `tree_size` (job -> the tree size a fresh run would use, None for "auto") is given, the tree size. mode /
+    default_cfg (the cfg of jobs without their own) None, or a setting left out: not known yet (before the model
+    loads), not compared. A line written before a setting was recorded (an older manifest) is not compared on it."""
     done = written(Path(out_dir))
+    known = {} if mode is None else dict(mode=mode)
+    known.update(settings or {})
     for job in (job for job in jobs if job.index in done):
         row, cfg = done[job.index], default_cfg if job.cfg is None else job.cfg
-        want = dict(prompt=job.prompt, seed=job.seed, size=_size_field(job.size), cfg=cfg, mode=mode)
+        want = dict(prompt=job.prompt, seed=job.seed, size=_size_field(job.size))
+        want.update({} if cfg is None else dict(cfg=cfg))
+        want.update({key: value for key, value in known.items() if key in row})
+        nodes = None if tree_size is None else tree_size(job)
+        want.update({} if nodes is None else dict(num_nodes=nodes))
         for key, value in want.items():
-            if row.get(key) != value and (value is not None or key not in ("cfg", "mode")):
+            if row.get(key) != value:
                 raise ValueError(f"--out: {str(out_dir)!r} already holds image {job.index} ({row.get('png')}) made "
                                  f"with {key} {row.get(key)!r}, not {value!r}: a re-run resumes only the same images; "
                                  f"use a new directory (or the settings that made it)")
@@ -296,7 +304,9 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     out_dir = Path(out_dir)  # created with its first image (_run_batch): a run that fails before leaves none
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
-    done = check_resume(out_dir, jobs, mode, pipe.defaults.get("cfg_scale"))
+    settings = image_settings(pipe, mode, temperature, top_k)
+    done = check_resume(out_dir, jobs, mode, pipe.defaults.get("cfg_scale"), settings,
+                        None if num_nodes == "auto" else lambda job: pipe.tree_size(mode, job.size, num_nodes))
     todo = [job for job in jobs if job.index % world_size == rank and job.index not in done]
     todo = todo[:max_images] if max_images is not None else todo
     bar = tqdm(total=len(todo), unit="img", desc="generate" + (f" (rank {rank})" if world_size > 1 else ""),
@@ -307,7 +317,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     try:
         for batch in make_batches(todo, batch_size):
             fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
-            paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, temperature, top_k, bar)
+            paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, settings, bar)
     finally:
         bar.close()  # an error then starts on a line of its own
     if barrier is not None:
@@ -317,12 +327,24 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     return paths
 
 
+def image_settings(pipe, mode: str, temperature, top_k) -> dict:
+    """What an image's law or draws depend on beyond its job and mode, as its manifest line records it: the
+    sampling (None: the family's default, resolved) and the draft heads' weights (a fingerprint; None when the
+    mode drafts without heads)."""
+    from ..fingerprint import model_fingerprint
+    from ..drafts import needs_heads
+
+    return dict(temperature=pipe._default(temperature, "temperature"), top_k=pipe._default(top_k, "top_k"),
+                heads=model_fingerprint(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
+
+
 def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes,
-               temperature, top_k, bar):
+               settings: dict, bar):
     """batch: the images to write; fill: rows decoded with them only to keep the batch size, then dropped."""
     rows = batch + fill
     res = pipe.generate([job.prompt for job in rows], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
-                        temperature=temperature, top_k=top_k, seed=[job.seed for job in rows], num_nodes=num_nodes)
+                        temperature=settings["temperature"], top_k=settings["top_k"], seed=[job.seed for job in rows],
+                        num_nodes=num_nodes)
     seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
     compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
     paths = []
@@ -333,7 +355,7 @@ def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path,
         passes = res.num_forward_passes[k]
         append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode,
                                num_nodes=res.num_nodes[k], size=_size_field(job.size),
-                               cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
+                               cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg, **settings,
                                passes=passes,
                                tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
                                seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),
