@@ -297,7 +297,7 @@ def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
 class Budget:
     def __init__(self, seconds: float | None):
         self.start, self.seconds = time.perf_counter(), seconds
-        self.per_token: float | None = None  # seconds per body token of the last image run
+        self.per_token_byte: float | None = None  # seconds per body token per model byte, of the last image run
 
     def left(self) -> float:
         return float("inf") if self.seconds is None else self.seconds - (time.perf_counter() - self.start)
@@ -325,8 +325,10 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
     print(f"[{family}] built in {build_seconds:.1f}s: {result['grid']}", flush=True)
     pipe.compile = COMPILE_WORDS[args.compile]
     pipe.set_heads(pipe.make_heads())
-    # a first estimate from the last family's seconds per body token (an image's time is mostly its passes)
-    estimate = None if budget.per_token is None else budget.per_token * result["grid"]["body_tokens"]
+    # a first estimate from the last family's seconds per body token, scaled by the weights each step streams (an
+    # image's time is mostly its passes; Emu3's 8B, with its 184k-id head, against Lumina-mGPT's 7B)
+    estimate = None if budget.per_token_byte is None else (budget.per_token_byte * result["grid"]["body_tokens"]
+                                                           * result["model_bytes"])
     hf_first = family == "emu3"
     if hf_first:
         result["transformers"] = _guarded(lambda: transformers_emu3(pipe, size, args.hf_tokens, device), budget, 60)
@@ -337,7 +339,7 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
             continue
         row = run_mode(pipe, family, mode, size, out_dir, device, args.nodes)
         estimate = row["seconds_per_image"]
-        budget.per_token = row["seconds_per_image"] / result["grid"]["body_tokens"]
+        budget.per_token_byte = row["seconds_per_image"] / result["grid"]["body_tokens"] / result["model_bytes"]
         result["runs"].append(row)
         print(f"[{family}] {json.dumps(row)}", flush=True)
     if family == "janus":
