@@ -397,3 +397,18 @@ def test_emu3_sizes_past_its_positions_name_the_flag_or_line(tiny_emu3, tmp_path
                           "--mode", "ar", "--nodes", "1"])
     assert err.startswith(f"{ERROR_PREFIX}--size: the 128x128-code layout"), err
     assert not out.exists()
+
+
+def test_train_heads_batch_is_cut_to_a_small_data_set():
+    """--batch-size above the training sequences: all of them each step (a multiple of accumulation x processes);
+    fewer than one step's worth: refused naming the flag."""
+    from argparse import Namespace
+
+    from hawk_kernels.cli.common import UsageError
+    from hawk_kernels.cli.train_heads import _fitted_batch
+
+    assert _fitted_batch(Namespace(batch_size=32, accumulation=1), 7, 1) == 7
+    assert _fitted_batch(Namespace(batch_size=32, accumulation=2), 7, 2) == 4
+    assert _fitted_batch(Namespace(batch_size=6, accumulation=4), 7, 1) == 6  # fits: the trainer judges the split
+    with pytest.raises(UsageError, match="--batch-size: 3 training sequences cannot fill one step of --accumulation 2"):
+        _fitted_batch(Namespace(batch_size=32, accumulation=2), 3, 2)

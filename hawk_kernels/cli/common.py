@@ -128,12 +128,16 @@ def check_parent(flag: str, path) -> Path:
 
 
 def check_out_dir(flag: str, path) -> Path:
-    """An output directory: absent (made later) or a directory, in an existing directory; files can be created
-    in it (or, absent, in its parent) now, so an output that cannot be written fails before the model loads."""
-    out = check_parent(flag, path)
-    if out.exists() and not out.is_dir():
+    """An output directory: absent (made later, with any missing parents, as `mkdir -p` would) or a directory; files
+    can be created in it (or, absent, in its nearest existing ancestor) now, so an output that cannot be written
+    fails before the model loads."""
+    out = Path(path)
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path.cwd())
+    if existing == out and not out.is_dir():
         raise UsageError(f"{flag}: {str(path)!r} exists and is not a directory")
-    check_writable(flag, out if out.exists() else out.parent)
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: {str(existing)!r} is a file, not a directory")
+    check_writable(flag, existing)
     return out
 
 

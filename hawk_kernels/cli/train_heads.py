@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..heads import MAX_HEADS, MAX_LAYERS
-from .common import SEED, UsageError, add_command, check_out_dir, number, plural, rank_device
+from .common import SEED, UsageError, add_command, as_flag_error, check_out_dir, number, plural, rank_device
 from .models import add_layout_arguments, add_model_arguments, check_head_counts, model_choice
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed hawk_kernels: never written into
@@ -88,6 +88,7 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     from ..training import ShardSequences, TrainConfig, train_heads
     from ..training.distillation import model_identity
     from ..training.head_trainer import CHECKPOINTS, latest_checkpoint
+    from ..training.sequences import split_indices
     from ..training.shards import read_prompts
 
     if args.resume and latest_checkpoint(out_dir) is None:
@@ -100,7 +101,9 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
         raise UsageError(f"--{exc}" if str(exc).startswith("data:") else f"--data: {exc}") from None
     made = data.manifest["grid"]
     check_head_counts(args, made["height"], made["width"])  # the data's layout, before the model loads
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, accumulation=args.accumulation,
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    batch_size = _fitted_batch(args, len(split_indices(len(data), TrainConfig.eval_fraction)[0]), world)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=batch_size, accumulation=args.accumulation,
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
     pipe = model.load(device, dtype=args.dtype)
     size = data.manifest["settings"]["size"]
@@ -114,14 +117,30 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
-              f"{plural(len(data), 'sequence')} ({device}, {os.environ.get('WORLD_SIZE', 1)} process(es))", flush=True)
-    metrics = train_heads(pipe.backbone(grid), heads, data, grid, config, checkpoint_dir=out_dir, resume=args.resume)
+              f"{plural(len(data), 'sequence')} ({device}, {world} process(es), batch {batch_size})", flush=True)
+    try:
+        metrics = train_heads(pipe.backbone(grid), heads, data, grid, config, checkpoint_dir=out_dir,
+                              resume=args.resume)
+    except ValueError as exc:  # the trainer's batch rules, said with the flags
+        raise as_flag_error(exc, {"batch_size": "--batch-size"}) or exc from None
     if rank == 0:
         print(metrics.table(heads.num_horizontal))
         _save(heads, out_dir)
         if args.calibrate_images:
             _calibrate(args, model, out_dir, device, prompts, size)
     return 0
+
+
+def _fitted_batch(args, train_sequences: int, world: int) -> int:
+    """--batch-size, cut to the training sequences where they are fewer (a small data set then trains on all of
+    them each step, as the token-file path does), kept a multiple of --accumulation x the processes."""
+    if args.batch_size <= train_sequences:
+        return args.batch_size  # the trainer checks that it splits
+    unit = args.accumulation * world
+    if train_sequences < unit:
+        raise UsageError(f"--batch-size: {plural(train_sequences, 'training sequence')} cannot fill one step of "
+                         f"--accumulation {args.accumulation} x {world} process(es); distill more images")
+    return train_sequences // unit * unit
 
 
 def _calibrate(args, model, out_dir: Path, device, prompts: list, size) -> None:
