@@ -20,7 +20,7 @@ from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .target import SamplingConfig
-from .tree import MAX_NUM_NODES, TreeTemplate
+from .tree import MAX_NUM_NODES, TreeTemplate, rate_function
 
 __all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES"]
 
@@ -60,6 +60,7 @@ class HawkDecoder:
         horizontal_candidates = as_int("horizontal_candidates", horizontal_candidates, 1, grid.local_vocab_size)
         vertical_candidates = as_int("vertical_candidates", vertical_candidates, 1, grid.local_vocab_size)
         max_depth = None if max_depth is None else as_int("max_depth", max_depth, 1)
+        _check_rates(accept_rates)
         if tree is not None and not isinstance(tree, TreeTemplate):
             raise TypeError(f"tree: expected a TreeTemplate or None, got {type(tree).__name__}")
         backbone = backbone_for(model, grid)
@@ -146,6 +147,7 @@ class HawkDecoder:
         Each session owns its state (KV cache included): sessions of one decoder may interleave."""
         sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
         _check_eval_mode(self.model)
+        self._check_attention()
         prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
         # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
         template = self.plan.tree.template
@@ -155,6 +157,18 @@ class HawkDecoder:
         state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seeds, cond_prompt)
         prefill(self.plan, state, prompt, valid)
         return DecodeSession(self.plan, state, self.cuda_graphs, self.compiled_step)
+
+    def _check_attention(self) -> None:
+        """A model run with FlexAttention on the CPU cannot verify trees: torch's CPU FlexAttention kernel fails to
+        compile the tree's block masks (torch 2.13: an InductorError after seconds of compiling; a root-only AR
+        step compiles). Read at each start, as the backbone reads the model's setting at each call."""
+        backbone = self.plan.backbone
+        if (getattr(backbone, "block_sparse_attention", False) and backbone.device.type == "cpu"
+                and self.plan.tree.template.num_nodes > 1):
+            raise ValueError(f"model: runs attn_implementation='flex_attention' on the CPU, where torch's "
+                             f"FlexAttention kernel fails to compile the tree masks of mode={self.mode!r}; load the "
+                             "model with attn_implementation='sdpa' (or call model.set_attn_implementation('sdpa')), "
+                             "or decode on CUDA")
 
     def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
         """-> (prompt ids [B * branches, L], valid [B * branches, L], conditional prompts [B, L0])."""
@@ -211,6 +225,25 @@ def _check_heads(heads: DraftHeads | None, backbone, grid: ImageGrid, mode: str)
     if heads.config.image_token_range not in (None, grid.image_token_range):
         raise ValueError(f"heads: image_token_range={heads.config.image_token_range} differs from the "
                          f"grid's {grid.image_token_range}")
+    if heads.proj_weight is not None and heads.config.projection_rows != grid.num_image_codes:
+        # drafts are laws over the grid's image codes: a projection of their own must have one row per code
+        raise ValueError(f"heads: their own projection (shared_lm_head=False) has {heads.config.projection_rows} rows "
+                         f"(image_token_range=None: the whole vocabulary), the grid has {grid.num_image_codes} image "
+                         f"codes; build them with image_token_range={grid.image_token_range}")
+
+
+def _check_rates(accept_rates) -> None:
+    """accept_rates: None or a table rates[depth - 1][rank] in [0, 1], checked in every mode (an "ar" decoder
+    builds no tree from it) and named as the caller spelled it (tree.rate_function says accept_rate)."""
+    if accept_rates is None:
+        return
+    what = "None or a non-empty table rates[depth - 1][rank] of numbers in [0, 1]"
+    if callable(accept_rates):
+        raise TypeError(f"accept_rates: expected {what}, got {type(accept_rates).__name__}")
+    try:
+        rate_function(accept_rates)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("accept_rate:", "accept_rates:", 1)) from None
 
 
 def _check_eval_mode(model) -> None:
