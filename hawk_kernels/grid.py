@@ -101,11 +101,14 @@ class ImageGrid:
         return body
 
     def check_vocab(self, vocab_size: int, name: str = "model vocab_size") -> None:
-        hi = self.image_token_range[1]
-        for label, token in (("image_token_range hi", hi - 1), ("row_end_token", self.row_end_token),
-                             ("image_end_token", self.image_end_token)):
+        lo, hi = self.image_token_range
+        if hi > vocab_size:  # hi is exclusive: the codes are ids lo..hi-1
+            raise ValueError(f"grid: image_token_range=({lo}, {hi}) (hi exclusive: ids {lo}..{hi - 1}) does not fit "
+                             f"the {name} {vocab_size} (ids 0..{vocab_size - 1})")
+        for label, token in (("row_end_token", self.row_end_token), ("image_end_token", self.image_end_token)):
             if token is not None and token >= vocab_size:
-                raise ValueError(f"grid {label}={token} does not fit the {name} {vocab_size}")
+                raise ValueError(f"grid: {label}={token} does not fit the {name} {vocab_size} "
+                                 f"(ids 0..{vocab_size - 1})")
 
     # --- presets --------------------------------------------------------------------------------------
     @classmethod

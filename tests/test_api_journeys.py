@@ -61,6 +61,16 @@ def test_a_flex_attention_model_on_the_cpu_is_refused_before_a_tree_step():
     assert torch.equal(dec.generate(PROMPTS[:1], temperature=0).sequences, ar.sequences)
 
 
+def test_a_grid_beyond_the_vocabulary_names_its_range_as_given(llama):
+    """image_token_range=(20, 70) on a 64-id model said "grid image_token_range hi=69": neither the hi the user
+    wrote nor a range. Now the message quotes the range (hi exclusive) and the model's ids."""
+    with pytest.raises(ValueError, match=r"grid: image_token_range=\(20, 70\) \(hi exclusive: ids 20\.\.69\) does not "
+                                         r"fit the model vocab_size 64 \(ids 0\.\.63\)"):
+        hk.HawkDecoder(llama, None, hk.ImageGrid(3, 4, image_token_range=(20, 70)), mode="ar")
+    with pytest.raises(ValueError, match=r"grid: row_end_token=64 does not fit"):
+        hk.HawkDecoder(llama, None, hk.ImageGrid(3, 4, image_token_range=(20, 50), row_end_token=64), mode="ar")
+
+
 def test_accept_rates_errors_name_accept_rates_in_every_mode(llama):
     """HawkDecoder(accept_rates=[[2.0]]) said "accept_rate: ..." (the tree's internal name), only in drafting modes
     (an "ar" decoder took any table), and a callable died in len(). Now every mode checks the table and names
