@@ -71,6 +71,21 @@ def test_a_grid_beyond_the_vocabulary_names_its_range_as_given(llama):
         hk.HawkDecoder(llama, None, hk.ImageGrid(3, 4, image_token_range=(20, 50), row_end_token=64), mode="ar")
 
 
+def test_heads_from_pretrained_names_a_bad_dtype_or_device_not_the_saved_files(tmp_path):
+    """from_pretrained(dir, dtype="float64") blamed the directory ("draft_heads_config.json in DIR: dtype: ..."),
+    device="cuda" on a CPU build raised a bare AssertionError and a typo'd device torch's RuntimeError."""
+    hk.DraftHeads(32, 64, num_horizontal=2, vertical_depth=1).save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=r"^dtype: expected None .* got 'float64'"):
+        hk.DraftHeads.from_pretrained(tmp_path, dtype="float64")
+    with pytest.raises(ValueError, match=r"^device: expected a device such as 'cpu' or 'cuda', got 'gpu0'"):
+        hk.DraftHeads.from_pretrained(tmp_path, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device: 'cuda' requested"):
+            hk.DraftHeads.from_pretrained(tmp_path, device="cuda")
+    loaded = hk.DraftHeads.from_pretrained(tmp_path, dtype=torch.float64, device=torch.device("cpu"))
+    assert loaded.res_weight.dtype == torch.float64 and loaded.config.num_horizontal == 2
+
+
 def test_accept_rates_errors_name_accept_rates_in_every_mode(llama):
     """HawkDecoder(accept_rates=[[2.0]]) said "accept_rate: ..." (the tree's internal name), only in drafting modes
     (an "ar" decoder took any table), and a callable died in len(). Now every mode checks the table and names
