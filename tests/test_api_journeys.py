@@ -108,3 +108,14 @@ def test_readme_session_and_seed_contract_on_a_users_model(llama):
     both = dec.generate(PROMPTS, seed=5, top_k=8).image_tokens
     alone = dec.generate(PROMPTS[1:], seed=6, top_k=8).image_tokens
     assert torch.equal(both[1], alone[0])
+
+
+def test_pipeline_num_nodes_passed_back_gives_the_image_alone():
+    """README: a sampled image depends on its seed and tree size, and num_nodes="auto" chooses per batch size; the
+    output's num_nodes passed back reproduces an image of a batch decoded alone."""
+    pipe = hk.load_demo_pipeline()
+    prompts = ["a handwritten digit seven", "a handwritten digit three"]
+    both = pipe.generate_tokens(prompts, mode="hawk+jacobi", seed=5)
+    alone = pipe.generate_tokens(prompts[1:], mode="hawk+jacobi", seed=6, num_nodes=both.num_nodes[1])
+    assert alone.num_nodes == both.num_nodes[1:]
+    assert torch.equal(alone.image_tokens[0], both.image_tokens[1])

@@ -162,11 +162,11 @@ class ImagePipeline:
                  decoder: HawkDecoder | None = None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
         image starts, as the family's own generation expects them) -> images. None picks the family default
-        (`defaults`); temperature=0 is greedy. seed: image i gets seed + i (or seed[i] from a list), whatever
-        decoder batch it runs in. num_nodes: the tree size, "auto" (the size that maximises images per second at
-        each decoder batch's size: tree_size.py; the chosen sizes are in `num_nodes` of the output), an int (1: a
-        plain AR step) or None (DEFAULT_NUM_NODES). Every argument is checked before any model work. decoder: see
-        generate_tokens."""
+        (`defaults`); temperature=0 is greedy. seed: image i gets seed + i (or seed[i]). num_nodes: the tree size,
+        "auto" (the size maximising images per second at each decoder batch's size, tree_size.py: the output's
+        `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed and
+        tree size: with an int (or `num_nodes` passed back) it is the same alone or in any batch, not with "auto".
+        Every argument is checked before any model work. decoder: see generate_tokens."""
         self.checked_decode_batch()  # before any token is generated
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                                    progress, decoder, top_p)
@@ -363,9 +363,9 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
 
 def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,
               family: str | None = None) -> DraftHeads:
-    """Untrained heads sized for `backbone`'s image path: sharing its image head where it has a linear one
-    (head_rows), else a projection of their own over the image codes (Janus); float32 (float64 for a float64
-    model); bound to the model's fingerprint and, where given, its family."""
+    """Untrained heads sized for `backbone`'s image path: sharing its linear image head (head_rows), else a
+    projection of their own over the image codes (Janus); float32 (float64 for a float64 model); bound to the
+    model's fingerprint and, where given, its family."""
     dtype = torch.float64 if backbone.dtype == torch.float64 else torch.float32
     return DraftHeads(backbone.hidden_size, getattr(backbone, "output_vocab_size", backbone.vocab_size),
                       num_horizontal, vertical_depth, num_layers, shared_lm_head=backbone.head_rows() is not None,
@@ -385,8 +385,7 @@ def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
 
 
 def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
-    """Prompt tokens per row of a decoder batch as the decoder holds them (_stack's width; with CFG the
-    unconditional rows are left-padded to the same width)."""
+    """Prompt tokens per row of a decoder batch as the decoder holds them (_stack's width, CFG rows included)."""
     lengths = [len(rows.conditional[i]) for i in members]
     return max(lengths + ([len(rows.unconditional[i]) for i in members] if uses_cfg else []))
 
@@ -394,11 +393,8 @@ def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
 def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
     """-> (ids [b, L] left-padded, attention mask [b, L], unconditional ids [b, L'] or None)."""
     length = max(len(rows.conditional[i]) for i in members)
-    ids = torch.zeros(len(members), length, dtype=torch.int64)
-    mask = torch.zeros(len(members), length, dtype=torch.int64)
-    for k, i in enumerate(members):
-        row = rows.conditional[i]
-        ids[k, length - len(row):] = torch.tensor(row)
-        mask[k, length - len(row):] = 1
+    ids, mask = (torch.zeros(len(members), length, dtype=torch.int64) for _ in range(2))
+    for k, row in enumerate(rows.conditional[i] for i in members):
+        ids[k, length - len(row):], mask[k, length - len(row):] = torch.tensor(row), 1
     negative = torch.tensor([rows.unconditional[i] for i in members]) if uses_cfg else None
     return ids.to(device), mask.to(device), None if negative is None else negative.to(device)
