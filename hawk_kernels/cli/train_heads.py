@@ -49,6 +49,16 @@ def add_parser(subparsers) -> None:
     t.add_argument("--calibrate-images", type=number(int, 0), default=40,
                    help="with --data DIR: images that measure the tree rates after training, on the data set's "
                         "prompts with other seeds (0: skip)")
+    t.set_defaults(on_interrupt=_interrupted)
+
+
+def _interrupted(args) -> str:
+    from ..training.head_trainer import CHECKPOINTS, latest_checkpoint
+
+    latest = latest_checkpoint(args.out)
+    if latest is None:
+        return "no checkpoint was written (--checkpoint-every N with --data DIR makes a run resumable)"
+    return f"--resume continues from {latest.name} in {Path(args.out) / CHECKPOINTS}"
 
 
 def run(args) -> int:
@@ -87,7 +97,7 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     checkpoints, --resume, then the built-in calibration."""
     from ..training import ShardSequences, TrainConfig, train_heads
     from ..training.distillation import model_identity
-    from ..training.head_trainer import CHECKPOINTS, latest_checkpoint
+    from ..training.head_trainer import CHECKPOINTS, check_checkpoint, latest_checkpoint, remove_checkpoints, run_identity
     from ..training.sequences import split_indices
     from ..training.shards import read_prompts
 
@@ -105,6 +115,17 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     batch_size = _fitted_batch(args, len(split_indices(len(data), TrainConfig.eval_fraction)[0]), world)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=batch_size, accumulation=args.accumulation,
                          checkpoint_every=args.checkpoint_every, seed=args.seed)
+    rank = int(os.environ.get("RANK", 0))
+    if args.resume:  # the checkpoint against these settings, heads and data: before the model loads
+        try:
+            latest = check_checkpoint(out_dir, run_identity(config, args.horizontal, args.vertical, args.layers, data))
+        except ValueError as exc:
+            raise as_flag_error(exc, RESUME_FLAGS) or UsageError(f"--resume: {exc}") from None
+        if rank == 0:
+            print(f"resuming from {latest}", flush=True)
+    elif rank == 0 and latest_checkpoint(out_dir) is not None:  # another run's (--overwrite): never resumed later
+        print(f"removed {plural(remove_checkpoints(out_dir), 'checkpoint')} of the run being replaced from "
+              f"{out_dir / CHECKPOINTS}", flush=True)
     pipe = model.load(device, dtype=args.dtype)
     size = data.manifest["settings"]["size"]
     if data.manifest["model"] != model_identity(pipe):  # first: another model's layout may not exist here
@@ -114,7 +135,6 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     _check_data_layout(data.manifest, grid)
     torch.manual_seed(args.seed)
     heads = pipe.make_heads(args.horizontal, args.vertical, args.layers)
-    rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         print(f"training {heads.num_horizontal} horizontal + {heads.vertical_depth} vertical heads on "
               f"{plural(len(data), 'sequence')} ({device}, {world} process(es), batch {batch_size})", flush=True)
@@ -122,13 +142,19 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
         metrics = train_heads(pipe.backbone(grid), heads, data, grid, config, checkpoint_dir=out_dir,
                               resume=args.resume)
     except ValueError as exc:  # the trainer's batch rules, said with the flags
-        raise as_flag_error(exc, {"batch_size": "--batch-size"}) or exc from None
+        raise as_flag_error(exc, RESUME_FLAGS) or exc from None
     if rank == 0:
         print(metrics.table(heads.num_horizontal))
         _save(heads, out_dir)
         if args.calibrate_images:
             _calibrate(args, model, out_dir, device, prompts, size)
     return 0
+
+
+RESUME_FLAGS = {"batch_size": "--batch-size", "epochs": "--epochs", "lr": "--lr", "accumulation": "--accumulation",
+                "seed": "--seed", "num_horizontal": "--horizontal", "vertical_depth": "--vertical",
+                "num_layers": "--layers", "heads": "--horizontal/--vertical/--layers", "data": "--data",
+                "resume": "--resume"}  # the trainer's argument names -> flags
 
 
 def _fitted_batch(args, train_sequences: int, world: int) -> int:
@@ -165,6 +191,11 @@ def check_heads_out(path: str, overwrite: bool) -> Path:
     if out == PACKAGE_DIR or PACKAGE_DIR in out.parents:
         raise UsageError(f"--out: {path!r} lies inside the installed package; choose a directory of your own")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
+        from ..training.head_trainer import latest_checkpoint
+
+        if latest_checkpoint(out) is not None:
+            raise UsageError(f"--out: {path!r} holds checkpoints of an earlier run: --resume continues it, "
+                             f"--overwrite starts afresh (removing them)")
         raise UsageError(f"--out: {path!r} exists and is not empty; pass --overwrite to replace its heads")
     return check_out_dir("--out", out)  # writable, before the model loads
 

@@ -290,6 +290,36 @@ def merge_manifest(out_dir: Path) -> int:
     return len(rows)
 
 
+LOG_INTERVAL_S = 30.0  # a progress bar written to a file or pipe: one line at most this often
+
+
+class _Lines:
+    """A progress bar's stream when it is not a terminal (a log file, a pipe): each refresh on a line of its own,
+    without the carriage returns and padding a terminal redraws in place."""
+
+    def __init__(self, stream):
+        self.stream, self.flush = stream, stream.flush
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").rstrip()
+        if text:
+            self.stream.write(text + "\n")
+
+
+def progress_bar(total: int, desc: str, disable: bool = False, **kwargs):
+    """A tqdm bar on stderr: redrawn in place on a terminal; elsewhere (piped, a log file) a plain line every
+    LOG_INTERVAL_S seconds and one at the end, so a log stays readable."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    stream = sys.stderr
+    if not disable and not (hasattr(stream, "isatty") and stream.isatty()):
+        kwargs = dict(file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True,
+                      ncols=100, **kwargs)
+    return tqdm(total=total, desc=desc, disable=disable, **kwargs)
+
+
 def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int | str = "auto",
              temperature=None, top_k=None, rank: int = 0, world_size: int = 1, max_images: int | None = None,
              progress: bool = True, barrier=None, fill_batches: bool | None = None) -> list[Path]:
@@ -299,8 +329,6 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     with repeats of its last image, whose results are dropped. A compiled step compiles once per batch size, and
     num_nodes="auto" times each tree size once per batch size: at the 7B shape on a GPU, minutes for one short
     batch, against a few steps' worth of extra rows."""
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)  # created with its first image (_run_batch): a run that fails before leaves none
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
@@ -309,10 +337,13 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
                         None if num_nodes == "auto" else lambda job: pipe.tree_size(mode, job.size, num_nodes))
     todo = [job for job in jobs if job.index % world_size == rank and job.index not in done]
     todo = todo[:max_images] if max_images is not None else todo
-    bar = tqdm(total=len(todo), unit="img", desc="generate" + (f" (rank {rank})" if world_size > 1 else ""),
-               disable=not progress)
+    bar = progress_bar(len(todo), "generate" + (f" (rank {rank})" if world_size > 1 else ""), not progress,
+                       unit="img")
+    bar.totals = dict(tokens=0, passes=0)  # this run's images: the postfix's tokens per pass, as the manifest's
     if fill_batches is None:
         fill_batches = compiles(pipe.compile, pipe.device)
+    for job in todo:  # a PNG a killed run was writing (its .partial file): made again below
+        (out_dir / (job.png_name + ".partial")).unlink(missing_ok=True)
     paths = []
     try:
         for batch in make_batches(todo, batch_size):
@@ -361,6 +392,8 @@ def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path,
                                seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),
                                steps=res.step_engine, png=path.name))
         paths.append(path)
+    bar.totals["tokens"] += sum(res.num_tokens[:len(batch)])
+    bar.totals["passes"] += sum(res.num_forward_passes[:len(batch)])
+    bar.set_postfix(tokens_per_pass=f"{bar.totals['tokens'] / max(1, bar.totals['passes']):.2f}", refresh=False)
     bar.update(len(batch))
-    bar.set_postfix(tokens_per_pass=f"{res.tokens_per_pass:.2f}")
     return paths

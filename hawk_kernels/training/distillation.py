@@ -168,7 +168,7 @@ def rank_and_world() -> tuple[int, int]:
 def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids: list[list[int]], make, out_dir,
            overwrite: bool, rank, world_size, progress: bool, max_shards, image_names=None) -> dict:
     """The shared driver: manifest, this rank's missing shards, one `make(items, shard)` per shard."""
-    from tqdm.auto import tqdm
+    from ..pipelines.batch_job import progress_bar
 
     rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
     if overwrite and world_size > 1:
@@ -178,8 +178,8 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
     out_dir = prepare_out_dir(Path(out_dir), manifest, prompts, overwrite, image_names)
     todo = [b for b in range(settings.num_shards) if b % world_size == rank and not shard_path(out_dir, b).exists()]
     todo = todo[:max_shards] if max_shards is not None else todo
-    bar = tqdm(total=sum(len(settings.shard_items(b)) for b in todo), unit="img", desc=f"distill (rank {rank})",
-               disable=not progress)
+    bar = progress_bar(sum(len(settings.shard_items(b)) for b in todo),
+                       "distill" + (f" (rank {rank})" if world_size > 1 else ""), not progress, unit="img")
     for shard in todo:
         items = settings.shard_items(shard)
         body = make(items, shard)

@@ -106,7 +106,7 @@ def train_heads(model, heads: DraftHeads, data: TensorSequences | ShardSequences
     evaluation data (default: config.eval_fraction of `data`, held out).
     Returns per-head loss and top-1 on the held-out sequences. stop_after: return after that many optimiser
     steps (tests: a "kill")."""
-    from tqdm.auto import tqdm
+    from ..pipelines.batch_job import progress_bar
 
     try:
         check_heads_fit(heads.num_horizontal, heads.vertical_depth, grid.height, grid.width)
@@ -126,8 +126,9 @@ def train_heads(model, heads: DraftHeads, data: TensorSequences | ShardSequences
     ctx = _context(backbone, heads, grid, rank, world)
     opt = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, config.warmup))
-    step = _resume(checkpoint_dir, heads, opt, sched) if resume else 0
-    bar = tqdm(total=total, initial=step, desc="train heads", disable=not progress or rank != 0)
+    identity = run_identity(config, heads.num_horizontal, heads.vertical_depth, heads.config.num_layers, data)
+    step = _resume(checkpoint_dir, heads, opt, sched, identity) if resume else 0
+    bar = progress_bar(total, "train heads", not progress or rank != 0, initial=step, unit="step")
     while step < total and (stop_after is None or step < stop_after):
         epoch, index = divmod(step, steps_per_epoch)
         order = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(config.seed + epoch))]
@@ -135,10 +136,10 @@ def train_heads(model, heads: DraftHeads, data: TensorSequences | ShardSequences
         loss = _optimiser_step(ctx, data, batch.view(config.accumulation, world, -1)[:, rank], opt)
         sched.step()
         step += 1
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         bar.update()
-        bar.set_postfix(loss=f"{loss:.3f}")
         if config.checkpoint_every and step % config.checkpoint_every == 0 and rank == 0 and checkpoint_dir:
-            _save_checkpoint(checkpoint_dir, step, heads, opt, sched, config)
+            _save_checkpoint(checkpoint_dir, step, heads, opt, sched, config, identity)
     bar.close()
     heads.eval()
     heads.config = replace(heads.config, model_fingerprint=model_fingerprint(backbone))  # what they were trained for
@@ -262,13 +263,13 @@ def save_heads(heads: DraftHeads, directory) -> Path | None:
 
 
 
-def _save_checkpoint(directory, step: int, heads, opt, sched, config: TrainConfig) -> None:
+def _save_checkpoint(directory, step: int, heads, opt, sched, config: TrainConfig, identity: dict | None = None) -> None:
     directory = Path(directory) / CHECKPOINTS
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:08d}.pt"
     partial = final.with_name(final.name + ".partial")
     torch.save(dict(step=step, heads=heads.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    rng=torch.get_rng_state(), config=asdict(config)), partial)
+                    rng=torch.get_rng_state(), config=asdict(config), identity=identity), partial)
     os.replace(partial, final)
 
 
@@ -278,13 +279,71 @@ def latest_checkpoint(directory) -> Path | None:
     return found[-1] if found else None
 
 
-def _resume(directory, heads, opt, sched) -> int:
-    """Load the latest checkpoint under directory/checkpoints; returns its step (0 when there is none)."""
+def remove_checkpoints(directory) -> int:
+    """Delete the checkpoints under directory/checkpoints (a fresh run replacing another's: a later resume must not
+    continue the old run); returns how many were removed."""
+    found = sorted((Path(directory) / CHECKPOINTS).glob("step-*.pt*")) if directory else []
+    for path in found:
+        path.unlink()
+    return len(found)
+
+
+RESUMED_SETTINGS = ("epochs", "lr", "batch_size", "accumulation", "warmup", "eval_fraction", "seed")  # what a step's
+# batch and learning rate depend on (checkpoint_every may change on resume)
+
+
+def run_identity(config: TrainConfig, num_horizontal: int, vertical_depth: int, num_layers: int, data) -> dict:
+    """What a checkpoint must share with the run that resumes it: the training settings that fix each step's batch
+    and learning rate, the heads' shape and the data (a `hawk distill` manifest's digest, or the sequences')."""
+    import hashlib
+    import json
+
+    if isinstance(data, ShardSequences):
+        digest = hashlib.sha256(json.dumps(data.manifest, sort_keys=True).encode()).hexdigest()[:16]
+    else:
+        digest = hashlib.sha256(data.sequences.contiguous().numpy().tobytes()).hexdigest()[:16]
+    return dict(config={key: getattr(config, key) for key in RESUMED_SETTINGS},
+                heads=dict(num_horizontal=num_horizontal, vertical_depth=vertical_depth, num_layers=num_layers),
+                data=dict(sequences=len(data), digest=digest))
+
+
+def check_checkpoint(directory, identity: dict) -> Path | None:
+    """The latest checkpoint under directory/checkpoints (None: none), refused with a ValueError naming the first
+    setting it was made with that differs from `identity` (`run_identity`): resuming it would silently train
+    another run (its optimiser state and learning-rate schedule override the new settings, its step indexes
+    another batch order). A checkpoint written before identities were recorded is compared on its config."""
     latest = latest_checkpoint(directory)
     if latest is None:
+        return None
+    try:
+        state = torch.load(latest, weights_only=False, map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"resume: checkpoint {str(latest)!r} is unreadable ({type(exc).__name__}); delete it to "
+                         f"resume from the one before") from None
+    recorded = state.get("identity") or dict(config=state.get("config") or {})
+    for section in ("config", "heads", "data"):
+        for key, value in (identity.get(section) or {}).items():
+            old = (recorded.get(section) or {}).get(key, value)
+            if old != value:
+                name = "data" if section == "data" else key
+                raise ValueError(f"{name}: checkpoint {latest.name} was made with {key} {old!r}, not {value!r}; "
+                                 f"resume with the settings that made it, or start afresh (without resume)")
+    return latest
+
+
+def _resume(directory, heads, opt, sched, identity: dict | None = None) -> int:
+    """Load the latest checkpoint under directory/checkpoints (checked against `identity`); returns its step
+    (0 when there is none)."""
+    latest = check_checkpoint(directory, identity or {})
+    if latest is None:
         return 0
-    state = torch.load(latest, weights_only=False)
-    heads.load_state_dict(state["heads"])
+    state = torch.load(latest, weights_only=False, map_location="cpu")
+    try:
+        heads.load_state_dict(state["heads"])
+    except RuntimeError:
+        raise ValueError(f"heads: checkpoint {latest.name} holds heads of another shape than these "
+                         f"({heads.num_horizontal} horizontal, {heads.vertical_depth} vertical, "
+                         f"{heads.config.num_layers} layer(s)); resume with the heads that made it") from None
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
