@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run `hawk` with `argv` (default: sys.argv[1:]); returns the exit code (2: a bad input, one line on stderr;
     HAWK_TRACEBACK=1 raises instead of printing a line for errors from inside the library; OSError included:
-    a full disk or an unreadable file while the command runs is one line too)."""
+    a full disk or an unreadable file while the command runs is one line too; 130: interrupted with Ctrl-C, one
+    line saying what was kept and how to resume)."""
     args = None
     try:
         args = build_parser().parse_args(argv)
@@ -40,6 +41,12 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept, not a traceback
+        if args is None or os.environ.get("HAWK_TRACEBACK"):
+            raise
+        hint = getattr(args, "on_interrupt", None)
+        print(f"hawk: interrupted{f'; {hint(args)}' if hint else ''}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
         if args is None or os.environ.get("HAWK_TRACEBACK"):
             raise

@@ -151,6 +151,24 @@ def check_writable(flag: str, directory) -> None:
         raise UsageError(f"{flag}: cannot create files in {str(directory)!r} ({exc.strerror or exc})") from None
 
 
+def check_heads_dir(flag: str, path) -> None:
+    """A draft-heads directory (`hawk train-heads --out DIR`): it exists and holds the heads' two files, judged
+    before the model loads (their contents are checked when they load)."""
+    from ..heads import CONFIG_NAME, WEIGHTS_NAME
+
+    if path is None:
+        return
+    if not os.path.isdir(path):
+        raise UsageError(f"{flag}: no such directory {str(path)!r}")
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        raise UsageError(f"{flag}: {str(path)!r} holds no draft heads (no {' or '.join(missing)}; `hawk train-heads "
+                         f"--out DIR` writes them)")
+
+
+HEADS_ERRORS = ("heads", "directory", "draft_heads_config.json", "draft_heads.safetensors")  # what heads errors name
+
+
 def as_flag_error(exc: Exception, flags: dict, where: str = ""):
     """A library error whose message starts with an argument name in `flags` ("size: ...") -> UsageError naming
     the flag instead ("--size: ..."; `where`, e.g. the file, after it); None when the message names no such

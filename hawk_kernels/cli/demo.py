@@ -3,14 +3,13 @@ several decoding modes on the same prompts and seed; prints passes, tokens per p
 ran, and writes one image sheet (a row per mode)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, check_parent, check_writable, compile_word, number, plural,
-                     tree_nodes)
+from .common import (SEED, UsageError, add_command, check_heads_dir, check_parent, check_writable, compile_word, number,
+                     plural, tree_nodes)
 from .models import BundledModel
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what --out may end with (where Pillow can save it)
@@ -52,8 +51,7 @@ def run(args) -> int:
     prompts = args.prompts or list(DEFAULT_PROMPTS)
     if any(not prompt.strip() for prompt in prompts):
         raise UsageError("--prompts: an empty prompt would give an unconditional image")
-    if args.heads is not None and not os.path.isdir(args.heads):
-        raise UsageError(f"--heads: no such directory {args.heads!r}")
+    check_heads_dir("--heads", args.heads)
     model = BundledModel()
     model.check_inputs(prompts)  # unknown words fail here, before the model loads
     torch.set_num_threads(args.threads)  # tiny model: more threads only add contention on small CPUs

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_out_dir, number, pixel_size,
-                     plural, rank_device, temperature, tree_nodes)
-from .models import add_model_arguments, model_choice
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_out_dir, number,
+                     pixel_size, plural, rank_device, temperature, tree_nodes)
+from .models import CheckpointModel, add_model_arguments, model_choice
 
 
 def add_parser(subparsers) -> None:
@@ -51,11 +51,11 @@ def add_parser(subparsers) -> None:
                                                   "torchrun each rank takes GPU LOCAL_RANK)")
     s.add_argument("--threads", type=number(int, 1), default=1, help="CPU threads for torch")
     s.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
+    s.set_defaults(on_interrupt=lambda args: "the shards written are complete; the same command resumes")
 
 
 def run(args) -> int:
     from ..training.distillation import distill, distill_images, image_files
-    from ..training.shards import MANIFEST, read_manifest
 
     model = model_choice(args)
     if (args.prompts is None) + (args.images is None) + (args.input_ids is None) != 2:
@@ -73,13 +73,10 @@ def run(args) -> int:
         prompts = read_prompts(args.prompts) if args.prompts is not None else read_input_ids(args.input_ids)
     model.check_inputs(prompts)
     out = check_out_dir("--out", args.out)  # writable, before the model loads
-    if (out / MANIFEST).exists() and not args.overwrite:  # an unreadable one: refused before the model loads
-        try:
-            read_manifest(out / MANIFEST, "--out")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    _check_before_loading(args, model, out)
     torch.set_num_threads(args.threads)
-    pipe = model.load(rank_device(args.device), heads=args.heads, dtype=args.dtype)
+    device = rank_device(args.device)
+    pipe = model.load(device, heads=args.heads, dtype=args.dtype)
     if args.input_ids is not None:  # the ids meet the model's vocabulary: name the file
         _check_input_ids(pipe, prompts, args)
     if args.images is None and needs_heads(args.mode) and pipe.heads is None:
@@ -105,11 +102,42 @@ def run(args) -> int:
         if flagged is None:
             raise
         raise flagged from None
-    settings = manifest["settings"]
-    tree = "" if settings.get("num_nodes") is None else f", decoded in {settings['mode']} with {settings['num_nodes']}-node trees"
-    print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
-          f"{plural(manifest['num_shards'], 'shard')} under {out}{tree}")
+    _summary(manifest, out, device)
     return 0
+
+
+def _check_before_loading(args, model, out: Path) -> None:
+    """--heads, a --mode that needs heads on a checkpoint without --heads, and --out's manifest (unreadable:
+    refused), before the model loads."""
+    from ..training.shards import MANIFEST, read_manifest
+
+    check_heads_dir("--heads", args.heads)
+    if args.images is None and needs_heads(args.mode) and args.heads is None and isinstance(model, CheckpointModel):
+        raise UsageError(f"--mode: {args.mode} needs draft heads and a checkpoint has none of its own: give --heads "
+                         f"DIR, or a mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
+    if (out / MANIFEST).exists() and not args.overwrite:
+        try:
+            read_manifest(out / MANIFEST, "--out")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _summary(manifest: dict, out: Path, device) -> None:
+    """One closing line, by rank 0 once every rank's shards are written (torchrun: after a barrier)."""
+    from ..training.distillation import rank_and_world
+
+    rank, world = rank_and_world()
+    if world > 1:
+        from .generate import _process_group
+
+        _process_group(device)()
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        settings = manifest["settings"]
+        tree = "" if settings.get("num_nodes") is None else \
+            f", decoded in {settings['mode']} with {settings['num_nodes']}-node trees"
+        print(f"{settings['num_prompts'] * settings['images_per_prompt']} sequences in "
+              f"{plural(manifest['num_shards'], 'shard')} under {out}{tree}")
 
 
 def read_prompts(path: str) -> list[str]:

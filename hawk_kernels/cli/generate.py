@@ -21,9 +21,9 @@ import torch
 
 from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
 from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_out_dir, compile_word, number,
-                     pixel_size, plural, rank_device, temperature, tree_nodes)
-from .models import add_model_arguments, model_choice
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_out_dir,
+                     compile_word, number, pixel_size, plural, rank_device, temperature, tree_nodes)
+from .models import CheckpointModel, add_model_arguments, model_choice
 
 FLAGS = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature", "top_k": "--top-k",
          "num_nodes": "--nodes", "mode": "--mode", "heads": "--heads"}  # the library's argument names -> flags
@@ -66,11 +66,13 @@ def add_parser(subparsers) -> None:
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu; under "
                                                   "torchrun each rank takes GPU LOCAL_RANK)")
     g.add_argument("--threads", type=number(int, 1), default=None, help="CPU threads for torch (default: torch's)")
+    g.set_defaults(on_interrupt=lambda args: f"the images written are complete and listed in "
+                                             f"{Path(args.out) / 'manifest.jsonl'}; the same command resumes")
 
 
 def run(args) -> int:
     """Run `hawk generate`; bad input raises ValueError / TypeError / FileNotFoundError naming the flag."""
-    from ..pipelines.batch_job import check_resume, run_jobs
+    from ..pipelines.batch_job import check_resume, merge_manifest, run_jobs, written
     from ..training.distillation import rank_and_world
 
     for name, value in _NEW_ARGUMENTS.items():  # callers that build args themselves (the pipelines' old API)
@@ -78,6 +80,7 @@ def run(args) -> int:
             setattr(args, name, value)
     model = model_choice(args)
     out_dir = check_out_dir("--out", args.out)
+    _check_heads(model, args)
     jobs = _jobs(args)
     model.check_inputs(size=args.size)
     _check_prompts(model, jobs, args)
@@ -103,24 +106,45 @@ def run(args) -> int:
         print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
               + (f"; {world} processes" if world > 1 else ""), flush=True)
     start = time.perf_counter()
-    paths = run_jobs(pipe, jobs, out_dir, mode, args.batch_size, args.nodes, args.temperature, args.top_k, rank,
-                     world, args.max_images, progress=True, barrier=barrier)
+    try:
+        paths = run_jobs(pipe, jobs, out_dir, mode, args.batch_size, args.nodes, args.temperature, args.top_k, rank,
+                         world, args.max_images, progress=True, barrier=barrier)
+    except KeyboardInterrupt:  # Ctrl-C, one process: manifest.jsonl lists the images written (ranks: on resume)
+        if world == 1 and written(out_dir):
+            merge_manifest(out_dir)
+        raise
+    except (ValueError, TypeError) as exc:  # e.g. heads trained for another model: found when the decoder is built
+        flags = FLAGS if args.heads is not None else {k: v for k, v in FLAGS.items() if k != "heads"}
+        raise as_flag_error(exc, flags) or exc from None
     for path in paths:
         print(path)
     if barrier is not None:
         torch.distributed.destroy_process_group()
     if rank == 0:
-        rows = [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
-        passes = sum(r["passes"] for r in rows) / max(1, len(rows))
-        tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
-        nodes = "/".join(str(n) for n in sorted({r["num_nodes"] for r in rows}))
-        steps = "; ".join(dict.fromkeys(r.get("steps", "?") for r in rows))
-        compiling = pipe.compile_seconds  # this process's, num_nodes="auto"'s timing included
-        print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "
-              f"{passes:.1f}, tokens per pass {tokens:.2f}, tree nodes {nodes}, steps: {steps}; this process made "
-              f"{len(paths)} in {time.perf_counter() - start:.1f} seconds"
-              + (f" ({compiling:.1f} of them compiling the step)" if compiling >= 0.05 else ""))
+        _summary(pipe, jobs, out_dir, paths, time.perf_counter() - start)
     return 0
+
+
+def _summary(pipe, jobs, out_dir: Path, paths: list, seconds: float) -> None:
+    """The closing line: every image of the manifest (this run's and earlier ones), then this process's."""
+    rows = [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
+    passes = sum(r["passes"] for r in rows) / max(1, len(rows))
+    tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
+    nodes = "/".join(str(n) for n in sorted({r["num_nodes"] for r in rows}))
+    steps = "; ".join(dict.fromkeys(r.get("steps", "?") for r in rows))
+    compiling = pipe.compile_seconds  # this process's, num_nodes="auto"'s timing included
+    print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "
+          f"{passes:.1f}, tokens per pass {tokens:.2f}, tree nodes {nodes}, steps: {steps}; this process made "
+          f"{len(paths)} in {seconds:.1f} seconds"
+          + (f" ({compiling:.1f} of them compiling the step)" if compiling >= 0.05 else ""))
+
+
+def _check_heads(model, args) -> None:
+    """--heads (a heads directory) and a --mode that needs heads on a checkpoint without --heads: before it loads."""
+    check_heads_dir("--heads", args.heads)
+    if args.mode is not None and needs_heads(args.mode) and args.heads is None and isinstance(model, CheckpointModel):
+        raise UsageError(f"--mode: {args.mode} needs draft heads (--heads DIR); a checkpoint has none of its own; "
+                         f"modes without heads: {', '.join(m for m in MODES if not needs_heads(m))}")
 
 
 def _jobs(args) -> list:

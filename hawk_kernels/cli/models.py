@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,9 @@ class BundledModel:
     def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines.demo import pipeline  # looked up at call time: tests replace load_demo_pipeline
 
-        return pipeline.load_demo_pipeline(device=device, heads=heads, dtype=_torch_dtype(dtype) or torch.float32,
-                                           compile=compile, attn_implementation=attn_implementation or "sdpa")
+        with _flag_errors(heads):
+            return pipeline.load_demo_pipeline(device=device, heads=heads, dtype=_torch_dtype(dtype) or torch.float32,
+                                               compile=compile, attn_implementation=attn_implementation or "sdpa")
 
     def training_set(self, args, device) -> TrainingSet:
         """The MNIST digits (train and held-out splits) as sequences for the bundled model."""
@@ -106,8 +108,9 @@ class CheckpointModel:
         from ..pipelines import load_pipeline
 
         print(f"loading {self.directory}...", flush=True)
-        return load_pipeline(self.directory, heads=heads, device=device, dtype=_torch_dtype(dtype), compile=compile,
-                             attn_implementation=attn_implementation)
+        with _flag_errors(heads):
+            return load_pipeline(self.directory, heads=heads, device=device, dtype=_torch_dtype(dtype),
+                                 compile=compile, attn_implementation=attn_implementation)
 
     def training_set(self, args, device) -> TrainingSet:
         """A torch file of sequences (--data) for any transformers causal LM, its layout from --height,
@@ -176,6 +179,26 @@ class CheckpointModel:
                              f"(first: {absent[0]}) and would be random: heads trained on them would be useless; "
                              f"give a complete checkpoint")
         return model
+
+
+@contextmanager
+def _flag_errors(heads):
+    """Errors of loading a model with heads that name the library's arguments (`heads: ...`, `model_dir: ...`)
+    -> UsageError naming the flags (--heads, --model). Where stderr is not a terminal, transformers' loading bars
+    are off."""
+    import sys
+
+    from .common import HEADS_ERRORS
+
+    if not sys.stderr.isatty():  # a log file or pipe: transformers' weight-loading bar would be carriage-return noise
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        flags = {"model_dir": "--model", **({name: "--heads" for name in HEADS_ERRORS} if heads is not None else {})}
+        raise as_flag_error(exc, flags) or exc from None
 
 
 def model_choice(args):
