@@ -10,6 +10,7 @@ line" and "Many images" parts): what a user hit, each pinned by a test.
 - Progress written to a log file or pipe was carriage-return noise, and its tokens per pass was another count
   than the manifest's and the summary's.
 - `torchrun ... distill` printed its summary once per rank, each as soon as that rank was done.
+- `distill` into a directory made with other settings said only "(settings)", not which.
 """
 from __future__ import annotations
 
@@ -212,3 +213,16 @@ def test_torchrun_distill_prints_one_summary_after_every_rank(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("sequences in") == 1, done.stdout
     assert "3 sequences in 3 shards" in done.stdout and len(list((tmp_path / "data").glob("shard-*"))) == 3
+
+
+# --- distill into a directory of other settings ----------------------------------------------------------------
+def test_distill_into_other_settings_names_what_differs(data_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("digit eight\nthe number 3\n")
+    err = _error(capsys, ["distill", "--demo", "--prompts", prompts, "--images-per-prompt", "4", "--batch-size", "4",
+                          "--mode", "jacobi", "--nodes", "4", "--out", data_dir])
+    assert "(mode 'ar', not 'jacobi'; num_nodes 1, not 4)" in err, err
+    prompts.write_text("digit one\n")
+    err = _error(capsys, ["distill", "--demo", "--prompts", prompts, "--images-per-prompt", "4", "--batch-size", "4",
+                          "--mode", "ar", "--out", data_dir])
+    assert "(num_prompts 2, not 1; other prompts)" in err, err

@@ -39,9 +39,9 @@ def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite
                 raise
             existing = None  # unreadable: replaced with overwrite
         if existing != manifest and not overwrite:
-            changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
-            raise ValueError(f"out: {str(out_dir)!r} holds a distillation made with other settings ({', '.join(changed)}); "
-                             f"use a new directory, or overwrite=True (--overwrite)")
+            raise ValueError(f"out: {str(out_dir)!r} holds a distillation made with other settings "
+                             f"({_differences(existing, manifest)}); use a new directory, or overwrite=True "
+                             f"(--overwrite)")
         if existing == manifest:
             return out_dir
     elif out_dir.exists() and any(not _ours(f.name) for f in out_dir.iterdir()) and not overwrite:
@@ -55,6 +55,16 @@ def prepare_out_dir(out_dir: Path, manifest: dict, prompts: list[str], overwrite
         _atomic_write_text(out_dir / IMAGES_FILE, "\n".join(image_names) + "\n")
     _atomic_write_text(path, json.dumps(manifest, indent=1))
     return out_dir
+
+
+def _differences(existing: dict, manifest: dict) -> str:
+    """What differs between two manifests, the settings by name with both values: "mode 'jacobi', not 'ar'"."""
+    old, new = existing.get("settings"), manifest.get("settings")
+    if isinstance(old, dict) and isinstance(new, dict) and old != new:
+        keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+        return "; ".join("other prompts" if k == "prompts_sha256" else f"{k} {old.get(k)!r}, not {new.get(k)!r}"
+                         for k in keys)
+    return ", ".join(sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k)))
 
 
 def _ours(name: str) -> bool:
