@@ -16,7 +16,6 @@ from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep, compiles
 from .engine.step import prefill
-from .fingerprint import model_fingerprint
 from .grid import ImageGrid
 from .heads import DraftHeads
 from .target import SamplingConfig
@@ -116,9 +115,9 @@ class HawkDecoder:
                              attention_mask)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar
 
-            bar = tqdm(total=self.grid.num_body_tokens, unit="tok", leave=False)
+            bar = progress_bar(self.grid.num_body_tokens, None, unit="tok", leave=False)
         shown, before = 0, -1
         while True:
             least = session.least_committed()  # the one host sync: between steps, never inside one
@@ -209,27 +208,7 @@ def _check_heads(heads: DraftHeads | None, backbone, grid: ImageGrid, mode: str)
         raise ValueError(f"heads: mode={mode!r} needs DraftHeads")
     if not isinstance(heads, DraftHeads):
         raise TypeError(f"heads: expected DraftHeads (or None for mode='ar'), got {type(heads).__name__}")
-    trained_for = heads.config.model_fingerprint
-    if trained_for is not None and trained_for != model_fingerprint(backbone):
-        raise ValueError(f"heads: trained for the model with fingerprint {trained_for}, not this one "
-                         f"({model_fingerprint(backbone)}); train heads for this model (hawk train-heads)")
-    for name, weight in heads.named_parameters():
-        if not bool(torch.isfinite(weight).all()):
-            raise ValueError(f"heads: {name} has NaN or infinite weights; every draft would be silently invalid")
-    if heads.config.hidden_size != backbone.hidden_size:
-        raise ValueError(f"heads: hidden_size={heads.config.hidden_size} does not match the model's "
-                         f"{backbone.hidden_size}")
-    vocab_size = getattr(backbone, "output_vocab_size", backbone.vocab_size)  # the id space of the image codes
-    if heads.config.vocab_size != vocab_size:
-        raise ValueError(f"heads: vocab_size={heads.config.vocab_size} does not match the model's {vocab_size}")
-    if heads.config.image_token_range not in (None, grid.image_token_range):
-        raise ValueError(f"heads: image_token_range={heads.config.image_token_range} differs from the "
-                         f"grid's {grid.image_token_range}")
-    if heads.proj_weight is not None and heads.config.projection_rows != grid.num_image_codes:
-        # drafts are laws over the grid's image codes: a projection of their own must have one row per code
-        raise ValueError(f"heads: their own projection (shared_lm_head=False) has {heads.config.projection_rows} rows "
-                         f"(image_token_range=None: the whole vocabulary), the grid has {grid.num_image_codes} image "
-                         f"codes; build them with image_token_range={grid.image_token_range}")
+    heads.check_for(backbone, grid)
 
 
 def _check_rates(accept_rates) -> None:

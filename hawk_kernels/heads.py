@@ -164,6 +164,35 @@ class DraftHeads(nn.Module):
                              f"got shape {tuple(hidden.shape)}")
 
     # --- persistence ----------------------------------------------------------------------------------
+    def check_for(self, backbone, grid, trained_for: bool = True) -> None:
+        """ValueError naming `heads` unless these heads draft for `backbone`'s image path on `grid`: its hidden size
+        and output ids, the grid's image codes (a projection of their own has one row per code), finite weights and
+        (trained_for) the model they were trained for, where they record one."""
+        from .fingerprint import model_fingerprint
+
+        recorded = self.config.model_fingerprint
+        if trained_for and recorded is not None and recorded != model_fingerprint(backbone):
+            raise ValueError(f"heads: trained for the model with fingerprint {recorded}, not this one "
+                             f"({model_fingerprint(backbone)}); train heads for this model (hawk train-heads)")
+        for name, weight in self.named_parameters():
+            if not bool(torch.isfinite(weight).all()):
+                raise ValueError(f"heads: {name} has NaN or infinite weights; every draft would be silently invalid")
+        if self.config.hidden_size != backbone.hidden_size:
+            raise ValueError(f"heads: hidden_size={self.config.hidden_size} does not match the model's "
+                             f"{backbone.hidden_size}")
+        vocab_size = getattr(backbone, "output_vocab_size", backbone.vocab_size)  # the id space of the image codes
+        if self.config.vocab_size != vocab_size:
+            raise ValueError(f"heads: vocab_size={self.config.vocab_size} does not match the model's {vocab_size}")
+        if self.config.image_token_range not in (None, grid.image_token_range):
+            raise ValueError(f"heads: image_token_range={self.config.image_token_range} differs from the "
+                             f"grid's {grid.image_token_range}")
+        if self.proj_weight is not None and self.config.projection_rows != grid.num_image_codes:
+            # drafts are laws over the grid's image codes: a projection of their own must have one row per code
+            raise ValueError(f"heads: their own projection (shared_lm_head=False) has {self.config.projection_rows} "
+                             f"rows (image_token_range=None: the whole vocabulary), the grid has "
+                             f"{grid.num_image_codes} image codes; build them with "
+                             f"image_token_range={grid.image_token_range}")
+
     def save_pretrained(self, directory: str) -> None:
         from safetensors.torch import save_file
 

@@ -23,7 +23,7 @@ import sys
 import pytest
 import torch
 
-from hawk_kernels import cli
+from hawk_kernels import cli, load_demo_pipeline
 from hawk_kernels.cli.common import ERROR_PREFIX
 
 FAST = ["--mode", "ar", "--nodes", "1", "--threads", "1"]  # generate: the quickest images
@@ -199,6 +199,15 @@ def test_progress_in_a_log_is_lines_and_agrees_with_the_manifest(tmp_path, capsy
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / sum(r["passes"] for r in rows)
     assert bar and bar[-1] == summary == f"{tokens:.2f}", (bar, summary, tokens)
+
+
+def test_one_images_token_bar_writes_nothing_to_a_log(capsys):
+    """The demo's per-image token bars (transient) printed a '0/210' line per mode into a log; a log gets them only
+    when an image outlasts progress.LOG_INTERVAL_S."""
+    pipe = load_demo_pipeline()
+    capsys.readouterr()
+    pipe.generate(["digit eight"], mode="ar", num_nodes=1, progress=True)
+    assert capsys.readouterr().err == ""
 
 
 # --- torchrun ---------------------------------------------------------------------------------------------------

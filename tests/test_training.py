@@ -26,3 +26,27 @@ def test_training_lowers_loss():
     train_heads(model, heads, data, grid, TrainConfig(epochs=3, lr=3e-2, batch_size=16, eval_fraction=0), progress=False)
     after = evaluate_heads(model, heads, data, grid)
     assert all(a < b for a, b in zip(after.loss, before.loss)), (before.loss, after.loss)
+
+
+def test_training_refuses_heads_that_do_not_draft_for_the_model():
+    """The trainer checks heads as the decoder does (DraftHeads.check_for): heads with their own projection over
+    the whole vocabulary (their logits would not line up with the grid's local targets) and heads of another hidden
+    size are refused by name before any step, not trained wrongly or crashed in one."""
+    import pytest
+
+    import hawk_kernels as hk
+
+    model, grid = tiny_backbone(dtype=torch.float32), tiny_grid(height=2, width=3)
+    seq = torch.cat([torch.tensor([[1, 4]]).expand(16, -1), torch.full((16, grid.num_body_tokens), 9)], 1)
+    seq.view(16, -1)[:, 2:].view(16, grid.height, grid.row_stride)[:, :, -1] = grid.row_end_token
+    data, config = TensorSequences(seq, body_start=2), TrainConfig(epochs=1, batch_size=8, eval_fraction=0)
+    hidden, vocab = model.config.hidden_size, model.config.vocab_size
+    own = hk.DraftHeads(hidden, vocab, 2, 1, shared_lm_head=False, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"heads: their own projection .* image_token_range=\(8, "):
+        train_heads(model, own, data, grid, config, progress=False)
+    with pytest.raises(ValueError, match=f"heads: hidden_size={hidden * 2} does not match the model's {hidden}"):
+        train_heads(model, hk.DraftHeads(hidden * 2, vocab, 2, 1, dtype=torch.float32), data, grid, config,
+                    progress=False)
+    fitted = hk.DraftHeads(hidden, vocab, 2, 1, shared_lm_head=False, image_token_range=grid.image_token_range,
+                           dtype=torch.float32)
+    train_heads(model, fitted, data, grid, config, progress=False)  # the same heads, sized for the grid: trained

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.compiled import compiles
+from ..progress import progress_bar
 from ..target import MAX_CFG_SCALE
 
 MANIFEST = "manifest.jsonl"
@@ -288,36 +289,6 @@ def merge_manifest(out_dir: Path) -> int:
     for part in out_dir.glob(PART.format("*")):
         part.unlink()
     return len(rows)
-
-
-LOG_INTERVAL_S = 30.0  # a progress bar written to a file or pipe: one line at most this often
-
-
-class _Lines:
-    """A progress bar's stream when it is not a terminal (a log file, a pipe): each refresh on a line of its own,
-    without the carriage returns and padding a terminal redraws in place."""
-
-    def __init__(self, stream):
-        self.stream, self.flush = stream, stream.flush
-
-    def write(self, text: str) -> None:
-        text = text.replace("\r", "").rstrip()
-        if text:
-            self.stream.write(text + "\n")
-
-
-def progress_bar(total: int, desc: str, disable: bool = False, **kwargs):
-    """A tqdm bar on stderr: redrawn in place on a terminal; elsewhere (piped, a log file) a plain line every
-    LOG_INTERVAL_S seconds and one at the end, so a log stays readable."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    stream = sys.stderr
-    if not disable and not (hasattr(stream, "isatty") and stream.isatty()):
-        kwargs = dict(file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True,
-                      ncols=100, **kwargs)
-    return tqdm(total=total, desc=desc, disable=disable, **kwargs)
 
 
 def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1, num_nodes: int | str = "auto",

@@ -168,7 +168,7 @@ def rank_and_world() -> tuple[int, int]:
 def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids: list[list[int]], make, out_dir,
            overwrite: bool, rank, world_size, progress: bool, max_shards, image_names=None) -> dict:
     """The shared driver: manifest, this rank's missing shards, one `make(items, shard)` per shard."""
-    from ..pipelines.batch_job import progress_bar
+    from ..progress import progress_bar
 
     rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
     if overwrite and world_size > 1:

@@ -106,13 +106,14 @@ def train_heads(model, heads: DraftHeads, data: TensorSequences | ShardSequences
     evaluation data (default: config.eval_fraction of `data`, held out).
     Returns per-head loss and top-1 on the held-out sequences. stop_after: return after that many optimiser
     steps (tests: a "kill")."""
-    from ..pipelines.batch_job import progress_bar
+    from ..progress import progress_bar
 
     try:
         check_heads_fit(heads.num_horizontal, heads.vertical_depth, grid.height, grid.width)
     except ValueError as exc:
         raise ValueError(f"heads: {exc}") from None
     backbone = backbone_for(model, grid)
+    heads.check_for(backbone, grid, trained_for=False)  # training gives them this model's fingerprint
     rank, world = _init_distributed(backbone.device)
     train_idx, held_idx = split_indices(len(data), 0.0 if held_out is not None else config.eval_fraction)
     micro = config.batch_size // config.accumulation
