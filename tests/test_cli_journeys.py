@@ -25,16 +25,7 @@ import torch
 
 from hawk_kernels import cli, load_demo_pipeline
 from hawk_kernels.cli.common import ERROR_PREFIX
-
-FAST = ["--mode", "ar", "--nodes", "1", "--threads", "1"]  # generate: the quickest images
-
-
-def _error(capsys, argv) -> str:
-    """`hawk argv` fails with exit code 2 and one error line (the last on stderr); returns it."""
-    assert cli.main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.splitlines()[-1].startswith(ERROR_PREFIX) and err.count(ERROR_PREFIX) == 1, err
-    return err.splitlines()[-1]
+from tests.test_cli_input_errors import FAST, _error
 
 
 def _refuse_model(patch):
