@@ -215,8 +215,11 @@ def test_demo_pipeline_arguments(pipe, tmp_path):
         hk.load_demo_pipeline(heads=tmp_path / "missing")
     with pytest.raises(TypeError, match="heads: expected a directory or DraftHeads"):
         hk.load_demo_pipeline(heads=7)
-    with pytest.raises(TypeError, match="dtype"):
-        hk.load_demo_pipeline(dtype="float32")
+    with pytest.raises(ValueError, match="dtype: expected None or one of float16, .*got 'int64'"):
+        hk.load_demo_pipeline(dtype="int64")
+    assert hk.load_demo_pipeline(dtype="float64").model.dtype == torch.float64  # a name, as load_pipeline takes it
+    with pytest.raises(ValueError, match="dtype: .*got torch.int32"):
+        hk.load_demo_pipeline(dtype=torch.int32)
     with pytest.raises(ValueError, match="device"):
         hk.load_demo_pipeline(device="tpu")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...checks import as_device, check_attn_implementation, check_compile, exactly_one, id_rows, text_prompts
+from ...checks import (as_device, as_dtype, check_attn_implementation, check_compile, exactly_one, id_rows,
+                       text_prompts)
 from ...grid import ImageGrid
 from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
 from ..base import ImagePipeline, PromptRows
@@ -94,18 +95,18 @@ def demo_layout(vq, vocab, size=None) -> ImageGrid:
     return demo_image_grid(vocab)
 
 
-def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
+def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dtype | str | None = torch.float32,
                        heads: str | Path | DraftHeads | None = None, compile: bool | str = "auto",
                        attn_implementation: str = "sdpa") -> DemoPipeline:
     """Bundled backbone + trained heads, offline; the GPU when present, else the CPU. heads: a directory of
     heads to use instead of the bundled ones (`hawk train-heads --out DIR`; with the tree_rates.json measured
     with them, if any), or a DraftHeads (generic tree priors). compile: HawkDecoder's word for the compiled step
-    ("auto": on CUDA; True; False). attn_implementation: as in load_pipeline."""
+    ("auto": on CUDA; True; False). dtype: a floating torch.dtype or its name ("bfloat16"; None: float32).
+    attn_implementation: as in load_pipeline."""
     compile = check_compile(compile)
     device = as_device("device", device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_attn_implementation(attn_implementation, device)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype: expected a floating torch.dtype such as torch.float32, got {dtype!r}")
+    dtype = as_dtype("dtype", dtype) or torch.float32  # a torch.dtype or its name, as load_pipeline takes it
     if heads is not None and not isinstance(heads, (str, Path, DraftHeads)):
         raise TypeError(f"heads: expected a directory or DraftHeads, got {type(heads).__name__}")
     if isinstance(heads, (str, Path)) and not Path(heads).is_dir():
