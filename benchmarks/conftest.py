@@ -6,6 +6,10 @@ moved and the fraction of the device's copy bandwidth, MEASURED in this run (tim
 device-to-device copy, once per device and process), in benchmark.extra_info; and lets pytest-benchmark time
 the synchronised callable too.
 
+The --benchmark-json file gets the run's header under "hawk_header" (timing.report_header: device, torch / CUDA /
+triton / transformers versions, UTC date, the exact command, git commit; pytest-benchmark's own machine_info
+names none of the libraries), and every row its warm-up and repeat counts.
+
 `--quick` (the CPU smoke run CI does, tests/test_benchmarks_smoke.py): one warm-up, three timed calls, one
 pytest-benchmark round: every code path and every extra_info field, in seconds.
 """
@@ -14,7 +18,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from timing import CUDA_CLOCK, copy_bandwidth, median_seconds  # noqa: F401  (median_seconds: imported from here by scripts)
+from timing import CUDA_CLOCK, copy_bandwidth, median_seconds, report_header  # noqa: F401  (median_seconds: imported
+#                                                                                     from here by scripts)
 
 
 def pytest_addoption(parser):
@@ -23,6 +28,22 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
+
+
+def pytest_collect_file(file_path, parent):
+    """`pytest benchmarks --quick` collects the bench_*.py files (pytest's default pattern is test_*.py, so it ran
+    nothing and exited 5); a file named on the command line is collected by pytest itself."""
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not parent.session.isinitpath(file_path):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """The run's header beside pytest-benchmark's machine_info: the GPU if there is one (each row's extra_info
+    names the device it ran on), the library versions, the exact command."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    command = " ".join(["python -m pytest", *config.invocation_params.args])
+    output_json["hawk_header"] = report_header(device, command=command)
 
 
 @pytest.fixture
@@ -35,15 +56,23 @@ def timed(benchmark, request):
             warmup, repeats = 1, 3
         median = median_seconds(fn, on_cuda, warmup, repeats)
         bandwidth = copy_bandwidth(device)
+        fraction = (bytes_moved / median) / bandwidth["copy_bytes_per_s"] if median > 0 else None
         benchmark.extra_info.update(info)
         benchmark.extra_info.update({
             "clock": CUDA_CLOCK if on_cuda else "time.perf_counter (CPU; no GPU timing)",
             "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
+            "warmup": warmup,
+            "repeats": repeats,
             "median_us": median * 1e6,
             "bytes_moved": int(bytes_moved),
             "copy_bandwidth_bytes_per_s": bandwidth["copy_bytes_per_s"],
-            "bandwidth_fraction": (bytes_moved / median) / bandwidth["copy_bytes_per_s"] if median > 0 else None,
+            "copy_buffer_bytes": bandwidth["buffer_bytes"],
+            "bandwidth_fraction": fraction,
         })
+        if fraction is not None and fraction > 1:  # the op's bytes stayed in a cache; the copy's buffer did not
+            benchmark.extra_info["bandwidth_fraction_note"] = (
+                f"above 1: the op's {int(bytes_moved)} bytes are served from cache, while the copy bandwidth is "
+                f"measured on a {bandwidth['buffer_bytes']}-byte buffer, larger than the caches")
 
         def synced():
             fn()

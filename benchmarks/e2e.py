@@ -26,13 +26,10 @@ Timing: CUDA events on a GPU, time.perf_counter on a CPU; warm-up first, medians
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -43,7 +40,8 @@ import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.drafts import jacobi_template
 from hawk_kernels.engine import step as step_module
-from timing import copy_bandwidth, failure, median_seconds
+from timing import copy_bandwidth, failure, median_seconds, report_header  # noqa: F401  (report_header: also
+#                                                                                imported from here by other scripts)
 
 MODES = hk.MODES
 LUMINA_IMAGE_START = 8197  # Lumina-mGPT prompts end with the image-start token
@@ -91,7 +89,7 @@ def bundled(device, images: int, nodes: int, graphs: list[bool], modes=MODES) ->
                 used_graph = used_graph or out.outputs[0].cuda_graph
                 fallbacks.update(out.outputs[0].fallbacks)  # e.g. why a capture fell back to eager
             rows.append(dict(mode=mode, cuda_graphs_requested=graphed, cuda_graph_used=used_graph, images=images,
-                             num_nodes=decoder.tree.num_nodes, passes_per_image=statistics.mean(passes),
+                             warmup_images=1, num_nodes=decoder.tree.num_nodes, passes_per_image=statistics.mean(passes),
                              tokens_per_pass=sum(tokens) / sum(passes), ms_per_image=1e3 * statistics.median(seconds),
                              fallbacks=fallbacks))
             print(json.dumps(rows[-1]), flush=True)
@@ -206,7 +204,9 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
                   hidden=shape["hidden"], vocab=shape["vocab"], layout=[grid.height, grid.width],
                   body_tokens=grid.num_body_tokens, weight_bytes=weight_bytes,
                   copy_bytes_per_s=bandwidth["copy_bytes_per_s"], floor_ms=floor_ms, streamed_bytes=streamed,
-                  streamed_floor_ms=1e3 * streamed / bandwidth["copy_bytes_per_s"], steps=[])
+                  streamed_floor_ms=1e3 * streamed / bandwidth["copy_bytes_per_s"], warmup_steps=WARMUP_STEPS,
+                  timed_steps=steps, statistic="median ms per step over timed_steps single steps, after warmup_steps",
+                  steps=[])
     runs = [(a, g) for a in attentions for g in graphs if a == "sdpa" or g or len(graphs) == 1]
     for attention, graphed in runs:
         model.set_attn_implementation(attention)
@@ -232,6 +232,7 @@ def seven_b(device, node_counts, layers: int, steps: int, graphs: list[bool], ba
         result["transformers_generate_failed"] = f"{type(error).__name__}: {error}"
     else:
         result["transformers_generate_new_tokens"] = new_tokens
+        result["transformers_generate_repeats"] = GENERATE_REPEATS
         result["transformers_generate_ms_per_token"] = per_token
         result["transformers_generate_ratio_to_floor"] = per_token / floor_ms
         print("transformers generate ms/token", per_token, flush=True)
@@ -253,6 +254,10 @@ def streamed_bytes(model, grid: hk.ImageGrid) -> int:
         grid.local_vocab_size * head.shape[1] * head.element_size()
 
 
+GENERATE_REPEATS = 3  # timed calls of transformers generate (the median is reported)
+WARMUP_STEPS = 3  # untimed steps of each 7B-shape row: the first compiles, the second captures, the third replays
+
+
 def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device, steps, floor_ms,
                  streamed_floor_ms, profile_steps) -> dict:
     """One 7B-shape step row: a decoder of `mode` and `nodes`, three steps (compiling, capturing), then timed."""
@@ -261,7 +266,7 @@ def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, co
                          compile=compile, tree=tree)
     session = dec.start(prompt, cfg_scale=3.0, seed=0)
     began = time.perf_counter()
-    session.run(3)  # eager warm-up (compiling), capture, first replay
+    session.run(WARMUP_STEPS)  # eager warm-up (compiling), capture, first replay
     sync(device)
     first_steps_s = time.perf_counter() - began
     ms = time_steps(session, device, steps)
@@ -280,16 +285,19 @@ def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, co
     return row
 
 
-def _transformers_ms_per_token(model, prompt, new_tokens: int, device) -> float:
-    """transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager."""
+def _transformers_ms_per_token(model, prompt, new_tokens: int, device, repeats: int = GENERATE_REPEATS) -> float:
+    """transformers generate: 2 rows (cond + uncond, as CFG needs), sampling, DynamicCache, eager; the median of
+    `repeats` timed calls of `new_tokens` tokens each (prefill included), after one short warm-up call."""
     ids = prompt.repeat(2, 1)
     model.generate(ids, max_new_tokens=min(8, new_tokens), do_sample=True, top_k=0, pad_token_id=0)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
-                   pad_token_id=0)
-    sync(device)
-    return 1e3 * (time.perf_counter() - start) / new_tokens
+
+    def call():
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
+                       pad_token_id=0)
+        sync(device)
+
+    sync(device)  # wall clock (the generate loop syncs on the host every token): perf_counter on either device
+    return 1e3 * median_seconds(call, False, warmup=0, repeats=repeats) / new_tokens
 
 
 def tree_key(mode: str, nodes: int) -> str:
@@ -367,24 +375,6 @@ def plot(report: dict, path: str) -> None:
                      va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def report_header(device) -> dict:
-    """What every result JSON starts with: device, driver, versions, date, command, commit."""
-    report = dict(device=torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
-                  torch=torch.__version__, torch_cuda=torch.version.cuda, python=platform.python_version(),
-                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                  command="python " + " ".join(sys.argv),
-                  git_commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip())
-    if device.type == "cuda":
-        report["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                          capture_output=True, text=True).stdout.strip()
-    for package in ("transformers", "triton"):
-        try:
-            report[package] = __import__(package).__version__
-        except ImportError:
-            report[package] = None
-    return report
 
 
 def main():

@@ -3,7 +3,10 @@
 Measures, on a 7B-shaped Llama (hidden 4096, 32 layers, 65,536 vocabulary, random bf16 weights) with the 768 px
 layout (48 rows of 48 codes + row end, a 64-token prompt: 2,417 tokens per sequence):
   * hidden-state throughput of the frozen backbone (`training.backbone_hidden`, one micro-batch), as sequences
-    per second and as a fraction of the GPU's dense bf16 peak (2 x parameters x tokens FLOPs);
+    per second and as a fraction of the matmul FLOP/s MEASURED in the run (timing.matmul_flops: a large bf16
+    GEMM on a GPU, fp32 on a CPU), counting 2 x (parameters the layers multiply by: not the embedding, not the
+    output head, which backbone_hidden does not run) x tokens FLOPs, attention's score products left out; on an
+    H100 / H200 also the fraction of their datasheet dense bf16 peak, labelled as such;
   * one optimiser step of the streaming trainer (`trainer`): hidden states, 4 horizontal + 2 vertical heads
     forward and backward over the shared lm_head rows (bf16 autocast), AdamW; and peak device memory;
   * the projected hours for --images images x --epochs epochs on one GPU (and on --gpus GPUs under torchrun).
@@ -20,8 +23,8 @@ import os
 
 import torch
 
-from timing import median_seconds
-from e2e import big_model, report_header
+from timing import matmul_flops, median_seconds, report_header
+from e2e import big_model
 
 import hawk_kernels as hk
 from hawk_kernels.training import head_trainer as trainer
@@ -29,6 +32,7 @@ from hawk_kernels.backbones import backbone_for
 from hawk_kernels.training.batch_losses import backbone_hidden
 
 BF16_PEAK_FLOPS = 989e12  # dense bf16 peak of an H100 / H200 SXM (datasheet; the same for both): not measured
+DATASHEET_GPUS = ("H100", "H200")  # the GPUs BF16_PEAK_FLOPS is the datasheet figure of
 PROMPT_TOKENS = 64
 
 
@@ -93,8 +97,13 @@ def main():
         torch.cuda.reset_peak_memory_stats()
     hidden_s = median_seconds(hidden, on_cuda, warmup=2, repeats=args.repeats)
     step_s = median_seconds(step, on_cuda, warmup=2, repeats=args.repeats)
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None  # before the matmul measurement
     tokens = args.micro_batch * sequences.shape[1]
-    params = sum(p.numel() for p in model.parameters())
+    skipped = {id(w): w for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight)}
+    params = sum(p.numel() for p in model.parameters()) - sum(w.numel() for w in skipped.values())
+    hidden_flops = 2 * params * tokens / hidden_s
+    matmul = matmul_flops(device)
+    datasheet = on_cuda and any(name in torch.cuda.get_device_name(device) for name in DATASHEET_GPUS)
     steps_total = args.images * args.epochs / args.micro_batch
     report = report_header(device)
     report.update(
@@ -102,12 +111,15 @@ def main():
                    sequence_tokens=int(sequences.shape[1]), layout=[grid.height, grid.width],
                    heads="4 horizontal + 2 vertical, 1 ResBlock each, shared lm_head rows"),
         micro_batch=args.micro_batch, weight_bytes=weight_bytes,
+        warmup=2, repeats=args.repeats, statistic="median after warm-up",
         hidden_ms=1e3 * hidden_s, hidden_sequences_per_s=args.micro_batch / hidden_s,
-        hidden_flops_fraction=(2 * params * tokens / hidden_s) / BF16_PEAK_FLOPS if on_cuda else None,
-        bf16_peak_flops_assumed=BF16_PEAK_FLOPS if on_cuda else None,
+        hidden_flops_per_s=hidden_flops, hidden_matmul_params=params, matmul=matmul,
+        hidden_fraction_of_measured_matmul=hidden_flops / matmul["flops_per_s"],
+        hidden_fraction_of_datasheet_bf16_peak=hidden_flops / BF16_PEAK_FLOPS if datasheet else None,
+        datasheet_bf16_peak_flops=BF16_PEAK_FLOPS if datasheet else None,
         step_ms=1e3 * step_s, step_sequences_per_s=args.micro_batch / step_s,
         heads_share_of_step=1 - hidden_s / step_s,
-        peak_device_gib=torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
+        peak_device_gib=peak_gib,
         projection=dict(images=args.images, epochs=args.epochs, hours_one_gpu=steps_total * step_s / 3600,
                         gpus=args.gpus, hours_multi_gpu=steps_total * step_s / 3600 / args.gpus,
                         note="linear in GPUs: DDP all-reduces only the heads' ~0.1B parameters per step"))

@@ -37,12 +37,9 @@ skipped and recorded as skipped. Order: Janus, Lumina-mGPT, then Emu3 (transform
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,14 +51,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import transformers  # noqa: E402
-
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
-from benchmarks.timing import failure  # noqa: E402
+from benchmarks.timing import failure, report_header  # noqa: E402
 from tests.transformers_reference import janus_image_generate  # noqa: E402
 
 MODES = ("ar", "hawk", "hawk+jacobi")
+TIMING = ("seconds_per_image: ONE image per family and mode, wall clock (time.perf_counter, synchronised), a user's "
+          "first image: no warm-up (CUDA-graph capture and first-call costs included) and no repeats; for per-pass "
+          "cost and memory at the released shapes, not a steady-state speed (benchmarks/e2e.py times those)")
 ORDER = ("janus", "chameleon", "emu3")  # Emu3's 720 px image is the longest: last, so the budget cuts it first
 FULL_SIZES = {"janus": None, "emu3": 720, "chameleon": 768}
 SMOKE_SIZES = {"janus": None, "emu3": (8, 64), "chameleon": (32, 64)}  # Janus: a 4 x 4 model (smoke_janus)
@@ -435,11 +433,8 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = Budget(args.budget_s)
     tag = "smoke" if args.smoke else ("full" if args.full else "reduced")
-    report = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-                  torch=torch.__version__, transformers=transformers.__version__,
-                  date=datetime.datetime.now().isoformat(timespec="seconds"), command=" ".join(sys.argv),
-                  git_commit=_git_commit(), smoke=args.smoke, scale=tag, threads=torch.get_num_threads(),
-                  prompt=PROMPT, families={})
+    report = dict(report_header(device, argv, "benchmarks/real_shapes.py"), smoke=args.smoke, scale=tag,
+                  threads=torch.get_num_threads(), prompt=PROMPT, timing=TIMING, families={})
     start = time.perf_counter()
     path = out_dir / (args.name or f"real_shapes_{tag}_{device.type}.json")
     signal.signal(signal.SIGTERM, _stopped)  # a timeout's SIGTERM ends the run through `finally`: the JSON is written
@@ -483,14 +478,6 @@ def _stopped(signum, frame):
 
 
 _STARTED = time.perf_counter()
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ on all of them alike.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -232,16 +229,14 @@ OUR_MODES = ("ar", "medusa", "hawk", "jacobi", "hawk+jacobi")
 PROMPTS = tuple(f"a handwritten digit {w}" for w in "zero one two three four five six seven eight nine".split())
 
 
-def header(args) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    import transformers
+def header(argv=None) -> dict:
+    """benchmarks/timing.report_header (device: the CPU's model name, versions, UTC date, command, commit)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from timing import report_header
 
-    return dict(device=platform.processor() or platform.machine() or "cpu", device_type="cpu",
-                torch=torch.__version__, transformers=transformers.__version__, hawk_kernels=hk.__version__,
-                python=platform.python_version(), torch_threads=torch.get_num_threads(),
-                cpu_count=os.cpu_count(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                command="python " + " ".join(sys.argv), git_commit=commit)
+    return report_header(torch.device("cpu"), argv, "benchmarks/sjd.py")
 
 
 class Runner:
@@ -311,7 +306,7 @@ def main(argv=None):
     jobs = {1: [([PROMPTS[i % len(PROMPTS)]], i) for i in range(args.images)],
             args.batch: [([PROMPTS[(b * args.batch + i) % len(PROMPTS)] for i in range(args.batch)], b)
                          for b in range(args.batches)]}
-    report = header(args)
+    report = header(argv)
     report["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     report.update(smoke=args.smoke, settings=dict(
         model="bundled demo (hawk_kernels.load_demo_pipeline)", grid=[pipe.grid.height, pipe.grid.width],
@@ -321,6 +316,8 @@ def main(argv=None):
                 "seed b", prompt_list=list(PROMPTS),
         sjd_batched="SJD runs batched (each row its own frontier), not as sequential images",
         sjd_layout_random="SJD's code to the letter: a random image code at row-end positions too",
+        seconds_per_image="total decode seconds / images (the mean); speedup_vs_ar: AR's seconds_per_image / the "
+                          "mode's, both from this run; median_seconds_per_batch beside it",
         order="modes interleaved batch by batch (round robin), after one warm-up decode per mode (none with "
               "--smoke)"))
     report["results"] = {}

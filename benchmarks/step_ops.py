@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
-from e2e import report_header  # noqa: E402
+from timing import report_header  # noqa: E402
 
 
 def ops_per_step(session) -> int:
@@ -83,9 +83,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     what = "CUDA kernels per step" if args.device == "cuda" else "CPU operator calls per step"
-    info = dict(report_header(torch.device(args.device)), what=what, model="bundled demo model", batch=args.batch,
-                cfg=3.0, num_nodes=args.nodes, rows=rows)
-    info["command"] = "python benchmarks/step_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    info = dict(report_header(torch.device(args.device), argv, "benchmarks/step_ops.py"), what=what,
+                model="bundled demo model", batch=args.batch, cfg=3.0, num_nodes=args.nodes,
+                counted="one step, after 2 warm-up steps (a count, not a timing: no repeats)", rows=rows)
     (out / "step_ops.json").write_text(json.dumps(info, indent=2))
     return 0
 

@@ -4,7 +4,8 @@ tree sizes, per drafting mode and batch size, on the bundled model, in one run (
 For each batch size: AR's images/s; for each drafting mode the size "auto" chooses (step costs measured into a
 fresh table under --out, the bundled heads' calibrated rates) and its images/s; at batch 1 also every fixed size,
 since "auto" must come within 10% of the best of them. Ratios are to AR measured in the same run. Every decoder of a
-batch size is timed once per round, in turn, for --repeats rounds (best of the rounds), so a change of load
+batch size is timed once per round, in turn, for --repeats rounds (best of the rounds) after --warmup-rounds
+untimed ones (1: first-call costs such as a CUDA-graph capture are not timed), so a change of load
 during the run hits all of them alike; AR is timed twice per round (two decoders), and the ratio of the two is
 the run's noise band (where "auto" picks size 1 it runs AR steps, so its ratio is AR's within that band).
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
-from e2e import report_header  # noqa: E402
+from timing import report_header  # noqa: E402
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from hawk_kernels.target import SamplingConfig  # noqa: E402
 from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
@@ -40,8 +41,10 @@ def decoder_factory(pipe, mode):
     return lambda n: pipe._decoder_of_size(mode, pipe.layout(None), n)
 
 
-def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -> dict:
-    """{label: images/s}, best of `repeats` rounds; each round times every decoder once, in turn."""
+def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0, warmup: int = 1) -> dict:
+    """{label: images/s}, best of `repeats` rounds; each round times every decoder once, in turn, after `warmup`
+    untimed rounds (a decoder's first image pays its first-call costs: CUDA-graph capture, a compile, allocator
+    growth; without them a one-round run timed those)."""
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch)]
     ids = [pipe.vocab.encode_prompt(p) for p in prompts]
     width = max(map(len, ids))
@@ -50,17 +53,19 @@ def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0) -
     mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
     negative = torch.tensor([pipe.vocab.unconditional_prompt()], device=device)
     best = dict.fromkeys(decoders, float("inf"))
-    for _ in range(repeats):
+    for round_index in range(warmup + repeats):
         for label, decoder in decoders.items():
             start = time.perf_counter()
             decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            best[label] = min(best[label], time.perf_counter() - start)
+            if round_index >= warmup:
+                best[label] = min(best[label], time.perf_counter() - start)
     return {label: batch / seconds for label, seconds in best.items()}
 
 
-def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto") -> list[dict]:
+def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto",
+               warmup: int = 1) -> list[dict]:
     """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved."""
     choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, SamplingConfig(3.0), "demo",
                                       table, sizes)
@@ -71,7 +76,7 @@ def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, co
         decoders[mode] = make(choices[mode].num_nodes)
         if batch == 1:
             decoders.update({(mode, n): make(n) for n in sizes if n > 1})
-    speed = interleaved(decoders, pipe, batch, repeats)
+    speed = interleaved(decoders, pipe, batch, repeats, warmup=warmup)
     ar, rows = speed["ar"], []
     for mode, choice in choices.items():
         row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,
@@ -92,7 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
     p.add_argument("--modes", nargs="+", default=list(DRAFTING), choices=DRAFTING)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (best of them)")
+    p.add_argument("--warmup-rounds", type=int, default=1, help="untimed rounds first (every decoder once each)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu (1 thread) or cuda")
     p.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
@@ -111,10 +117,11 @@ def main(argv=None) -> int:
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
     for batch in args.batches:
-        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile)
-    info = dict(report_header(device), threads=1, repeats=args.repeats, rows=rows, compile=args.compile,
-                what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats")
-    info["command"] = "python benchmarks/tree_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile, args.warmup_rounds)
+    info = dict(report_header(device, argv, "benchmarks/tree_size.py"), threads=1, warmup_rounds=args.warmup_rounds,
+                repeats=args.repeats, rows=rows, compile=args.compile,
+                what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats "
+                     "(after warmup_rounds untimed rounds)")
     (out / "tree_size.json").write_text(json.dumps(info, indent=2))
     return 0
 

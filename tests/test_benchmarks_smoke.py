@@ -5,10 +5,13 @@ is checked. A script that would crash on the GPU at a line no CPU run reaches is
 prevent (benchmarks/e2e.py crashed on an H200 at `dec.tree.num_nodes`); so e2e.py runs ALL its sections here
 (--smoke: the bundled model, the big-model step timings and transformers `generate` at a tiny shape), and
 test_every_script_is_smoke_tested fails when a new script comes without a smoke run (here, or in another test
-file that runs it: benchmarks/heads_training.py --tiny runs in tests/test_trainer.py).
+file that runs it: benchmarks/heads_training.py --tiny runs in tests/test_trainer.py, and here too for its
+header and compute fractions). Every result JSON starts with the one header of benchmarks/timing.report_header
+(device, versions, UTC date, exact command, commit): assert_header checks it on the JSONs written here, and
+test_every_result_json_starts_with_the_shared_header that every script writing one builds it so.
 
 The scripts are started together when the first of these tests runs, two at a time (OMP_NUM_THREADS=1 each:
-a 2-core CI box), and each test checks its own script's output: about 60 s of CPU in all, 35 s of wall time.
+a 2-core CI box), and each test checks its own script's output: about 75 s of CPU in all, 40 s of wall time.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKED = {
     "benchmarks/e2e.py": "test_e2e_smoke_runs_every_section",
     "benchmarks/step_time.py": "test_step_time_smoke",
+    "benchmarks/step_ops.py": "test_step_ops_smoke",
     "benchmarks/bench_accept_reject.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_attention.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_draft_heads.py": "test_kernel_benchmarks_smoke",
@@ -53,7 +57,6 @@ NOT_BENCHMARKS = {  # files that time or measure nothing themselves
     "python/train_demo_model.py": "the recipe that trained the bundled model, not a timing",
     "scripts/code_stats.py": "counts lines of code, not a benchmark",
 }
-BENCH_FILES = sorted(k for k, v in SMOKED.items() if v == "test_kernel_benchmarks_smoke")
 
 
 def run(args: list[str], tmp_path: Path, extra_path: list[Path] = (), timeout: int = 300) -> str:
@@ -102,8 +105,12 @@ JOBS = {
     "test_compare_heads_smoke": lambda tmp: (
         ["python/compare_heads.py", "--heads", "bundled", str(_heads_without_rates(tmp)), "--nodes", "4",
          "--images", "2", "--batch", "2", "--calibration-images", "2", "--out", str(tmp / "compare.json")], []),
-    "test_kernel_benchmarks_smoke": lambda tmp: (["-m", "pytest", *BENCH_FILES, "-q", "-p", "no:cacheprovider",
+    # the folder, as a reviewer would start it (benchmarks/conftest.py collects its bench_*.py files)
+    "test_kernel_benchmarks_smoke": lambda tmp: (["-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
                                                   "--quick", f"--benchmark-json={tmp / 'bench.json'}"], []),
+    "test_step_ops_smoke": lambda tmp: (["benchmarks/step_ops.py", "--smoke", "--out", str(tmp)], []),
+    "test_heads_training_smoke_fractions": lambda tmp: (["benchmarks/heads_training.py", "--tiny", "--repeats", "2",
+                                                         "--out", str(tmp)], []),
     "test_calibrate_tree_smoke": lambda tmp: (
         ["python/calibrate_tree.py", "--images", "2", "--batch", "2", "--nodes", "8", "--modes", "hawk", "jacobi",
          "--jacobi-nodes", "16", "--out", str(tmp / "tree_rates.json")], []),
@@ -136,6 +143,20 @@ def result(smoke, name: str) -> tuple[Path, str]:
     return tmp, future.result()
 
 
+def assert_header(report: dict, command: str) -> None:
+    """A result JSON's header (benchmarks/timing.report_header): device, versions, UTC date, the exact command,
+    the commit; `command`: how the command line starts."""
+    from benchmarks.timing import HEADER_FIELDS
+
+    missing = [k for k in HEADER_FIELDS if k not in report]
+    assert not missing, f"the result JSON lacks {missing}"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert report["device_type"] == device and report["device"] not in ("", "cpu", "x86_64", None)
+    assert report["torch"] == torch.__version__ and report["hawk_kernels"] == hk.__version__
+    assert report["date"].endswith("+00:00") and report["command"].startswith(command), report["command"]
+    assert len(report["git_commit"] or "") == 40 or not (ROOT / ".git").exists()
+
+
 def smoked_elsewhere(script: str) -> list[str]:
     """The other test files that name `script`'s file (and so run it, as tests/test_trainer.py runs
     benchmarks/heads_training.py --tiny)."""
@@ -164,8 +185,8 @@ def test_e2e_smoke_runs_every_section(smoke):
     if importlib.util.find_spec("matplotlib") is not None:  # optional: without it the run says so and goes on
         png = (tmp_path / f"e2e_smoke_{device}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert {"device", "torch", "transformers", "date", "command", "git_commit", "smoke", "bandwidth", "bundled",
-            "seven_b", "seconds"} <= set(report)
+    assert {"smoke", "bandwidth", "bundled", "seven_b", "seconds"} <= set(report)
+    assert_header(report, "python benchmarks/e2e.py --smoke")
     assert report["smoke"] is True and report["seconds"] < 120
     sys.path.insert(0, str(ROOT / "scripts"))
     import targets  # what gpu_check ends with: on this CPU smoke output, nothing is judged against a GPU target
@@ -186,6 +207,7 @@ def test_e2e_smoke_runs_every_section(smoke):
 
     big = report["seven_b"]
     assert big["shape"] == "tiny" and big["layers"] == 2 and big["body_tokens"] == 42
+    assert big["warmup_steps"] == 3 and big["timed_steps"] == 3 and big["transformers_generate_repeats"] == 3
     assert big["floor_ms"] == pytest.approx(1e3 * big["weight_bytes"] / bandwidth["copy_bytes_per_s"])
     eager = [r for r in big["steps"] if not r["cuda_graphs_requested"]]
     assert [(r["mode"], r["num_nodes"]) for r in eager] == [("ar", 1), ("hawk", 4), ("hawk", 8)]
@@ -269,7 +291,9 @@ def test_kernel_benchmarks_smoke(smoke):
     tmp_path, stdout = result(smoke, "test_kernel_benchmarks_smoke")
     out = tmp_path / "bench.json"
     assert " passed" in stdout and "failed" not in stdout
-    benchmarks = json.loads(out.read_text())["benchmarks"]
+    report = json.loads(out.read_text())
+    assert_header(report["hawk_header"], "python -m pytest benchmarks")  # beside pytest-benchmark's machine_info
+    benchmarks = report["benchmarks"]
     ran = {b["name"].split("[")[0] for b in benchmarks}
     assert ran == {"test_accept_reject", "test_attention", "test_draft_heads", "test_philox_uniforms", "test_tree_mask"}
     bandwidths = {(b["extra_info"]["device"], b["extra_info"]["copy_bandwidth_bytes_per_s"]) for b in benchmarks}
@@ -278,8 +302,58 @@ def test_kernel_benchmarks_smoke(smoke):
     for bench in benchmarks:
         info = bench["extra_info"]
         assert info["median_us"] > 0 and info["bytes_moved"] > 0, bench["name"]
+        assert (info["warmup"], info["repeats"]) == (1, 3), bench["name"]  # --quick
+        assert (info["bandwidth_fraction"] > 1) == ("bandwidth_fraction_note" in info), bench["name"]
         assert info["bandwidth_fraction"] == pytest.approx(
             info["bytes_moved"] / (info["median_us"] * 1e-6) / info["copy_bandwidth_bytes_per_s"])
+
+
+def test_step_ops_smoke(smoke):
+    """benchmarks/step_ops.py --smoke: operator calls per AR step, eager and compiled, and their ratio."""
+    tmp_path, _ = result(smoke, "test_step_ops_smoke")
+    report = json.loads((tmp_path / "step_ops.json").read_text())
+    assert_header(report, "python benchmarks/step_ops.py --smoke")
+    [row] = report["rows"]
+    assert row["mode"] == "ar" and 0 < row["compiled"] < row["eager"]
+    assert row["ratio"] == pytest.approx(row["compiled"] / row["eager"])
+
+
+def test_heads_training_smoke_fractions(smoke):
+    """benchmarks/heads_training.py --tiny (also run by tests/test_trainer.py, which checks its timings): its compute
+    fraction divides by a matmul throughput measured in the run, not by a datasheet constant (that one only on the
+    H100 / H200 it is the figure of, and labelled so)."""
+    tmp_path, _ = result(smoke, "test_heads_training_smoke_fractions")
+    report = json.loads((tmp_path / "heads_training_tiny_cpu.json").read_text())
+    assert_header(report, "python benchmarks/heads_training.py --tiny")
+    matmul = report["matmul"]
+    assert matmul["flops_per_s"] > 1e8 and matmul["repeats"] > 1 and (report["warmup"], report["repeats"]) == (2, 2)
+    assert report["hidden_fraction_of_measured_matmul"] == pytest.approx(
+        report["hidden_flops_per_s"] / matmul["flops_per_s"])
+    assert report["hidden_fraction_of_datasheet_bf16_peak"] is None and report["datasheet_bf16_peak_flops"] is None
+    assert "hidden_flops_fraction" not in report and "bf16_peak_flops_assumed" not in report
+
+
+def test_report_header_in_process():
+    """The one header every result JSON starts with: given a main(argv), the command is that script's."""
+    from benchmarks.timing import report_header
+
+    report = report_header(torch.device("cpu"), ["--smoke", "--out", "x"], "benchmarks/some.py")
+    assert_header(dict(report, device_type="cuda" if torch.cuda.is_available() else "cpu"),
+                  "python benchmarks/some.py --smoke --out x")
+    assert report["torch_threads"] == torch.get_num_threads() and report["git_dirty"] in (True, False, None)
+
+
+def test_every_result_json_starts_with_the_shared_header():
+    """Every benchmark script that writes a JSON builds its header with benchmarks/timing.report_header (before,
+    each wrote its own: one without the Python or triton version, one with a local date and no time zone, one
+    naming the CPU 'x86_64'); the kernel benchmarks get it through benchmarks/conftest.py."""
+    writers = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if '"--out"' in p.read_text()]  # a results file
+    assert {p.name for p in writers} >= {"e2e.py", "step_ops.py", "tree_size.py", "real_shapes.py", "sjd.py",
+                                         "heads_training.py"}
+    for path in writers + [ROOT / "benchmarks" / "conftest.py"]:
+        text = path.read_text()
+        assert "report_header(" in text, f"{path.name} writes a JSON without timing.report_header"
+        assert "platform.processor()" not in text and "datetime.datetime.now(" not in text, path.name
 
 
 def test_step_time_smoke(smoke):
