@@ -28,8 +28,9 @@ run); Lumina-mGPT: none (transformers' Chameleon has no image generation: its fo
 Memory batches (--memory-batch B [B ...]): per mode, a batch of B images (CFG: 2B rows) started and run for
 --memory-steps steps, peak memory: for the "batch of 16 with CFG under 80 GB" check and to show what grows per
 image. Every per-generation buffer (KV cache, draft memories) is allocated when a generation starts; the steps
-add their working set. On the CPU, whole images measured 10-25% more above the model than a few steps (the
-allocator's growth over thousands of steps), so compare memory batches with memory batches.
+add their working set. On the CPU, whole images measured well above a few steps (Janus hawk: 111 MB above the
+model for a whole image against 39 MB after 3 steps; the allocator's growth over thousands of steps), so compare
+memory batches with memory batches.
 
 --budget-s: wall seconds for the whole run; a run that would not fit (estimated from the runs before it) is
 skipped and recorded as skipped. Order: Janus, Lumina-mGPT, then Emu3 (transformers' 64 tokens first).

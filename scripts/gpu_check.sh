@@ -320,7 +320,8 @@ for line in open(os.path.join(work, "steps.tsv")):
     for k in ("rc", "seconds", "timeout_s"):
         row[k] = int(row[k]) if row.get(k) else None
     steps.append(row)
-info = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), command="bash scripts/gpu_check.sh",
+info = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), command=" ".join([*(f"{k}={os.environ[k]!r}" for k in ("GPU_STEPS", "DEADLINE_S") if os.environ.get(k)),
+                              "bash scripts/gpu_check.sh"]),
             host=platform.node(), gpu=gpu, deadline_s=deadline, elapsed_s=elapsed,
             git_commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
             git_dirty=bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()))

@@ -76,8 +76,9 @@ def test_every_step_in_order_a_failing_step_recorded_and_the_build_skipped_by_it
     assert by_name["heads_training"]["status"] == "passed"  # after it
     assert summary["status"] == "fail" and summary["failed_steps"] == ["tree_size"]
 
-    rc, summary, log = _run(tree, tmp_path / "third")  # nothing changed since: the build is skipped
+    rc, summary, log = _run(tree, tmp_path / "third", DEADLINE_S="500")  # nothing changed: the build is skipped
     assert rc == 0, log
+    assert summary["command"] == "DEADLINE_S='500' bash scripts/gpu_check.sh" and summary["deadline_s"] == 500
     assert summary["steps"][0]["reason"] == "up to date: build/gpu_check_stamp matches"
 
 
