@@ -192,6 +192,18 @@ def test_progress_in_a_log_is_lines_and_agrees_with_the_manifest(tmp_path, capsy
     assert bar and bar[-1] == summary == f"{tokens:.2f}", (bar, summary, tokens)
 
 
+def test_ar_is_one_token_per_pass_in_the_manifest_and_the_api(tmp_path, capsys):
+    """The manifest and the summary counted the prefill's token and the forced image end as a pass's (AR read
+    1.01 tokens per pass there, 1.00 in the API and the demo); every count is now the tokens the passes committed."""
+    out = tmp_path / "pngs"
+    assert cli.main(["generate", "--demo", "--prompt", "digit eight", "the number 3", "--out", str(out), *FAST]) == 0
+    assert "tokens per pass 1.00," in capsys.readouterr().out
+    assert {json.loads(line)["tokens_per_pass"] for line in (out / "manifest.jsonl").read_text().splitlines()} == {1.0}
+    res = load_demo_pipeline().generate(["digit eight", "seven"], mode="hawk", num_nodes=8, seed=1)
+    assert res.tokens_per_pass == sum(res.committed) / sum(res.num_forward_passes) > 1
+    assert all(n - c == 2 for n, c in zip(res.num_tokens, res.committed))  # the prefill's token, the image end
+
+
 def test_one_images_token_bar_writes_nothing_to_a_log(capsys):
     """The demo's per-image token bars (transient) printed a '0/210' line per mode into a log; a log gets them only
     when an image outlasts progress.LOG_INTERVAL_S."""

@@ -58,6 +58,8 @@ class PipelineOutput:
     outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
     num_nodes: list[int] | None = None  # per image: the tree size it was decoded with (num_nodes="auto" chooses
     #                                     per decoder batch; passing it back as num_nodes reproduces the image)
+    committed: list[int] | None = None  # per image: tokens its passes committed (num_tokens less the prefill's
+    #                                     token and the forced end; over its passes: tokens_per_pass's count)
 
     @property
     def step_engine(self) -> str:
@@ -265,14 +267,14 @@ class ImagePipeline:
         inverse = torch.argsort(torch.tensor(order)).tolist()
         image_tokens = torch.cat([out.image_tokens.cpu() for out in outputs])[inverse]
         generated = [g for out in outputs for g in out.generated.cpu()]
-        passes = [sum(1 for step in out.accepted_lengths if step[row] > 0)
-                  for out in outputs for row in range(out.generated.shape[0])]
+        rows_of = [(out, row) for out in outputs for row in range(out.generated.shape[0])]
+        passes = [sum(1 for step in out.accepted_lengths if step[row] > 0) for out, row in rows_of]
         sequences = [torch.cat([torch.tensor(rows.conditional[row]), generated[k]]) for k, row in enumerate(order)]
-        committed = sum(sum(map(sum, out.accepted_lengths)) for out in outputs)
+        committed = [sum(step[row] for step in out.accepted_lengths) for out, row in rows_of]
         return PipelineOutput(None, image_tokens, self.codes(image_tokens), None, [sequences[i] for i in inverse],
                               [len(generated[i]) for i in inverse], [passes[i] for i in inverse],
-                              sum(out.num_forward_passes for out in outputs), committed / max(1, sum(passes)),
-                              seconds, outputs)
+                              sum(out.num_forward_passes for out in outputs), sum(committed) / max(1, sum(passes)),
+                              seconds, outputs, committed=[committed[i] for i in inverse])
 
     # --- family hooks ---------------------------------------------------------------------------------------
     @property
@@ -378,10 +380,8 @@ def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
     real tokens), so with CFG rows are grouped by the length of their unconditional prompt."""
     if not uses_cfg:
         return [list(range(len(rows.conditional)))]
-    groups: dict[int, list[int]] = {}
-    for i, uncond in enumerate(rows.unconditional):
-        groups.setdefault(len(uncond), []).append(i)
-    return list(groups.values())
+    lengths = [len(uncond) for uncond in rows.unconditional]  # groups in order of first appearance
+    return [[i for i, n in enumerate(lengths) if n == length] for length in dict.fromkeys(lengths)]
 
 
 def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:

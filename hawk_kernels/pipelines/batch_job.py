@@ -359,11 +359,11 @@ def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path,
                                num_nodes=res.num_nodes[k], size=_size_field(job.size),
                                cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg, **settings,
                                passes=passes,
-                               tokens_per_pass=round(res.num_tokens[k] / max(1, passes), 4),
+                               tokens_per_pass=round(res.committed[k] / max(1, passes), 4),
                                seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),
                                steps=res.step_engine, png=path.name))
         paths.append(path)
-    bar.totals["tokens"] += sum(res.num_tokens[:len(batch)])
+    bar.totals["tokens"] += sum(res.committed[:len(batch)])
     bar.totals["passes"] += sum(res.num_forward_passes[:len(batch)])
     bar.set_postfix(tokens_per_pass=f"{bar.totals['tokens'] / max(1, bar.totals['passes']):.2f}", refresh=False)
     bar.update(len(batch))
