@@ -69,7 +69,7 @@ def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, s
                           tree=jacobi_template("hawk+jacobi", pipe.heads, nodes, table), compile=False)
         tokens = passes = 0
         for out in _decode(pipe, dec, "hawk+jacobi", images, batch, cfg, seed, prompts, size):
-            tokens, passes = tokens + sum(out.num_tokens), passes + sum(out.num_forward_passes)
+            tokens, passes = tokens + sum(out.committed), passes + sum(out.num_forward_passes)
         tokens_per_pass[label] = round(tokens / max(1, passes), 4)
     heads_win = tokens_per_pass["heads_own_depth_1"] >= tokens_per_pass["jacobi_owns_depth_1"]
     report["runs"]["hawk+jacobi"]["layout_check"] = dict(tokens_per_pass, nodes=nodes, kept_rates=heads_win)
