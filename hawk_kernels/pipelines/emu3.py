@@ -17,6 +17,7 @@ from ..backbones.emu3 import emu3_grid
 from ..grid import ImageGrid
 from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from .base import ImagePipeline, PromptRows
+from .images import check_code_grid
 
 NEGATIVE_PROMPT = ("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
                    "cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, "
@@ -79,7 +80,13 @@ class Emu3Pipeline(ImagePipeline):
             if not isinstance(self.negative_prompt, str):
                 raise TypeError(f"negative_prompt: expected a str (the CFG branch's text), got "
                                 f"{type(self.negative_prompt).__name__} {self.negative_prompt!r:.40}")
-            return self._encode(self.negative_prompt, grid, "prompts")
+            row = self._encode(self.negative_prompt, grid, "prompts")
+            room, limit = self.prompt_room(grid)
+            if room is not None and 0 <= room < len(row):  # room < 0: the image alone is too big (size's error)
+                raise ValueError(f"negative_prompt: the CFG branch's prompt has {len(row)} tokens; with the "
+                                 f"{grid.num_body_tokens}-token image they exceed the model's "
+                                 f"max_position_embeddings={limit}: set pipe.negative_prompt to a shorter text")
+            return row
         start = self._image_start_id()
         return row[len(row) - 1 - row[::-1].index(start):] if start in row else row[-1:]
 
@@ -106,7 +113,7 @@ class Emu3Pipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
         vqmodel = self.model.model.vqmodel
-        codes = check_ids_in("codes", codes, 0, int(vqmodel.config.codebook_size), "Emu3 VQ codes")
+        codes = check_code_grid(check_ids_in("codes", codes, 0, int(vqmodel.config.codebook_size), "Emu3 VQ codes"))
         return self.in_vq_batches(lambda chunk: vqmodel.decode(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()

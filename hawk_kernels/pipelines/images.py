@@ -98,3 +98,15 @@ def pixel_statistics(processor) -> tuple:
     if mean is None or std is None:
         return (0.5,) * 3, (0.5,) * 3
     return tuple(mean), tuple(std)
+
+
+def check_code_grid(codes: torch.Tensor, grid: tuple[int, int] | None = None, what: str = "") -> torch.Tensor:
+    """`codes` for a VQ decoder: [B, H, W] with B, H, W >= 1 (`grid`: the one (H, W) the decoder takes, `what`
+    says why); ValueError naming `codes` otherwise (the decoders fail deep inside with unrelated messages)."""
+    shape = tuple(codes.shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"codes: expected a [B, H, W] tensor of VQ codes (one H x W grid per image, B, H, W >= 1), "
+                         f"got shape {list(shape)}")
+    if grid is not None and shape[1:] != tuple(grid):
+        raise ValueError(f"codes: expected [B, {grid[0]}, {grid[1]}] ({what}), got shape {list(shape)}")
+    return codes

@@ -16,6 +16,7 @@ from ..backbones.janus import janus_grid
 from ..grid import ImageGrid
 from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from .base import ImagePipeline, PromptRows
+from .images import check_code_grid
 
 # what JanusProcessor.save_pretrained writes (transformers 4.x: preprocessor_config.json); its chat template is
 # chat_template.jinja (or an entry of those files) and is checked when a text prompt needs it
@@ -88,6 +89,8 @@ class JanusPipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, H, W] codes -> [B, 3, h, w], `decode_batch` images per VQ decoder call."""
         codes = check_ids_in("codes", codes, *self.grid.image_token_range, "Janus VQ codes")
+        check_code_grid(codes, (self.grid.height, self.grid.width), f"this Janus model decodes {self.grid.height} x "
+                        f"{self.grid.width} codes per image")
         return self.in_vq_batches(lambda chunk: self.model.decode_image_tokens(chunk.flatten(1).to(self.device))
                                   .permute(0, 3, 1, 2).float().cpu(), codes)  # the decoder gives [b, h, w, 3]
 

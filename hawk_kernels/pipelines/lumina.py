@@ -19,6 +19,7 @@ do_center_crop=False)` after a center crop): x * 0.0078 - 1.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import torch
@@ -28,9 +29,11 @@ from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows
 from .chameleon_vqgan import ChameleonVQGANDecoder, vq_encoder_from_checkpoint
+from .images import check_code_grid
 
 TEMPLATE = "Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
 TURN_SEPARATOR = "<reserved08706>"
+STATED_SIZE = re.compile(r"Generate an image of (\d+)x(\d+) according to the following prompt:")  # TEMPLATE's size
 VQGAN_FILES = ("vqgan.ckpt", "tokenizer/vqgan.ckpt", "chameleon/tokenizer/vqgan.ckpt")  # under model_dir
 
 
@@ -89,8 +92,25 @@ class LuminaPipeline(ImagePipeline):
             rows = [self._encode(text, grid) + prefix for text in text_prompts("prompts", prompts)]
             return PromptRows(rows, [prefix] * len(rows), "prompts")
         rows = id_rows(input_ids, self.backbone(grid).vocab_size)
+        for i, row in enumerate(rows):
+            self._check_stated_size(row, grid, i)
         return PromptRows([self._with_prefix(row, prefix, i) for i, row in enumerate(rows)], [prefix] * len(rows),
                           "input_ids")
+
+    def _check_stated_size(self, row: list[int], grid: ImageGrid, index: int) -> None:
+        """An input_ids row whose text asks for another size (the template's "Generate an image of WxH", e.g. a
+        previous output's prompt) than `size` -> ValueError naming `size`: the size tokens appended for `size`
+        would contradict the text the model reads. Rows without the template (or without a tokenizer to read
+        them) are taken as they are."""
+        if self.processor is None:
+            return
+        stated = STATED_SIZE.findall(self.tokenizer("input_ids").decode(row))
+        asked = (grid.width * 16, grid.height * 16)
+        if stated and tuple(map(int, stated[-1])) != asked:
+            width, height = stated[-1]
+            raise ValueError(f"size: input_ids row {index} asks in its text for an image of {width}x{height} px "
+                             f"(width x height), size gives {asked[0]}x{asked[1]}: pass size=({height}, {width}) "
+                             f"(height, width) or a prompt for this size")
 
     def _with_prefix(self, row: list[int], prefix: list[int], index: int) -> list[int]:
         """An input_ids row ending with the text or with a leading part of this size's image prefix (image
@@ -121,7 +141,7 @@ class LuminaPipeline(ImagePipeline):
     def decode_pixels(self, codes: torch.Tensor) -> torch.Tensor | None:
         if self.vqgan is None:
             return None
-        codes = check_ids_in("codes", codes, 0, self.vqgan.codebook.num_embeddings, "VQGAN codes")
+        codes = check_code_grid(check_ids_in("codes", codes, 0, self.vqgan.codebook.num_embeddings, "VQGAN codes"))
         return self.in_vq_batches(lambda chunk: self.vqgan(chunk.to(self.device)).float().cpu(), codes)
 
     @torch.no_grad()
