@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .checks import as_bool, as_device, as_int
+from .checks import as_bool, as_device, as_dtype, as_int
 
 CONFIG_NAME = "draft_heads_config.json"
 WEIGHTS_NAME = "draft_heads.safetensors"
@@ -208,9 +208,7 @@ class DraftHeads(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-            raise TypeError(f"dtype: expected None (the saved weights' dtype) or a floating torch.dtype such as "
-                            f"torch.float32, got {dtype!r}")
+        dtype = as_dtype("dtype", dtype)  # None: the saved weights' dtype; a name as load_pipeline takes it
         device = as_device("device", device)  # before reading anything: a bad device is the caller's, not the file's
         directory = str(directory)
         config_path, weights_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, WEIGHTS_NAME)

@@ -72,11 +72,13 @@ def test_a_grid_beyond_the_vocabulary_names_its_range_as_given(llama):
 
 
 def test_heads_from_pretrained_names_a_bad_dtype_or_device_not_the_saved_files(tmp_path):
-    """from_pretrained(dir, dtype="float64") blamed the directory ("draft_heads_config.json in DIR: dtype: ..."),
-    device="cuda" on a CPU build raised a bare AssertionError and a typo'd device torch's RuntimeError."""
+    """from_pretrained(dir, dtype="float64") blamed the directory ("draft_heads_config.json in DIR: dtype: ..."):
+    a dtype's name is now taken (as load_pipeline takes it) and a bad one named; device="cuda" on a CPU build
+    raised a bare AssertionError and a typo'd device torch's RuntimeError."""
     hk.DraftHeads(32, 64, num_horizontal=2, vertical_depth=1).save_pretrained(tmp_path)
-    with pytest.raises(TypeError, match=r"^dtype: expected None .* got 'float64'"):
-        hk.DraftHeads.from_pretrained(tmp_path, dtype="float64")
+    assert hk.DraftHeads.from_pretrained(tmp_path, dtype="float64").res_weight.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"^dtype: expected None or one of .* got 'int8'"):
+        hk.DraftHeads.from_pretrained(tmp_path, dtype="int8")
     with pytest.raises(ValueError, match=r"^device: expected a device such as 'cpu' or 'cuda', got 'gpu0'"):
         hk.DraftHeads.from_pretrained(tmp_path, device="gpu0")
     if not torch.cuda.is_available():
