@@ -166,9 +166,6 @@ def check_heads_dir(flag: str, path) -> None:
                          f"--out DIR` writes them)")
 
 
-HEADS_ERRORS = ("heads", "directory", "draft_heads_config.json", "draft_heads.safetensors")  # what heads errors name
-
-
 def as_flag_error(exc: Exception, flags: dict, where: str = ""):
     """A library error whose message starts with an argument name in `flags` ("size: ...") -> UsageError naming
     the flag instead ("--size: ..."; `where`, e.g. the file, after it); None when the message names no such
@@ -177,6 +174,24 @@ def as_flag_error(exc: Exception, flags: dict, where: str = ""):
     if not sep or name not in flags:
         return None
     return UsageError(f"{flags[name]}: {where}{rest}")
+
+
+def check_mode_heads(mode: str | None, has_heads: bool, why: str) -> None:
+    """--mode: a mode that drafts with heads needs some (`has_heads`; `why` says why there are none)."""
+    from ..drafts import MODES, needs_heads
+
+    if mode is not None and needs_heads(mode) and not has_heads:
+        raise UsageError(f"--mode: {mode} needs draft heads and {why}: give --heads DIR, or a mode without heads "
+                         f"({', '.join(m for m in MODES if not needs_heads(m))})")
+
+
+def process_group(device: torch.device):
+    """Start torchrun's process group (NCCL on GPUs, gloo on CPUs); returns the barrier."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.barrier
 
 
 def plural(count: int, word: str) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_out_dir, number,
-                     pixel_size, plural, rank_device, temperature, tree_nodes)
+from ..drafts import MODES
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_mode_heads,
+                     check_out_dir, number, pixel_size, plural, process_group, rank_device, temperature, tree_nodes)
 from .models import CheckpointModel, add_model_arguments, model_choice
 
 
@@ -79,9 +79,8 @@ def run(args) -> int:
     pipe = model.load(device, heads=args.heads, dtype=args.dtype)
     if args.input_ids is not None:  # the ids meet the model's vocabulary: name the file
         _check_input_ids(pipe, prompts, args)
-    if args.images is None and needs_heads(args.mode) and pipe.heads is None:
-        raise UsageError(f"--mode: {args.mode} needs draft heads and this model has none: give --heads DIR, or a "
-                         f"mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
+    if args.images is None:
+        check_mode_heads(args.mode, pipe.heads is not None, "this model has none")
     common = dict(batch_size=args.batch_size, size=args.size, overwrite=args.overwrite)
     # the library checks its arguments (sampling, layout, prompts against the model's positions) before it writes
     # the manifest; its errors name its arguments, mapped here to the flags
@@ -112,9 +111,9 @@ def _check_before_loading(args, model, out: Path) -> None:
     from ..training.shards import MANIFEST, read_manifest
 
     check_heads_dir("--heads", args.heads)
-    if args.images is None and needs_heads(args.mode) and args.heads is None and isinstance(model, CheckpointModel):
-        raise UsageError(f"--mode: {args.mode} needs draft heads and a checkpoint has none of its own: give --heads "
-                         f"DIR, or a mode without heads ({', '.join(m for m in MODES if not needs_heads(m))})")
+    if args.images is None:
+        check_mode_heads(args.mode, args.heads is not None or not isinstance(model, CheckpointModel),
+                         "a checkpoint has none of its own")
     if (out / MANIFEST).exists() and not args.overwrite:
         try:
             read_manifest(out / MANIFEST, "--out")
@@ -128,9 +127,7 @@ def _summary(manifest: dict, out: Path, device) -> None:
 
     rank, world = rank_and_world()
     if world > 1:
-        from .generate import _process_group
-
-        _process_group(device)()
+        process_group(device)()
         torch.distributed.destroy_process_group()
     if rank == 0:
         settings = manifest["settings"]

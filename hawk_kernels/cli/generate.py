@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
-from ..drafts import MODES, needs_heads
-from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_out_dir,
-                     compile_word, number, pixel_size, plural, rank_device, temperature, tree_nodes)
+from ..drafts import MODES
+from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_mode_heads,
+                     check_out_dir, compile_word, number, pixel_size, plural, process_group, rank_device, temperature,
+                     tree_nodes)
 from .models import CheckpointModel, add_model_arguments, model_choice
 
 FLAGS = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature", "top_k": "--top-k",
@@ -97,11 +98,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
                                 f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
     mode = args.mode or ("hawk" if pipe.heads is not None else "ar")
-    if needs_heads(mode) and pipe.heads is None:
-        raise UsageError(f"--mode: {mode} needs draft heads (--heads DIR); modes without heads: "
-                         f"{', '.join(m for m in MODES if not needs_heads(m))}")
+    check_mode_heads(mode, pipe.heads is not None, "this model has none")
     _check_jobs(pipe, jobs, args)  # every job against the model: a bad one fails before anything is written
-    barrier = _process_group(device) if world > 1 else None
+    barrier = process_group(device) if world > 1 else None
     if rank == 0:
         print(f"{pipe.family} on {pipe.device}; {plural(len(jobs), 'image')}; mode {mode}"
               + (f"; {world} processes" if world > 1 else ""), flush=True)
@@ -142,9 +141,8 @@ def _summary(pipe, jobs, out_dir: Path, paths: list, seconds: float) -> None:
 def _check_heads(model, args) -> None:
     """--heads (a heads directory) and a --mode that needs heads on a checkpoint without --heads: before it loads."""
     check_heads_dir("--heads", args.heads)
-    if args.mode is not None and needs_heads(args.mode) and args.heads is None and isinstance(model, CheckpointModel):
-        raise UsageError(f"--mode: {args.mode} needs draft heads (--heads DIR); a checkpoint has none of its own; "
-                         f"modes without heads: {', '.join(m for m in MODES if not needs_heads(m))}")
+    check_mode_heads(args.mode, args.heads is not None or not isinstance(model, CheckpointModel),
+                     "a checkpoint has none of its own")
 
 
 def _jobs(args) -> list:
@@ -205,15 +203,6 @@ def _check_jobs(pipe, jobs, args) -> None:
 
 _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",
                       compile="auto", attn_implementation=None)
-
-
-def _process_group(device):
-    """Start torchrun's process group (NCCL on GPUs, gloo on CPUs); returns the barrier."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.barrier
 
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:

@@ -181,14 +181,15 @@ class CheckpointModel:
         return model
 
 
+HEADS_ERRORS = ("heads", "directory", "draft_heads_config.json", "draft_heads.safetensors")  # what heads errors name
+
+
 @contextmanager
 def _flag_errors(heads):
     """Errors of loading a model with heads that name the library's arguments (`heads: ...`, `model_dir: ...`)
     -> UsageError naming the flags (--heads, --model). Where stderr is not a terminal, transformers' loading bars
     are off."""
     import sys
-
-    from .common import HEADS_ERRORS
 
     if not sys.stderr.isatty():  # a log file or pipe: transformers' weight-loading bar would be carriage-return noise
         from transformers.utils import logging as hf_logging
