@@ -313,9 +313,14 @@ def check_checkpoint(directory, identity: dict) -> Path | None:
     setting it was made with that differs from `identity` (`run_identity`): resuming it would silently train
     another run (its optimiser state and learning-rate schedule override the new settings, its step indexes
     another batch order). A checkpoint written before identities were recorded is compared on its config."""
+    return _checked_checkpoint(directory, identity)[0]
+
+
+def _checked_checkpoint(directory, identity: dict) -> tuple[Path | None, dict | None]:
+    """check_checkpoint's (path, loaded state): read once, for the check and for the resume."""
     latest = latest_checkpoint(directory)
     if latest is None:
-        return None
+        return None, None
     try:
         state = torch.load(latest, weights_only=False, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
@@ -329,16 +334,15 @@ def check_checkpoint(directory, identity: dict) -> Path | None:
                 name = "data" if section == "data" else key
                 raise ValueError(f"{name}: checkpoint {latest.name} was made with {key} {old!r}, not {value!r}; "
                                  f"resume with the settings that made it, or start afresh (without resume)")
-    return latest
+    return latest, state
 
 
 def _resume(directory, heads, opt, sched, identity: dict | None = None) -> int:
     """Load the latest checkpoint under directory/checkpoints (checked against `identity`); returns its step
     (0 when there is none)."""
-    latest = check_checkpoint(directory, identity or {})
+    latest, state = _checked_checkpoint(directory, identity or {})
     if latest is None:
         return 0
-    state = torch.load(latest, weights_only=False, map_location="cpu")
     try:
         heads.load_state_dict(state["heads"])
     except RuntimeError:
