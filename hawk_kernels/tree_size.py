@@ -31,7 +31,7 @@ import torch
 
 from .drafts import needs_heads
 from .engine.graphs import captures
-from .target import SamplingConfig
+from .target import SamplingConfig, StepSampling
 from .tree import TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
@@ -200,10 +200,11 @@ def step_form(decoder) -> str:
 
 def sampling_key(sampling: SamplingConfig) -> str:
     """What of the sampling changes a step's code and cost: CFG on or off, greedy or sampled, re-tempered drafts
-    (temperature != 1), top-k's k (a top-k over the image codes), top-p on or off. Not the values of CFG,
-    temperature or top-p: they are tensors the same step reads."""
-    law = "greedy" if sampling.greedy else f"sampled{', tempered' if sampling.temperature != 1 else ''}"
-    return (f"cfg {sampling.uses_cfg}|{law}, top-k {sampling.top_k}, top-p {sampling.top_p is not None}")
+    (temperature != 1), top-k's k (a top-k over the image codes), top-p on or off (top_p < 1), as StepSampling
+    decides them. Not the values of CFG, temperature or top-p: they are tensors the same step reads."""
+    knobs = StepSampling.of(sampling)  # the step's own reading of it: what it decides once, as Python values
+    law = "greedy" if knobs.greedy else f"sampled{', tempered' if knobs.retempers_drafts else ''}"
+    return f"cfg {knobs.branches == 2}|{law}, top-k {knobs.top_k}, top-p {knobs.uses_top_p}"
 
 
 def step_key(device, model_key: str, mode: str, size: int, batch: int, sampling: SamplingConfig,
