@@ -16,6 +16,7 @@ IMAGE_START_TOKEN = "<racm3:break>"
 IMAGE_END_TOKEN = "<eoss>"
 ROW_END_TOKEN = "<reserved08799>"
 PIXELS_PER_SIZE_STEP = 32  # a size token counts 32 px cells: 2 x 2 codes
+PIXELS_PER_CODE = 16  # the VQGAN's downsampling: one code per 16 x 16 px
 
 
 def size_token(vocabulary_map: dict, pixels: int) -> int:
@@ -29,8 +30,9 @@ def lumina_grid(model, height: int, width: int) -> ImageGrid:
     released ids)."""
     vocabulary_map = model.config.vocabulary_map
     codes = contiguous_range(model.model.vocabulary_mapping.image_tokens, "IMGIMG image token")
-    return ImageGrid(height=height // 16, width=width // 16, row_end_token=vocab_id(vocabulary_map, ROW_END_TOKEN),
-                     image_token_range=codes, image_end_token=vocab_id(vocabulary_map, IMAGE_END_TOKEN))
+    return ImageGrid(height=height // PIXELS_PER_CODE, width=width // PIXELS_PER_CODE,
+                     row_end_token=vocab_id(vocabulary_map, ROW_END_TOKEN), image_token_range=codes,
+                     image_end_token=vocab_id(vocabulary_map, IMAGE_END_TOKEN))
 
 
 def image_prefix(model, height: int, width: int) -> list[int]:

@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from ..backbones.chameleon import PIXELS_PER_SIZE_STEP, image_prefix, lumina_grid
+from ..backbones.chameleon import PIXELS_PER_CODE, PIXELS_PER_SIZE_STEP, image_prefix, lumina_grid
 from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows
@@ -87,7 +87,7 @@ class LuminaPipeline(ImagePipeline):
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
         exactly_one(prompts, input_ids)
-        prefix = image_prefix(self.model, grid.height * 16, grid.width * 16)
+        prefix = image_prefix(self.model, grid.height * PIXELS_PER_CODE, grid.width * PIXELS_PER_CODE)
         if prompts is not None:
             rows = [self._encode(text, grid) + prefix for text in text_prompts("prompts", prompts)]
             return PromptRows(rows, [prefix] * len(rows), "prompts")
@@ -105,7 +105,7 @@ class LuminaPipeline(ImagePipeline):
         if self.processor is None:
             return
         stated = STATED_SIZE.findall(self.tokenizer("input_ids").decode(row))
-        asked = (grid.width * 16, grid.height * 16)
+        asked = (grid.width * PIXELS_PER_CODE, grid.height * PIXELS_PER_CODE)
         if stated and tuple(map(int, stated[-1])) != asked:
             width, height = stated[-1]
             raise ValueError(f"size: input_ids row {index} asks in its text for an image of {width}x{height} px "
@@ -128,7 +128,8 @@ class LuminaPipeline(ImagePipeline):
 
     def _encode(self, text: str, grid: ImageGrid) -> list[int]:
         tokenizer = self.tokenizer("prompts")
-        prompt = TEMPLATE.format(width=grid.width * 16, height=grid.height * 16, prompt=text) + TURN_SEPARATOR
+        prompt = TEMPLATE.format(width=grid.width * PIXELS_PER_CODE, height=grid.height * PIXELS_PER_CODE,
+                                 prompt=text) + TURN_SEPARATOR
         ids = tokenizer(prompt).input_ids
         bos = tokenizer.bos_token_id
         return ids if bos is None or ids[:1] == [bos] else [bos] + ids
