@@ -40,8 +40,7 @@ import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.drafts import jacobi_template
 from hawk_kernels.engine import step as step_module
-from timing import copy_bandwidth, failure, median_seconds, report_header  # noqa: F401  (report_header: also
-#                                                                                imported from here by other scripts)
+from timing import copy_bandwidth, failure, median_seconds, report_header
 
 MODES = hk.MODES
 LUMINA_IMAGE_START = 8197  # Lumina-mGPT prompts end with the image-start token

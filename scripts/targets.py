@@ -202,7 +202,7 @@ def tree_size_targets(work: str) -> list[dict]:
     out = []
     for path in sorted(glob.glob(os.path.join(work, "tree_size*.json"))):
         report = _json(path) or {}
-        on_gpu = "driver" in report  # e2e.report_header records the driver on a GPU only
+        on_gpu = "driver" in report  # timing.report_header records the driver on a GPU only
         for r in report.get("rows", []):
             if not on_gpu:
                 continue
