@@ -2,7 +2,9 @@
 
 - `demo/`: the bundled MNIST text-to-image model;
 - `janus`: Janus / Janus-Pro; `emu3`: Emu3; `lumina`: Lumina-mGPT (Chameleon weights) with `chameleon_vqgan`,
-  the VQGAN decoder transformers does not ship; `base`: what they share; `cli`: `hawk generate`.
+  the VQGAN decoder transformers does not ship; `llamagen`: LlamaGen class-conditional models (not in
+  transformers: its own GPT and `llamagen_vq`, converted from the released files by `llamagen_convert`);
+  `base`: what they share; `cli`: `hawk generate`.
 
     pipe = load_pipeline(model_dir)                       # the family from config.json's model_type
     res = pipe.generate(["a red fox in the snow"], mode="ar", seed=0)
@@ -23,12 +25,13 @@ __all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
 def _families() -> dict:
     from .emu3 import Emu3Pipeline
     from .janus import JanusPipeline
+    from .llamagen import LlamaGenPipeline
     from .lumina import LuminaPipeline
 
-    return {"janus": JanusPipeline, "emu3": Emu3Pipeline, "chameleon": LuminaPipeline}
+    return {"janus": JanusPipeline, "emu3": Emu3Pipeline, "chameleon": LuminaPipeline, "llamagen": LlamaGenPipeline}
 
 
-FAMILIES = ("janus", "emu3", "chameleon")  # config.model_type values load_pipeline serves
+FAMILIES = ("janus", "emu3", "chameleon", "llamagen")  # config.model_type values load_pipeline serves
 
 
 def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto",
@@ -56,7 +59,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     _check_checkpoint(model_dir, config, family)
     device = _device(device)
     check_attn_implementation(attn_implementation, device)
-    model = _load_model(family.model_class, model_dir, device, dtype, attn_implementation)
+    model = _load_model(family, model_dir, device, dtype, attn_implementation)
     processor, why = _load_processor(model_dir, family.processor_files)
     heads, rates = _load_heads(heads, device)
     pipe = family(model, processor, heads, rates, model_dir=model_dir)
@@ -99,12 +102,16 @@ def _check_checkpoint(model_dir: Path, config: dict, family) -> None:
                          f"{family.family} checkpoint's config holds (transformers saves it with the model)")
 
 
-def _load_model(class_name: str, model_dir: Path, device: torch.device, dtype, attn_implementation=None):
+def _load_model(family, model_dir: Path, device: torch.device, dtype, attn_implementation=None):
+    """The family's model: its own `load_model` where it has one (LlamaGen is not a transformers model), else
+    transformers' from_pretrained of `family.model_class`."""
     import transformers
 
+    if hasattr(family, "load_model"):
+        return family.load_model(model_dir, device, dtype, attn_implementation)
     chosen = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    model = getattr(transformers, class_name).from_pretrained(str(model_dir), dtype=dtype or "auto",
-                                                              local_files_only=True, **chosen)
+    model = getattr(transformers, family.model_class).from_pretrained(str(model_dir), dtype=dtype or "auto",
+                                                                      local_files_only=True, **chosen)
     return model.to(device).eval()
 
 
@@ -115,6 +122,8 @@ def _load_processor(model_dir: Path, files: tuple):
     (a partial processor builds wrong prompts or fails deep inside transformers), and the reason names it."""
     from transformers import AutoProcessor, AutoTokenizer
 
+    if not files:
+        return None, "this family's prompts need no processor"
     missing = [" or ".join(names) for names in files if not any((model_dir / name).is_file() for name in names)]
     if missing:
         return None, f"{', '.join(missing)} missing from {str(model_dir)!r}"

@@ -1,0 +1,159 @@
+"""The released LlamaGen files -> the directory `load_pipeline` reads (see llamagen.py).
+
+Upstream ships bare torch files with no configuration (huggingface.co/FoundationVision/LlamaGen): a GPT such as
+`c2i_XL_384.pt` ({"model": state_dict}; the FSDP-trained XXL / 3B ones as a bare state dict) and the VQ tokenizer
+`vq_ds16_c2i.pt` ({"model": state_dict}). Its sample script is told the rest (--gpt-model, --image-size,
+--codebook-size ...); here the shapes are read from the weights (model size, classes, codebook) and only the image
+size, which no weight records, must be given (the file name says it: c2i_XL_384.pt is 384 px). The GPT is checked strictly: upstream loads with strict=False,
+which would leave a missing weight random; only entries that hold no weights (a saved rotary table, causal mask
+or KV cache) are dropped.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..backbones.llamagen_gpt import GPT_SIZES, LlamaGenConfig, LlamaGenModel
+from ..checks import as_dtype, as_int
+from .llamagen import VQ_WEIGHTS, WEIGHTS
+from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel, read_vq_checkpoint
+
+NOT_WEIGHTS = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")  # runtime tables, not weights
+
+
+def convert_llamagen(gpt_checkpoint, vq_checkpoint, out_dir, image_size: int, gpt_model: str | None = None,
+                     dtype=None, overwrite: bool = False, n_head: int | None = None) -> Path:
+    """Write config.json, model.safetensors and vq_model.safetensors into `out_dir` (made whole in a temporary
+    directory, then moved: nothing half-written is left). gpt_model: one of GPT_SIZES (None: read from the
+    weights' width and depth). image_size: the checkpoint's resolution in px (256 or 384 for the released c2i
+    models; the file name says it). dtype: of the written GPT (None: the checkpoint's own; the VQ stays float32).
+    n_head: the attention heads of a GPT of your own size (not in GPT_SIZES; the weights do not record it)."""
+    image_size = as_int("image_size", image_size, 1)
+    dtype = as_dtype("dtype", dtype)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise FileExistsError(f"out_dir: {str(out_dir)!r} exists and is not an empty directory (pass overwrite=True "
+                              f"to replace it)")
+    vq_config = vq_config_of(read_vq_checkpoint(vq_checkpoint), vq_checkpoint)
+    vq = LlamaGenVQModel.from_checkpoint(vq_checkpoint, vq_config)  # checks every weight
+    if image_size % vq_config.pixels_per_code:
+        raise ValueError(f"image_size: the VQ model makes {vq_config.pixels_per_code} px per code; expected a "
+                         f"multiple of it, got {image_size}")
+    state = gpt_state(gpt_checkpoint)
+    config = gpt_config(state, gpt_model, n_head, (image_size // vq_config.pixels_per_code) ** 2, gpt_checkpoint)
+    _check_gpt(state, config, gpt_checkpoint)
+    _write(out_dir, config, vq_config, {k: v.to(dtype) if dtype else v for k, v in state.items()}, vq, overwrite)
+    return out_dir
+
+
+def gpt_state(path) -> dict:
+    """The GPT's state dict from a released file (DDP {"model": ...}, DeepSpeed {"module": ...}, {"state_dict":
+    ...} or bare, as upstream's sample script reads them), runtime tables dropped."""
+    try:
+        try:  # memory-mapped (a 3B float32 file is 12 GB); files in torch's legacy format cannot be
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, not a torch file: all "not a checkpoint"
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} is not a readable torch checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    state = next((loaded[k] for k in ("model", "module", "state_dict") if isinstance(loaded, dict) and k in loaded),
+                 loaded)
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} holds no LlamaGen GPT state dict (names to tensors, or "
+                         f"{{'model': ...}} as released)")
+    return {k: v for k, v in state.items() if not NOT_WEIGHTS.search(k)}
+
+
+def gpt_config(state: dict, gpt_model: str | None, n_head: int | None, block_size: int, path) -> LlamaGenConfig:
+    """The config the weights were trained with: width, depth, classes and codebook read from the shapes; the
+    head count given (n_head) or from upstream's size table (gpt_model, or the size whose width and depth
+    match)."""
+    try:
+        codes, dim = state["tok_embeddings.weight"].shape
+        classes = state["cls_embedding.embedding_table.weight"].shape[0]
+    except KeyError as exc:
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} lacks {exc.args[0]}: not a LlamaGen c2i GPT "
+                         f"(the t2i models condition on text and are not supported)") from None
+    layers = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
+    if n_head is not None:
+        if gpt_model is not None:
+            raise ValueError("n_head: give gpt_model (a released size) or n_head (a size of your own), not both")
+        config = LlamaGenConfig(dim=dim, n_layer=layers, n_head=as_int("n_head", n_head, 1), num_classes=classes - 1,
+                                vocab_size=codes, block_size=block_size)
+        config.check()
+        return config
+    matching = [name for name, (n_layer, _, width) in GPT_SIZES.items() if (n_layer, width) == (layers, dim)]
+    if gpt_model is None and not matching:
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} has {layers} layers of width {dim}, none of LlamaGen's "
+                         f"sizes ({', '.join(GPT_SIZES)}); pass n_head for a size of your own")
+    name = gpt_model or matching[0]
+    if name not in GPT_SIZES:
+        raise ValueError(f"gpt_model: expected one of {', '.join(GPT_SIZES)}, got {name!r}")
+    n_layer, heads, width = GPT_SIZES[name]
+    if (n_layer, width) != (layers, dim):
+        raise ValueError(f"gpt_model: {name} has {n_layer} layers of width {width}; {str(path)!r} has {layers} "
+                         f"of width {dim}")
+    return LlamaGenConfig(dim=dim, n_layer=n_layer, n_head=heads, num_classes=classes - 1, vocab_size=codes,
+                          block_size=block_size)
+
+
+def vq_config_of(state: dict, path) -> LlamaGenVQConfig:
+    """The VQ model's shape read from its weights (VQ-16 and VQ-8 alike): codebook, base width, multipliers per
+    level, z channels, blocks per level. The codebook is l2-normalised, as in every released tokenizer (no weight
+    records it)."""
+    def width(key: str) -> int:
+        if key not in state:
+            raise ValueError(f"vq_checkpoint: {str(path)!r} lacks {key}: not a LlamaGen VQ model")
+        return state[key].shape[0]
+
+    def levels(part: str) -> int:
+        return 1 + max((int(k.split(".")[2]) for k in state if k.startswith(f"{part}.conv_blocks.")), default=-1)
+
+    ch = width("encoder.conv_in.weight")
+    size, embed_dim = state["quantize.embedding.weight"].shape if "quantize.embedding.weight" in state else (0, 0)
+    encoder = [width(f"encoder.conv_blocks.{i}.res.0.conv1.weight") // ch for i in range(levels("encoder"))]
+    decoder = [width(f"decoder.conv_blocks.{i}.res.0.conv1.weight") // ch for i in range(levels("decoder"))][::-1]
+    blocks = len({k.split(".")[4] for k in state if k.startswith("encoder.conv_blocks.0.res.")})
+    if not size or not encoder or not decoder:
+        raise ValueError(f"vq_checkpoint: {str(path)!r} holds no LlamaGen VQ model (no codebook or no levels)")
+    return LlamaGenVQConfig(codebook_size=size, codebook_embed_dim=embed_dim, encoder_ch_mult=tuple(encoder),
+                            decoder_ch_mult=tuple(decoder), z_channels=state["quant_conv.weight"].shape[1], ch=ch,
+                            num_res_blocks=blocks)
+
+
+def _check_gpt(state: dict, config: LlamaGenConfig, path) -> None:
+    with torch.device("meta"):
+        expected = LlamaGenModel(config).state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} does not match a LlamaGen {config.n_layer}-layer GPT "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
+    bad = next((k for k, v in state.items() if not v.is_floating_point() or not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise ValueError(f"gpt_checkpoint: {str(path)!r}: weight {bad} is not finite floating point")
+
+
+def _write(out_dir: Path, config, vq_config, state: dict, vq: LlamaGenVQModel, overwrite: bool) -> None:
+    from safetensors.torch import save_file
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "config.json").write_text(json.dumps({**config.to_dict(), "vq_config": vq_config.to_dict()},
+                                                        indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / WEIGHTS))
+        save_file({k: v.contiguous() for k, v in vq.state_dict().items()}, str(staging / VQ_WEIGHTS))
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            shutil.rmtree(out_dir)  # overwrite (checked before)
+        elif out_dir.exists():
+            out_dir.rmdir() if out_dir.is_dir() else out_dir.unlink()
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
