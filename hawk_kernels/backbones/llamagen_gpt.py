@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 # upstream GPT_models: name -> (n_layer, n_head, dim)
 GPT_SIZES = {"GPT-B": (12, 12, 768), "GPT-L": (24, 16, 1024), "GPT-XL": (36, 20, 1280), "GPT-XXL": (48, 24, 1536),
@@ -195,7 +195,7 @@ def rotary_table(config: LlamaGenConfig) -> torch.Tensor:
 class LlamaGenModel(nn.Module):
     """The c2i GPT. forward(input_ids=class labels [B, cls] | inputs_embeds=[B, q, dim], attention_mask
     (additive [B, 1, q, k]; None: causal), position_ids [B, q] (0.. over the condition, then the image tokens),
-    cache) -> namespace(last_hidden_state = the final norm's output [B, q, dim])."""
+    cache) -> BaseModelOutputWithPast(last_hidden_state = the final norm's output [B, q, dim])."""
 
     def __init__(self, config: LlamaGenConfig):
         super().__init__()
@@ -235,6 +235,19 @@ class LlamaGenModel(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
         rotary = self.rotary[position_ids.clamp(0, self.rotary.shape[0] - 1)]  # past the grid: never committed
+        if attention_mask is not None and attention_mask.dim() == 2:  # [B, k] 1 = token (head training passes it)
+            attention_mask = padding_mask(attention_mask, h)
         for layer in self.layers:
             h = layer(h, rotary, attention_mask, cache if use_cache else None)
-        return SimpleNamespace(last_hidden_state=self.norm(h))
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(h))  # a class torch.compile traces
+
+
+def padding_mask(valid: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """A [B, k] padding mask as transformers takes it (1: a token, 0: left padding), over the whole sequence
+    (no cache: q == k) -> the additive causal [B, 1, k, k] mask the attention takes (0 / finfo.min)."""
+    if valid.shape != h.shape[:2]:
+        raise ValueError(f"attention_mask: a 2-D mask covers the whole sequence without a cache, [B, q] = "
+                         f"{list(h.shape[:2])}; got {list(valid.shape)} (with a cache, give the additive 4-D mask)")
+    causal = torch.ones(valid.shape[1], valid.shape[1], dtype=torch.bool, device=h.device).tril()
+    allowed = causal[None] & valid.to(device=h.device, dtype=torch.bool)[:, None, :]
+    return torch.where(allowed, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[:, None]
