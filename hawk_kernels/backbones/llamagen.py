@@ -27,7 +27,9 @@ class LlamaGenBackbone(TransformerStack):
         if grid.image_token_range != (0, codes) or grid.row_end_token is not None:
             raise ValueError(f"grid: LlamaGen bodies are codes (0, {codes}) with no row-end token, got "
                              f"image_token_range={grid.image_token_range}, row_end_token={grid.row_end_token}")
-        super().__init__(model, grid, model, config, model.tok_embeddings)
+        # prompt ids are class labels: they embed through the class table (as the prefill's input_ids do), which
+        # head training's text path reads as input_embeddings; codes take tok_embeddings (embed_image_tokens)
+        super().__init__(model, grid, model, config, model.cls_embedding.embedding_table)
         self.vocab_size = int(config.num_classes) + 1  # prompt ids: class labels and the null class
         self.output_vocab_size = codes
         self.hidden_size = int(config.dim)
@@ -41,7 +43,7 @@ class LlamaGenBackbone(TransformerStack):
         return hidden @ self.output_rows.T
 
     def embed_image_tokens(self, local_ids: torch.Tensor) -> torch.Tensor:
-        return self.input_embeddings(local_ids)
+        return self.model.tok_embeddings(local_ids)
 
     def head_rows(self) -> torch.Tensor:
         return self.output_rows

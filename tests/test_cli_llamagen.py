@@ -1,0 +1,44 @@
+"""LlamaGen through the `hawk` command line, as a user takes it from the released files: `hawk convert-llamagen`,
+then `hawk generate` with class labels, then `hawk distill` and `hawk train-heads` and images with those heads; and
+the errors on the way, each one line naming the flag. All on the tiny release of tests/tiny_llamagen.py (4 x 4
+codes, 8 px images, 10 classes).
+
+What the journey found in the library, each pinned here:
+- head training embedded the class label through the code table (tok_embeddings) instead of the class table, so
+  heads trained on hidden states the decoder never sees, and the trainer's [B, L] padding mask crashed LlamaGen's
+  attention (a long mask in sdpa);
+- LlamaGen's cfg >= 1 rule was checked only when a batch decoded: a prompts-file line with cfg 0.5 stopped
+  `hawk generate` part-way (the images before it written), and `hawk distill --cfg 0.5` left a manifest behind.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.tiny_llamagen import build_llamagen
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A converted tiny LlamaGen directory (the library's converter; the CLI's is tested below)."""
+    return build_llamagen(tmp_path_factory.mktemp("llamagen"))
+
+
+# --- library bugs found on the way ------------------------------------------------------------------------------
+def test_head_training_sees_the_hidden_states_the_decoder_sees(converted):
+    """backbone_hidden (what heads train on) = the GPT over [class embedding, code embeddings], with the trainer's
+    padding mask as well as without one."""
+    from hawk_kernels import load_pipeline
+    from hawk_kernels.training.batch_losses import backbone_hidden
+
+    pipe = load_pipeline(converted, device="cpu")
+    model = pipe.model
+    torch.manual_seed(0)
+    sequences = torch.cat([torch.tensor([[3], [7]]), torch.randint(0, model.config.vocab_size, (2, 16))], 1)
+    with torch.no_grad():
+        embeds = torch.cat([model.cls_embedding.embedding_table(sequences[:, :1]),
+                            model.tok_embeddings(sequences[:, 1:])], 1)
+        expected = model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+    backbone = pipe.backbone(pipe.layout(None))
+    torch.testing.assert_close(backbone_hidden(backbone, sequences, 1), expected)
+    torch.testing.assert_close(backbone_hidden(backbone, sequences, 1, torch.tensor([1, 1])), expected)
