@@ -15,6 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hawk_kernels import cli
+from hawk_kernels.cli.common import ERROR_PREFIX
+from tests.test_cli_input_errors import FAST, _error
 from tests.tiny_llamagen import build_llamagen
 
 
@@ -42,3 +45,22 @@ def test_head_training_sees_the_hidden_states_the_decoder_sees(converted):
     backbone = pipe.backbone(pipe.layout(None))
     torch.testing.assert_close(backbone_hidden(backbone, sequences, 1), expected)
     torch.testing.assert_close(backbone_hidden(backbone, sequences, 1, torch.tensor([1, 1])), expected)
+
+
+def test_cfg_below_1_is_refused_before_anything_is_written(converted, tmp_path, capsys):
+    """A prompts-file line with cfg 0.5 is named before the first image (it stopped the run part-way, images
+    written); `distill --cfg 0.5` is refused before its manifest is written."""
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text('{"prompt": "3"}\n{"prompt": "7", "cfg": 0.5}\n')
+    out = tmp_path / "pngs"
+    err = _error(capsys, ["generate", "--model", converted, "--prompts", lines, "--out", out, *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--prompts: {str(lines)!r} line 2 (image 1): cfg_scale: LlamaGen applies "
+                          f"guidance only above 1"), err
+    assert not out.exists() or not list(out.iterdir())
+    prompts = tmp_path / "labels.txt"
+    prompts.write_text("3\n7\n")
+    data = tmp_path / "data"
+    err = _error(capsys, ["distill", "--model", converted, "--prompts", prompts, "--out", data, "--mode", "ar",
+                          "--cfg", "0.5"])
+    assert err.startswith(f"{ERROR_PREFIX}--cfg: LlamaGen applies guidance only above 1"), err
+    assert not data.exists() or not list(data.iterdir())

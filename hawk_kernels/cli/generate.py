@@ -195,7 +195,7 @@ def _check_jobs(pipe, jobs, args) -> None:
     from ..pipelines.batch_job import check_jobs
 
     try:
-        pipe.layout(args.size)
+        pipe._prepare("ar", args.size, args.cfg, args.temperature, args.top_k, None)  # the flags, by the family's rules
         check_jobs(pipe, jobs, args.temperature, args.top_k, args.prompts_file)
     except (ValueError, TypeError) as exc:
         raise as_flag_error(exc, FLAGS) or UsageError(str(exc)) from None

@@ -159,8 +159,7 @@ def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=
         groups.setdefault((job.size, job.cfg), []).append(job)
     for (size, cfg), group in groups.items():
         try:
-            SamplingConfig(default("cfg_scale") if cfg is None else cfg, temperature, top_k, default("top_p"))
-            grid = pipe.layout(size)
+            grid, _ = pipe._prepare("ar", size, cfg, temperature, top_k, None)  # the family's own rules too
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"{job_where(group[0], source)}: {exc}") from None
         try:

@@ -260,6 +260,7 @@ def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
     given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
     out = {k: (pipe.defaults.get(k) if v is None else v) for k, v in given.items()}
     checked = SamplingConfig(out["cfg_scale"], out["temperature"], out["top_k"])
+    pipe._prepare("ar", None, checked.cfg_scale, checked.temperature, checked.top_k, None)  # a family's own rules
     return dict(cfg_scale=checked.cfg_scale, temperature=checked.temperature, top_k=checked.top_k)
 
 
