@@ -18,7 +18,7 @@ import torch
 from hawk_kernels import cli
 from hawk_kernels.cli.common import ERROR_PREFIX
 from tests.test_cli_input_errors import FAST, _error
-from tests.tiny_llamagen import build_llamagen
+from tests.tiny_llamagen import build_llamagen, build_llamagen_release
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,15 @@ def test_cfg_below_1_is_refused_before_anything_is_written(converted, tmp_path, 
                           "--cfg", "0.5"])
     assert err.startswith(f"{ERROR_PREFIX}--cfg: LlamaGen applies guidance only above 1"), err
     assert not data.exists() or not list(data.iterdir())
+
+
+def test_an_unreadable_vq_file_is_named_vq_checkpoint(tmp_path):
+    """The VQ reader's errors named its own argument (`path: ...`), which convert_llamagen's caller never passed."""
+    from hawk_kernels.pipelines.llamagen_convert import convert_llamagen
+
+    gpt, _ = build_llamagen_release(tmp_path / "release")
+    junk = tmp_path / "vq.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"^vq_checkpoint: .*vq\.pt' is not a readable LlamaGen VQ checkpoint"):
+        convert_llamagen(gpt, junk, tmp_path / "out", 8, n_head=4)
+    assert not (tmp_path / "out").exists()

@@ -39,8 +39,12 @@ def convert_llamagen(gpt_checkpoint, vq_checkpoint, out_dir, image_size: int, gp
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise FileExistsError(f"out_dir: {str(out_dir)!r} exists and is not an empty directory (pass overwrite=True "
                               f"to replace it)")
-    vq_config = vq_config_of(read_vq_checkpoint(vq_checkpoint), vq_checkpoint)
-    vq = LlamaGenVQModel.from_checkpoint(vq_checkpoint, vq_config)  # checks every weight
+    try:
+        vq_config = vq_config_of(read_vq_checkpoint(vq_checkpoint), vq_checkpoint)
+        vq = LlamaGenVQModel.from_checkpoint(vq_checkpoint, vq_config)  # checks every weight
+    except ValueError as exc:  # the VQ reader names its own argument, `path`: this one is vq_checkpoint
+        name, _, rest = str(exc).partition(": ")
+        raise ValueError(f"vq_checkpoint: {rest}" if name == "path" else str(exc)) from None
     if image_size % vq_config.pixels_per_code:
         raise ValueError(f"image_size: the VQ model makes {vq_config.pixels_per_code} px per code; expected a "
                          f"multiple of it, got {image_size}")
