@@ -12,13 +12,15 @@ What the journey found in the library, each pinned here:
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from hawk_kernels import cli
 from hawk_kernels.cli.common import ERROR_PREFIX
 from tests.test_cli_input_errors import FAST, _error
-from tests.tiny_llamagen import build_llamagen, build_llamagen_release
+from tests.tiny_llamagen import GPT, IMAGE_SIZE, build_llamagen, build_llamagen_release
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +78,132 @@ def test_an_unreadable_vq_file_is_named_vq_checkpoint(tmp_path):
     with pytest.raises(ValueError, match=r"^vq_checkpoint: .*vq\.pt' is not a readable LlamaGen VQ checkpoint"):
         convert_llamagen(gpt, junk, tmp_path / "out", 8, n_head=4)
     assert not (tmp_path / "out").exists()
+
+
+# --- the journey ------------------------------------------------------------------------------------------------
+def _hawk(argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+def _convert(release, out, *extra):
+    gpt, vq = release
+    return ["convert-llamagen", "--gpt", str(gpt), "--vq", str(vq), "--image-size", str(IMAGE_SIZE), "--out",
+            str(out), *[str(e) for e in extra]]
+
+
+def _labels(path, *labels):
+    path.write_text("".join(f"{label}\n" for label in labels))
+    return path
+
+
+def test_convert_the_release_then_generate_class_labels(tmp_path, capsys):
+    from PIL import Image
+
+    release = build_llamagen_release(tmp_path / "release")
+    model = tmp_path / "ckpt" / "llamagen"
+    assert _hawk(_convert(release, model, "--n-head", GPT["n_head"])) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {model}: config.json, model.safetensors, vq_model.safetensors" in out, out
+    assert (f"2 layers, width 64, 4 heads; {IMAGE_SIZE} px images (4 x 4 codes, 2 px per code); 10 classes "
+            f"(labels 0..9); codebook of 64 codes") in out, out
+    assert f"next: hawk generate --model {model} --prompts FILE --out OUT" in out, out
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.safetensors", "vq_model.safetensors"]
+    assert _hawk(_convert(release, model, "--n-head", GPT["n_head"], "--overwrite", "--dtype", "bfloat16")) == 0
+    assert '"model_type": "llamagen"' in (model / "config.json").read_text()
+    pngs = tmp_path / "pngs"
+    assert _hawk(["generate", "--model", model, "--prompts", _labels(tmp_path / "labels.txt", 3, 7), "--mode",
+                     "ar", "--out", pngs, "--threads", "1"]) == 0
+    assert "llamagen on cpu; 2 images; mode ar" in capsys.readouterr().out
+    written = sorted(pngs.glob("*.png"))
+    assert [p.name for p in written] == ["000_3.png", "001_7.png"]
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    rows = [json.loads(line) for line in (pngs / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["png"]) for r in rows] == [("3", "000_3.png"), ("7", "001_7.png")]
+
+
+def test_distill_train_heads_then_generate_with_heads(converted, tmp_path, capsys):
+    """Heads trained on the model's own images decode it; greedily, hawk+jacobi with them writes the AR images."""
+    labels = _labels(tmp_path / "labels.txt", 3, 7)
+    data, heads = tmp_path / "data", tmp_path / "heads"
+    assert _hawk(["distill", "--model", converted, "--prompts", labels, "--images-per-prompt", "2",
+                     "--batch-size", "4", "--mode", "ar", "--out", data]) == 0
+    assert f"4 sequences in 1 shard under {data}" in capsys.readouterr().out
+    assert _hawk(["train-heads", "--model", converted, "--data", data, "--out", heads, "--epochs", "1",
+                     "--batch-size", "2", "--horizontal", "2", "--vertical", "1", "--calibrate-images", "2"]) == 0
+    assert (heads / "tree_rates.json").is_file()
+    config = json.loads((heads / "draft_heads_config.json").read_text())
+    assert config["family"] == "llamagen" and config["num_horizontal"] == 2, config
+    greedy = ["--temperature", "0", "--threads", "1", "--prompts", labels]
+    assert _hawk(["generate", "--model", converted, "--mode", "ar", "--out", tmp_path / "ar", *greedy]) == 0
+    assert _hawk(["generate", "--model", converted, "--heads", heads, "--mode", "hawk+jacobi", "--nodes", "4",
+                     "--out", tmp_path / "hawk", *greedy]) == 0
+    assert "mode hawk+jacobi" in capsys.readouterr().out
+    for name in ("000_3.png", "001_7.png"):
+        assert (tmp_path / "hawk" / name).read_bytes() == (tmp_path / "ar" / name).read_bytes(), name
+
+
+# --- errors: one line naming the flag -----------------------------------------------------------------------------
+def test_convert_errors_the_command_line_alone_judges_come_before_a_file_is_read(tmp_path, capsys, monkeypatch):
+    from hawk_kernels.pipelines import llamagen_convert
+
+    release = build_llamagen_release(tmp_path / "release")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file was read before the error")
+
+    monkeypatch.setattr(llamagen_convert, "convert_llamagen", refuse)
+    absent = tmp_path / "c2i_XL_384.pt"
+    err = _error(capsys, ["convert-llamagen", "--gpt", absent, "--vq", release[1], "--image-size", "8", "--out",
+                          tmp_path / "o"])
+    assert err == f"{ERROR_PREFIX}--gpt: no such file {str(absent)!r}", err
+    err = _error(capsys, _convert(release, full, "--n-head", "4"))
+    assert err == f"{ERROR_PREFIX}--out: {str(full)!r} exists and is not empty (--overwrite replaces it)", err
+    err = _error(capsys, _convert(release, release[0].parent, "--n-head", "4", "--overwrite"))
+    assert err.startswith(f"{ERROR_PREFIX}--out: {str(release[0].parent)!r} holds --gpt"), err
+    err = _error(capsys, _convert(release, tmp_path / "o", "--n-head", "4", "--gpt-model", "GPT-B"))
+    assert err.startswith(f"{ERROR_PREFIX}--n-head: give --gpt-model (a released size) or --n-head"), err
+    for flags, named in ((["--image-size", "0"], "argument --image-size"), (["--dtype", "int8"], "argument --dtype"),
+                         (["--gpt-model", "GPT-Z"], "argument --gpt-model")):
+        err = _error(capsys, _convert(release, tmp_path / "o", *flags))
+        assert err.startswith(f"{ERROR_PREFIX}{named}"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_errors_from_the_files_name_the_flag(tmp_path, capsys):
+    gpt, vq = release = build_llamagen_release(tmp_path / "release")
+    out = tmp_path / "o"
+    err = _error(capsys, _convert(release, out, "--n-head", "4", "--image-size", "9"))
+    assert err == (f"{ERROR_PREFIX}--image-size: the VQ model makes 2 px per code; expected a multiple of it, got 9"), err
+    err = _error(capsys, _convert(release, out))  # a size of no release: --n-head says how many heads
+    assert err.startswith(f"{ERROR_PREFIX}--gpt: {str(gpt)!r} has 2 layers of width 64, none of LlamaGen's sizes") \
+        and err.endswith("pass --n-head for a size of your own"), err
+    err = _error(capsys, _convert(release, out, "--gpt-model", "GPT-B"))
+    assert err == (f"{ERROR_PREFIX}--gpt-model: GPT-B has 12 layers of width 768; {str(gpt)!r} has 2 of width 64"), err
+    err = _error(capsys, _convert(release, out, "--n-head", "5"))
+    assert err.startswith(f"{ERROR_PREFIX}--n-head: dim=64 is not a multiple of n_head=5"), err
+    err = _error(capsys, ["convert-llamagen", "--gpt", vq, "--vq", gpt, "--image-size", "8", "--out", out])
+    assert err.startswith(f"{ERROR_PREFIX}--vq: {str(gpt)!r} lacks encoder.conv_in.weight"), err
+    assert not out.exists()
+
+
+def test_generate_errors_name_the_flag(converted, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("3\na cat\n")
+    out = tmp_path / "pngs"
+    err = _error(capsys, ["generate", "--model", converted, "--prompts", text, "--out", out, *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--prompts: {str(text)!r} line 2 (image 1): ") \
+        and "'a cat'; LlamaGen c2i prompts are class labels (0..9" in err, err
+    labels = _labels(tmp_path / "labels.txt", 3, 7)
+    err = _error(capsys, ["generate", "--model", converted, "--prompts", labels, "--out", out, "--cfg", "0.5", *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--cfg: LlamaGen applies guidance only above 1"), err
+    err = _error(capsys, ["generate", "--model", converted, "--prompts", _labels(tmp_path / "big.txt", 10), "--out",
+                          out, *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--prompts: {str(tmp_path / 'big.txt')!r} line 1 (image 0): "), err
+    err = _error(capsys, ["generate", "--model", converted, "--prompts", labels, "--out", out, "--size", "16", *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--size: expected None, 8 or (8, 8)"), err
+    assert not out.exists() or not list(out.iterdir())

@@ -1,4 +1,5 @@
-"""`hawk generate`: text prompts -> PNG files with a model-family pipeline (Janus, Emu3, Lumina-mGPT).
+"""`hawk generate`: prompts -> PNG files with a model-family pipeline (Janus, Emu3, Lumina-mGPT: text; LlamaGen:
+class labels).
 
     hawk generate (--demo | --model DIR) [--heads DIR] (--prompt TEXT... | --prompts FILE) --out DIR
                   [--batch-size N] [--mode] [--seed] [--cfg]
@@ -32,16 +33,16 @@ FLAGS = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature",
 
 def add_parser(subparsers) -> None:
     g = add_command(subparsers, "generate", run,
-                    "prompts -> PNGs with the bundled model or a Janus, Emu3 or Lumina-mGPT checkpoint; batched, "
-                    "resumable, split over torchrun ranks")
+                    "prompts -> PNGs with the bundled model or a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint; "
+                    "batched, resumable, split over torchrun ranks")
     add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)")
     g.add_argument("--heads", default=None, metavar="DIR",
                    help="draft heads directory (`hawk train-heads --out DIR`) (default: the demo's bundled heads; "
                         "none for a checkpoint, so modes without heads)")
     g.add_argument("--prompt", dest="prompts", nargs="+", default=None, metavar="TEXT", help="one image per prompt")
     g.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",
-                   help="text file (one prompt per line) or JSONL ({\"prompt\": ..., \"seed\", \"size\", \"cfg\" "
-                        "optional}) : one image per prompt")
+                   help="text file (one prompt per line; LlamaGen: one class label per line, e.g. 207) or JSONL "
+                        "({\"prompt\": ..., \"seed\", \"size\", \"cfg\" optional}): one image per prompt")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="directory for the PNGs and manifest.jsonl (created if missing; a re-run resumes it)")
     g.add_argument("--mode", choices=MODES, default=None, help="decoding mode (default: hawk with heads, else ar)")

@@ -137,9 +137,9 @@ class CheckpointModel:
                            TensorSequences(sequences[:split], body_start, pad_id))
 
     def _refuse_family(self) -> None:
-        """A Janus, Emu3 or Chameleon (Lumina-mGPT) checkpoint is not a plain causal LM: AutoModelForCausalLM
-        would refuse it, or load its language model with every weight missing (random). Its heads train from
-        `hawk distill` shards, refused here before anything loads."""
+        """A Janus, Emu3, Chameleon (Lumina-mGPT) or LlamaGen checkpoint is not a plain causal LM:
+        AutoModelForCausalLM would refuse it, or load its language model with every weight missing (random). Its
+        heads train from `hawk distill` shards, refused here before anything loads."""
         from ..pipelines import FAMILIES
 
         path = os.path.join(self.directory, "config.json")
