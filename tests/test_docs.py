@@ -1,6 +1,7 @@
-"""The docs stay true: the real-model guide's commands run as written (on a tiny Lumina-mGPT-shaped checkpoint), every
-`hawk` command in a fenced block parses, and every `python <script>.py --flag` the docs name exists with that flag.
-(The README's test command is CI's own: .ci/run runs it verbatim.)"""
+"""The docs stay true: the real-model guide's commands run as written (on a tiny Lumina-mGPT-shaped checkpoint, and its
+LlamaGen section's on a tiny LlamaGen release), every `hawk` command in a fenced block parses, and every
+`python <script>.py --flag` the docs name exists with that flag. (The README's test command is CI's own: .ci/run
+runs it verbatim.)"""
 from __future__ import annotations
 
 import re
@@ -62,6 +63,38 @@ def test_the_guide_runs_as_written(tmp_path, monkeypatch, capsys):
     for out, count in (("out/ar", 2), ("out/jacobi", 1), ("out/hawk", 1)):
         assert len(list((tmp_path / out).glob("*.png"))) == count, out
     assert (tmp_path / "heads" / "lumina" / "tree_rates.json").is_file()
+    capsys.readouterr()
+
+
+# the tiny LlamaGen release beside the guide's XL model: its GPT is of its own size (--n-head), 8 px, 10 classes
+LLAMAGEN_TINY = {"convert-llamagen": ["--image-size", "8", "--n-head", "4"], "generate": ["--threads", "1"],
+                 "distill": ["--threads", "1"], "train-heads": TINY["train-heads"]}
+
+
+def test_the_llamagen_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    """docs/real_models.md, "LlamaGen": the download is the tiny release under the downloaded names, then each
+    `hawk` line runs as written, from conversion to PNGs from AR and from trained heads."""
+    from tests.tiny_llamagen import build_llamagen_release
+
+    block = next(b for b in fenced_blocks(GUIDE) if "hawk convert-llamagen" in b)
+    release = build_llamagen_release(tmp_path / "release")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels.txt").write_text("3\n7\n")  # the tiny model's classes are 0..9
+    ran = []
+    for argv in commands(block):
+        args = hawk_argv(argv)
+        if args is None:
+            assert argv[:2] == ["huggingface-cli", "download"] and argv[2] == "FoundationVision/LlamaGen", argv
+            local = tmp_path / argv[argv.index("--local-dir") + 1]
+            local.mkdir(parents=True)
+            for file, name in zip(release, argv[3:5]):
+                file.rename(local / name)
+            continue
+        assert cli.main(args + LLAMAGEN_TINY[args[0]]) == 0, args
+        ran.append(args[0])
+    assert ran == ["convert-llamagen", "generate", "distill", "train-heads", "generate"]
+    assert len(list((tmp_path / "out" / "llamagen-ar").glob("*.png"))) == 2
+    assert len(list((tmp_path / "out" / "llamagen-hawk").glob("*.png"))) == 2
     capsys.readouterr()
 
 
