@@ -1,8 +1,10 @@
 """An independent reference for LlamaGen's c2i GPT and its generation loop: a compact transcription of upstream
 FoundationVision/LlamaGen at commit ce98ec4 (MIT licence), `autoregressive/models/gpt.py` (Transformer, inference
-path, with its own KV cache and causal mask) and `autoregressive/models/generate.py` (generate, prefill,
-decode_one_token, sample, top_k_top_p_filtering). Dropout, drop-path, training and the t2i caption path are left
-out. It does not import hawk_kernels: tests compare the package against it."""
+path, with its own KV cache and causal mask), `autoregressive/models/generate.py` (generate, prefill,
+decode_one_token, sample, top_k_top_p_filtering), and for t2i `language/t5.py` (T5Embedder.get_text_embeddings,
+without its caption cleaning: use_text_preprocessing=False lowercases and strips) and
+`autoregressive/sample/sample_t2i.py` (its left-padding of the captions). Dropout, drop-path and training are
+left out. It does not import hawk_kernels: tests compare the package against it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ class ModelArgs:
     vocab_size: int = 16384
     cls_token_num: int = 1
     block_size: int = 256
+    caption_dim: int = 2048
+    model_type: str = "c2i"
 
 
 class LabelEmbedder(nn.Module):
@@ -40,6 +44,27 @@ class LabelEmbedder(nn.Module):
 
     def forward(self, labels):
         return self.embedding_table(labels).unsqueeze(1)
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features, hidden_features, out_features):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features, bias=False)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden_features, out_features, bias=False)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CaptionEmbedder(nn.Module):
+    def __init__(self, in_channels, hidden_size, uncond_prob, token_num=120):
+        super().__init__()
+        self.cap_proj = MLP(in_features=in_channels, hidden_features=hidden_size, out_features=hidden_size)
+        self.register_buffer("uncond_embedding", nn.Parameter(torch.randn(token_num, in_channels) / in_channels ** 0.5))
+
+    def forward(self, caption):
+        return self.cap_proj(caption)
 
 
 class RMSNorm(nn.Module):
@@ -141,7 +166,12 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelArgs):
         super().__init__()
         self.config, self.num_classes, self.cls_token_num = config, config.num_classes, config.cls_token_num
-        self.cls_embedding = LabelEmbedder(config.num_classes, config.dim, config.class_dropout_prob)
+        self.model_type = config.model_type
+        if config.model_type == "c2i":
+            self.cls_embedding = LabelEmbedder(config.num_classes, config.dim, config.class_dropout_prob)
+        else:
+            self.cls_embedding = CaptionEmbedder(config.caption_dim, config.dim, config.class_dropout_prob,
+                                                 config.cls_token_num)
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
         self.norm = RMSNorm(config.dim, eps=config.norm_eps)
@@ -190,11 +220,22 @@ def cfg_logits(logits, cfg_scale):
 
 
 @torch.no_grad()
-def generate(model, cond, max_new_tokens, cfg_scale=1.0, **sampling):
-    """upstream generate for c2i: class labels [B] -> codes [B, max_new_tokens]."""
-    cond_combined = torch.cat([cond, torch.ones_like(cond) * model.num_classes]) if cfg_scale > 1.0 else cond
-    T = 1
+def generate(model, cond, max_new_tokens, emb_masks=None, cfg_scale=1.0, **sampling):
+    """upstream generate: class labels [B] (c2i) or left-padded caption embeddings [B, T, caption_dim] with their
+    masks [B, T] (t2i) -> codes [B, max_new_tokens]."""
+    if model.model_type == "c2i":
+        cond_combined = torch.cat([cond, torch.ones_like(cond) * model.num_classes]) if cfg_scale > 1.0 else cond
+        T = 1
+    else:
+        cond_null = torch.zeros_like(cond) + model.cls_embedding.uncond_embedding
+        cond_combined = torch.cat([cond, cond_null]) if cfg_scale > 1.0 else cond
+        T = cond.shape[1]
     model.setup_caches(len(cond_combined), T + max_new_tokens, model.tok_embeddings.weight.dtype)
+    if emb_masks is not None:
+        masks = torch.cat([emb_masks, emb_masks]) if cfg_scale > 1.0 else emb_masks
+        model.causal_mask[:, :, :T] = model.causal_mask[:, :, :T] * masks.unsqueeze(1)
+        eye = torch.eye(model.causal_mask.size(1), model.causal_mask.size(2))
+        model.causal_mask[:] = model.causal_mask * (1 - eye) + eye
     input_pos = torch.arange(0, T)
     token = sample(cfg_logits(model(None, cond_combined, input_pos), cfg_scale), **sampling)
     tokens = [token]
@@ -205,3 +246,21 @@ def generate(model, cond, max_new_tokens, cfg_scale=1.0, **sampling):
         input_pos += 1
         tokens.append(token)
     return torch.cat(tokens, dim=1)
+
+
+@torch.no_grad()
+def caption_embeddings(tokenizer, t5, prompts, max_length=120):
+    """T5Embedder.get_text_embeddings (use_text_preprocessing=False: lower().strip()), then sample_t2i.py's
+    left-padding: (c_indices [B, T, d] with the padding zeroed, emb_masks [B, T])."""
+    texts = [text.lower().strip() for text in prompts]
+    tokens = tokenizer(texts, max_length=max_length, padding="max_length", truncation=True,
+                       return_attention_mask=True, add_special_tokens=True, return_tensors="pt")
+    caption_embs = t5(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])["last_hidden_state"]
+    emb_masks = tokens["attention_mask"]
+    new_emb_masks = torch.flip(emb_masks, dims=[-1])
+    new_caption_embs = []
+    for caption_emb, emb_mask in zip(caption_embs, emb_masks):
+        valid_num = int(emb_mask.sum().item())
+        new_caption_embs.append(torch.cat([caption_emb[valid_num:], caption_emb[:valid_num]]))
+    new_caption_embs = torch.stack(new_caption_embs)
+    return new_caption_embs * new_emb_masks[:, :, None], new_emb_masks

@@ -24,6 +24,8 @@ class TransformerStack:
     forward and the commit. Subclasses add the image path (embed_image_tokens, image_logits, head_rows,
     token_ids) and hidden_size."""
 
+    positions_from_slots = False  # True: position ids are slot indices, padding included (LlamaGen's input_pos)
+
     def __init__(self, model, grid: ImageGrid, language_model, text_config, input_embeddings):
         self.model, self.grid = model, grid
         self.language_model = language_model  # the transformers stack under the output head
@@ -61,21 +63,39 @@ class TransformerStack:
 
     @torch.no_grad()
     def prefill(self, cache: SlotKVCache, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> torch.Tensor:
+        inputs, prompt_valid = self.prompt_inputs(prompt_ids, prompt_valid)
         cache.begin_prefill(prompt_valid)
-        positions = (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
+        positions = self.prompt_positions(prompt_valid)
         if self.block_sparse_attention:
             mask = cache.prefill_block_mask(prompt_valid)
         else:
             mask = self._additive(cache.prefill_mask(prompt_valid))
-        out = self.language_model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+        out = self.language_model(**inputs, attention_mask=mask, position_ids=positions, use_cache=True,
                                   **{self._cache_keyword: cache})
         return out.last_hidden_state[:, -1]
+
+    def prompt_inputs(self, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """What the stack reads for the prompt ({"input_ids": ...} here), and which slots are valid. A family whose
+        prompt is not token ids of the stack's embedding (LlamaGen's T5 captions) overrides it."""
+        return {"input_ids": prompt_ids}, prompt_valid
+
+    def tree_positions(self, cache: SlotKVCache, depth: torch.Tensor) -> torch.Tensor:
+        """[B', N] position ids of the tree nodes: the row's next position (its count of valid tokens; the slot
+        index where the model numbers slots, `positions_from_slots`) plus the node's depth."""
+        return (cache.length if self.positions_from_slots else cache.next_position)[:, None] + depth[None]
+
+    def prompt_positions(self, prompt_valid: torch.Tensor) -> torch.Tensor:
+        """[B', L] position ids of a left-padded prompt: counts of valid tokens (padding does not move the
+        positions), or the slot index where the model numbers slots."""
+        if self.positions_from_slots:
+            return torch.arange(prompt_valid.shape[1], device=prompt_valid.device).expand_as(prompt_valid)
+        return (prompt_valid.long().cumsum(-1) - 1).clamp(min=0)
 
     @torch.no_grad()
     def forward_tree(self, cache: SlotKVCache, node_embeds: torch.Tensor, depth: torch.Tensor,
                      ancestor_mask: torch.Tensor) -> torch.Tensor:
         cache.begin_tree()
-        positions = cache.next_position[:, None] + depth[None]
+        positions = self.tree_positions(cache, depth)
         if self.block_sparse_attention:
             mask = cache.tree_block_mask(ancestor_mask)
         else:

@@ -1,5 +1,5 @@
 """LlamaGen's image GPT (FoundationVision/LlamaGen, `autoregressive/models/gpt.py`, MIT): a Llama stack over VQ
-codes with 2D rotary positions and a class (c2i) condition. It is not in transformers, so this module holds the
+codes with 2D rotary positions and a class (c2i) or caption (t2i) condition. It is not in transformers, so this module holds the
 model itself, with upstream's parameter names (the released `c2i_*.pt` state dicts load into it unchanged), and
 the calling convention of a transformers decoder stack (`input_ids` / `inputs_embeds`, an additive 4-D
 `attention_mask`, `position_ids`, a `cache` written through `Cache.update`), so the shared adapter
@@ -7,7 +7,9 @@ the calling convention of a transformers decoder stack (`input_ids` / `inputs_em
 
 Upstream facts kept here (file and line of gpt.py at commit ce98ec4):
   * the condition is `cls_token_num` embeddings (c2i: one row of `cls_embedding.embedding_table`, whose last
-    row, index num_classes, is the CFG null class) before the image codes (`tok_embeddings`);
+    row, index num_classes, is the CFG null class; t2i: 120 T5 caption embeddings through `cls_embedding.cap_proj`,
+    an MLP with tanh-GELU, the CFG branch's caption being the learned `cls_embedding.uncond_embedding`) before the
+    image codes (`tok_embeddings`);
   * rotary: the condition positions get cos = sin = 0 (`precompute_freqs_cis_2d` pads them with zeros, so their
     queries and keys are zero), image token k gets the 2D angles of grid cell (k // side, k % side): the first
     half of each head's pairs rotates with the row, the second with the column; computed in float32 and cast back
@@ -46,9 +48,10 @@ class LlamaGenConfig:
     norm_eps: float = 1e-5
     num_classes: int = 1000
     class_dropout_prob: float = 0.1  # > 0: the class table has the CFG null row (index num_classes)
-    gpt_type: str = "c2i"
+    gpt_type: str = "c2i"  # "c2i": a class label; "t2i": cls_token_num T5 caption embeddings of caption_dim
+    caption_dim: int = 2048
     vocab_size: int = 16384  # image codes
-    cls_token_num: int = 1
+    cls_token_num: int = 1  # condition positions (t2i: 120, the caption length upstream's T5 pads to)
     block_size: int = 256  # image tokens: side^2
     model_type: str = "llamagen"  # what load_pipeline dispatches on
 
@@ -71,10 +74,10 @@ class LlamaGenConfig:
                     f"dim={self.dim} is not a multiple of n_head={self.n_head}" if self.dim % self.n_head else None,
                     f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}"
                     if self.n_kv_head and self.n_head % self.n_kv_head else None,
-                    f"gpt_type={self.gpt_type!r}: only class-conditional ('c2i') checkpoints are supported"
-                    if self.gpt_type != "c2i" else None,
+                    f"gpt_type={self.gpt_type!r}: expected 'c2i' (class-conditional) or 't2i' (text)"
+                    if self.gpt_type not in ("c2i", "t2i") else None,
                     f"cls_token_num={self.cls_token_num}: a c2i model has one condition token"
-                    if self.cls_token_num != 1 else None]
+                    if self.gpt_type == "c2i" and self.cls_token_num != 1 else None]
         problems = [p for p in problems if p]
         if problems:
             raise ValueError(f"config: {'; '.join(problems)}")
@@ -175,9 +178,31 @@ class TransformerBlock(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
+    """c2i: one row per class (and the CFG null class)."""
+
     def __init__(self, config: LlamaGenConfig):
         super().__init__()
         self.embedding_table = nn.Embedding(config.num_classes + int(config.class_dropout_prob > 0), config.dim)
+
+
+class CaptionMLP(nn.Module):
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.caption_dim, config.dim, bias=False)
+        self.fc2 = nn.Linear(config.dim, config.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class CaptionEmbedder(nn.Module):
+    """t2i: T5 caption embeddings [.., caption_dim] -> the GPT's width (cap_proj), and the learned null caption
+    (uncond_embedding [cls_token_num, caption_dim], the CFG branch's caption)."""
+
+    def __init__(self, config: LlamaGenConfig):
+        super().__init__()
+        self.cap_proj = CaptionMLP(config)
+        self.register_buffer("uncond_embedding", torch.zeros(config.cls_token_num, config.caption_dim))
 
 
 def rotary_table(config: LlamaGenConfig) -> torch.Tensor:
@@ -193,7 +218,7 @@ def rotary_table(config: LlamaGenConfig) -> torch.Tensor:
 
 
 class LlamaGenModel(nn.Module):
-    """The c2i GPT. forward(input_ids=class labels [B, cls] | inputs_embeds=[B, q, dim], attention_mask
+    """The GPT. forward(input_ids=class labels [B, 1] (c2i) | inputs_embeds=[B, q, dim], attention_mask
     (additive [B, 1, q, k]; None: causal), position_ids [B, q] (0.. over the condition, then the image tokens),
     cache) -> BaseModelOutputWithPast(last_hidden_state = the final norm's output [B, q, dim])."""
 
@@ -201,7 +226,9 @@ class LlamaGenModel(nn.Module):
         super().__init__()
         config.check()
         self.config = config
-        self.cls_embedding = LabelEmbedder(config)
+        self.cls_embedding = LabelEmbedder(config) if config.gpt_type == "c2i" else CaptionEmbedder(config)
+        self.text_encoder = None  # t2i: the T5 encoder of the captions (upstream keeps it outside the GPT; the loader
+        #                           sets it, so it moves with the model and the adapter finds it)
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(TransformerBlock(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.dim, config.norm_eps)
@@ -231,6 +258,8 @@ class LlamaGenModel(nn.Module):
 
     def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None, cache=None,
                 use_cache: bool = True):
+        if inputs_embeds is None and self.config.gpt_type != "c2i":
+            raise ValueError("input_ids: a t2i LlamaGen GPT reads caption embeddings (inputs_embeds), not ids")
         h = self.cls_embedding.embedding_table(input_ids) if inputs_embeds is None else inputs_embeds
         if position_ids is None:
             position_ids = torch.arange(h.shape[1], device=h.device)[None].expand(h.shape[0], -1)
@@ -250,4 +279,6 @@ def padding_mask(valid: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
                          f"{list(h.shape[:2])}; got {list(valid.shape)} (with a cache, give the additive 4-D mask)")
     causal = torch.ones(valid.shape[1], valid.shape[1], dtype=torch.bool, device=h.device).tril()
     allowed = causal[None] & valid.to(device=h.device, dtype=torch.bool)[:, None, :]
-    return torch.where(allowed, 0.0, torch.finfo(h.dtype).min).to(h.dtype)[:, None]
+    allowed |= torch.eye(valid.shape[1], dtype=torch.bool, device=h.device)  # padding sees itself, as in prefill
+    zero = torch.zeros((), dtype=h.dtype, device=h.device)
+    return torch.where(allowed, zero, torch.finfo(h.dtype).min)[:, None]  # in h's dtype (float64 included)

@@ -1,18 +1,25 @@
-"""LlamaGen class-conditional models (FoundationVision/LlamaGen, c2i): class label -> side x side VQ codes ->
-image (256 px for the *_256 checkpoints, 384 px for the *_384 ones).
+"""LlamaGen (FoundationVision/LlamaGen): class label (c2i) or text (t2i) -> side x side VQ codes -> image (c2i:
+256 px for the *_256 checkpoints, 384 px for the *_384 ones; t2i: 256 px stage 1, 512 px stage 2).
 
 LlamaGen is not in transformers: its GPT is `backbones/llamagen_gpt.LlamaGenModel` and its VQ tokenizer
 `llamagen_vq.LlamaGenVQModel`, both with upstream's parameter names. The directory `load_pipeline` reads is
 written from the released files by `convert_llamagen` (`hawk convert-llamagen`, llamagen_convert.py):
   config.json            the GPT's ModelArgs (LlamaGenConfig), model_type "llamagen", and "vq_config";
-  model.safetensors      the GPT;  vq_model.safetensors  the VQ tokenizer.
+  model.safetensors      the GPT;  vq_model.safetensors  the VQ tokenizer;
+  text_encoder/          t2i only: the T5 encoder (flan-t5-xl's, as transformers' T5EncoderModel saves it) and
+                         its tokenizer.
 
 Prompts are class labels (ImageNet ids 0..999 for the released models): ints, or strings of digits as
 `hawk generate --prompts` lines give them; `input_ids` rows are [[label]], and the label num_classes is the
 null class (an unconditional image). The unconditional CFG row is [num_classes], as upstream `generate` builds
-it. Upstream applies guidance only when cfg_scale > 1 (below 1 it generates without it), so a cfg_scale below 1
-is refused here rather than computed differently; 1 is no guidance. Defaults: upstream sample_c2i.py's (CFG 4,
-temperature 1, top-k 2000). Pixels are in [-1, 1] (upstream saves them with value_range=(-1, 1)).
+it. t2i prompts are text: lowercased and stripped (upstream's T5Embedder with use_text_preprocessing=False; its
+default also cleans captions of URLs, HTML and some punctuation, which plain prompts do not have), tokenized to
+at most 120 T5 ids (eos included, as upstream truncates), left-padded to 120; `input_ids` rows are T5 ids
+(without padding). The CFG branch is the learned null caption masked like its prompt (backbones/llamagen.py).
+Upstream applies guidance only when cfg_scale > 1 (below 1 it generates without it), so a cfg_scale below 1 is
+refused here rather than computed differently; 1 is no guidance. Defaults: upstream's sample scripts' (c2i: CFG
+4, temperature 1, top-k 2000; t2i: CFG 7.5, temperature 1, top-k 1000). Pixels are in [-1, 1] (upstream saves
+them with value_range=(-1, 1)).
 """
 from __future__ import annotations
 
@@ -23,13 +30,14 @@ import torch
 
 from ..backbones.llamagen import llamagen_grid
 from ..backbones.llamagen_gpt import LlamaGenConfig, LlamaGenModel, rotary_table
-from ..checks import as_int, check_ids_in, exactly_one, id_rows, size_pair
+from ..checks import as_int, check_ids_in, exactly_one, id_rows, size_pair, text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows
 from .images import check_code_grid
 from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel
 
-WEIGHTS, VQ_WEIGHTS = "model.safetensors", "vq_model.safetensors"
+WEIGHTS, VQ_WEIGHTS, TEXT_ENCODER = "model.safetensors", "vq_model.safetensors", "text_encoder"
+T2I_DEFAULTS = dict(cfg_scale=7.5, temperature=1.0, top_k=1000)  # upstream sample_t2i.py
 
 
 def read_config(model_dir: Path) -> tuple[LlamaGenConfig, LlamaGenVQConfig]:
@@ -73,6 +81,8 @@ class LlamaGenPipeline(ImagePipeline):
                              f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
         model.load_state_dict(state, assign=True)
         model.rotary = rotary_table(config)  # a computed table, not a weight: still on the meta device
+        if config.gpt_type == "t2i":
+            model.text_encoder = _text_encoder(Path(model_dir))
         return model.to(device=device, dtype=dtype or next(iter(state.values())).dtype).eval()
 
     def check_model(self) -> None:
@@ -80,6 +90,13 @@ class LlamaGenPipeline(ImagePipeline):
             raise TypeError(f"model: expected a LlamaGenModel, got {type(self.model).__name__}")
         self.grid = llamagen_grid(self.model)
         self.num_classes = int(self.model.config.num_classes)
+        self.captions = self.model.config.gpt_type == "t2i"
+        if self.captions:
+            self.defaults = T2I_DEFAULTS
+            if self.processor is None and self.model_dir is not None:
+                from transformers import AutoTokenizer
+
+                self.processor = AutoTokenizer.from_pretrained(str(self.model_dir / TEXT_ENCODER), local_files_only=True)
         self.vq_model = None
         if self.model_dir is not None and (self.model_dir / VQ_WEIGHTS).is_file():
             _, vq_config = read_config(self.model_dir)
@@ -111,6 +128,8 @@ class LlamaGenPipeline(ImagePipeline):
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
         exactly_one(prompts, input_ids)
+        if self.captions:
+            return self._caption_rows(prompts, input_ids)
         if prompts is not None:
             rows, argument = [[self._label(p, i)] for i, p in enumerate(_listed(prompts))], "prompts"
         else:
@@ -120,6 +139,24 @@ class LlamaGenPipeline(ImagePipeline):
                     raise ValueError(f"input_ids: row {i} has {len(row)} ids; a LlamaGen c2i prompt is one class "
                                      f"label (0..{self.num_classes - 1}, or {self.num_classes}: unconditional)")
         return PromptRows(rows, [[self.num_classes] for _ in rows], argument)
+
+    def _caption_rows(self, prompts, input_ids) -> PromptRows:
+        """t2i: T5 ids left-padded to cls_token_num, and the null-caption row masked alike (backbones/llamagen)."""
+        width, backbone = self.model.config.cls_token_num, self.backbone(self.grid)
+        if prompts is not None:
+            tokenizer = self.tokenizer("prompts")
+            texts = [text.lower().strip() for text in text_prompts("prompts", prompts)]
+            rows, argument = [tokenizer(t, max_length=width, truncation=True).input_ids for t in texts], "prompts"
+        else:
+            rows, argument = id_rows(input_ids, backbone.null_caption_id), "input_ids"
+        for i, row in enumerate(rows):
+            if len(row) > width or backbone.pad_id in row:
+                raise ValueError(f"{argument}: row {i} has {len(row)} T5 ids{' with the pad id' * (len(row) <= width)}"
+                                 f"; a LlamaGen t2i caption is at most {width} ids, none of them the pad id "
+                                 f"{backbone.pad_id}")
+        pad = lambda row, fill: [backbone.pad_id] * (width - len(row)) + list(fill)  # noqa: E731
+        return PromptRows([pad(r, r) for r in rows], [pad(r, [backbone.null_caption_id] * len(r)) for r in rows],
+                          argument)
 
     def _label(self, prompt, index: int) -> int:
         """A class label: an int, or a string of digits (a --prompts line)."""
@@ -159,6 +196,16 @@ class LlamaGenPipeline(ImagePipeline):
         from transformers import JanusImageProcessorPil
 
         return JanusImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
+def _text_encoder(model_dir: Path):
+    """The T5 encoder saved beside a t2i GPT (text_encoder/), loaded offline."""
+    from transformers import T5EncoderModel
+
+    if not (model_dir / TEXT_ENCODER / "config.json").is_file():
+        raise FileNotFoundError(f"model_dir: a t2i LlamaGen directory holds its T5 encoder in "
+                                f"{str(model_dir / TEXT_ENCODER)!r} (convert_llamagen writes it); it is missing")
+    return T5EncoderModel.from_pretrained(str(model_dir / TEXT_ENCODER), local_files_only=True)
 
 
 def _listed(prompts) -> list:

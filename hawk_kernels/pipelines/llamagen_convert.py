@@ -2,11 +2,13 @@
 
 Upstream ships bare torch files with no configuration (huggingface.co/FoundationVision/LlamaGen): a GPT such as
 `c2i_XL_384.pt` ({"model": state_dict}; the FSDP-trained XXL / 3B ones as a bare state dict) and the VQ tokenizer
-`vq_ds16_c2i.pt` ({"model": state_dict}). Its sample script is told the rest (--gpt-model, --image-size,
---codebook-size ...); here the shapes are read from the weights (model size, classes, codebook) and only the image
-size, which no weight records, must be given (the file name says it: c2i_XL_384.pt is 384 px). The GPT is checked strictly: upstream loads with strict=False,
-which would leave a missing weight random; only entries that hold no weights (a saved rotary table, causal mask
-or KV cache) are dropped.
+`vq_ds16_c2i.pt` ({"model": state_dict}); the t2i GPTs (`t2i_XL_stage1_256.pt`, `t2i_XL_stage2_512.pt`) read
+captions of google/flan-t5-xl's encoder, whose directory is given too (`t5`), and use `vq_ds16_t2i.pt`.
+Upstream's sample scripts are told the rest (--gpt-model, --image-size, --codebook-size ...); here the shapes
+are read from the weights (model size, condition, codebook) and only the image size, which no weight records,
+must be given (the file name says it: c2i_XL_384.pt is 384 px). The GPT is checked strictly: upstream loads with
+strict=False, which would leave a missing weight random; only entries that hold no weights (a saved rotary
+table, causal mask or KV cache) are dropped.
 """
 from __future__ import annotations
 
@@ -20,19 +22,21 @@ import torch
 
 from ..backbones.llamagen_gpt import GPT_SIZES, LlamaGenConfig, LlamaGenModel
 from ..checks import as_dtype, as_int
-from .llamagen import VQ_WEIGHTS, WEIGHTS
+from .llamagen import TEXT_ENCODER, VQ_WEIGHTS, WEIGHTS
 from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel, read_vq_checkpoint
 
 NOT_WEIGHTS = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")  # runtime tables, not weights
 
 
 def convert_llamagen(gpt_checkpoint, vq_checkpoint, out_dir, image_size: int, gpt_model: str | None = None,
-                     dtype=None, overwrite: bool = False, n_head: int | None = None) -> Path:
+                     dtype=None, overwrite: bool = False, n_head: int | None = None, t5=None) -> Path:
     """Write config.json, model.safetensors and vq_model.safetensors into `out_dir` (made whole in a temporary
     directory, then moved: nothing half-written is left). gpt_model: one of GPT_SIZES (None: read from the
     weights' width and depth). image_size: the checkpoint's resolution in px (256 or 384 for the released c2i
     models; the file name says it). dtype: of the written GPT (None: the checkpoint's own; the VQ stays float32).
-    n_head: the attention heads of a GPT of your own size (not in GPT_SIZES; the weights do not record it)."""
+    n_head: the attention heads of a GPT of your own size (not in GPT_SIZES; the weights do not record it).
+    t5: for a t2i GPT, the T5 model directory its captions come from (google/flan-t5-xl as transformers saves it,
+    with its tokenizer): its encoder and tokenizer are written to text_encoder/ (in `dtype` where given)."""
     image_size = as_int("image_size", image_size, 1)
     dtype = as_dtype("dtype", dtype)
     out_dir = Path(out_dir)
@@ -51,8 +55,29 @@ def convert_llamagen(gpt_checkpoint, vq_checkpoint, out_dir, image_size: int, gp
     state = gpt_state(gpt_checkpoint)
     config = gpt_config(state, gpt_model, n_head, (image_size // vq_config.pixels_per_code) ** 2, gpt_checkpoint)
     _check_gpt(state, config, gpt_checkpoint)
-    _write(out_dir, config, vq_config, {k: v.to(dtype) if dtype else v for k, v in state.items()}, vq, overwrite)
+    text = _text_encoder(t5, config, dtype)
+    _write(out_dir, config, vq_config, {k: v.to(dtype) if dtype else v for k, v in state.items()}, vq, overwrite,
+           text)
     return out_dir
+
+
+def _text_encoder(t5, config: LlamaGenConfig, dtype):
+    """(T5 encoder, tokenizer) of a t2i GPT from `t5` (a directory), checked against the caption width; None for
+    c2i (where t5 must not be given)."""
+    if config.gpt_type == "c2i":
+        if t5 is not None:
+            raise ValueError("t5: given, but the GPT is class-conditional (c2i): it reads no captions")
+        return None
+    if t5 is None or not (Path(t5) / "config.json").is_file():
+        raise ValueError(f"t5: a t2i GPT reads T5 captions; expected the T5 model directory it was trained with "
+                         f"(google/flan-t5-xl, holding config.json), got {t5!r}")
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    encoder = T5EncoderModel.from_pretrained(str(t5), local_files_only=True, **({"dtype": dtype} if dtype else {}))
+    if encoder.config.d_model != config.caption_dim:
+        raise ValueError(f"t5: its width is {encoder.config.d_model}; the GPT's captions are {config.caption_dim} "
+                         f"wide (flan-t5-xl: 2048)")
+    return encoder, AutoTokenizer.from_pretrained(str(t5), local_files_only=True)
 
 
 def gpt_state(path) -> dict:
@@ -78,18 +103,16 @@ def gpt_config(state: dict, gpt_model: str | None, n_head: int | None, block_siz
     """The config the weights were trained with: width, depth, classes and codebook read from the shapes; the
     head count given (n_head) or from upstream's size table (gpt_model, or the size whose width and depth
     match)."""
-    try:
-        codes, dim = state["tok_embeddings.weight"].shape
-        classes = state["cls_embedding.embedding_table.weight"].shape[0]
-    except KeyError as exc:
-        raise ValueError(f"gpt_checkpoint: {str(path)!r} lacks {exc.args[0]}: not a LlamaGen c2i GPT "
-                         f"(the t2i models condition on text and are not supported)") from None
+    if "tok_embeddings.weight" not in state:
+        raise ValueError(f"gpt_checkpoint: {str(path)!r} lacks tok_embeddings.weight: not a LlamaGen GPT")
+    codes, dim = state["tok_embeddings.weight"].shape
+    condition = _condition(state, path)
     layers = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
     if n_head is not None:
         if gpt_model is not None:
             raise ValueError("n_head: give gpt_model (a released size) or n_head (a size of your own), not both")
-        config = LlamaGenConfig(dim=dim, n_layer=layers, n_head=as_int("n_head", n_head, 1), num_classes=classes - 1,
-                                vocab_size=codes, block_size=block_size)
+        config = LlamaGenConfig(dim=dim, n_layer=layers, n_head=as_int("n_head", n_head, 1), vocab_size=codes,
+                                block_size=block_size, **condition)
         config.check()
         return config
     matching = [name for name, (n_layer, _, width) in GPT_SIZES.items() if (n_layer, width) == (layers, dim)]
@@ -103,8 +126,20 @@ def gpt_config(state: dict, gpt_model: str | None, n_head: int | None, block_siz
     if (n_layer, width) != (layers, dim):
         raise ValueError(f"gpt_model: {name} has {n_layer} layers of width {width}; {str(path)!r} has {layers} "
                          f"of width {dim}")
-    return LlamaGenConfig(dim=dim, n_layer=n_layer, n_head=heads, num_classes=classes - 1, vocab_size=codes,
-                          block_size=block_size)
+    return LlamaGenConfig(dim=dim, n_layer=n_layer, n_head=heads, vocab_size=codes, block_size=block_size,
+                          **condition)
+
+
+def _condition(state: dict, path) -> dict:
+    """c2i: the class table's rows (the classes and the null class); t2i: the caption projection's input width
+    (T5's) and the null caption's length (the caption positions)."""
+    if "cls_embedding.embedding_table.weight" in state:
+        return dict(gpt_type="c2i", num_classes=state["cls_embedding.embedding_table.weight"].shape[0] - 1)
+    if "cls_embedding.cap_proj.fc1.weight" in state and "cls_embedding.uncond_embedding" in state:
+        return dict(gpt_type="t2i", caption_dim=state["cls_embedding.cap_proj.fc1.weight"].shape[1],
+                    cls_token_num=state["cls_embedding.uncond_embedding"].shape[0])
+    raise ValueError(f"gpt_checkpoint: {str(path)!r} has neither a class table (c2i: cls_embedding.embedding_table) "
+                     f"nor a caption projection (t2i: cls_embedding.cap_proj, cls_embedding.uncond_embedding)")
 
 
 def vq_config_of(state: dict, path) -> LlamaGenVQConfig:
@@ -144,7 +179,7 @@ def _check_gpt(state: dict, config: LlamaGenConfig, path) -> None:
         raise ValueError(f"gpt_checkpoint: {str(path)!r}: weight {bad} is not finite floating point")
 
 
-def _write(out_dir: Path, config, vq_config, state: dict, vq: LlamaGenVQModel, overwrite: bool) -> None:
+def _write(out_dir: Path, config, vq_config, state: dict, vq: LlamaGenVQModel, overwrite: bool, text=None) -> None:
     from safetensors.torch import save_file
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +189,8 @@ def _write(out_dir: Path, config, vq_config, state: dict, vq: LlamaGenVQModel, o
                                                         indent=2) + "\n")
         save_file({k: v.contiguous() for k, v in state.items()}, str(staging / WEIGHTS))
         save_file({k: v.contiguous() for k, v in vq.state_dict().items()}, str(staging / VQ_WEIGHTS))
+        for part in text or ():  # t2i: the T5 encoder and its tokenizer
+            part.save_pretrained(str(staging / TEXT_ENCODER))
         if out_dir.is_dir() and any(out_dir.iterdir()):
             shutil.rmtree(out_dir)  # overwrite (checked before)
         elif out_dir.exists():

@@ -23,12 +23,12 @@ def backbone_hidden(backbone, sequences: torch.Tensor, body_start: int,
     `pipe.backbone(grid)` or `backbone_for(model, grid)`): the prompt enters as text embeddings, the image body
     sequences[:, body_start:] through the adapter's image path (`embed_image_tokens`), as it does while
     decoding (Janus: the generation embedding; its codes are not text ids)."""
+    slots = torch.arange(sequences.shape[1], device=sequences.device)[None]
+    first = 0 if prompt_lengths is None else body_start - prompt_lengths.to(sequences.device)[:, None]
+    embeds, valid = _input_embeds(backbone, sequences, body_start, (slots >= first).expand_as(sequences))
     kwargs = {}
-    if prompt_lengths is not None:
-        first = body_start - prompt_lengths.to(sequences.device)
-        valid = (torch.arange(sequences.shape[1], device=sequences.device)[None] >= first[:, None]).long()
-        kwargs = dict(attention_mask=valid, position_ids=(valid.cumsum(-1) - 1).clamp(min=0))
-    embeds = _input_embeds(backbone, sequences, body_start)
+    if prompt_lengths is not None or not bool(valid.all()):  # padding (a LlamaGen caption's is inside its prompt)
+        kwargs = dict(attention_mask=valid.long(), position_ids=backbone.prompt_positions(valid))
     return backbone.language_model(inputs_embeds=embeds, **kwargs).last_hidden_state
 
 
@@ -65,18 +65,25 @@ def check_token_ids(sequences: torch.Tensor, body_start: int, grid: ImageGrid, v
                          + ("" if grid.row_end_token is None else f" and the row-end token {grid.row_end_token}"))
 
 
-def _input_embeds(backbone, ids: torch.Tensor, body_start: int) -> torch.Tensor:
-    """[b, L] ids -> [b, L, d]: text embeddings before body_start, the adapter's image path over the body."""
+def _input_embeds(backbone, ids: torch.Tensor, body_start: int, valid: torch.Tensor):
+    """[b, L] ids, valid -> ([b, L, d], valid): the prompt as the decoder's prefill reads it (the adapter's
+    `prompt_inputs`: text embeddings, or LlamaGen's T5 captions, whose padding it marks), the adapter's image path
+    over the body, text embeddings after it."""
     grid = backbone.grid
     end = min(ids.shape[1], body_start + grid.num_body_tokens)
     body = ids[:, body_start:end]
     local = body - grid.image_token_range[0]
     if grid.row_end_token is not None:
         local = torch.where(body == grid.row_end_token, grid.row_end_local, local)
+    inputs, prompt_valid = backbone.prompt_inputs(ids[:, :body_start], valid[:, :body_start])
     text = ids.clamp(max=backbone.vocab_size - 1)  # body ids need not be text ids; their rows are replaced
-    embeds = backbone.input_embeddings(text)
+    embeds = inputs.get("inputs_embeds")
+    if embeds is None:
+        embeds = backbone.input_embeddings(text)
+    else:  # the prompt's own embeddings; no text follows a LlamaGen body
+        embeds = torch.cat([embeds, backbone.embed_image_tokens(torch.zeros_like(ids[:, body_start:]))], 1)
     embeds[:, body_start:end] = backbone.embed_image_tokens(local.clamp(0, grid.local_vocab_size - 1)).to(embeds.dtype)
-    return embeds
+    return embeds, torch.cat([prompt_valid, valid[:, body_start:]], 1)
 
 
 def head_targets(sequences: torch.Tensor, body_start: int, grid: ImageGrid, offsets: list[int]):
