@@ -20,7 +20,7 @@ import torch
 from hawk_kernels import cli
 from hawk_kernels.cli.common import ERROR_PREFIX
 from tests.test_cli_input_errors import FAST, _error
-from tests.tiny_llamagen import GPT, IMAGE_SIZE, build_llamagen, build_llamagen_release
+from tests.tiny_llamagen import GPT, IMAGE_SIZE, build_llamagen, build_llamagen_release, reference_t2i_gpt
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +188,11 @@ def test_convert_errors_from_the_files_name_the_flag(tmp_path, capsys):
     assert err.startswith(f"{ERROR_PREFIX}--n-head: dim=64 is not a multiple of n_head=5"), err
     err = _error(capsys, ["convert-llamagen", "--gpt", vq, "--vq", gpt, "--image-size", "8", "--out", out])
     assert err.startswith(f"{ERROR_PREFIX}--vq: {str(gpt)!r} lacks encoder.conv_in.weight"), err
+    t2i = tmp_path / "t2i_tiny_8.pt"  # a caption-conditioned GPT: the command converts c2i files only
+    torch.save({"model": reference_t2i_gpt().state_dict()}, t2i)
+    err = _error(capsys, ["convert-llamagen", "--gpt", t2i, "--vq", vq, "--image-size", "8", "--n-head", "4",
+                          "--out", out])
+    assert err.startswith(f"{ERROR_PREFIX}--gpt: {str(t2i)!r} is a text-to-image (t2i) GPT"), err
     assert not out.exists()
 
 

@@ -55,6 +55,10 @@ def run(args) -> int:
         out = convert_llamagen(args.gpt, args.vq, args.out, args.image_size, gpt_model=args.gpt_model,
                                dtype=args.dtype, overwrite=args.overwrite, n_head=args.n_head)
     except (ValueError, TypeError, OSError) as exc:
+        if str(exc).startswith("t5: "):  # a t2i GPT: the library takes its T5 directory (t5=), this command not yet
+            raise UsageError(f"--gpt: {args.gpt!r} is a text-to-image (t2i) GPT, which reads T5 captions; "
+                             f"convert-llamagen takes the class-conditional (c2i) files only (in Python: "
+                             f"convert_llamagen(..., t5=T5_DIR))") from None
         flags = {**FLAGS, **({"config": "--n-head"} if args.n_head is not None else {})}  # a head count that
         flagged = as_flag_error(exc, flags)  # does not divide the width is the config's error
         if flagged is None:
