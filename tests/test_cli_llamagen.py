@@ -1,7 +1,8 @@
 """LlamaGen through the `hawk` command line, as a user takes it from the released files: `hawk convert-llamagen`,
-then `hawk generate` with class labels, then `hawk distill` and `hawk train-heads` and images with those heads; and
-the errors on the way, each one line naming the flag. All on the tiny release of tests/tiny_llamagen.py (4 x 4
-codes, 8 px images, 10 classes).
+then `hawk generate` with class labels (c2i) or text (t2i, converted with --t5), then `hawk distill` and
+`hawk train-heads` and images with those heads; and the errors on the way, each one line naming the flag. All on
+the tiny releases of tests/tiny_llamagen.py (4 x 4 codes, 8 px images; c2i: 10 classes; t2i: captions of at most
+8 ids from a tiny T5).
 
 What the journey found in the library, each pinned here:
 - head training embedded the class label through the code table (tok_embeddings) instead of the class table, so
@@ -20,7 +21,8 @@ import torch
 from hawk_kernels import cli
 from hawk_kernels.cli.common import ERROR_PREFIX
 from tests.test_cli_input_errors import FAST, _error
-from tests.tiny_llamagen import GPT, IMAGE_SIZE, build_llamagen, build_llamagen_release, reference_t2i_gpt
+from tests.tiny_llamagen import (GPT, IMAGE_SIZE, build_llamagen, build_llamagen_release, build_t5,
+                                 reference_t2i_gpt, reference_vq)
 
 
 @pytest.fixture(scope="module")
@@ -188,11 +190,6 @@ def test_convert_errors_from_the_files_name_the_flag(tmp_path, capsys):
     assert err.startswith(f"{ERROR_PREFIX}--n-head: dim=64 is not a multiple of n_head=5"), err
     err = _error(capsys, ["convert-llamagen", "--gpt", vq, "--vq", gpt, "--image-size", "8", "--out", out])
     assert err.startswith(f"{ERROR_PREFIX}--vq: {str(gpt)!r} lacks encoder.conv_in.weight"), err
-    t2i = tmp_path / "t2i_tiny_8.pt"  # a caption-conditioned GPT: the command converts c2i files only
-    torch.save({"model": reference_t2i_gpt().state_dict()}, t2i)
-    err = _error(capsys, ["convert-llamagen", "--gpt", t2i, "--vq", vq, "--image-size", "8", "--n-head", "4",
-                          "--out", out])
-    assert err.startswith(f"{ERROR_PREFIX}--gpt: {str(t2i)!r} is a text-to-image (t2i) GPT"), err
     assert not out.exists()
 
 
@@ -212,3 +209,95 @@ def test_generate_errors_name_the_flag(converted, tmp_path, capsys):
     err = _error(capsys, ["generate", "--model", converted, "--prompts", labels, "--out", out, "--size", "16", *FAST])
     assert err.startswith(f"{ERROR_PREFIX}--size: expected None, 8 or (8, 8)"), err
     assert not out.exists() or not list(out.iterdir())
+
+
+# --- text-to-image (t2i): convert with --t5, text prompts ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def t2i_release(tmp_path_factory):
+    """(t2i GPT file, VQ file, T5 directory) as a user has them after the downloads."""
+    directory = tmp_path_factory.mktemp("llamagen_t2i_release")
+    gpt, vq = directory / f"t2i_tiny_{IMAGE_SIZE}.pt", directory / "vq_tiny.pt"
+    torch.save({"model": reference_t2i_gpt(0).state_dict()}, gpt)
+    torch.save({"model": reference_vq(1).state_dict()}, vq)
+    return gpt, vq, build_t5(directory / "flan-t5")
+
+
+def _prompts(path, *lines):
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def test_t2i_convert_generate_text_then_heads(t2i_release, tmp_path, capsys):
+    """--t5 converts a t2i GPT; text prompts make 8 px PNGs; heads distilled and trained on it decode, greedily,
+    the AR images byte for byte."""
+    from PIL import Image
+
+    gpt, vq, t5 = t2i_release
+    model = tmp_path / "ckpt" / "llamagen-t2i"
+    assert _hawk(["convert-llamagen", "--gpt", gpt, "--vq", vq, "--t5", t5, "--image-size", IMAGE_SIZE,
+                  "--n-head", GPT["n_head"], "--out", model]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {model}: config.json, model.safetensors, vq_model.safetensors, text_encoder/" in out, out
+    assert ("4 heads; 8 px images (4 x 4 codes, 2 px per code); text: captions of up to 8 T5 ids (8 caption "
+            "positions, T5 width 16); codebook of 64 codes") in out and "classes" not in out, out
+    assert f"--model {model} --prompts FILE --out OUT   (FILE: the prompts: text, one per line)" in out, out
+    assert (model / "text_encoder" / "config.json").is_file()
+    prompts = _prompts(tmp_path / "prompts.txt", "a red cat", "dog on the grass")
+    greedy = ["--temperature", "0", "--threads", "1", "--prompts", prompts]
+    assert _hawk(["generate", "--model", model, "--mode", "ar", "--out", tmp_path / "ar", *greedy]) == 0
+    assert "llamagen on cpu; 2 images; mode ar" in capsys.readouterr().out
+    names = ["000_a-red-cat.png", "001_dog-on-the-grass.png"]
+    assert sorted(p.name for p in (tmp_path / "ar").glob("*.png")) == names
+    for name in names:
+        with Image.open(tmp_path / "ar" / name) as image:
+            assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    data, heads = tmp_path / "data", tmp_path / "heads"
+    assert _hawk(["distill", "--model", model, "--prompts", prompts, "--images-per-prompt", "2", "--batch-size", "4",
+                  "--mode", "ar", "--out", data]) == 0
+    assert f"4 sequences in 1 shard under {data}" in capsys.readouterr().out
+    assert _hawk(["train-heads", "--model", model, "--data", data, "--out", heads, "--epochs", "1", "--batch-size",
+                  "2", "--horizontal", "2", "--vertical", "1", "--calibrate-images", "2"]) == 0
+    assert (heads / "tree_rates.json").is_file()
+    assert _hawk(["generate", "--model", model, "--heads", heads, "--mode", "hawk+jacobi", "--nodes", "4", "--out",
+                  tmp_path / "hawk", *greedy]) == 0
+    assert "mode hawk+jacobi" in capsys.readouterr().out
+    for name in names:
+        assert (tmp_path / "hawk" / name).read_bytes() == (tmp_path / "ar" / name).read_bytes(), name
+
+
+def test_t5_errors_name_the_flag(t2i_release, tmp_path, capsys):
+    """A t2i GPT without --t5, --t5 with a c2i GPT: one line naming --t5, nothing written."""
+    gpt, vq, t5 = t2i_release
+    out = tmp_path / "o"
+    err = _error(capsys, ["convert-llamagen", "--gpt", gpt, "--vq", vq, "--image-size", "8", "--n-head", "4",
+                          "--out", out])
+    assert err.startswith(f"{ERROR_PREFIX}--t5: required for --gpt {str(gpt)!r}, a text-to-image (t2i) GPT") \
+        and "give --t5 DIR" in err, err
+    c2i = build_llamagen_release(tmp_path / "c2i")
+    err = _error(capsys, _convert(c2i, out, "--n-head", "4", "--t5", t5))
+    assert err == f"{ERROR_PREFIX}--t5: given, but the GPT is class-conditional (c2i): it reads no captions", err
+    assert not out.exists()
+
+
+def test_a_t5_path_that_is_no_t5_directory_is_named_before_a_file_is_read(t2i_release, tmp_path, capsys,
+                                                                          monkeypatch):
+    from hawk_kernels.pipelines import llamagen_convert
+
+    gpt, vq, t5 = t2i_release
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file was read before the error")
+
+    monkeypatch.setattr(llamagen_convert, "convert_llamagen", refuse)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path, why in ((tmp_path / "absent", "does not exist"), (gpt, "is not a directory"),
+                      (empty, "holds no config.json")):
+        err = _error(capsys, ["convert-llamagen", "--gpt", gpt, "--vq", vq, "--t5", path, "--image-size", "8",
+                              "--out", tmp_path / "o"])
+        assert err == (f"{ERROR_PREFIX}--t5: {str(path)!r} {why}; expected the T5 model directory (google/flan-t5-xl "
+                       f"as downloaded: config.json, weights, tokenizer)"), err
+    err = _error(capsys, ["convert-llamagen", "--gpt", gpt, "--vq", vq, "--t5", t5, "--image-size", "8", "--out",
+                          t5, "--overwrite"])  # --overwrite would delete the T5 directory read
+    assert err.startswith(f"{ERROR_PREFIX}--out: {str(t5)!r} holds --t5"), err
+    assert not (tmp_path / "o").exists()
