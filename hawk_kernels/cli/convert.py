@@ -23,7 +23,8 @@ from .common import UsageError, add_command, as_flag_error, check_out_dir, numbe
 
 DTYPES = ("float32", "bfloat16", "float16")
 FLAGS = {"gpt_checkpoint": "--gpt", "vq_checkpoint": "--vq", "image_size": "--image-size", "gpt_model": "--gpt-model",
-         "n_head": "--n-head", "out_dir": "--out", "dtype": "--dtype", "t5": "--t5"}  # the library's argument names -> flags
+         "n_head": "--n-head", "out_dir": "--out", "dtype": "--dtype",
+         "t5": "--t5"}  # the library's argument names -> flags
 
 
 def add_parser(subparsers) -> None:
