@@ -9,7 +9,10 @@ What the journey found in the library, each pinned here:
   heads trained on hidden states the decoder never sees, and the trainer's [B, L] padding mask crashed LlamaGen's
   attention (a long mask in sdpa);
 - LlamaGen's cfg >= 1 rule was checked only when a batch decoded: a prompts-file line with cfg 0.5 stopped
-  `hawk generate` part-way (the images before it written), and `hawk distill --cfg 0.5` left a manifest behind.
+  `hawk generate` part-way (the images before it written), and `hawk distill --cfg 0.5` left a manifest behind;
+- a T5 directory (--t5, convert_llamagen's t5=) without its tokenizer files converted silently with a T5
+  tokenizer of no words (every caption <unk>), one with some encoder weights missing with those weights random,
+  and another model's config.json crashed in transformers (a traceback, not one line).
 """
 from __future__ import annotations
 
@@ -301,3 +304,37 @@ def test_a_t5_path_that_is_no_t5_directory_is_named_before_a_file_is_read(t2i_re
                           t5, "--overwrite"])  # --overwrite would delete the T5 directory read
     assert err.startswith(f"{ERROR_PREFIX}--out: {str(t5)!r} holds --t5"), err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_incomplete_or_foreign_t5_directory_is_named_t5(t2i_release, tmp_path, capsys):
+    """No tokenizer files (transformers made a T5 tokenizer of no words: every caption <unk>), encoder weights
+    missing (left random), no weights at all, another model's config: one line naming --t5, nothing written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    gpt, vq, t5 = t2i_release
+
+    def variant(name, drop=(), config=None):
+        copy = shutil.copytree(t5, tmp_path / name)
+        for path in copy.iterdir():
+            if any(word in path.name for word in drop):
+                path.unlink()
+        if config:
+            (copy / "config.json").write_text(json.dumps({**json.loads((copy / "config.json").read_text()), **config}))
+        return copy
+
+    partial = variant("partial")
+    state = load_file(str(partial / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if not k.startswith("encoder.block.1.")},
+              str(partial / "model.safetensors"), metadata={"format": "pt"})
+    cases = ((variant("no_tokenizer", drop=("token", "spiece")), "holds no tokenizer (tokenizer.json or spiece.model"),
+             (partial, "lacks T5 encoder weights (missing ['encoder.block.1."),
+             (variant("no_weights", drop=("safetensors",)), "model.safetensors"),
+             (variant("bert", config={"model_type": "bert"}), "holds a 'bert' model, not T5"))
+    out = tmp_path / "o"
+    for path, words in cases:
+        err = _error(capsys, ["convert-llamagen", "--gpt", gpt, "--vq", vq, "--t5", path, "--image-size", "8",
+                              "--n-head", "4", "--out", out])
+        assert err.startswith(f"{ERROR_PREFIX}--t5: {str(path)!r}") and words in err, err
+    assert not out.exists()

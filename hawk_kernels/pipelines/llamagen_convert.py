@@ -73,11 +73,33 @@ def _text_encoder(t5, config: LlamaGenConfig, dtype):
                          f"(google/flan-t5-xl, holding config.json), got {t5!r}")
     from transformers import AutoTokenizer, T5EncoderModel
 
-    encoder = T5EncoderModel.from_pretrained(str(t5), local_files_only=True, **({"dtype": dtype} if dtype else {}))
+    _check_t5_files(Path(t5))
+    try:
+        encoder, info = T5EncoderModel.from_pretrained(str(t5), local_files_only=True, output_loading_info=True,
+                                                       **({"dtype": dtype} if dtype else {}))
+    except (OSError, RuntimeError) as exc:  # no weights file, an unreadable one, weights of other shapes
+        raise ValueError(f"t5: {str(t5)!r}: {exc}") from None
+    if info["missing_keys"] or info["mismatched_keys"]:  # transformers would leave them random
+        raise ValueError(f"t5: {str(t5)!r} lacks T5 encoder weights (missing {sorted(info['missing_keys'])[:3]}, "
+                         f"wrong shapes {sorted(info['mismatched_keys'])[:3]})")
     if encoder.config.d_model != config.caption_dim:
         raise ValueError(f"t5: its width is {encoder.config.d_model}; the GPT's captions are {config.caption_dim} "
                          f"wide (flan-t5-xl: 2048)")
     return encoder, AutoTokenizer.from_pretrained(str(t5), local_files_only=True)
+
+
+def _check_t5_files(t5: Path) -> None:
+    """A T5 directory's config names T5 (another model's is not read as one) and its tokenizer is there (without
+    tokenizer.json or spiece.model, transformers makes a T5 tokenizer with no words: every caption would be <unk>)."""
+    try:
+        model_type = json.loads((t5 / "config.json").read_text()).get("model_type")
+    except (ValueError, AttributeError, OSError) as exc:
+        raise ValueError(f"t5: {str(t5 / 'config.json')!r} is not a model config ({exc})") from None
+    if model_type != "t5":
+        raise ValueError(f"t5: {str(t5)!r} holds a {model_type!r} model, not T5 (google/flan-t5-xl)")
+    if not any((t5 / name).is_file() for name in ("tokenizer.json", "spiece.model")):
+        raise ValueError(f"t5: {str(t5)!r} holds no tokenizer (tokenizer.json or spiece.model, as google/flan-t5-xl "
+                         f"ships them)")
 
 
 def gpt_state(path) -> dict:
