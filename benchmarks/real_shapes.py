@@ -1,6 +1,7 @@
-"""The three families at their released configurations (tests/real_shapes.py; issue 22): per family, prompt -> PNG
+"""The families at their released configurations (tests/real_shapes.py; issue 22): per family, prompt -> PNG
 in ar / hawk / hawk+jacobi with seconds per image and PEAK MEMORY per image (measured: torch.cuda's peak
-allocation on a GPU, the process's peak RSS on a CPU), beside transformers' own generation of the same checkpoint.
+allocation on a GPU, the process's peak RSS on a CPU), beside the family's own generation of the same weights
+(transformers' generate; LlamaGen: upstream's generate loop).
 
     python benchmarks/real_shapes.py --full --out DIR --budget-s 540     # GPU: the 7B shapes, bf16, CUDA graphs
     python benchmarks/real_shapes.py --out DIR                           # CPU: reduced models at the real grids
@@ -20,6 +21,14 @@ passes, tokens per pass, peak memory during the image and above the loaded model
 untrained and the weights random: tokens per pass (and so the speed of hawk modes) say nothing about trained
 heads on the released weights; per-pass cost and memory do.
 
+LlamaGen (after the 7B families, so the budget cuts it first): LlamaGen-XL and LlamaGen-3B 384 px (c2i_XL_384.pt,
+c2i_3B_384.pt; tests/real_shapes_llamagen.py: --full builds GPT-XL / GPT-3B on the device, the directory gets
+config.json and vq_model.safetensors; reduced: 2 layers of 2 released-size heads, through upstream-format files
+and convert_llamagen), prompt = a class label (207, upstream sample_c2i.py's first), CFG 4 and top-k 2000 (its
+defaults); beside our modes, upstream's own `generate` (tests/llamagen_reference.py: its
+loop with its static KV cache, eager, as sample_c2i.py runs it without --compile) on the same tensors (the
+pipeline's state dict, assigned), timed the same way (tokens, then our VQ decoder on its codes).
+
 Beside them, transformers' generation on the same model: Janus `generate(generation_mode="image")` for a whole
 image; Emu3 `generate` with Emu3's prefix constraint and CFG from the negative prompt, over --hf-tokens tokens
 (64), reported as ms per token and projected to the whole image (a 720 px image takes longer than a call may
@@ -33,7 +42,8 @@ model for a whole image against 39 MB after 3 steps; the allocator's growth over
 memory batches with memory batches.
 
 --budget-s: wall seconds for the whole run; a run that would not fit (estimated from the runs before it) is
-skipped and recorded as skipped. Order: Janus, Lumina-mGPT, then Emu3 (transformers' 64 tokens first).
+skipped and recorded as skipped. Order: Janus, Lumina-mGPT, Emu3 (transformers' 64 tokens first), LlamaGen-XL,
+LlamaGen-3B.
 """
 from __future__ import annotations
 
@@ -54,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
+from tests.real_shapes_llamagen import CLASS_LABELS, FAMILIES as LLAMAGEN  # noqa: E402
 from benchmarks.timing import failure, report_header  # noqa: E402
 from tests.transformers_reference import janus_image_generate  # noqa: E402
 
@@ -61,10 +72,18 @@ MODES = ("ar", "hawk", "hawk+jacobi")
 TIMING = ("seconds_per_image: ONE image per family and mode, wall clock (time.perf_counter, synchronised), a user's "
           "first image: no warm-up (CUDA-graph capture and first-call costs included) and no repeats; for per-pass "
           "cost and memory at the released shapes, not a steady-state speed (benchmarks/e2e.py times those)")
-ORDER = ("janus", "chameleon", "emu3")  # Emu3's 720 px image is the longest: last, so the budget cuts it first
-FULL_SIZES = {"janus": None, "emu3": 720, "chameleon": 768}
-SMOKE_SIZES = {"janus": None, "emu3": (8, 64), "chameleon": (32, 64)}  # Janus: a 4 x 4 model (smoke_janus)
+# the 7B families first (Emu3's 720 px image is their longest), then LlamaGen: the budget cuts the last first
+ORDER = ("janus", "chameleon", "emu3", *LLAMAGEN)
+FULL_SIZES = {"janus": None, "emu3": 720, "chameleon": 768, **{f: None for f in LLAMAGEN}}
+SMOKE_SIZES = {"janus": None, "emu3": (8, 64), "chameleon": (32, 64), **{f: None for f in LLAMAGEN}}
+SMOKE_SIDES = {"janus": 4, **{f: 4 for f in LLAMAGEN}}  # 4 x 4 codes: models built at that grid
 PROMPT = "a red fox in the snow, highly detailed"
+CLASS_LABEL = CLASS_LABELS[0]  # LlamaGen's prompt: a class label (upstream sample_c2i.py's first, 207)
+
+
+def prompt_of(pipe):
+    """The benchmark's prompt in the family's kind: text, or a class label for LlamaGen."""
+    return CLASS_LABEL if pipe.family == "llamagen" else PROMPT
 
 
 # --- memory ----------------------------------------------------------------------------------------------------
@@ -139,7 +158,7 @@ def sync(device: torch.device) -> None:
 
 # --- models -------------------------------------------------------------------------------------------------------
 def make_pipeline(family: str, directory: Path, scale: str, vq: str, device: torch.device, dtype, save: bool,
-                  janus_side: int | None = None):
+                  janus_side: int | None = None):  # janus_side: codes per side of a Janus or LlamaGen model
     """Build `family` and return (pipeline, build seconds). Reduced / --save: written and loaded through
     load_pipeline. --full: built on the device and wrapped in the family's pipeline with the processor saved in
     `directory` (what load_pipeline does after reading the weights)."""
@@ -164,8 +183,11 @@ def _wrap(family: str, model, directory: Path):
 
     from hawk_kernels.pipelines.emu3 import Emu3Pipeline
     from hawk_kernels.pipelines.janus import JanusPipeline
+    from hawk_kernels.pipelines.llamagen import LlamaGenPipeline
     from hawk_kernels.pipelines.lumina import LuminaPipeline
 
+    if family in LLAMAGEN:  # class labels: no processor; the VQ tokenizer is read from `directory`
+        return LlamaGenPipeline(model.eval(), None, model_dir=directory)
     loader = AutoTokenizer if family == "chameleon" else AutoProcessor  # Lumina-mGPT ships a tokenizer only
     processor = loader.from_pretrained(str(directory), local_files_only=True)
     cls = {"janus": JanusPipeline, "emu3": Emu3Pipeline, "chameleon": LuminaPipeline}[family]
@@ -184,7 +206,7 @@ def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_node
     """One image: tokens, then pixels, each phase with its own peak (a peak reset inside a measured block would
     hide the block's earlier peak); the image's peak is the larger."""
     with PeakMemory(device) as token_memory:
-        tokens = pipe.generate_tokens([PROMPT], mode=mode, size=size, seed=0, num_nodes=num_nodes)
+        tokens = pipe.generate_tokens([prompt_of(pipe)], mode=mode, size=size, seed=0, num_nodes=num_nodes)
         # the generation's own clock: an "auto" tree size is chosen (its steps timed, once per shape) before it
         token_seconds = tokens.seconds
     with PeakMemory(device) as decode_memory:
@@ -208,7 +230,7 @@ def run_mode(pipe, family: str, mode: str, size, out_dir: Path, device, num_node
 def run_memory_batch(pipe, mode: str, size, batch: int, steps: int, device, num_nodes) -> dict:
     """A batch of `batch` images (CFG doubles the rows): start + `steps` steps, peak memory."""
     grid = pipe.layout(size)
-    rows = pipe.prompt_rows([PROMPT] * batch, None, grid)
+    rows = pipe.prompt_rows([prompt_of(pipe)] * batch, None, grid)
     decoder = pipe.decoder(mode, grid, 32 if num_nodes in (None, "auto") else num_nodes)
     sampling = {k: pipe.defaults.get(k) for k in ("cfg_scale", "temperature", "top_k")}
     ids = torch.tensor(rows.conditional, device=device)
@@ -292,6 +314,48 @@ def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
                      "attention grows with the sequence, so the projection is a lower bound")
 
 
+LLAMAGEN_ARGS = ("dim", "n_layer", "n_head", "n_kv_head", "multiple_of", "ffn_dim_multiplier", "rope_base", "norm_eps",
+                 "num_classes", "class_dropout_prob", "vocab_size", "cls_token_num", "block_size")  # c2i ModelArgs
+
+
+def upstream_llamagen(pipe, device) -> dict:
+    """LlamaGen's own generation: upstream's `generate` (tests/llamagen_reference.py, its loop and static KV cache)
+    on the pipeline's tensors (assigned into upstream's Transformer: no copy), sampling with the pipeline's defaults
+    (CFG 4, top-k 2000, temperature 1), one image; then our VQ decoder on its codes, so seconds_per_image counts
+    what our rows count."""
+    from tests import llamagen_reference as upstream
+
+    config = pipe.model.config
+    args = upstream.ModelArgs(**{name: getattr(config, name) for name in LLAMAGEN_ARGS})
+    with torch.device("meta"):
+        reference = upstream.Transformer(args)
+    reference.load_state_dict(pipe.model.state_dict(), strict=True, assign=True)
+    reference.eval()
+    with torch.device(device):  # what upstream's __init__ computes (a meta tensor here)
+        reference.freqs_cis = upstream.precompute_freqs_cis_2d(config.grid_side, config.dim // config.n_head,
+                                                               config.rope_base, config.cls_token_num)
+    sampling = {k: pipe.defaults[k] for k in ("cfg_scale", "temperature", "top_k")}
+    torch.manual_seed(0)
+    with PeakMemory(device) as memory:
+        sync(device)
+        start = time.perf_counter()
+        with torch.device(device):  # as upstream's generate runs setup_caches (and sample_c2i.py makes its labels)
+            codes = upstream.generate(reference, torch.tensor([CLASS_LABEL]), config.block_size, sample_logits=True,
+                                      **sampling)
+        sync(device)
+        token_seconds = time.perf_counter() - start
+        pixels = pipe.decode_pixels(codes.view(1, config.grid_side, config.grid_side).cpu())
+        sync(device)
+        seconds = time.perf_counter() - start
+    return dict(what=f"upstream generate (autoregressive/models/generate.py at ce98ec4, transcribed in "
+                     f"tests/llamagen_reference.py): static KV cache, eager, CFG {sampling['cfg_scale']:g}, top-k "
+                     f"{sampling['top_k']}, sampling; then our VQ decoder",
+                tokens=int(codes.shape[1]), seconds_per_image=seconds, token_seconds=token_seconds,
+                decode_seconds=seconds - token_seconds, ms_per_token=1e3 * token_seconds / codes.shape[1],
+                pixels=None if pixels is None else list(pixels.shape[-2:]), **memory.fields(),
+                peak_above_model_bytes=memory.above)
+
+
 # --- driver --------------------------------------------------------------------------------------------------------
 class Budget:
     def __init__(self, seconds: float | None):
@@ -317,8 +381,8 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
     # --full and --smoke keep the model they built (--smoke runs --full's code path); otherwise write + load
     pipe, build_seconds = make_pipeline(family, work_dir / family, scale, vq, device, dtype,
                                         save=args.save or not (args.full or args.smoke),
-                                        janus_side=4 if args.smoke and family == "janus" else None)
-    result.update(build_seconds=build_seconds, grid=grid_summary(pipe, size), size=size,
+                                        janus_side=SMOKE_SIDES.get(family) if args.smoke else None)
+    result.update(build_seconds=build_seconds, grid=grid_summary(pipe, size), size=size, prompt=prompt_of(pipe),
                   parameters=sum(p.numel() for p in pipe.model.parameters()),
                   model_bytes=sum(p.numel() * p.element_size() for p in pipe.model.parameters()))
     print(f"[{family}] built in {build_seconds:.1f}s: {result['grid']}", flush=True)
@@ -346,6 +410,8 @@ def bench_family(family: str, args, device, dtype, out_dir: Path, work_dir: Path
     elif family == "chameleon":
         result["transformers"] = dict(what="none: transformers' Chameleon has no image generation (its forward "
                                            "masks image-token logits)")
+    elif family in LLAMAGEN:  # not in transformers: upstream's own loop
+        result["upstream"] = _guarded(lambda: upstream_llamagen(pipe, device), budget, estimate or 60)
     result["decode_memory"] = []
     for batch in args.decode_memory:
         row = run_decode_memory(pipe, size, batch, device)

@@ -7,6 +7,8 @@ the real ones (issue 22). Nothing is downloaded.
     build("chameleon", dir)               Lumina-mGPT-7B-768 through the Chameleon classes, with Meta's VQGAN file
                                           at chameleon/tokenizer/vqgan.ckpt (Lumina-mGPT's ckpts/ layout)
     build(family, dir, scale="full")      the 7B shapes (GPU sessions only: 14-17 GB of bf16 weights)
+    build("llamagen" | "llamagen_3b", dir) LlamaGen-XL / -3B 384 px (c2i): tests/real_shapes_llamagen.py's builder
+                                          (not a transformers model: the directory convert_llamagen writes)
 
 scale="reduced" (CI): 2 layers and hidden size 64 (REDUCED), everything else released: the vocabulary sizes, the
 special-token ids, the prompt template and processor, the VQ configurations (full channel counts, so the VQ
@@ -36,9 +38,11 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("janus", "emu3", "chameleon")
+from tests import real_shapes_llamagen as llamagen
+
+FAMILIES = ("janus", "emu3", "chameleon", *llamagen.FAMILIES)
 SCALES = ("full", "reduced")
-NAMES = {"janus": "Janus-Pro-7B", "emu3": "Emu3-Gen", "chameleon": "Lumina-mGPT-7B-768"}
+NAMES = {"janus": "Janus-Pro-7B", "emu3": "Emu3-Gen", "chameleon": "Lumina-mGPT-7B-768", **llamagen.NAMES}
 # Reduced language models: 2 layers, hidden 64 (head dim 16), the released vocabularies.
 REDUCED = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 REDUCED_VQ_CHANNELS = 32  # vq="reduced": GroupNorm(32) needs >= 32 channels
@@ -80,11 +84,14 @@ def build(family: str, directory, scale: str = "reduced", vq: str = "full", seed
     """Write `family` at `scale` into `directory` (created) and return it with the model. save_weights=False
     writes every file except the weights (config, generation config, processor, VQGAN file), for a benchmark
     that keeps the model it built in memory (a 7B model is not worth a 15 GB write and read per run).
-    janus_side: codes per side of a Janus image (default the released 24; the benchmark's smoke run uses 4)."""
+    janus_side: codes per side of a Janus or LlamaGen image (default the released 24; the benchmark's smoke run
+    uses 4)."""
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
     if scale not in SCALES or vq not in ("full", "reduced"):
         raise ValueError(f"scale, vq: expected one of {SCALES} and 'full'/'reduced', got {scale!r}, {vq!r}")
+    if family in llamagen.FAMILIES:
+        return llamagen.build_llamagen(family, directory, scale, vq, seed, save_weights, device, dtype, janus_side)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     options = {"side": janus_side} if family == "janus" and janus_side is not None else {}

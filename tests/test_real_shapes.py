@@ -239,15 +239,17 @@ def test_full_resolution(family, tmp_path):
 # --- the benchmark's CPU smoke run --------------------------------------------------------------------------------
 def test_benchmark_smoke(tmp_path):
     """benchmarks/real_shapes.py --smoke: the code path of the --full GPU run (build, every mode, seconds and peak
-    memory per image, transformers generate) on the reduced models, in a subprocess as a user starts it."""
+    memory per image, transformers generate; LlamaGen-XL and -3B with upstream's generate on the same weights) on
+    the reduced models, in a subprocess as a user starts it."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     proc = subprocess.run([sys.executable, "benchmarks/real_shapes.py", "--smoke", "--out", str(tmp_path)],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
-    assert report["smoke"] is True and report["seconds"] < 120  # ~20 s of CPU on 2 idle cores
-    for family in ("janus", "emu3", "chameleon"):
+    assert report["smoke"] is True and report["seconds"] < 120  # ~25 s of CPU on 2 idle cores
+    assert list(report["families"]) == ["janus", "chameleon", "emu3", "llamagen", "llamagen_3b"]  # 7B ones first
+    for family in report["families"]:
         runs = report["families"][family]["runs"]
         assert {r["mode"] for r in runs} >= {"ar", "hawk", "hawk+jacobi"}, family
         for run in runs:
@@ -255,6 +257,11 @@ def test_benchmark_smoke(tmp_path):
             assert (tmp_path / run["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(report["families"]["emu3"]["transformers"]["ms_per_token"])
     assert np.isfinite(report["families"]["janus"]["transformers"]["ms_per_token"])  # on transformers 5.17 too
+    for family in ("llamagen", "llamagen_3b"):  # a class label; upstream's own loop beside our modes
+        result = report["families"][family]
+        assert result["prompt"] == 207 and result["grid"]["image_codes"] == 16384, family
+        assert result["upstream"]["tokens"] == 16 and result["upstream"]["pixels"] == [64, 64], family
+        assert result["upstream"]["seconds_per_image"] > 0 and result["upstream"]["peak_memory_bytes"] > 0, family
 
 
 def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
@@ -311,4 +318,5 @@ def test_a_timeout_keeps_the_rows_finished_and_a_short_budget_starts_no_family(t
     finally:
         signal.signal(signal.SIGTERM, handler)
     report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
-    assert all(r["skipped"].startswith("budget: ") for r in report["families"].values()) and len(report["families"]) == 3
+    assert all(r["skipped"].startswith("budget: ") for r in report["families"].values())
+    assert list(report["families"]) == list(bench.ORDER)
