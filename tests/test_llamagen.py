@@ -206,6 +206,16 @@ def test_conversion_refuses_what_it_cannot_convert(tmp_path):
         with pytest.raises(ValueError, match="gpt_checkpoint: "):
             convert_llamagen(path, vq, tmp_path / name, IMAGE_SIZE, n_head=4)
         assert not (tmp_path / name).exists()  # nothing half-written
+    # a training checkpoint as upstream's train_c2i.py saves it (optimizer, steps, its argparse args) converts
+    import argparse
+
+    trained = tmp_path / "0050000.pt"
+    torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "steps": 50000,
+                "args": argparse.Namespace(gpt_model="GPT-B", image_size=8, lr=1e-4)}, trained)
+    vq_trained = tmp_path / "vq_0050000.pt"
+    torch.save({"model": torch.load(vq, weights_only=True)["model"], "args": argparse.Namespace(vq_model="VQ-16")},
+               vq_trained)
+    assert (convert_llamagen(trained, vq_trained, tmp_path / "trained", IMAGE_SIZE, n_head=4) / "config.json").is_file()
     # an FSDP-style bare state dict with a saved rotary table converts (the table is not a weight), in bfloat16
     bare = tmp_path / "bare.pt"
     torch.save({**state, "freqs_cis": torch.zeros(17, 8, 2)}, bare)

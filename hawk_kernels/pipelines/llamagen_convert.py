@@ -23,7 +23,7 @@ import torch
 from ..backbones.llamagen_gpt import GPT_SIZES, LlamaGenConfig, LlamaGenModel
 from ..checks import as_dtype, as_int
 from .llamagen import TEXT_ENCODER, VQ_WEIGHTS, WEIGHTS
-from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel, read_vq_checkpoint
+from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel, load_torch_file, read_vq_checkpoint
 
 NOT_WEIGHTS = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")  # runtime tables, not weights
 
@@ -106,10 +106,7 @@ def gpt_state(path) -> dict:
     """The GPT's state dict from a released file (DDP {"model": ...}, DeepSpeed {"module": ...}, {"state_dict":
     ...} or bare, as upstream's sample script reads them), runtime tables dropped."""
     try:
-        try:  # memory-mapped (a 3B float32 file is 12 GB); files in torch's legacy format cannot be
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        loaded = load_torch_file(path, mmap=True)  # a 3B float32 file is 12 GB
     except Exception as exc:  # noqa: BLE001 - missing, truncated, not a torch file: all "not a checkpoint"
         raise ValueError(f"gpt_checkpoint: {str(path)!r} is not a readable torch checkpoint ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None

@@ -260,6 +260,21 @@ def _describe(value) -> str:
     return type(value).__name__
 
 
+def load_torch_file(path: str | Path, mmap: bool = False):
+    """torch.load(weights_only=True) of an upstream file, allowing argparse.Namespace: upstream's training scripts
+    save their `args` beside the weights (a Namespace of plain values, safe to load). mmap: memory-mapped where the
+    file's format allows it (torch's legacy format does not)."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        if mmap:
+            try:
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # the legacy format: read it whole (a corrupt file fails again below)
+                pass
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_vq_checkpoint(path: str | Path) -> dict:
     """The state dict of a LlamaGen VQ checkpoint: `{"model": state_dict}` as released (`vq_ds16_c2i.pt`), a
     bare state dict, or a `.safetensors` file. ValueError naming `path` when it is unreadable or holds no state
@@ -270,7 +285,7 @@ def read_vq_checkpoint(path: str | Path) -> dict:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = load_torch_file(path)
     except Exception as exc:  # noqa: BLE001 - missing, empty, text, truncated, unpicklable: all "not a checkpoint"
         detail = str(exc).strip().splitlines()[:1]
         raise ValueError(f"path: {str(path)!r} is not a readable LlamaGen VQ checkpoint "
