@@ -28,7 +28,7 @@
 #   e2e_flex       the same with flex_attention (AR and hawk+jacobi at 32 nodes)                         [GPU only]
 #   e2e_bundled    the bundled model, ms per image, ar / hawk / hawk+jacobi, eager and graphed         [GPU only]
 #   step_ops       python benchmarks/step_ops.py: kernels per step, eager vs compiled          [GPU; without: --smoke]
-#   real_shapes    python benchmarks/real_shapes.py --full: the three families at their released shapes, seconds
+#   real_shapes    python benchmarks/real_shapes.py --full: the families at their released shapes (LlamaGen last), seconds
 #                  and peak memory per image, batch-16 memory runs                    [GPU; without one: --smoke]
 #   tree_size      python benchmarks/tree_size.py --device cuda: num_nodes="auto" vs AR and fixed sizes, bundled
 #                  model, batch 1 and 16, hawk and hawk+jacobi, graphed, not compiled     [GPU; without one: --smoke]

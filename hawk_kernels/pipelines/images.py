@@ -1,9 +1,11 @@
 """Images in and out of the pipelines, with Pillow: real images fitted to a layout for the VQ encoders
-(`fit_images`), and decoded pixels to PIL images with the image processor's statistics (`to_pil`,
-`pixel_statistics`)."""
+(`fit_images`), decoded pixels to PIL images with the image processor's statistics (`to_pil`,
+`pixel_statistics`), and the checks of what a family decodes (`check_code_grid`, `one_layout`)."""
 from __future__ import annotations
 
 import torch
+
+from ..checks import size_pair
 
 
 def fit_images(images, height: int, width: int, mode: str = "RGB") -> list:
@@ -110,3 +112,12 @@ def check_code_grid(codes: torch.Tensor, grid: tuple[int, int] | None = None, wh
     if grid is not None and shape[1:] != tuple(grid):
         raise ValueError(f"codes: expected [B, {grid[0]}, {grid[1]}] ({what}), got shape {list(shape)}")
     return codes
+
+
+def one_layout(size, grid, side: int, model: str):
+    """`size` checked against the one layout a `model` ("this Janus model") generates, side x side px: None, side
+    or (side, side) -> `grid`; ValueError naming `size` otherwise."""
+    what = f"None, {side} or ({side}, {side}) ({model} generates {side}x{side} px images only)"
+    if size is not None and size_pair(size, 1, what) != (side, side):
+        raise ValueError(f"size: expected {what}, got {size!r}")
+    return grid

@@ -14,9 +14,9 @@ import torch
 
 from ..backbones.janus import janus_grid
 from ..grid import ImageGrid
-from ..checks import check_ids_in, exactly_one, id_rows, size_pair, text_prompts
+from ..checks import check_ids_in, exactly_one, id_rows, text_prompts
 from .base import ImagePipeline, PromptRows
-from .images import check_code_grid
+from .images import check_code_grid, one_layout
 
 # what JanusProcessor.save_pretrained writes (transformers 4.x: preprocessor_config.json); its chat template is
 # chat_template.jinja (or an entry of those files) and is checked when a text prompt needs it
@@ -45,11 +45,7 @@ class JanusPipeline(ImagePipeline):
         return self.grid.width * 2 ** (levels - 1)
 
     def layout(self, size) -> ImageGrid:
-        side = self.image_size
-        what = f"None, {side} or ({side}, {side}) (this Janus model generates {side}x{side} px images only)"
-        if size is not None and size_pair(size, 1, what) != (side, side):
-            raise ValueError(f"size: expected {what}, got {size!r}")
-        return self.grid
+        return one_layout(size, self.grid, self.image_size, "this Janus model")
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
         exactly_one(prompts, input_ids)

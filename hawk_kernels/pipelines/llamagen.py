@@ -30,10 +30,10 @@ import torch
 
 from ..backbones.llamagen import llamagen_grid
 from ..backbones.llamagen_gpt import LlamaGenConfig, LlamaGenModel, rotary_table
-from ..checks import as_int, check_ids_in, exactly_one, id_rows, size_pair, text_prompts
+from ..checks import as_int, check_ids_in, exactly_one, id_rows, text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows
-from .images import check_code_grid
+from .images import check_code_grid, one_layout
 from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel
 
 WEIGHTS, VQ_WEIGHTS, TEXT_ENCODER = "model.safetensors", "vq_model.safetensors", "text_encoder"
@@ -113,11 +113,7 @@ class LlamaGenPipeline(ImagePipeline):
         return self.grid.width * ppc
 
     def layout(self, size) -> ImageGrid:
-        side = self.image_size
-        what = f"None, {side} or ({side}, {side}) (this LlamaGen model generates {side}x{side} px images only)"
-        if size is not None and size_pair(size, 1, what) != (side, side):
-            raise ValueError(f"size: expected {what}, got {size!r}")
-        return self.grid
+        return one_layout(size, self.grid, self.image_size, "this LlamaGen model")
 
     def _prepare(self, mode, size, cfg_scale, temperature, top_k, top_p):
         grid, sampling = super()._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
