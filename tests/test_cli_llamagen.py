@@ -12,7 +12,9 @@ What the journey found in the library, each pinned here:
   `hawk generate` part-way (the images before it written), and `hawk distill --cfg 0.5` left a manifest behind;
 - a T5 directory (--t5, convert_llamagen's t5=) without its tokenizer files converted silently with a T5
   tokenizer of no words (every caption <unk>), one with some encoder weights missing with those weights random,
-  and another model's config.json crashed in transformers (a traceback, not one line).
+  and another model's config.json crashed in transformers (a traceback, not one line);
+- `hawk distill`'s tree size ("auto", its default mode jacobi) was timed after a 4-token dummy prompt, which a
+  t2i GPT refuses: the documented t2i distill failed unless --mode ar or --nodes N was given.
 """
 from __future__ import annotations
 
@@ -338,3 +340,24 @@ def test_an_incomplete_or_foreign_t5_directory_is_named_t5(t2i_release, tmp_path
                               "--n-head", "4", "--out", out])
         assert err.startswith(f"{ERROR_PREFIX}--t5: {str(path)!r}") and words in err, err
     assert not out.exists()
+
+
+def test_t2i_distill_in_its_default_mode_chooses_its_tree_after_a_caption_sized_prompt(tmp_path, capsys,
+                                                                                      monkeypatch):
+    """`hawk distill` in its default mode (jacobi, --nodes auto) on a t2i model: the tree size was timed after a
+    4-token dummy prompt, which a t2i GPT refuses (every prompt is its caption positions), so the documented
+    command failed; `hawk generate` in jacobi (auto as well) times after the real prompt length."""
+    from hawk_kernels.tree_size import CACHE_ENV
+    from tests.tiny_llamagen import build_llamagen_t2i
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # an empty step-cost table: the sizes are timed here
+    model, _ = build_llamagen_t2i(tmp_path / "t2i")
+    prompts = _prompts(tmp_path / "prompts.txt", "a red cat", "dog on the grass")
+    data = tmp_path / "data"
+    assert _hawk(["distill", "--model", model, "--prompts", prompts, "--images-per-prompt", "2", "--threads", "1",
+                  "--out", data]) == 0
+    assert "decoded in jacobi" in capsys.readouterr().out
+    assert json.loads((data / "manifest.json").read_text())["settings"]["mode"] == "jacobi"
+    assert _hawk(["generate", "--model", model, "--prompts", prompts, "--mode", "jacobi", "--threads", "1", "--out",
+                  tmp_path / "jacobi"]) == 0
+    assert len(list((tmp_path / "jacobi").glob("*.png"))) == 2

@@ -88,7 +88,8 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
     grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
     rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
-    settings = replace(settings, num_nodes=_tree_size(pipe, grid, settings, num_nodes, Path(out_dir), rank))
+    settings = replace(settings, num_nodes=_tree_size(pipe, grid, settings, num_nodes, Path(out_dir), rank,
+                                                      max(map(len, prompt_ids), default=1)))
 
     def make(items, shard):
         chosen = [prompts[p] for p, _ in items]
@@ -191,10 +192,13 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
     return manifest
 
 
-def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, rank: int) -> int:
+def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, rank: int,
+               prompt_length: int) -> int:
     """The tree size of every shard. An int is taken as given. "auto": the size recorded in out_dir's manifest
-    when it was made with these settings (a resumed run), else chosen for `batch_size` (tree_size.py) by rank 0;
-    ranks > 0 wait for rank 0's manifest and take its size, so every rank samples with the same tree."""
+    when it was made with these settings (a resumed run), else chosen for `batch_size` (tree_size.py) by rank 0,
+    its steps timed after a prompt of `prompt_length` (the longest prompt row: a LlamaGen t2i GPT takes exactly
+    its caption positions, no other length); ranks > 0 wait for rank 0's manifest and take its size, so every rank
+    samples with the same tree."""
     from ..checks import as_int
     from ..pipelines.base import DEFAULT_NUM_NODES
     from ..target import SamplingConfig
@@ -215,7 +219,8 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
     if recorded is not None:
         return recorded
     sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
-    return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES)
+    return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES,
+                              prompt_length=prompt_length)
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
