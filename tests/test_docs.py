@@ -76,7 +76,7 @@ def test_the_llamagen_section_runs_as_written(tmp_path, monkeypatch, capsys):
     `hawk` line runs as written, from conversion to PNGs from AR and from trained heads."""
     from tests.tiny_llamagen import build_llamagen_release
 
-    block = next(b for b in fenced_blocks(GUIDE) if "hawk convert-llamagen" in b)
+    block = next(b for b in fenced_blocks(GUIDE) if "hawk convert-llamagen" in b and "--t5" not in b)
     release = build_llamagen_release(tmp_path / "release")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "labels.txt").write_text("3\n7\n")  # the tiny model's classes are 0..9
@@ -95,6 +95,38 @@ def test_the_llamagen_section_runs_as_written(tmp_path, monkeypatch, capsys):
     assert ran == ["convert-llamagen", "generate", "distill", "train-heads", "generate"]
     assert len(list((tmp_path / "out" / "llamagen-ar").glob("*.png"))) == 2
     assert len(list((tmp_path / "out" / "llamagen-hawk").glob("*.png"))) == 2
+    capsys.readouterr()
+
+
+def test_the_llamagen_t2i_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    """docs/real_models.md, "Text-to-image (t2i)": the downloads are the tiny t2i release (GPT, VQ) and the tiny
+    T5 under the downloaded names, then each `hawk` line runs as written, --t5 and text prompts included."""
+    from tests.tiny_llamagen import build_t5, reference_t2i_gpt, reference_vq
+
+    block = next(b for b in fenced_blocks(GUIDE) if "hawk convert-llamagen" in b and "--t5" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts.txt").write_text("a red cat\ndog on the grass\n")  # words the tiny T5 knows
+    ran, downloads = [], []
+    for argv in commands(block):
+        args = hawk_argv(argv)
+        if args is None:
+            assert argv[:2] == ["huggingface-cli", "download"], argv
+            local = tmp_path / argv[argv.index("--local-dir") + 1]
+            downloads.append(argv[2])
+            if argv[2] == "google/flan-t5-xl":
+                build_t5(local)
+                continue
+            assert argv[2] == "peizesun/llamagen_t2i", argv
+            local.mkdir(parents=True)
+            torch.save({"model": reference_t2i_gpt(0).state_dict()}, local / argv[3])
+            torch.save({"model": reference_vq(1).state_dict()}, local / argv[4])
+            continue
+        assert cli.main(args + LLAMAGEN_TINY[args[0]]) == 0, args
+        ran.append(args[0])
+    assert downloads == ["peizesun/llamagen_t2i", "google/flan-t5-xl"]
+    assert ran == ["convert-llamagen", "generate", "distill", "train-heads", "generate"]
+    for out in ("out/llamagen-t2i-ar", "out/llamagen-t2i-hawk"):
+        assert len(list((tmp_path / out).glob("*.png"))) == 2, out
     capsys.readouterr()
 
 
