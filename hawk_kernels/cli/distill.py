@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
                     "images through the model's VQ encoder; resumable shards")
     add_model_arguments(s, "a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint directory (loaded offline)")
     s.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (self-distillation; "
-                                                     "LlamaGen: one class label per line)")
+                                                     "LlamaGen c2i: one class label per line)")
     s.add_argument("--input-ids", metavar="FILE", help="JSON file: a list of token-id lists, one per prompt (a model "
                                                        "saved without its tokenizer; each row as the pipeline's "
                                                        "input_ids takes it)")

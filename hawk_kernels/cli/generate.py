@@ -1,5 +1,5 @@
-"""`hawk generate`: prompts -> PNG files with a model-family pipeline (Janus, Emu3, Lumina-mGPT: text; LlamaGen:
-class labels).
+"""`hawk generate`: prompts -> PNG files with a model-family pipeline (Janus, Emu3, Lumina-mGPT and LlamaGen
+t2i: text; LlamaGen c2i: class labels).
 
     hawk generate (--demo | --model DIR) [--heads DIR] (--prompt TEXT... | --prompts FILE) --out DIR
                   [--batch-size N] [--mode] [--seed] [--cfg]
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
                         "none for a checkpoint, so modes without heads)")
     g.add_argument("--prompt", dest="prompts", nargs="+", default=None, metavar="TEXT", help="one image per prompt")
     g.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",
-                   help="text file (one prompt per line; LlamaGen: one class label per line, e.g. 207) or JSONL "
+                   help="text file (one prompt per line; LlamaGen c2i: one class label per line, e.g. 207) or JSONL "
                         "({\"prompt\": ..., \"seed\", \"size\", \"cfg\" optional}): one image per prompt")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="directory for the PNGs and manifest.jsonl (created if missing; a re-run resumes it)")

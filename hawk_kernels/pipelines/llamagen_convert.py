@@ -2,8 +2,9 @@
 
 Upstream ships bare torch files with no configuration (huggingface.co/FoundationVision/LlamaGen): a GPT such as
 `c2i_XL_384.pt` ({"model": state_dict}; the FSDP-trained XXL / 3B ones as a bare state dict) and the VQ tokenizer
-`vq_ds16_c2i.pt` ({"model": state_dict}); the t2i GPTs (`t2i_XL_stage1_256.pt`, `t2i_XL_stage2_512.pt`) read
-captions of google/flan-t5-xl's encoder, whose directory is given too (`t5`), and use `vq_ds16_t2i.pt`.
+`vq_ds16_c2i.pt` ({"model": state_dict}); the t2i GPTs (`t2i_XL_stage1_256.pt`, `t2i_XL_stage2_512.pt`, with
+`vq_ds16_t2i.pt`, at huggingface.co/peizesun/llamagen_t2i) read captions of google/flan-t5-xl's encoder, whose
+directory is given too (`t5`).
 Upstream's sample scripts are told the rest (--gpt-model, --image-size, --codebook-size ...); here the shapes
 are read from the weights (model size, condition, codebook) and only the image size, which no weight records,
 must be given (the file name says it: c2i_XL_384.pt is 384 px). The GPT is checked strictly: upstream loads with
