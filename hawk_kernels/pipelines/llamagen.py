@@ -56,7 +56,7 @@ class LlamaGenPipeline(ImagePipeline):
     model_class = "LlamaGenModel"  # hawk_kernels' own (load_model), not a transformers class
     defaults = dict(cfg_scale=4.0, temperature=1.0, top_k=2000)
     required_config = ("vq_config",)
-    processor_files = ()  # prompts are class labels: no tokenizer
+    processor_files = ()  # c2i: class labels, no tokenizer; t2i: check_model loads text_encoder/'s
     decode_batch = 8  # images per VQ decoder call (its activations grow with the batch)
 
     @classmethod
