@@ -27,7 +27,13 @@ config.json and vq_model.safetensors; reduced: 2 layers of 2 released-size heads
 and convert_llamagen), prompt = a class label (207, upstream sample_c2i.py's first), CFG 4 and top-k 2000 (its
 defaults); beside our modes, upstream's own `generate` (tests/llamagen_reference.py: its
 loop with its static KV cache, eager, as sample_c2i.py runs it without --compile) on the same tensors (the
-pipeline's state dict, assigned), timed the same way (tokens, then our VQ decoder on its codes).
+pipeline's state dict, assigned), timed the same way (tokens, then our VQ decoder on its codes). Then LlamaGen-XL
+text-to-image, stage 2, 512 px (t2i_XL_stage2_512.pt with google/flan-t5-xl's encoder; --full: GPT-XL and the
+24-layer T5 encoder on the device; reduced: 2 GPT layers and a 1-layer T5 encoder of the released width and
+vocabulary, through upstream-format files + a flan-t5-xl directory and convert_llamagen's t5=), prompt = the text
+PROMPT, CFG 7.5 and top-k 1000 (sample_t2i.py's defaults), beside upstream's generate fed by upstream's caption
+path (language/t5.py's embeddings + sample_t2i.py's left-padding, on the pipeline's tokenizer and T5 encoder),
+its T5 encoding inside the timed block as ours is.
 
 Beside them, transformers' generation on the same model: Janus `generate(generation_mode="image")` for a whole
 image; Emu3 `generate` with Emu3's prefix constraint and CFG from the negative prompt, over --hf-tokens tokens
@@ -43,7 +49,7 @@ memory batches with memory batches.
 
 --budget-s: wall seconds for the whole run; a run that would not fit (estimated from the runs before it) is
 skipped and recorded as skipped. Order: Janus, Lumina-mGPT, Emu3 (transformers' 64 tokens first), LlamaGen-XL,
-LlamaGen-3B.
+LlamaGen-3B, LlamaGen-XL t2i.
 """
 from __future__ import annotations
 
@@ -82,8 +88,8 @@ CLASS_LABEL = CLASS_LABELS[0]  # LlamaGen's prompt: a class label (upstream samp
 
 
 def prompt_of(pipe):
-    """The benchmark's prompt in the family's kind: text, or a class label for LlamaGen."""
-    return CLASS_LABEL if pipe.family == "llamagen" else PROMPT
+    """The benchmark's prompt in the family's kind: text, or a class label for LlamaGen c2i."""
+    return CLASS_LABEL if pipe.family == "llamagen" and not pipe.captions else PROMPT
 
 
 # --- memory ----------------------------------------------------------------------------------------------------
@@ -186,7 +192,7 @@ def _wrap(family: str, model, directory: Path):
     from hawk_kernels.pipelines.llamagen import LlamaGenPipeline
     from hawk_kernels.pipelines.lumina import LuminaPipeline
 
-    if family in LLAMAGEN:  # class labels: no processor; the VQ tokenizer is read from `directory`
+    if family in LLAMAGEN:  # the VQ tokenizer (and t2i's T5 tokenizer, text_encoder/) are read from `directory`
         return LlamaGenPipeline(model.eval(), None, model_dir=directory)
     loader = AutoTokenizer if family == "chameleon" else AutoProcessor  # Lumina-mGPT ships a tokenizer only
     processor = loader.from_pretrained(str(directory), local_files_only=True)
@@ -315,21 +321,25 @@ def transformers_emu3(pipe, size, new_tokens: int, device) -> dict:
 
 
 LLAMAGEN_ARGS = ("dim", "n_layer", "n_head", "n_kv_head", "multiple_of", "ffn_dim_multiplier", "rope_base", "norm_eps",
-                 "num_classes", "class_dropout_prob", "vocab_size", "cls_token_num", "block_size")  # c2i ModelArgs
+                 "num_classes", "class_dropout_prob", "vocab_size", "cls_token_num", "block_size",
+                 "caption_dim")  # upstream's ModelArgs; model_type is our gpt_type
 
 
 def upstream_llamagen(pipe, device) -> dict:
     """LlamaGen's own generation: upstream's `generate` (tests/llamagen_reference.py, its loop and static KV cache)
     on the pipeline's tensors (assigned into upstream's Transformer: no copy), sampling with the pipeline's defaults
-    (CFG 4, top-k 2000, temperature 1), one image; then our VQ decoder on its codes, so seconds_per_image counts
-    what our rows count."""
+    (c2i: CFG 4, top-k 2000; t2i: CFG 7.5, top-k 1000; temperature 1), one image; t2i: its captions from upstream's
+    caption path (`caption_embeddings`) on the pipeline's tokenizer and T5 encoder, inside the timed block (our
+    rows encode the caption in their prefill); then our VQ decoder on its codes, so seconds_per_image counts what
+    our rows count."""
     from tests import llamagen_reference as upstream
 
     config = pipe.model.config
-    args = upstream.ModelArgs(**{name: getattr(config, name) for name in LLAMAGEN_ARGS})
+    args = upstream.ModelArgs(**{name: getattr(config, name) for name in LLAMAGEN_ARGS}, model_type=config.gpt_type)
     with torch.device("meta"):
         reference = upstream.Transformer(args)
-    reference.load_state_dict(pipe.model.state_dict(), strict=True, assign=True)
+    state = {k: v for k, v in pipe.model.state_dict().items() if not k.startswith("text_encoder.")}  # t2i's T5
+    reference.load_state_dict(state, strict=True, assign=True)
     reference.eval()
     with torch.device(device):  # what upstream's __init__ computes (a meta tensor here)
         reference.freqs_cis = upstream.precompute_freqs_cis_2d(config.grid_side, config.dim // config.n_head,
@@ -340,14 +350,22 @@ def upstream_llamagen(pipe, device) -> dict:
         sync(device)
         start = time.perf_counter()
         with torch.device(device):  # as upstream's generate runs setup_caches (and sample_c2i.py makes its labels)
-            codes = upstream.generate(reference, torch.tensor([CLASS_LABEL]), config.block_size, sample_logits=True,
-                                      **sampling)
+            if pipe.captions:  # T5Embedder.get_text_embeddings + sample_t2i.py's left-padding
+                tokenizer = pipe.processor
+                tokens = lambda texts, **kw: {k: v.to(device) for k, v in tokenizer(texts, **kw).items()}  # noqa: E731
+                cond, masks = upstream.caption_embeddings(tokens, pipe.model.text_encoder, [PROMPT],
+                                                          max_length=config.cls_token_num)
+            else:
+                cond, masks = torch.tensor([CLASS_LABEL]), None
+            codes = upstream.generate(reference, cond, config.block_size, masks, sample_logits=True, **sampling)
         sync(device)
         token_seconds = time.perf_counter() - start
         pixels = pipe.decode_pixels(codes.view(1, config.grid_side, config.grid_side).cpu())
         sync(device)
         seconds = time.perf_counter() - start
-    return dict(what=f"upstream generate (autoregressive/models/generate.py at ce98ec4, transcribed in "
+    captions = "language/t5.py's caption embeddings (T5 encoder) and sample_t2i.py's left-padding, then " \
+        if pipe.captions else ""
+    return dict(what=f"{captions}upstream generate (autoregressive/models/generate.py at ce98ec4, transcribed in "
                      f"tests/llamagen_reference.py): static KV cache, eager, CFG {sampling['cfg_scale']:g}, top-k "
                      f"{sampling['top_k']}, sampling; then our VQ decoder",
                 tokens=int(codes.shape[1]), seconds_per_image=seconds, token_seconds=token_seconds,

@@ -9,6 +9,8 @@ the real ones (issue 22). Nothing is downloaded.
     build(family, dir, scale="full")      the 7B shapes (GPU sessions only: 14-17 GB of bf16 weights)
     build("llamagen" | "llamagen_3b", dir) LlamaGen-XL / -3B 384 px (c2i): tests/real_shapes_llamagen.py's builder
                                           (not a transformers model: the directory convert_llamagen writes)
+    build("llamagen_t2i", dir)            LlamaGen-XL text-to-image 512 px with its T5 (flan-t5-xl's encoder),
+                                          the same builder (convert_llamagen with t5=)
 
 scale="reduced" (CI): 2 layers and hidden size 64 (REDUCED), everything else released: the vocabulary sizes, the
 special-token ids, the prompt template and processor, the VQ configurations (full channel counts, so the VQ
@@ -84,8 +86,8 @@ def build(family: str, directory, scale: str = "reduced", vq: str = "full", seed
     """Write `family` at `scale` into `directory` (created) and return it with the model. save_weights=False
     writes every file except the weights (config, generation config, processor, VQGAN file), for a benchmark
     that keeps the model it built in memory (a 7B model is not worth a 15 GB write and read per run).
-    janus_side: codes per side of a Janus or LlamaGen image (default the released 24; the benchmark's smoke run
-    uses 4)."""
+    janus_side: codes per side of a Janus or LlamaGen image (default the released 24, LlamaGen t2i 32; the
+    benchmark's smoke run uses 4)."""
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
     if scale not in SCALES or vq not in ("full", "reduced"):

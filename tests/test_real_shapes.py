@@ -239,8 +239,9 @@ def test_full_resolution(family, tmp_path):
 # --- the benchmark's CPU smoke run --------------------------------------------------------------------------------
 def test_benchmark_smoke(tmp_path):
     """benchmarks/real_shapes.py --smoke: the code path of the --full GPU run (build, every mode, seconds and peak
-    memory per image, transformers generate; LlamaGen-XL and -3B with upstream's generate on the same weights) on
-    the reduced models, in a subprocess as a user starts it."""
+    memory per image, transformers generate; LlamaGen-XL and -3B with upstream's generate on the same weights, and
+    LlamaGen-XL t2i from a text prompt beside upstream's caption path + generate) on the reduced models, in a
+    subprocess as a user starts it."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     proc = subprocess.run([sys.executable, "benchmarks/real_shapes.py", "--smoke", "--out", str(tmp_path)],
@@ -248,7 +249,8 @@ def test_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     report = json.loads((tmp_path / "real_shapes_smoke_cpu.json").read_text())
     assert report["smoke"] is True and report["seconds"] < 120  # ~25 s of CPU on 2 idle cores
-    assert list(report["families"]) == ["janus", "chameleon", "emu3", "llamagen", "llamagen_3b"]  # 7B ones first
+    assert list(report["families"]) == ["janus", "chameleon", "emu3", "llamagen", "llamagen_3b",
+                                        "llamagen_t2i"]  # 7B ones first
     for family in report["families"]:
         runs = report["families"][family]["runs"]
         assert {r["mode"] for r in runs} >= {"ar", "hawk", "hawk+jacobi"}, family
@@ -262,6 +264,10 @@ def test_benchmark_smoke(tmp_path):
         assert result["prompt"] == 207 and result["grid"]["image_codes"] == 16384, family
         assert result["upstream"]["tokens"] == 16 and result["upstream"]["pixels"] == [64, 64], family
         assert result["upstream"]["seconds_per_image"] > 0 and result["upstream"]["peak_memory_bytes"] > 0, family
+    t2i = report["families"]["llamagen_t2i"]  # a text prompt through T5; upstream's caption path + generate beside
+    assert t2i["prompt"] == report["prompt"] and t2i["grid"]["image_codes"] == 16384
+    assert t2i["upstream"]["tokens"] == 16 and t2i["upstream"]["pixels"] == [64, 64]
+    assert t2i["upstream"]["seconds_per_image"] > 0 and "caption embeddings" in t2i["upstream"]["what"]
 
 
 def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeypatch, capsys):
