@@ -81,9 +81,10 @@ class LlamaGenPipeline(ImagePipeline):
                              f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
         model.load_state_dict(state, assign=True)
         model.rotary = rotary_table(config)  # a computed table, not a weight: still on the meta device
-        if config.gpt_type == "t2i":
-            model.text_encoder = _text_encoder(Path(model_dir))
-        return model.to(device=device, dtype=dtype or next(iter(state.values())).dtype).eval()
+        model = model.to(device=device, dtype=dtype or next(iter(state.values())).dtype).eval()
+        if config.gpt_type == "t2i":  # loaded in the GPT's dtype after the cast, as upstream's T5Embedder loads it
+            model.text_encoder = _text_encoder(Path(model_dir), model.dtype).to(device)
+        return model
 
     def check_model(self) -> None:
         if not isinstance(self.model, LlamaGenModel):
@@ -194,14 +195,16 @@ class LlamaGenPipeline(ImagePipeline):
         return JanusImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
-def _text_encoder(model_dir: Path):
-    """The T5 encoder saved beside a t2i GPT (text_encoder/), loaded offline."""
+def _text_encoder(model_dir: Path, dtype: torch.dtype):
+    """The T5 encoder saved beside a t2i GPT (text_encoder/), loaded offline in `dtype` by from_pretrained, which
+    keeps T5's _keep_in_fp32_modules (`wo`) in float32 under float16, as upstream's from_pretrained(torch_dtype=)
+    does (FLAN-T5's feed-forward outputs overflow float16; a plain .to(float16) would cast them too)."""
     from transformers import T5EncoderModel
 
     if not (model_dir / TEXT_ENCODER / "config.json").is_file():
         raise FileNotFoundError(f"model_dir: a t2i LlamaGen directory holds its T5 encoder in "
                                 f"{str(model_dir / TEXT_ENCODER)!r} (convert_llamagen writes it); it is missing")
-    return T5EncoderModel.from_pretrained(str(model_dir / TEXT_ENCODER), local_files_only=True)
+    return T5EncoderModel.from_pretrained(str(model_dir / TEXT_ENCODER), local_files_only=True, dtype=dtype).eval()
 
 
 def _listed(prompts) -> list:

@@ -1,0 +1,38 @@
+"""LlamaGen as its users take it (docs/real_models.md's LlamaGen section, the README's Python API), on the tiny
+releases of tests/tiny_llamagen.py: each test pins a defect the walk found, against upstream's behaviour where
+upstream decides (FoundationVision/LlamaGen at ce98ec4).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hawk_kernels import load_pipeline
+from tests.tiny_llamagen import build_llamagen, build_llamagen_t2i
+
+
+@pytest.fixture(scope="module")
+def c2i(tmp_path_factory):
+    return build_llamagen(tmp_path_factory.mktemp("llamagen"))
+
+
+@pytest.fixture(scope="module")
+def t2i(tmp_path_factory):
+    """(converted t2i directory, the T5 directory it was converted with)."""
+    return build_llamagen_t2i(tmp_path_factory.mktemp("llamagen-t2i"))
+
+
+def test_float16_keeps_t5s_float32_modules_as_upstream_loads_them(t2i):
+    """Upstream's T5Embedder loads T5 with from_pretrained(torch_dtype=precision), which keeps T5's `wo` weights
+    in float32 under float16 (FLAN-T5's feed-forward outputs overflow float16); load_pipeline(dtype="float16")
+    cast the whole encoder with .to(), `wo` included."""
+    from transformers import T5EncoderModel
+
+    model_dir, t5 = t2i
+    for dtype in (torch.float16, torch.bfloat16):
+        pipe = load_pipeline(model_dir, device="cpu", dtype=dtype)
+        upstream = T5EncoderModel.from_pretrained(str(t5), dtype=dtype)
+        ours = {k: v.dtype for k, v in pipe.model.text_encoder.state_dict().items()}
+        assert ours == {k: v.dtype for k, v in upstream.state_dict().items()}, dtype
+        assert pipe.model.dtype == dtype and (torch.float32 in ours.values()) == (dtype == torch.float16)
+        assert pipe.generate(["a red cat"], mode="ar", seed=0).images is not None
