@@ -195,7 +195,7 @@ class LlamaGenPipeline(ImagePipeline):
         return JanusImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
-def _text_encoder(model_dir: Path, dtype: torch.dtype):
+def _text_encoder(model_dir: Path, dtype: torch.dtype | None = None):
     """The T5 encoder saved beside a t2i GPT (text_encoder/), loaded offline in `dtype` by from_pretrained, which
     keeps T5's _keep_in_fp32_modules (`wo`) in float32 under float16, as upstream's from_pretrained(torch_dtype=)
     does (FLAN-T5's feed-forward outputs overflow float16; a plain .to(float16) would cast them too)."""
