@@ -36,3 +36,12 @@ def test_float16_keeps_t5s_float32_modules_as_upstream_loads_them(t2i):
         assert ours == {k: v.dtype for k, v in upstream.state_dict().items()}, dtype
         assert pipe.model.dtype == dtype and (torch.float32 in ours.values()) == (dtype == torch.float16)
         assert pipe.generate(["a red cat"], mode="ar", seed=0).images is not None
+
+
+def test_a_label_of_digit_characters_int_refuses_is_named(c2i):
+    """'³' is a digit to str.isdigit but not to int(): it raised int()'s own ValueError, naming no argument."""
+    pipe = load_pipeline(c2i, device="cpu")
+    for label in ("³", "7²"):
+        with pytest.raises(ValueError, match=r"^prompts: prompt 1 is .*class labels"):
+            pipe.generate([3, label], mode="ar")
+    assert pipe.generate(["7"], mode="ar").images is not None

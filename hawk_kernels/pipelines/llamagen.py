@@ -156,9 +156,10 @@ class LlamaGenPipeline(ImagePipeline):
                           argument)
 
     def _label(self, prompt, index: int) -> int:
-        """A class label: an int, or a string of digits (a --prompts line)."""
+        """A class label: an int, or a string of decimal digits (a --prompts line; isdigit() would pass '³', which
+        int() refuses)."""
         text = prompt.strip() if isinstance(prompt, str) else None
-        if text is not None and not text.isdigit():
+        if text is not None and not text.isdecimal():
             raise ValueError(f"prompts: prompt {index} is {prompt!r}; LlamaGen c2i prompts are class labels "
                              f"(0..{self.num_classes - 1}, ImageNet ids for the released models), not text")
         return as_int(f"prompts: prompt {index}", int(text) if text is not None else prompt, 0, self.num_classes - 1)
