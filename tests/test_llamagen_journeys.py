@@ -45,3 +45,15 @@ def test_a_label_of_digit_characters_int_refuses_is_named(c2i):
         with pytest.raises(ValueError, match=r"^prompts: prompt 1 is .*class labels"):
             pipe.generate([3, label], mode="ar")
     assert pipe.generate(["7"], mode="ar").images is not None
+
+
+def test_pngs_quantise_pixels_as_upstream(c2i, t2i):
+    """Upstream writes its images as clamp(127.5 x + 128, 0, 255) cast to uint8 (sample_c2i_ddp.py,
+    sample_t2i_ddp.py): the nearest level. The pipeline truncated 255 (x + 1) / 2, half a level darker on average."""
+    import numpy as np
+
+    for model_dir, prompts in ((c2i, [3, 7]), (t2i[0], ["a red cat", "fox"])):
+        out = load_pipeline(model_dir, device="cpu").generate(prompts, mode="ar", seed=0)
+        upstream = torch.clamp(127.5 * out.pixels + 128.0, 0, 255).permute(0, 2, 3, 1).to(torch.uint8).numpy()
+        for image, expected in zip(out.images, upstream):
+            assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected)

@@ -178,6 +178,15 @@ class LlamaGenPipeline(ImagePipeline):
         return self.in_vq_batches(lambda chunk: self.vq_model.decode_codes(chunk.to(self.device)).float().cpu(),
                                   codes)
 
+    def to_images(self, pixels: torch.Tensor) -> list:
+        """[B, 3, h, w] pixels in [-1, 1] -> RGB PIL images as upstream makes its PNGs: clamp(127.5 x + 128, 0, 255)
+        truncated (sample_c2i_ddp.py, sample_t2i_ddp.py; save_image's value_range=(-1, 1) rounds alike), i.e. rounded
+        to the nearest level, not to_pil's truncation of 255 (x + 1) / 2 (half a level darker on average)."""
+        from PIL import Image
+
+        levels = torch.clamp(127.5 * pixels.detach().float().cpu() + 128.0, 0, 255).to(torch.uint8)
+        return [Image.fromarray(image) for image in levels.permute(0, 2, 3, 1).numpy()]
+
     @torch.no_grad()
     def encode_images(self, images, size=None) -> torch.Tensor:
         """Images -> VQ codes [B, H, W] (LlamaGen image tokens are the codes): `image_pixels` at image_size px
