@@ -57,3 +57,15 @@ def test_pngs_quantise_pixels_as_upstream(c2i, t2i):
         upstream = torch.clamp(127.5 * out.pixels + 128.0, 0, 255).permute(0, 2, 3, 1).to(torch.uint8).numpy()
         for image, expected in zip(out.images, upstream):
             assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected)
+
+
+def test_an_attention_the_model_cannot_run_names_the_flag(c2i, tmp_path, capsys):
+    """`hawk generate --attn-implementation eager` (a choice its --help lists) on LlamaGen, whose GPT runs sdpa only,
+    and flex_attention on the CPU: the error named the library's attn_implementation, not the flag."""
+    from tests.test_cli_input_errors import FAST, _error
+
+    for choice in ("eager", "flex_attention"):
+        line = _error(capsys, ["generate", "--model", c2i, "--prompt", "3", "--out", tmp_path / choice,
+                               "--attn-implementation", choice, "--device", "cpu", *FAST])
+        assert line.startswith("hawk: error: --attn-implementation: ") and "HAWK_TRACEBACK" not in line, line
+        assert not (tmp_path / choice).exists() or not any((tmp_path / choice).iterdir())

@@ -186,9 +186,9 @@ HEADS_ERRORS = ("heads", "directory", "draft_heads_config.json", "draft_heads.sa
 
 @contextmanager
 def _flag_errors(heads):
-    """Errors of loading a model with heads that name the library's arguments (`heads: ...`, `model_dir: ...`)
-    -> UsageError naming the flags (--heads, --model). Where stderr is not a terminal, transformers' loading bars
-    are off."""
+    """Errors of loading a model with heads that name the library's arguments (`heads: ...`, `model_dir: ...`,
+    `attn_implementation: ...`) -> UsageError naming the flags (--heads, --model, --attn-implementation). Where
+    stderr is not a terminal, transformers' loading bars are off."""
     import sys
 
     if not sys.stderr.isatty():  # a log file or pipe: transformers' weight-loading bar would be carriage-return noise
@@ -198,7 +198,8 @@ def _flag_errors(heads):
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        flags = {"model_dir": "--model", **({name: "--heads" for name in HEADS_ERRORS} if heads is not None else {})}
+        flags = {"model_dir": "--model", "attn_implementation": "--attn-implementation",
+                 **({name: "--heads" for name in HEADS_ERRORS} if heads is not None else {})}
         raise as_flag_error(exc, flags) or exc from None
 
 
