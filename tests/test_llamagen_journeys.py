@@ -69,3 +69,18 @@ def test_an_attention_the_model_cannot_run_names_the_flag(c2i, tmp_path, capsys)
                                "--attn-implementation", choice, "--device", "cpu", *FAST])
         assert line.startswith("hawk: error: --attn-implementation: ") and "HAWK_TRACEBACK" not in line, line
         assert not (tmp_path / choice).exists() or not any((tmp_path / choice).iterdir())
+
+
+def test_generating_from_the_downloaded_files_points_to_the_converter(tmp_path, capsys):
+    """The guide's step 1 downloads .pt files; `hawk generate --model` on that folder (or on the GPT file) said only
+    "not a model directory", not that `hawk convert-llamagen` makes one."""
+    from tests.test_cli_input_errors import FAST, _error
+    from tests.tiny_llamagen import build_llamagen_release
+
+    gpt, _ = build_llamagen_release(tmp_path / "dl")
+    for model in (tmp_path / "dl", gpt):
+        line = _error(capsys, ["generate", "--model", model, "--prompt", "3", "--out", tmp_path / "out", *FAST])
+        assert line.startswith("hawk: error: --model: ") and "hawk convert-llamagen --gpt" in line, line
+    (tmp_path / "empty").mkdir()
+    line = _error(capsys, ["generate", "--model", tmp_path / "empty", "--prompt", "3", "--out", tmp_path / "out"])
+    assert "convert-llamagen" not in line, line

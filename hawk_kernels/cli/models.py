@@ -212,8 +212,18 @@ def model_choice(args):
         return BundledModel()
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json); models load from "
-                         f"local directories only")
+                         f"local directories only" + _convert_hint(args.model))
     return CheckpointModel(args.model)
+
+
+def _convert_hint(path: str) -> str:
+    """For a --model that is or holds .pt files (LlamaGen's released files, not a model directory): the command that
+    makes one of them."""
+    import glob
+
+    pt = path.endswith(".pt") or bool(glob.glob(os.path.join(glob.escape(path), "*.pt")))  # unreadable: no hint
+    return ("; LlamaGen's released .pt files become one with `hawk convert-llamagen --gpt GPT.pt --vq VQ.pt "
+            "--image-size PX --out DIR` (docs/real_models.md, \"LlamaGen\")") if pt else ""
 
 
 def check_head_counts(args, height: int, width: int) -> None:
