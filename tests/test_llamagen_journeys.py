@@ -84,3 +84,20 @@ def test_generating_from_the_downloaded_files_points_to_the_converter(tmp_path, 
     (tmp_path / "empty").mkdir()
     line = _error(capsys, ["generate", "--model", tmp_path / "empty", "--prompt", "3", "--out", tmp_path / "out"])
     assert "convert-llamagen" not in line, line
+
+
+def test_convert_with_t5_writes_no_loading_bars_into_a_log(t2i, tmp_path, capsys):
+    """`hawk convert-llamagen --t5` into a log file or pipe: transformers' weight-loading and shard-writing bars
+    (carriage returns) filled it, as `hawk generate` keeps them out of one."""
+    from transformers.utils import logging as hf_logging
+
+    from hawk_kernels import cli
+
+    model_dir, t5 = t2i
+    release = model_dir.parent / "release"
+    hf_logging.enable_progress_bar()  # as in a fresh process
+    argv = ["convert-llamagen", "--gpt", release / "t2i_tiny_8.pt", "--vq", release / "vq_tiny.pt", "--t5", t5,
+            "--image-size", "8", "--n-head", "4", "--out", tmp_path / "model"]
+    assert cli.main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err and "\r" not in err, err

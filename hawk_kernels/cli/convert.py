@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 from ..backbones.llamagen_gpt import GPT_SIZES
@@ -62,6 +63,10 @@ def run(args) -> int:
     from ..pipelines.llamagen_convert import convert_llamagen
 
     _check_args(args)
+    if not sys.stderr.isatty():  # a log file or pipe: transformers' T5 loading and writing bars would be noise there
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     print(f"converting {args.gpt} and {args.vq}{f' with {args.t5}' if args.t5 else ''}...", flush=True)
     try:
         out = convert_llamagen(args.gpt, args.vq, args.out, args.image_size, gpt_model=args.gpt_model,
