@@ -101,3 +101,22 @@ def test_convert_with_t5_writes_no_loading_bars_into_a_log(t2i, tmp_path, capsys
     assert cli.main([str(a) for a in argv]) == 0
     err = capsys.readouterr().err
     assert "Loading weights" not in err and "Writing model shards" not in err and "\r" not in err, err
+
+
+def test_a_jsonl_class_label_may_be_a_json_number(c2i, tmp_path, capsys):
+    """`{"prompt": 207}` is how JSON writes a class label; it was refused as 'expected {"prompt": "text", ...}'."""
+    import json
+
+    from hawk_kernels import cli
+    from tests.test_cli_input_errors import FAST, _error
+
+    prompts = tmp_path / "labels.jsonl"
+    prompts.write_text('{"prompt": 3, "seed": 5}\n{"prompt": "7"}\n')
+    out = tmp_path / "out"
+    assert cli.main([str(a) for a in ["generate", "--model", c2i, "--prompts", prompts, "--out", out, *FAST]]) == 0
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["seed"], r["png"]) for r in rows] == [("3", 5, "000_3.png"), ("7", 1, "001_7.png")]
+    for bad in ('{"prompt": true}', '{"prompt": 3.5}', '{"prompt": [3]}'):
+        prompts.write_text(bad + "\n")
+        line = _error(capsys, ["generate", "--model", c2i, "--prompts", prompts, "--out", tmp_path / "bad", *FAST])
+        assert "line 1: expected" in line and "207" in line, line

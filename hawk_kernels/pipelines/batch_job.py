@@ -84,8 +84,11 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where} is not JSON ({exc})") from None
-    if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-        raise ValueError(f'{where}: expected {{"prompt": "text", ...}}')
+    prompt = row.get("prompt") if isinstance(row, dict) else None
+    if isinstance(prompt, int) and not isinstance(prompt, bool):  # a class label (LlamaGen c2i), as a line "207"
+        prompt = str(prompt)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f'{where}: expected {{"prompt": "text", ...}} (a class label: "207" or 207)')
     unknown = set(row) - {"prompt", "seed", "size", "cfg"}
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (prompt, seed, size, cfg)")
@@ -109,7 +112,7 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
     if cfg is not None and (not isinstance(cfg, (int, float)) or isinstance(cfg, bool) or not math.isfinite(cfg)
                             or not 0 <= cfg <= MAX_CFG_SCALE):  # JSON's NaN / Infinity / 1e400 are floats too
         raise ValueError(f"{where}: cfg must be a finite number >= 0 and <= {MAX_CFG_SCALE:g}, got {cfg!r}")
-    return ImageJob(index, " ".join(row["prompt"].split()), (seed + index) % 2**64 if own_seed is None else own_seed,
+    return ImageJob(index, " ".join(prompt.split()), (seed + index) % 2**64 if own_seed is None else own_seed,
                     size, None if cfg is None else float(cfg), line=n)
 
 
