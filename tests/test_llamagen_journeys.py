@@ -120,3 +120,18 @@ def test_a_jsonl_class_label_may_be_a_json_number(c2i, tmp_path, capsys):
         prompts.write_text(bad + "\n")
         line = _error(capsys, ["generate", "--model", c2i, "--prompts", prompts, "--out", tmp_path / "bad", *FAST])
         assert "line 1: expected" in line and "207" in line, line
+
+
+def test_the_conversion_summary_names_a_released_size_once(tmp_path, capsys):
+    """The summary of a released size read "GPT GPT-XL: 36 layers, ..."."""
+    import json
+
+    from hawk_kernels.backbones.llamagen_gpt import LlamaGenConfig
+    from hawk_kernels.cli.convert import _summary
+    from hawk_kernels.pipelines.llamagen_vq import LlamaGenVQConfig
+
+    config = LlamaGenConfig(dim=1280, n_layer=36, n_head=20, vocab_size=16384, block_size=576).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**config, "vq_config": LlamaGenVQConfig().to_dict()}))
+    _summary(tmp_path)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("  GPT-XL: 36 layers, width 1280, 20 heads; 384 px images (24 x 24 codes"), line

@@ -126,14 +126,14 @@ def _summary(out: Path) -> None:
 
     gpt, vq = read_config(out)
     size = next((name for name, shape in GPT_SIZES.items() if shape == (gpt.n_layer, gpt.n_head, gpt.dim)),
-                "of your own size")
+                "GPT of your own size")  # a released size's name says GPT itself (GPT-XL)
     side, text = gpt.grid_side, gpt.gpt_type == "t2i"
     condition = (f"text: captions of up to {gpt.cls_token_num} T5 ids ({gpt.cls_token_num} caption positions, "
                  f"T5 width {gpt.caption_dim})" if text else
                  f"{gpt.num_classes} classes (labels 0..{gpt.num_classes - 1})")
     print(f"wrote {out}: config.json, model.safetensors, vq_model.safetensors"
           + (f", {TEXT_ENCODER}/ (the T5 encoder and tokenizer)" if text else ""))
-    print(f"  GPT {size}: {gpt.n_layer} layers, width {gpt.dim}, {gpt.n_head} heads; {side * vq.pixels_per_code} px "
+    print(f"  {size}: {gpt.n_layer} layers, width {gpt.dim}, {gpt.n_head} heads; {side * vq.pixels_per_code} px "
           f"images ({side} x {side} codes, {vq.pixels_per_code} px per code); {condition}; codebook of "
           f"{gpt.vocab_size} codes")
     print(f"next: hawk generate --model {out} --prompts FILE --out OUT   (FILE: "
