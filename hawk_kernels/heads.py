@@ -168,12 +168,12 @@ class DraftHeads(nn.Module):
         """ValueError naming `heads` unless these heads draft for `backbone`'s image path on `grid`: its hidden size
         and output ids, the grid's image codes (a projection of their own has one row per code), finite weights and
         (trained_for) the model they were trained for, where they record one."""
-        from .fingerprint import model_fingerprint
+        from .fingerprint import model_fingerprint, same_model, short
 
         recorded = self.config.model_fingerprint
-        if trained_for and recorded is not None and recorded != model_fingerprint(backbone):
-            raise ValueError(f"heads: trained for the model with fingerprint {recorded}, not this one "
-                             f"({model_fingerprint(backbone)}); train heads for this model (hawk train-heads)")
+        if trained_for and recorded is not None and not same_model(recorded, backbone):
+            raise ValueError(f"heads: trained for the model with fingerprint {short(recorded)}, not this one "
+                             f"({short(model_fingerprint(backbone))}); train heads for this model (hawk train-heads)")
         for name, weight in self.named_parameters():
             if not bool(torch.isfinite(weight).all()):
                 raise ValueError(f"heads: {name} has NaN or infinite weights; every draft would be silently invalid")

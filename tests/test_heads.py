@@ -1,3 +1,4 @@
+import copy
 from functools import partial
 
 import pytest
@@ -62,6 +63,37 @@ def test_heads_record_their_model_and_refuse_another(tmp_path):
     hk.HawkDecoder(model, loaded, grid, mode="hawk")
     with pytest.raises(ValueError, match="heads: trained for the model with fingerprint"):
         hk.HawkDecoder(other, loaded, grid, mode="hawk")
+
+
+def test_a_fingerprint_names_its_model_in_every_dtype_and_no_other():
+    """The same weights in float32, float16, bfloat16 and float64 are one model; a hash of rounded values could not
+    say so (float32 -> float16 -> bfloat16 is not float32 -> bfloat16 for some values: heads trained on a float32
+    model were refused on it in float16). Another seed, or the same weights a little changed, are another model;
+    heads that recorded the first format (16 hex digits) still load on their model."""
+    from hawk_kernels.fingerprint import exact_digest, model_fingerprint, same_model
+    from tests.tiny_models import tiny_backbone
+
+    model = tiny_backbone(seed=0)
+    with torch.no_grad():  # values at many scales, tiny ones included (float16 flushes them)
+        for i, param in enumerate(model.parameters()):
+            param.mul_(10.0 ** (i % 7 - 4))
+    recorded = model_fingerprint(model)
+    rounded = {dtype: copy.deepcopy(model).to(dtype) for dtype in (torch.float16, torch.bfloat16, torch.float64)}
+    assert any(model_fingerprint(m) != recorded for m in rounded.values())  # the values do differ by rounding
+    for dtype, other_dtype in rounded.items():
+        assert same_model(recorded, other_dtype), dtype
+        assert same_model(model_fingerprint(other_dtype), model), dtype
+    assert not same_model(recorded, tiny_backbone(seed=1))
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        next(changed.parameters()).mul_(1.1)  # one tensor 10% off
+    assert not same_model(recorded, changed)
+    legacy = exact_digest(model)
+    assert len(legacy) == 16 and same_model(legacy, model) and not same_model(legacy, tiny_backbone(seed=1))
+    from tests.tiny_models import tiny_grid
+
+    heads = tiny_heads(model_fingerprint=recorded)  # trained on the float32 model
+    hk.HawkDecoder(rounded[torch.float16], heads.to(torch.float32), tiny_grid(), mode="hawk")  # its float16 copy
 
 
 def test_loading_damaged_heads_names_the_problem(tmp_path):

@@ -96,7 +96,8 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
     """train-heads on a `hawk distill` directory (demo or family model): streaming, DDP under torchrun,
     checkpoints, --resume, then the built-in calibration."""
     from ..training import ShardSequences, TrainConfig, train_heads
-    from ..training.distillation import model_identity
+    from ..fingerprint import short
+    from ..training.distillation import model_identity, same_identity
     from ..training.head_trainer import CHECKPOINTS, check_checkpoint, latest_checkpoint, remove_checkpoints, run_identity
     from ..training.sequences import split_indices
     from ..training.shards import read_prompts
@@ -128,9 +129,11 @@ def _train_streaming(args, model, out_dir: Path, device) -> int:
               f"{out_dir / CHECKPOINTS}", flush=True)
     pipe = model.load(device, dtype=args.dtype)
     size = data.manifest["settings"]["size"]
-    if data.manifest["model"] != model_identity(pipe):  # first: another model's layout may not exist here
-        raise UsageError(f"--data: made with another model ({data.manifest['model']}), not this one "
-                         f"({model_identity(pipe)})")
+    if not same_identity(data.manifest["model"], pipe):  # first: another model's layout may not exist here
+        made, this = data.manifest["model"], model_identity(pipe)
+        made = made if isinstance(made, dict) else {}
+        raise UsageError(f"--data: made with another model ({made.get('family')}, {short(made.get('fingerprint'))}),"
+                         f" not this one ({this['family']}, {short(this['fingerprint'])})")
     grid = pipe.layout(None if size is None else tuple(size))
     _check_data_layout(data.manifest, grid)
     torch.manual_seed(args.seed)

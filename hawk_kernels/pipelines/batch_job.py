@@ -335,11 +335,11 @@ def image_settings(pipe, mode: str, temperature, top_k) -> dict:
     """What an image's law or draws depend on beyond its job and mode, as its manifest line records it: the
     sampling (None: the family's default, resolved) and the draft heads' weights (a fingerprint; None when the
     mode drafts without heads)."""
-    from ..fingerprint import model_fingerprint
+    from ..fingerprint import exact_digest
     from ..drafts import needs_heads
 
     return dict(temperature=pipe._default(temperature, "temperature"), top_k=pipe._default(top_k, "top_k"),
-                heads=model_fingerprint(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
+                heads=exact_digest(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
 
 
 def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes,

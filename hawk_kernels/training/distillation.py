@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..drafts import MODES, check_mode, needs_heads
-from ..fingerprint import model_fingerprint
+from ..fingerprint import model_fingerprint, same_model
 from .shards import FORMAT, MANIFEST, PAD_ID, prepare_out_dir, shard_path, write_shard
 
 RANK0_WAIT_S = float(os.environ.get("HAWK_DISTILL_WAIT_S", 3600))  # how long ranks > 0 wait for rank 0's manifest
@@ -159,6 +159,13 @@ def _caption(path: Path) -> str:
 def model_identity(pipe) -> dict:
     """What a data set and heads are bound to: the family and the weights' fingerprint."""
     return dict(family=pipe.family, fingerprint=model_fingerprint(pipe.model))
+
+
+def same_identity(recorded, pipe) -> bool:
+    """Whether a data set's recorded model identity is `pipe`'s model, in whatever dtype it is loaded now (the
+    fingerprints are compared with fingerprint.same_model's tolerance)."""
+    return (isinstance(recorded, dict) and recorded.get("family") == pipe.family
+            and isinstance(recorded.get("fingerprint"), str) and same_model(recorded["fingerprint"], pipe.model))
 
 
 def rank_and_world() -> tuple[int, int]:
