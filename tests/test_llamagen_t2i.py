@@ -60,6 +60,9 @@ def test_greedy_equals_upstream_generate_in_every_mode(release, pipe, cfg_scale)
     ids = AutoTokenizer.from_pretrained(str(release[1]))(PROMPTS[0]).input_ids
     by_ids = pipe.generate_tokens(input_ids=[ids], mode="hawk+jacobi", temperature=0, cfg_scale=cfg_scale)
     assert torch.equal(by_ids.image_tokens.flatten(1), expected[:1])
+    prompt = by_ids.sequences[0][:T2I["cls_token_num"]]  # an output's prompt, its left padding included
+    again = pipe.generate_tokens(input_ids=[prompt.tolist()], mode="ar", temperature=0, cfg_scale=cfg_scale)
+    assert torch.equal(again.image_tokens, by_ids.image_tokens)
 
 
 def test_head_training_reads_the_decoders_hidden_states(release, pipe):
@@ -86,7 +89,8 @@ def test_head_training_reads_the_decoders_hidden_states(release, pipe):
 def test_bad_input_names_the_argument(release, pipe, tmp_path):
     null = pipe.backbone(pipe.layout(None)).null_caption_id
     cases = [(dict(input_ids=[[4, 0, 5, 1]]), "input_ids: row 0 has 4 T5 ids with the pad id"),
-             (dict(input_ids=[[4] * 9]), "input_ids: row 0 has 9 T5 ids; a LlamaGen t2i caption is at most 8"),
+             (dict(input_ids=[[0, 0]]), "input_ids: row 0 has 0 T5 ids"),
+             (dict(input_ids=[[4] * 9]), "input_ids: row 0 has 9 T5 ids; a LlamaGen t2i caption is 1 to 8"),
              (dict(input_ids=[[null]]), "input_ids: row 0"),
              (dict(prompts=[" "]), "prompts: prompt 0 is empty"),
              (dict(prompts=["a cat"], cfg_scale=0.5), "cfg_scale: LlamaGen applies guidance only above 1")]

@@ -144,13 +144,14 @@ class LlamaGenPipeline(ImagePipeline):
             tokenizer = self.tokenizer("prompts")
             texts = [text.lower().strip() for text in text_prompts("prompts", prompts)]
             rows, argument = [tokenizer(t, max_length=width, truncation=True).input_ids for t in texts], "prompts"
-        else:
+        else:  # an output's prompt (sequences[i][:width]) starts with the caption's left padding: dropped here
             rows, argument = id_rows(input_ids, backbone.null_caption_id), "input_ids"
+            rows = [row[next((k for k, t in enumerate(row) if t != backbone.pad_id), len(row)):] for row in rows]
         for i, row in enumerate(rows):
-            if len(row) > width or backbone.pad_id in row:
-                raise ValueError(f"{argument}: row {i} has {len(row)} T5 ids{' with the pad id' * (len(row) <= width)}"
-                                 f"; a LlamaGen t2i caption is at most {width} ids, none of them the pad id "
-                                 f"{backbone.pad_id}")
+            if not row or len(row) > width or backbone.pad_id in row:
+                raise ValueError(f"{argument}: row {i} has {len(row)} T5 ids{' with the pad id' * (backbone.pad_id in row)}"
+                                 f"; a LlamaGen t2i caption is 1 to {width} ids, none of them the pad id "
+                                 f"{backbone.pad_id} but its left padding")
         pad = lambda row, fill: [backbone.pad_id] * (width - len(row)) + list(fill)  # noqa: E731
         return PromptRows([pad(r, r) for r in rows], [pad(r, [backbone.null_caption_id] * len(r)) for r in rows],
                           argument)
