@@ -271,6 +271,18 @@ class LlamaGenModel(nn.Module):
         return BaseModelOutputWithPast(last_hidden_state=self.norm(h))  # a class torch.compile traces
 
 
+def state_mismatch(state: dict, config: LlamaGenConfig) -> str | None:
+    """How a state dict differs from the GPT `config` describes (names and shapes, from a model built on the meta
+    device: nothing is allocated), or None when it matches: what the converter and the loader refuse."""
+    with torch.device("meta"):
+        expected = LlamaGenModel(config).state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}"
+    return None
+
+
 def padding_mask(valid: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """A [B, k] padding mask as transformers takes it (1: a token, 0: left padding), over the whole sequence
     (no cache: q == k) -> the additive causal [B, 1, k, k] mask the attention takes (0 / finfo.min)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..backbones.llamagen import llamagen_grid
-from ..backbones.llamagen_gpt import LlamaGenConfig, LlamaGenModel, rotary_table
+from ..backbones.llamagen_gpt import LlamaGenConfig, LlamaGenModel, rotary_table, state_mismatch
 from ..checks import as_int, check_ids_in, exactly_one, id_rows, text_prompts
 from ..grid import ImageGrid
 from .base import ImagePipeline, PromptRows
@@ -71,14 +71,11 @@ class LlamaGenPipeline(ImagePipeline):
         config, _ = read_config(model_dir)
         path = Path(model_dir) / WEIGHTS
         state = load_file(str(path))
+        mismatch = state_mismatch(state, config)
+        if mismatch is not None:
+            raise ValueError(f"model_dir: {str(path)!r} does not hold this config's LlamaGen GPT ({mismatch})")
         with torch.device("meta"):
             model = LlamaGenModel(config)
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
-        if missing or unexpected or wrong:
-            raise ValueError(f"model_dir: {str(path)!r} does not hold this config's LlamaGen GPT (missing "
-                             f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
         model.load_state_dict(state, assign=True)
         model.rotary = rotary_table(config)  # a computed table, not a weight: still on the meta device
         model = model.to(device=device, dtype=dtype or next(iter(state.values())).dtype).eval()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.llamagen_gpt import GPT_SIZES, LlamaGenConfig, LlamaGenModel
+from ..backbones.llamagen_gpt import GPT_SIZES, LlamaGenConfig, state_mismatch
 from ..checks import as_dtype, as_int
 from .llamagen import TEXT_ENCODER, VQ_WEIGHTS, WEIGHTS
 from .llamagen_vq import LlamaGenVQConfig, LlamaGenVQModel, load_torch_file, read_vq_checkpoint
@@ -187,13 +187,10 @@ def vq_config_of(state: dict, path) -> LlamaGenVQConfig:
 
 
 def _check_gpt(state: dict, config: LlamaGenConfig, path) -> None:
-    with torch.device("meta"):
-        expected = LlamaGenModel(config).state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
+    mismatch = state_mismatch(state, config)
+    if mismatch is not None:
         raise ValueError(f"gpt_checkpoint: {str(path)!r} does not match a LlamaGen {config.n_layer}-layer GPT "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]})")
+                         f"({mismatch})")
     bad = next((k for k, v in state.items() if not v.is_floating_point() or not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise ValueError(f"gpt_checkpoint: {str(path)!r}: weight {bad} is not finite floating point")
