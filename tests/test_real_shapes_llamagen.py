@@ -141,16 +141,23 @@ def _check(pipe, family, release_dir, tmp_path, modes, cfg_scale=CFG, png_modes=
     """Each mode's greedy image equals upstream's generate; `png_modes` (default all) go to PNGs (384 px at the
     released side)."""
     expected = _upstream_codes(release_dir, family, LABEL, cfg_scale, side)
+    return _check_modes(pipe, family, [LABEL], expected, tmp_path, modes, cfg_scale, png_modes, side)
+
+
+def _check_modes(pipe, name, prompts, expected, tmp_path, modes, cfg_scale, png_modes, side):
+    """Each mode's greedy images of `prompts` equal `expected` (upstream's codes); `png_modes` (None: all) go to
+    PNGs of 16 * side px; hawk+jacobi's drafts, Jacobi's included, must be accepted."""
     outs = {}
     for mode in modes:
         if png_modes is None or mode in png_modes:
-            out = pipe.generate([LABEL], mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
-            path = tmp_path / f"{family}_{mode}_cfg{cfg_scale:g}.png"
-            out.images[0].save(path)
-            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.images[0].size == (16 * side, 16 * side)
+            out = pipe.generate(prompts, mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
+            for i, image in enumerate(out.images):
+                path = tmp_path / f"{name}_{mode}_cfg{cfg_scale:g}_{i}.png"
+                image.save(path)
+                assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.size == (16 * side, 16 * side)
         else:
-            out = pipe.generate_tokens([LABEL], mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
-        assert torch.equal(out.image_tokens.flatten(1), expected), (family, mode, cfg_scale)
+            out = pipe.generate_tokens(prompts, mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
+        assert torch.equal(out.image_tokens.flatten(1), expected), (name, mode, cfg_scale)
         outs[mode] = out
     if "hawk+jacobi" in outs:
         jacobi = outs["hawk+jacobi"]
@@ -232,23 +239,7 @@ def _check_t2i(pipe, release_dir, tmp_path, prompts, modes, cfg_scale=T2I_CFG, p
     """Each mode's greedy images equal upstream's generate; `png_modes` (default all) go to PNGs (512 px at the
     released side)."""
     expected = _upstream_t2i_codes(release_dir, prompts, cfg_scale, side)
-    outs = {}
-    for mode in modes:
-        if png_modes is None or mode in png_modes:
-            out = pipe.generate(prompts, mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
-            for i, image in enumerate(out.images):
-                path = tmp_path / f"{T2I}_{mode}_cfg{cfg_scale:g}_{i}.png"
-                image.save(path)
-                assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.size == (16 * side, 16 * side)
-        else:
-            out = pipe.generate_tokens(prompts, mode=mode, temperature=0, cfg_scale=cfg_scale, num_nodes=NODES)
-        assert torch.equal(out.image_tokens.flatten(1), expected), (mode, cfg_scale)
-        outs[mode] = out
-    if "hawk+jacobi" in outs:
-        jacobi = outs["hawk+jacobi"]
-        assert jacobi.tokens_per_pass > 1.05, "the drafts were hardly accepted: little deep was verified"
-        assert jacobi.outputs[0].accepted_by_source.get("jacobi", 0) > 0
-    return outs
+    return _check_modes(pipe, T2I, prompts, expected, tmp_path, modes, cfg_scale, png_modes, side)
 
 
 def test_t2i_released_sizes_are_upstreams(tmp_path):
