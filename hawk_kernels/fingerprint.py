@@ -25,14 +25,9 @@ RELATIVE, ABSOLUTE, FLOOR = 2**-5, 2**-9, 2**-24
 
 def model_fingerprint(model) -> str:
     """The fingerprint (format 2, see the module docstring) of `model`'s parameters and buffers."""
-    names = hashlib.sha256()
-    values = []
-    for name, param in _state(model):
-        names.update(name.encode())
-        names.update(str(tuple(param.shape)).encode())
-        values.append(_samples(param, SAMPLES).to(torch.bfloat16).view(torch.int16).to(torch.int32) & 0xFFFF)
-    hexes = "".join(f"{int(v):04x}" for v in torch.cat(values).tolist()) if values else ""
-    return f"2.{names.hexdigest()[:16]}.{hexes}"
+    names, values = _signature(model)
+    bits = values.view(torch.int16).to(torch.int32) & 0xFFFF
+    return f"2.{names}." + "".join(f"{int(v):04x}" for v in bits.reshape(-1).tolist())
 
 
 def same_model(recorded: str, model) -> bool:
@@ -40,13 +35,24 @@ def same_model(recorded: str, model) -> bool:
     compared with the first format's digest, exactly."""
     if not recorded.startswith("2."):
         return recorded == exact_digest(model)
-    current = model_fingerprint(model)
-    mine, theirs = recorded.split("."), current.split(".")
-    if len(mine) != 3 or mine[1] != theirs[1] or len(mine[2]) != len(theirs[2]):
+    names, values = _signature(model)
+    parts = recorded.split(".")
+    if len(parts) != 3 or parts[1] != names or len(parts[2]) != 4 * values.numel():
         return False
-    a, b = (_decode(part[2]).view(-1, SAMPLES) for part in (mine, theirs))
+    a, b = _decode(parts[2]).view(-1, SAMPLES), values.float()
     scale = torch.maximum(a.abs().mean(1, keepdim=True), b.abs().mean(1, keepdim=True))
     return bool(((a - b).abs() <= RELATIVE * torch.maximum(a.abs(), b.abs()) + ABSOLUTE * scale + FLOOR).all())
+
+
+def _signature(model) -> tuple[str, torch.Tensor]:
+    """(16 hex digits of sha256 over the names and shapes, [parameters, SAMPLES] bfloat16 samples)."""
+    names = hashlib.sha256()
+    values = []
+    for name, param in _state(model):
+        names.update(name.encode())
+        names.update(str(tuple(param.shape)).encode())
+        values.append(_samples(param, SAMPLES).to(torch.bfloat16))
+    return names.hexdigest()[:16], torch.stack(values) if values else torch.zeros(0, SAMPLES, dtype=torch.bfloat16)
 
 
 def short(fingerprint) -> str:
