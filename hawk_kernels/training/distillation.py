@@ -265,14 +265,9 @@ def _prompt_ids(pipe, prompts: list, grid) -> list[list[int]]:
 
 
 def _sampling(pipe, cfg_scale, temperature, top_k) -> dict:
-    """The sampling every shard uses (None: the family default), checked by SamplingConfig before anything is
-    written (cfg_scale <= MAX_CFG_SCALE, temperature 0 or >= MIN_TEMPERATURE, ...)."""
-    from ..target import SamplingConfig
-
-    given = dict(cfg_scale=cfg_scale, temperature=temperature, top_k=top_k)
-    out = {k: (pipe.defaults.get(k) if v is None else v) for k, v in given.items()}
-    checked = SamplingConfig(out["cfg_scale"], out["temperature"], out["top_k"])
-    pipe._prepare("ar", None, checked.cfg_scale, checked.temperature, checked.top_k, None)  # a family's own rules
+    """The sampling every shard uses (None: the family default), checked as generate checks it before anything is
+    written: SamplingConfig's bounds and the family's own rules (pipe._prepare; LlamaGen: cfg_scale >= 1)."""
+    _, checked = pipe._prepare("ar", None, cfg_scale, temperature, top_k, None)
     return dict(cfg_scale=checked.cfg_scale, temperature=checked.temperature, top_k=checked.top_k)
 
 
