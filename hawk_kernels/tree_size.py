@@ -208,10 +208,11 @@ def sampling_key(sampling: SamplingConfig) -> str:
 
 
 def step_key(device, model_key: str, mode: str, size: int, batch: int, sampling: SamplingConfig,
-             form: str = "") -> str:
+             form: str = "", drafts: str = "") -> str:
     """The cost table's key: device, model shape, batch, sampling (sampling_key), the step's form (step_form) and
-    the step (AR, or mode + tree size)."""
-    step = "ar" if size == 1 else f"{mode} nodes {size}"
+    the step (AR, or mode + tree size + `drafts`, what of the draft heads changes a tree step's cost). AR's key is
+    the same for every mode: one AR cost per batch, the one baseline every mode's sizes are weighed against."""
+    step = "ar" if size == 1 else f"{mode} nodes {size}{drafts}"
     return f"{device_key(device)}|{model_key}|batch {batch}|{sampling_key(sampling)}|{form}|{step}"
 
 
@@ -220,12 +221,13 @@ COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise)
 
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int,
                      sampling: SamplingConfig, model_key: str, table: StepCostTable | None = None,
-                     sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4) -> SizeChoice:
+                     sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4, drafts: str = "") -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
     calibrated rates (None: generic priors); sampling: the call's (SamplingConfig); model_key: names the model
     shape (with the device, batch, sampling, the step's form and the step it keys the cost table); prompt_length: the real call's prompt tokens per row (the
     longer CFG branch), so that a step timed here has the real call's cache size (a compiled step compiles once
-    per cache size: timed at another, the real call would compile again).
+    per cache size: timed at another, the real call would compile again); drafts: the tree steps' draft heads
+    (step_key), not part of model_key, so that AR is timed once per batch whatever the mode.
 
     Sizes are tried smallest first. A size whose cost is not in the table yet is measured only if it could still
     win: a bigger tree does at least the work of a smaller one, so its step costs at least the largest cost
@@ -242,7 +244,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
         tokens = body / passes
         form = step_form(decoder)
-        key = step_key(decoder.backbone.device, model_key, mode, size, batch, sampling, form)
+        key = step_key(decoder.backbone.device, model_key, mode, size, batch, sampling, form, drafts)
         timed = key not in table.costs
         if timed and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
@@ -282,16 +284,17 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: S
         return default
     if num_nodes != "auto":
         return num_nodes
+    heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
     choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
-                              batch, sampling, _shape_key(pipe, mode, grid), prompt_length=prompt_length)
+                              batch, sampling, _shape_key(pipe, grid), prompt_length=prompt_length,
+                              drafts=f", heads {heads}" if heads else "")
     return choice.num_nodes
 
 
-def _shape_key(pipe, mode: str, grid) -> str:
-    """What a step's cost depends on besides device, batch and tree: the model's shape, dtype, layout, heads."""
+def _shape_key(pipe, grid) -> str:
+    """What a step's cost depends on besides device, batch, tree and heads: the model's shape, dtype, layout."""
     config = pipe.model.config
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     shape = [getattr(config, name, None) for name in ("hidden_size", "num_hidden_layers", "intermediate_size",
                                                       "num_attention_heads", "num_key_value_heads", "vocab_size")]
-    heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
-    return f"{pipe.family}|{type(pipe.model).__name__}|{shape}|{pipe.dtype}|{grid.height}x{grid.width}|heads {heads}"
+    return f"{pipe.family}|{type(pipe.model).__name__}|{shape}|{pipe.dtype}|{grid.height}x{grid.width}"

@@ -225,3 +225,17 @@ def test_a_step_is_measured_once_across_processes(tmp_path):
     results["second"] = second.seconds("k", lambda: 2.0)  # blocks on the lock until the first has written
     worker.join()
     assert results == {"first": 1.0, "second": 1.0}
+
+
+def test_ar_is_timed_once_per_batch_whatever_the_mode(tmp_path, monkeypatch):
+    """Every mode's sizes are weighed against one AR cost per batch: the AR step does not run the heads, so a mode
+    with heads and one without share its measurement (two timings of the same step read up to ~40% apart on a
+    loaded CPU, and each mode would then be weighed against its own); the tree steps are kept per mode and heads."""
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    pipe = hk.load_demo_pipeline(device="cpu")
+    for mode in ("hawk", "jacobi"):
+        pipe.generate(["a handwritten digit seven"] * 2, mode=mode, seed=1)
+    keys = json.loads((tmp_path / "step_costs.json").read_text())
+    ar = [key for key in keys if key.endswith("|ar")]
+    assert len(ar) == 1, ar
+    assert any("|hawk nodes 4, heads " in key for key in keys) and any(key.endswith("|jacobi nodes 4") for key in keys)
