@@ -8,6 +8,7 @@ import importlib.metadata
 import sys
 
 import pytest
+import torch
 
 import hawk_kernels as hk
 from hawk_kernels import cli
@@ -127,3 +128,30 @@ def test_hawk_entry_point_and_module_run_the_same_main(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("hawk_kernels", run_name="__main__")
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"hawk_kernels {hk.__version__}"
+
+
+def test_demo_shows_each_modes_fastest_round(tmp_path, capsys, monkeypatch):
+    """--rounds N runs every mode N times in turn and shows each mode's fastest run (one timing of a second reads
+    tens of percent off on a shared CPU); the images are the same every round (same seed)."""
+    from hawk_kernels.pipelines.base import ImagePipeline
+
+    runs, original = [], ImagePipeline.generate
+
+    def recording(self, prompts, *args, **kwargs):
+        out = original(self, prompts, *args, **kwargs)
+        runs.append((kwargs.get("mode"), len(prompts), out.seconds, out.image_tokens))
+        return out
+
+    monkeypatch.setattr(ImagePipeline, "generate", recording)
+    argv = ["demo", "--modes", "ar", "hawk", "--prompts", "the number 3", "handwritten 7", "--rounds", "3",
+            "--nodes", "4", "--out", str(tmp_path / "sheet.png")]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    timed = [run for run in runs if run[1] == 2]  # (the warm-up is one prompt)
+    assert [mode for mode, *_ in timed] == ["ar", "hawk"] * 3
+    for mode in ("ar", "hawk"):
+        mine = [run for run in timed if run[0] == mode]
+        assert all(torch.equal(run[3], mine[0][3]) for run in mine)
+        (row,) = [line for line in printed.splitlines() if line.startswith(f"{mode} ")]
+        assert float(row.split()[4]) == round(min(run[2] for run in mine), 2), (row, mine)
+    assert "fastest of 3 runs" in printed
