@@ -251,3 +251,17 @@ def load_accept_rates(directory) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)["rates"]
+
+
+def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,
+              family: str | None = None) -> DraftHeads:
+    """Untrained heads sized for `backbone`'s image path: sharing its linear image head (head_rows), else a
+    projection of their own over the image codes (Janus); float32 (float64 for a float64 model); bound to the
+    model's fingerprint and, where given, its family."""
+    from .fingerprint import model_fingerprint
+
+    dtype = torch.float64 if backbone.dtype == torch.float64 else torch.float32
+    return DraftHeads(backbone.hidden_size, getattr(backbone, "output_vocab_size", backbone.vocab_size),
+                      num_horizontal, vertical_depth, num_layers, shared_lm_head=backbone.head_rows() is not None,
+                      image_token_range=backbone.grid.image_token_range, dtype=dtype, family=family,
+                      model_fingerprint=model_fingerprint(backbone))

@@ -285,13 +285,18 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         # lower of the two timings (a slow spell during a tree's timing only errs towards AR)
         estimates[1]["seconds_per_step"] = table.lower(ar_key, measure_step_seconds(
             ar_decoder, batch, sampling, prompt_length=prompt_length))
+    return SizeChoice(_fastest(estimates), estimates)
+
+
+def _fastest(estimates: dict) -> int:
+    """The measured size with the most tokens per second; each measured estimate gets its `relative_speed` (the
+    smallest size, AR, = 1)."""
     measured = {size: e for size, e in estimates.items() if e["seconds_per_step"] is not None}
     ar = measured[min(measured)]
     for value in measured.values():
         value["relative_speed"] = (value["tokens_per_pass"] / value["seconds_per_step"]) / (
             ar["tokens_per_pass"] / ar["seconds_per_step"])
-    best = max(measured, key=lambda size: measured[size]["relative_speed"])
-    return SizeChoice(best, estimates)
+    return max(measured, key=lambda size: measured[size]["relative_speed"])
 
 
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,

@@ -58,9 +58,9 @@ def test_generate_resume_refuses_images_of_other_settings(tmp_path, capsys, monk
             assert f"--out: {str(out)!r} already holds image 0" in err and f"made with {key} " in err, err
         err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--mode", "jacobi"])
         assert "made with mode 'ar', not 'jacobi'" in err
-    # the mode chosen once the model is there (hawk: it has heads) is compared too
+    # the mode chosen once the model is there (hawk+jacobi: it has heads) is compared too
     err = _error(capsys, ["generate", "--demo", "--prompt", "digit eight", "--out", out, "--nodes", "8"])
-    assert "made with mode 'ar', not 'hawk'" in err
+    assert "made with mode 'ar', not 'hawk+jacobi'" in err
     assert (out / "manifest.jsonl").read_text() == before
     assert cli.main(["generate", "--demo", "--prompt", "digit eight", "--out", str(out), *FAST]) == 0  # a resume
     assert "made 0" in capsys.readouterr().out

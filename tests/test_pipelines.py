@@ -288,7 +288,19 @@ def test_bad_input_fails_early_and_names_the_argument(model_dirs, pipes, tmp_pat
     with pytest.raises(ValueError, match="input_ids: row 0 must end with the begin-of-image token"):
         janus.generate(input_ids=torch.tensor([[1, 9, 10]]), mode="ar")
     with pytest.raises(ValueError, match="heads: mode='hawk' needs draft heads"):
-        load_pipeline(model_dirs["emu3"]).generate(PROMPTS, size=32)
+        load_pipeline(model_dirs["emu3"]).generate(PROMPTS, size=32, mode="hawk")
+
+
+def test_a_call_without_a_mode_decodes_in_the_exact_mode_with_the_most_tokens_per_pass(model_dirs):
+    """mode None (the pipelines' default; `hawk generate` without --mode): jacobi without heads (it needs none),
+    hawk+jacobi with them; the output says which."""
+    pipe = load_pipeline(model_dirs["chameleon"])
+    kw = dict(size=SIZES["chameleon"], seed=0, num_nodes=8)
+    without = pipe.generate_tokens(PROMPTS[:1], **kw)
+    assert without.mode == "jacobi"
+    assert torch.equal(without.image_tokens, pipe.generate_tokens(PROMPTS[:1], mode="jacobi", **kw).image_tokens)
+    pipe.set_heads(pipe.make_heads())
+    assert pipe.generate_tokens(PROMPTS[:1], **kw).mode == "hawk+jacobi"
 
 
 def test_text_prompts_without_a_processor_and_output_dir_errors(model_dirs, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
-from ..drafts import MODES
+from ..drafts import MODES, default_mode
 from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_mode_heads,
                      check_out_dir, compile_word, number, pixel_size, plural, process_group, rank_device, temperature,
                      tree_nodes)
@@ -45,7 +45,8 @@ def add_parser(subparsers) -> None:
                         "({\"prompt\": ..., \"seed\", \"size\", \"cfg\" optional}): one image per prompt")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="directory for the PNGs and manifest.jsonl (created if missing; a re-run resumes it)")
-    g.add_argument("--mode", choices=MODES, default=None, help="decoding mode (default: hawk with heads, else ar)")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="decoding mode (default: hawk+jacobi with heads, else jacobi: the most tokens per pass, exact)")
     g.add_argument("--seed", type=SEED, default=0, help="image i is sampled with seed + i (unless its line gives one)")
     g.add_argument("--batch-size", type=number(int, 1), default=1,
                    help="images per decoder batch (1: images identical whatever the process or batch)")
@@ -98,7 +99,7 @@ def run(args) -> int:
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
                                 f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
-    mode = args.mode or ("hawk" if pipe.heads is not None else "ar")
+    mode = args.mode or default_mode(pipe.heads is not None)
     check_mode_heads(mode, pipe.heads is not None, "this model has none")
     _check_jobs(pipe, jobs, args)  # every job against the model: a bad one fails before anything is written
     barrier = process_group(device) if world > 1 else None

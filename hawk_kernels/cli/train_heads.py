@@ -62,7 +62,7 @@ def _interrupted(args) -> str:
 
 
 def run(args) -> int:
-    from ..pipelines.base import heads_for
+    from ..heads import heads_for
     from ..training import TrainConfig, train_heads
 
     if args.horizontal + args.vertical == 0:

@@ -58,6 +58,13 @@ def needs_heads(mode: str) -> bool:
     return any(kind in HEAD_SOURCES for kind in MODE_SOURCES[mode])
 
 
+def default_mode(has_heads: bool) -> str:
+    """The mode of a call that names none (the pipelines, `hawk generate`): the exact mode with the most tokens per
+    pass, hawk+jacobi with heads and jacobi without (bundled model, 16 nodes, batch 1: 6.14 and 5.66 against hawk's
+    4.19; benchmarks/SJD.md); num_nodes="auto" still takes plain AR steps where no tree pays for its step."""
+    return "hawk+jacobi" if has_heads else "jacobi"
+
+
 def default_depth(mode: str, heads) -> int:
     """The tree depth when no measured rates set it: horizontal heads alone reach their last distance;
     vertical drafts reach two depths further; Jacobi drafts JACOBI_DEPTH."""

@@ -18,11 +18,10 @@ import torch
 from ..backbones import backbone_for
 from ..checks import as_bool, as_float, as_int, image_seeds
 from ..decoder import HawkDecoder, HawkOutput
-from ..drafts import jacobi_template, needs_heads
+from ..drafts import default_mode, jacobi_template, needs_heads
 from ..grid import ImageGrid
-from ..fingerprint import model_fingerprint
 from ..tree_size import pipeline_num_nodes
-from ..heads import DraftHeads
+from ..heads import DraftHeads, heads_for
 from ..target import SamplingConfig
 from ..tree import MAX_NUM_NODES
 from .images import check_images, fit_images, pixel_statistics, to_pil
@@ -60,6 +59,7 @@ class PipelineOutput:
     #                                     per decoder batch; passing it back as num_nodes reproduces the image)
     committed: list[int] | None = None  # per image: tokens its passes committed (num_tokens less the prefill's
     #                                     token and the forced end; over its passes: tokens_per_pass's count)
+    mode: str | None = None  # the decoding mode (the call's, or drafts.default_mode when it named none)
 
     @property
     def step_engine(self) -> str:
@@ -158,13 +158,15 @@ class ImagePipeline:
                            tree=jacobi_template(mode, heads, num_nodes, rates), compile=self.compile)
 
     @torch.no_grad()
-    def generate(self, prompts=None, input_ids=None, mode: str = "hawk", size=None, cfg_scale: float | None = None,
-                 temperature: float | None = None, top_k: int | None = None, seed: int | list[int] = 0,
+    def generate(self, prompts=None, input_ids=None, mode: str | None = None, size=None,
+                 cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                 seed: int | list[int] = 0,
                  num_nodes: int | str | None = "auto", progress: bool = False, top_p: float | None = None,
                  decoder: HawkDecoder | None = None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
-        image starts, as the family's own generation expects them) -> images. None picks the family default
-        (`defaults`); temperature=0 is greedy. seed: image i gets seed + i (or seed[i]). num_nodes: the tree size,
+        image starts, as the family's own generation expects them) -> images. mode None: hawk+jacobi with heads,
+        jacobi without (drafts.default_mode; the output's `mode`). Other None: the family default (`defaults`);
+        temperature=0 is greedy. seed: image i gets seed + i (or seed[i]). num_nodes: the tree size,
         "auto" (the size maximising images per second at each decoder batch's size, tree_size.py: the output's
         `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed and
         tree size: with an int (or `num_nodes` passed back) it is the same alone or in any batch, not with "auto".
@@ -177,13 +179,14 @@ class ImagePipeline:
         return out
 
     @torch.no_grad()
-    def generate_tokens(self, prompts=None, input_ids=None, mode: str = "hawk", size=None,
+    def generate_tokens(self, prompts=None, input_ids=None, mode: str | None = None, size=None,
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                         seed: int | list[int] = 0, num_nodes: int | str | None = "auto", progress: bool = False,
                         decoder: HawkDecoder | None = None, top_p: float | None = None) -> PipelineOutput:
         """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
         the pipeline's own for (mode, size, num_nodes)."""
+        mode = default_mode(self.heads is not None) if mode is None else mode
         grid, sampling = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
         as_bool("progress", progress)
         if decoder is not None:
@@ -209,7 +212,7 @@ class ImagePipeline:
             order.extend(members)
             sizes.extend([batch_decoder.tree.num_nodes] * len(members))
         out = self._collect(outputs, order, rows, time.perf_counter() - start)
-        out.num_nodes = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()]
+        out.num_nodes, out.mode = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()], mode
         return out
 
     def tree_size(self, mode: str, size=None, num_nodes: int | None = None) -> int:
@@ -361,18 +364,6 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: its mode is {decoder.mode!r}, the call's mode={mode!r}")
     if decoder.grid != grid:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
-
-
-def heads_for(backbone, num_horizontal: int = 4, vertical_depth: int = 2, num_layers: int = 1,
-              family: str | None = None) -> DraftHeads:
-    """Untrained heads sized for `backbone`'s image path: sharing its linear image head (head_rows), else a
-    projection of their own over the image codes (Janus); float32 (float64 for a float64 model); bound to the
-    model's fingerprint and, where given, its family."""
-    dtype = torch.float64 if backbone.dtype == torch.float64 else torch.float32
-    return DraftHeads(backbone.hidden_size, getattr(backbone, "output_vocab_size", backbone.vocab_size),
-                      num_horizontal, vertical_depth, num_layers, shared_lm_head=backbone.head_rows() is not None,
-                      image_token_range=backbone.grid.image_token_range, dtype=dtype, family=family,
-                      model_fingerprint=model_fingerprint(backbone))
 
 
 def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
