@@ -38,7 +38,6 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
-from hawk_kernels.drafts import jacobi_template
 from hawk_kernels.engine import step as step_module
 from timing import copy_bandwidth, failure, median_seconds, report_header
 
@@ -260,9 +259,8 @@ WARMUP_STEPS = 3  # untimed steps of each 7B-shape row: the first compiles, the 
 def _seven_b_row(model, heads, grid, prompt, mode, nodes, attention, graphed, compile, device, steps, floor_ms,
                  streamed_floor_ms, profile_steps) -> dict:
     """One 7B-shape step row: a decoder of `mode` and `nodes`, three steps (compiling, capturing), then timed."""
-    tree = jacobi_template(mode, heads, nodes) if mode != "ar" else None
     dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=graphed,
-                         compile=compile, tree=tree)
+                         compile=compile)
     session = dec.start(prompt, cfg_scale=3.0, seed=0)
     began = time.perf_counter()
     session.run(WARMUP_STEPS)  # eager warm-up (compiling), capture, first replay

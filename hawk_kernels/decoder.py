@@ -12,7 +12,7 @@ import torch
 from .backbones import backbone_for
 from .backbones.kv_cache import cache_capacity
 from .checks import as_bool, as_int, check_auto_flag, check_compile, image_seeds, mask_tensor, token_tensor
-from .drafts import MODES, check_mode, default_depth, needs_heads, sources_for
+from .drafts import MODES, chain_depth, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep, compiles
 from .engine.step import prefill
@@ -78,7 +78,8 @@ class HawkDecoder:
         elif tree is None:
             deepest = max_depth or (len(accept_rates) if accept_rates else default_depth(mode, heads))
             width = max(1, sum(s.num_candidates() for s in sources))
-            tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates)
+            # Jacobi modes reserve a rank-0 chain (drafts.chain_depth): it feeds the next step's predictions
+            tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates, chain_depth(mode, num_nodes))
         # model: as given (a transformers model or an adapter); backbone: the adapter the steps call
         self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every

@@ -44,7 +44,7 @@ JACOBI_CHAIN_SHARE = 0.75  # of a Jacobi mode's node budget, reserved for its ra
 __all__ = ["MODES", "MODE_SOURCES", "Candidates", "CoupledNoise", "DraftContext", "DraftProposal", "DraftSource",
            "HorizontalSource", "InitialLawSource", "JacobiMemory", "JacobiSource", "JacobiState", "SourceSetup",
            "SpatialPool", "SpeculationCache", "StepRecord", "TreeRecord", "VerticalSource", "chain_depth", "check_mode",
-           "default_depth", "jacobi_template", "needs_heads", "sources_for"]
+           "default_depth", "needs_heads", "sources_for"]
 
 
 def check_mode(mode) -> None:
@@ -81,18 +81,6 @@ def chain_depth(mode: str, num_nodes: int) -> int:
     feeds the next step's predictions, a value per-step acceptance rates do not see), else none."""
     check_mode(mode)
     return int(round(JACOBI_CHAIN_SHARE * num_nodes)) if "jacobi" in MODE_SOURCES[mode] else 0
-
-
-def jacobi_template(mode: str, heads, num_nodes: int, accept_rates=None):
-    """The tree of a Jacobi mode: best-first from the rates (TreeTemplate.from_budget) after its chain
-    (chain_depth); None for other modes (HawkDecoder's own template then applies)."""
-    from ..tree import TreeTemplate
-
-    if not chain_depth(mode, num_nodes):
-        return None
-    width = max(1, sum(s.num_candidates() for s in sources_for(mode, heads, measured=accept_rates is not None)))
-    depth = len(accept_rates) if accept_rates else default_depth(mode, heads)
-    return TreeTemplate.from_budget(num_nodes, depth, width, accept_rates, chain_depth(mode, num_nodes))
 
 
 def sources_for(mode: str, heads, horizontal_candidates: int = 2, vertical_candidates: int = 1,

@@ -18,7 +18,7 @@ import torch
 from ..backbones import backbone_for
 from ..checks import as_bool, as_float, as_int, image_seeds
 from ..decoder import HawkDecoder, HawkOutput
-from ..drafts import default_mode, jacobi_template, needs_heads
+from ..drafts import default_mode, needs_heads
 from ..grid import ImageGrid
 from ..tree_size import pipeline_num_nodes
 from ..heads import DraftHeads, heads_for
@@ -152,10 +152,9 @@ class ImagePipeline:
         return self._decoders[key]
 
     def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
-        """Jacobi modes get their tree with its reserved chain (drafts.jacobi_template)."""
-        heads, rates = heads if needs_heads(mode) else None, self.accept_rates.get(mode)
-        return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes, accept_rates=rates,
-                           tree=jacobi_template(mode, heads, num_nodes, rates), compile=self.compile)
+        heads = heads if needs_heads(mode) else None
+        return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes,
+                           accept_rates=self.accept_rates.get(mode), compile=self.compile)
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str | None = None, size=None,

@@ -16,7 +16,7 @@ import datetime
 import torch
 
 from ..decoder import HawkDecoder
-from ..drafts import MODE_SOURCES, jacobi_template, needs_heads, sources_for
+from ..drafts import MODE_SOURCES, needs_heads, sources_for
 from ..tree import TreeTemplate
 
 PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
@@ -65,8 +65,8 @@ def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, s
     grid, rates = pipe.layout(size), report["rates"]["hawk+jacobi"]
     tokens_per_pass = {}
     for label, table in (("heads_own_depth_1", rates), ("jacobi_owns_depth_1", None)):
-        dec = HawkDecoder(pipe.backbone(grid), pipe.heads, grid, mode="hawk+jacobi", accept_rates=table,
-                          tree=jacobi_template("hawk+jacobi", pipe.heads, nodes, table), compile=False)
+        dec = HawkDecoder(pipe.backbone(grid), pipe.heads, grid, mode="hawk+jacobi", num_nodes=nodes,
+                          accept_rates=table, compile=False)
         tokens = passes = 0
         for out in _decode(pipe, dec, "hawk+jacobi", images, batch, cfg, seed, prompts, size):
             tokens, passes = tokens + sum(out.committed), passes + sum(out.num_forward_passes)
