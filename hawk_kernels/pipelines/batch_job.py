@@ -23,6 +23,7 @@ from pathlib import Path
 from ..engine.compiled import compiles
 from ..progress import progress_bar
 from ..target import MAX_CFG_SCALE
+from .writer import BackgroundWriter
 
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{}.jsonl"
@@ -317,13 +318,18 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
         fill_batches = compiles(pipe.compile, pipe.device)
     for job in todo:  # a PNG a killed run was writing (its .partial file): made again below
         (out_dir / (job.png_name + ".partial")).unlink(missing_ok=True)
-    paths = []
+    writer = BackgroundWriter()  # a batch's PNGs are written while the next one decodes
     try:
         for batch in make_batches(todo, batch_size):
             fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
-            paths += _run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, settings, bar)
+            writer.submit(_run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, settings, bar))
+    except BaseException:
+        writer.close(raise_errors=False)  # what was decoded is still written (Ctrl-C: then merged)
+        raise
     finally:
         bar.close()  # an error then starts on a line of its own
+    writer.close()
+    paths = [path for written_paths in writer.results for path in written_paths]
     if barrier is not None:
         barrier()
     if rank == 0:
@@ -344,29 +350,35 @@ def image_settings(pipe, mode: str, temperature, top_k) -> dict:
 
 def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes,
                settings: dict, bar):
-    """batch: the images to write; fill: rows decoded with them only to keep the batch size, then dropped."""
+    """Decode `batch` (fill: rows decoded with it only to keep the batch size, then dropped); returns the job that
+    writes its PNGs and manifest lines (_write_batch), for the BackgroundWriter."""
     rows = batch + fill
     res = pipe.generate([job.prompt for job in rows], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
                         temperature=settings["temperature"], top_k=settings["top_k"], seed=[job.seed for job in rows],
                         num_nodes=num_nodes)
     seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
     compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
-    paths = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for k, (job, image) in enumerate(zip(batch, res.images)):
-        path = out_dir / job.png_name
-        save_image(image, path, then="; the images written before stay valid: the same command resumes")
-        passes = res.num_forward_passes[k]
-        append_line(part, dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode,
-                               num_nodes=res.num_nodes[k], size=_size_field(job.size),
-                               cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg, **settings,
-                               passes=passes,
-                               tokens_per_pass=round(res.committed[k] / max(1, passes), 4),
-                               seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4),
-                               steps=res.step_engine, png=path.name))
-        paths.append(path)
+    lines = [dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode, num_nodes=res.num_nodes[k],
+                  size=_size_field(job.size), cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
+                  **settings, passes=res.num_forward_passes[k],
+                  tokens_per_pass=round(res.committed[k] / max(1, res.num_forward_passes[k]), 4),
+                  seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4), steps=res.step_engine,
+                  png=job.png_name) for k, job in enumerate(batch)]
     bar.totals["tokens"] += sum(res.committed[:len(batch)])
     bar.totals["passes"] += sum(res.num_forward_passes[:len(batch)])
     bar.set_postfix(tokens_per_pass=f"{bar.totals['tokens'] / max(1, bar.totals['passes']):.2f}", refresh=False)
     bar.update(len(batch))
+    return lambda: _write_batch(res.images[:len(batch)], lines, out_dir, part)
+
+
+def _write_batch(images: list, lines: list[dict], out_dir: Path, part: Path) -> list[Path]:
+    """Each image's PNG, then its manifest line (an image counts as written once both exist); on the writer
+    thread (BackgroundWriter)."""
+    paths = []
+    for image, line in zip(images, lines):
+        path = out_dir / line["png"]
+        save_image(image, path, then="; the images written before stay valid: the same command resumes")
+        append_line(part, line)
+        paths.append(path)
     return paths
