@@ -161,14 +161,14 @@ class StepCostTable:
 
 def measure_step_seconds(decoder, batch: int, sampling: SamplingConfig, warmup: int = 3, steps: int = 8,
                          prompt_length: int = 4) -> float:
-    """Seconds of one decode step of `decoder` at `batch` images (CFG rows included when sampling uses CFG): the
-    median of CUDA-event timings on a GPU; on the CPU the fastest of perf_counter timings, since a step's work is
-    fixed (static shapes) and other processes on a shared CPU only ever add to it (on a loaded 2-core box the
-    median of the same step read up to 40% apart between two timings, and the cost is kept on disk). The
-    prompt's content does not change a step's cost: prompts of token 0, `prompt_length` long. The call's own sampling and prompt length, so that the step
+    """Seconds of one decode step of `decoder` at `batch` images (CFG rows included when sampling uses CFG): the median
+    of CUDA-event timings on a GPU; on the CPU the fastest of perf_counter timings, since a step's work is fixed (static
+    shapes) and other processes on a shared CPU only ever add to it (on a loaded 2-core box the median of the same step
+    read up to 40% apart between two timings, and the cost is kept on disk). The prompt's content does not change a
+    step's cost: prompts of token 0, `prompt_length` long. The call's own sampling and prompt length, so that the step
     timed here is the one the real call runs (its top-k, greedy or not: they change the step's code) with the real
-    call's cache size: a compiled step is then compiled here once, not again for the real call. Steps past the
-    image end cost the same."""
+    call's cache size: a compiled step is then compiled here once, not again for the real call. Steps past the image end
+    cost the same."""
     device = decoder.backbone.device
     prompts = torch.zeros(batch, prompt_length, dtype=torch.int64, device=device)
     session = decoder.start(prompts, cfg_scale=sampling.cfg_scale, temperature=sampling.temperature,
@@ -235,11 +235,11 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
                      sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4,
                      drafts: str = "") -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
-    calibrated rates (None: generic priors); sampling: the call's (SamplingConfig); model_key: names the model
-    shape (with the device, batch, sampling, the step's form and the step it keys the cost table); prompt_length:
-    the real call's prompt tokens per row (the longer CFG branch), so that a step timed here has the real call's cache size (a compiled step compiles once
-    per cache size: timed at another, the real call would compile again); drafts: the tree steps' draft heads
-    (step_key), not part of model_key, so that AR is timed once per batch whatever the mode.
+    calibrated rates (None: generic priors); sampling: the call's (SamplingConfig); model_key: names the model shape
+    (with the device, batch, sampling, the step's form and the step it keys the cost table); prompt_length: the real
+    call's prompt tokens per row (the longer CFG branch), so that a step timed here has the real call's cache size (a
+    compiled step compiles once per cache size: timed at another, the real call would compile again); drafts: the tree
+    steps' draft heads (step_key), not part of model_key, so that AR is timed once per batch whatever the mode.
 
     Sizes are tried smallest first. A size whose cost is not in the table yet is measured only if it could still
     win: a bigger tree does at least the work of a smaller one, so its step costs at least the largest cost
