@@ -68,8 +68,7 @@ def exact_digest(model) -> str:
     meant (the draft heads a batch run's manifest names)."""
     digest = hashlib.sha256()
     for name, param in _state(model):
-        flat = param.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64]
+        sample = _strided(param, 64)
         if sample.dtype.is_floating_point:
             sample = sample.to(torch.bfloat16).float()
         digest.update(name.encode())
@@ -83,9 +82,14 @@ def _state(model):
     return sorted(model.state_dict().items())
 
 
-def _samples(param: torch.Tensor, count: int) -> torch.Tensor:
+def _strided(param: torch.Tensor, count: int) -> torch.Tensor:
+    """At most `count` of `param`'s values, evenly strided over it (both formats sample the same way)."""
     flat = param.detach().reshape(-1)
-    sample = flat[:: max(1, flat.numel() // count)][:count]
+    return flat[:: max(1, flat.numel() // count)][:count]
+
+
+def _samples(param: torch.Tensor, count: int) -> torch.Tensor:
+    sample = _strided(param, count)
     if not sample.dtype.is_floating_point:  # integer buffers: their values, as floats
         sample = sample.double()
     sample = torch.nn.functional.pad(sample.float().cpu(), (0, count - sample.numel()))  # short parameters: zeros
