@@ -130,24 +130,31 @@ inline DraftHeadsSizes check_draft_heads_args(const at::Tensor& hidden, const at
 // ------------------------------------------------------------------------------------------------ philox_uniforms
 
 struct PhiloxSizes {
-  int64_t numel;      // elements to draw
-  int64_t rows;       // 1 for one key (seed () or (1,)); R for per-row keys (seed (R,), R == shape[0])
-  int64_t row_numel;  // elements per row (numel for one key); row r is keyed by seed[r]
+  int64_t numel;          // elements to draw
+  int64_t rows;           // 1 when seed and offset are one each; R == shape[0] when either is per row
+  int64_t row_numel;      // elements per row (numel for one row), counted within the row
+  int64_t seed_stride;    // row r's key at seed[r * seed_stride]: 0 for one key
+  int64_t offset_stride;  // row r's offset at offset[r * offset_stride]: 0 for one offset
 };
 
-// seed: int64 () or (1,) (one key) or (R,) with R == shape[0] (one key per row); offset: int64 () or (1,).
+// `name` (seed or offset): int64 () or (1,) (one `what` for the draw) or (R,) with R == shape[0] (one per row).
+// Returns whether it is per row (shape (R,), R != 1).
+inline bool check_philox_rows(const at::Tensor& t, const char* name, const char* what, at::IntArrayRef shape) {
+  TORCH_CHECK(t.scalar_type() == at::kLong, name, ": expected an int64 tensor, got ", t.scalar_type());
+  const bool per_row = t.dim() == 1 && t.numel() != 1;
+  TORCH_CHECK(t.dim() <= 1 && (!per_row || shape.empty() || t.size(0) == shape[0]), name,
+              ": expected an int64 tensor of shape () or (1,) (one ", what, ") or (R,) with R == shape[0] (one ",
+              what, " per row), got ", t.sizes(), " for shape ", shape);
+  TORCH_CHECK(!per_row || !shape.empty(), name, ": a per-row ", name, " of shape ", t.sizes(),
+              " needs a shape with at least one dimension (R == shape[0]), got shape ", shape);
+  return per_row;
+}
+
+// seed and offset: each int64 () or (1,) (one for the draw) or (R,) with R == shape[0] (one per row).
 inline PhiloxSizes check_philox_args(const at::Tensor& seed, const at::Tensor& offset, at::IntArrayRef shape,
                                      int64_t stream) {
-  TORCH_CHECK(seed.scalar_type() == at::kLong, "seed: expected an int64 tensor, got ", seed.scalar_type());
-  const bool per_row = seed.dim() == 1 && seed.numel() != 1;
-  TORCH_CHECK(seed.dim() <= 1 && (!per_row || shape.empty() || seed.size(0) == shape[0]),
-              "seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R == shape[0] (one key "
-              "per row), got ", seed.sizes(), " for shape ", shape);
-  TORCH_CHECK(!per_row || !shape.empty(), "seed: a per-row seed of shape ", seed.sizes(),
-              " needs a shape with at least one dimension (R == shape[0]), got shape ", shape);
-  TORCH_CHECK(offset.scalar_type() == at::kLong && offset.dim() <= 1 && offset.numel() == 1,
-              "offset: expected an int64 tensor of shape () or (1,), got ", offset.scalar_type(), " ",
-              offset.sizes());
+  const bool seed_rows = check_philox_rows(seed, "seed", "key", shape);
+  const bool offset_rows = check_philox_rows(offset, "offset", "offset", shape);
   check_same_device(offset, "offset", seed);
   TORCH_CHECK(stream >= 0 && stream < (int64_t{1} << 32), "stream: expected 0 <= stream < 2**32, got ", stream);
   bool empty = false;
@@ -161,8 +168,9 @@ inline PhiloxSizes check_philox_args(const at::Tensor& seed, const at::Tensor& o
     TORCH_CHECK(size <= philox::kMaxNumel / numel, "shape: at most 2**34 elements, got shape ", shape);
     numel *= size;
   }
-  const int64_t rows = per_row ? seed.size(0) : 1;
-  return {numel, rows, rows == 0 ? 0 : numel / rows};
+  const int64_t rows = seed_rows || offset_rows ? shape[0] : 1;
+  return {numel, rows, rows == 0 ? 0 : numel / rows, seed_rows ? seed.stride(0) : 0,
+          offset_rows ? offset.stride(0) : 0};
 }
 
 }  // namespace hawk

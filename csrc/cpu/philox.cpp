@@ -1,6 +1,7 @@
 // hawk::philox_uniforms on CPU: the shared Philox4x32-10 of include/hawk/philox.cuh, one counter block (four
-// uniforms) per iteration, parallel over rows x blocks (one row for a one-key draw; per-row seeds: row r keyed
-// by seed[r], blocks counted within the row). Spec: hawk_kernels/ops/reference/philox.py.
+// uniforms) per iteration, parallel over rows x blocks (one row when seed and offset are one each; a per-row
+// seed or offset: row r drawn with its own seed and offset, blocks counted within the row).
+// Spec: hawk_kernels/ops/reference/philox.py.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -18,8 +19,7 @@ at::Tensor philox_uniforms_cpu(const at::Tensor& seed, const at::Tensor& offset,
   auto out = at::empty(shape, seed.options().dtype(at::kFloat));
   if (sizes.numel == 0) return out;
   const int64_t* seeds = seed.data_ptr<int64_t>();
-  const int64_t seed_stride = sizes.rows > 1 ? seed.stride(0) : 0;
-  const uint64_t ctr = static_cast<uint64_t>(*offset.data_ptr<int64_t>());
+  const int64_t* offsets = offset.data_ptr<int64_t>();
   const uint32_t lane_stream = static_cast<uint32_t>(stream);
   float* o = out.data_ptr<float>();
   const int64_t row_numel = sizes.row_numel;
@@ -27,7 +27,8 @@ at::Tensor philox_uniforms_cpu(const at::Tensor& seed, const at::Tensor& offset,
   at::parallel_for(0, sizes.rows * row_blocks, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t row = t / row_blocks, j = t - row * row_blocks;
-      const uint64_t key = static_cast<uint64_t>(seeds[row * seed_stride]);
+      const uint64_t key = static_cast<uint64_t>(seeds[row * sizes.seed_stride]);
+      const uint64_t ctr = static_cast<uint64_t>(offsets[row * sizes.offset_stride]);
       const philox::Block x = philox::uniform_bits(key, ctr, lane_stream, static_cast<uint32_t>(j));
       const int64_t first = 4 * j, lanes = row_numel - first < 4 ? row_numel - first : 4;
       float* row_out = o + row * row_numel;

@@ -1,6 +1,6 @@
 // hawk::philox_uniforms on CUDA: checks, current stream, one launch of include/hawk/philox.cuh (rows x counter
-// blocks; one row for a one-key draw). The kernel reads seed(s) and offset from device memory (no host sync),
-// so a captured CUDA graph that also advances the offset tensor replays with fresh numbers.
+// blocks; one row when seed and offset are one each). The kernel reads seed(s) and offset(s) from device memory
+// (no host sync), so a captured CUDA graph that also advances the offset tensor replays with fresh numbers.
 // Spec: hawk_kernels/ops/reference/philox.py.
 #include <torch/library.h>
 
@@ -20,8 +20,9 @@ at::Tensor philox_uniforms_cuda(const at::Tensor& seed, const at::Tensor& offset
   if (sizes.numel == 0) return out;
   PhiloxArgs args;
   args.seed = seed.data_ptr<int64_t>();
-  args.seed_stride = sizes.rows > 1 ? seed.stride(0) : 0;  // per-row keys may be a strided view
+  args.seed_stride = sizes.seed_stride;  // per-row keys and offsets may be strided views
   args.offset = offset.data_ptr<int64_t>();
+  args.offset_stride = sizes.offset_stride;
   args.out = out.data_ptr<float>();
   args.rows = sizes.rows;
   args.row_numel = sizes.row_numel;

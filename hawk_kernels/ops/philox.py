@@ -1,7 +1,7 @@
 """ops.philox_uniforms and DeviceRNG: stateless Philox4x32-10 uniforms keyed by (seed, offset, stream), with
-seed and offset held in device tensors (docs/method.md §4). Spec: reference/philox.py. The seed is one key for
-the whole draw (shape () or (1,)) or one key per row (shape (R,), R == shape[0]): row r is then the draw of
-seed[r] alone over shape[1:], whatever the other rows and R are.
+seed and offset held in device tensors (docs/method.md §4). Spec: reference/philox.py. The seed and the offset
+are each one value for the whole draw (shape () or (1,)) or one value per row (shape (R,), R == shape[0]): row r
+of a per-row draw is then the draw of (seed_r, offset_r) alone over shape[1:], whatever the other rows and R are.
 
 Nothing here reads seed or offset on the host, so a CUDA graph that captures `rng.uniforms(...)` and
 `rng.advance()` replays with fresh numbers: the advance is an in-place add on the device tensor.
@@ -24,21 +24,14 @@ STREAM_RESIDUAL = 2  # the bonus / residual sample at each node (uniforms[..., 1
 STREAM_FIRST_DRAFT = 16  # draft law i draws its candidates from stream STREAM_FIRST_DRAFT + i
 
 
-def _check_scalar_tensor(name: str, t, device=None):
-    check_tensor(name, t, dtypes=INDEX, device=device)
-    if t.dim() > 1 or t.numel() != 1:
-        raise ValueError(f"{name}: expected an int64 tensor of shape () or (1,), got shape {tuple(t.shape)}")
-
-
-def _check_seed(seed, shape: tuple[int, ...]) -> None:
-    """seed: int64, shape () or (1,) (one key) or (R,) with R == shape[0] (one key per row)."""
-    check_tensor("seed", seed, dtypes=INDEX)
+def _check_rows(name: str, t, shape: tuple[int, ...], one: str) -> None:
+    """t (seed or offset): shape () or (1,) (`one` for the draw) or (R,) with R == shape[0] (`one` per row)."""
     rows = f"(R,) with R == shape[0] = {shape[0]}" if shape else "(R,) with R == shape[0]"
-    if seed.dim() > 1 or (per_row(seed) and shape and seed.shape[0] != shape[0]):
-        raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or {rows} (one key per "
-                         f"row), got shape {tuple(seed.shape)}")
-    if per_row(seed) and not shape:
-        raise ValueError(f"seed: a per-row seed of shape {tuple(seed.shape)} needs a shape with at least one "
+    if t.dim() > 1 or (per_row(t) and shape and t.shape[0] != shape[0]):
+        raise ValueError(f"{name}: expected an int64 tensor of shape () or (1,) ({one}) or {rows} ({one} per "
+                         f"row), got shape {tuple(t.shape)}")
+    if per_row(t) and not shape:
+        raise ValueError(f"{name}: a per-row {name} of shape {tuple(t.shape)} needs a shape with at least one "
                          f"dimension (R == shape[0]), got shape ()")
 
 
@@ -73,12 +66,13 @@ def _check_stream(stream) -> int:
 def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = 0,
                     backend: str = "auto") -> torch.Tensor:
     """float32 uniforms of `shape` on seed.device, in [0, 1 - 2**-24]; a pure function of
-    (seed, offset, stream, shape). offset: an int64 tensor of shape () or (1,); seed: an int64 tensor of shape
-    () or (1,) (one key) or (R,) with R == shape[0] (row r keyed by seed[r] alone); both on one device."""
+    (seed, offset, stream, shape). seed, offset: int64 tensors on one device, each of shape () or (1,) (one for
+    the draw) or (R,) with R == shape[0] (one per row: row r is the draw of (seed_r, offset_r) alone)."""
     check_tensor("seed", seed, dtypes=INDEX)
     shape = _check_shape(shape)
-    _check_seed(seed, shape)
-    _check_scalar_tensor("offset", offset, device=seed.device)
+    _check_rows("seed", seed, shape, "one key")
+    check_tensor("offset", offset, dtypes=INDEX, device=seed.device)
+    _check_rows("offset", offset, shape, "one offset")
     stream = _check_stream(stream)
     return _backend.bind("philox_uniforms", seed.device, backend)(seed, offset, shape, stream)
 
@@ -89,46 +83,77 @@ def _as_int64_bits(name: str, value) -> int:
     return value - 2**64 if value >= 2**63 else value
 
 
+def _held_seed(seed, device) -> torch.Tensor:
+    """DeviceRNG's seed: a 0-d tensor (one key) or an (R,) tensor (one key per row), a copy on `device`."""
+    if isinstance(seed, torch.Tensor):
+        check_tensor("seed", seed, dtypes=INDEX)
+        if seed.dim() > 1 or seed.numel() == 0:
+            raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R >= 1 "
+                             f"(one key per row), got shape {tuple(seed.shape)}")
+        seed = seed.detach().to(device=device)
+        return (seed if per_row(seed) else seed.reshape(())).clone(memory_format=torch.contiguous_format)
+    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+        if len(seed) == 0:
+            raise ValueError("seed: expected at least one per-row seed, got an empty sequence")
+        bits = [_as_int64_bits(f"seed[{i}]", value) for i, value in enumerate(seed)]
+        return torch.tensor(bits, dtype=torch.int64, device=device)
+    return torch.tensor(_as_int64_bits("seed", seed), dtype=torch.int64, device=device)
+
+
+def _held_offset(offset, device, rows: int | None) -> torch.Tensor:
+    """DeviceRNG's offset: a 0-d tensor (one offset) or, with `rows` per-row seeds, an (R,) tensor (one offset
+    per row, R == rows), a copy on `device`."""
+    if isinstance(offset, torch.Tensor):
+        check_tensor("offset", offset, dtypes=INDEX)
+        if offset.dim() > 1:
+            raise ValueError(f"offset: expected an int64 tensor of shape () or (1,) (one offset) or (R,) (one "
+                             f"offset per row), got shape {tuple(offset.shape)}")
+        offset = offset.detach().to(device=device)
+        held = (offset if per_row(offset) else offset.reshape(())).clone(memory_format=torch.contiguous_format)
+    elif isinstance(offset, Sequence) and not isinstance(offset, (str, bytes)):
+        bits = [_as_int64_bits(f"offset[{i}]", value) for i, value in enumerate(offset)]
+        held = torch.tensor(bits, dtype=torch.int64, device=device)
+    else:
+        return torch.tensor(_as_int64_bits("offset", offset), dtype=torch.int64, device=device)
+    if held.dim() == 1 and held.shape[0] != rows:
+        seeds = "one key" if rows is None else f"{rows} per-row seeds"
+        raise ValueError(f"offset: one offset per row needs as many per-row seeds; got {held.shape[0]} offsets "
+                         f"for {seeds}")
+    return held
+
+
 class DeviceRNG:
     """seed and offset as int64 tensors on `device`; never read on the host.
 
     seed: one key (an int in [-2**63, 2**64), or an int64 tensor of shape () or (1,)), held as a 0-d tensor; or
     one key per row (a sequence of such ints, or an int64 tensor of shape (R,)), held as an (R,) tensor, so row
     r of every draw depends on seed[r] alone (ints are stored as their int64 bits, see _as_int64_bits).
+    offset: one offset (an int, or an int64 tensor of shape () or (1,)), held as a 0-d tensor; or, with R
+    per-row seeds, one offset per row (a sequence of R ints, or an int64 tensor of shape (R,)), held as an (R,)
+    tensor, so rows can be at different decoding steps.
     uniforms(shape, stream) draws philox_uniforms(seed, offset, shape, stream) with the kernel bound once here
     (`backend`, "auto" by default; `.backend` says which ran); with R > 1 per-row seeds shape[0] must be R.
-    advance(steps) adds to the offset in place (graph-safe). One offset per decoding step, one stream per
-    purpose (STREAM_*)."""
+    advance(steps) adds to the offset (every row's) in place (graph-safe). One offset per decoding step, one
+    stream per purpose (STREAM_*).
 
-    def __init__(self, seed: int | Sequence[int] | torch.Tensor, device=None, offset: int | torch.Tensor = 0,
-                 backend: str = "auto"):
-        if isinstance(seed, torch.Tensor):
-            check_tensor("seed", seed, dtypes=INDEX)
-            if seed.dim() > 1 or seed.numel() == 0:
-                raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R >= 1 "
-                                 f"(one key per row), got shape {tuple(seed.shape)}")
-            device = torch.device(device) if device is not None else seed.device
-            seed = seed.detach().to(device=device)
-            self.seed = (seed if per_row(seed) else seed.reshape(())).clone()
-        elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
-            if len(seed) == 0:
-                raise ValueError("seed: expected at least one per-row seed, got an empty sequence")
-            device = torch.device(device) if device is not None else torch.device("cpu")
-            bits = [_as_int64_bits(f"seed[{i}]", value) for i, value in enumerate(seed)]
-            self.seed = torch.tensor(bits, dtype=torch.int64, device=device)
-        else:
-            device = torch.device(device) if device is not None else torch.device("cpu")
-            self.seed = torch.tensor(_as_int64_bits("seed", seed), dtype=torch.int64, device=device)
-        if isinstance(offset, torch.Tensor):
-            _check_scalar_tensor("offset", offset)
-            self.offset = offset.detach().to(device=device).reshape(()).clone()
-        else:
-            self.offset = torch.tensor(_as_int64_bits("offset", offset), dtype=torch.int64, device=device)
+    Both tensors are held, never replaced, so a caller may write their rows in place and a captured CUDA graph
+    sees the writes at its next replay: `rng.offset[rows] = 0` restarts those rows' step count (per-row offsets
+    only) and `rng.seed[rows] = keys` gives them new keys (per-row seeds), e.g. for a row refilled with a new
+    image mid-batch, which then draws exactly what that image draws decoded alone."""
+
+    def __init__(self, seed: int | Sequence[int] | torch.Tensor, device=None,
+                 offset: int | Sequence[int] | torch.Tensor = 0, backend: str = "auto"):
+        if device is None:
+            device = seed.device if isinstance(seed, torch.Tensor) else "cpu"
+        device = torch.device(device)
+        self.seed = _held_seed(seed, device)
+        self.offset = _held_offset(offset, device, self.rows)
         self._philox = _backend.bind("philox_uniforms", device, backend)
 
     @property
     def rows(self) -> int | None:
-        """R for per-row seeds (an (R,) seed tensor), None for one key (a 0-d seed tensor)."""
+        """R for per-row seeds (an (R,) seed tensor; a per-row offset has R rows too), None for one key (a 0-d
+        seed tensor, and then a 0-d offset)."""
         return self.seed.shape[0] if self.seed.dim() == 1 else None
 
     @property
@@ -148,7 +173,8 @@ class DeviceRNG:
         return self._philox(self.seed, self.offset, shape, _check_stream(stream))
 
     def advance(self, steps: int = 1) -> None:
-        """offset += steps, in place on the device (a captured graph replays it)."""
+        """offset += steps (every row's, for per-row offsets), in place on the device (a captured graph replays
+        it)."""
         self.offset.add_(steps)
 
     def __repr__(self) -> str:

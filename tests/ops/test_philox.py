@@ -1,5 +1,6 @@
 """philox_uniforms: the reference is Philox4x32-10 (Random123 known answers), every backend is bit-identical to
-it, the numbers look uniform, and a captured CUDA graph that advances the offset replays with fresh numbers."""
+it (one seed and offset, per-row seeds, per-row offsets), the numbers look uniform, and a captured CUDA graph
+that advances the offset replays with fresh numbers."""
 from __future__ import annotations
 
 import math
@@ -475,7 +476,7 @@ def test_per_row_bad_inputs_name_the_argument():
     with pytest.raises(TypeError, match="seed.*int64"):
         ops.philox_uniforms(torch.tensor([1, 2], dtype=torch.int32), o, (2, 3))
     with pytest.raises(ValueError, match="offset"):
-        ops.philox_uniforms(torch.tensor([1, 2]), torch.tensor([1, 2]), (2, 3))  # the offset stays one
+        ops.philox_uniforms(torch.tensor([1, 2]), torch.tensor([1, 2, 3]), (2, 3))  # per-row offsets: R rows too
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="offset.*device"):
             ops.philox_uniforms(torch.tensor([1, 2]).cuda(), o, (2, 3))
@@ -531,3 +532,207 @@ def test_cuda_graph_replay_per_row(backend):
     ref = lambda s, o: reference.philox_uniforms(torch.tensor(s), torch.tensor(o), shape, STREAM_ACCEPT)
     assert torch.equal(first.cpu(), ref(seeds, offset))
     assert torch.equal(second.cpu(), ref([seeds[0], seeds[0], seeds[2]], offset + 1))
+
+
+# ------------------------------------------------------------------------------------------------ per-row offsets
+# offset of shape (R,), R == shape[0]: row r is the draw of (seed_r, offset[r]) over shape[1:], with seed_r the
+# row's seed (per-row seeds) or the one seed (reference/philox.py, Rows).
+EDGE_OFFSETS = (0, 2**32, -1, -2**63, 2**63 - 1, 2**32 - 1)
+
+
+def row_offsets(rng: random.Random, rows: int) -> list[int]:
+    """Per-row int64 offsets: edge values first (0, 2**32, negative bit patterns), then random ones past 2**32."""
+    return [EDGE_OFFSETS[r] if r < len(EDGE_OFFSETS) else fresh_key(rng)[1] for r in range(rows)]
+
+
+def seed_layouts(rng: random.Random, rows: int):
+    """(name, seed tensor, seed_r) for per-row seeds and for one shared seed as () and (1,)."""
+    seeds, one = row_seeds(rng, rows), fresh_key(rng)[0]
+    return [("per-row seeds", torch.tensor(seeds, dtype=torch.int64), lambda r: seeds[r]),
+            ("one seed ()", torch.tensor(one), lambda r: one), ("one seed (1,)", torch.tensor([one]), lambda r: one)]
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=str)
+def test_per_row_offsets_match_reference(backend, shape):
+    """Per-row offsets, with per-row seeds or one seed: == the reference, and row r == the single-row draw
+    philox_uniforms(seed_r, offset[r], shape[1:])."""
+    device = require(backend, "philox_uniforms")
+    rng = random.Random(zlib.crc32(repr(("offsets", backend, shape)).encode()))
+    offsets = torch.tensor(row_offsets(rng, shape[0]), dtype=torch.int64)
+    for name, seed, seed_r in seed_layouts(rng, shape[0]):
+        for stream in (STREAM_RESIDUAL, 2**32 - 1):
+            want = reference.philox_uniforms(seed, offsets, shape, stream)
+            got = ops.philox_uniforms(seed.to(device), offsets.to(device), shape, stream, backend=backend)
+            assert got.dtype == torch.float32 and got.shape == torch.Size(shape) and got.device.type == device.type
+            assert torch.equal(got.cpu(), want), f"{backend} differs: {name} {shape=} {stream=}"
+            for r in range(shape[0]):
+                one = reference.philox_uniforms(torch.tensor(seed_r(r)), offsets[r], shape[1:], stream)
+                assert torch.equal(want[r], one), f"{name}: row {r} is not the draw of (seed_r, offset[{r}])"
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+def test_per_row_offsets_strided_and_shared_rows(backend):
+    """A strided offset view reads offset[r]; an offset expanded to (R,) (stride 0), or rows with equal offsets,
+    draw what one shared offset draws."""
+    device = require(backend, "philox_uniforms")
+    rng = random.Random(32)
+    base = torch.tensor(row_offsets(rng, 12), dtype=torch.int64)
+    seeds = torch.tensor(row_seeds(rng, 4), dtype=torch.int64)
+    got = ops.philox_uniforms(seeds.to(device), base.to(device)[::3], (4, 11), 1, backend=backend).cpu()
+    assert torch.equal(got, reference.philox_uniforms(seeds, base[::3].contiguous(), (4, 11), 1))
+    shared = reference.philox_uniforms(seeds, base[5], (4, 11), 1)
+    for offsets in (base[5].expand(4), torch.full((4,), int(base[5]), dtype=torch.int64)):
+        got = ops.philox_uniforms(seeds.to(device), offsets.to(device), (4, 11), 1, backend=backend).cpu()
+        assert torch.equal(got, shared)
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms"))
+def test_per_row_offsets_large_and_many_rows(backend):
+    """Per-row offsets over long rows and more rows than one CUDA grid holds along y (65535)."""
+    device = require(backend, "philox_uniforms")
+    interpreted = backend == "triton" and device.type == "cpu"
+    if device.type == "cuda":
+        shapes = [(8, 125_001), (70_001, 3)]
+    else:
+        shapes = [(3, 2_001)] if interpreted else [(8, 25_001), (4_097, 3)]
+    rng = random.Random(61)
+    for shape in shapes:
+        offsets = torch.tensor(row_offsets(rng, shape[0]), dtype=torch.int64)
+        for seed in (torch.tensor(fresh_key(rng)[0]), torch.tensor(row_seeds(rng, shape[0]), dtype=torch.int64)):
+            want = reference.philox_uniforms(seed, offsets, shape, STREAM_ACCEPT)
+            got = ops.philox_uniforms(seed.to(device), offsets.to(device), shape, STREAM_ACCEPT, backend=backend)
+            assert torch.equal(got.cpu(), want), f"{backend} differs at {shape=}"
+
+
+def test_triton_per_row_offsets_beyond_one_grid(monkeypatch):
+    """Triton's launches of MAX_GRID_ROWS rows read each row's offset (and seed) at its own row."""
+    device = require("triton", "philox_uniforms")
+    from hawk_kernels.ops.triton import philox as triton_philox
+
+    monkeypatch.setattr(triton_philox, "MAX_GRID_ROWS", 2)
+    rng = random.Random(42)
+    offsets = torch.tensor(row_offsets(rng, 5), dtype=torch.int64)
+    for seed in (torch.tensor(7), torch.tensor(row_seeds(rng, 5), dtype=torch.int64)):
+        got = ops.philox_uniforms(seed.to(device), offsets.to(device), (5, 7), 3, backend="triton")
+        assert torch.equal(got.cpu(), reference.philox_uniforms(seed, offsets, (5, 7), 3))
+
+
+def test_per_row_offsets_bad_inputs_name_the_argument():
+    s = torch.tensor(1)
+    with pytest.raises(ValueError, match=r"offset: .*\(one offset\) or \(R,\) with R == shape\[0\] = 3 \(one offset per "
+                                         r"row\), got shape \(2,\)"):
+        ops.philox_uniforms(s, torch.tensor([1, 2]), (3, 4))
+    with pytest.raises(ValueError, match=r"offset: .*R == shape\[0\] = 3.*got shape \(2,\)"):
+        ops.philox_uniforms(torch.tensor([1, 2, 3]), torch.tensor([1, 2]), (3, 4))  # per-row seed and offset: one R
+    with pytest.raises(ValueError, match=r"seed: .*R == shape\[0\] = 3.*got shape \(2,\)"):
+        ops.philox_uniforms(torch.tensor([1, 2]), torch.tensor([1, 2, 3]), (3, 4))
+    with pytest.raises(ValueError, match=r"offset: a per-row offset of shape \(2,\) needs a shape with at least one"):
+        ops.philox_uniforms(s, torch.tensor([1, 2]), ())
+    with pytest.raises(ValueError, match=r"offset: .*got shape \(0,\)"):
+        ops.philox_uniforms(s, torch.zeros(0, dtype=torch.int64), (3,))
+    with pytest.raises(ValueError, match=r"offset: .*got shape \(2, 1\)"):
+        ops.philox_uniforms(s, torch.tensor([[1], [2]]), (2, 1))
+    with pytest.raises(TypeError, match="offset.*int64"):
+        ops.philox_uniforms(s, torch.tensor([1, 2], dtype=torch.int32), (2, 3))
+
+
+def test_cpu_op_per_row_offset_checks_without_wrapper_validation():
+    require("cpu", "philox_uniforms")
+    s = torch.tensor(1)
+    op = torch.ops.hawk.philox_uniforms
+    with pytest.raises(RuntimeError, match=r"offset: .*\(R,\) with R == shape\[0\].*got \[2\] for shape \[3, 4\]"):
+        op(s, torch.tensor([1, 2]), [3, 4], 0)
+    with pytest.raises(RuntimeError, match=r"offset: .*got \[2\] for shape \[3, 4\]"):
+        op(torch.tensor([1, 2, 3]), torch.tensor([1, 2]), [3, 4], 0)
+    with pytest.raises(RuntimeError, match=r"offset: a per-row offset of shape \[2\] needs a shape with at least one"):
+        op(s, torch.tensor([1, 2]), [], 0)
+    with pytest.raises(RuntimeError, match="offset: expected an int64"):
+        op(s, torch.tensor([1, 2], dtype=torch.int32), [2, 3], 0)
+    with pytest.raises(RuntimeError, match="offset"):
+        op(s, torch.tensor([[1], [2]]), [2, 1], 0)
+
+
+def test_opcheck_per_row_offsets():
+    require("cpu", "philox_uniforms")
+    offsets = torch.tensor(row_offsets(random.Random(23), 3), dtype=torch.int64)
+    seeds = torch.tensor(row_seeds(random.Random(24), 3), dtype=torch.int64)
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default, (torch.tensor(7), offsets, [3, 5], 2))
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default, (seeds, offsets, [3, 0, 2], 2))
+
+
+@pytest.mark.cuda
+def test_opcheck_per_row_offsets_cuda():
+    require("cuda", "philox_uniforms")
+    offsets = torch.tensor(row_offsets(random.Random(25), 4), dtype=torch.int64, device="cuda")
+    torch.library.opcheck(torch.ops.hawk.philox_uniforms.default,
+                          (torch.tensor(7, device="cuda"), offsets, [4, 7, 3], 1))
+
+
+@pytest.mark.parametrize("backend", backend_params("philox_uniforms", include_reference=True))
+def test_device_rng_per_row_offsets(backend):
+    """offset as R ints or an (R,) tensor: held as an (R,) tensor; advance adds to every row; writing a row of
+    rng.offset (rng.seed) in place restarts that row (gives it a new key), as a fresh DeviceRNG would draw it."""
+    device = require(backend, "philox_uniforms")
+    rng_py = random.Random(78)
+    seeds, offsets = row_seeds(rng_py, 3), row_offsets(rng_py, 6)[3:]  # -2**63, 2**63 - 1, 2**32 - 1
+    alone = lambda seed, offset: DeviceRNG(seed, device, offset=offset, backend=backend).uniforms((5, 3), 2).cpu()
+    for given in (offsets, torch.tensor(offsets, dtype=torch.int64)):
+        rng = DeviceRNG(seeds, device, offset=given, backend=backend)
+        assert rng.offset.shape == (3,) and rng.offset.tolist() == offsets and rng.rows == 3
+        got = rng.uniforms((3, 5, 3), 2).cpu()
+        assert torch.equal(got, reference.philox_uniforms(torch.tensor(seeds), torch.tensor(offsets), (3, 5, 3), 2))
+        assert all(torch.equal(got[r], alone(seeds[r], offsets[r])) for r in range(3))
+        held = rng.offset
+        rng.advance(3)
+        assert rng.offset is held and rng.offset.tolist() == [(o + 3 + 2**63) % 2**64 - 2**63 for o in offsets]
+        rng.offset[1] = 0  # row 1 restarts its step count
+        rng.seed[2] = 99  # row 2 takes a new key
+        got = rng.uniforms((3, 5, 3), 2).cpu()
+        assert torch.equal(got[0], alone(seeds[0], offsets[0] + 3))
+        assert torch.equal(got[1], alone(seeds[1], 0)) and torch.equal(got[2], alone(99, offsets[2] + 3))
+    t = torch.tensor(offsets, dtype=torch.int64)
+    assert DeviceRNG(seeds, "cpu", offset=t).offset.data_ptr() != t.data_ptr()  # copied
+    assert DeviceRNG(seeds, "cpu", offset=torch.tensor([5])).offset.dim() == 0  # (1,): one offset
+
+
+def test_device_rng_per_row_offsets_bad_inputs():
+    with pytest.raises(ValueError, match=r"offset: one offset per row needs as many per-row seeds; got 2 offsets "
+                                         r"for one key"):
+        DeviceRNG(1, "cpu", offset=[0, 0])
+    with pytest.raises(ValueError, match=r"offset: .*got 2 offsets for 3 per-row seeds"):
+        DeviceRNG([1, 2, 3], "cpu", offset=torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match=r"offset: .*got 0 offsets"):
+        DeviceRNG([1, 2, 3], "cpu", offset=[])
+    with pytest.raises(ValueError, match=r"offset\[1\]"):
+        DeviceRNG([1, 2], "cpu", offset=[0, 2**64])
+    with pytest.raises(TypeError, match=r"offset\[0\]"):
+        DeviceRNG([1, 2], "cpu", offset=[0.5, 1])
+    with pytest.raises(ValueError, match=r"offset: .*got shape \(2, 1\)"):
+        DeviceRNG([1, 2], "cpu", offset=torch.tensor([[0], [1]]))
+    with pytest.raises(TypeError, match="offset.*int64"):
+        DeviceRNG([1, 2], "cpu", offset=torch.tensor([0, 1], dtype=torch.int32))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_graph_replay_per_row_offsets(backend):
+    """Per-row offsets in a captured graph: each replay advances every row; a row's offset written on the device
+    between replays restarts that row at the next replay."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    require(backend, "philox_uniforms")
+    seeds, offsets = row_seeds(random.Random(11), 3), row_offsets(random.Random(12), 3)
+    rng = DeviceRNG(seeds, "cuda", offset=offsets, backend=backend)
+    shape = (3, 1001)
+    graph, out = _captured_draw_and_advance(rng, shape)
+    graph.replay()
+    first = out.clone()
+    rng.offset[1] = 0
+    graph.replay()
+    second = out.clone()
+    torch.cuda.synchronize()
+    ref = lambda o: reference.philox_uniforms(torch.tensor(seeds), torch.tensor(o), shape, STREAM_ACCEPT)
+    assert torch.equal(first.cpu(), ref(offsets))
+    assert torch.equal(second.cpu(), ref([offsets[0] + 1, 0, offsets[2] + 1]))
+    assert rng.offset.tolist() == [offsets[0] + 2, 1, offsets[2] + 2]

@@ -4,8 +4,9 @@
 //
 //   key = (seed low 32 bits, seed high 32 bits); output element i uses counter block j = i / 4, lane i % 4,
 //   counter = (j, stream, offset low 32 bits, offset high 32 bits); uniform = (x_lane >> 8) * 2^-24.
-//   Per-row seeds (seed of shape (R,), R == shape[0]): row r is the one-key draw of seed[r] over shape[1:], i.e.
-//   key seed[r] and i counted within the row. A one-key draw is one row of numel elements.
+//   Per-row seeds or offsets (shape (R,), R == shape[0]): row r is the draw of (seed_r, offset_r) over shape[1:]
+//   (seed_r = seed[r] for per-row seeds, else the one seed; offset_r likewise), i.e. i counted within the row.
+//   A draw with one seed and one offset is one row of numel elements.
 #pragma once
 
 #include <cstdint>
@@ -79,9 +80,10 @@ HAWK_HOST_DEVICE Block uniform_bits(uint64_t seed, uint64_t offset, uint32_t str
 struct PhiloxArgs {
   const int64_t* seed;    // device memory: row r's key at seed[r * seed_stride] (read by the kernel: no host
   int64_t seed_stride;    //   sync, graph-replay safe); seed_stride 0 for one key
-  const int64_t* offset;  // one int64 in device memory
+  const int64_t* offset;  // device memory: row r's offset at offset[r * offset_stride] (read by the kernel, as
+  int64_t offset_stride;  //   seed); offset_stride 0 for one offset
   float* out;             // [rows, row_numel] out, 16-byte aligned
-  int64_t rows;           // 1 for one key
+  int64_t rows;           // 1 for one seed and one offset
   int64_t row_numel;      // rows * row_numel <= philox::kMaxNumel
   uint32_t stream;
 };
@@ -90,11 +92,11 @@ struct PhiloxArgs {
 // row start is 16-byte aligned (row * row_numel % 4 == 0; always for row 0) and the block is whole.
 template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) philox_uniforms_kernel(PhiloxArgs a) {
-  const uint64_t offset = static_cast<uint64_t>(*a.offset);
   const int64_t row_blocks = (a.row_numel + 3) / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * BLOCK;
   for (int64_t row = blockIdx.y; row < a.rows; row += gridDim.y) {
     const uint64_t seed = static_cast<uint64_t>(a.seed[row * a.seed_stride]);
+    const uint64_t offset = static_cast<uint64_t>(a.offset[row * a.offset_stride]);
     const int64_t row_start = row * a.row_numel;
     float* out = a.out + row_start;
     const bool aligned = (row_start & 3) == 0;

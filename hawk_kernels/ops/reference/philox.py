@@ -9,23 +9,31 @@ Every backend (reference, C++ CPU, Triton, CUDA) is BIT-EXACT with this:
                    with hi/lo the high/low 32 bits of the 64-bit product. 10 rounds; before rounds 2..10 the
                    key is bumped: k0 += W0, k1 += W1 (mod 2**32).
   Key              k0 = low 32 bits, k1 = high 32 bits of the element's seed (an int64: its two's-complement
-                   bits); one seed for the whole draw, or the seed of the element's row (see Seed).
-  Counter          output element i (row-major flat index) uses counter block j = i // 4 and lane i % 4, with
-                     c0 = j, c1 = stream, c2 = low 32 bits of offset, c3 = high 32 bits of offset.
+                   bits): the seed of the draw, or of the element's row (see Rows).
+  Counter          output element i uses counter block j = i // 4 and lane i % 4, with
+                     c0 = j, c1 = stream, c2 = low 32 bits of offset, c3 = high 32 bits of offset,
+                   offset being the draw's, or the element's row's (see Rows).
   Uniform          float32((x_lane >> 8) * 2**-24): 24 random bits, exact in float32, in [0, 1 - 2**-24].
   Seed             an int64 tensor on the output's device, read there (never on the host), of shape
-                     () or (1,)   one key for the whole draw: i is the flat index over the whole output; or
-                     (R,)         per-row keys, R == shape[0] (shape has at least one dimension): row r of the
-                                  output, out[r] of shape shape[1:], is exactly
-                                  philox_uniforms(seed[r], offset, shape[1:], stream), i.e. keyed by seed[r] with
-                                  i = k, the flat index of the element WITHIN its row (block k // 4, lane k % 4).
-                   With R == 1 the two readings coincide. A row's numbers depend on its own seed alone, not on
-                   its position in the batch nor on R (per-image seeds for batched generation).
-  Offset           one shared int64 tensor of shape () or (1,) on the output's device, read there.
+                     () or (1,)   one key for the whole draw; or
+                     (R,)         per-row keys, R == shape[0] (shape has at least one dimension).
+  Offset           an int64 tensor on the output's device, read there (never on the host), of shape
+                     () or (1,)   one offset for the whole draw; or
+                     (R,)         per-row offsets, R == shape[0] (shape has at least one dimension), so rows of
+                                  one batch can be at different decoding steps.
+  Rows             With one seed and one offset, i is the row-major flat index over the whole output. A draw is
+                   PER ROW when its seed or its offset is per row (shape (R,) with R != 1; both per row: the same
+                   R == shape[0]). Row r of the output, out[r] of shape shape[1:], is then exactly
+                     philox_uniforms(seed_r, offset_r, shape[1:], stream)
+                   with seed_r = seed[r] for a per-row seed, else the one seed, and offset_r likewise: i = k, the
+                   flat index of the element WITHIN its row (block k // 4, lane k % 4). With R == 1 the two
+                   readings coincide. A row's numbers depend on its own (seed_r, offset_r) alone, not on its
+                   position in the batch nor on R: a row refilled with a new image mid-batch, its offset reset,
+                   draws exactly what that image would draw decoded alone.
   Limits           numel <= 2**34 over the whole output (j fits in 32 bits); 0 <= stream < 2**32.
 
 So a draw is a pure function of (seed, offset, stream, shape); a prefix of a larger draw with the same
-(seed, offset, stream) is the smaller draw (with per-row seeds: row by row). Callers give each purpose its own
+(seed, offset, stream) is the smaller draw (per row: row by row). Callers give each purpose its own
 stream (ops.philox.STREAM_*) and advance the offset once per step, in place on the device, so a captured CUDA
 graph replays with fresh numbers.
 
@@ -34,6 +42,7 @@ nothing overflows int64. It runs on CPU and CUDA tensors alike.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -68,30 +77,25 @@ def philox4x32_10(ctr: Sequence[torch.Tensor | int], key: Sequence[torch.Tensor 
     return c0, c1, c2, c3
 
 
-def per_row(seed: torch.Tensor) -> bool:
-    """Whether `seed` holds one key per row (shape (R,) with R != 1) rather than one key for the whole draw."""
-    return seed.dim() == 1 and seed.numel() != 1
+def per_row(t: torch.Tensor) -> bool:
+    """Whether a seed or offset tensor holds one value per row (shape (R,) with R != 1) rather than one value for
+    the whole draw."""
+    return t.dim() == 1 and t.numel() != 1
 
 
 def philox_uniforms(seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int], stream: int = 0) -> torch.Tensor:
     """float32 `shape` on seed.device: see the module docstring. Arguments are checked by ops.philox_uniforms.
-    All rows are drawn at once (no loop over rows): the keys (R, 1) broadcast against the counter blocks."""
+    All rows are drawn at once (no loop over rows): keys and offsets, (R, 1) per row or (1, 1) for the draw,
+    broadcast against the counter blocks of a row."""
     shape = tuple(int(s) for s in shape)
-    numel = 1
-    for s in shape:
-        numel *= s
-    dev = seed.device
-    if per_row(seed):
-        rows = seed.shape[0]
-        row_numel = 1
-        for s in shape[1:]:
-            row_numel *= s
+    if per_row(seed) or per_row(offset):
+        rows, row_numel = shape[0], math.prod(shape[1:])
     else:
-        rows, row_numel = 1, numel
-    keys = seed.reshape(-1, 1).to(torch.int64)  # (rows, 1)
-    offset = offset.reshape(()).to(torch.int64)
-    blocks = torch.arange((row_numel + 3) // 4, dtype=torch.int64, device=dev)
-    words = philox4x32_10((blocks, torch.full_like(blocks, int(stream)), offset & MASK32, (offset >> 32) & MASK32),
+        rows, row_numel = 1, math.prod(shape)
+    keys = seed.reshape(-1, 1).to(torch.int64)
+    offsets = offset.reshape(-1, 1).to(torch.int64)
+    blocks = torch.arange((row_numel + 3) // 4, dtype=torch.int64, device=seed.device)
+    words = philox4x32_10((blocks, torch.full_like(blocks, int(stream)), offsets & MASK32, (offsets >> 32) & MASK32),
                           (keys & MASK32, (keys >> 32) & MASK32))
     x = torch.broadcast_tensors(*words)  # each (rows, blocks)
     u = (torch.stack(x, dim=-1) >> 8).to(torch.float32) * 2.0**-24  # (rows, blocks, 4 lanes)

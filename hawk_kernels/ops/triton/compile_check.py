@@ -55,7 +55,8 @@ def _variants():
         out.append((f"tree_mask[BLOCK_N={block_n}]", tm._tree_mask_kernel, sig, dict(BLOCK_N=block_n, BLOCK_D=64),
                     {"num_warps": 4}))
     for numel in ("i32", "i64"):  # numel > 2**31 - 1 arrives as i64
-        sig = dict(seed_ptr="*i64", offset_ptr="*i64", out_ptr="*fp32", numel=numel, stream="i32", BLOCK="constexpr")
+        sig = dict(seed_ptr="*i64", offset_ptr="*i64", out_ptr="*fp32", numel=numel, seed_stride="i32",
+                   offset_stride="i32", first_row="i32", stream="i32", BLOCK="constexpr")
         out.append((f"philox_uniforms[numel {numel}]", px._philox_uniforms_kernel, sig, dict(BLOCK=px.BLOCK),
                     {"num_warps": px.NUM_WARPS}))
     return out

@@ -1,7 +1,8 @@
 """Triton philox_uniforms: each program computes BLOCK counter blocks (4 * BLOCK uniforms) of one row with the
 Philox4x32-10 rounds written out in uint32 ops and tl.umulhi, bit-exact with the spec
-(hawk_kernels/ops/reference/philox.py). Grid: (counter blocks of a row / BLOCK, rows); a one-key draw is one row
-of numel elements, a per-row draw (seed of shape (R,)) R rows of numel / R, row r keyed by seed[r].
+(hawk_kernels/ops/reference/philox.py). Grid: (counter blocks of a row / BLOCK, rows); a draw with one seed and
+one offset is one row of numel elements, a per-row draw (seed or offset of shape (R,)) R rows of numel / R, row
+r drawn with its own seed and offset (read at r * stride: 0 for one value, so both broadcast without a copy).
 seed and offset are loaded from their device pointers: no host sync, graph-replay safe.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import triton.language as tl
 from torch.library import triton_op
 
 from . import launch
+from ..reference.philox import per_row
 
 BLOCK = 512  # counter blocks per program
 NUM_WARPS = 4
@@ -24,23 +26,17 @@ def _philox_uniforms_op(seed: torch.Tensor, offset: torch.Tensor, shape: list[in
     numel = out.numel()
     if numel == 0:
         return out
-    if seed.dim() == 1 and seed.numel() != 1:  # per-row keys: rows of numel / R elements, row r keyed by seed[r]
-        rows, seed = seed.shape[0], seed.contiguous()
-    else:
-        rows = 1
+    rows = shape[0] if per_row(seed) or per_row(offset) else 1
+    # row r's seed at seed[r * seed_stride], its offset at offset[r * offset_stride]: stride 0 for one value
+    seed_stride = seed.stride(0) if per_row(seed) else 0
+    offset_stride = offset.stride(0) if per_row(offset) else 0
     row_numel = numel // rows
     grid_blocks = triton.cdiv((row_numel + 3) // 4, BLOCK)
     # stream < 2**32 travels as the int32 with the same bits (the kernel reinterprets it as uint32)
     stream_bits = stream - 2**32 if stream >= 2**31 else stream
-    if rows <= MAX_GRID_ROWS:
-        launch(_philox_uniforms_kernel)[(grid_blocks, rows)](
-            seed, offset, out, row_numel, stream_bits, BLOCK=BLOCK, num_warps=NUM_WARPS)
-        return out
-    flat = out.view(rows, row_numel)
-    for first in range(0, rows, MAX_GRID_ROWS):
-        count = min(MAX_GRID_ROWS, rows - first)
-        launch(_philox_uniforms_kernel)[(grid_blocks, count)](
-            seed[first:first + count], offset, flat[first:first + count], row_numel, stream_bits, BLOCK=BLOCK,
+    for first in range(0, rows, MAX_GRID_ROWS):  # CUDA's grid-y limit: one launch per MAX_GRID_ROWS rows
+        launch(_philox_uniforms_kernel)[(grid_blocks, min(MAX_GRID_ROWS, rows - first))](
+            seed, offset, out, row_numel, seed_stride, offset_stride, first, stream_bits, BLOCK=BLOCK,
             num_warps=NUM_WARPS)
     return out
 
@@ -75,18 +71,22 @@ def _to_uniform(x):
     return (x >> 8).to(tl.float32) * 5.9604644775390625e-08  # 2**-24: exact
 
 
-@triton.jit(do_not_specialize=["numel", "stream"])  # per call: no recompile for a new size or stream
+# per call: no recompile for a new size, stride, first row or stream
+@triton.jit(do_not_specialize=["numel", "seed_stride", "offset_stride", "first_row", "stream"])
 def _philox_uniforms_kernel(
-    seed_ptr,  # [rows] int64 (one key: [] or [1] and one row)
-    offset_ptr,  # [] or [1] int64
+    seed_ptr,  # row r's key at seed_ptr[r * seed_stride] (int64)
+    offset_ptr,  # row r's offset at offset_ptr[r * offset_stride] (int64)
     out_ptr,  # [rows, numel] fp32 out
     numel,  # elements per row, <= 2**34
+    seed_stride,  # 0 for one key
+    offset_stride,  # 0 for one offset
+    first_row,  # the row of program_id(1) == 0 (launches of MAX_GRID_ROWS rows)
     stream,  # int32 holding the uint32 stream's bits
     BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(1).to(tl.int64)  # grid axis 1: rows (one for a one-key draw)
-    seed = tl.load(seed_ptr + row)
-    offset = tl.load(offset_ptr)
+    row = tl.program_id(1).to(tl.int64) + first_row  # grid axis 1: rows (one for a one-row draw)
+    seed = tl.load(seed_ptr + row * seed_stride)
+    offset = tl.load(offset_ptr + row * offset_stride)
     k0 = seed.to(tl.uint32)  # int64 -> uint32 keeps the low 32 bits
     k1 = (seed >> 32).to(tl.uint32)
     j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # counter block within the row (< 2**32)
