@@ -141,22 +141,51 @@ class HawkDecoder:
     @torch.no_grad()
     def start(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
               top_k: int | None = None, top_p: float | None = None, seed: int | list[int] = 0,
-              attention_mask=None) -> DecodeSession:
+              attention_mask=None, max_prompt_length: int | None = None) -> DecodeSession:
         """Prefill and sample the first token; returns a DecodeSession whose run(n) takes n steps (for
         streaming, benchmarks and custom stopping). generate() is start() + run() until every row is done.
-        Each session owns its state (KV cache included): sessions of one decoder may interleave."""
+        Each session owns its state (KV cache included): sessions of one decoder may interleave.
+        max_prompt_length: cache room for prompts up to this many tokens per row (the longer CFG branch), for
+        refills with prompts longer than these (refill)."""
         sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
         _check_eval_mode(self.model)
         self._check_attention()
         prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
-        # cache slots: the prompt, the body, one tree block past the longest row, and the commit's width
-        template = self.plan.tree.template
-        capacity = cache_capacity(prompt.shape[1] + self.grid.num_body_tokens + template.num_nodes
-                                  + self.plan.path_width, self.plan.backbone.sliding_window)
+        room = prompt.shape[1] if max_prompt_length is None else max(
+            prompt.shape[1], as_int("max_prompt_length", max_prompt_length, 1))
+        capacity = cache_capacity(self._slots_past_prompt() + room, self.plan.backbone.sliding_window)
         seeds = image_seeds("seed", seed, cond_prompt.shape[0])
         state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seeds, cond_prompt)
         prefill(self.plan, state, prompt, valid)
         return DecodeSession(self.plan, state, self.cuda_graphs, self.compiled_step)
+
+    @torch.no_grad()
+    def refill(self, session: DecodeSession, rows, input_ids, negative_input_ids=None, seed: int | list[int] = 0,
+               attention_mask=None) -> None:
+        """Give the session's taken rows `rows` to new images (continuous batching): input_ids [k, L] (k ==
+        len(rows)) prompts as for start(), sampled as the session's images are; each new image then decodes as it
+        would in a generation of its own with the same seed (image i of the refill gets seed + i, or seed[i])."""
+        if not isinstance(session, DecodeSession) or session.plan is not self.plan:
+            raise ValueError("session: expected a DecodeSession started by this decoder (decoder.start)")
+        sampling = session.state.config
+        prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
+        capacity = session.state.cache.capacity
+        if prompt.shape[1] + self._slots_past_prompt() > capacity:
+            raise ValueError(f"input_ids: prompts of {prompt.shape[1]} tokens (CFG branch included) do not fit the "
+                             f"session's cache of {capacity} slots; start it with max_prompt_length="
+                             f"{prompt.shape[1]} or more")
+        rows = session.free_rows(rows)
+        if cond_prompt.shape[0] != len(rows):
+            raise ValueError(f"input_ids: {cond_prompt.shape[0]} prompts for {len(rows)} rows")
+        fresh = new_state(self.plan, sampling, cond_prompt.shape[0], capacity,
+                          image_seeds("seed", seed, cond_prompt.shape[0]), cond_prompt)
+        prefill(self.plan, fresh, prompt, valid)
+        session.replace_rows(rows, fresh)
+
+    def _slots_past_prompt(self) -> int:
+        """Cache slots a row needs past its prompt: the body, one tree block past the longest row, and the
+        commit's width."""
+        return self.grid.num_body_tokens + self.plan.tree.template.num_nodes + self.plan.path_width
 
     def _check_attention(self) -> None:
         """A model run with FlexAttention on the CPU cannot verify trees: torch's CPU FlexAttention kernel fails to

@@ -233,13 +233,15 @@ COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise)
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int,
                      sampling: SamplingConfig, model_key: str, table: StepCostTable | None = None,
                      sizes: tuple[int, ...] = CANDIDATE_SIZES, prompt_length: int = 4,
-                     drafts: str = "") -> SizeChoice:
+                     drafts: str = "", continuous: bool = False) -> SizeChoice:
     """decoder_for(n): the HawkDecoder of `mode` with n nodes (n = 1: the AR decoder); accept_rate: the mode's
     calibrated rates (None: generic priors); sampling: the call's (SamplingConfig); model_key: names the model shape
     (with the device, batch, sampling, the step's form and the step it keys the cost table); prompt_length: the real
     call's prompt tokens per row (the longer CFG branch), so that a step timed here has the real call's cache size (a
     compiled step compiles once per cache size: timed at another, the real call would compile again); drafts: the tree
     steps' draft heads (step_key), not part of model_key, so that AR is timed once per batch whatever the mode.
+    continuous: the rows are refilled as they finish (pipelines/continuous.py), so an image takes a mean row's
+    passes, not the batch's slowest row's.
 
     Sizes are tried smallest first. A size whose cost is not in the table yet is measured only if it could still
     win: a bigger tree does at least the work of a smaller one, so its step costs at least the largest cost
@@ -254,7 +256,8 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
     for size in sorted(sizes):
         decoder = decoder_for(size)
         body = decoder.grid.num_body_tokens
-        passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, batch)
+        rows_waited_for = 1 if continuous else batch  # a fixed batch steps until its slowest row is done
+        passes = body if size == 1 else expected_batch_passes(decoder.tree, accept_rate, body, rows_waited_for)
         tokens = body / passes
         form = step_form(decoder)
         key = step_key(decoder.backbone.device, model_key, mode, size, batch, sampling, form, drafts)
@@ -301,10 +304,10 @@ def _fastest(estimates: dict) -> int:
 
 
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,
-                       prompt_length: int = 4) -> int:
+                       prompt_length: int = 4, continuous: bool = False) -> int:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
     (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
-    by the model's shape, and the batch's prompt length)."""
+    by the model's shape, and the batch's prompt length; continuous: rows refilled as they finish)."""
     if mode == "ar":
         return 1
     if num_nodes is None:
@@ -314,7 +317,7 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: S
     heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
     choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
                               batch, sampling, _shape_key(pipe, grid), prompt_length=prompt_length,
-                              drafts=f", heads {heads}" if heads else "")
+                              drafts=f", heads {heads}" if heads else "", continuous=continuous)
     return choice.num_nodes
 
 

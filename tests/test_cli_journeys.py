@@ -152,15 +152,15 @@ def test_heads_of_another_model_are_named_by_the_flag(tmp_path, capsys):
 def test_ctrl_c_is_one_line_and_leaves_the_manifest_of_the_images_written(tmp_path, capsys, monkeypatch):
     from hawk_kernels.pipelines import batch_job
 
-    batches, run_batch = [], batch_job._run_batch
+    stream_images = batch_job.stream_images
 
-    def interrupted_on_the_second_batch(*args, **kwargs):
-        batches.append(1)
-        if len(batches) == 2:
-            raise KeyboardInterrupt
-        return run_batch(*args, **kwargs)
+    def interrupted_while_decoding_the_second_image(*args, **kwargs):
+        for handed, item in enumerate(stream_images(*args, **kwargs)):
+            if handed == 1:
+                raise KeyboardInterrupt
+            yield item
 
-    monkeypatch.setattr(batch_job, "_run_batch", interrupted_on_the_second_batch)
+    monkeypatch.setattr(batch_job, "stream_images", interrupted_while_decoding_the_second_image)
     out = tmp_path / "pngs"
     argv = ["generate", "--demo", "--prompt", "digit eight", "the number 3", "digit one", "--out", str(out), *FAST]
     try:

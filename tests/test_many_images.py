@@ -8,7 +8,7 @@ import pytest
 
 import hawk_kernels as hk
 from hawk_kernels import cli
-from hawk_kernels.pipelines.batch_job import (MANIFEST, PART, ImageJob, make_batches, read_prompt_file, run_jobs,
+from hawk_kernels.pipelines.batch_job import (MANIFEST, PART, ImageJob, job_groups, read_prompt_file, run_jobs,
                                               written)
 
 PROMPTS = ["digit eight", "the number 3", "a handwritten digit seven"]
@@ -31,9 +31,9 @@ def test_prompt_files(tmp_path):
         lines.write_text(bad + "\n")
         with pytest.raises(ValueError, match=message):
             read_prompt_file(lines)
-    # prompts of different size or cfg never share a batch; a batch holds at most batch_size images
+    # prompts of different size or cfg never share a decoder session
     jobs = [ImageJob(i, "p", i, None, 1.0 if i % 2 else None) for i in range(5)]
-    assert [[j.index for j in b] for b in make_batches(jobs, 2)] == [[0, 2], [4], [1, 3]]
+    assert [[j.index for j in g] for g in job_groups(jobs)] == [[0, 2, 4], [1, 3]]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,22 @@ def _manifest(out):
     return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
 
 
+def stopped_after(images: int, then=None):
+    """A stand-in for batch_job.stream_images that hands over its first `images` finished groups, then (when
+    asked for the next one) calls `then` and raises KeyboardInterrupt: a run killed while decoding."""
+    from hawk_kernels.pipelines.continuous import stream_images
+
+    def stream(*args, **kwargs):
+        for handed, item in enumerate(stream_images(*args, **kwargs)):
+            if handed == images:
+                if then is not None:
+                    then()
+                raise KeyboardInterrupt
+            yield item
+
+    return stream
+
+
 def test_killed_run_resumes_to_the_uninterrupted_run(pipe, tmp_path, monkeypatch):
     jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
     kw = dict(mode="jacobi", batch_size=1, num_nodes=16, progress=False)
@@ -58,15 +74,9 @@ def test_killed_run_resumes_to_the_uninterrupted_run(pipe, tmp_path, monkeypatch
     assert all(r["mode"] == "jacobi" and r["num_nodes"] == 16 and r["passes"] > 0 and r["tokens_per_pass"] >= 1
                and r["png"] == j.png_name and r["compile_seconds"] == 0 for r, j in zip(rows, jobs))  # CPU: eager
 
-    calls, generate = [], pipe.generate
+    from hawk_kernels.pipelines import batch_job
 
-    def dies_on_the_second_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return generate(*args, **kwargs)
-
-    monkeypatch.setattr(pipe, "generate", dies_on_the_second_batch)
+    monkeypatch.setattr(batch_job, "stream_images", stopped_after(1))  # killed while decoding the second image
     with pytest.raises(KeyboardInterrupt):
         run_jobs(pipe, jobs, tmp_path / "resumed", **kw)
     monkeypatch.undo()
@@ -91,21 +101,13 @@ def test_a_batch_is_written_while_the_next_one_decodes(pipe, tmp_path, monkeypat
     from hawk_kernels.pipelines import batch_job
 
     jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
-    second_started, generate, save = threading.Event(), pipe.generate, batch_job.save_image
-    calls = []
-
-    def generate_then_stop(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            second_started.set()
-            raise KeyboardInterrupt
-        return generate(*args, **kwargs)
+    second_started, save = threading.Event(), batch_job.save_image
 
     def save_after_the_second_batch_started(image, path, **kwargs):
         assert second_started.wait(timeout=30), "the first batch's PNG was written before the second batch began"
         save(image, path, **kwargs)
 
-    monkeypatch.setattr(pipe, "generate", generate_then_stop)
+    monkeypatch.setattr(batch_job, "stream_images", stopped_after(1, then=second_started.set))
     monkeypatch.setattr(batch_job, "save_image", save_after_the_second_batch_started)
     with pytest.raises(KeyboardInterrupt):
         run_jobs(pipe, jobs, tmp_path, mode="ar", batch_size=1, num_nodes=1, progress=False)
@@ -128,26 +130,46 @@ def test_a_write_that_fails_on_the_writer_thread_stops_the_run(pipe, tmp_path, m
     assert not set(written(tmp_path))
 
 
-def test_a_short_batch_is_filled_where_the_step_compiles(pipe, tmp_path, monkeypatch):
+def test_a_short_group_is_filled_where_the_step_compiles(pipe, tmp_path, monkeypatch):
     """A compiled step compiles once per batch size (and "auto" times its tree sizes once per batch size), so where
-    the step compiles the last, short batch of a group is filled up to the batch size with repeats of its last
-    image; the fillers are decoded and dropped. On the CPU with compile "auto" nothing is filled."""
+    the step compiles a group of fewer images than the batch size still runs batch-size rows, the extra ones
+    repeats of its last image, decoded and dropped. On the CPU with compile "auto" nothing is filled."""
     jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
-    sizes, generate = [], pipe.generate
+    sessions, start = [], hk.HawkDecoder.start
 
-    def recording(prompts, **kwargs):
-        sizes.append((len(prompts), list(kwargs["seed"])))
-        return generate(prompts, **kwargs)
+    def recording(self, input_ids, *args, **kwargs):
+        sessions.append((input_ids.shape[0], list(kwargs["seed"])))
+        return start(self, input_ids, *args, **kwargs)
 
-    monkeypatch.setattr(pipe, "generate", recording)
-    kw = dict(mode="ar", batch_size=2, num_nodes=1, progress=False)
+    monkeypatch.setattr(hk.HawkDecoder, "start", recording)
+    kw = dict(mode="ar", batch_size=4, num_nodes=1, progress=False)
     run_jobs(pipe, jobs, tmp_path / "filled", fill_batches=True, **kw)
-    assert sizes == [(2, [5, 6]), (2, [7, 7])]
+    assert sessions == [(4, [5, 6, 7, 7])]
     rows = _manifest(tmp_path / "filled")
     assert [(r["index"], r["seed"]) for r in rows] == [(0, 5), (1, 6), (2, 7)] and len(_pngs(tmp_path / "filled")) == 3
-    sizes.clear()
+    sessions.clear()
     run_jobs(pipe, jobs, tmp_path / "as_is", **kw)  # fill_batches=None: the pipeline's compile word on the CPU
-    assert [n for n, _ in sizes] == [2, 1] and pipe.compile == "auto"
+    assert sessions == [(3, [5, 6, 7])] and pipe.compile == "auto"
+    assert _pngs(tmp_path / "as_is") == _pngs(tmp_path / "filled")
+
+
+def test_finished_rows_take_the_next_images(pipe, tmp_path, monkeypatch):
+    """Continuous batching in a many-image run: 3 jacobi images through a session of 2 rows: the third image starts
+    in the row that finished first (one session, one refill), and every PNG equals the one made in a session of
+    its own (batch size 1)."""
+    jobs = [ImageJob(i, p, 5 + i) for i, p in enumerate(PROMPTS)]
+    refills, refill = [], hk.HawkDecoder.refill
+
+    def recording(self, session, rows, *args, **kwargs):
+        refills.append((list(rows), list(kwargs["seed"])))
+        return refill(self, session, rows, *args, **kwargs)
+
+    monkeypatch.setattr(hk.HawkDecoder, "refill", recording)
+    run_jobs(pipe, jobs, tmp_path / "two", mode="jacobi", batch_size=2, num_nodes=8, progress=False)
+    assert len(refills) == 1 and refills[0][1] == [7]
+    run_jobs(pipe, jobs, tmp_path / "one", mode="jacobi", batch_size=1, num_nodes=8, progress=False)
+    assert _pngs(tmp_path / "two") == _pngs(tmp_path / "one")
+    assert [r["index"] for r in _manifest(tmp_path / "two")] == [0, 1, 2]
 
 
 @pytest.mark.slow

@@ -77,6 +77,20 @@ def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
     assert choice.estimates[1]["relative_speed"] == 1.0
 
 
+def test_refilled_rows_count_a_mean_rows_passes(tmp_path):
+    """With rows refilled as they finish (continuous batching), an image costs a mean row's passes; a fixed batch
+    waits for its slowest row, so the same tree commits fewer tokens per pass of the batch."""
+    table = StepCostTable(tmp_path / "t.json")
+    for n in (1, 4, 16):
+        table.costs[_key(n, batch=16)] = 1.0
+    rates = [[0.7, 0.3]] * 8
+    fixed = choose_num_nodes(_decoder_for, "hawk", rates, 16, CFG2, "tiny", table, (1, 4, 16))
+    refilled = choose_num_nodes(_decoder_for, "hawk", rates, 16, CFG2, "tiny", table, (1, 4, 16), continuous=True)
+    for n in (4, 16):
+        assert refilled.estimates[n]["tokens_per_pass"] > 1.05 * fixed.estimates[n]["tokens_per_pass"], n
+    assert refilled.estimates[1]["tokens_per_pass"] == fixed.estimates[1]["tokens_per_pass"] == 1.0
+
+
 def test_a_size_that_cannot_win_is_not_measured(tmp_path):
     """Sizes are tried smallest first; a bigger tree costs at least the largest cost measured so far, so a size
     whose tokens per pass cannot beat the best speed at that cost is not measured (nor compiled, on a GPU)."""

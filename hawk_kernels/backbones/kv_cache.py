@@ -160,6 +160,19 @@ class SlotKVCache(Cache):
         return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=block_size, mask_mod=mask_mod,
                                         seq_lengths=(queries, self.capacity), compute_q_blocks=False)
 
+    def replace_rows(self, rows: torch.Tensor, fresh: "SlotKVCache") -> None:
+        """Cache rows `rows` [k] become the k rows of `fresh` (same capacity and layers, e.g. new images just
+        prefilled): their slots and bookkeeping are copied in place (a captured step keeps reading these buffers)."""
+        if fresh.capacity != self.capacity or len(fresh.layers) != len(self.layers):
+            raise ValueError(f"fresh: a cache of {fresh.capacity} slots and {len(fresh.layers)} layers cannot replace "
+                             f"rows of one with {self.capacity} slots and {len(self.layers)} layers")
+        for mine, theirs in zip(self.layers, fresh.layers):
+            if theirs.is_initialized:
+                mine.keys.index_copy_(0, rows, theirs.keys)
+                mine.values.index_copy_(0, rows, theirs.values)
+        self.start.index_copy_(0, rows, fresh.start)
+        self.length.index_copy_(0, rows, fresh.length)
+
     def begin_tree(self) -> None:
         """Tree nodes go to the slots right after the longest row."""
         self.write_slot.copy_(self.length.max())

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .source import DraftContext, DraftProposal, SourceSetup, StepRecord
+from .source import DraftContext, DraftProposal, SourceSetup, StepRecord, copy_rows
 
 
 @dataclass
@@ -41,3 +41,6 @@ class HorizontalSource:
         rows = torch.arange(valid.shape[0], device=valid.device)
         newest = done.head_logq[rows, last, : self.num_heads]
         state.logq.copy_(torch.where(valid.any(1)[:, None, None], newest, state.logq))
+
+    def replace_rows(self, state: HorizontalState, rows: torch.Tensor, fresh: HorizontalState) -> None:
+        copy_rows(rows, (state.logq, fresh.logq))

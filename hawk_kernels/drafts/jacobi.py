@@ -32,7 +32,7 @@ import torch
 
 from ..grid import ImageGrid
 from .coupling import CoupledNoise
-from .source import DraftContext, DraftProposal, SourceSetup, StepRecord, TreeRecord
+from .source import DraftContext, DraftProposal, SourceSetup, StepRecord, TreeRecord, copy_rows
 
 INITS = ("uniform", "above", "repeat")
 NEG_INF = float("-inf")
@@ -165,6 +165,15 @@ class JacobiSource:
         if done.tree is not None:
             absorb(state.memory, done.tree)
 
+    def replace_rows(self, state: JacobiState, rows: torch.Tensor, fresh: JacobiState) -> None:
+        """The memory's rows, and the coupled noise's keys (a view of the DeviceRNG's per-row seeds, written twice
+        with the same values; a copy where the noise was keyed by a torch.Generator)."""
+        mine, theirs = state.memory, fresh.memory
+        copy_rows(rows, (mine.laws, theirs.laws), (mine.law_key, theirs.law_key), (mine.tokens, theirs.tokens),
+                  (mine.token_key, theirs.token_key))
+        if state.noise is not None:
+            copy_rows(rows, (state.noise.seeds, fresh.noise.seeds))
+
 
 @dataclass(frozen=True)
 class InitialLawSource:
@@ -194,6 +203,9 @@ class InitialLawSource:
 
     def record(self, state: None, done: StepRecord) -> None:
         pass
+
+    def replace_rows(self, state: None, rows: torch.Tensor, fresh: None) -> None:
+        pass  # no memory of its own: it reads the JacobiSource's
 
 
 def _check(init, count: int, first_depth: int, allow_no_init: bool) -> None:

@@ -11,6 +11,10 @@ memory and two sessions of one decoder never share anything. At each step:
   record(state, done)     after the verifier committed: what the step did (`StepRecord`: the heads' drafts on
                              the newly committed hidden states, the tree forward's laws, the accepted path).
 
+Between steps, `replace_rows(state, rows, fresh)` gives rows of the state to new images (continuous batching:
+`fresh` is a state of those images alone, after their prefill); every row of a state must depend on its own
+image only, so that a refilled row decodes as it would alone. A source without it cannot be refilled.
+
 The number of candidates per depth is fixed per source so the tree template stays static. Every update of a
 state happens in place on tensors allocated up front (fixed shapes, no host reads), as the whole step does.
 A source may read another source's state through `ctx.state_of(source)` (the initial-law source reads the
@@ -95,3 +99,11 @@ class DraftSource(Protocol):
     def propose(self, state: Any, ctx: DraftContext) -> list[DraftProposal]: ...
 
     def record(self, state: Any, done: StepRecord) -> None: ...
+
+    def replace_rows(self, state: Any, rows: torch.Tensor, fresh: Any) -> None: ...  # optional: refills
+
+
+def copy_rows(rows: torch.Tensor, *pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """mine[rows] = theirs, in place, for each (mine, theirs): a state's rows replaced by a fresh state's."""
+    for mine, theirs in pairs:
+        mine.index_copy_(0, rows, theirs.to(mine.dtype))

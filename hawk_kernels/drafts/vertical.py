@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .source import DraftContext, DraftProposal, SourceSetup, StepRecord
+import torch
+
+from .source import DraftContext, DraftProposal, SourceSetup, StepRecord, copy_rows
 from .spec_cache import SpeculationCache
 
 
@@ -32,3 +34,6 @@ class VerticalSource:
         cache.evict_before(done.frontier)
         heads = done.head_logq[:, :, self.first_head: self.first_head + self.vertical_depth]
         cache.insert(done.head_offsets, heads, done.head_valid)
+
+    def replace_rows(self, cache: SpeculationCache, rows: torch.Tensor, fresh: SpeculationCache) -> None:
+        copy_rows(rows, (cache.logq, fresh.logq), (cache.key, fresh.key))

@@ -115,7 +115,9 @@ def record(plan: StepPlan, state: DecodeState, candidates: Candidates, verdict: 
     if plan.pool.sources:
         _count_acceptance(plan, state, verdict.path, done.was_live)
         _count_sources(plan, state, candidates, verdict.path, (done.count - 1).clamp(min=0))
-    stats.history.index_copy_(0, stats.step_index.clamp(max=stats.history.shape[0] - 1), done.count[None])
+    rows = torch.arange(done.count.shape[0], device=done.count.device)
+    stats.history.index_put_((stats.row_steps.clamp(max=stats.history.shape[0] - 1), rows), done.count)
+    stats.row_steps.add_(1)
     stats.step_index.add_(1)
 
 
@@ -192,8 +194,8 @@ def _count_acceptance(plan: StepPlan, state: DecodeState, path: torch.Tensor, li
     tried[:, 0] = False
     accepted = on_path.clone()
     accepted[:, 0] = False
-    state.stats.rank_tried.index_add_(0, plan.tree.rank_cell, tried.long().sum(0))
-    state.stats.rank_accepted.index_add_(0, plan.tree.rank_cell, accepted.long().sum(0))
+    state.stats.rank_tried.index_add_(1, plan.tree.rank_cell, tried.long())  # per row: [B, cells]
+    state.stats.rank_accepted.index_add_(1, plan.tree.rank_cell, accepted.long())
 
 
 def _count_sources(plan: StepPlan, state: DecodeState, candidates: Candidates, path: torch.Tensor,
@@ -201,7 +203,8 @@ def _count_sources(plan: StepPlan, state: DecodeState, candidates: Candidates, p
     node_source = plan.tree.gather(candidates.source, -1).gather(1, path.clamp(min=0))
     slots = torch.arange(path.shape[1], device=path.device)[None]
     accepted = (slots >= 1) & (slots <= accept_len[:, None]) & (node_source >= 0)
-    state.stats.source_counts.index_add_(0, node_source.clamp(min=0).flatten(), accepted.flatten().long())
+    rows = torch.arange(path.shape[0], device=path.device)[:, None].expand_as(node_source)
+    state.stats.source_counts.index_put_((rows, node_source.clamp(min=0)), accepted.long(), accumulate=True)
 
 
 def _verify_uniforms(state: DecodeState, batch: int, nodes: int) -> torch.Tensor:

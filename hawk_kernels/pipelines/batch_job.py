@@ -23,6 +23,7 @@ from pathlib import Path
 from ..engine.compiled import compiles
 from ..progress import progress_bar
 from ..target import MAX_CFG_SCALE
+from .continuous import stream_images
 from .writer import BackgroundWriter
 
 MANIFEST = "manifest.jsonl"
@@ -182,12 +183,12 @@ def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=
                                  f"shorter prompt or a smaller size")
 
 
-def make_batches(jobs: list[ImageJob], batch_size: int) -> list[list[ImageJob]]:
-    """Jobs grouped by (size, cfg) in first-seen order, each group cut into batches of batch_size."""
+def job_groups(jobs: list[ImageJob]) -> list[list[ImageJob]]:
+    """Jobs grouped by (size, cfg) in first-seen order: the images one decoder session can hold."""
     groups: dict = {}
     for job in jobs:
         groups.setdefault((job.size, job.cfg), []).append(job)
-    return [group[k:k + batch_size] for group in groups.values() for k in range(0, len(group), batch_size)]
+    return list(groups.values())
 
 
 def read_manifest_lines(path: Path) -> list[dict]:
@@ -298,11 +299,13 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
              temperature=None, top_k=None, rank: int = 0, world_size: int = 1, max_images: int | None = None,
              progress: bool = True, barrier=None, fill_batches: bool | None = None) -> list[Path]:
     """Generate this rank's unwritten images of `jobs` into out_dir; returns the PNGs written by this call.
+    Each (size, cfg) group decodes in one session of batch_size rows whose finished rows take the next images at
+    once (continuous batching: pipelines/continuous.py); images are written in the order they finish.
     barrier: called once every rank is done (torchrun), before rank 0 merges the manifest. fill_batches (None:
-    when the pipeline compiles its step): a batch shorter than batch_size (the end of a size group) is filled up
-    with repeats of its last image, whose results are dropped. A compiled step compiles once per batch size, and
+    when the pipeline compiles its step): a group of fewer than batch_size images still runs batch_size rows
+    (repeats of its last image, whose results are dropped). A compiled step compiles once per batch size, and
     num_nodes="auto" times each tree size once per batch size: at the 7B shape on a GPU, minutes for one short
-    batch, against a few steps' worth of extra rows."""
+    group, against a few steps' worth of extra rows."""
     out_dir = Path(out_dir)  # created with its first image (_run_batch): a run that fails before leaves none
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
@@ -320,9 +323,13 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
         (out_dir / (job.png_name + ".partial")).unlink(missing_ok=True)
     writer = BackgroundWriter()  # a batch's PNGs are written while the next one decodes
     try:
-        for batch in make_batches(todo, batch_size):
-            fill = [batch[-1]] * (batch_size - len(batch)) if fill_batches else []
-            writer.submit(_run_batch(pipe, batch, fill, out_dir, part, mode, num_nodes, settings, bar))
+        for group in job_groups(todo):
+            images = stream_images(pipe, [job.prompt for job in group], batch_size, mode=mode, size=group[0].size,
+                                   cfg_scale=group[0].cfg, temperature=settings["temperature"],
+                                   top_k=settings["top_k"], seed=[job.seed for job in group], num_nodes=num_nodes,
+                                   fill=fill_batches)
+            for members, res in images:
+                writer.submit(_finished(pipe, [group[i] for i in members], res, out_dir, part, mode, settings, bar))
     except BaseException:
         writer.close(raise_errors=False)  # what was decoded is still written (Ctrl-C: then merged)
         raise
@@ -348,16 +355,12 @@ def image_settings(pipe, mode: str, temperature, top_k) -> dict:
                 heads=exact_digest(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
 
 
-def _run_batch(pipe, batch: list[ImageJob], fill: list[ImageJob], out_dir: Path, part: Path, mode, num_nodes,
-               settings: dict, bar):
-    """Decode `batch` (fill: rows decoded with it only to keep the batch size, then dropped); returns the job that
-    writes its PNGs and manifest lines (_write_batch), for the BackgroundWriter."""
-    rows = batch + fill
-    res = pipe.generate([job.prompt for job in rows], mode=mode, size=batch[0].size, cfg_scale=batch[0].cfg,
-                        temperature=settings["temperature"], top_k=settings["top_k"], seed=[job.seed for job in rows],
-                        num_nodes=num_nodes)
-    seconds = res.seconds / len(batch)  # token generation (an "auto" tree size is chosen before the clock)
-    compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first batch of a shape)
+def _finished(pipe, batch: list[ImageJob], res, out_dir: Path, part: Path, mode, settings: dict, bar):
+    """Images just finished (`res`: their PipelineOutput, in the order of `batch`) -> the job that writes their PNGs
+    and manifest lines (_write_batch), for the BackgroundWriter."""
+    seconds = res.seconds / len(batch)  # the decode time since the previous images finished (an "auto" tree size
+    #                                     is chosen before the clock), shared by the images finished now
+    compile_seconds = res.compile_seconds / len(batch)  # of which compiling the step (its first use of a shape)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode, num_nodes=res.num_nodes[k],
                   size=_size_field(job.size), cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,

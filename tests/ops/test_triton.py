@@ -30,7 +30,7 @@ PER_CALL = {
     ("draft_heads", "_resblock_kernel"): {"tokens", "layer"},
     ("draft_heads", "_projection_kernel"): {"rows", "tokens"},
     ("draft_heads", "_logsoftmax_finish_kernel"): set(),  # sizes per model (vocab, tiles); T*H is the grid
-    ("philox", "_philox_uniforms_kernel"): {"numel", "stream"},
+    ("philox", "_philox_uniforms_kernel"): {"numel", "stream", "seed_stride", "offset_stride", "first_row"},
     ("tree_mask", "_tree_mask_kernel"): {"num_nodes", "max_depth"},
 }
 
