@@ -38,6 +38,7 @@ SMOKED = {
     "benchmarks/e2e.py": "test_e2e_smoke_runs_every_section",
     "benchmarks/step_time.py": "test_step_time_smoke",
     "benchmarks/step_ops.py": "test_step_ops_smoke",
+    "benchmarks/continuous.py": "test_continuous_smoke",
     "benchmarks/bench_accept_reject.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_attention.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_draft_heads.py": "test_kernel_benchmarks_smoke",
@@ -109,6 +110,7 @@ JOBS = {
     "test_kernel_benchmarks_smoke": lambda tmp: (["-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
                                                   "--quick", f"--benchmark-json={tmp / 'bench.json'}"], []),
     "test_step_ops_smoke": lambda tmp: (["benchmarks/step_ops.py", "--smoke", "--out", str(tmp)], []),
+    "test_continuous_smoke": lambda tmp: (["benchmarks/continuous.py", "--smoke", "--out", str(tmp / "c.json")], []),
     "test_heads_training_smoke_fractions": lambda tmp: (["benchmarks/heads_training.py", "--tiny", "--repeats", "2",
                                                          "--out", str(tmp)], []),
     "test_calibrate_tree_smoke": lambda tmp: (
@@ -316,6 +318,17 @@ def test_step_ops_smoke(smoke):
     [row] = report["rows"]
     assert row["mode"] == "ar" and 0 < row["compiled"] < row["eager"]
     assert row["ratio"] == pytest.approx(row["compiled"] / row["eager"])
+
+
+def test_continuous_smoke(smoke):
+    """benchmarks/continuous.py --smoke: the same images with fixed batches and with continuous batching, decode
+    steps counted both ways; continuous batching never takes more steps and never changes an image."""
+    tmp_path, _ = result(smoke, "test_continuous_smoke")
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert_header(report, "python benchmarks/continuous.py --smoke")
+    [row] = report["rows"]
+    assert row["mode"] == "jacobi" and row["same_images"] and 0 < row["continuous_steps"] <= row["fixed_steps"]
+    assert row["steps_ratio"] == pytest.approx(row["fixed_steps"] / row["continuous_steps"], abs=1e-3)
 
 
 def test_heads_training_smoke_fractions(smoke):

@@ -18,11 +18,11 @@ def _decoder(mode, **kw):
                           num_nodes=8, **kw)
 
 
-def _run_with_refills(dec, batch: int, sampling: dict, seeds: list[int]):
+def _run_with_refills(dec, batch: int, sampling: dict, seeds: list[int], device="cpu"):
     """Every prompt of PROMPTS through `batch` rows, a finished row refilled with the next prompt (all rows that
     finished at a step in one refill) -> ({prompt index: its output}, the session)."""
-    session = dec.start(torch.stack(PROMPTS[:batch]), seed=seeds[:batch], max_prompt_length=8, **sampling,
-                        attention_mask=None)
+    session = dec.start(torch.stack(PROMPTS[:batch]).to(device), seed=seeds[:batch], max_prompt_length=8,
+                        **sampling)
     holder = dict(enumerate(range(batch)))  # row -> prompt index
     waiting, outputs = list(range(batch, len(PROMPTS))), {}
     for _ in range(200):
@@ -34,7 +34,7 @@ def _run_with_refills(dec, batch: int, sampling: dict, seeds: list[int]):
         if refill:
             new, waiting = waiting[: len(refill)], waiting[len(refill):]
             ids, mask = _left_padded([PROMPTS[i] for i in new])
-            dec.refill(session, refill, ids, seed=[seeds[i] for i in new], attention_mask=mask)
+            dec.refill(session, refill, ids.to(device), seed=[seeds[i] for i in new], attention_mask=mask.to(device))
             holder.update(zip(refill, new))
         if len(outputs) == len(PROMPTS):
             return outputs, session
@@ -124,3 +124,39 @@ def test_stream_images_gives_each_image_as_generate_does_alone(fill):
         alone = pipe.generate_tokens([prompt], mode="jacobi", seed=3 + i, num_nodes=8)
         assert torch.equal(got[i][0], alone.image_tokens[0]), i
         assert got[i][1] == alone.num_forward_passes[0] and got[i][2] == alone.num_nodes[0]
+
+
+@pytest.mark.slow
+def test_a_compiled_session_refills_without_compiling_again():
+    """compile=True (inductor, the whole step): refills write the state in place, so the compiled step runs on
+    without a recompile, and every image still equals the eager decode of it alone."""
+    dec = _decoder("hawk+jacobi", compile=True)
+    seeds = [7, 8, 9, 10, 11]
+    outputs, session = _run_with_refills(dec, 2, SAMPLED, seeds)
+    assert dec.compiled_step.active and session.state.stats.step_index > 0
+    compiled_once = dec.compiled_step.compile_seconds
+    eager = _decoder("hawk+jacobi")
+    for i, prompt in enumerate(PROMPTS):
+        alone = eager.generate(prompt[None], seed=seeds[i], **SAMPLED)
+        assert torch.equal(outputs[i].image_tokens, alone.image_tokens), i
+    _run_with_refills(dec, 2, SAMPLED, seeds)  # a second run: the same shapes, nothing compiles
+    assert dec.compiled_step.compile_seconds == compiled_once
+
+
+@pytest.mark.cuda
+def test_a_graphed_session_refills_in_place():
+    """On CUDA the steps replay one captured graph (compiled, as "auto" does there); refills write the captured
+    buffers in place, so the replays decode the new images: the same tokens as the same refills stepped without
+    graphs (float32 on both sides)."""
+    model, grid = tiny_backbone(dtype=torch.float32).cuda(), tiny_grid()
+    heads = tiny_heads(dtype=torch.float32).cuda()
+    seeds = [7, 8, 9, 10, 11]
+    runs = {}
+    for graphs in (True, False):
+        dec = hk.HawkDecoder(model, heads, grid, mode="hawk+jacobi", num_nodes=8, cuda_graphs=graphs)
+        outputs, session = _run_with_refills(dec, 2, SAMPLED, seeds, device="cuda")
+        assert session.graphed == graphs
+        runs[graphs] = outputs
+    for i in range(len(PROMPTS)):
+        assert torch.equal(runs[True][i].image_tokens, runs[False][i].image_tokens), i
+        assert runs[True][i].accepted_lengths == runs[False][i].accepted_lengths
