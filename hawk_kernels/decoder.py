@@ -177,7 +177,10 @@ class HawkDecoder:
         rows = session.free_rows(rows)
         if cond_prompt.shape[0] != len(rows):
             raise ValueError(f"input_ids: {cond_prompt.shape[0]} prompts for {len(rows)} rows")
-        fresh = new_state(self.plan, sampling, cond_prompt.shape[0], capacity,
+        # the new images' own cache holds their prompts only (the prefill fills nothing else), and only those slots
+        # are copied: a refill of every row of a 7B batch (AR rows finish together) adds prompts, not whole caches
+        prompt_slots = cache_capacity(prompt.shape[1], self.plan.backbone.sliding_window)
+        fresh = new_state(self.plan, sampling, cond_prompt.shape[0], min(prompt_slots, capacity),
                           image_seeds("seed", seed, cond_prompt.shape[0]), cond_prompt)
         prefill(self.plan, fresh, prompt, valid)
         session.replace_rows(rows, fresh)

@@ -160,3 +160,29 @@ def test_a_graphed_session_refills_in_place():
     for i in range(len(PROMPTS)):
         assert torch.equal(runs[True][i].image_tokens, runs[False][i].image_tokens), i
         assert runs[True][i].accepted_lengths == runs[False][i].accepted_lengths
+
+
+def test_a_refill_holds_the_new_prompts_not_a_second_cache(monkeypatch):
+    """A refill prefills its new images in a cache of their prompts' size and copies those slots: in AR every row
+    finishes at the same step, and a whole-capacity cache for all of them would double a 7B batch's KV memory at
+    each refill."""
+    import hawk_kernels.decoder as decoder_module
+
+    made, new_state = [], decoder_module.new_state
+
+    def recording(plan, sampling, batch, capacity, *args):
+        made.append((batch, capacity))
+        return new_state(plan, sampling, batch, capacity, *args)
+
+    dec = _decoder("ar")
+    session = dec.start(torch.stack(PROMPTS[:2]), seed=[1, 2], max_prompt_length=300, **SAMPLED)
+    while len(session.finished_rows()) < 2:
+        session.run(1)
+    session.take([0, 1])
+    monkeypatch.setattr(decoder_module, "new_state", recording)
+    dec.refill(session, [0, 1], torch.stack(PROMPTS[:2]), seed=[3, 4])
+    assert made == [(2, 128)] and session.state.cache.capacity == 384
+    while len(session.finished_rows()) < 2:
+        session.run(1)
+    out = session.take([0, 1])
+    assert torch.equal(out.image_tokens, dec.generate(torch.stack(PROMPTS[:2]), seed=[3, 4], **SAMPLED).image_tokens)

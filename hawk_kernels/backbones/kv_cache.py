@@ -161,15 +161,17 @@ class SlotKVCache(Cache):
                                         seq_lengths=(queries, self.capacity), compute_q_blocks=False)
 
     def replace_rows(self, rows: torch.Tensor, fresh: "SlotKVCache") -> None:
-        """Cache rows `rows` [k] become the k rows of `fresh` (same capacity and layers, e.g. new images just
-        prefilled): their slots and bookkeeping are copied in place (a captured step keeps reading these buffers)."""
-        if fresh.capacity != self.capacity or len(fresh.layers) != len(self.layers):
+        """Cache rows `rows` [k] become the k rows of `fresh` (as many layers, at most as many slots: new images
+        just prefilled, in a cache of their prompts' size): fresh's slots and bookkeeping are copied in place (a
+        captured step keeps reading these buffers); the slots past them are not valid in those rows."""
+        if fresh.capacity > self.capacity or len(fresh.layers) != len(self.layers):
             raise ValueError(f"fresh: a cache of {fresh.capacity} slots and {len(fresh.layers)} layers cannot replace "
                              f"rows of one with {self.capacity} slots and {len(self.layers)} layers")
+        slots = fresh.capacity
         for mine, theirs in zip(self.layers, fresh.layers):
             if theirs.is_initialized:
-                mine.keys.index_copy_(0, rows, theirs.keys)
-                mine.values.index_copy_(0, rows, theirs.values)
+                mine.keys[:, :, :slots].index_copy_(0, rows, theirs.keys)
+                mine.values[:, :, :slots].index_copy_(0, rows, theirs.values)
         self.start.index_copy_(0, rows, fresh.start)
         self.length.index_copy_(0, rows, fresh.length)
 
