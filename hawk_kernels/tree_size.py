@@ -5,8 +5,10 @@ A bigger tree commits more tokens per pass but costs more per step, and the cost
 proportional to tokens per pass / seconds per step:
   * tokens per pass of a tree, for the batch: under the calibrated acceptance rates (rate(depth, rank) = P(that
     node is accepted | its parent was), the model TreeTemplate.from_budget shapes the tree by) a row commits
-    1 + its expected accepted length per pass (expected_tokens_per_pass); a batch steps until its slowest row is
-    done, so the batch's passes are the expected maximum over its rows (expected_batch_passes, Monte Carlo);
+    1 + its expected accepted length per pass (expected_tokens_per_pass); a fixed batch (`generate`) steps until
+    its slowest row is done, so the batch's passes are the expected maximum over its rows (expected_batch_passes,
+    Monte Carlo); with continuous batching (`hawk generate`: pipelines/continuous.py) a finished row takes the next
+    image at once, so an image costs a mean row's passes;
   * seconds per step: measured once per (device, model shape, mode, batch, size) by timing decode steps, and
     cached on disk (StepCostTable: a JSON file keyed by all of these, so a new device or model shape measures
     anew), and by the step's form (compiled or eager, graphed, the attention kernel). Size 1 is a plain AR step,
