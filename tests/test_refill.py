@@ -145,15 +145,15 @@ def test_a_compiled_session_refills_without_compiling_again():
 
 @pytest.mark.cuda
 def test_a_graphed_session_refills_in_place():
-    """On CUDA the steps replay one captured graph (compiled, as "auto" does there); refills write the captured
-    buffers in place, so the replays decode the new images: the same tokens as the same refills stepped without
-    graphs (float32 on both sides)."""
+    """On CUDA the steps replay one captured graph; refills write the captured buffers in place, so the replays
+    decode the new images: the same tokens as the same refills stepped without graphs (float32 on both sides; not
+    compiled, to keep this in tests_cuda's minutes: the compiled session's refills are the slow CPU test above)."""
     model, grid = tiny_backbone(dtype=torch.float32).cuda(), tiny_grid()
     heads = tiny_heads(dtype=torch.float32).cuda()
     seeds = [7, 8, 9, 10, 11]
     runs = {}
     for graphs in (True, False):
-        dec = hk.HawkDecoder(model, heads, grid, mode="hawk+jacobi", num_nodes=8, cuda_graphs=graphs)
+        dec = hk.HawkDecoder(model, heads, grid, mode="hawk+jacobi", num_nodes=8, cuda_graphs=graphs, compile=False)
         outputs, session = _run_with_refills(dec, 2, SAMPLED, seeds, device="cuda")
         assert session.graphed == graphs
         runs[graphs] = outputs
