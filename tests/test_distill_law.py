@@ -34,30 +34,33 @@ CONTROL_TEMPERATURE = 1.15
 class Sample:
     tokens: torch.Tensor  # [images, body] the generated body of each image
     seconds: float  # wall time of distill
-    passes: int  # target passes after prefill, summed over the shards
+    passes: int  # target passes after prefill, summed over the images (each image's own passes)
     num_nodes: list[int]  # the tree size of each shard's decoder (num_nodes="auto": distill's default)
 
 
 def _sample(pipe, out_dir, mode, images, batch, seed, temperature=1.0) -> Sample:
     assert images <= 10**6  # keeps the seed ranges of SEEDS apart
-    outputs, generate = [], pipe.generate_tokens
+    from hawk_kernels.pipelines import continuous
 
-    def recorded(*args, **kwargs):
-        outputs.append(generate(*args, **kwargs))
-        return outputs[-1]
+    outputs, stream = [], continuous.stream_images
 
-    pipe.generate_tokens = recorded
+    def recorded(*args, **kwargs):  # distill decodes through one continuous-batching stream
+        for members, out in stream(*args, **kwargs):
+            outputs.append(out)
+            yield members, out
+
+    continuous.stream_images = recorded
     try:
         start = time.perf_counter()
         manifest = distill(pipe, ["a handwritten digit three"], out_dir, images_per_prompt=images, batch_size=batch,
                            seed=seed, cfg_scale=1.0, temperature=temperature, mode=mode, progress=False)
         seconds = time.perf_counter() - start
     finally:
-        del pipe.generate_tokens
+        continuous.stream_images = stream
     assert manifest["settings"]["mode"] == mode and manifest["settings"]["seed"] == seed
     data = ShardSequences(out_dir)
     sequences, _ = data.rows(torch.arange(len(data)))
-    return Sample(sequences[:, data.body_start:], seconds, sum(o.total_forward_passes for o in outputs),
+    return Sample(sequences[:, data.body_start:], seconds, sum(sum(o.num_forward_passes) for o in outputs),
                   [o.num_nodes[0] for o in outputs])
 
 

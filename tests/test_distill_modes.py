@@ -44,8 +44,8 @@ def test_the_tree_size_is_chosen_once_and_recorded(pipe, tmp_path, monkeypatch):
 
     choices, used = iter([8, 4]), []
     monkeypatch.setattr(tree_size, "pipeline_num_nodes", lambda *a, **k: next(choices))
-    original = pipe.generate_tokens
-    monkeypatch.setattr(pipe, "generate_tokens", lambda *a, **k: used.append(k["num_nodes"]) or original(*a, **k))
+    original = pipe._decoder_of_size  # the decoder each stream of shards runs (pipelines/continuous.py)
+    monkeypatch.setattr(pipe, "_decoder_of_size", lambda mode, grid, n: used.append(n) or original(mode, grid, n))
     kw = dict(images_per_prompt=3, batch_size=2, seed=3, cfg_scale=1.0, progress=False)
     first = distill(pipe, ["digit eight"], tmp_path / "d", max_shards=1, **kw)
     assert first["settings"]["num_nodes"] == 8

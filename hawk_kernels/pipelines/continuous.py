@@ -19,19 +19,21 @@ from ..tree_size import pipeline_num_nodes
 from .base import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, _batches, _prompt_length, _stack
 
 
-def stream_images(pipe, prompts, batch_size: int, mode: str | None = None, size=None, cfg_scale=None,
+def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
                   temperature=None, top_k=None, seed: int | list[int] = 0, num_nodes="auto", top_p=None,
-                  fill: bool = False) -> Iterator[tuple[list[int], PipelineOutput]]:
-    """Text `prompts` through sessions of `batch_size` rows -> yields (prompt indices, their PipelineOutput,
-    images included) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill:
-    a group with fewer prompts than batch_size still runs batch_size rows (repeats of its last prompt, dropped),
-    so a compiled step keeps one shape. Every argument is checked before any model work."""
+                  fill: bool = False, input_ids=None, pixels: bool = True) -> Iterator[tuple[list[int], PipelineOutput]]:
+    """Text `prompts` (or `input_ids` rows) through sessions of `batch_size` rows -> yields (prompt indices, their
+    PipelineOutput) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill: a
+    group with fewer prompts than batch_size still runs batch_size rows (repeats of its last prompt, dropped), so
+    a compiled step keeps one shape; pixels: decode the images (False: tokens only, as generate_tokens). Every
+    argument is checked before any model work."""
     mode = default_mode(pipe.heads is not None) if mode is None else mode
     batch_size = as_int("batch_size", batch_size, 1)
     as_bool("fill", fill)
-    pipe.checked_decode_batch()
+    if as_bool("pixels", pixels):
+        pipe.checked_decode_batch()
     grid, sampling = pipe._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
-    rows = pipe.prompt_rows(prompts, None, grid)
+    rows = pipe.prompt_rows(prompts, input_ids, grid)
     pipe._check_context(rows, grid)
     seeds = image_seeds("seed", seed, len(rows.conditional))
     for group in _batches(rows, sampling.uses_cfg):
@@ -42,8 +44,9 @@ def stream_images(pipe, prompts, batch_size: int, mode: str | None = None, size=
         decoder = pipe._decoder_of_size(mode, grid, nodes)
         for members, out, seconds in _run_group(pipe, decoder, rows, group, seeds, sampling, width, room):
             res = pipe._collect([out], members, rows, seconds)
-            res.pixels = pipe.decode_pixels(res.codes)
-            res.images = None if res.pixels is None else pipe.to_images(res.pixels)
+            if pixels:
+                res.pixels = pipe.decode_pixels(res.codes)
+                res.images = None if res.pixels is None else pipe.to_images(res.pixels)
             res.num_nodes, res.mode = [decoder.tree.num_nodes] * len(members), mode
             yield sorted(members), res
 

@@ -6,9 +6,11 @@ fewest passes without heads), or a user's own images through the family's VQ enc
 (`load_pipeline`).
 
 Determinism is what makes resume and multi-process runs exact. Items (prompt p, sample i) - or (image p, 0) -
-are numbered in one global order k = p * images_per_prompt + i and cut into fixed batches of `batch_size`,
-batch b written as shard b; item k is sampled with the image seed `seed + k` (per-image seeds: an image does not
-depend on its batch), by a tree of `num_nodes` nodes fixed for the whole run ("auto" is chosen once from timed
+are numbered in one global order k = p * images_per_prompt + i and cut into shards of `batch_size` items; a
+process decodes its shards' items in one continuous-batching stream of `batch_size` rows (a finished row takes the
+next item: pipelines/continuous.py) and writes a shard once its items are done; item k is sampled with the image
+seed `seed + k` (per-image seeds: an image depends neither on its batch nor on its row's other images), by a tree
+of `num_nodes` nodes fixed for the whole run ("auto" is chosen once from timed
 steps, then recorded in the manifest: a resumed run and every torchrun rank read it there). So a sample depends
 only on the settings, never on which process made it or when:
   * killed and restarted, a run skips the shards already on disk (written under a temporary name and renamed,
@@ -91,13 +93,20 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
     settings = replace(settings, num_nodes=_tree_size(pipe, grid, settings, num_nodes, Path(out_dir), rank,
                                                       max(map(len, prompt_ids), default=1)))
 
-    def make(items, shard):
-        chosen = [prompts[p] for p, _ in items]
+    def make(shards):
+        """Every item of `shards` through one continuous-batching stream of batch_size rows (a finished row takes
+        the next item: pipelines/continuous.py) -> (shard, position, body) as items finish."""
+        from ..pipelines.continuous import stream_images
+
+        flat = [(shard, position, item) for shard, items in shards for position, item in enumerate(items)]
+        chosen = [prompts[p] for _, _, (p, _) in flat]
         given = dict(input_ids=[list(p) for p in chosen]) if by_ids else dict(prompts=chosen)
-        seeds = [(seed + p * images_per_prompt + i) % 2**64 for p, i in items]  # item k: seed + k
-        out = pipe.generate_tokens(**given, mode=mode, size=size, seed=seeds, num_nodes=settings.num_nodes,
-                                   **sampling)
-        return torch.stack([s[len(prompt_ids[p]):] for s, (p, _) in zip(out.sequences, items)])
+        seeds = [(seed + p * images_per_prompt + i) % 2**64 for _, _, (p, i) in flat]  # item k: seed + k
+        for members, out in stream_images(pipe, **given, batch_size=batch_size, mode=mode, size=size, seed=seeds,
+                                          num_nodes=settings.num_nodes, pixels=False, **sampling):
+            for k, member in enumerate(members):
+                shard, position, (p, _) = flat[member]
+                yield shard, position, out.sequences[k][len(prompt_ids[p]):]
 
     return _write(pipe, grid, settings, texts, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
                   max_shards)
@@ -116,14 +125,16 @@ def distill_images(pipe, image_dir, out_dir, batch_size: int = 16, size=None, ov
     grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, captions, grid)
 
-    def make(items, shard):
+    def make(shards):
         from PIL import Image
 
-        pictures = []
-        for p, _ in items:
-            with Image.open(images[p]) as picture:
-                pictures.append(picture.copy())
-        return grid.generated_tokens(pipe.encode_images(pictures, size=size))
+        for shard, items in shards:  # one VQ encoder batch per shard
+            pictures = []
+            for p, _ in items:
+                with Image.open(images[p]) as picture:
+                    pictures.append(picture.copy())
+            for position, body in enumerate(grid.generated_tokens(pipe.encode_images(pictures, size=size))):
+                yield shard, position, body
 
     return _write(pipe, grid, settings, captions, prompt_ids, make, out_dir, overwrite, rank, world_size, progress,
                   max_shards, image_names=[path.name for path in images])
@@ -175,7 +186,8 @@ def rank_and_world() -> tuple[int, int]:
 
 def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids: list[list[int]], make, out_dir,
            overwrite: bool, rank, world_size, progress: bool, max_shards, image_names=None) -> dict:
-    """The shared driver: manifest, this rank's missing shards, one `make(items, shard)` per shard."""
+    """The shared driver: manifest, this rank's missing shards, and `make([(shard, items), ...])` yielding
+    (shard, position, body) in any order; a shard is written once all its bodies are in."""
     from ..progress import progress_bar
 
     rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
@@ -188,13 +200,17 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
     todo = todo[:max_shards] if max_shards is not None else todo
     bar = progress_bar(sum(len(settings.shard_items(b)) for b in todo),
                        "distill" + (f" (rank {rank})" if world_size > 1 else ""), not progress, unit="img")
-    for shard in todo:
+    pending = {shard: [None] * len(settings.shard_items(shard)) for shard in todo}
+    for shard, position, body in make([(shard, settings.shard_items(shard)) for shard in todo]) if todo else ():
+        pending[shard][position] = body
+        bar.update(1)
+        if any(b is None for b in pending[shard]):
+            continue
         items = settings.shard_items(shard)
-        body = make(items, shard)
         rows = [[PAD_ID] * (body_start - len(prompt_ids[p])) + prompt_ids[p] for p, _ in items]
-        write_shard(out_dir, shard, torch.cat([torch.tensor(rows, dtype=torch.int64), body.long()], dim=1),
+        bodies = torch.stack(pending.pop(shard)).long().cpu()
+        write_shard(out_dir, shard, torch.cat([torch.tensor(rows, dtype=torch.int64), bodies], dim=1),
                     [len(prompt_ids[p]) for p, _ in items], items)
-        bar.update(len(items))
     bar.close()
     return manifest
 
@@ -227,7 +243,7 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
         return recorded
     sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
     return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES,
-                              prompt_length=prompt_length)
+                              prompt_length=prompt_length, continuous=True)
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
