@@ -66,6 +66,7 @@ def _run_group(pipe, decoder, rows: PromptRows, group: list[int], seeds: list[in
     while any(i is not None for i in holder.values()):
         done = session.finished_rows()
         if not done:
+            session.check()  # a NaN target law is named as such, not as a stall
             if idle_steps > body:  # every step commits >= 1 token per unfinished row
                 raise RuntimeError(f"generate: the decode steps made no progress for {idle_steps} steps")
             steps = decoder.sync_every if session.graphed else 1
