@@ -109,7 +109,7 @@ def test_stream_images_gives_each_image_as_generate_does_alone(fill):
     """The pipelines' continuous batching (pipelines/continuous.py), on the bundled model: 5 prompts through 2
     rows (fill: 4 rows for 5 prompts, then rows idle), each image's tokens and passes equal to generate()'s for that
     prompt alone with its seed and the same tree size."""
-    from hawk_kernels.pipelines.continuous import stream_images
+    from hawk_kernels.pipelines import stream_images
 
     pipe = hk.load_demo_pipeline()
     prompts = [f"a handwritten digit {word}" for word in ("three", "seven", "zero", "one", "eight")]

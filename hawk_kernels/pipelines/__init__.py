@@ -18,8 +18,9 @@ import torch
 
 from ..checks import as_dtype, check_attn_implementation, check_compile
 from .base import ImagePipeline, PipelineOutput
+from .continuous import stream_images
 
-__all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline"]
+__all__ = ["FAMILIES", "ImagePipeline", "PipelineOutput", "load_pipeline", "stream_images"]
 
 
 def _families() -> dict:
