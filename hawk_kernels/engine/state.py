@@ -62,9 +62,10 @@ class DecodeState:
         return self.committed.shape[0]
 
     def replace_rows(self, plan: StepPlan, rows: torch.Tensor, fresh: "DecodeState") -> None:
-        """Rows `rows` [k] become the images of `fresh` (a state of k rows of the same plan, sampling and cache
-        capacity, after its prefill): every per-row tensor is written in place, so a captured step replays on
-        the new images, and each new row then decodes as it would alone (its own seed and Philox offsets)."""
+        """Rows `rows` [k] become the images of `fresh` (a state of k rows of the same plan and sampling, after
+        its prefill, its cache no larger than this one's: HawkDecoder.refill sizes it to the new prompts): every
+        per-row tensor is written in place, so a captured step replays on the new images, and each new row then
+        decodes as it would alone (its own seed and Philox offsets)."""
         if self.rng.seed.dim() == 0:
             raise ValueError("rows: this state draws with one seed for the whole batch (new_state(seed=int)); "
                              "rows can be given to new images only with a seed per image")
