@@ -83,38 +83,34 @@ def _as_int64_bits(name: str, value) -> int:
     return value - 2**64 if value >= 2**63 else value
 
 
-def _held_seed(seed, device) -> torch.Tensor:
-    """DeviceRNG's seed: a 0-d tensor (one key) or an (R,) tensor (one key per row), a copy on `device`."""
-    if isinstance(seed, torch.Tensor):
-        check_tensor("seed", seed, dtypes=INDEX)
-        if seed.dim() > 1 or seed.numel() == 0:
-            raise ValueError(f"seed: expected an int64 tensor of shape () or (1,) (one key) or (R,) with R >= 1 "
-                             f"(one key per row), got shape {tuple(seed.shape)}")
-        seed = seed.detach().to(device=device)
-        return (seed if per_row(seed) else seed.reshape(())).clone(memory_format=torch.contiguous_format)
-    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
-        if len(seed) == 0:
-            raise ValueError("seed: expected at least one per-row seed, got an empty sequence")
-        bits = [_as_int64_bits(f"seed[{i}]", value) for i, value in enumerate(seed)]
+def _held(name: str, value, device, what: str) -> torch.Tensor:
+    """A DeviceRNG seed or offset as a contiguous copy on `device`: an int (its int64 bits) or an int64 tensor of
+    shape () or (1,) as a 0-d tensor (one `what` for the draw); a sequence of ints or an int64 (R,) tensor as an
+    (R,) tensor (one `what` per row)."""
+    if isinstance(value, torch.Tensor):
+        check_tensor(name, value, dtypes=INDEX)
+        if value.dim() > 1 or value.numel() == 0:
+            raise ValueError(f"{name}: expected an int64 tensor of shape () or (1,) (one {what}) or (R,) with R >= 1 "
+                             f"(one {what} per row), got shape {tuple(value.shape)}")
+        value = value.detach().to(device=device)
+        return (value if per_row(value) else value.reshape(())).clone(memory_format=torch.contiguous_format)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        bits = [_as_int64_bits(f"{name}[{i}]", v) for i, v in enumerate(value)]
         return torch.tensor(bits, dtype=torch.int64, device=device)
-    return torch.tensor(_as_int64_bits("seed", seed), dtype=torch.int64, device=device)
+    return torch.tensor(_as_int64_bits(name, value), dtype=torch.int64, device=device)
+
+
+def _held_seed(seed, device) -> torch.Tensor:
+    """DeviceRNG's seed: a 0-d tensor (one key) or an (R,) tensor (one key per row, R >= 1)."""
+    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)) and len(seed) == 0:
+        raise ValueError("seed: expected at least one per-row seed, got an empty sequence")
+    return _held("seed", seed, device, "key")
 
 
 def _held_offset(offset, device, rows: int | None) -> torch.Tensor:
     """DeviceRNG's offset: a 0-d tensor (one offset) or, with `rows` per-row seeds, an (R,) tensor (one offset
-    per row, R == rows), a copy on `device`."""
-    if isinstance(offset, torch.Tensor):
-        check_tensor("offset", offset, dtypes=INDEX)
-        if offset.dim() > 1:
-            raise ValueError(f"offset: expected an int64 tensor of shape () or (1,) (one offset) or (R,) (one "
-                             f"offset per row), got shape {tuple(offset.shape)}")
-        offset = offset.detach().to(device=device)
-        held = (offset if per_row(offset) else offset.reshape(())).clone(memory_format=torch.contiguous_format)
-    elif isinstance(offset, Sequence) and not isinstance(offset, (str, bytes)):
-        bits = [_as_int64_bits(f"offset[{i}]", value) for i, value in enumerate(offset)]
-        held = torch.tensor(bits, dtype=torch.int64, device=device)
-    else:
-        return torch.tensor(_as_int64_bits("offset", offset), dtype=torch.int64, device=device)
+    per row, R == rows)."""
+    held = _held("offset", offset, device, "offset")
     if held.dim() == 1 and held.shape[0] != rows:
         seeds = "one key" if rows is None else f"{rows} per-row seeds"
         raise ValueError(f"offset: one offset per row needs as many per-row seeds; got {held.shape[0]} offsets "
