@@ -87,7 +87,8 @@ class DecodeSession:
         would report it; the rows are then free for HawkDecoder.refill."""
         rows = self._rows("rows", rows)
         self.check()
-        unfinished = [r for r in rows if int(self.state.committed[r]) < self.plan.grid.num_body_tokens]
+        committed = self.state.committed[rows].tolist()  # one read of the device for all rows
+        unfinished = [r for r, n in zip(rows, committed) if n < self.plan.grid.num_body_tokens]
         if unfinished:
             raise ValueError(f"rows: rows {unfinished} are not finished (finished_rows() lists those that are)")
         self.taken.update(rows)

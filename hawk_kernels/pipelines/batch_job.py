@@ -306,7 +306,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
     (repeats of its last image, whose results are dropped). A compiled step compiles once per batch size, and
     num_nodes="auto" times each tree size once per batch size: at the 7B shape on a GPU, minutes for one short
     group, against a few steps' worth of extra rows."""
-    out_dir = Path(out_dir)  # created with its first image (_run_batch): a run that fails before leaves none
+    out_dir = Path(out_dir)  # created with its first image (_finished): a run that fails before leaves none
     part = out_dir / PART.format(rank)
     drop_torn_tail(part)
     settings = image_settings(pipe, mode, temperature, top_k)
@@ -321,7 +321,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
         fill_batches = compiles(pipe.compile, pipe.device)
     for job in todo:  # a PNG a killed run was writing (its .partial file): made again below
         (out_dir / (job.png_name + ".partial")).unlink(missing_ok=True)
-    writer = BackgroundWriter()  # a batch's PNGs are written while the next one decodes
+    writer = BackgroundWriter()  # finished images' PNGs are written while decoding goes on
     try:
         for group in job_groups(todo):
             images = stream_images(pipe, [job.prompt for job in group], batch_size, mode=mode, size=group[0].size,
@@ -368,11 +368,11 @@ def _finished(pipe, batch: list[ImageJob], res, out_dir: Path, part: Path, mode,
                   tokens_per_pass=round(res.committed[k] / max(1, res.num_forward_passes[k]), 4),
                   seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4), steps=res.step_engine,
                   png=job.png_name) for k, job in enumerate(batch)]
-    bar.totals["tokens"] += sum(res.committed[:len(batch)])
-    bar.totals["passes"] += sum(res.num_forward_passes[:len(batch)])
+    bar.totals["tokens"] += sum(res.committed)
+    bar.totals["passes"] += sum(res.num_forward_passes)
     bar.set_postfix(tokens_per_pass=f"{bar.totals['tokens'] / max(1, bar.totals['passes']):.2f}", refresh=False)
     bar.update(len(batch))
-    return lambda: _write_batch(res.images[:len(batch)], lines, out_dir, part)
+    return lambda: _write_batch(res.images, lines, out_dir, part)
 
 
 def _write_batch(images: list, lines: list[dict], out_dir: Path, part: Path) -> list[Path]:

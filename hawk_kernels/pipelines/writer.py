@@ -1,11 +1,12 @@
-"""BackgroundWriter: a batch's files written on a thread of their own while the next batch decodes.
+"""BackgroundWriter: finished images' files written on a thread of their own while decoding goes on.
 
 Encoding a PNG is CPU work (about 0.1-0.2 s for a 768 px image: zlib), done while the GPU would otherwise wait:
 at batch 16 on a GPU a 768 px image may take well under a second of decoding, so writing its PNG in line would
 cost a large share of the throughput. Pillow's encoder releases the GIL, so the writes overlap the decode loop
-(whose thread mostly waits on the device). One batch in flight at a time: a batch's writes must finish before
-the next batch's start, so the manifest keeps its order, at most two batches of images are held, and an error
-(a full disk) surfaces at the latest one batch later, naming what it named before.
+(whose thread mostly waits on the device). One job in flight at a time (the images that finished together): a
+job's writes must finish before the next job's start, so the manifest lines keep the order the images finished
+in, at most two jobs' images are held, and an error (a full disk) surfaces at the latest one job later, naming
+what it named before.
 """
 from __future__ import annotations
 

@@ -198,15 +198,16 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
     out_dir = prepare_out_dir(Path(out_dir), manifest, prompts, overwrite, image_names)
     todo = [b for b in range(settings.num_shards) if b % world_size == rank and not shard_path(out_dir, b).exists()]
     todo = todo[:max_shards] if max_shards is not None else todo
-    bar = progress_bar(sum(len(settings.shard_items(b)) for b in todo),
+    shard_items = {shard: settings.shard_items(shard) for shard in todo}
+    bar = progress_bar(sum(map(len, shard_items.values())),
                        "distill" + (f" (rank {rank})" if world_size > 1 else ""), not progress, unit="img")
-    pending = {shard: [None] * len(settings.shard_items(shard)) for shard in todo}
-    for shard, position, body in make([(shard, settings.shard_items(shard)) for shard in todo]) if todo else ():
+    pending = {shard: [None] * len(items) for shard, items in shard_items.items()}
+    for shard, position, body in make(list(shard_items.items())) if todo else ():
         pending[shard][position] = body
         bar.update(1)
         if any(b is None for b in pending[shard]):
             continue
-        items = settings.shard_items(shard)
+        items = shard_items[shard]
         rows = [[PAD_ID] * (body_start - len(prompt_ids[p])) + prompt_ids[p] for p, _ in items]
         bodies = torch.stack(pending.pop(shard)).long().cpu()
         write_shard(out_dir, shard, torch.cat([torch.tensor(rows, dtype=torch.int64), bodies], dim=1),
