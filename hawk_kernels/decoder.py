@@ -107,13 +107,14 @@ class HawkDecoder:
     @torch.no_grad()
     def generate(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | list[int] = 0,
-                 attention_mask=None, progress: bool = False) -> HawkOutput:
+                 attention_mask=None, progress: bool = False, negative_attention_mask=None) -> HawkOutput:
         """input_ids [B, L] (or [L]) conditional prompts ending where the image starts; attention_mask marks
         left padding; negative_input_ids [B or 1, L'] the unconditional prompts for CFG (default: the last
-        token of each prompt, i.e. image-start only, as Lumina-mGPT does). temperature=0 -> greedy."""
+        token of each prompt, i.e. image-start only, as Lumina-mGPT does), negative_attention_mask their left
+        padding (unconditional prompts of several lengths in one batch). temperature=0 -> greedy."""
         as_bool("progress", progress)
         session = self.start(input_ids, negative_input_ids, cfg_scale, temperature, top_k, top_p, seed,
-                             attention_mask)
+                             attention_mask, negative_attention_mask=negative_attention_mask)
         bar = None
         if progress:
             from .progress import progress_bar
@@ -141,7 +142,8 @@ class HawkDecoder:
     @torch.no_grad()
     def start(self, input_ids, negative_input_ids=None, cfg_scale: float = 1.0, temperature: float = 1.0,
               top_k: int | None = None, top_p: float | None = None, seed: int | list[int] = 0,
-              attention_mask=None, max_prompt_length: int | None = None) -> DecodeSession:
+              attention_mask=None, max_prompt_length: int | None = None,
+              negative_attention_mask=None) -> DecodeSession:
         """Prefill and sample the first token; returns a DecodeSession whose run(n) takes n steps (for
         streaming, benchmarks and custom stopping). generate() is start() + run() until every row is done.
         Each session owns its state (KV cache included): sessions of one decoder may interleave.
@@ -150,7 +152,8 @@ class HawkDecoder:
         sampling = SamplingConfig(cfg_scale, temperature, top_k, top_p)
         _check_eval_mode(self.model)
         self._check_attention()
-        prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
+        prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids,
+                                                   negative_attention_mask, sampling)
         room = prompt.shape[1] if max_prompt_length is None else max(
             prompt.shape[1], as_int("max_prompt_length", max_prompt_length, 1))
         capacity = cache_capacity(self._slots_past_prompt() + room, self.plan.backbone.sliding_window)
@@ -161,14 +164,15 @@ class HawkDecoder:
 
     @torch.no_grad()
     def refill(self, session: DecodeSession, rows, input_ids, negative_input_ids=None, seed: int | list[int] = 0,
-               attention_mask=None) -> None:
+               attention_mask=None, negative_attention_mask=None) -> None:
         """Give the session's taken rows `rows` to new images (continuous batching): input_ids [k, L] (k ==
         len(rows)) prompts as for start(), sampled as the session's images are; each new image then decodes as it
         would in a generation of its own with the same seed (image i of the refill gets seed + i, or seed[i])."""
         if not isinstance(session, DecodeSession) or session.plan is not self.plan:
             raise ValueError("session: expected a DecodeSession started by this decoder (decoder.start)")
         sampling = session.state.config
-        prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids, sampling)
+        prompt, valid, cond_prompt = self._prompts(input_ids, attention_mask, negative_input_ids,
+                                                   negative_attention_mask, sampling)
         capacity = session.state.cache.capacity
         if prompt.shape[1] + self._slots_past_prompt() > capacity:
             raise ValueError(f"input_ids: prompts of {prompt.shape[1]} tokens (CFG branch included) do not fit the "
@@ -202,7 +206,7 @@ class HawkDecoder:
                              "model with attn_implementation='sdpa' (or call model.set_attn_implementation('sdpa')), "
                              "or decode on CUDA")
 
-    def _prompts(self, input_ids, attention_mask, negative_input_ids, sampling):
+    def _prompts(self, input_ids, attention_mask, negative_input_ids, negative_attention_mask, sampling):
         """-> (prompt ids [B * branches, L], valid [B * branches, L], conditional prompts [B, L0])."""
         backbone = self.plan.backbone
         dev = backbone.device
@@ -215,9 +219,13 @@ class HawkDecoder:
             valid = mask_tensor("attention_mask", attention_mask, ids.shape).to(dev)
         if not bool(valid[:, -1].all()):
             raise ValueError("attention_mask: prompts must be left-padded (the last position valid in every row)")
+        if negative_attention_mask is not None and negative_input_ids is None:
+            raise ValueError("negative_attention_mask: given without negative_input_ids (the padding it marks)")
         if sampling.uses_cfg:
             neg = ids[:, -1:] if negative_input_ids is None else self._negative(negative_input_ids, ids.shape[0])
-            ids, valid = _left_pad_cat([(ids, valid), (neg, torch.ones_like(neg, dtype=torch.bool))])
+            neg_valid = torch.ones_like(neg, dtype=torch.bool) if negative_attention_mask is None else (
+                self._negative_valid(negative_attention_mask, neg.shape))
+            ids, valid = _left_pad_cat([(ids, valid), (neg, neg_valid)])
         elif negative_input_ids is not None:
             raise ValueError("negative_input_ids: given, but cfg_scale == 1 disables classifier-free guidance")
         total = ids.shape[1] + self.grid.num_body_tokens + 1
@@ -234,6 +242,16 @@ class HawkDecoder:
             raise ValueError(f"negative_input_ids: expected 1 or {batch} rows (one per prompt), got "
                              f"{tuple(negative_input_ids.shape)}")
         return neg.expand(batch, -1)
+
+    def _negative_valid(self, negative_attention_mask, shape) -> torch.Tensor:
+        """negative_attention_mask ([B or 1, L'], as negative_input_ids) -> valid [B, L'], left padding only."""
+        rows = negative_attention_mask.shape[0] if isinstance(negative_attention_mask, torch.Tensor) else 0
+        valid = mask_tensor("negative_attention_mask", negative_attention_mask,
+                            (rows if rows in (1, shape[0]) else shape[0], shape[1]))
+        if not bool(valid[:, -1].all()):
+            raise ValueError("negative_attention_mask: unconditional prompts must be left-padded (the last position "
+                             "valid in every row)")
+        return valid.to(self.plan.backbone.device).expand(shape)
 
 
 def _check_heads(heads: DraftHeads | None, backbone, grid: ImageGrid, mode: str) -> None:

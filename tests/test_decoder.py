@@ -39,6 +39,25 @@ def test_cfg_greedy_and_batch_rows_are_independent():
     assert bool(((both.image_tokens >= 8) & (both.image_tokens < VOCAB)).all())
 
 
+@pytest.mark.parametrize("mode", ["ar", "hawk+jacobi"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_unconditional_prompts_of_several_lengths_share_a_batch(mode, temperature):
+    """negative_attention_mask: each row's unconditional prompt left-padded to the batch's longest, decoded as
+    that row's image alone with its own unpadded unconditional prompt (float64: rounding cannot flip a draw)."""
+    dec = hk.HawkDecoder(tiny_backbone(), tiny_heads(), tiny_grid(), mode=mode, num_nodes=8)
+    prompts, mask = torch.tensor([[1, 5, 6, 4], [0, 1, 7, 4]]), torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    negatives = [torch.tensor([3, 2, 9, 4]), torch.tensor([4])]
+    padded = torch.tensor([[3, 2, 9, 4], [0, 0, 0, 4]])
+    kw = dict(cfg_scale=2.5, temperature=temperature, top_k=20)
+    both = dec.generate(prompts, padded, seed=[5, 6], attention_mask=mask, **kw,
+                        negative_attention_mask=torch.tensor([[1, 1, 1, 1], [0, 0, 0, 1]]))
+    for row, (prompt, valid, negative) in enumerate(zip(prompts, mask, negatives)):
+        alone = dec.generate(prompt[valid.bool()][None], negative[None], seed=5 + row, **kw)
+        assert torch.equal(both.generated[row], alone.generated[0]), row
+    unmasked = dec.generate(prompts, padded, seed=[5, 6], attention_mask=mask, **kw)  # the pads read as text
+    assert not torch.equal(unmasked.generated[1], both.generated[1])
+
+
 def test_fixed_seed_reproducible():
     model, heads, grid = tiny_backbone(), tiny_heads(), tiny_grid()
     dec = hk.HawkDecoder(model, heads, grid, mode="hawk")

@@ -195,23 +195,18 @@ class ImagePipeline:
         rows = self.prompt_rows(prompts, input_ids, grid)
         self._check_context(rows, grid)
         seeds = image_seeds("seed", seed, len(rows.conditional))
-        batches = list(_batches(rows, sampling.uses_cfg))
-        # sizes chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
-        decoders = [decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
+        members = list(range(len(rows.conditional)))  # one decoder batch: prompts of any lengths, left-padded
+        # the size chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
+        decoder = decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
             self, mode, grid, num_nodes, len(members), sampling, DEFAULT_NUM_NODES,
-            _prompt_length(rows, members, sampling.uses_cfg))) for members in batches]
+            _prompt_length(rows, members, sampling.uses_cfg)))
         start = time.perf_counter()
-        outputs, order, sizes = [], [], []
-        for members, batch_decoder in zip(batches, decoders):
-            ids, mask, negative = _stack(rows, members, sampling.uses_cfg, self.device)
-            outputs.append(batch_decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature,
-                                                  sampling.top_k, top_p=sampling.top_p,
-                                                  seed=[seeds[i] for i in members], attention_mask=mask,
-                                                  progress=progress))
-            order.extend(members)
-            sizes.extend([batch_decoder.tree.num_nodes] * len(members))
-        out = self._collect(outputs, order, rows, time.perf_counter() - start)
-        out.num_nodes, out.mode = [sizes[i] for i in torch.argsort(torch.tensor(order)).tolist()], mode
+        ids, mask, negative, negative_mask = _stack(rows, members, sampling.uses_cfg, self.device)
+        outputs = [decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
+                                    top_p=sampling.top_p, seed=seeds, attention_mask=mask, progress=progress,
+                                    negative_attention_mask=negative_mask)]
+        out = self._collect(outputs, members, rows, time.perf_counter() - start)
+        out.num_nodes, out.mode = [decoder.tree.num_nodes] * len(members), mode
         return out
 
     def tree_size(self, mode: str, size=None, num_nodes: int | None = None) -> int:
@@ -265,7 +260,7 @@ class ImagePipeline:
                                  f"token image they exceed the model's max_position_embeddings={limit}")
 
     def _collect(self, outputs: list[HawkOutput], order: list[int], rows: PromptRows, seconds: float):
-        """The decoder batches' outputs -> one PipelineOutput in prompt order (batches group rows by shape)."""
+        """Decoder outputs whose rows are the prompts `order` -> one PipelineOutput in prompt order."""
         inverse = torch.argsort(torch.tensor(order)).tolist()
         image_tokens = torch.cat([out.image_tokens.cpu() for out in outputs])[inverse]
         generated = [g for out in outputs for g in out.generated.cpu()]
@@ -365,15 +360,6 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
 
 
-def _batches(rows: PromptRows, uses_cfg: bool) -> list[list[int]]:
-    """Row indices per decoder batch. The decoder takes one unconditional length per batch (its rows are all
-    real tokens), so with CFG rows are grouped by the length of their unconditional prompt."""
-    if not uses_cfg:
-        return [list(range(len(rows.conditional)))]
-    lengths = [len(uncond) for uncond in rows.unconditional]  # groups in order of first appearance
-    return [[i for i, n in enumerate(lengths) if n == length] for length in dict.fromkeys(lengths)]
-
-
 def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
     """Prompt tokens per row of a decoder batch as the decoder holds them (_stack's width, CFG rows included)."""
     lengths = [len(rows.conditional[i]) for i in members]
@@ -381,10 +367,18 @@ def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
 
 
 def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
-    """-> (ids [b, L] left-padded, attention mask [b, L], unconditional ids [b, L'] or None)."""
-    length = max(len(rows.conditional[i]) for i in members)
-    ids, mask = (torch.zeros(len(members), length, dtype=torch.int64) for _ in range(2))
-    for k, row in enumerate(rows.conditional[i] for i in members):
+    """-> (ids [b, L] left-padded, attention mask [b, L], unconditional ids [b, L'] left-padded or None, their
+    attention mask or None). Rows of any lengths share a batch: the decoder masks each branch's padding."""
+    ids, mask = _left_padded([rows.conditional[i] for i in members], device)
+    if not uses_cfg:
+        return ids, mask, None, None
+    return (ids, mask, *_left_padded([rows.unconditional[i] for i in members], device))
+
+
+def _left_padded(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows -> (ids [b, L] left-padded with 0, attention mask [b, L]) on `device`."""
+    length = max(len(row) for row in prompts)
+    ids, mask = (torch.zeros(len(prompts), length, dtype=torch.int64) for _ in range(2))
+    for k, row in enumerate(prompts):
         ids[k, length - len(row):], mask[k, length - len(row):] = torch.tensor(row), 1
-    negative = torch.tensor([rows.unconditional[i] for i in members]) if uses_cfg else None
-    return ids.to(device), mask.to(device), None if negative is None else negative.to(device)
+    return ids.to(device), mask.to(device)

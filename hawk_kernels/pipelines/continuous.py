@@ -5,8 +5,7 @@ In a drafting mode rows finish after different numbers of passes (bundled model,
 the slowest row took 1.45x the mean row's passes), so a fixed batch spends the tail of every batch stepping rows
 that are done. Each image decodes exactly as it would alone with its seed and the session's tree size (every row
 keeps its own seed, Philox offsets, cache rows and draft memory: engine/state.py), so the images do not depend on
-the order in which rows free up. Prompts are grouped as generate() groups them (with CFG, by the length of the
-unconditional prompt); each group runs its own session.
+the order in which rows free up. Prompts of any lengths share the session (each branch left-padded and masked).
 """
 from __future__ import annotations
 
@@ -16,15 +15,15 @@ from typing import Iterator
 from ..checks import as_bool, as_int, image_seeds
 from ..drafts import default_mode
 from ..tree_size import pipeline_num_nodes
-from .base import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, _batches, _prompt_length, _stack
+from .base import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, _prompt_length, _stack
 
 
 def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
                   temperature=None, top_k=None, seed: int | list[int] = 0, num_nodes="auto", top_p=None,
                   fill: bool = False, input_ids=None, pixels: bool = True) -> Iterator[tuple[list[int], PipelineOutput]]:
-    """Text `prompts` (or `input_ids` rows) through sessions of `batch_size` rows -> yields (prompt indices, their
-    PipelineOutput) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill: a
-    group with fewer prompts than batch_size still runs batch_size rows (repeats of its last prompt, dropped), so
+    """Text `prompts` (or `input_ids` rows) through one session of `batch_size` rows -> yields (prompt indices,
+    their PipelineOutput) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill:
+    fewer prompts than batch_size still run batch_size rows (repeats of its last prompt, dropped), so
     a compiled step keeps one shape; pixels: decode the images (False: tokens only, as generate_tokens). Every
     argument is checked before any model work."""
     mode = default_mode(pipe.heads is not None) if mode is None else mode
@@ -36,32 +35,32 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
     rows = pipe.prompt_rows(prompts, input_ids, grid)
     pipe._check_context(rows, grid)
     seeds = image_seeds("seed", seed, len(rows.conditional))
-    for group in _batches(rows, sampling.uses_cfg):
-        width = batch_size if fill else min(batch_size, len(group))
-        room = _prompt_length(rows, group, sampling.uses_cfg)  # the group's longest prompt fits every refill
-        nodes = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
-                                   continuous=True)
-        decoder = pipe._decoder_of_size(mode, grid, nodes)
-        for members, out, seconds in _run_group(pipe, decoder, rows, group, seeds, sampling, width, room):
-            res = pipe._collect([out], members, rows, seconds)
-            if pixels:
-                res.pixels = pipe.decode_pixels(res.codes)
-                res.images = None if res.pixels is None else pipe.to_images(res.pixels)
-            res.num_nodes, res.mode = [decoder.tree.num_nodes] * len(members), mode
-            yield sorted(members), res
+    queue = list(range(len(rows.conditional)))  # prompt indices in the order they take rows
+    width = batch_size if fill else min(batch_size, len(queue))
+    room = _prompt_length(rows, queue, sampling.uses_cfg)  # the longest prompt fits every refill
+    nodes = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
+                               continuous=True)
+    decoder = pipe._decoder_of_size(mode, grid, nodes)
+    for members, out, seconds in _run_session(pipe, decoder, rows, queue, seeds, sampling, width, room):
+        res = pipe._collect([out], members, rows, seconds)
+        if pixels:
+            res.pixels = pipe.decode_pixels(res.codes)
+            res.images = None if res.pixels is None else pipe.to_images(res.pixels)
+        res.num_nodes, res.mode = [decoder.tree.num_nodes] * len(members), mode
+        yield sorted(members), res
 
 
-def _run_group(pipe, decoder, rows: PromptRows, group: list[int], seeds: list[int], sampling, width: int,
+def _run_session(pipe, decoder, rows: PromptRows, queue: list[int], seeds: list[int], sampling, width: int,
                room: int):
     """-> (prompt indices, their HawkOutput, seconds since the previous images finished) as images finish."""
-    first = group[:width] + [group[min(width, len(group)) - 1]] * max(0, width - len(group))
-    holder = {row: (i if row < len(group) else None) for row, i in enumerate(first)}  # None: a filler row
-    waiting = list(group[width:])
-    ids, mask, negative = _stack(rows, first, sampling.uses_cfg, pipe.device)
+    first = queue[:width] + [queue[min(width, len(queue)) - 1]] * max(0, width - len(queue))
+    holder = {row: (i if row < len(queue) else None) for row, i in enumerate(first)}  # None: a filler row
+    waiting = list(queue[width:])
+    ids, mask, negative, negative_mask = _stack(rows, first, sampling.uses_cfg, pipe.device)
     clock = time.perf_counter()
     session = decoder.start(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
                             sampling.top_p, seed=[seeds[i] for i in first], attention_mask=mask,
-                            max_prompt_length=room)
+                            max_prompt_length=room, negative_attention_mask=negative_mask)
     idle_steps, body = 0, decoder.grid.num_body_tokens
     while any(i is not None for i in holder.values()):
         done = session.finished_rows()
@@ -85,6 +84,7 @@ def _run_group(pipe, decoder, rows: PromptRows, group: list[int], seeds: list[in
         refill = done[: len(new)]
         holder.update({row: None for row in done})
         if new:  # the freed rows take the next prompts (seconds: counted in the next images' share)
-            ids, mask, negative = _stack(rows, new, sampling.uses_cfg, pipe.device)
-            decoder.refill(session, refill, ids, negative, seed=[seeds[i] for i in new], attention_mask=mask)
+            ids, mask, negative, negative_mask = _stack(rows, new, sampling.uses_cfg, pipe.device)
+            decoder.refill(session, refill, ids, negative, seed=[seeds[i] for i in new], attention_mask=mask,
+                           negative_attention_mask=negative_mask)
             holder.update(zip(refill, new))
