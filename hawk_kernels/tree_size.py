@@ -31,10 +31,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .checks import as_int
 from .drafts import needs_heads
 from .engine.graphs import captures
 from .target import SamplingConfig, StepSampling
-from .tree import TreeTemplate, rate_function
+from .tree import MAX_NUM_NODES, TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
 CACHE_ENV = "HAWK_CACHE_DIR"  # where step_costs.json lives (default ~/.cache/hawk_kernels)
@@ -310,6 +311,8 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: S
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
     (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
     by the model's shape, and the batch's prompt length; continuous: rows refilled as they finish)."""
+    if num_nodes not in (None, "auto"):
+        num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
     if mode == "ar":
         return 1
     if num_nodes is None:

@@ -126,6 +126,29 @@ def test_stream_images_gives_each_image_as_generate_does_alone(fill):
         assert got[i][1] == alone.num_forward_passes[0] and got[i][2] == alone.num_nodes[0]
 
 
+def test_generate_with_a_batch_size_streams_the_prompts_through_its_rows():
+    """generate(batch_size=2): 5 prompts through a session of 2 rows, returned in prompt order, each image (tokens,
+    its passes, its tree size) as generate() makes it alone; the call counts the session's passes; bad sizes and a
+    decoder beside batch_size are refused by name before any model work."""
+    pipe = hk.load_demo_pipeline()
+    prompts = [f"a handwritten digit {word}" for word in ("three", "seven", "zero", "one", "eight")]
+    out = pipe.generate(prompts, mode="hawk+jacobi", seed=[3, 4, 5, 6, 7], num_nodes=8, batch_size=2)
+    assert len(out.images) == 5 and out.image_tokens.shape[0] == 5 and out.mode == "hawk+jacobi"
+    for i, prompt in enumerate(prompts):
+        alone = pipe.generate_tokens([prompt], mode="hawk+jacobi", seed=3 + i, num_nodes=8)
+        assert torch.equal(out.image_tokens[i], alone.image_tokens[0]), i
+        assert torch.equal(out.sequences[i], alone.sequences[0]), i
+        assert out.num_forward_passes[i] == alone.num_forward_passes[0] and out.num_nodes[i] == alone.num_nodes[0]
+    # 2 rows for 5 images: more passes than the slowest image, fewer than the images' passes one after another
+    assert max(out.num_forward_passes) < out.total_forward_passes < sum(out.num_forward_passes)
+    for kwargs, error, match in [(dict(batch_size=0), ValueError, "batch_size"),
+                                 (dict(batch_size=2.5), TypeError, "batch_size"),
+                                 (dict(batch_size=2, num_nodes="many"), TypeError, "num_nodes"),
+                                 (dict(batch_size=2, decoder=pipe.decoder("ar")), ValueError, "decoder: not with")]:
+        with pytest.raises(error, match=match):
+            pipe.generate(prompts, **kwargs)
+
+
 @pytest.mark.slow
 def test_a_compiled_session_refills_without_compiling_again():
     """compile=True (inductor, the whole step): refills write the state in place, so the compiled step runs on

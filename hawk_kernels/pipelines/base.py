@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,61 +24,7 @@ from ..heads import DraftHeads, heads_for
 from ..target import SamplingConfig
 from ..tree import MAX_NUM_NODES
 from .images import check_images, fit_images, pixel_statistics, to_pil
-
-DEFAULT_NUM_NODES = 32
-
-
-@dataclass
-class PromptRows:
-    """Token rows of one generate() call, one per image, each ending where the image body starts."""
-
-    conditional: list[list[int]]
-    unconditional: list[list[int]]  # the CFG branch of each image (read only when cfg_scale != 1)
-    argument: str  # "prompts" or "input_ids": the argument errors name
-
-
-@dataclass
-class PipelineOutput:
-    """What `generate` returns, for every pipeline (the families and the bundled demo)."""
-
-    images: list | None  # PIL.Image per prompt; None when the model has no pixel decoder here
-    image_tokens: torch.Tensor  # [B, H, W] the family's own ids of the image (Janus: VQ codes; else vocabulary ids)
-    codes: torch.Tensor  # [B, H, W] VQ codebook indices: what the pixel decoder reads
-    pixels: torch.Tensor | None  # [B, C, h, w] float pixel decoder output (about [-1, 1])
-    sequences: list[torch.Tensor]  # per image: its conditional prompt, the generated body, then the grid's
-    #                                image-end token (Emu3: end-of-frame; Lumina-mGPT: <eoss>; Janus: none)
-    num_tokens: list[int]  # per image: tokens generated (layout tokens and the image end included)
-    num_forward_passes: list[int]  # per image: target passes after prefill that committed its tokens
-    total_forward_passes: int  # target passes after prefill of the whole call (summed over decoder batches)
-    tokens_per_pass: float  # body tokens committed per target pass, per image
-    seconds: float  # wall time of token generation (prefill + steps, compiling included: compile_seconds; pixel
-    #                 decoding excluded)
-    outputs: list[HawkOutput]  # the decoder's outputs, one per decoder batch (rows grouped by prompt shape)
-    num_nodes: list[int] | None = None  # per image: the tree size it was decoded with (num_nodes="auto" chooses
-    #                                     per decoder batch; passing it back as num_nodes reproduces the image)
-    committed: list[int] | None = None  # per image: tokens its passes committed (num_tokens less the prefill's
-    #                                     token and the forced end; over its passes: tokens_per_pass's count)
-    mode: str | None = None  # the decoding mode (the call's, or drafts.default_mode when it named none)
-
-    @property
-    def step_engine(self) -> str:
-        """How the steps ran ("CUDA graph", "eager", or eager with the reason a capture fell back)."""
-        return "; ".join(dict.fromkeys(out.step_engine for out in self.outputs))
-
-    @property
-    def compile_seconds(self) -> float:
-        """Of `seconds`, the steps that compiled the decode step (the first use of a mode, shape or sampling)."""
-        return sum(out.compile_seconds for out in self.outputs)
-
-    @property
-    def output(self) -> HawkOutput:
-        """Deprecated (the demo's old single output): `outputs`, one HawkOutput per decoder batch."""
-        warnings.warn("PipelineOutput.output is deprecated: use .outputs (one HawkOutput per decoder batch), or "
-                      ".tokens_per_pass and .step_engine", DeprecationWarning, stacklevel=2)
-        if len(self.outputs) != 1:
-            raise ValueError(f"output: this call ran {len(self.outputs)} decoder batches; read .outputs")
-        return self.outputs[0]
-
+from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
 
 class ImagePipeline:
     """Prompt -> pixels for one model family. Subclasses set `family`, `model_class`, `defaults` and implement
@@ -161,7 +106,7 @@ class ImagePipeline:
                  cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  seed: int | list[int] = 0,
                  num_nodes: int | str | None = "auto", progress: bool = False, top_p: float | None = None,
-                 decoder: HawkDecoder | None = None) -> PipelineOutput:
+                 decoder: HawkDecoder | None = None, batch_size: int | None = None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
         image starts, as the family's own generation expects them) -> images. mode None: hawk+jacobi with heads,
         jacobi without (drafts.default_mode; the output's `mode`). Other None: the family default (`defaults`);
@@ -169,10 +114,10 @@ class ImagePipeline:
         "auto" (the size maximising images per second at each decoder batch's size, tree_size.py: the output's
         `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed and
         tree size: with an int (or `num_nodes` passed back) it is the same alone or in any batch, not with "auto".
-        Every argument is checked before any model work. decoder: see generate_tokens."""
+        Every argument is checked before any model work. decoder, batch_size: see generate_tokens."""
         self.checked_decode_batch()  # before any token is generated
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
-                                   progress, decoder, top_p)
+                                   progress, decoder, top_p, batch_size)
         out.pixels = self.decode_pixels(out.codes)
         out.images = None if out.pixels is None else self.to_images(out.pixels)
         return out
@@ -181,10 +126,20 @@ class ImagePipeline:
     def generate_tokens(self, prompts=None, input_ids=None, mode: str | None = None, size=None,
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                         seed: int | list[int] = 0, num_nodes: int | str | None = "auto", progress: bool = False,
-                        decoder: HawkDecoder | None = None, top_p: float | None = None) -> PipelineOutput:
+                        decoder: HawkDecoder | None = None, top_p: float | None = None,
+                        batch_size: int | None = None) -> PipelineOutput:
         """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
-        the pipeline's own for (mode, size, num_nodes)."""
+        the pipeline's own for (mode, size, num_nodes). batch_size: None decodes every prompt in one batch; k
+        decodes them k rows at a time, a finished row taking the next prompt (continuous batching: memory for k
+        images, not for all of them; pipelines/continuous.py)."""
+        if batch_size is not None:
+            if decoder is not None:
+                raise ValueError("decoder: not with batch_size (the session's decoder is the pipeline's own)")
+            from .continuous import generate_in_session
+
+            return generate_in_session(self, batch_size, prompts, input_ids, mode, size, cfg_scale, temperature,
+                                       top_k, seed, num_nodes, top_p, progress)
         mode = default_mode(self.heads is not None) if mode is None else mode
         grid, sampling = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
         as_bool("progress", progress)
@@ -199,9 +154,9 @@ class ImagePipeline:
         # the size chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
         decoder = decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
             self, mode, grid, num_nodes, len(members), sampling, DEFAULT_NUM_NODES,
-            _prompt_length(rows, members, sampling.uses_cfg)))
+            prompt_width(rows, members, sampling.uses_cfg)))
         start = time.perf_counter()
-        ids, mask, negative, negative_mask = _stack(rows, members, sampling.uses_cfg, self.device)
+        ids, mask, negative, negative_mask = stack_rows(rows, members, sampling.uses_cfg, self.device)
         outputs = [decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
                                     top_p=sampling.top_p, seed=seeds, attention_mask=mask, progress=progress,
                                     negative_attention_mask=negative_mask)]
@@ -358,27 +313,3 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: its mode is {decoder.mode!r}, the call's mode={mode!r}")
     if decoder.grid != grid:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
-
-
-def _prompt_length(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
-    """Prompt tokens per row of a decoder batch as the decoder holds them (_stack's width, CFG rows included)."""
-    lengths = [len(rows.conditional[i]) for i in members]
-    return max(lengths + ([len(rows.unconditional[i]) for i in members] if uses_cfg else []))
-
-
-def _stack(rows: PromptRows, members: list[int], uses_cfg: bool, device):
-    """-> (ids [b, L] left-padded, attention mask [b, L], unconditional ids [b, L'] left-padded or None, their
-    attention mask or None). Rows of any lengths share a batch: the decoder masks each branch's padding."""
-    ids, mask = _left_padded([rows.conditional[i] for i in members], device)
-    if not uses_cfg:
-        return ids, mask, None, None
-    return (ids, mask, *_left_padded([rows.unconditional[i] for i in members], device))
-
-
-def _left_padded(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows -> (ids [b, L] left-padded with 0, attention mask [b, L]) on `device`."""
-    length = max(len(row) for row in prompts)
-    ids, mask = (torch.zeros(len(prompts), length, dtype=torch.int64) for _ in range(2))
-    for k, row in enumerate(prompts):
-        ids[k, length - len(row):], mask[k, length - len(row):] = torch.tensor(row), 1
-    return ids.to(device), mask.to(device)

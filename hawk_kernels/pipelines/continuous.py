@@ -10,12 +10,14 @@ the order in which rows free up. Prompts of any lengths share the session (each 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterator
 
 from ..checks import as_bool, as_int, image_seeds
 from ..drafts import default_mode
+from ..progress import progress_bar
 from ..tree_size import pipeline_num_nodes
-from .base import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, _prompt_length, _stack
+from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
 
 
 def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
@@ -26,42 +28,88 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
     fewer prompts than batch_size still run batch_size rows (repeats of its last prompt, dropped), so
     a compiled step keeps one shape; pixels: decode the images (False: tokens only, as generate_tokens). Every
     argument is checked before any model work."""
+    if as_bool("pixels", pixels):
+        pipe.checked_decode_batch()
+    call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
+                 top_p, fill)
+    for members, out, seconds, _ in _run_session(pipe, call):
+        res = pipe._collect([out], members, call.rows, seconds)
+        if pixels:
+            res.pixels = pipe.decode_pixels(res.codes)
+            res.images = None if res.pixels is None else pipe.to_images(res.pixels)
+        res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(members), call.mode
+        yield sorted(members), res
+
+
+def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mode=None, size=None, cfg_scale=None,
+                        temperature=None, top_k=None, seed: int | list[int] = 0, num_nodes="auto", top_p=None,
+                        progress: bool = False) -> PipelineOutput:
+    """generate_tokens(batch_size=k): every image through one session of k rows, a finished row taking the next
+    prompt, collected in prompt order. Each image is the one a batch of all the prompts makes with the same tree
+    size (up to batched matmuls' rounding); total_forward_passes counts the session's passes."""
+    call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
+                 top_p, False)
+    bar = progress_bar(len(call.queue), "images", unit="img") if as_bool("progress", progress) else None
+    outputs, order, passes, start = [], [], 0, time.perf_counter()
+    for members, out, _, passes in _run_session(pipe, call):
+        outputs.append(out)
+        order.extend(members)
+        if bar is not None:
+            bar.update(len(members))
+    if bar is not None:
+        bar.close()
+    res = pipe._collect(outputs, order, call.rows, time.perf_counter() - start)
+    res.total_forward_passes = passes
+    res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(order), call.mode
+    return res
+
+
+@dataclass
+class _Call:
+    """A checked call: its prompt rows, seeds and sampling, the session's width and prompt room, its decoder."""
+
+    rows: PromptRows
+    queue: list[int]  # prompt indices in the order they take rows
+    seeds: list[int]
+    sampling: object  # target.SamplingConfig
+    width: int  # the session's rows
+    room: int  # prompt tokens per row the session's cache holds: the longest prompt fits every refill
+    decoder: object  # HawkDecoder
+    mode: str
+
+
+def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes, top_p,
+          fill) -> _Call:
+    """Every argument checked and the tree size chosen, before any model work."""
     mode = default_mode(pipe.heads is not None) if mode is None else mode
     batch_size = as_int("batch_size", batch_size, 1)
     as_bool("fill", fill)
-    if as_bool("pixels", pixels):
-        pipe.checked_decode_batch()
     grid, sampling = pipe._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
     rows = pipe.prompt_rows(prompts, input_ids, grid)
     pipe._check_context(rows, grid)
     seeds = image_seeds("seed", seed, len(rows.conditional))
-    queue = list(range(len(rows.conditional)))  # prompt indices in the order they take rows
+    queue = list(range(len(rows.conditional)))
     width = batch_size if fill else min(batch_size, len(queue))
-    room = _prompt_length(rows, queue, sampling.uses_cfg)  # the longest prompt fits every refill
+    room = prompt_width(rows, queue, sampling.uses_cfg)
     nodes = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
                                continuous=True)
-    decoder = pipe._decoder_of_size(mode, grid, nodes)
-    for members, out, seconds in _run_session(pipe, decoder, rows, queue, seeds, sampling, width, room):
-        res = pipe._collect([out], members, rows, seconds)
-        if pixels:
-            res.pixels = pipe.decode_pixels(res.codes)
-            res.images = None if res.pixels is None else pipe.to_images(res.pixels)
-        res.num_nodes, res.mode = [decoder.tree.num_nodes] * len(members), mode
-        yield sorted(members), res
+    return _Call(rows, queue, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, nodes), mode)
 
 
-def _run_session(pipe, decoder, rows: PromptRows, queue: list[int], seeds: list[int], sampling, width: int,
-               room: int):
-    """-> (prompt indices, their HawkOutput, seconds since the previous images finished) as images finish."""
+def _run_session(pipe, call: _Call):
+    """-> (prompt indices, their HawkOutput, seconds since the previous images finished, the session's passes so
+    far) as images finish."""
+    decoder, rows, queue, seeds, sampling, width = (call.decoder, call.rows, call.queue, call.seeds, call.sampling,
+                                                   call.width)
     first = queue[:width] + [queue[min(width, len(queue)) - 1]] * max(0, width - len(queue))
     holder = {row: (i if row < len(queue) else None) for row, i in enumerate(first)}  # None: a filler row
     waiting = list(queue[width:])
-    ids, mask, negative, negative_mask = _stack(rows, first, sampling.uses_cfg, pipe.device)
+    ids, mask, negative, negative_mask = stack_rows(rows, first, sampling.uses_cfg, pipe.device)
     clock = time.perf_counter()
     session = decoder.start(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
                             sampling.top_p, seed=[seeds[i] for i in first], attention_mask=mask,
-                            max_prompt_length=room, negative_attention_mask=negative_mask)
-    idle_steps, body = 0, decoder.grid.num_body_tokens
+                            max_prompt_length=call.room, negative_attention_mask=negative_mask)
+    idle_steps, passes, body = 0, 0, decoder.grid.num_body_tokens
     while any(i is not None for i in holder.values()):
         done = session.finished_rows()
         if not done:
@@ -70,7 +118,7 @@ def _run_session(pipe, decoder, rows: PromptRows, queue: list[int], seeds: list[
                 raise RuntimeError(f"generate: the decode steps made no progress for {idle_steps} steps")
             steps = decoder.sync_every if session.graphed else 1
             session.run(steps)
-            idle_steps += steps
+            idle_steps, passes = idle_steps + steps, passes + steps
             continue
         idle_steps = 0
         real = [row for row in done if holder[row] is not None]
@@ -78,13 +126,13 @@ def _run_session(pipe, decoder, rows: PromptRows, queue: list[int], seeds: list[
             session.take([row for row in done if holder[row] is None])  # fillers: freed, never reported
         if real:
             now = time.perf_counter()
-            yield [holder[row] for row in real], session.take(real), now - clock
+            yield [holder[row] for row in real], session.take(real), now - clock, passes
             clock = now
         new, waiting = waiting[: len(done)], waiting[len(done):]
         refill = done[: len(new)]
         holder.update({row: None for row in done})
         if new:  # the freed rows take the next prompts (seconds: counted in the next images' share)
-            ids, mask, negative, negative_mask = _stack(rows, new, sampling.uses_cfg, pipe.device)
+            ids, mask, negative, negative_mask = stack_rows(rows, new, sampling.uses_cfg, pipe.device)
             decoder.refill(session, refill, ids, negative, seed=[seeds[i] for i in new], attention_mask=mask,
                            negative_attention_mask=negative_mask)
             holder.update(zip(refill, new))

@@ -224,7 +224,7 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
     its caption positions, no other length); ranks > 0 wait for rank 0's manifest and take its size, so every rank
     samples with the same tree."""
     from ..checks import as_int
-    from ..pipelines.base import DEFAULT_NUM_NODES
+    from ..pipelines.rows import DEFAULT_NUM_NODES
     from ..target import SamplingConfig
     from ..tree_size import pipeline_num_nodes
 

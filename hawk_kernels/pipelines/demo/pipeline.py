@@ -125,7 +125,7 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
 
 def __getattr__(name: str):
     if name == "DemoOutput":  # the demo's old output type: the demo now returns what every pipeline returns
-        from ..base import PipelineOutput
+        from ..rows import PipelineOutput
 
         warnings.warn("DemoOutput is deprecated: the demo returns PipelineOutput (hawk_kernels.pipelines)",
                       DeprecationWarning, stacklevel=2)
