@@ -230,6 +230,10 @@ def real_shape_targets(work: str) -> list[dict]:
                 out.append(_row(22, f"{family}: the benchmark ran", "no error", result["failed"], "missed",
                                 os.path.basename(path)))
             for r in result.get("memory_batches", []):
+                if r.get("batch") == MEMORY_BATCH and "failed" in r:  # it did not fit the device: a miss, not a gap
+                    out.append(_row(22, f"{family} {r['mode']}: peak memory of {MEMORY_BATCH} images with CFG + the "
+                                        "model", f"< {MEMORY_LIMIT_BYTES / 1e9:.0f} GB", r["failed"],
+                                    "missed" if full else "not measured", os.path.basename(path)))
                 if r.get("batch") != MEMORY_BATCH or "peak_memory_bytes" not in r:
                     continue
                 # what the process held (the allocator's reservation, cached blocks and graph pools included)

@@ -296,6 +296,23 @@ def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeyp
     assert "FAILED: janus" in capsys.readouterr().out
 
 
+def test_a_memory_batch_that_does_not_fit_is_a_row_not_a_failed_family(monkeypatch):
+    """A batch of 16 images that runs out of device memory is the memory target's measured miss: recorded as a row
+    (mode, batch, the error) and the family's next rows still run."""
+    from benchmarks import real_shapes as bench
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(bench, "run_memory_batch", out_of_memory)
+    row = bench.memory_batch_row(None, "hawk", None, 16, 4, torch.device("cpu"), None)
+    assert row == dict(mode="hawk", batch=16, rows=32, steps=4, device_total_bytes=None,
+                       failed="out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(bench, "run_memory_batch", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # anything else is the family's failure, as before
+        bench.memory_batch_row(None, "hawk", None, 16, 4, torch.device("cpu"), None)
+
+
 def test_a_timeout_keeps_the_rows_finished_and_a_short_budget_starts_no_family(tmp_path, monkeypatch):
     """gpu_check's step limit ends the run with SIGTERM: the JSON is still written, with the rows of the family under
     way and why it stopped; a budget too short for a build and one image starts no family (each recorded)."""

@@ -63,7 +63,9 @@ def _gpu_run(work: Path) -> None:
                                             memory_kind="cuda"),
                                        dict(mode="hawk+jacobi", batch=16, peak_memory_bytes=78e9,
                                             peak_reserved_bytes=81e9, memory_kind="cuda"),  # judged reserved
-                                       dict(mode="hawk", batch=16, peak_memory_bytes=85e9, memory_kind="cuda")])))))
+                                       dict(mode="hawk", batch=16, peak_memory_bytes=85e9, memory_kind="cuda"),
+                                       dict(mode="jacobi", batch=16, rows=32, steps=4, device_total_bytes=80e9,
+                                            failed="out of memory: CUDA out of memory.")])))))
 
 
 def _verdicts(rows):
@@ -109,6 +111,8 @@ def test_each_target_is_judged_from_its_own_rows(tmp_path):
         "chameleon ar: peak memory of 16 images with CFG + the model": (75.0, "met"),
         "chameleon hawk+jacobi: peak memory of 16 images with CFG + the model": (81.0, "missed"),
         "chameleon hawk: peak memory of 16 images with CFG + the model": (85.0, "missed"),
+        "chameleon jacobi: peak memory of 16 images with CFG + the model": ("out of memory: CUDA out of memory.",
+                                                                             "missed"),
         "chameleon hawk: seconds per image (peak GB)": (9.5, "info")}
 
 
