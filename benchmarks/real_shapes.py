@@ -69,6 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
+from hawk_kernels.memory import CacheDoesNotFit  # noqa: E402
 from tests.real_shapes import FAMILIES, NAMES, build  # noqa: E402
 from tests.real_shapes_llamagen import CLASS_LABELS, FAMILIES as LLAMAGEN  # noqa: E402
 from benchmarks.timing import failure, report_header  # noqa: E402
@@ -256,7 +257,7 @@ def memory_batch_row(pipe, mode: str, size, batch: int, steps: int, device, num_
     the memory target, judged by scripts/targets.py) with the device's size; the family's other rows still run."""
     try:
         return run_memory_batch(pipe, mode, size, batch, steps, device, num_nodes)
-    except torch.OutOfMemoryError as error:
+    except (torch.OutOfMemoryError, CacheDoesNotFit) as error:  # the allocator's error, or ours before it
         message = str(error).splitlines()[0]
     gc.collect()  # out here: the error's traceback no longer holds the session's cache
     if device.type == "cuda":

@@ -18,6 +18,7 @@ from .engine.compiled import CompiledStep, compiles
 from .engine.step import prefill
 from .grid import ImageGrid
 from .heads import DraftHeads
+from .memory import check_cache_fits
 from .target import SamplingConfig
 from .tree import MAX_NUM_NODES, TreeTemplate, rate_function
 
@@ -158,6 +159,7 @@ class HawkDecoder:
             prompt.shape[1], as_int("max_prompt_length", max_prompt_length, 1))
         capacity = cache_capacity(self._slots_past_prompt() + room, self.plan.backbone.sliding_window)
         seeds = image_seeds("seed", seed, cond_prompt.shape[0])
+        check_cache_fits(self.plan.backbone, cond_prompt.shape[0], sampling.branches, capacity)
         state = new_state(self.plan, sampling, cond_prompt.shape[0], capacity, seeds, cond_prompt)
         prefill(self.plan, state, prompt, valid)
         return DecodeSession(self.plan, state, self.cuda_graphs, self.compiled_step)

@@ -297,7 +297,7 @@ def test_a_failing_family_is_recorded_and_the_others_still_run(tmp_path, monkeyp
 
 
 def test_a_memory_batch_that_does_not_fit_is_a_row_not_a_failed_family(monkeypatch):
-    """A batch of 16 images that runs out of device memory is the memory target's measured miss: recorded as a row
+    """A batch of 16 images that runs out of device memory (or that the decoder refuses as too big) is the memory target's measured miss: recorded as a row
     (mode, batch, the error) and the family's next rows still run."""
     from benchmarks import real_shapes as bench
 
@@ -308,6 +308,14 @@ def test_a_memory_batch_that_does_not_fit_is_a_row_not_a_failed_family(monkeypat
     row = bench.memory_batch_row(None, "hawk", None, 16, 4, torch.device("cpu"), None)
     assert row == dict(mode="hawk", batch=16, rows=32, steps=4, device_total_bytes=None,
                        failed="out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")
+    from hawk_kernels.memory import CacheDoesNotFit
+
+    def refused(*args):
+        raise CacheDoesNotFit("input_ids: 16 images (32 rows with CFG) need a KV cache of 90.1 GB")
+
+    monkeypatch.setattr(bench, "run_memory_batch", refused)  # the decoder's own check, before the allocator's
+    assert bench.memory_batch_row(None, "ar", None, 16, 4, torch.device("cpu"), None)["failed"] == (
+        "out of memory: input_ids: 16 images (32 rows with CFG) need a KV cache of 90.1 GB")
     monkeypatch.setattr(bench, "run_memory_batch", lambda *args: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # anything else is the family's failure, as before
         bench.memory_batch_row(None, "hawk", None, 16, 4, torch.device("cpu"), None)

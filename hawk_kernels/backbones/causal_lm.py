@@ -29,6 +29,7 @@ class TransformerStack:
     def __init__(self, model, grid: ImageGrid, language_model, text_config, input_embeddings):
         self.model, self.grid = model, grid
         self.language_model = language_model  # the transformers stack under the output head
+        self.text_config = text_config  # its shape (layers, KV heads, head size): memory.py sizes the cache from it
         self.input_embeddings = input_embeddings
         self.vocab_size = int(text_config.vocab_size)  # prompt ids lie below it
         self.max_positions = getattr(text_config, "max_position_embeddings", None)
