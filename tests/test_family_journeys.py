@@ -62,6 +62,36 @@ def test_emu3_a_negative_prompt_beyond_the_positions_is_named(tiny, monkeypatch)
     assert out.image_tokens.shape == (1, 4, 4)
 
 
+def test_emu3_takes_a_negative_prompt_per_call_and_per_image(tiny, monkeypatch):
+    """generate(negative_prompt=...): one text for every image, or one per image (None: the pipeline's own), each
+    image as it is with that text set as pipe.negative_prompt; prompts and negatives of several lengths in one
+    batch; refused by name where it cannot apply."""
+    pipe = tiny["emu3"]
+    kw = dict(size=32, mode="ar", num_nodes=1, seed=[4, 5])
+    prompts = ["a red cat", "a small blue dog on a bench"]
+    both = pipe.generate_tokens(prompts, negative_prompt=["blurry", None], **kw)
+    for i, prompt in enumerate(prompts):
+        with monkeypatch.context() as m:
+            if i == 0:
+                m.setattr(pipe, "negative_prompt", "blurry")
+            alone = pipe.generate_tokens([prompt], **dict(kw, seed=4 + i))
+        assert torch.equal(both.image_tokens[i], alone.image_tokens[0]), i
+    grid, sampling = pipe.layout(32), pipe._prepare("ar", 32, None, None, None, None)[1]
+    rows = pipe.call_rows(prompts, None, grid, sampling, "blurry")
+    assert rows.unconditional[0] == rows.unconditional[1] == pipe._encode("blurry", grid, "negative_prompt")
+    assert rows.unconditional[0] != pipe.prompt_rows(prompts, None, grid).unconditional[0]
+    streamed = pipe.generate_tokens(prompts, negative_prompt=["blurry", None], batch_size=1, **kw)  # a session
+    assert torch.equal(streamed.image_tokens, both.image_tokens)
+    for kwargs, error, match in [(dict(negative_prompt="blurry", cfg_scale=1.0), ValueError, "cfg_scale == 1"),
+                                 (dict(negative_prompt=["blurry"]), ValueError, r"one per image \(2\), got 1"),
+                                 (dict(negative_prompt=3), TypeError, "negative_prompt: expected a str")]:
+        with pytest.raises(error, match=match):
+            pipe.generate_tokens(prompts, **kwargs, **kw)
+    for family, branch in [("janus", "pad tokens"), ("chameleon", "image start and size tokens")]:
+        with pytest.raises(ValueError, match=f"negative_prompt: this {family} model's CFG branch is .*{branch}"):
+            tiny[family].generate_tokens(["a red cat"], negative_prompt="blurry", mode="ar")
+
+
 # --- Lumina-mGPT: a previous output's prompt ------------------------------------------------------------------------
 def test_lumina_input_ids_whose_text_asks_for_another_size_are_refused(lumina):
     """A Lumina-mGPT prompt states its size in the text ("Generate an image of 64x64 ...") and in the two size

@@ -28,7 +28,8 @@ from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, ch
 from .models import CheckpointModel, add_model_arguments, model_choice
 
 FLAGS = {"size": "--size", "cfg_scale": "--cfg", "temperature": "--temperature", "top_k": "--top-k",
-         "num_nodes": "--nodes", "mode": "--mode", "heads": "--heads"}  # the library's argument names -> flags
+         "num_nodes": "--nodes", "mode": "--mode", "heads": "--heads",
+         "negative_prompt": "--negative-prompt"}  # the library's argument names -> flags
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +43,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--prompt", dest="prompts", nargs="+", default=None, metavar="TEXT", help="one image per prompt")
     g.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",
                    help="text file (one prompt per line; LlamaGen c2i: one class label per line, e.g. 207) or JSONL "
-                        "({\"prompt\": ..., \"seed\", \"size\", \"cfg\" optional}): one image per prompt")
+                        "({\"prompt\": ..., \"seed\", \"size\", \"cfg\", \"negative_prompt\" optional}): one image "
+                        "per prompt")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="directory for the PNGs and manifest.jsonl (created if missing; a re-run resumes it)")
     g.add_argument("--mode", choices=MODES, default=None,
@@ -53,6 +55,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-images", type=number(int, 1), default=None,
                    help="stop after this many new images per process (a re-run resumes) (default: all)")
     g.add_argument("--cfg", type=cfg_scale, default=None, help="CFG scale (default: the model's)")
+    g.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="the CFG branch's text, for images whose line gives none (Emu3; default: the model's own "
+                        "branch)")
     g.add_argument("--temperature", type=temperature, default=None,
                    help="0 decodes greedily (default: the model's, 1)")
     g.add_argument("--top-k", type=number(int, 1), default=None, help="top-k (default: the model's)")
@@ -148,18 +153,21 @@ def _check_heads(model, args) -> None:
 
 
 def _jobs(args) -> list:
-    """--prompt TEXT... or --prompts FILE (one of them) -> the image jobs, --size and --cfg filled in."""
+    """--prompt TEXT... or --prompts FILE (one of them) -> the image jobs, --size, --cfg and --negative-prompt
+    filled in."""
     from ..pipelines.batch_job import prompt_jobs, read_prompt_file
 
     if (args.prompts is None) == (args.prompts_file is None):
         raise UsageError("give --prompt TEXT... or --prompts FILE, one of them")
     if args.prompts_file is None:
-        return prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg)
+        return prompt_jobs(text_prompts("--prompt", args.prompts), args.seed, args.size, args.cfg,
+                           args.negative_prompt)
     try:
         jobs = read_prompt_file(args.prompts_file, args.seed)
     except (ValueError, FileNotFoundError) as exc:  # they name --prompts, the file and the line
         raise UsageError(str(exc)) from None
-    return [replace(j, size=args.size if j.size is None else j.size, cfg=args.cfg if j.cfg is None else j.cfg)
+    return [replace(j, size=args.size if j.size is None else j.size, cfg=args.cfg if j.cfg is None else j.cfg,
+                    negative_prompt=args.negative_prompt if j.negative_prompt is None else j.negative_prompt)
             for j in jobs]
 
 
@@ -198,13 +206,15 @@ def _check_jobs(pipe, jobs, args) -> None:
 
     try:
         pipe._prepare("ar", args.size, args.cfg, args.temperature, args.top_k, None)  # the flags, by the family's rules
+        if args.negative_prompt is not None:  # a family without a text CFG branch: named by the flag, not per prompt
+            pipe.negative_rows([args.negative_prompt], pipe.layout(args.size))
         check_jobs(pipe, jobs, args.temperature, args.top_k, args.prompts_file)
     except (ValueError, TypeError) as exc:
         raise as_flag_error(exc, FLAGS) or UsageError(str(exc)) from None
 
 
 _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",
-                      compile="auto", attn_implementation=None)
+                      compile="auto", attn_implementation=None, negative_prompt=None)
 
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:

@@ -106,7 +106,8 @@ class ImagePipeline:
                  cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  seed: int | list[int] = 0,
                  num_nodes: int | str | None = "auto", progress: bool = False, top_p: float | None = None,
-                 decoder: HawkDecoder | None = None, batch_size: int | None = None) -> PipelineOutput:
+                 decoder: HawkDecoder | None = None, batch_size: int | None = None,
+                 negative_prompt=None) -> PipelineOutput:
         """Text `prompts` (through the processor saved with the model) or `input_ids` (rows ending where the
         image starts, as the family's own generation expects them) -> images. mode None: hawk+jacobi with heads,
         jacobi without (drafts.default_mode; the output's `mode`). Other None: the family default (`defaults`);
@@ -114,10 +115,11 @@ class ImagePipeline:
         "auto" (the size maximising images per second at each decoder batch's size, tree_size.py: the output's
         `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed and
         tree size: with an int (or `num_nodes` passed back) it is the same alone or in any batch, not with "auto".
-        Every argument is checked before any model work. decoder, batch_size: see generate_tokens."""
+        Every argument is checked before any model work. decoder, batch_size, negative_prompt: see
+        generate_tokens."""
         self.checked_decode_batch()  # before any token is generated
         out = self.generate_tokens(prompts, input_ids, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
-                                   progress, decoder, top_p, batch_size)
+                                   progress, decoder, top_p, batch_size, negative_prompt)
         out.pixels = self.decode_pixels(out.codes)
         out.images = None if out.pixels is None else self.to_images(out.pixels)
         return out
@@ -127,19 +129,21 @@ class ImagePipeline:
                         cfg_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                         seed: int | list[int] = 0, num_nodes: int | str | None = "auto", progress: bool = False,
                         decoder: HawkDecoder | None = None, top_p: float | None = None,
-                        batch_size: int | None = None) -> PipelineOutput:
+                        batch_size: int | None = None, negative_prompt=None) -> PipelineOutput:
         """generate() without pixel decoding (`images` and `pixels` stay None). decoder: decode with this
         HawkDecoder (built on `self.backbone(self.layout(size))`, e.g. calibration's exploratory tree) instead of
         the pipeline's own for (mode, size, num_nodes). batch_size: None decodes every prompt in one batch; k
         decodes them k rows at a time, a finished row taking the next prompt (continuous batching: memory for k
-        images, not for all of them; pipelines/continuous.py)."""
+        images, not for all of them; pipelines/continuous.py). negative_prompt: the CFG branch's text, one for
+        every image or one per image (None in a list: that image's default), for a family whose CFG branch is
+        text (Emu3; the others raise, naming what their branch is)."""
         if batch_size is not None:
             if decoder is not None:
                 raise ValueError("decoder: not with batch_size (the session's decoder is the pipeline's own)")
             from .continuous import generate_in_session
 
             return generate_in_session(self, batch_size, prompts, input_ids, mode, size, cfg_scale, temperature,
-                                       top_k, seed, num_nodes, top_p, progress)
+                                       top_k, seed, num_nodes, top_p, progress, negative_prompt)
         mode = default_mode(self.heads is not None) if mode is None else mode
         grid, sampling = self._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
         as_bool("progress", progress)
@@ -147,8 +151,7 @@ class ImagePipeline:
             _check_decoder(decoder, mode, grid)
         if num_nodes not in (None, "auto"):
             num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
-        rows = self.prompt_rows(prompts, input_ids, grid)
-        self._check_context(rows, grid)
+        rows = self.call_rows(prompts, input_ids, grid, sampling, negative_prompt)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         members = list(range(len(rows.conditional)))  # one decoder batch: prompts of any lengths, left-padded
         # the size chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
@@ -203,6 +206,29 @@ class ImagePipeline:
             raise ValueError(f"size: a {grid.height}x{grid.width}-token image is {grid.num_body_tokens + 1} tokens, "
                              f"beyond the model's max_position_embeddings={limit}")
 
+    def call_rows(self, prompts, input_ids, grid: ImageGrid, sampling: SamplingConfig,
+                  negative_prompt=None) -> PromptRows:
+        """A call's prompt rows (prompt_rows) with its negative prompts (with_negatives), checked against the
+        model's context."""
+        rows = self.with_negatives(self.prompt_rows(prompts, input_ids, grid), negative_prompt, grid, sampling)
+        self._check_context(rows, grid)
+        return rows
+
+    def with_negatives(self, rows: PromptRows, negative_prompt, grid: ImageGrid,
+                       sampling: SamplingConfig) -> PromptRows:
+        """`rows` with the CFG branch of each image given a negative prompt replaced by its text (negative_rows):
+        negative_prompt None, a str (every image) or a list of str / None (one per image; None: its default)."""
+        if negative_prompt is None:
+            return rows
+        if not sampling.uses_cfg:
+            raise ValueError("negative_prompt: given, but cfg_scale == 1 disables classifier-free guidance")
+        texts = _negative_texts(negative_prompt, len(rows.conditional))
+        given = [i for i, text in enumerate(texts) if text is not None]
+        unconditional = list(rows.unconditional)
+        for i, row in zip(given, self.negative_rows([texts[i] for i in given], grid) if given else []):
+            unconditional[i] = row
+        return PromptRows(rows.conditional, unconditional, rows.argument)
+
     def _check_context(self, rows: PromptRows, grid: ImageGrid) -> None:
         self.check_image_fits(grid)
         room, limit = self.prompt_room(grid)
@@ -243,6 +269,13 @@ class ImagePipeline:
 
     def prompt_rows(self, prompts, input_ids, grid: ImageGrid) -> PromptRows:
         raise NotImplementedError
+
+    cfg_branch = "built by the family"  # what the CFG branch is, for negative_rows' refusal
+
+    def negative_rows(self, texts: list[str], grid: ImageGrid) -> list[list[int]]:
+        """Negative prompts -> the CFG branch's token rows, one per text (a family whose branch is text: Emu3)."""
+        raise ValueError(f"negative_prompt: this {self.family} model's CFG branch is {self.cfg_branch}, not a text; "
+                         f"it takes no negative prompt (Emu3 does)")
 
     def codes(self, image_tokens: torch.Tensor) -> torch.Tensor:
         """[B, H, W] image token ids -> VQ codebook indices."""
@@ -313,3 +346,16 @@ def _check_decoder(decoder, mode: str, grid: ImageGrid) -> None:
         raise ValueError(f"decoder: its mode is {decoder.mode!r}, the call's mode={mode!r}")
     if decoder.grid != grid:
         raise ValueError(f"decoder: built for the layout {decoder.grid}, the call's size needs {grid}")
+
+
+def _negative_texts(negative_prompt, count: int) -> list[str | None]:
+    """negative_prompt: a str (every image) or a list of str / None, one per image -> one entry per image."""
+    if isinstance(negative_prompt, str):
+        return [negative_prompt] * count
+    if not isinstance(negative_prompt, (list, tuple)) or not all(t is None or isinstance(t, str)
+                                                                  for t in negative_prompt):
+        raise TypeError(f"negative_prompt: expected a str or a list of str (None: an image's default), got "
+                        f"{type(negative_prompt).__name__} {negative_prompt!r:.60}")
+    if len(negative_prompt) != count:
+        raise ValueError(f"negative_prompt: expected one per image ({count}), got {len(negative_prompt)}")
+    return list(negative_prompt)

@@ -37,6 +37,7 @@ class ImageJob:
     seed: int
     size: object = None  # None (the model's), N or (H, W) pixels
     cfg: float | None = None  # None: the model's
+    negative_prompt: str | None = None  # the CFG branch's text (Emu3); None: the model's own branch
     line: int | None = field(default=None, compare=False)  # its line in the prompts file (None: a --prompt)
 
     @property
@@ -47,7 +48,7 @@ class ImageJob:
 
 def read_prompt_file(path, seed: int = 0) -> list[ImageJob]:
     """A text file (one prompt a line; blank lines and '#' lines skipped) or JSONL (a .jsonl file, or one whose
-    first prompt line starts with '{': {"prompt": ..., "seed": optional, "size": optional, "cfg": optional})."""
+    first prompt line starts with '{': {"prompt": ..., "seed", "size", "cfg", "negative_prompt": optional})."""
     path = Path(path)
     lines = prompt_lines(path)
     as_json = path.suffix == ".jsonl" or lines[0][1].startswith("{")
@@ -75,9 +76,9 @@ def prompt_lines(path, flag: str = "--prompts") -> list[tuple[int, str]]:
     return lines
 
 
-def prompt_jobs(prompts: list[str], seed: int = 0, size=None, cfg=None) -> list[ImageJob]:
+def prompt_jobs(prompts: list[str], seed: int = 0, size=None, cfg=None, negative_prompt=None) -> list[ImageJob]:
     """Command-line prompts -> jobs (image i: seed + i)."""
-    return [ImageJob(i, p, (seed + i) % 2**64, size, cfg) for i, p in enumerate(prompts)]
+    return [ImageJob(i, p, (seed + i) % 2**64, size, cfg, negative_prompt) for i, p in enumerate(prompts)]
 
 
 def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
@@ -91,9 +92,12 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
         prompt = str(prompt)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f'{where}: expected {{"prompt": "text", ...}} (a class label: "207" or 207)')
-    unknown = set(row) - {"prompt", "seed", "size", "cfg"}
+    unknown = set(row) - {"prompt", "seed", "size", "cfg", "negative_prompt"}
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (prompt, seed, size, cfg)")
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (prompt, seed, size, cfg, negative_prompt)")
+    negative = row.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise ValueError(f"{where}: negative_prompt must be a string, got {negative!r}")
     own_seed = row.get("seed")
     if own_seed is not None and (not isinstance(own_seed, int) or isinstance(own_seed, bool)
                                  or not 0 <= own_seed < 2**64):
@@ -115,7 +119,7 @@ def _json_job(path, n: int, line: str, index: int, seed: int) -> ImageJob:
                             or not 0 <= cfg <= MAX_CFG_SCALE):  # JSON's NaN / Infinity / 1e400 are floats too
         raise ValueError(f"{where}: cfg must be a finite number >= 0 and <= {MAX_CFG_SCALE:g}, got {cfg!r}")
     return ImageJob(index, " ".join(prompt.split()), (seed + index) % 2**64 if own_seed is None else own_seed,
-                    size, None if cfg is None else float(cfg), line=n)
+                    size, None if cfg is None else float(cfg), negative, line=n)
 
 
 def job_where(job: ImageJob, source=None) -> str:
@@ -164,15 +168,17 @@ def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=
         groups.setdefault((job.size, job.cfg), []).append(job)
     for (size, cfg), group in groups.items():
         try:
-            grid, _ = pipe._prepare("ar", size, cfg, temperature, top_k, None)  # the family's own rules too
+            grid, sampling = pipe._prepare("ar", size, cfg, temperature, top_k, None)  # the family's own rules too
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"{job_where(group[0], source)}: {exc}") from None
         try:
-            rows = pipe.prompt_rows([job.prompt for job in group], None, grid)
+            rows = pipe.with_negatives(pipe.prompt_rows([job.prompt for job in group], None, grid),
+                                       _negatives(group), grid, sampling)
         except (ValueError, TypeError) as exc:  # find the prompt: one at a time
             for job in group:
                 try:
-                    pipe.prompt_rows([job.prompt], None, grid)
+                    pipe.with_negatives(pipe.prompt_rows([job.prompt], None, grid), _negatives([job]), grid,
+                                        sampling)
                 except (ValueError, TypeError) as own:
                     raise type(own)(f"{job_where(job, source)}: {own}") from None
             raise exc
@@ -181,6 +187,12 @@ def check_jobs(pipe, jobs: list[ImageJob], temperature=None, top_k=None, source=
             if room is not None and max(len(cond), len(uncond)) > room:
                 raise ValueError(f"{job_where(job, source)}: {_too_long(len(cond), len(uncond), grid, limit)}: a "
                                  f"shorter prompt or a smaller size")
+
+
+def _negatives(jobs: list[ImageJob]) -> list[str | None] | None:
+    """The jobs' negative prompts for the pipelines (None: every job takes its model's own CFG branch)."""
+    negatives = [job.negative_prompt for job in jobs]
+    return negatives if any(text is not None for text in negatives) else None
 
 
 def job_groups(jobs: list[ImageJob]) -> list[list[ImageJob]]:
@@ -227,7 +239,7 @@ def check_resume(out_dir: Path, jobs: list[ImageJob], mode: str | None = None,
     known.update(settings or {})
     for job in (job for job in jobs if job.index in done):
         row, cfg = done[job.index], default_cfg if job.cfg is None else job.cfg
-        want = dict(prompt=job.prompt, seed=job.seed, size=_size_field(job.size))
+        want = dict(prompt=job.prompt, seed=job.seed, size=_size_field(job.size), negative_prompt=job.negative_prompt)
         want.update({} if cfg is None else dict(cfg=cfg))
         want.update({key: value for key, value in known.items() if key in row})
         nodes = None if tree_size is None else tree_size(job)
@@ -327,7 +339,7 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
             images = stream_images(pipe, [job.prompt for job in group], batch_size, mode=mode, size=group[0].size,
                                    cfg_scale=group[0].cfg, temperature=settings["temperature"],
                                    top_k=settings["top_k"], seed=[job.seed for job in group], num_nodes=num_nodes,
-                                   fill=fill_batches)
+                                   fill=fill_batches, negative_prompt=_negatives(group))
             for members, res in images:
                 writer.submit(_finished(pipe, [group[i] for i in members], res, out_dir, part, mode, settings, bar))
     except BaseException:
@@ -364,7 +376,8 @@ def _finished(pipe, batch: list[ImageJob], res, out_dir: Path, part: Path, mode,
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [dict(index=job.index, prompt=job.prompt, seed=job.seed, mode=mode, num_nodes=res.num_nodes[k],
                   size=_size_field(job.size), cfg=pipe.defaults.get("cfg_scale") if job.cfg is None else job.cfg,
-                  **settings, passes=res.num_forward_passes[k],
+                  **({} if job.negative_prompt is None else dict(negative_prompt=job.negative_prompt)), **settings,
+                  passes=res.num_forward_passes[k],
                   tokens_per_pass=round(res.committed[k] / max(1, res.num_forward_passes[k]), 4),
                   seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4), steps=res.step_engine,
                   png=job.png_name) for k, job in enumerate(batch)]

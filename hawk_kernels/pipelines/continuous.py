@@ -22,7 +22,8 @@ from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, s
 
 def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
                   temperature=None, top_k=None, seed: int | list[int] = 0, num_nodes="auto", top_p=None,
-                  fill: bool = False, input_ids=None, pixels: bool = True) -> Iterator[tuple[list[int], PipelineOutput]]:
+                  fill: bool = False, input_ids=None, pixels: bool = True,
+                  negative_prompt=None) -> Iterator[tuple[list[int], PipelineOutput]]:
     """Text `prompts` (or `input_ids` rows) through one session of `batch_size` rows -> yields (prompt indices,
     their PipelineOutput) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill:
     fewer prompts than batch_size still run batch_size rows (repeats of its last prompt, dropped), so
@@ -31,7 +32,7 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
     if as_bool("pixels", pixels):
         pipe.checked_decode_batch()
     call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
-                 top_p, fill)
+                 top_p, fill, negative_prompt)
     for members, out, seconds, _ in _run_session(pipe, call):
         res = pipe._collect([out], members, call.rows, seconds)
         if pixels:
@@ -43,12 +44,12 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
 
 def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mode=None, size=None, cfg_scale=None,
                         temperature=None, top_k=None, seed: int | list[int] = 0, num_nodes="auto", top_p=None,
-                        progress: bool = False) -> PipelineOutput:
+                        progress: bool = False, negative_prompt=None) -> PipelineOutput:
     """generate_tokens(batch_size=k): every image through one session of k rows, a finished row taking the next
     prompt, collected in prompt order. Each image is the one a batch of all the prompts makes with the same tree
     size (up to batched matmuls' rounding); total_forward_passes counts the session's passes."""
     call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
-                 top_p, False)
+                 top_p, False, negative_prompt)
     bar = progress_bar(len(call.queue), "images", unit="img") if as_bool("progress", progress) else None
     outputs, order, passes, start = [], [], 0, time.perf_counter()
     for members, out, _, passes in _run_session(pipe, call):
@@ -79,14 +80,13 @@ class _Call:
 
 
 def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes, top_p,
-          fill) -> _Call:
+          fill, negative_prompt) -> _Call:
     """Every argument checked and the tree size chosen, before any model work."""
     mode = default_mode(pipe.heads is not None) if mode is None else mode
     batch_size = as_int("batch_size", batch_size, 1)
     as_bool("fill", fill)
     grid, sampling = pipe._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
-    rows = pipe.prompt_rows(prompts, input_ids, grid)
-    pipe._check_context(rows, grid)
+    rows = pipe.call_rows(prompts, input_ids, grid, sampling, negative_prompt)
     seeds = image_seeds("seed", seed, len(rows.conditional))
     queue = list(range(len(rows.conditional)))
     width = batch_size if fill else min(batch_size, len(queue))

@@ -74,21 +74,29 @@ class Emu3Pipeline(ImagePipeline):
         return list(out["input_ids"][0])
 
     def _unconditional(self, row: list[int], grid: ImageGrid) -> list[int]:
-        """The negative prompt through the processor; without one, the image prompt alone (the row from its
-        last `<|image start|>` on)."""
+        """The pipeline's negative prompt through the processor; without one, the image prompt alone (the row from
+        its last `<|image start|>` on)."""
         if self.processor is not None and hasattr(self.processor, "calculate_generate_size"):
             if not isinstance(self.negative_prompt, str):
                 raise TypeError(f"negative_prompt: expected a str (the CFG branch's text), got "
                                 f"{type(self.negative_prompt).__name__} {self.negative_prompt!r:.40}")
-            row = self._encode(self.negative_prompt, grid, "prompts")
-            room, limit = self.prompt_room(grid)
-            if room is not None and 0 <= room < len(row):  # room < 0: the image alone is too big (size's error)
-                raise ValueError(f"negative_prompt: the CFG branch's prompt has {len(row)} tokens; with the "
-                                 f"{grid.num_body_tokens}-token image they exceed the model's "
-                                 f"max_position_embeddings={limit}: set pipe.negative_prompt to a shorter text")
-            return row
+            return self._negative_row(self.negative_prompt, grid, "set pipe.negative_prompt to a shorter text")
         start = self._image_start_id()
         return row[len(row) - 1 - row[::-1].index(start):] if start in row else row[-1:]
+
+    def negative_rows(self, texts: list[str], grid: ImageGrid) -> list[list[int]]:
+        """A call's negative prompts through the processor, as the pipeline's own (_unconditional)."""
+        encoded = {text: self._negative_row(text, grid, "pass a shorter negative_prompt") for text in set(texts)}
+        return [encoded[text] for text in texts]
+
+    def _negative_row(self, text: str, grid: ImageGrid, advice: str) -> list[int]:
+        row = self._encode(text, grid, "negative_prompt")
+        room, limit = self.prompt_room(grid)
+        if room is not None and 0 <= room < len(row):  # room < 0: the image alone is too big (size's error)
+            raise ValueError(f"negative_prompt: the CFG branch's prompt has {len(row)} tokens; with the "
+                             f"{grid.num_body_tokens}-token image they exceed the model's "
+                             f"max_position_embeddings={limit}: {advice}")
+        return row
 
     def _check_image_prompt(self, row: list[int], grid: ImageGrid, where: str) -> None:
         """input_ids must end with the image prompt `<|image start|>H*W<|image token|>` and its `H*W` must match

@@ -26,6 +26,7 @@ PROCESSOR_FILES = (("processor_config.json", "preprocessor_config.json"), ("toke
 
 class JanusPipeline(ImagePipeline):
     family = "janus"
+    cfg_branch = "the prompt with its text replaced by pad tokens (as Janus generates)"
     model_class = "JanusForConditionalGeneration"
     defaults = dict(cfg_scale=5.0, temperature=1.0, top_k=None)
     required_config = ("text_config", "vision_config", "vq_config")

@@ -53,6 +53,7 @@ def read_config(model_dir: Path) -> tuple[LlamaGenConfig, LlamaGenVQConfig]:
 
 class LlamaGenPipeline(ImagePipeline):
     family = "llamagen"
+    cfg_branch = "the null class (c2i) or the null caption (t2i), as upstream samples"
     model_class = "LlamaGenModel"  # hawk_kernels' own (load_model), not a transformers class
     defaults = dict(cfg_scale=4.0, temperature=1.0, top_k=2000)
     required_config = ("vq_config",)

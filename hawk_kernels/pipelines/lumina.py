@@ -39,6 +39,7 @@ VQGAN_FILES = ("vqgan.ckpt", "tokenizer/vqgan.ckpt", "chameleon/tokenizer/vqgan.
 
 class LuminaPipeline(ImagePipeline):
     family = "chameleon"
+    cfg_branch = "the image start and size tokens alone (Lumina-mGPT's image-start-triggered CFG)"
     model_class = "ChameleonForConditionalGeneration"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=2000, size=768)
     required_config = ("vq_config", "vocabulary_map")

@@ -31,6 +31,7 @@ class DemoPipeline(ImagePipeline):
     """The bundled MNIST model: prompts in the demo's words (`vocab`), one 14x14-code layout, PatchVQ pixels."""
 
     family = "demo"  # what data sets and heads made with this model record (training.distillation.model_identity)
+    cfg_branch = "the image start alone"
     model_class = "LlamaForCausalLM"
     defaults = dict(cfg_scale=3.0, temperature=1.0, top_k=None)
 
