@@ -26,6 +26,7 @@ from ..tree import MAX_NUM_NODES
 from .images import check_images, fit_images, pixel_statistics, to_pil
 from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
 
+
 class ImagePipeline:
     """Prompt -> pixels for one model family. Subclasses set `family`, `model_class`, `defaults` and implement
     the hooks below the line."""

@@ -26,8 +26,8 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
                   negative_prompt=None) -> Iterator[tuple[list[int], PipelineOutput]]:
     """Text `prompts` (or `input_ids` rows) through one session of `batch_size` rows -> yields (prompt indices,
     their PipelineOutput) as images finish, in the order they finish. Arguments as ImagePipeline.generate's; fill:
-    fewer prompts than batch_size still run batch_size rows (repeats of its last prompt, dropped), so
-    a compiled step keeps one shape; pixels: decode the images (False: tokens only, as generate_tokens). Every
+    fewer prompts than batch_size still run batch_size rows (repeats of the last prompt, dropped), so a
+    compiled step keeps one shape; pixels: decode the images (False: tokens only, as generate_tokens). Every
     argument is checked before any model work."""
     if as_bool("pixels", pixels):
         pipe.checked_decode_batch()
