@@ -10,7 +10,13 @@ during the run hits all of them alike; AR is timed twice per round (two decoders
 the run's noise band (where "auto" picks size 1 it runs AR steps, so its ratio is AR's within that band).
 
     python benchmarks/tree_size.py --out DIR [--batches 1 4 16 64] [--repeats 3]
+    python benchmarks/tree_size.py --out DIR --continuous 4   # continuous batching: 4 images per row
     python benchmarks/tree_size.py --smoke --out DIR          # hawk, batch 1, sizes 1 and 4, one repeat
+
+--continuous K times what `hawk generate --batch-size B` and `generate(prompts, batch_size=B)` run: B x K prompts
+through one session of B rows, a finished row taking the next prompt (pipelines/continuous.py), and "auto" chooses
+with continuous=True (a mean row's passes, not the slowest row's). Without it each decoder generates one fixed
+batch of B prompts (`generate(prompts)`).
 """
 from __future__ import annotations
 
@@ -41,10 +47,15 @@ def decoder_factory(pipe, mode):
     return lambda n: pipe._decoder_of_size(mode, pipe.layout(None), n)
 
 
-def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0, warmup: int = 1) -> dict:
+def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0, warmup: int = 1,
+                per_row: int = 0) -> dict:
     """{label: images/s}, best of `repeats` rounds; each round times every decoder once, in turn, after `warmup`
     untimed rounds (a decoder's first image pays its first-call costs: CUDA-graph capture, a compile, allocator
-    growth; without them a one-round run timed those)."""
+    growth; without them a one-round run timed those). per_row > 0: each decoder runs a continuous session of
+    `batch` rows over batch x per_row prompts (continuous_images) instead of one fixed batch."""
+    if per_row:
+        return _interleaved(decoders, pipe.device, repeats, warmup, batch * per_row,
+                            lambda decoder: continuous_images(decoder, pipe, batch, per_row, seed))
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch)]
     ids = [pipe.vocab.encode_prompt(p) for p in prompts]
     width = max(map(len, ids))
@@ -52,23 +63,44 @@ def interleaved(decoders: dict, pipe, batch: int, repeats: int, seed: int = 0, w
     tokens = torch.tensor([[pipe.vocab.pad_id] * (width - len(x)) + x for x in ids], device=device)
     mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
     negative = torch.tensor([pipe.vocab.unconditional_prompt()], device=device)
+    return _interleaved(decoders, device, repeats, warmup, batch, lambda decoder: decoder.generate(
+        tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed))
+
+
+def _interleaved(decoders: dict, device, repeats: int, warmup: int, images: int, run) -> dict:
     best = dict.fromkeys(decoders, float("inf"))
     for round_index in range(warmup + repeats):
         for label, decoder in decoders.items():
             start = time.perf_counter()
-            decoder.generate(tokens, attention_mask=mask, negative_input_ids=negative, cfg_scale=3.0, seed=seed)
+            run(decoder)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if round_index >= warmup:
                 best[label] = min(best[label], time.perf_counter() - start)
-    return {label: batch / seconds for label, seconds in best.items()}
+    return {label: images / seconds for label, seconds in best.items()}
+
+
+def continuous_images(decoder, pipe, batch: int, per_row: int, seed: int = 0) -> None:
+    """batch x per_row images through one session of `batch` rows of `decoder`, a finished row refilled with the
+    next prompt at once (the loop of pipelines/continuous.py, on a decoder of the benchmark's choosing)."""
+    from hawk_kernels.pipelines.continuous import _Call, _run_session
+
+    prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch * per_row)]
+    grid, sampling = pipe._prepare(decoder.mode, None, 3.0, None, None, None)
+    rows = pipe.call_rows(prompts, None, grid, sampling)
+    queue = list(range(len(prompts)))
+    call = _Call(rows, queue, [(seed + i) % 2**64 for i in queue], sampling, batch,
+                 max(max(map(len, rows.conditional)), max(map(len, rows.unconditional))), decoder, decoder.mode)
+    for _ in _run_session(pipe, call):
+        pass
 
 
 def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto",
-               warmup: int = 1) -> list[dict]:
-    """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved."""
+               warmup: int = 1, per_row: int = 0) -> list[dict]:
+    """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved
+    (per_row > 0: continuous sessions of per_row images per row)."""
     choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, SamplingConfig(3.0), "demo",
-                                      table, sizes)
+                                      table, sizes, continuous=per_row > 0)
                for mode, make in factories.items()}
     ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)  # the noise band
     decoders = {"ar": next(iter(factories.values()))(1), "ar again": ar_again}
@@ -76,10 +108,11 @@ def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, co
         decoders[mode] = make(choices[mode].num_nodes)
         if batch == 1:
             decoders.update({(mode, n): make(n) for n in sizes if n > 1})
-    speed = interleaved(decoders, pipe, batch, repeats, warmup=warmup)
+    speed = interleaved(decoders, pipe, batch, repeats, warmup=warmup, per_row=per_row)
     ar, rows = speed["ar"], []
     for mode, choice in choices.items():
-        row = dict(batch=batch, mode=mode, auto_num_nodes=choice.num_nodes, ar_images_per_s=ar,
+        row = dict(batch=batch, mode=mode, continuous_images_per_row=per_row, auto_num_nodes=choice.num_nodes,
+                   ar_images_per_s=ar,
                    ar_again_vs_ar=speed["ar again"] / ar, auto_images_per_s=speed[mode],
                    auto_vs_ar=speed[mode] / ar, estimates=choice.estimates)
         if batch == 1:
@@ -99,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=list(DRAFTING), choices=DRAFTING)
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (best of them)")
     p.add_argument("--warmup-rounds", type=int, default=1, help="untimed rounds first (every decoder once each)")
+    p.add_argument("--continuous", type=int, default=0, metavar="K",
+                   help="time continuous sessions of K images per row (0: one fixed batch per decoder)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu (1 thread) or cuda")
     p.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
@@ -117,12 +152,14 @@ def main(argv=None) -> int:
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
     for batch in args.batches:
-        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile, args.warmup_rounds)
+        rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile, args.warmup_rounds,
+                           args.continuous)
     info = dict(report_header(device, argv, "benchmarks/tree_size.py"), threads=1, warmup_rounds=args.warmup_rounds,
-                repeats=args.repeats, rows=rows, compile=args.compile,
+                repeats=args.repeats, rows=rows, compile=args.compile, continuous_images_per_row=args.continuous,
                 what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats "
                      "(after warmup_rounds untimed rounds)")
-    (out / "tree_size.json").write_text(json.dumps(info, indent=2))
+    name = f"tree_size_continuous{args.continuous}.json" if args.continuous else "tree_size.json"
+    (out / name).write_text(json.dumps(info, indent=2))
     return 0
 
 

@@ -136,13 +136,18 @@ def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkey
     assert torch.get_num_threads() >= 1
 
 
-def test_tree_size_benchmark_smoke(tmp_path):
-    """benchmarks/tree_size.py runs (its CPU smoke form) and writes its JSON."""
+@pytest.mark.parametrize("continuous", [0, 2])
+def test_tree_size_benchmark_smoke(tmp_path, continuous):
+    """benchmarks/tree_size.py runs (its CPU smoke form, fixed batches and continuous sessions) and writes its
+    JSON."""
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "benchmarks/tree_size.py", "--smoke", "--out", str(tmp_path)], cwd=root,
-                   check=True, capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    rows = json.loads((tmp_path / "tree_size.json").read_text())["rows"]
+    subprocess.run([sys.executable, "benchmarks/tree_size.py", "--smoke", "--out", str(tmp_path), "--continuous",
+                    str(continuous)], cwd=root, check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    name = f"tree_size_continuous{continuous}.json" if continuous else "tree_size.json"
+    rows = json.loads((tmp_path / name).read_text())["rows"]
     assert rows and rows[0]["auto_num_nodes"] in (1, 4) and rows[0]["auto_vs_ar"] > 0
+    assert rows[0]["continuous_images_per_row"] == continuous
 
 
 def test_pipelines_choose_per_batch_and_record_the_size():
