@@ -8,6 +8,7 @@ the current commit and at one before the change (a git worktree at e22dd48, same
 384 px grid), float32, one CPU thread, 16 prompts of 16 lengths, CFG 5, best of --repeats.
 
     python benchmarks/prompt_lengths.py --out DIR [--modes ar jacobi] [--repeats 2]
+    python benchmarks/prompt_lengths.py --smoke --out DIR     # 4 prompts, a 4 x 4 grid, one repeat (CI)
 """
 from __future__ import annotations
 
@@ -36,14 +37,18 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["ar", "jacobi"])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--smoke", action="store_true", help="4 prompts, a 4 x 4-code grid, one repeat")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.prompts, args.repeats = 4, 1
     torch.set_num_threads(1)
     prompts = [" ".join(WORDS[: 2 + (i * 5) % 16]) for i in range(args.prompts)]
     with tempfile.TemporaryDirectory() as tmp:
-        pipe = load_pipeline(build("janus", Path(tmp) / "janus", vq="reduced", dtype=torch.float32).directory,
-                             dtype="float32")
+        built = build("janus", Path(tmp) / "janus", vq="reduced", dtype=torch.float32,
+                      janus_side=4 if args.smoke else None)
+        pipe = load_pipeline(built.directory, dtype="float32")
         rows = pipe.prompt_rows(prompts, None, pipe.layout(None))
-        report = dict(report_header("cpu", argv, "benchmarks/prompt_lengths.py"), prompts=len(prompts),
+        report = dict(report_header("cpu", argv, "benchmarks/prompt_lengths.py"), smoke=args.smoke, prompts=len(prompts),
                       distinct_lengths=len({len(r) for r in rows.conditional}), runs={})
         for mode in args.modes:
             seconds = []

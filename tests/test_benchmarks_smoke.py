@@ -39,6 +39,7 @@ SMOKED = {
     "benchmarks/step_time.py": "test_step_time_smoke",
     "benchmarks/step_ops.py": "test_step_ops_smoke",
     "benchmarks/continuous.py": "test_continuous_smoke",
+    "benchmarks/prompt_lengths.py": "test_prompt_lengths_smoke",
     "benchmarks/bench_accept_reject.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_attention.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_draft_heads.py": "test_kernel_benchmarks_smoke",
@@ -111,6 +112,7 @@ JOBS = {
                                                   "--quick", f"--benchmark-json={tmp / 'bench.json'}"], []),
     "test_step_ops_smoke": lambda tmp: (["benchmarks/step_ops.py", "--smoke", "--out", str(tmp)], []),
     "test_continuous_smoke": lambda tmp: (["benchmarks/continuous.py", "--smoke", "--out", str(tmp / "c.json")], []),
+    "test_prompt_lengths_smoke": lambda tmp: (["benchmarks/prompt_lengths.py", "--smoke", "--out", str(tmp)], []),
     "test_heads_training_smoke_fractions": lambda tmp: (["benchmarks/heads_training.py", "--tiny", "--repeats", "2",
                                                          "--out", str(tmp)], []),
     "test_calibrate_tree_smoke": lambda tmp: (
@@ -318,6 +320,15 @@ def test_step_ops_smoke(smoke):
     [row] = report["rows"]
     assert row["mode"] == "ar" and 0 < row["compiled"] < row["eager"]
     assert row["ratio"] == pytest.approx(row["compiled"] / row["eager"])
+
+
+def test_prompt_lengths_smoke(smoke):
+    """benchmarks/prompt_lengths.py --smoke: Janus prompts of several lengths decode in one batch per call."""
+    tmp_path, _ = result(smoke, "test_prompt_lengths_smoke")
+    report = json.loads((tmp_path / "prompt_lengths.json").read_text())
+    assert_header(report, "python benchmarks/prompt_lengths.py --smoke")
+    assert report["distinct_lengths"] > 1 and set(report["runs"]) == {"ar", "jacobi"}
+    assert all(run["decoder_batches"] == 1 and run["total_forward_passes"] > 0 for run in report["runs"].values())
 
 
 def test_continuous_smoke(smoke):
