@@ -231,6 +231,10 @@ def step_key(device, model_key: str, mode: str, size: int, batch: int, sampling:
 
 
 COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise): bounds allow for it
+# a tree is chosen over plain AR steps only when predicted this much faster: within the timing noise a tree may
+# be slower (bundled model, CPU, batch 16, continuous: vertical predicted 1.03x AR at 4 and 8 nodes, both within
+# noise; one run chose 8 nodes against an AR cost read 8% high and measured 0.82x AR, another chose 4: 1.24x)
+TREE_MARGIN = 1 / COST_NOISE
 
 
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int,
@@ -296,14 +300,17 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
 
 
 def _fastest(estimates: dict) -> int:
-    """The measured size with the most tokens per second; each measured estimate gets its `relative_speed` (the
-    smallest size, AR, = 1)."""
+    """The measured size with the most tokens per second, or 1 (AR) unless that size is predicted more than
+    TREE_MARGIN faster than AR; each measured estimate gets its `relative_speed` (the smallest size, AR, = 1)."""
     measured = {size: e for size, e in estimates.items() if e["seconds_per_step"] is not None}
     ar = measured[min(measured)]
     for value in measured.values():
         value["relative_speed"] = (value["tokens_per_pass"] / value["seconds_per_step"]) / (
             ar["tokens_per_pass"] / ar["seconds_per_step"])
-    return max(measured, key=lambda size: measured[size]["relative_speed"])
+    best = max(measured, key=lambda size: measured[size]["relative_speed"])
+    if min(measured) == 1 and measured[best]["relative_speed"] < TREE_MARGIN:
+        return 1  # within the noise of the timings and the rates: AR steps, never slower than AR
+    return best
 
 
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,

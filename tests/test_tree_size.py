@@ -77,6 +77,24 @@ def test_the_choice_maximises_tokens_per_second(tmp_path, step_cost, expected):
     assert choice.estimates[1]["relative_speed"] == 1.0
 
 
+def test_a_tree_within_the_timing_noise_of_ar_is_not_chosen(tmp_path):
+    """A tree predicted only a few percent faster than AR may be slower (the step costs are timed with ~10% noise):
+    AR is kept unless the best tree's predicted speed is more than TREE_MARGIN of AR's."""
+    table = StepCostTable(tmp_path / "t.json")
+    rates = [[0.9, 0.5]] * 8
+    table.costs[_key(1)] = 1.0
+    for n, expected in ((4, 1), (16, 16)):
+        table.costs[_key(n)] = 1.0  # nothing is timed: every cost comes from the table
+        tokens = choose_num_nodes(_decoder_for, "hawk", rates, 2, CFG2, "tiny", table, (1, n)).estimates[n][
+            "tokens_per_pass"]
+        gain = 1.05 if expected == 1 else 1.2  # predicted speed over AR's
+        table.costs[_key(n)] = tokens / gain
+        choice = choose_num_nodes(_decoder_for, "hawk", rates, 2, CFG2, "tiny", table, (1, n))
+        assert choice.estimates[n]["relative_speed"] == pytest.approx(gain)
+        assert choice.num_nodes == expected, (n, gain)
+    assert tree_size.TREE_MARGIN == pytest.approx(1 / tree_size.COST_NOISE)
+
+
 def test_refilled_rows_count_a_mean_rows_passes(tmp_path):
     """With rows refilled as they finish (continuous batching), an image costs a mean row's passes; a fixed batch
     waits for its slowest row, so the same tree commits fewer tokens per pass of the batch."""
