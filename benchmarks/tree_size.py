@@ -84,13 +84,14 @@ def continuous_images(decoder, pipe, batch: int, per_row: int, seed: int = 0) ->
     """batch x per_row images through one session of `batch` rows of `decoder`, a finished row refilled with the
     next prompt at once (the loop of pipelines/continuous.py, on a decoder of the benchmark's choosing)."""
     from hawk_kernels.pipelines.continuous import _Call, _run_session
+    from hawk_kernels.pipelines.rows import prompt_width
 
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(batch * per_row)]
     grid, sampling = pipe._prepare(decoder.mode, None, 3.0, None, None, None)
     rows = pipe.call_rows(prompts, None, grid, sampling)
-    queue = list(range(len(prompts)))
-    call = _Call(rows, queue, [(seed + i) % 2**64 for i in queue], sampling, batch,
-                 max(max(map(len, rows.conditional)), max(map(len, rows.unconditional))), decoder, decoder.mode)
+    every = range(len(prompts))
+    call = _Call(rows, [(seed + i) % 2**64 for i in every], sampling, batch,
+                 prompt_width(rows, every, sampling.uses_cfg), decoder, decoder.mode)
     for _ in _run_session(pipe, call):
         pass
 

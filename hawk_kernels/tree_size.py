@@ -313,13 +313,17 @@ def _fastest(estimates: dict) -> int:
     return best
 
 
+def checked_num_nodes(num_nodes):
+    """The pipelines' num_nodes: None, "auto" or an int in [1, MAX_NUM_NODES] (1: a plain AR step)."""
+    return num_nodes if num_nodes in (None, "auto") else as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
+
+
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,
                        prompt_length: int = 4, continuous: bool = False) -> int:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
     (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
     by the model's shape, and the batch's prompt length; continuous: rows refilled as they finish)."""
-    if num_nodes not in (None, "auto"):
-        num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
+    num_nodes = checked_num_nodes(num_nodes)
     if mode == "ar":
         return 1
     if num_nodes is None:

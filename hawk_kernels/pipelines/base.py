@@ -19,10 +19,9 @@ from ..checks import as_bool, as_float, as_int, image_seeds
 from ..decoder import HawkDecoder, HawkOutput
 from ..drafts import default_mode, needs_heads
 from ..grid import ImageGrid
-from ..tree_size import pipeline_num_nodes
+from ..tree_size import checked_num_nodes, pipeline_num_nodes
 from ..heads import DraftHeads, heads_for
 from ..target import SamplingConfig
-from ..tree import MAX_NUM_NODES
 from .images import check_images, fit_images, pixel_statistics, to_pil
 from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
 
@@ -150,8 +149,7 @@ class ImagePipeline:
         as_bool("progress", progress)
         if decoder is not None:
             _check_decoder(decoder, mode, grid)
-        if num_nodes not in (None, "auto"):
-            num_nodes = as_int("num_nodes", num_nodes, 1, MAX_NUM_NODES)
+        num_nodes = checked_num_nodes(num_nodes)  # also with decoder=, which leaves it unused
         rows = self.call_rows(prompts, input_ids, grid, sampling, negative_prompt)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         members = list(range(len(rows.conditional)))  # one decoder batch: prompts of any lengths, left-padded

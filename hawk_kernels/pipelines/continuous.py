@@ -48,9 +48,10 @@ def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mod
     """generate_tokens(batch_size=k): every image through one session of k rows, a finished row taking the next
     prompt, collected in prompt order. Each image is the one a batch of all the prompts makes with the same tree
     size (up to batched matmuls' rounding); total_forward_passes counts the session's passes."""
+    as_bool("progress", progress)  # before _open, which may time steps ("auto")
     call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                  top_p, False, negative_prompt)
-    bar = progress_bar(len(call.queue), "images", unit="img") if as_bool("progress", progress) else None
+    bar = progress_bar(len(call.rows.conditional), "images", unit="img") if progress else None
     outputs, order, passes, start = [], [], 0, time.perf_counter()
     for members, out, _, passes in _run_session(pipe, call):
         outputs.append(out)
@@ -69,8 +70,7 @@ def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mod
 class _Call:
     """A checked call: its prompt rows, seeds and sampling, the session's width and prompt room, its decoder."""
 
-    rows: PromptRows
-    queue: list[int]  # prompt indices in the order they take rows
+    rows: PromptRows  # prompt i takes a row in turn (i = 0, 1, ...)
     seeds: list[int]
     sampling: object  # target.SamplingConfig
     width: int  # the session's rows
@@ -88,19 +88,18 @@ def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperatu
     grid, sampling = pipe._prepare(mode, size, cfg_scale, temperature, top_k, top_p)
     rows = pipe.call_rows(prompts, input_ids, grid, sampling, negative_prompt)
     seeds = image_seeds("seed", seed, len(rows.conditional))
-    queue = list(range(len(rows.conditional)))
-    width = batch_size if fill else min(batch_size, len(queue))
-    room = prompt_width(rows, queue, sampling.uses_cfg)
+    width = batch_size if fill else min(batch_size, len(rows.conditional))
+    room = prompt_width(rows, range(len(rows.conditional)), sampling.uses_cfg)
     nodes = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
                                continuous=True)
-    return _Call(rows, queue, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, nodes), mode)
+    return _Call(rows, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, nodes), mode)
 
 
 def _run_session(pipe, call: _Call):
     """-> (prompt indices, their HawkOutput, seconds since the previous images finished, the session's passes so
     far) as images finish."""
-    decoder, rows, queue, seeds, sampling, width = (call.decoder, call.rows, call.queue, call.seeds, call.sampling,
-                                                   call.width)
+    decoder, rows, seeds, sampling, width = call.decoder, call.rows, call.seeds, call.sampling, call.width
+    queue = list(range(len(rows.conditional)))
     first = queue[:width] + [queue[min(width, len(queue)) - 1]] * max(0, width - len(queue))
     holder = {row: (i if row < len(queue) else None) for row, i in enumerate(first)}  # None: a filler row
     waiting = list(queue[width:])

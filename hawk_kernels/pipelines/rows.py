@@ -3,6 +3,7 @@ those rows stacked into a decoder batch (left-padded, with their masks), and the
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +66,7 @@ class PipelineOutput:
         return self.outputs[0]
 
 
-def prompt_width(rows: PromptRows, members: list[int], uses_cfg: bool) -> int:
+def prompt_width(rows: PromptRows, members: Sequence[int], uses_cfg: bool) -> int:
     """Prompt tokens per row of a decoder batch as the decoder holds them (stack_rows' width, CFG rows included)."""
     lengths = [len(rows.conditional[i]) for i in members]
     return max(lengths + ([len(rows.unconditional[i]) for i in members] if uses_cfg else []))
