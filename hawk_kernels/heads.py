@@ -19,6 +19,7 @@ from torch import nn
 
 from . import ops
 from .checks import as_bool, as_device, as_dtype, as_int
+from .hub import is_repo_id, local_dir
 
 CONFIG_NAME = "draft_heads_config.json"
 WEIGHTS_NAME = "draft_heads.safetensors"
@@ -211,6 +212,8 @@ class DraftHeads(nn.Module):
         dtype = as_dtype("dtype", dtype)  # None: the saved weights' dtype; a name as load_pipeline takes it
         device = as_device("device", device)  # before reading anything: a bad device is the caller's, not the file's
         directory = str(directory)
+        if not os.path.isdir(directory) and is_repo_id(directory):  # a Hub repository of heads: its snapshot
+            directory = str(local_dir("directory", directory, CONFIG_NAME))
         config_path, weights_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, WEIGHTS_NAME)
         for path in (config_path, weights_path):
             if not os.path.isfile(path):

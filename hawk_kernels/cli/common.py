@@ -156,9 +156,13 @@ def check_heads_dir(flag: str, path) -> None:
     before the model loads (their contents are checked when they load)."""
     from ..heads import CONFIG_NAME, WEIGHTS_NAME
 
+    from ..hub import is_repo_id
+
     if path is None:
         return
     if not os.path.isdir(path):
+        if is_repo_id(str(path)):
+            return  # a Hub repository id: fetched and checked when the model loads (hub.py)
         raise UsageError(f"{flag}: no such directory {str(path)!r}")
     missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not os.path.isfile(os.path.join(path, name))]
     if missing:

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     s = add_command(subparsers, "distill", run,
                     "training sequences for draft heads: sampled from the model itself (--mode), or your own "
                     "images through the model's VQ encoder; resumable shards")
-    add_model_arguments(s, "a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint directory (loaded offline)")
+    add_model_arguments(s, "a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint directory (loaded offline)", pixels=True)
     s.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (self-distillation; "
                                                      "LlamaGen c2i: one class label per line)")
     s.add_argument("--input-ids", metavar="FILE", help="JSON file: a list of token-id lists, one per prompt (a model "

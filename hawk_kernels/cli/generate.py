@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     g = add_command(subparsers, "generate", run,
                     "prompts -> PNGs with the bundled model or a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint; "
                     "batched, resumable, split over torchrun ranks")
-    add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)")
+    add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)", pixels=True)
     g.add_argument("--heads", default=None, metavar="DIR",
                    help="draft heads directory (`hawk train-heads --out DIR`) (default: the demo's bundled heads; "
                         "none for a checkpoint, so modes without heads)")
@@ -103,7 +103,7 @@ def run(args) -> int:
                       attn_implementation=args.attn_implementation)
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
-                                f"(Lumina-mGPT needs Meta's vqgan.ckpt there): no PNG could be written")
+                                f"(Lumina-mGPT needs Meta's vqgan.ckpt there, or --vqgan FILE): no PNG could be written")
     mode = args.mode or default_mode(pipe.heads is not None)
     check_mode_heads(mode, pipe.heads is not None, "this model has none")
     _check_jobs(pipe, jobs, args)  # every job against the model: a bad one fails before anything is written

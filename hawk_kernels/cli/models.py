@@ -16,9 +16,18 @@ from ..checks import as_dtype
 from .common import UsageError, as_flag_error, number
 
 
-def add_model_arguments(parser, model_help: str, demo_help: str = "the bundled model") -> None:
+def add_model_arguments(parser, model_help: str, demo_help: str = "the bundled model", pixels: bool = False) -> None:
+    """--demo, --model DIR|REPO (a local directory, or a Hugging Face Hub repository id), --revision, --dtype; and
+    with `pixels` (a command that decodes or encodes images), --vqgan."""
     parser.add_argument("--demo", action="store_true", help=demo_help)
-    parser.add_argument("--model", metavar="DIR", help=model_help)
+    parser.add_argument("--model", metavar="DIR|REPO", help=model_help + "; or a Hugging Face Hub repository id "
+                        "(org/name), fetched into the Hub's cache (HF_HOME) on first use")
+    parser.add_argument("--revision", default=None,
+                        help="with a Hub repository id as --model: its branch, tag or commit (default: main)")
+    if pixels:
+        parser.add_argument("--vqgan", metavar="FILE", default=None,
+                            help="Lumina-mGPT: Meta's vqgan.ckpt, where it is not in the model directory (a Hub "
+                                 "snapshot does not hold it)")
     parser.add_argument("--dtype", default=None,
                         help="float32, bfloat16, ... (default: the checkpoint's; the demo's float32)")
 
@@ -92,10 +101,22 @@ class BundledModel:
 
 
 class CheckpointModel:
-    """--model DIR: a checkpoint directory, loaded offline."""
+    """--model DIR|REPO: a checkpoint directory, or a Hub repository fetched into the Hub's cache when first needed
+    (hub.py); then loaded offline."""
 
-    def __init__(self, directory: str):
-        self.directory = directory
+    def __init__(self, source: str, revision: str | None = None, vqgan: str | None = None):
+        self.source, self.revision, self.vqgan = source, revision, vqgan
+        self._directory = None
+
+    @property
+    def directory(self) -> str:
+        """The local directory of --model (a Hub repository's snapshot, fetched on first use)."""
+        if self._directory is None:
+            from ..hub import local_dir
+
+            with _flag_errors(None):
+                self._directory = str(local_dir("model_dir", self.source, "config.json", self.revision))
+        return self._directory
 
     def check_inputs(self, prompts=None, size=None) -> None:
         """Nothing to judge before loading: prompts go through the processor saved with the checkpoint."""
@@ -107,10 +128,10 @@ class CheckpointModel:
     def load(self, device, heads=None, dtype=None, compile="auto", attn_implementation=None):
         from ..pipelines import load_pipeline
 
-        print(f"loading {self.directory}...", flush=True)
+        print(f"loading {self.source}...", flush=True)
         with _flag_errors(heads):
-            return load_pipeline(self.directory, heads=heads, device=device, dtype=_torch_dtype(dtype),
-                                 compile=compile, attn_implementation=attn_implementation)
+            return load_pipeline(self.source, heads=heads, device=device, dtype=_torch_dtype(dtype), compile=compile,
+                                 attn_implementation=attn_implementation, revision=self.revision, vqgan=self.vqgan)
 
     def training_set(self, args, device) -> TrainingSet:
         """A torch file of sequences (--data) for any transformers causal LM, its layout from --height,
@@ -124,7 +145,7 @@ class CheckpointModel:
         self._refuse_family()
         sequences, body_start, pad_id, grid = _token_file(args)
         check_head_counts(args, grid.height, grid.width)
-        print(f"loading {self.directory}...", flush=True)
+        print(f"loading {self.source}...", flush=True)
         model = self._causal_lm(AutoModelForCausalLM, _torch_dtype(args.dtype))
         backbone = backbone_for(model.eval().to(device), grid)
         try:  # the ids against the model's vocabulary (the layout was checked before it loaded)
@@ -150,10 +171,10 @@ class CheckpointModel:
             raise UsageError(f"--model: {path!r} is not a readable JSON config ({exc})") from None
         model_type = config.get("model_type") if isinstance(config, dict) else None
         if model_type in FAMILIES:
-            raise UsageError(f"--model: {self.directory!r} is a checkpoint of the {model_type} family, whose heads "
+            raise UsageError(f"--model: {self.source!r} is a checkpoint of the {model_type} family, whose heads "
                              f"train from a `hawk distill` directory, not a --data token file: run `hawk distill --model "
-                             f"{self.directory} --prompts FILE --out DATA`, then `hawk train-heads --model "
-                             f"{self.directory} --data DATA`")
+                             f"{self.source} --prompts FILE --out DATA`, then `hawk train-heads --model "
+                             f"{self.source} --data DATA`")
 
     def _causal_lm(self, auto_class, dtype):
         """The checkpoint as a causal LM with every weight read from its files: weights that would be initialised
@@ -168,14 +189,14 @@ class CheckpointModel:
                                                      **({} if dtype is None else dict(dtype=dtype)))
         except (ValueError, OSError, RuntimeError, KeyError) as exc:  # not a causal LM, unreadable weights
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"--model: {self.directory!r} does not load as a transformers causal LM ({first})") \
+            raise UsageError(f"--model: {self.source!r} does not load as a transformers causal LM ({first})") \
                 from None
         finally:
             hf_logging.set_verbosity(verbosity)
         absent = sorted(info.get("missing_keys") or ()) + sorted(str(k[0]) if isinstance(k, tuple) else str(k)
                                                                   for k in info.get("mismatched_keys") or ())
         if absent:
-            raise UsageError(f"--model: {len(absent)} weight(s) of {self.directory!r} are not in its checkpoint files "
+            raise UsageError(f"--model: {len(absent)} weight(s) of {self.source!r} are not in its checkpoint files "
                              f"(first: {absent[0]}) and would be random: heads trained on them would be useless; "
                              f"give a complete checkpoint")
         return model
@@ -198,22 +219,36 @@ def _flag_errors(heads):
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        flags = {"model_dir": "--model", "attn_implementation": "--attn-implementation",
+        flags = {"model_dir": "--model", "attn_implementation": "--attn-implementation", "revision": "--revision",
+                 "vqgan": "--vqgan",
                  **({name: "--heads" for name in HEADS_ERRORS} if heads is not None else {})}
         raise as_flag_error(exc, flags) or exc from None
 
 
 def model_choice(args):
-    """--demo or --model DIR (exactly one; a directory holding config.json) -> BundledModel or CheckpointModel."""
+    """--demo or --model DIR|REPO (exactly one; a directory holding config.json, or a Hub repository id) ->
+    BundledModel or CheckpointModel."""
+    from ..hub import is_repo_id
+
     if args.demo == (args.model is not None):
         raise UsageError("give --demo (the bundled model) or --model DIR, one of them")
     _torch_dtype(getattr(args, "dtype", None))  # a bad --dtype: refused before anything loads
+    revision, vqgan = getattr(args, "revision", None), getattr(args, "vqgan", None)
+    if vqgan is not None and not os.path.isfile(vqgan):
+        raise UsageError(f"--vqgan: no such file {vqgan!r} (expected Meta's vqgan.ckpt)")
     if args.demo:
+        given = [flag for flag, value in (("--revision", revision), ("--vqgan", vqgan)) if value is not None]
+        if given:
+            raise UsageError(f"{given[0]}: with --model, not --demo (the bundled model has one version, and its own "
+                             f"pixel decoder)")
         return BundledModel()
-    if not os.path.isfile(os.path.join(args.model, "config.json")):
-        raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json); models load from "
-                         f"local directories only" + _convert_hint(args.model))
-    return CheckpointModel(args.model)
+    local = os.path.isdir(args.model)
+    if local and revision is not None:
+        raise UsageError(f"--revision: with a Hub repository id as --model, not a local directory ({args.model!r})")
+    if not os.path.isfile(os.path.join(args.model, "config.json")) and (local or not is_repo_id(args.model)):
+        raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json) nor a Hugging Face Hub "
+                         f"repository id (org/name)" + _convert_hint(args.model))
+    return CheckpointModel(args.model, revision, vqgan)
 
 
 def _convert_hint(path: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from ..checks import as_dtype, check_attn_implementation, check_compile
+from ..heads import DraftHeads
+from ..hub import local_dir
 from .base import ImagePipeline, PipelineOutput
 from .continuous import stream_images
 
@@ -36,16 +38,24 @@ FAMILIES = ("janus", "emu3", "chameleon", "llamagen")  # config.model_type value
 
 
 def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto",
-                  attn_implementation: str | None = None) -> ImagePipeline:
-    """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type), loaded offline.
-    heads: None, a DraftHeads, or a directory saved by DraftHeads.save_pretrained (with an optional
-    tree_rates.json). device: default CUDA when available, else CPU. dtype: default the checkpoint's own.
-    compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True; False). attn_implementation: passed
-    to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA) makes every step attend to the
-    filled cache slots only, through block masks."""
+                  attn_implementation: str | None = None, revision: str | None = None,
+                  vqgan=None) -> ImagePipeline:
+    """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type): a local directory,
+    or a Hugging Face Hub repository id ("deepseek-community/Janus-Pro-7B") fetched into the Hub's cache at
+    `revision` (hub.py); then loaded offline. heads: None, a DraftHeads, or a directory (or Hub repository) saved by
+    DraftHeads.save_pretrained (with an optional tree_rates.json). device: default CUDA when available, else CPU.
+    dtype: default the checkpoint's own. compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True;
+    False). attn_implementation: passed to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA)
+    makes every step attend to the filled cache slots only, through block masks. vqgan: Lumina-mGPT only, Meta's
+    `vqgan.ckpt` when it is not in the model directory (Lumina-mGPT's Hub repositories do not hold it)."""
     compile = check_compile(compile)
     dtype = as_dtype("dtype", dtype)
-    model_dir = _checked_dir("model_dir", model_dir, "config.json")
+    vqgan = _vqgan_file(vqgan)
+    device = _device(device)
+    check_attn_implementation(attn_implementation, device)
+    model_dir = local_dir("model_dir", model_dir, "config.json", revision)
+    if heads is not None and not isinstance(heads, DraftHeads):  # fetched before the model loads: a bad id fails now
+        heads = local_dir("heads", heads, "draft_heads_config.json")
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (ValueError, OSError) as exc:  # not JSON (or not UTF-8), unreadable
@@ -57,25 +67,28 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     if model_type not in FAMILIES:
         raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
     family = _families()[model_type]
+    if vqgan is not None and model_type != "chameleon":
+        raise ValueError(f"vqgan: only Lumina-mGPT (chameleon) checkpoints take a VQGAN file; this is a {model_type} "
+                         f"checkpoint, whose pixel decoder is in its own weights")
     _check_checkpoint(model_dir, config, family)
-    device = _device(device)
-    check_attn_implementation(attn_implementation, device)
     model = _load_model(family, model_dir, device, dtype, attn_implementation)
     processor, why = _load_processor(model_dir, family.processor_files)
     heads, rates = _load_heads(heads, device)
-    pipe = family(model, processor, heads, rates, model_dir=model_dir)
+    pipe = family(model, processor, heads, rates, model_dir=model_dir, **({} if vqgan is None else {"vqgan": vqgan}))
     pipe.processor_error = why
     pipe.compile = compile
     return pipe
 
 
-def _checked_dir(name: str, path, required: str) -> Path:
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"{name}: expected a directory path, got {type(path).__name__}")
-    path = Path(path)
-    if not (path / required).is_file():
-        raise FileNotFoundError(f"{name}: expected a directory holding {required}, got {str(path)!r}")
-    return path
+def _vqgan_file(vqgan) -> Path | None:
+    if vqgan is None:
+        return None
+    if not isinstance(vqgan, (str, Path)):
+        raise TypeError(f"vqgan: expected None or the path of Meta's vqgan.ckpt, got {type(vqgan).__name__}")
+    if not Path(vqgan).is_file():
+        raise FileNotFoundError(f"vqgan: no such file {str(vqgan)!r} (expected Meta's vqgan.ckpt, from the "
+                                f"Chameleon release's tokenizer/ folder)")
+    return Path(vqgan)
 
 
 def _device(device) -> torch.device:
@@ -138,10 +151,9 @@ def _load_processor(model_dir: Path, files: tuple):
 
 
 def _load_heads(heads, device):
-    from ..heads import DraftHeads
+    """heads: None, a DraftHeads, or the local directory load_pipeline resolved -> (heads, their tree rates)."""
     from ..heads import load_accept_rates
 
     if heads is None or isinstance(heads, DraftHeads):
         return heads, {}
-    directory = _checked_dir("heads", heads, "draft_heads_config.json")
-    return DraftHeads.from_pretrained(str(directory), device=device), load_accept_rates(directory)
+    return DraftHeads.from_pretrained(str(heads), device=device), load_accept_rates(heads)

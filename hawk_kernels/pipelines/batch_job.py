@@ -7,9 +7,9 @@ different size or cfg go to different batches. Each image is written as `<index>
 renamed), then one JSON line is appended to this rank's `manifest.part-<r>.jsonl` (one os.write of the whole line
 on an O_APPEND file, fsynced). An image counts as written when its PNG and its line both exist; a re-run skips
 those and redoes the rest (a torn last line is dropped); an image written with other settings than its job (prompt,
-seed, size, cfg, mode, temperature, top-k, heads, an asked tree size) is refused (`check_resume`), never counted
-as done. When every rank is done, rank 0 merges the parts and any earlier `manifest.jsonl` into one `manifest.jsonl`
-(each index once, in index order) and removes the parts.
+seed, size, cfg, mode, model, dtype, temperature, top-k, heads, an asked tree size) is refused (`check_resume`),
+never counted as done. When every rank is done, rank 0 merges the parts and any earlier `manifest.jsonl` into one
+`manifest.jsonl` (each index once, in index order) and removes the parts.
 """
 from __future__ import annotations
 
@@ -357,13 +357,14 @@ def run_jobs(pipe, jobs: list[ImageJob], out_dir, mode: str, batch_size: int = 1
 
 
 def image_settings(pipe, mode: str, temperature, top_k) -> dict:
-    """What an image's law or draws depend on beyond its job and mode, as its manifest line records it: the
-    sampling (None: the family's default, resolved) and the draft heads' weights (a fingerprint; None when the
-    mode drafts without heads)."""
+    """What an image depends on beyond its job and mode, as its manifest line records it: the model (weights'
+    fingerprint; dtype: a re-run on another checkpoint never counts its images as its own), the sampling (None: the
+    family's default, resolved) and the heads' weights (a fingerprint; None when the mode drafts without heads)."""
     from ..fingerprint import exact_digest
     from ..drafts import needs_heads
 
-    return dict(temperature=pipe._default(temperature, "temperature"), top_k=pipe._default(top_k, "top_k"),
+    return dict(model=exact_digest(pipe.model), dtype=str(pipe.dtype).removeprefix("torch."),
+                temperature=pipe._default(temperature, "temperature"), top_k=pipe._default(top_k, "top_k"),
                 heads=exact_digest(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
 
 
@@ -389,8 +390,7 @@ def _finished(pipe, batch: list[ImageJob], res, out_dir: Path, part: Path, mode,
 
 
 def _write_batch(images: list, lines: list[dict], out_dir: Path, part: Path) -> list[Path]:
-    """Each image's PNG, then its manifest line (an image counts as written once both exist); on the writer
-    thread (BackgroundWriter)."""
+    """Each image's PNG, then its manifest line (written once both exist); on the BackgroundWriter's thread."""
     paths = []
     for image, line in zip(images, lines):
         path = out_dir / line["png"]

@@ -49,12 +49,18 @@ class LuminaPipeline(ImagePipeline):
     # 768 px image, 3.16 GB for two; the decoder runs in float32, as the checkpoint stores it, on every device)
     decode_batch = 4
 
+    def __init__(self, *args, vqgan=None, **kwargs):
+        self._vqgan_file = vqgan  # Meta's vqgan.ckpt given by path (load_pipeline's vqgan=), else found in model_dir
+        super().__init__(*args, **kwargs)
+
     def check_model(self) -> None:
         bpe2img = self.model.model.vocabulary_mapping.bpe2img  # {image token id: VQ code}
         self._first_image_id = min(bpe2img)
         self._code_of = torch.tensor([bpe2img[self._first_image_id + i] for i in range(len(bpe2img))])
         self.vqgan, self.vqgan_path, self._encoder = None, None, None
-        if self.model_dir is not None:
+        if self._vqgan_file is not None:
+            self.load_vqgan(self._vqgan_file)
+        elif self.model_dir is not None:
             self.load_vqgan(next((self.model_dir / f for f in VQGAN_FILES if (self.model_dir / f).is_file()), None))
 
     @property
@@ -65,7 +71,8 @@ class LuminaPipeline(ImagePipeline):
         """Use the public VQGAN checkpoint at `path` for pixels (None: warn that there will be no pixels)."""
         if path is None:
             warnings.warn(f"hawk_kernels: no Chameleon VQGAN checkpoint ({' or '.join(VQGAN_FILES)}) in "
-                          f"{self.model_dir}: images will be None (image tokens only)", RuntimeWarning, stacklevel=5)
+                          f"{self.model_dir}: images will be None (image tokens only; load_pipeline(..., vqgan=PATH) or "
+                          f"pipe.load_vqgan(PATH) takes it from elsewhere)", RuntimeWarning, stacklevel=5)
             return
         decoder = ChameleonVQGANDecoder.from_checkpoint(path, self.model.config.vq_config)
         self.vqgan, self.vqgan_path, self._encoder = decoder.to(self.device), path, None  # encoder: on first use

@@ -17,7 +17,9 @@ import torch
 from ...checks import (as_device, as_dtype, check_attn_implementation, check_compile, exactly_one, id_rows,
                        text_prompts)
 from ...grid import ImageGrid
-from ...heads import TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE: for recipes)
+from ...heads import CONFIG_NAME, TREE_RATES_FILE, DraftHeads, load_accept_rates  # noqa: F401  (TREE_RATES_FILE:
+#   for recipes)
+from ...hub import is_repo_id, local_dir
 from ..base import ImagePipeline, PromptRows
 from ..images import fit_images
 from .model import ASSET_DIR, demo_image_grid, load_demo_backbone, load_demo_tokenizer
@@ -111,7 +113,9 @@ def load_demo_pipeline(device: str | torch.device | None = None, dtype: torch.dt
     if heads is not None and not isinstance(heads, (str, Path, DraftHeads)):
         raise TypeError(f"heads: expected a directory or DraftHeads, got {type(heads).__name__}")
     if isinstance(heads, (str, Path)) and not Path(heads).is_dir():
-        raise FileNotFoundError(f"heads: no such directory {str(heads)!r}")
+        if not is_repo_id(str(heads)):
+            raise FileNotFoundError(f"heads: no such directory {str(heads)!r}")
+        heads = local_dir("heads", heads, CONFIG_NAME)  # a Hub repository of heads for the demo model
     model = load_demo_backbone(dtype=dtype, device=device, attn_implementation=attn_implementation or "sdpa")
     vq, vocab = load_demo_tokenizer()
     if isinstance(heads, DraftHeads):
