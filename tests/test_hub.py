@@ -211,3 +211,24 @@ def test_a_resume_on_another_checkpoint_or_dtype_is_refused(hub_cache, janus_dir
     assert "made with dtype 'float64', not 'float32'" in err, err
     assert cli.main(["generate", "--model", "org/janus", *[str(a) for a in run[1:]]]) == 0  # the same: a resume
     assert "made 0" in capsys.readouterr().out
+
+
+def test_layouts_transformers_does_not_read_say_what_to_load(hub_cache, janus_dir, tmp_path):
+    """DeepSeek's Janus-Pro and BAAI's Emu3 repositories are in their own layouts (.bin weights, custom code): the
+    refusal says what loads instead; a repository with .bin weights only says that only safetensors are fetched."""
+    import json
+
+    for model_type, hint in (("multi_modality", "convert_janus_weights_to_hf.py"), ("Emu3", "BAAI/Emu3-Gen-hf")):
+        original = tmp_path / model_type
+        original.mkdir()
+        (original / "config.json").write_text(json.dumps({"model_type": model_type}))
+        hub_cache(f"org/{model_type.lower()}", original)
+        with pytest.raises(ValueError, match=f"model_type='{model_type}'; supported: .*{hint}"):
+            load_pipeline(f"org/{model_type.lower()}")
+    bin_only = tmp_path / "bin-only"
+    shutil.copytree(janus_dir, bin_only, ignore=shutil.ignore_patterns("*.safetensors*"))
+    hub_cache("org/bin-only", bin_only)
+    with pytest.raises(FileNotFoundError, match="no model weights in .*fetched with its safetensors weights only"):
+        load_pipeline("org/bin-only")
+    with pytest.raises(FileNotFoundError, match=r"no model weights in [^(]*\(expected one of [^)]*\)$"):
+        load_pipeline(bin_only)  # a local directory: no word of the Hub

@@ -53,7 +53,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     vqgan = _vqgan_file(vqgan)
     device = _device(device)
     check_attn_implementation(attn_implementation, device)
-    model_dir = local_dir("model_dir", model_dir, "config.json", revision)
+    given, model_dir = model_dir, local_dir("model_dir", model_dir, "config.json", revision)
     if heads is not None and not isinstance(heads, DraftHeads):  # fetched before the model loads: a bad id fails now
         heads = local_dir("heads", heads, "draft_heads_config.json")
     try:
@@ -65,12 +65,13 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
                          "a JSON object (a transformers config)")
     model_type = config.get("model_type")
     if model_type not in FAMILIES:
-        raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}")
+        raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}"
+                         + OTHER_LAYOUTS.get(model_type, ""))
     family = _families()[model_type]
     if vqgan is not None and model_type != "chameleon":
         raise ValueError(f"vqgan: only Lumina-mGPT (chameleon) checkpoints take a VQGAN file; this is a {model_type} "
                          f"checkpoint, whose pixel decoder is in its own weights")
-    _check_checkpoint(model_dir, config, family)
+    _check_checkpoint(model_dir, config, family, fetched=model_dir != Path(given))
     model = _load_model(family, model_dir, device, dtype, attn_implementation)
     processor, why = _load_processor(model_dir, family.processor_files)
     heads, rates = _load_heads(heads, device)
@@ -103,13 +104,25 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")  # what from_pretrained reads the weights from
 
 
-def _check_checkpoint(model_dir: Path, config: dict, family) -> None:
+# the released layouts transformers' classes do not read, and what to load instead (docs/real_models.md)
+OTHER_LAYOUTS = {
+    "multi_modality": " (DeepSeek's original Janus / Janus-Pro layout: convert it with transformers' "
+                      "convert_janus_weights_to_hf.py, or load a transformers-format conversion such as "
+                      "deepseek-community/Janus-Pro-1B; docs/real_models.md)",
+    "Emu3": " (BAAI's custom-code Emu3 layout: load its transformers conversion, BAAI/Emu3-Gen-hf; "
+            "docs/real_models.md)",
+}
+
+
+def _check_checkpoint(model_dir: Path, config: dict, family, fetched: bool = False) -> None:
     """What from_pretrained needs besides config.json, checked before it runs: the weights, and the family's
     sub-configurations (without one transformers builds the model from class defaults and fails on the weights'
-    shapes with a long load report)."""
+    shapes with a long load report). fetched: model_dir is a Hub snapshot, which holds safetensors weights only."""
     if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        why = (" (a Hub repository is fetched with its safetensors weights only, and this one has none: download it "
+               "with `huggingface-cli download REPO --local-dir DIR` and give DIR)") if fetched else ""
         raise FileNotFoundError(f"model_dir: no model weights in {str(model_dir)!r} (expected one of "
-                                f"{', '.join(WEIGHT_FILES)})")
+                                f"{', '.join(WEIGHT_FILES)}){why}")
     missing = [key for key in family.required_config if not config.get(key)]
     if missing:
         raise ValueError(f"model_dir: {str(model_dir / 'config.json')!r} lacks {', '.join(missing)}, which every "
