@@ -194,3 +194,36 @@ def test_torchrun_two_ranks_killed_and_resumed_equal_one_process(tmp_path):
 def _run(command, env):
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_each_png_carries_its_settings_and_the_same_image_is_the_same_file(tmp_path, capsys):
+    """A PNG of `hawk generate` holds its manifest line (less the timings) as text, and the "parameters" line image
+    browsers read, so an image found alone still says how to make it again; without the timings, making the same
+    image twice gives the same bytes."""
+    from PIL import Image
+
+    from hawk_kernels.pipelines.writer import RUN_FIELDS, png_text, save_image
+
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert cli.main(["generate", "--demo", "--prompt", "digit eight", "--out", str(out), "--seed", "4",
+                         "--mode", "hawk", "--nodes", "4", "--threads", "1"]) == 0
+    capsys.readouterr()
+    line = json.loads((outs[0] / MANIFEST).read_text())
+    png = outs[0] / line["png"]
+    with Image.open(png) as image:
+        recorded = json.loads(image.text["hawk_kernels"])
+        parameters = image.text["parameters"]
+    assert recorded == {key: value for key, value in line.items() if key not in RUN_FIELDS}
+    assert set(RUN_FIELDS) <= set(line) and recorded["heads"] and recorded["model"]
+    assert parameters.startswith("digit eight\nSeed: 4, Mode: hawk, Nodes: 4, "), parameters
+    assert f"Model hash: {line['model']}" in parameters
+    assert png.read_bytes() == (outs[1] / line["png"]).read_bytes()
+    # text beyond Latin-1 (an iTXt chunk) and a negative prompt, read back as written
+    text = png_text(dict(prompt="un renard roux, 赤い狐", negative_prompt="flou", seed=1, seconds=2.5))
+    with Image.open(png) as image:
+        save_image(image, tmp_path / "x.png", text=text)
+    with Image.open(tmp_path / "x.png") as image:
+        assert image.text["parameters"] == "un renard roux, 赤い狐\nNegative prompt: flou\nSeed: 1"
+        assert json.loads(image.text["hawk_kernels"]) == dict(prompt="un renard roux, 赤い狐", negative_prompt="flou",
+                                                              seed=1)

@@ -123,7 +123,7 @@ def write_sheet(rows: dict, path: str, scale: int = 3) -> None:
     path.partial then renamed (never a half-written image under the real name)."""
     from PIL import Image, ImageDraw
 
-    from ..pipelines.batch_job import save_image
+    from ..pipelines.writer import save_image
 
     columns = max(map(len, rows.values()))
     cell, label = 28 * scale, 90

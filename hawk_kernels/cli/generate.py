@@ -219,7 +219,7 @@ _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=No
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:
     """images[i] -> out_dir/NNN_<prompt words>.png, each written as .partial then renamed."""
-    from ..pipelines.batch_job import save_image
+    from ..pipelines.writer import save_image
 
     paths = []
     for i, (image, prompt) in enumerate(zip(images, prompts)):

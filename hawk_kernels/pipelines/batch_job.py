@@ -24,7 +24,7 @@ from ..engine.compiled import compiles
 from ..progress import progress_bar
 from ..target import MAX_CFG_SCALE
 from .continuous import stream_images
-from .writer import BackgroundWriter
+from .writer import BackgroundWriter, png_text, save_image
 
 MANIFEST = "manifest.jsonl"
 PART = "manifest.part-{}.jsonl"
@@ -257,19 +257,6 @@ def _size_field(size):
     return list(size) if isinstance(size, tuple) else size
 
 
-def save_image(image, path: Path, format: str = "PNG", flag: str = "--out", then: str = "") -> None:
-    """image -> path, written as path.partial then renamed (never a half-written image under its name); if the
-    write fails (a full disk) the partial file is removed and the OSError names `flag` and the file (+ `then`)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        image.save(partial, format=format)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OSError(f"{flag}: could not write {str(path)!r} ({exc.strerror or exc}){then}") from exc
-
-
 def append_line(path: Path, row: dict) -> None:
     """One manifest line, appended with one write (O_APPEND) and fsynced (a failure, a full disk: an OSError naming
     --out; a torn line is dropped by the next run)."""
@@ -394,7 +381,8 @@ def _write_batch(images: list, lines: list[dict], out_dir: Path, part: Path) -> 
     paths = []
     for image, line in zip(images, lines):
         path = out_dir / line["png"]
-        save_image(image, path, then="; the images written before stay valid: the same command resumes")
+        save_image(image, path, then="; the images written before stay valid: the same command resumes",
+                   text=png_text(line))
         append_line(part, line)
         paths.append(path)
     return paths

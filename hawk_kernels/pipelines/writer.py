@@ -1,4 +1,5 @@
-"""BackgroundWriter: finished images' files written on a thread of their own while decoding goes on.
+"""Finished images' files: `save_image` (never half-written, with the image's settings as PNG text) and
+BackgroundWriter, which writes them on a thread of their own while decoding goes on.
 
 Encoding a PNG is CPU work (about 0.1-0.2 s for a 768 px image: zlib), done while the GPU would otherwise wait:
 at batch 16 on a GPU a 768 px image may take well under a second of decoding, so writing its PNG in line would
@@ -10,8 +11,54 @@ what it named before.
 """
 from __future__ import annotations
 
+import json
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable
+
+# a manifest line's fields that vary between runs of the same image (timings, the step's engine): left out of the
+# PNG's text, so the same image is the same file, byte for byte, whatever machine made it
+RUN_FIELDS = ("seconds", "compile_seconds", "steps")
+
+
+def png_text(line: dict) -> dict:
+    """The PNG text chunks of an image whose manifest line is `line`: "hawk_kernels" (the line as JSON, less
+    RUN_FIELDS: prompt, seed, mode, tree size, CFG, sampling, model and heads fingerprints) and "parameters" (the
+    same in the one-line form image browsers read: the prompt, then "Negative prompt: ...", then "Key: value, ...")."""
+    from .. import __version__
+
+    kept = {key: value for key, value in line.items() if key not in RUN_FIELDS}
+    named = dict(Seed=kept.get("seed"), Mode=kept.get("mode"), Nodes=kept.get("num_nodes"), Size=kept.get("size"),
+                 **{"CFG scale": kept.get("cfg"), "Model hash": kept.get("model")},
+                 Temperature=kept.get("temperature"), **{"Top-k": kept.get("top_k")})
+    details = ", ".join(f"{key}: {value}" for key, value in named.items() if value is not None)
+    negative = "" if kept.get("negative_prompt") is None else f"\nNegative prompt: {kept['negative_prompt']}"
+    return {"hawk_kernels": json.dumps(kept, ensure_ascii=False),
+            "parameters": f"{kept.get('prompt', '')}{negative}\n{details}",
+            "Software": f"hawk_kernels {__version__}"}
+
+
+def save_image(image, path: Path, format: str = "PNG", flag: str = "--out", then: str = "",
+               text: dict | None = None) -> None:
+    """image -> path, written as path.partial then renamed (never a half-written image under its name); if the
+    write fails (a full disk) the partial file is removed and the OSError names `flag` and the file (+ `then`).
+    text: PNG text chunks ({key: str}; non-Latin-1 text goes in iTXt chunks)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    options = {}
+    if text:
+        options["pnginfo"] = PngInfo()
+        for key, value in text.items():
+            options["pnginfo"].add_text(key, value)
+    try:
+        image.save(partial, format=format, **options)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OSError(f"{flag}: could not write {str(path)!r} ({exc.strerror or exc}){then}") from exc
 
 
 class BackgroundWriter:
