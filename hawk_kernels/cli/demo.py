@@ -22,8 +22,9 @@ def add_parser(subparsers) -> None:
                    help="prompts such as 'a handwritten digit seven' (default: six built-in prompts)")
     d.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, metavar="MODE",
                    help=f"decoding modes to run, of {', '.join(MODES)} (default: all of them)")
-    d.add_argument("--heads", default=None, metavar="DIR",
-                   help="draft heads trained for the bundled model (`hawk train-heads --demo --out DIR`) "
+    d.add_argument("--heads", default=None, metavar="DIR|REPO",
+                   help="draft heads trained for the bundled model (`hawk train-heads --demo --out DIR`; or a Hub "
+                        "repository id of them) "
                         "(default: the bundled heads)")
     d.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     d.add_argument("--seed", type=SEED, default=0, help="random seed")

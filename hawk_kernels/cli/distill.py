@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     s = add_command(subparsers, "distill", run,
                     "training sequences for draft heads: sampled from the model itself (--mode), or your own "
                     "images through the model's VQ encoder; resumable shards")
-    add_model_arguments(s, "a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint directory (loaded offline)", pixels=True)
+    add_model_arguments(s, "a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint directory", pixels=True)
     s.add_argument("--prompts", metavar="FILE", help="text file, one prompt per line (self-distillation; "
                                                      "LlamaGen c2i: one class label per line)")
     s.add_argument("--input-ids", metavar="FILE", help="JSON file: a list of token-id lists, one per prompt (a model "
@@ -30,8 +30,8 @@ def add_parser(subparsers) -> None:
                    help="directory of images, each with a same-stem .txt caption (cat.png + cat.txt)")
     s.add_argument("--mode", choices=MODES, default="jacobi",
                    help="decoding mode that samples (all follow the model's law; jacobi: fewest passes, no heads)")
-    s.add_argument("--heads", default=None, metavar="DIR",
-                   help="draft heads for the modes that need them (default: the demo's bundled heads; none for a "
+    s.add_argument("--heads", default=None, metavar="DIR|REPO",
+                   help="draft heads (a directory, or a Hub repository id) for the modes that need them (default: the demo's bundled heads; none for a "
                         "checkpoint)")
     s.add_argument("--nodes", type=tree_nodes, default="auto",
                    help="tree nodes per step of every shard, or auto: chosen once for --batch-size from timed steps "

@@ -36,9 +36,10 @@ def add_parser(subparsers) -> None:
     g = add_command(subparsers, "generate", run,
                     "prompts -> PNGs with the bundled model or a Janus, Emu3, Lumina-mGPT or LlamaGen checkpoint; "
                     "batched, resumable, split over torchrun ranks")
-    add_model_arguments(g, "checkpoint directory (loaded offline; family from config.json)", pixels=True)
-    g.add_argument("--heads", default=None, metavar="DIR",
-                   help="draft heads directory (`hawk train-heads --out DIR`) (default: the demo's bundled heads; "
+    add_model_arguments(g, "checkpoint directory (family from config.json)", pixels=True)
+    g.add_argument("--heads", default=None, metavar="DIR|REPO",
+                   help="draft heads directory (`hawk train-heads --out DIR`), or a Hub repository id of one "
+                        "(default: the demo's bundled heads; "
                         "none for a checkpoint, so modes without heads)")
     g.add_argument("--prompt", dest="prompts", nargs="+", default=None, metavar="TEXT", help="one image per prompt")
     g.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",

@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed hawk_kernels:
 
 def add_parser(subparsers) -> None:
     t = add_command(subparsers, "train-heads", run, "train horizontal + vertical heads on a frozen backbone")
-    add_model_arguments(t, "a checkpoint directory (loaded offline): a Janus, Emu3, Lumina-mGPT or LlamaGen model "
+    add_model_arguments(t, "a checkpoint directory: a Janus, Emu3, Lumina-mGPT or LlamaGen model "
                            "with --data DIR; any transformers causal LM with a --data file",
                         demo_help="the bundled model (without --data: its MNIST digits, needs hawk_kernels[train])")
     t.add_argument("--data", metavar="DIR|FILE",
