@@ -23,11 +23,13 @@ def is_repo_id(name) -> bool:
             and "--" not in name and not name.endswith(".git"))
 
 
-def local_dir(name: str, path, required: str, revision: str | None = None) -> Path:
-    """The directory `path` names, holding `required` (a file name): `path` itself when it is a local directory,
-    else the Hub snapshot of the repository `path` at `revision` (None: its default branch). Errors name the
-    argument `name`: FileNotFoundError for a path that is neither, or a snapshot without `required`; ValueError
-    for a repository the Hub refused (not found, gated, a revision that does not exist)."""
+def local_dir(name: str, path, required: str | tuple[str, ...], revision: str | None = None) -> Path:
+    """The directory `path` names, holding `required` (a file name, or a tuple of alternatives): `path` itself when
+    it is a local directory, else the Hub snapshot of the repository `path` at `revision` (None: its default
+    branch). Errors name the argument `name`: FileNotFoundError for a path that is neither, or a snapshot without
+    `required`; ValueError for a repository the Hub refused (not found, gated, a revision that does not exist)."""
+    alternatives = (required,) if isinstance(required, str) else tuple(required)
+    required = " or ".join(alternatives)
     if not isinstance(path, (str, Path)):
         raise TypeError(f"{name}: expected a directory path or a Hugging Face Hub repository id, got "
                         f"{type(path).__name__}")
@@ -37,12 +39,12 @@ def local_dir(name: str, path, required: str, revision: str | None = None) -> Pa
     if local.is_dir() or not is_repo_id(str(path)):
         if revision is not None:
             raise ValueError(f"revision: given, but {name} {str(path)!r} is a local directory, not a Hub repository")
-        if not (local / required).is_file():
+        if not any((local / file).is_file() for file in alternatives):
             raise FileNotFoundError(f"{name}: expected a directory holding {required}, or a Hugging Face Hub "
                                     f"repository id (org/name), got {str(path)!r}")
         return local
     snapshot = Path(_snapshot(name, str(path), revision))
-    if not (snapshot / required).is_file():
+    if not any((snapshot / file).is_file() for file in alternatives):
         raise FileNotFoundError(f"{name}: the Hub repository {path!r} has no {required} (fetched into "
                                 f"{str(snapshot)!r}): not a checkpoint in transformers' layout")
     return snapshot

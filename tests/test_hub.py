@@ -232,3 +232,40 @@ def test_layouts_transformers_does_not_read_say_what_to_load(hub_cache, janus_di
         load_pipeline("org/bin-only")
     with pytest.raises(FileNotFoundError, match=r"no model weights in [^(]*\(expected one of [^)]*\)$"):
         load_pipeline(bin_only)  # a local directory: no word of the Hub
+
+
+def test_a_lumina_checkpoint_without_a_tokenizer_takes_one_from_elsewhere(hub_cache, tmp_path, capsys):
+    """Alpha-VLLM's Lumina-mGPT-7B-512 and -1024 repositories hold config, generation config and safetensors only:
+    upstream reads the -768 repository's tokenizer. tokenizer= (and --tokenizer) gives it; without it a text prompt
+    is refused saying so."""
+    full = build_chameleon(tmp_path / "full")
+    bare = tmp_path / "bare"
+    shutil.copytree(full, bare, ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json"))
+    hub_cache("Alpha-VLLM/Lumina-mGPT-7B-768", full)
+    pipe = load_pipeline(bare)
+    with pytest.raises(ValueError, match=r"prompts: text prompts need .*Lumina-mGPT-7B-512 and -1024 ship no tokenizer: "
+                                         r"upstream reads Alpha-VLLM/Lumina-mGPT-7B-768's"):
+        _tokens(pipe, size=64)
+    with_tokenizer = load_pipeline(bare, tokenizer="Alpha-VLLM/Lumina-mGPT-7B-768")
+    assert torch.equal(_tokens(with_tokenizer, size=64), _tokens(load_pipeline(full), size=64))
+    with pytest.raises(FileNotFoundError, match=r"tokenizer: expected a directory holding tokenizer.json or "
+                                                r"tokenizer.model"):
+        load_pipeline(bare, tokenizer=tmp_path)
+    err = _error(capsys, ["generate", "--model", bare, "--tokenizer", "Alpha-VLLM/absent", "--prompt", "a", "--out",
+                          tmp_path / "o", *FAST])
+    assert err.startswith(f"{ERROR_PREFIX}--tokenizer: 'Alpha-VLLM/absent' is not a local directory"), err
+
+
+def test_lumina_takes_the_size_its_checkpoint_is_named_for(hub_cache, tmp_path):
+    """Upstream's inference asks for a target size "consistent with the checkpoint"; Alpha-VLLM names each one by
+    its size. Loaded by that name (a Hub id, or a directory so named) the default size is the checkpoint's."""
+    from tests.real_shapes import build
+
+    directory = build("chameleon", tmp_path / "lumina", vq="reduced", save_weights=True).directory
+    assert load_pipeline(directory, dtype="float32").layout(None).height == 48  # 768 px: 48 rows of codes
+    hub_cache("Alpha-VLLM/Lumina-mGPT-7B-512", directory)
+    pipe = load_pipeline("Alpha-VLLM/Lumina-mGPT-7B-512", dtype="float32")
+    assert pipe.defaults["size"] == 512 and pipe.layout(None).height == 32 and pipe.layout(1024).height == 64
+    renamed = tmp_path / "Lumina-mGPT-7B-1024"
+    shutil.copytree(directory, renamed)
+    assert load_pipeline(renamed, dtype="float32").layout(None).height == 64

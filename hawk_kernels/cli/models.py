@@ -24,6 +24,9 @@ def add_model_arguments(parser, model_help: str, demo_help: str = "the bundled m
                         "(org/name), fetched into the Hub's cache (HF_HOME) on first use")
     parser.add_argument("--revision", default=None,
                         help="with a Hub repository id as --model: its branch, tag or commit (default: main)")
+    parser.add_argument("--tokenizer", metavar="DIR|REPO", default=None,
+                        help="the processor / tokenizer files, where --model has none (Lumina-mGPT-7B-512 and -1024: "
+                             "Alpha-VLLM/Lumina-mGPT-7B-768, whose tokenizer upstream reads)")
     if pixels:
         parser.add_argument("--vqgan", metavar="FILE", default=None,
                             help="Lumina-mGPT: Meta's vqgan.ckpt, where it is not in the model directory (a Hub "
@@ -104,8 +107,9 @@ class CheckpointModel:
     """--model DIR|REPO: a checkpoint directory, or a Hub repository fetched into the Hub's cache when first needed
     (hub.py); then loaded offline."""
 
-    def __init__(self, source: str, revision: str | None = None, vqgan: str | None = None):
-        self.source, self.revision, self.vqgan = source, revision, vqgan
+    def __init__(self, source: str, revision: str | None = None, vqgan: str | None = None,
+                 tokenizer: str | None = None):
+        self.source, self.revision, self.vqgan, self.tokenizer = source, revision, vqgan, tokenizer
         self._directory = None
 
     @property
@@ -131,7 +135,8 @@ class CheckpointModel:
         print(f"loading {self.source}...", flush=True)
         with _flag_errors(heads):
             return load_pipeline(self.source, heads=heads, device=device, dtype=_torch_dtype(dtype), compile=compile,
-                                 attn_implementation=attn_implementation, revision=self.revision, vqgan=self.vqgan)
+                                 attn_implementation=attn_implementation, revision=self.revision, vqgan=self.vqgan,
+                                 tokenizer=self.tokenizer)
 
     def training_set(self, args, device) -> TrainingSet:
         """A torch file of sequences (--data) for any transformers causal LM, its layout from --height,
@@ -220,7 +225,7 @@ def _flag_errors(heads):
         yield
     except (ValueError, TypeError, FileNotFoundError) as exc:
         flags = {"model_dir": "--model", "attn_implementation": "--attn-implementation", "revision": "--revision",
-                 "vqgan": "--vqgan",
+                 "vqgan": "--vqgan", "tokenizer": "--tokenizer",
                  **({name: "--heads" for name in HEADS_ERRORS} if heads is not None else {})}
         raise as_flag_error(exc, flags) or exc from None
 
@@ -233,14 +238,15 @@ def model_choice(args):
     if args.demo == (args.model is not None):
         raise UsageError("give --demo (the bundled model) or --model DIR, one of them")
     _torch_dtype(getattr(args, "dtype", None))  # a bad --dtype: refused before anything loads
-    revision, vqgan = getattr(args, "revision", None), getattr(args, "vqgan", None)
+    revision, vqgan, tokenizer = (getattr(args, name, None) for name in ("revision", "vqgan", "tokenizer"))
     if vqgan is not None and not os.path.isfile(vqgan):
         raise UsageError(f"--vqgan: no such file {vqgan!r} (expected Meta's vqgan.ckpt)")
     if args.demo:
-        given = [flag for flag, value in (("--revision", revision), ("--vqgan", vqgan)) if value is not None]
+        given = [flag for flag, value in (("--revision", revision), ("--vqgan", vqgan), ("--tokenizer", tokenizer))
+                 if value is not None]
         if given:
             raise UsageError(f"{given[0]}: with --model, not --demo (the bundled model has one version, and its own "
-                             f"pixel decoder)")
+                             f"tokenizer and pixel decoder)")
         return BundledModel()
     local = os.path.isdir(args.model)
     if local and revision is not None:
@@ -248,7 +254,7 @@ def model_choice(args):
     if not os.path.isfile(os.path.join(args.model, "config.json")) and (local or not is_repo_id(args.model)):
         raise UsageError(f"--model: {args.model!r} is not a model directory (no config.json) nor a Hugging Face Hub "
                          f"repository id (org/name)" + _convert_hint(args.model))
-    return CheckpointModel(args.model, revision, vqgan)
+    return CheckpointModel(args.model, revision, vqgan, tokenizer)
 
 
 def _convert_hint(path: str) -> str:

@@ -39,23 +39,43 @@ FAMILIES = ("janus", "emu3", "chameleon", "llamagen")  # config.model_type value
 
 def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto",
                   attn_implementation: str | None = None, revision: str | None = None,
-                  vqgan=None) -> ImagePipeline:
+                  vqgan=None, tokenizer=None) -> ImagePipeline:
     """A pipeline for the checkpoint in `model_dir` (its family from config.json's model_type): a local directory,
-    or a Hugging Face Hub repository id ("deepseek-community/Janus-Pro-7B") fetched into the Hub's cache at
-    `revision` (hub.py); then loaded offline. heads: None, a DraftHeads, or a directory (or Hub repository) saved by
+    or a Hugging Face Hub repository id ("BAAI/Emu3-Gen-hf") fetched into the Hub's cache at `revision` (hub.py);
+    then loaded offline. heads: None, a DraftHeads, or a directory (or Hub repository) saved by
     DraftHeads.save_pretrained (with an optional tree_rates.json). device: default CUDA when available, else CPU.
     dtype: default the checkpoint's own. compile: HawkDecoder's word for the compiled step ("auto": on CUDA; True;
     False). attn_implementation: passed to from_pretrained (None: the checkpoint's default); "flex_attention" (CUDA)
     makes every step attend to the filled cache slots only, through block masks. vqgan: Lumina-mGPT only, Meta's
-    `vqgan.ckpt` when it is not in the model directory (Lumina-mGPT's Hub repositories do not hold it)."""
+    `vqgan.ckpt` when it is not in the model directory (Lumina-mGPT's Hub repositories do not hold it).
+    tokenizer: a directory or Hub repository with the processor / tokenizer files, where model_dir has none
+    (Lumina-mGPT-7B-512 and -1024 ship none: upstream reads Alpha-VLLM/Lumina-mGPT-7B-768's)."""
     compile = check_compile(compile)
     dtype = as_dtype("dtype", dtype)
     vqgan = _vqgan_file(vqgan)
     device = _device(device)
     check_attn_implementation(attn_implementation, device)
     given, model_dir = model_dir, local_dir("model_dir", model_dir, "config.json", revision)
-    if heads is not None and not isinstance(heads, DraftHeads):  # fetched before the model loads: a bad id fails now
+    config, family = _read_config(model_dir)
+    if vqgan is not None and family.family != "chameleon":
+        raise ValueError(f"vqgan: only Lumina-mGPT (chameleon) checkpoints take a VQGAN file; this is a "
+                         f"{family.family} checkpoint, whose pixel decoder is in its own weights")
+    _check_checkpoint(model_dir, config, family, fetched=model_dir != Path(given))
+    # heads and tokenizer fetched before the model loads: a bad id fails now
+    if heads is not None and not isinstance(heads, DraftHeads):
         heads = local_dir("heads", heads, "draft_heads_config.json")
+    processor_dir = model_dir if tokenizer is None else _tokenizer_dir(tokenizer, family)
+    model = _load_model(family, model_dir, device, dtype, attn_implementation)
+    processor, why = _load_processor(processor_dir, family.processor_files)
+    heads, rates = _load_heads(heads, device)
+    pipe = family(model, processor, heads, rates, model_dir=model_dir, **({} if vqgan is None else {"vqgan": vqgan}))
+    pipe.processor_error = None if why is None else why + (family.no_processor_hint if tokenizer is None else "")
+    pipe.compile = compile
+    return pipe
+
+
+def _read_config(model_dir: Path) -> tuple[dict, type]:
+    """config.json of `model_dir` -> (the config, the family's pipeline class)."""
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (ValueError, OSError) as exc:  # not JSON (or not UTF-8), unreadable
@@ -67,18 +87,15 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     if model_type not in FAMILIES:
         raise ValueError(f"model_dir: config.json has model_type={model_type!r}; supported: {', '.join(FAMILIES)}"
                          + OTHER_LAYOUTS.get(model_type, ""))
-    family = _families()[model_type]
-    if vqgan is not None and model_type != "chameleon":
-        raise ValueError(f"vqgan: only Lumina-mGPT (chameleon) checkpoints take a VQGAN file; this is a {model_type} "
-                         f"checkpoint, whose pixel decoder is in its own weights")
-    _check_checkpoint(model_dir, config, family, fetched=model_dir != Path(given))
-    model = _load_model(family, model_dir, device, dtype, attn_implementation)
-    processor, why = _load_processor(model_dir, family.processor_files)
-    heads, rates = _load_heads(heads, device)
-    pipe = family(model, processor, heads, rates, model_dir=model_dir, **({} if vqgan is None else {"vqgan": vqgan}))
-    pipe.processor_error = why
-    pipe.compile = compile
-    return pipe
+    return config, _families()[model_type]
+
+
+def _tokenizer_dir(tokenizer, family) -> Path:
+    """tokenizer= of load_pipeline: the directory (or Hub snapshot) holding the family's processor files."""
+    if not family.processor_files:
+        raise ValueError(f"tokenizer: this {family.family} checkpoint reads no tokenizer of its own (LlamaGen: class "
+                         f"labels, or the T5 encoder's, in the model directory's text_encoder/)")
+    return local_dir("tokenizer", tokenizer, family.processor_files[0])
 
 
 def _vqgan_file(vqgan) -> Path | None:

@@ -35,6 +35,7 @@ class ImagePipeline:
     defaults: dict = {}  # cfg_scale, top_k, temperature, size: the family's documented generation defaults
     required_config: tuple = ("vq_config",)  # config.json entries load_pipeline checks before loading the model
     processor_files: tuple = ()  # the saved processor's files (each a tuple of alternatives): all or no processor
+    no_processor_hint: str = ""  # said where the model directory holds no processor: where the family's is found
     decode_batch: int = 1  # images per VQ model call (in_vq_batches); an int >= 1, checked where it is read
 
     def __init__(self, model, processor=None, heads: DraftHeads | None = None, accept_rates: dict | None = None,

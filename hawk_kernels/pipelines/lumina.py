@@ -6,7 +6,10 @@ size tokens, which the pipeline appends itself for the requested `size` (so the 
 The unconditional branch starts at the image start: [image start, height token, width token] (Lumina-mGPT's
 image-start-triggered CFG). Processing order CFG -> layout -> top-k -> temperature is the decoder's own
 (target.py). `size`: pixels, an int or (height, width), multiples of 32 (512 / 768 / 1024 are the released
-layouts, `ImageGrid.lumina_mgpt`); default 768. Defaults: CFG 3, top-k 2000, temperature 1.
+layouts, `ImageGrid.lumina_mgpt`); default: the size the checkpoint's name carries (Alpha-VLLM's
+Lumina-mGPT-7B-512 / -768 / -1024, -34B-512, in any component of the directory's path, as a Hub snapshot's cache
+path holds the repository's name: upstream asks for a target size "consistent with the checkpoint"), else 768.
+Defaults: CFG 3, top-k 2000, temperature 1.
 
 Pixels: transformers has no Chameleon VQGAN decoder; `chameleon_vqgan.ChameleonVQGANDecoder` loads Meta's
 `vqgan.ckpt` from the model directory (VQGAN_FILES). Without it `images` and `pixels` are None.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -35,6 +39,14 @@ TEMPLATE = "Generate an image of {width}x{height} according to the following pro
 TURN_SEPARATOR = "<reserved08706>"
 STATED_SIZE = re.compile(r"Generate an image of (\d+)x(\d+) according to the following prompt:")  # TEMPLATE's size
 VQGAN_FILES = ("vqgan.ckpt", "tokenizer/vqgan.ckpt", "chameleon/tokenizer/vqgan.ckpt")  # under model_dir
+NAMED_SIZE = re.compile(r"lumina-mgpt-\d+b-(512|768|1024)(?!\d)", re.IGNORECASE)  # Alpha-VLLM's checkpoint names
+
+
+def named_size(model_dir) -> int | None:
+    """The size in pixels a Lumina-mGPT checkpoint's name carries, from the last component of `model_dir`'s path that
+    names one (a Hub snapshot: .../models--Alpha-VLLM--Lumina-mGPT-7B-512/snapshots/<commit>), or None."""
+    sizes = [int(found.group(1)) for part in Path(model_dir).parts for found in [NAMED_SIZE.search(part)] if found]
+    return sizes[-1] if sizes else None
 
 
 class LuminaPipeline(ImagePipeline):
@@ -45,6 +57,8 @@ class LuminaPipeline(ImagePipeline):
     required_config = ("vq_config", "vocabulary_map")
     # a tokenizer only; its data file is enough (Lumina-mGPT's tokenizer loads from tokenizer.json alone)
     processor_files = (("tokenizer.json", "tokenizer.model"),)
+    no_processor_hint = ("; Lumina-mGPT-7B-512 and -1024 ship no tokenizer: upstream reads Alpha-VLLM/Lumina-mGPT-7B-768's "
+                         "(load_pipeline(..., tokenizer='Alpha-VLLM/Lumina-mGPT-7B-768'), --tokenizer)")
     # images per VQGAN decoder call: its peak grows with the batch (measured on the CPU: 1.65 GB of peak RSS for one
     # 768 px image, 3.16 GB for two; the decoder runs in float32, as the checkpoint stores it, on every device)
     decode_batch = 4
@@ -58,6 +72,9 @@ class LuminaPipeline(ImagePipeline):
         self._first_image_id = min(bpe2img)
         self._code_of = torch.tensor([bpe2img[self._first_image_id + i] for i in range(len(bpe2img))])
         self.vqgan, self.vqgan_path, self._encoder = None, None, None
+        size = None if self.model_dir is None else named_size(self.model_dir)
+        if size is not None:
+            self.defaults = {**self.defaults, "size": size}  # this checkpoint's own, not the class's 768
         if self._vqgan_file is not None:
             self.load_vqgan(self._vqgan_file)
         elif self.model_dir is not None:
