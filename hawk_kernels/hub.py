@@ -14,6 +14,8 @@ from pathlib import Path
 
 # what a model or heads directory is read from (pipelines/__init__.py, heads.py, pipelines/lumina.py)
 FETCHED_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.ckpt", "*.yaml")
+# hidden files and folders (Lumina-mGPT-7B-512 holds a notebook's .ipynb_checkpoints/config-checkpoint.json)
+SKIPPED_FILES = (".*",)
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}")  # huggingface_hub.utils.validate_repo_id's shape
 
 
@@ -58,7 +60,8 @@ def _snapshot(name: str, repo_id: str, revision: str | None) -> str:
 
     where = f"{name}: {repo_id!r} is not a local directory, and as a Hugging Face Hub repository id"
     try:
-        return snapshot_download(repo_id, revision=revision, allow_patterns=list(FETCHED_FILES))
+        return snapshot_download(repo_id, revision=revision, allow_patterns=list(FETCHED_FILES),
+                                 ignore_patterns=list(SKIPPED_FILES))
     except GatedRepoError:  # before RepositoryNotFoundError: it is one
         raise ValueError(f"{where} it is gated: accept its terms on huggingface.co, then `huggingface-cli login` "
                          f"(or set HF_TOKEN)") from None

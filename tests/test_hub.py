@@ -115,19 +115,21 @@ def test_only_the_files_a_pipeline_reads_are_fetched(monkeypatch, tmp_path):
 
     seen = {}
 
-    def record(repo_id, revision=None, allow_patterns=None, **kwargs):
-        seen.update(repo_id=repo_id, revision=revision, allow=allow_patterns)
+    def record(repo_id, revision=None, allow_patterns=None, ignore_patterns=None, **kwargs):
+        seen.update(repo_id=repo_id, revision=revision, allow=allow_patterns, ignore=ignore_patterns or [])
         raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", record)
     with pytest.raises(FileNotFoundError):
         load_pipeline("org/x", revision="main")
     assert seen["repo_id"] == "org/x" and seen["revision"] == "main"
-    fetched = lambda name: any(fnmatch.fnmatch(name, pattern) for pattern in seen["allow"])  # noqa: E731
+    fetched = lambda name: (any(fnmatch.fnmatch(name, pattern) for pattern in seen["allow"])  # noqa: E731
+                            and not any(fnmatch.fnmatch(name, pattern) for pattern in seen["ignore"]))
     for name in ("config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
                  "tokenizer.model", "vqgan.ckpt", "chat_template.jinja", "merges.txt", "draft_heads.safetensors"):
         assert fetched(name), name
-    for name in ("pytorch_model-00001-of-00002.bin", "consolidated.pth", "model.msgpack", "c2i_XL_384.pt"):
+    for name in ("pytorch_model-00001-of-00002.bin", "consolidated.pth", "model.msgpack", "c2i_XL_384.pt",
+                 ".ipynb_checkpoints/config-checkpoint.json", ".gitattributes"):
         assert not fetched(name), name
 
 
