@@ -22,7 +22,9 @@ from .memory import check_cache_fits
 from .target import SamplingConfig
 from .tree import MAX_NUM_NODES, TreeTemplate, rate_function
 
-__all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES"]
+__all__ = ["DecodeSession", "HawkDecoder", "HawkOutput", "MODES", "VERIFY_RULES"]
+
+VERIFY_RULES = ("coupled", "rejection")  # HawkDecoder(verify=...): how a step decides what it commits
 
 
 class HawkDecoder:
@@ -34,7 +36,7 @@ class HawkDecoder:
                  tree: TreeTemplate | None = None, num_nodes: int = 32, horizontal_candidates: int = 2,
                  vertical_candidates: int = 1, max_depth: int | None = None, backend: str = "auto",
                  cuda_graphs: bool | str = "auto", sync_every: int = 4, accept_rates=None,
-                 compile: bool | str = "auto", heads_measured: bool | None = None):
+                 compile: bool | str = "auto", heads_measured: bool | None = None, verify: str = "coupled"):
         """model: a transformers causal LM, or a backbone adapter (backbones/protocol.py).
         cuda_graphs: "auto" captures the step in a CUDA graph on CUDA devices (falling back to eager with a
         warning where capture fails), True insists (raises), False keeps every step eager. sync_every: steps
@@ -50,8 +52,15 @@ class HawkDecoder:
         heads_measured: whether the heads' acceptance was measured (default: accept_rates were given); in
         hawk+jacobi measured heads own depth 1 and Jacobi drafts start at depth 2, else Jacobi owns depth 1 too
         (drafts.JACOBI_SOURCES). Calibration passes True: rates are measured in the layout they are used with.
-        backend: kernels for every op, chosen once here (ops/_backend.py)."""
+        backend: kernels for every op, chosen once here (ops/_backend.py).
+        verify: "coupled" (default): each step commits the target's own sample (Gumbel-max with noise keyed by the
+        image's seed and the position, the noise the drafts draw with too), so a sampled image is the one AR
+        sampling makes from its seed, in every mode, tree size and batch; "rejection": Hawk's multi-draft
+        rejection sampling with residual resampling (the paper's rule: the same law, another image per mode).
+        Both are exact (engine/step.py, verify)."""
         check_mode(mode)
+        if verify not in VERIFY_RULES:
+            raise ValueError(f"verify: expected one of {VERIFY_RULES}, got {verify!r}")
         cuda_graphs, compile = check_auto_flag("cuda_graphs", cuda_graphs), check_compile(compile)
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid: expected an ImageGrid, got {type(grid).__name__}")
@@ -89,7 +98,8 @@ class HawkDecoder:
         layers = getattr(getattr(backbone, "language_model", None), "layers", None) if regional else None
         self.compiled_step = CompiledStep(required=compile is True or regional, layers=layers) if wants_compile \
             else None
-        self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend)
+        self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend,
+                                         verify)
 
     @property
     def tree(self) -> TreeTemplate:

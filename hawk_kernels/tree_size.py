@@ -209,7 +209,7 @@ def step_form(decoder) -> str:
     compile_form = "eager" if compiled is None else ("regional" if compiled.layers is not None else "compiled")
     graphs = "graphs" if captures(decoder.cuda_graphs, decoder.backbone.device) else "no graphs"
     attention = "flex" if getattr(decoder.backbone, "block_sparse_attention", False) else "dense"
-    return f"{compile_form}, {graphs}, {attention} attention"
+    return f"{compile_form}, {graphs}, {attention} attention, {decoder.plan.verify} verify"
 
 
 def sampling_key(sampling: SamplingConfig) -> str:

@@ -40,6 +40,7 @@ SMOKED = {
     "benchmarks/step_ops.py": "test_step_ops_smoke",
     "benchmarks/continuous.py": "test_continuous_smoke",
     "benchmarks/prompt_lengths.py": "test_prompt_lengths_smoke",
+    "benchmarks/verify_rules.py": "test_verify_rules_smoke",
     "benchmarks/bench_accept_reject.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_attention.py": "test_kernel_benchmarks_smoke",
     "benchmarks/bench_draft_heads.py": "test_kernel_benchmarks_smoke",
@@ -113,6 +114,7 @@ JOBS = {
     "test_step_ops_smoke": lambda tmp: (["benchmarks/step_ops.py", "--smoke", "--out", str(tmp)], []),
     "test_continuous_smoke": lambda tmp: (["benchmarks/continuous.py", "--smoke", "--out", str(tmp / "c.json")], []),
     "test_prompt_lengths_smoke": lambda tmp: (["benchmarks/prompt_lengths.py", "--smoke", "--out", str(tmp)], []),
+    "test_verify_rules_smoke": lambda tmp: (["benchmarks/verify_rules.py", "--smoke", "--out", str(tmp)], []),
     "test_heads_training_smoke_fractions": lambda tmp: (["benchmarks/heads_training.py", "--tiny", "--repeats", "2",
                                                          "--out", str(tmp)], []),
     "test_calibrate_tree_smoke": lambda tmp: (
@@ -329,6 +331,17 @@ def test_prompt_lengths_smoke(smoke):
     assert_header(report, "python benchmarks/prompt_lengths.py --smoke")
     assert report["distinct_lengths"] > 1 and set(report["runs"]) == {"ar", "jacobi"}
     assert all(run["decoder_batches"] == 1 and run["total_forward_passes"] > 0 for run in report["runs"].values())
+
+
+def test_verify_rules_smoke(smoke):
+    """benchmarks/verify_rules.py --smoke: both rules' tokens per pass; every coupled image is AR's."""
+    tmp_path, _ = result(smoke, "test_verify_rules_smoke")
+    report = json.loads((tmp_path / "verify_rules.json").read_text())
+    assert_header(report, "python benchmarks/verify_rules.py --smoke")
+    assert {(r["mode"], r["verify"]) for r in report["rows"]} == {(m, v) for m in ("medusa", "hawk+jacobi")
+                                                                  for v in ("coupled", "rejection")}
+    assert all(r["tokens_per_pass"] > 1 for r in report["rows"])
+    assert all(r["same_as_ar"] for r in report["rows"] if r["verify"] == "coupled")
 
 
 def test_continuous_smoke(smoke):

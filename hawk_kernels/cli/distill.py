@@ -31,8 +31,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("--mode", choices=MODES, default="jacobi",
                    help="decoding mode that samples (all follow the model's law; jacobi: fewest passes, no heads)")
     s.add_argument("--heads", default=None, metavar="DIR|REPO",
-                   help="draft heads (a directory, or a Hub repository id) for the modes that need them (default: the demo's bundled heads; none for a "
-                        "checkpoint)")
+                   help="draft heads (a directory, or a Hub repository id) for the modes that need them (default: "
+                        "the demo's bundled heads; none for a checkpoint)")
     s.add_argument("--nodes", type=tree_nodes, default="auto",
                    help="tree nodes per step of every shard, or auto: chosen once for --batch-size from timed steps "
                         "and recorded in the manifest (a resumed run and every torchrun rank use the recorded size)")

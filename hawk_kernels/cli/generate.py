@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..checks import ATTENTION_IMPLEMENTATIONS, text_prompts
+from ..decoder import VERIFY_RULES
 from ..drafts import MODES, default_mode
 from .common import (SEED, UsageError, add_command, as_flag_error, cfg_scale, check_heads_dir, check_mode_heads,
                      check_out_dir, compile_word, number, pixel_size, plural, process_group, rank_device, temperature,
@@ -66,6 +67,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--nodes", type=tree_nodes, default="auto",
                    help="tree nodes per step, or auto: the size that maximises images per second for the batch "
                         "(step costs measured once, cached under ~/.cache/hawk_kernels); 1 decodes with AR steps")
+    g.add_argument("--verify", choices=VERIFY_RULES, default="coupled",
+                   help="coupled: every image is the AR image of its seed, in every mode, tree size and batch; "
+                        "rejection: Hawk's multi-draft rejection sampling (the same law, another image per mode)")
     g.add_argument("--compile", type=compile_word, default="auto",
                    help="compile the decode step with torch.compile: auto (on CUDA), on, off, or regional (the "
                         "decoder layers compiled once as one region: faster to compile, a slightly slower step)")
@@ -94,7 +98,8 @@ def run(args) -> int:
     model.check_inputs(size=args.size)
     _check_prompts(model, jobs, args)
     _check_sizes(model, jobs, args)
-    early = {key: value for key, value in (("temperature", args.temperature), ("top_k", args.top_k)) if value is not None}
+    early = {key: value for key, value in (("temperature", args.temperature), ("top_k", args.top_k),
+                                           ("verify", args.verify)) if value is not None}
     check_resume(out_dir, jobs, args.mode, settings=early)  # other jobs' images there: refused before the model loads
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -102,9 +107,11 @@ def run(args) -> int:
     device = rank_device(args.device)
     pipe = model.load(device, heads=args.heads, dtype=args.dtype, compile=args.compile,
                       attn_implementation=args.attn_implementation)
+    pipe.verify = args.verify
     if not pipe.has_pixel_decoder:
         raise FileNotFoundError(f"--model: no pixel decoder for this {pipe.family} checkpoint in {args.model!r} "
-                                f"(Lumina-mGPT needs Meta's vqgan.ckpt there, or --vqgan FILE): no PNG could be written")
+                                f"(Lumina-mGPT needs Meta's vqgan.ckpt there, or --vqgan FILE): no PNG could be "
+                                f"written")
     mode = args.mode or default_mode(pipe.heads is not None)
     check_mode_heads(mode, pipe.heads is not None, "this model has none")
     _check_jobs(pipe, jobs, args)  # every job against the model: a bad one fails before anything is written
@@ -215,7 +222,7 @@ def _check_jobs(pipe, jobs, args) -> None:
 
 
 _NEW_ARGUMENTS = dict(demo=False, prompts_file=None, batch_size=1, max_images=None, threads=None, nodes="auto",
-                      compile="auto", attn_implementation=None, negative_prompt=None)
+                      compile="auto", attn_implementation=None, negative_prompt=None, verify="coupled")
 
 
 def write_pngs(images: list, prompts: list[str], out_dir: Path) -> list[Path]:

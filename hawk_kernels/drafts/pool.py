@@ -14,10 +14,14 @@ one-hot row-end.
 Noise: proposal i draws with Gumbel noise from Philox stream STREAM_FIRST_DRAFT + i at the step's offset, fresh
 every step; a proposal that brings its own `noise` draws with it instead (the Jacobi source's coupled noise,
 keyed by absolute offset: coupling.py; at most one such proposal, since two laws sharing one noise at a depth
-would not be drawn independently).
+would not be drawn independently). Under the coupled verification rule (engine/step.py, `verify="coupled"`) the
+step hands the pool the noise the target samples with, and every proposal draws with it: there the verifier
+commits the target's own sample whatever the candidates are, so drawing them is free to follow the target's noise
+(the more alike a candidate's law and the target's, the likelier they pick the same token).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +51,15 @@ class SpatialPool:
     def candidates_per_depth(self) -> int:
         return max(1, sum(s.num_candidates() for s in self.sources))
 
-    def draw(self, ctx: DraftContext, rng) -> Candidates:
+    def draw(self, ctx: DraftContext, rng, noise: torch.Tensor | None = None) -> Candidates:
         """Each source proposes from its own state (ctx.state_of); rng: a DeviceRNG (ops/philox.py; proposal i
-        draws from stream STREAM_FIRST_DRAFT + i) or a torch.Generator (tests)."""
+        draws from stream STREAM_FIRST_DRAFT + i) or a torch.Generator (tests). noise: [B, D, V] Gumbel noise every
+        proposal draws with (the coupled rule's: the target's own noise at these offsets), or None."""
         greedy = ctx.greedy
         proposals = [p for s in self.sources for p in s.propose(ctx.state_of(s), ctx)]
-        if sum(p.noise is not None for p in proposals) > 1:
+        if noise is not None:
+            proposals = [dataclasses.replace(p, noise=noise) for p in proposals]
+        elif sum(p.noise is not None for p in proposals) > 1:
             raise ValueError("sources: at most one proposal may draw with noise of its own (coupling.py)")
         offsets = ctx.target_offsets
         batch, depth = offsets.shape

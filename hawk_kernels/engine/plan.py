@@ -30,6 +30,9 @@ class StepPlan:
     head_weights: HeadWeights | None
     draft_offsets: torch.Tensor  # [D] 0..D-1: depth k+1 drafts body offset committed + k
     path_width: int  # path nodes that can enter the cache in one step: the root + one per depth
+    # how a step decides what it commits (engine/step.py, verify): "coupled", the target's own sample under noise
+    # keyed by (image seed, position), which the drafts share; "rejection", Hawk's multi-draft rejection sampling
+    verify: str = "coupled"
 
     @property
     def draft_depth(self) -> int:
@@ -37,7 +40,7 @@ class StepPlan:
 
 
 def build_plan(backbone: ImageBackbone, heads: DraftHeads | None, sources: tuple, template: TreeTemplate,
-               backend: str = "auto") -> StepPlan:
+               backend: str = "auto", verify: str = "coupled") -> StepPlan:
     """heads: the draft heads the sources read (None where none does: AR, training-free sources)."""
     device = backbone.device
     weights = None
@@ -48,4 +51,4 @@ def build_plan(backbone: ImageBackbone, heads: DraftHeads | None, sources: tuple
     depth = max(template.max_depth, 1)  # AR's root-only tree still drafts (nothing) for one depth
     return StepPlan(backbone, backbone.grid, tree, SpatialPool(sources, backbone.grid),
                     bind_kernels(device, backbone.dtype, backend), weights, torch.arange(depth, device=device),
-                    template.max_depth + 1)
+                    template.max_depth + 1, verify)

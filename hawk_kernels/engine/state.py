@@ -17,7 +17,7 @@ import torch
 
 from ..backbones import SlotKVCache
 from ..checks import image_seeds
-from ..drafts import SourceSetup
+from ..drafts import CoupledNoise, SourceSetup
 from ..ops.philox import DeviceRNG
 from ..target import SamplingConfig, StepSampling, TargetProcessor
 from .plan import StepPlan
@@ -56,6 +56,9 @@ class DecodeState:
     stats: StepStats
     prompt: torch.Tensor  # [B, L] the conditional prompts as given (left-padded with 0), for the output sequences
     config: SamplingConfig  # the sampling as given (a refill prepares its new images with it)
+    # the coupled rule's Gumbel noise, keyed by (image seed, body offset): the target samples with it and the drafts
+    # draw with it (None under the rejection rule); its keys are a view of rng.seed, so a refilled row follows
+    noise: CoupledNoise | None = None
 
     @property
     def batch(self) -> int:
@@ -109,7 +112,8 @@ def new_state(plan: StepPlan, sampling: SamplingConfig, batch: int, capacity: in
                        committed=torch.zeros(batch, dtype=torch.int64, device=dev),
                        bad_rows=torch.zeros(batch, dtype=torch.bool, device=dev),
                        source_states=_new_source_states(plan, batch, rng), stats=stats, prompt=prompt,
-                       config=sampling)
+                       config=sampling,
+                       noise=CoupledNoise(batch, grid.local_vocab_size, rng, dev) if plan.verify == "coupled" else None)
 
 
 def _new_source_states(plan: StepPlan, batch: int, rng: DeviceRNG) -> dict[int, Any]:

@@ -4,7 +4,12 @@
           committed hidden state, vertical drafts waiting in the speculation cache, ...);
   tree    the static template turns candidates into nodes; node 0 is the root, the last committed token;
   forward one backbone pass over every node with the tree mask (CFG branches batched on the same nodes);
-  verify  ops.accept_reject walks the tree with the exact multi-draft rule -> path + bonus token;
+  verify  ops.accept_reject walks the tree -> path + bonus token. Under the coupled rule (the default) the
+          target's token after each node is its own sample, the Gumbel-argmax of its law with noise keyed by (image
+          seed, body offset), and a child is accepted when it is that token; the drafts drew with the same noise.
+          So every step commits exactly the tokens AR sampling with that noise commits, whatever the drafts: an
+          image is a function of its seed, the same in every mode, tree and batch. Under the rejection rule, Hawk's
+          exact multi-draft rejection sampling with residual resampling (ops/reference/accept_reject.py);
   commit  accepted tokens + bonus join the body, the KV cache keeps only the path;
   record  statistics on the device (tokens per step, acceptance per source and per (depth, rank));
   inform  the draft heads (if any) run on the newly committed hidden states, and every source records what the
@@ -61,9 +66,9 @@ def step(plan: StepPlan, state: DecodeState) -> None:
 
 
 def draft(plan: StepPlan, state: DecodeState) -> Candidates:
-    ctx = DraftContext(plan.draft_depth, state.committed[:, None] + plan.draft_offsets, state.sampling.greedy,
-                       state.source_states)
-    return plan.pool.draw(ctx, state.rng)
+    offsets = state.committed[:, None] + plan.draft_offsets
+    ctx = DraftContext(plan.draft_depth, offsets, state.sampling.greedy, state.source_states)
+    return plan.pool.draw(ctx, state.rng, _coupled_noise(state, offsets))
 
 
 def build_tree(plan: StepPlan, candidates: Candidates) -> TreeNodes:
@@ -85,11 +90,13 @@ def forward(plan: StepPlan, state: DecodeState, nodes: TreeNodes) -> TreeForward
 
 def verify(plan: StepPlan, state: DecodeState, nodes: TreeNodes, candidates: Candidates,
            out: TreeForward) -> VerifyResult:
-    rule = "match" if state.sampling.greedy else "rejection"
+    noise = _coupled_noise(state, out.next_offsets)
+    target = out.target_logits if noise is None else own_sample(out.target_logits, noise)
+    rule = "match" if state.sampling.greedy or noise is not None else "rejection"
     uniforms = _verify_uniforms(state, *nodes.tokens.shape)
-    draft_table = candidates.table.to(out.target_logits.dtype)  # the kernels take one dtype (float64 models)
-    verdict = VerifyResult(*plan.kernels.accept_reject(out.target_logits, draft_table, nodes.tokens,
-                                                       plan.tree.parents, nodes.law, uniforms, rule))
+    draft_table = candidates.table.to(target.dtype)  # the kernels take one dtype (float64 models)
+    verdict = VerifyResult(*plan.kernels.accept_reject(target, draft_table, nodes.tokens, plan.tree.parents,
+                                                       nodes.law, uniforms, rule))
     state.bad_rows.logical_or_(verdict.bonus < 0)  # raised by DecodeSession.check() between steps
     return verdict
 
@@ -142,6 +149,8 @@ def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt
     batch = state.committed.shape[0]
     last_hidden = plan.backbone.prefill(state.cache, prompt_ids, prompt_valid)
     first = state.target(plan.backbone.image_logits(last_hidden)[:, None], state.committed[:, None])
+    noise = _coupled_noise(state, state.committed[:, None])
+    first = first if noise is None else own_sample(first, noise)
     no_node = torch.full((batch, 1), -1, device=first.device)
     _, _, bonus = plan.kernels.accept_reject(first, first, no_node, plan.tree.parents[:1], no_node.clamp(min=0),
                                              _verify_uniforms(state, batch, 1), "match")
@@ -205,6 +214,26 @@ def _count_sources(plan: StepPlan, state: DecodeState, candidates: Candidates, p
     accepted = (slots >= 1) & (slots <= accept_len[:, None]) & (node_source >= 0)
     rows = torch.arange(path.shape[0], device=path.device)[:, None].expand_as(node_source)
     state.stats.source_counts.index_put_((rows, node_source.clamp(min=0)), accepted.long(), accumulate=True)
+
+
+def _coupled_noise(state: DecodeState, offsets: torch.Tensor) -> torch.Tensor | None:
+    """[B, K] body offsets -> [B, K, V] the coupled rule's Gumbel noise there (None: the rejection rule, or greedy
+    decoding, whose target token is its argmax)."""
+    if state.noise is None or state.sampling.greedy:
+        return None
+    return state.noise.gumbel(offsets)
+
+
+def own_sample(target_logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The coupled rule's target: per node, a one-hot law (0 at its token, -inf elsewhere) on the Gumbel-argmax of
+    its processed logits + noise, i.e. a sample of the target law (the Gumbel-max trick), which the "match" rule
+    then takes whatever its uniforms. A row that defines no law (NaN, +inf, no finite entry) is kept, so the
+    verifier still reports it."""
+    token = (target_logits + noise.to(target_logits.dtype)).argmax(-1, keepdim=True)
+    one_hot = torch.full_like(target_logits, float("-inf")).scatter_(-1, token, 0.0)
+    undefined = torch.isnan(target_logits).any(-1, keepdim=True) | torch.isposinf(target_logits).any(-1, keepdim=True)
+    undefined |= ~torch.isfinite(target_logits).any(-1, keepdim=True)
+    return torch.where(undefined, target_logits, one_hot)
 
 
 def _verify_uniforms(state: DecodeState, batch: int, nodes: int) -> torch.Tensor:

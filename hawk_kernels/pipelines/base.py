@@ -47,6 +47,9 @@ class ImagePipeline:
         self.heads, self.accept_rates = None, dict(accept_rates or {})  # set_heads replaces them
         # HawkDecoder's compile word for every decoder this pipeline builds: "auto" (on CUDA), True or False
         self.compile: bool | str = "auto"
+        # HawkDecoder's verification rule for every decoder this pipeline builds: "coupled" (a sampled image is the AR
+        # image of its seed in every mode, tree size and batch) or "rejection" (Hawk's published rule)
+        self.verify: str = "coupled"
         self._decoders: dict = {}  # (mode, grid, num_nodes) -> HawkDecoder
         self._backbones: dict = {}  # grid -> backbone adapter
         self.check_model()
@@ -92,7 +95,7 @@ class ImagePipeline:
                           "decoder(mode, num_nodes=...)", DeprecationWarning, stacklevel=2)
             grid, num_nodes = None, grid
         grid = self.layout(None) if grid is None else grid
-        key = (mode, grid, num_nodes, self.compile)
+        key = (mode, grid, num_nodes, self.compile, self.verify)
         if key not in self._decoders:
             self._decoders[key] = self._new_decoder(mode, grid, num_nodes, self.heads)
         return self._decoders[key]
@@ -100,7 +103,7 @@ class ImagePipeline:
     def _new_decoder(self, mode: str, grid: ImageGrid, num_nodes: int, heads) -> HawkDecoder:
         heads = heads if needs_heads(mode) else None
         return HawkDecoder(self.backbone(grid), heads, grid, mode=mode, num_nodes=num_nodes,
-                           accept_rates=self.accept_rates.get(mode), compile=self.compile)
+                           accept_rates=self.accept_rates.get(mode), compile=self.compile, verify=self.verify)
 
     @torch.no_grad()
     def generate(self, prompts=None, input_ids=None, mode: str | None = None, size=None,
@@ -114,8 +117,9 @@ class ImagePipeline:
         jacobi without (drafts.default_mode; the output's `mode`). Other None: the family default (`defaults`);
         temperature=0 is greedy. seed: image i gets seed + i (or seed[i]). num_nodes: the tree size,
         "auto" (the size maximising images per second at each decoder batch's size, tree_size.py: the output's
-        `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed and
-        tree size: with an int (or `num_nodes` passed back) it is the same alone or in any batch, not with "auto".
+        `num_nodes`), an int (1: an AR step) or None (DEFAULT_NUM_NODES). A sampled image depends on its seed alone
+        (`self.verify` "coupled", the default: the AR image of that seed, in every mode, tree size and batch); under
+        "rejection" on its tree size too (with an int, or `num_nodes` passed back, the same alone or in any batch).
         Every argument is checked before any model work. decoder, batch_size, negative_prompt: see
         generate_tokens."""
         self.checked_decode_batch()  # before any token is generated

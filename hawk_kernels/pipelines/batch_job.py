@@ -7,9 +7,9 @@ different size or cfg go to different batches. Each image is written as `<index>
 renamed), then one JSON line is appended to this rank's `manifest.part-<r>.jsonl` (one os.write of the whole line
 on an O_APPEND file, fsynced). An image counts as written when its PNG and its line both exist; a re-run skips
 those and redoes the rest (a torn last line is dropped); an image written with other settings than its job (prompt,
-seed, size, cfg, mode, model, dtype, temperature, top-k, heads, an asked tree size) is refused (`check_resume`),
-never counted as done. When every rank is done, rank 0 merges the parts and any earlier `manifest.jsonl` into one
-`manifest.jsonl` (each index once, in index order) and removes the parts.
+seed, size, cfg, mode, model, dtype, verify, temperature, top-k, heads, an asked tree size) is refused
+(`check_resume`), never counted as done. When every rank is done, rank 0 merges the parts and any earlier
+`manifest.jsonl` into one `manifest.jsonl` (each index once, in index order) and removes the parts.
 """
 from __future__ import annotations
 
@@ -350,7 +350,7 @@ def image_settings(pipe, mode: str, temperature, top_k) -> dict:
     from ..fingerprint import exact_digest
     from ..drafts import needs_heads
 
-    return dict(model=exact_digest(pipe.model), dtype=str(pipe.dtype).removeprefix("torch."),
+    return dict(model=exact_digest(pipe.model), dtype=str(pipe.dtype).removeprefix("torch."), verify=pipe.verify,
                 temperature=pipe._default(temperature, "temperature"), top_k=pipe._default(top_k, "top_k"),
                 heads=exact_digest(pipe.heads) if needs_heads(mode) and pipe.heads is not None else None)
 
