@@ -83,21 +83,11 @@ class HawkDecoder:
         if sources and tree is None and num_nodes < 2:
             raise ValueError(f"num_nodes: mode={mode!r} needs a tree of >= 2 nodes (the root and a draft), got "
                              f"{num_nodes}")
-        if not sources:
-            tree = TreeTemplate.from_paths([])
-        elif tree is None:
-            deepest = max_depth or (len(accept_rates) if accept_rates else default_depth(mode, heads))
-            width = max(1, sum(s.num_candidates() for s in sources))
-            # Jacobi modes reserve a rank-0 chain (drafts.chain_depth): it feeds the next step's predictions
-            tree = TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates, chain_depth(mode, num_nodes))
+        tree = _tree_for(mode, heads, sources, tree, num_nodes, max_depth, accept_rates)
         # model: as given (a transformers model or an adapter); backbone: the adapter the steps call
         self.model, self.heads, self.mode = model, heads, mode
         self.cuda_graphs, self.sync_every = cuda_graphs, sync_every
-        regional = compile == "regional"
-        wants_compile = compiles(compile, backbone.device)
-        layers = getattr(getattr(backbone, "language_model", None), "layers", None) if regional else None
-        self.compiled_step = CompiledStep(required=compile is True or regional, layers=layers) if wants_compile \
-            else None
+        self.compiled_step = _compiled_step(compile, backbone)
         self.plan: StepPlan = build_plan(backbone, heads if needs_heads(mode) else None, sources, tree, backend,
                                          verify)
 
@@ -314,3 +304,24 @@ def _left_pad_cat(parts):
         ids_out.append(torch.nn.functional.pad(ids, (pad, 0), value=0))
         valid_out.append(torch.nn.functional.pad(valid, (pad, 0), value=False))
     return torch.cat(ids_out), torch.cat(valid_out)
+
+
+def _tree_for(mode: str, heads, sources: tuple, tree, num_nodes: int, max_depth, accept_rates) -> TreeTemplate:
+    """The decoder's tree: `tree` as given, the root alone (no sources: AR), or best-first from num_nodes."""
+    if not sources:
+        return TreeTemplate.from_paths([])
+    if tree is not None:
+        return tree
+    deepest = max_depth or (len(accept_rates) if accept_rates else default_depth(mode, heads))
+    width = max(1, sum(s.num_candidates() for s in sources))
+    # Jacobi modes reserve a rank-0 chain (drafts.chain_depth): it feeds the next step's predictions
+    return TreeTemplate.from_budget(num_nodes, deepest, width, accept_rates, chain_depth(mode, num_nodes))
+
+
+def _compiled_step(compile, backbone) -> CompiledStep | None:
+    """The step's compiled form for the decoder's `compile` word (None: eager)."""
+    if not compiles(compile, backbone.device):
+        return None
+    regional = compile == "regional"
+    layers = getattr(getattr(backbone, "language_model", None), "layers", None) if regional else None
+    return CompiledStep(required=compile is True or regional, layers=layers)

@@ -87,7 +87,8 @@ def test_closed_form_with_a_stateful_source(op, must_match):
 
 def _plan(model, grid, source, nodes=6):
     tree = TreeTemplate.from_budget(nodes, max_depth=3, width=source.num_candidates())
-    return build_plan(CausalLMBackbone(model, grid), None, (source,), tree)
+    return build_plan(CausalLMBackbone(model, grid), None, (source,), tree, verify="rejection")  # the verifier's
+    #                                                     exactness with this source (coupled: test_coupled_verify)
 
 
 @pytest.mark.parametrize("learn", [True, False])

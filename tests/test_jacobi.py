@@ -280,7 +280,9 @@ def _decoder(mode, model, grid, num_nodes, chain=0):
     heads = tiny_heads(num_horizontal=3, vertical_depth=1) if needs_heads(mode) else None
     width = sum(s.num_candidates() for s in sources_for(mode, heads))
     tree = TreeTemplate.from_budget(num_nodes, max(chain, 1), width, chain_depth=chain)
-    return hk.HawkDecoder(model, heads, grid, mode=mode, tree=tree)
+    # the rejection rule: these tests are of the Jacobi drafts' exactness under it (the coupled rule commits the
+    # target's own sample whatever the drafts: tests/test_coupled_verify.py)
+    return hk.HawkDecoder(model, heads, grid, mode=mode, tree=tree, verify="rejection")
 
 
 def _sampled_counts(dec, images, sampling, lo, seeds=5, batch=400):

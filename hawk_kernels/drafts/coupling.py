@@ -53,6 +53,7 @@ STREAM_COUPLED = 1 << 20  # dedicated Philox stream: STREAM_FIRST_DRAFT + propos
 # key of (seed, j): seed + (j + 1) * the 64-bit golden ratio (odd), wrapping; distinct positions of one seed never
 # share a key, and Philox decorrelates related keys
 _POSITION_STRIDE = 0x9E3779B97F4A7C15 - (1 << 64)  # as a signed int64
+_ROW_STRIDE = 0xD1B54A32D192ED03 - (1 << 64)  # rows of one seed (another odd 64-bit constant), as a signed int64
 
 
 class CoupledNoise:
@@ -65,8 +66,11 @@ class CoupledNoise:
         if isinstance(rng, torch.Generator):
             self.seeds = torch.randint(-2**63, 2**63 - 1, (batch,), generator=rng, dtype=torch.int64).to(device)
             backend = "auto"
-        else:
-            self.seeds = rng.seed.expand(batch) if rng.seed.dim() == 0 else rng.seed.reshape(batch)
+        elif rng.seed.dim() == 0:  # one key for the whole draw: each row its own keys (rows share no noise)
+            self.seeds = rng.seed + torch.arange(batch, device=device) * _ROW_STRIDE
+            backend = rng.backend
+        else:  # a view of the per-row seeds: a refilled row's new seed keys its noise at once
+            self.seeds = rng.seed.reshape(batch)
             backend = rng.backend
         self.zero = torch.zeros((), dtype=torch.int64, device=device)
         self._philox = _backend.bind("philox_uniforms", torch.device(device), backend)  # bound once

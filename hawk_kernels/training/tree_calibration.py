@@ -43,7 +43,8 @@ def measure(pipe, mode: str, images: int, batch: int, nodes: int, depth: int, cf
     heads = pipe.heads if needs_heads(mode) else None
     tree = exploratory_tree(pipe.heads, mode, nodes, depth, chain)
     grid = pipe.layout(size)
-    dec = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, tree=tree, heads_measured=True)
+    dec = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, tree=tree, heads_measured=True,
+                      verify=pipe.verify)  # measured under the rule the pipeline's decoders verify with
     shape = (dec.tree.max_depth + 1, dec.tree.max_rank)  # may stop short of `depth`
     tried = torch.zeros(shape, dtype=torch.int64)
     accepted = torch.zeros_like(tried)
@@ -66,7 +67,7 @@ def _keep_rates_if_heads_win(pipe, report: dict, images: int, batch: int, cfg, s
     tokens_per_pass = {}
     for label, table in (("heads_own_depth_1", rates), ("jacobi_owns_depth_1", None)):
         dec = HawkDecoder(pipe.backbone(grid), pipe.heads, grid, mode="hawk+jacobi", num_nodes=nodes,
-                          accept_rates=table, compile=False)
+                          accept_rates=table, compile=False, verify=pipe.verify)
         tokens = passes = 0
         for out in _decode(pipe, dec, "hawk+jacobi", images, batch, cfg, seed, prompts, size):
             tokens, passes = tokens + sum(out.committed), passes + sum(out.num_forward_passes)
