@@ -272,16 +272,17 @@ def test_a_failed_compile_falls_back_and_says_why(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("verify", ["coupled", "rejection"])
 @pytest.mark.parametrize("mode", ["hawk", "hawk+jacobi"])
-def test_compiled_images_follow_the_exact_ar_law(mode):
-    """The end-to-end law test of test_decoder / test_jacobi, through the compiled step. Negative control: the
-    same test rejects the compiled step's images sampled at temperature 1.3."""
+def test_compiled_images_follow_the_exact_ar_law(mode, verify):
+    """The end-to-end law test of test_decoder / test_jacobi, through the compiled step, under both verification
+    rules. Negative control: the same test rejects the compiled step's images sampled at temperature 1.3."""
     model = tiny_backbone()
     grid = hk.ImageGrid(height=2, width=2, row_end_token=3, image_token_range=(45, 48))
     sampling = hk.SamplingConfig(cfg_scale=2.0)
     probs, images = _exact_image_law(model, grid, sampling)
     heads = tiny_heads(num_horizontal=3, vertical_depth=1)
-    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=True)
+    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=8, compile=True, verify=verify)
     index = {img: i for i, img in enumerate(images)}
     counts = {1.0: torch.zeros(len(images), dtype=torch.int64), 1.3: torch.zeros(len(images), dtype=torch.int64)}
     for temperature, tally in counts.items():

@@ -88,18 +88,19 @@ def _exact_image_law(model, grid, sampling):
     return logp.gather(-1, local[..., None])[..., 0].sum(-1).exp(), images
 
 
-@pytest.mark.parametrize("mode, sampling", [
-    ("hawk", SamplingConfig()),
-    ("hawk", SamplingConfig(cfg_scale=2.0, temperature=0.8, top_k=2)),
-    ("ar", SamplingConfig()),
+@pytest.mark.parametrize("mode, sampling, verify", [
+    ("hawk", SamplingConfig(), "rejection"),
+    ("hawk", SamplingConfig(cfg_scale=2.0, temperature=0.8, top_k=2), "rejection"),
+    ("hawk", SamplingConfig(cfg_scale=2.0, temperature=0.8, top_k=2), "coupled"),
+    ("ar", SamplingConfig(), "coupled"),
 ])
-def test_sampled_images_follow_the_exact_ar_law(mode, sampling):
+def test_sampled_images_follow_the_exact_ar_law(mode, sampling, verify):
     model = tiny_backbone()
     grid = hk.ImageGrid(height=2, width=2, row_end_token=3, image_token_range=(45, 48))  # 3 codes, 81 images
     heads = tiny_heads(num_horizontal=3, vertical_depth=1)
     probs, images = _exact_image_law(model, grid, sampling)
     assert abs(float(probs.sum()) - 1) < 1e-9
-    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12, horizontal_candidates=2)
+    dec = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=12, horizontal_candidates=2, verify=verify)
     index = {img: i for i, img in enumerate(images)}
     counts = torch.zeros(len(images), dtype=torch.int64)
     batch = 400
