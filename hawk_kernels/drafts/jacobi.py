@@ -158,7 +158,8 @@ class JacobiSource:
             logq, valid = predicted.float(), valid & found
         else:
             logq = torch.where(found[..., None], predicted.float(), initial_law(state.memory, offsets, self.init))
-        noise = state.noise.gumbel(offsets) if state.noise is not None and not ctx.greedy else None
+        own = state.noise is not None and not ctx.greedy and not ctx.shared_noise  # else drawn for nothing
+        noise = state.noise.gumbel(offsets) if own else None
         return [DraftProposal(self.name, logq, valid, self.count, noise)]
 
     def record(self, state: JacobiState, done: StepRecord) -> None:

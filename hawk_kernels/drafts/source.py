@@ -84,6 +84,7 @@ class DraftContext:
     target_offsets: torch.Tensor  # [B, D] body offset of depths 1..D
     greedy: bool  # candidates are each law's top-k (no noise is drawn)
     states: dict  # id(source) -> its state, for sources that read another's (state_of)
+    shared_noise: bool = False  # the pool draws every proposal with the step's coupled noise (a source's own is unused)
 
     def state_of(self, source) -> Any:
         return self.states[id(source)]

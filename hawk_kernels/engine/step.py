@@ -67,8 +67,9 @@ def step(plan: StepPlan, state: DecodeState) -> None:
 
 def draft(plan: StepPlan, state: DecodeState) -> Candidates:
     offsets = state.committed[:, None] + plan.draft_offsets
-    ctx = DraftContext(plan.draft_depth, offsets, state.sampling.greedy, state.source_states)
-    return plan.pool.draw(ctx, state.rng, _coupled_noise(state, offsets))
+    noise = _coupled_noise(state, offsets)
+    ctx = DraftContext(plan.draft_depth, offsets, state.sampling.greedy, state.source_states, noise is not None)
+    return plan.pool.draw(ctx, state.rng, noise)
 
 
 def build_tree(plan: StepPlan, candidates: Candidates) -> TreeNodes:
