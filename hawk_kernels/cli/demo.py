@@ -75,6 +75,9 @@ def run(args) -> int:
             if mode not in results or out.seconds < results[mode].seconds:
                 results[mode] = out
     print_table(results, args.rounds)
+    outputs = list(results.values())
+    if len(outputs) > 1 and all(torch.equal(out.image_tokens, outputs[0].image_tokens) for out in outputs):
+        print(f"every mode sampled the same images (verify {pipe.verify}: each the AR image of its seed)")
     write_sheet({mode: out.images for mode, out in results.items()}, args.out)
     print(f"\nimages: {args.out} (rows: {', '.join(results)}; columns: {' | '.join(prompts)})")
     return 0
