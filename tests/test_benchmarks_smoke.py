@@ -287,7 +287,7 @@ def test_bundled_rows_run_the_engine_they_name(monkeypatch):
     torch.set_num_threads(1)
     rows = e2e.bundled(torch.device("cpu"), images=1, nodes=4, graphs=[False], modes=("ar", "hawk"))
     assert [(r["mode"], r["num_nodes"]) for r in rows] == [("ar", 1), ("hawk", 4)]
-    ran = {(mode, size): d.cuda_graphs for (mode, _, size, _), d in pipes[0]._decoders.items()}
+    ran = {(mode, size): d.cuda_graphs for (mode, _, size, *_), d in pipes[0]._decoders.items()}
     assert ran == {("ar", 1): False, ("hawk", 4): False}
 
 
