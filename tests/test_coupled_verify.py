@@ -7,9 +7,7 @@ import torch
 
 import hawk_kernels as hk
 from hawk_kernels.drafts import coupling, needs_heads
-from hawk_kernels.target import SamplingConfig
-from tests.test_decoder import _exact_image_law
-from tests.test_jacobi import _sampled_counts
+from tests.test_jacobi import _sampled_counts, two_code_image_law
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
 
@@ -65,10 +63,7 @@ def test_sampled_images_follow_the_exact_ar_law(mode, variant, monkeypatch):
     """A 2x4 image of 2 codes (256 images, row ends between the rows), CFG 2, temperature 1: the coupled rule's
     image law is the exact AR law, in AR and in hawk+jacobi. Reusing one noise at every position (the key without
     the position) must fail the same test."""
-    model = tiny_backbone()
-    grid = hk.ImageGrid(height=2, width=4, row_end_token=3, image_token_range=(45, 47))
-    sampling = SamplingConfig(cfg_scale=2.0)
-    probs, images = _exact_image_law(model, grid, sampling)
+    model, grid, sampling, probs, images = two_code_image_law()
     if variant == "reused":
         _same_noise_everywhere(monkeypatch)
     heads = tiny_heads(num_horizontal=3, vertical_depth=1) if needs_heads(mode) else None

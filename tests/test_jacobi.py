@@ -319,10 +319,7 @@ def test_sampled_images_follow_the_exact_ar_law(mode, nodes, variant, monkeypatc
     """A 2x4 image of 2 codes (256 images, row ends between the rows), CFG 2, temperature 1, trees shorter than
     the image so Jacobi chains carry across steps (and the row-above laws are used): the image law is the exact AR
     law. The negative control keys the coupled noise by depth and must fail the same test."""
-    model = tiny_backbone()
-    grid = hk.ImageGrid(height=2, width=4, row_end_token=3, image_token_range=(45, 47))
-    sampling = SamplingConfig(cfg_scale=2.0)
-    probs, images = _exact_image_law(model, grid, sampling)
+    model, grid, sampling, probs, images = two_code_image_law()
     if variant == "depth":
         _depth_keyed(monkeypatch)
     predicted = _count_predictions(monkeypatch)
@@ -337,6 +334,16 @@ def test_sampled_images_follow_the_exact_ar_law(mode, nodes, variant, monkeypatc
     assert all(out.num_forward_passes > 1 for out in outs)
     assert predicted[0] > 0  # depths drafted from an earlier tree's prediction: chains carried across steps
     assert sum(out.accepted_by_source.get("jacobi", 0) for out in outs) > 0
+
+
+def two_code_image_law():
+    """(model, grid, sampling, exact law, images) of a 2x4 image of 2 codes (256 images, row ends between the rows)
+    under CFG 2, temperature 1: the end-to-end law tests' setting."""
+    model = tiny_backbone()
+    grid = hk.ImageGrid(height=2, width=4, row_end_token=3, image_token_range=(45, 47))
+    sampling = SamplingConfig(cfg_scale=2.0)
+    probs, images = _exact_image_law(model, grid, sampling)
+    return model, grid, sampling, probs, images
 
 
 def _count_predictions(monkeypatch):
