@@ -54,14 +54,16 @@ def local_dir(name: str, path, required: str | tuple[str, ...], revision: str | 
 
 def _snapshot(name: str, repo_id: str, revision: str | None) -> str:
     """snapshot_download of FETCHED_FILES; the Hub's refusals as errors naming `name`."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
     where = f"{name}: {repo_id!r} is not a local directory, and as a Hugging Face Hub repository id"
     try:
+        # offline: the cache alone (given a commit as revision, huggingface_hub 1.x would still list the repository
+        # online and fail with OfflineModeIsEnabled instead of reading the cached snapshot)
         return snapshot_download(repo_id, revision=revision, allow_patterns=list(FETCHED_FILES),
-                                 ignore_patterns=list(SKIPPED_FILES))
+                                 ignore_patterns=list(SKIPPED_FILES), local_files_only=bool(constants.HF_HUB_OFFLINE))
     except GatedRepoError:  # before RepositoryNotFoundError: it is one
         raise ValueError(f"{where} it is gated: accept its terms on huggingface.co, then `huggingface-cli login` "
                          f"(or set HF_TOKEN)") from None
@@ -69,7 +71,7 @@ def _snapshot(name: str, repo_id: str, revision: str | None) -> str:
         raise ValueError(f"{where} it does not exist (or is private: `huggingface-cli login`)") from None
     except RevisionNotFoundError:
         raise ValueError(f"revision: {revision!r} is not a branch, tag or commit of {repo_id!r}") from None
-    except LocalEntryNotFoundError:
+    except (LocalEntryNotFoundError, ConnectionError):  # ConnectionError: OfflineModeIsEnabled, a refused socket
         raise FileNotFoundError(f"{where} it is not in the local cache, and the Hub cannot be reached (offline, or "
                                 f"HF_HUB_OFFLINE=1): download it where there is a network (`huggingface-cli download "
                                 f"{repo_id}`), or give a local directory") from None
