@@ -55,19 +55,28 @@ class Commit:
 
 
 def step(plan: StepPlan, state: DecodeState) -> None:
-    candidates = draft(plan, state)
+    noise = step_noise(plan, state)
+    candidates = draft(plan, state, noise)
     nodes = build_tree(plan, candidates)
     out = forward(plan, state, nodes)
-    verdict = verify(plan, state, nodes, candidates, out)
+    verdict = verify(plan, state, nodes, candidates, out, noise)
     done = commit(plan, state, nodes, verdict)
     record(plan, state, candidates, verdict, done)
     inform(plan, state, out, nodes, verdict, done)
     state.rng.advance()
 
 
-def draft(plan: StepPlan, state: DecodeState) -> Candidates:
+def step_noise(plan: StepPlan, state: DecodeState) -> torch.Tensor | None:
+    """The coupled rule's Gumbel noise at the body offsets committed + 0 .. max depth, [B, path_width, V]: drawn once
+    per step, row d for the candidates of depth d + 1 and for the target's token after a node of depth d (None: the
+    rejection rule, or greedy decoding)."""
+    return _coupled_noise(state, state.committed[:, None] + torch.arange(plan.path_width, device=state.body.device))
+
+
+def draft(plan: StepPlan, state: DecodeState, noise: torch.Tensor | None = None) -> Candidates:
+    """noise: step_noise's (every proposal draws with it), or None (each draws with its own or the step's)."""
     offsets = state.committed[:, None] + plan.draft_offsets
-    noise = _coupled_noise(state, offsets)
+    noise = None if noise is None else noise[:, : plan.draft_depth]
     ctx = DraftContext(plan.draft_depth, offsets, state.sampling.greedy, state.source_states, noise is not None)
     return plan.pool.draw(ctx, state.rng, noise)
 
@@ -89,10 +98,11 @@ def forward(plan: StepPlan, state: DecodeState, nodes: TreeNodes) -> TreeForward
     return TreeForward(target_logits, hidden[:batch], next_offsets)
 
 
-def verify(plan: StepPlan, state: DecodeState, nodes: TreeNodes, candidates: Candidates,
-           out: TreeForward) -> VerifyResult:
-    noise = _coupled_noise(state, out.next_offsets)
-    target = out.target_logits if noise is None else own_sample(out.target_logits, noise)
+def verify(plan: StepPlan, state: DecodeState, nodes: TreeNodes, candidates: Candidates, out: TreeForward,
+           noise: torch.Tensor | None = None) -> VerifyResult:
+    """noise: step_noise's; node n's target token takes its row at n's depth (the offset its logits are the law of,
+    out.next_offsets)."""
+    target = out.target_logits if noise is None else own_sample(out.target_logits, noise[:, plan.tree.depth])
     rule = "match" if state.sampling.greedy or noise is not None else "rejection"
     uniforms = _verify_uniforms(state, *nodes.tokens.shape)
     draft_table = candidates.table.to(target.dtype)  # the kernels take one dtype (float64 models)
