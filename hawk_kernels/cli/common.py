@@ -155,7 +155,6 @@ def check_heads_dir(flag: str, path) -> None:
     """A draft-heads directory (`hawk train-heads --out DIR`): it exists and holds the heads' two files, judged
     before the model loads (their contents are checked when they load)."""
     from ..heads import CONFIG_NAME, WEIGHTS_NAME
-
     from ..hub import is_repo_id
 
     if path is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..checks import as_dtype, check_attn_implementation, check_compile
-from ..heads import DraftHeads
+from ..heads import CONFIG_NAME, DraftHeads, load_accept_rates
 from ..hub import local_dir
 from .base import ImagePipeline, PipelineOutput
 from .continuous import stream_images
@@ -63,7 +63,7 @@ def load_pipeline(model_dir, heads=None, device=None, dtype=None, compile="auto"
     _check_checkpoint(model_dir, config, family, fetched=model_dir != Path(given))
     # heads and tokenizer fetched before the model loads: a bad id fails now
     if heads is not None and not isinstance(heads, DraftHeads):
-        heads = local_dir("heads", heads, "draft_heads_config.json")
+        heads = local_dir("heads", heads, CONFIG_NAME)
     processor_dir = model_dir if tokenizer is None else _tokenizer_dir(tokenizer, family)
     model = _load_model(family, model_dir, device, dtype, attn_implementation)
     processor, why = _load_processor(processor_dir, family.processor_files)
@@ -182,8 +182,6 @@ def _load_processor(model_dir: Path, files: tuple):
 
 def _load_heads(heads, device):
     """heads: None, a DraftHeads, or the local directory load_pipeline resolved -> (heads, their tree rates)."""
-    from ..heads import load_accept_rates
-
     if heads is None or isinstance(heads, DraftHeads):
         return heads, {}
     return DraftHeads.from_pretrained(str(heads), device=device), load_accept_rates(heads)

@@ -50,7 +50,7 @@ class ImagePipeline:
         # HawkDecoder's verification rule for every decoder this pipeline builds: "coupled" (a sampled image is the AR
         # image of its seed in every mode, tree size and batch) or "rejection" (Hawk's published rule)
         self.verify: str = "coupled"
-        self._decoders: dict = {}  # (mode, grid, num_nodes) -> HawkDecoder
+        self._decoders: dict = {}  # (mode, grid, num_nodes, compile, verify) -> HawkDecoder
         self._backbones: dict = {}  # grid -> backbone adapter
         self.check_model()
         if heads is not None:

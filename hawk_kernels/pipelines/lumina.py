@@ -45,8 +45,11 @@ NAMED_SIZE = re.compile(r"lumina-mgpt-\d+b-(512|768|1024)(?!\d)", re.IGNORECASE)
 def named_size(model_dir) -> int | None:
     """The size in pixels a Lumina-mGPT checkpoint's name carries, from the last component of `model_dir`'s path that
     names one (a Hub snapshot: .../models--Alpha-VLLM--Lumina-mGPT-7B-512/snapshots/<commit>), or None."""
-    sizes = [int(found.group(1)) for part in Path(model_dir).parts for found in [NAMED_SIZE.search(part)] if found]
-    return sizes[-1] if sizes else None
+    for part in reversed(Path(model_dir).parts):
+        found = NAMED_SIZE.search(part)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 class LuminaPipeline(ImagePipeline):

@@ -29,10 +29,9 @@ def png_text(line: dict) -> dict:
     from .. import __version__
 
     kept = {key: value for key, value in line.items() if key not in RUN_FIELDS}
-    named = dict(Seed=kept.get("seed"), Mode=kept.get("mode"), Nodes=kept.get("num_nodes"), Size=kept.get("size"),
-                 **{"CFG scale": kept.get("cfg"), "Model hash": kept.get("model")},
-                 Temperature=kept.get("temperature"), **{"Top-k": kept.get("top_k")})
-    details = ", ".join(f"{key}: {value}" for key, value in named.items() if value is not None)
+    named = {"Seed": "seed", "Mode": "mode", "Nodes": "num_nodes", "Size": "size", "CFG scale": "cfg",
+             "Model hash": "model", "Temperature": "temperature", "Top-k": "top_k"}  # parameters' name: the line's
+    details = ", ".join(f"{name}: {kept[key]}" for name, key in named.items() if kept.get(key) is not None)
     negative = "" if kept.get("negative_prompt") is None else f"\nNegative prompt: {kept['negative_prompt']}"
     return {"hawk_kernels": json.dumps(kept, ensure_ascii=False),
             "parameters": f"{kept.get('prompt', '')}{negative}\n{details}",
