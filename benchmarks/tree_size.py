@@ -156,7 +156,8 @@ def main(argv=None) -> int:
         rows += batch_rows(pipe, factories, table, sizes, batch, args.repeats, compile, args.warmup_rounds,
                            args.continuous)
     info = dict(report_header(device, argv, "benchmarks/tree_size.py"), threads=1, warmup_rounds=args.warmup_rounds,
-                repeats=args.repeats, rows=rows, compile=args.compile, continuous_images_per_row=args.continuous,
+                repeats=args.repeats, rows=rows, compile=args.compile, verify=pipe.verify,
+                continuous_images_per_row=args.continuous,
                 what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats "
                      "(after warmup_rounds untimed rounds)")
     name = f"tree_size_continuous{args.continuous}.json" if args.continuous else "tree_size.json"

@@ -7,6 +7,10 @@ content as well as by rule: more seed sets shrink that).
 
     python benchmarks/verify_rules.py --out DIR [--images 60] [--seed-sets 3] [--nodes 16 32]
     python benchmarks/verify_rules.py --smoke --out DIR     # 4 images, one seed set, 8 nodes, two modes (CI)
+    python benchmarks/verify_rules.py --out DIR --rules coupled --heads HEADS_DIR   # another rate table, same images
+
+Under "coupled" an image does not depend on the drafts, so two runs of it (e.g. two rate tables via --heads: the
+rates beside those heads) compare tokens per pass on the very same images.
 """
 from __future__ import annotations
 
@@ -48,20 +52,24 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int, nargs="+", default=[16, 32])
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    p.add_argument("--heads", default=None, help="heads directory (and the tree_rates.json beside them); default: "
+                   "the bundled heads")
     p.add_argument("--smoke", action="store_true", help="4 images, one seed set, 8 nodes, medusa and hawk+jacobi")
     args = p.parse_args(argv)
     if args.smoke:
         args.images, args.seed_sets, args.nodes, args.modes, args.batch = 4, 1, [8], ["medusa", "hawk+jacobi"], 4
     torch.set_num_threads(1)
-    pipe = hk.load_demo_pipeline(device="cpu")
+    pipe = hk.load_demo_pipeline(device="cpu", heads=args.heads)
     prompts, _ = prompts_for(args.images, pipe.vocab)
     seeds = [500 + 1000 * k for k in range(args.seed_sets)]
     report = dict(report_header("cpu", argv, "benchmarks/verify_rules.py"), smoke=args.smoke, images=args.images,
-                  seeds=seeds, batch=args.batch, cfg_scale=pipe.defaults.get("cfg_scale"), rows=[])
+                  seeds=seeds, batch=args.batch, heads=args.heads or "bundled",
+                  cfg_scale=pipe.defaults.get("cfg_scale"), rows=[])
     ar = {seed: _decode(pipe, "ar", prompts, 1, seed, args.batch)[0] for seed in seeds}  # coupled AR, per seed set
     for nodes in args.nodes:
         for mode in args.modes:
-            for rule in RULES:
+            for rule in args.rules:
                 pipe.verify = rule
                 runs = [_decode(pipe, mode, prompts, nodes, seed, args.batch) for seed in seeds]
                 same = [bool(torch.equal(run[0], ar[seed])) for run, seed in zip(runs, seeds)]
