@@ -111,7 +111,8 @@ def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, c
     if heads is not None:
         depths.update(medusa=heads.num_horizontal, vertical=heads.num_horizontal + 2, hawk=heads.num_horizontal + 4)
     run = dict(images=images, exploratory_nodes=nodes, cfg=cfg, date=datetime.date.today().isoformat(),
-               command=command, size=size if size is None or isinstance(size, int) else list(size))
+               command=command, size=size if size is None or isinstance(size, int) else list(size),
+               verify=pipe.verify)  # the rule the rates hold under (the coupled rule accepts a little differently)
     report = report or dict(rates={}, tried={}, accepted={}, **run)
     report.setdefault("runs", {})
     for mode in modes:
