@@ -78,3 +78,44 @@ def test_accept_reject(timed, bench_device, device_type, backend, num_nodes, voc
           mean_accept_len=accept_len.float().mean().item(),
           bytes_note="all target + draft logits read once: the memory floor (every node's decision reads its "
                      "target row; the per-node kernels read it once from HBM, the draft rows from L2)")
+
+
+def walk_params():
+    out = [pytest.param("cuda", n, VOCAB, BATCH, marks=pytest.mark.cuda, id=f"cuda-N{n}") for n in (16, 32, 64, 128)]
+    out += [pytest.param("cuda", n, LARGE_VOCAB, LARGE_BATCH, marks=pytest.mark.cuda,
+                         id=f"cuda-N{n}-V{LARGE_VOCAB}-B{LARGE_BATCH}") for n in (16, 64, 128)]
+    return out + [pytest.param("cpu", n, 1024, BATCH, id=f"cpu-N{n}-V1024") for n in (16, 64)]
+
+
+@pytest.mark.parametrize("device_type,num_nodes,vocab,batch", walk_params())
+def test_coupled_verify_walk(timed, bench_device, device_type, num_nodes, vocab, batch):
+    """The default (coupled) rule's verify as the step runs it (engine/step.py `verify`): each node's own sample
+    (the Gumbel-argmax of its logits + the noise row of its depth) and the token walk (verify.match_walk), eager
+    torch ops, no verifier kernel. Beside accept_reject's rows above: what the coupled rule spends instead."""
+    from hawk_kernels.engine.step import own_tokens
+    from hawk_kernels.tree import TreeBuffers, TreeTemplate
+    from hawk_kernels.verify import match_walk
+
+    device = bench_device(device_type, "torch", None)  # no hawk kernel: torch ops
+    inputs = make(num_nodes, vocab, batch, device, torch.float32)
+    tree = TreeBuffers(TreeTemplate.from_paths(_paths(medusa_tree(num_nodes))), device)
+    g = torch.Generator(device=device).manual_seed(1)
+    noise = -torch.log(-torch.log(torch.rand(batch, tree.template.max_depth + 1, vocab, generator=g, device=device)
+                                  .clamp(min=1e-20)))
+    target, tokens = inputs["target_logits"], inputs["node_tokens"]
+    accept_len = match_walk(*own_tokens(target, noise[:, tree.depth]), tokens, tree).accept_len
+    timed(lambda: match_walk(*own_tokens(target, noise[:, tree.depth]), tokens, tree), device=device,
+          bytes_moved=batch * (num_nodes + noise.shape[1]) * vocab * target.element_size(), repeats=50,
+          backend="torch", nodes=num_nodes, vocab=vocab, batch=batch, dtype="float32",
+          mean_accept_len=accept_len.float().mean().item(),
+          bytes_note="the target logits and the depth noise read once: the memory floor")
+
+
+def _paths(parents):
+    """medusa_tree's parent list -> the rank paths TreeTemplate.from_paths takes (children ranked in node order)."""
+    paths, children = [()], {}
+    for node, parent in enumerate(parents[1:], 1):
+        rank = children.setdefault(parent, 0)
+        children[parent] = rank + 1
+        paths.append(paths[parent] + (rank,))
+    return paths[1:]

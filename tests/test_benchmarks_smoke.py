@@ -301,7 +301,8 @@ def test_kernel_benchmarks_smoke(smoke):
     assert_header(report["hawk_header"], "python -m pytest benchmarks")  # beside pytest-benchmark's machine_info
     benchmarks = report["benchmarks"]
     ran = {b["name"].split("[")[0] for b in benchmarks}
-    assert ran == {"test_accept_reject", "test_attention", "test_draft_heads", "test_philox_uniforms", "test_tree_mask"}
+    assert ran == {"test_accept_reject", "test_attention", "test_coupled_verify_walk", "test_draft_heads",
+                   "test_philox_uniforms", "test_tree_mask"}
     bandwidths = {(b["extra_info"]["device"], b["extra_info"]["copy_bandwidth_bytes_per_s"]) for b in benchmarks}
     devices = {device for device, _ in bandwidths}
     assert len(bandwidths) == len(devices) and min(bw for _, bw in bandwidths) > 1e8  # one measurement per device

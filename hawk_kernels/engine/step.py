@@ -6,7 +6,8 @@
   forward one backbone pass over every node with the tree mask (CFG branches batched on the same nodes);
   verify  ops.accept_reject walks the tree -> path + bonus token. Under the coupled rule (the default) the
           target's token after each node is its own sample, the Gumbel-argmax of its law with noise keyed by (image
-          seed, body offset), and a child is accepted when it is that token; the drafts drew with the same noise.
+          seed, body offset), and a child is accepted when it is that token (verify.match_walk, over tokens: no
+          kernel); the drafts drew with the same noise.
           So every step commits exactly the tokens AR sampling with that noise commits, whatever the drafts: an
           image is a function of its seed, the same in every mode, tree and batch. Under the rejection rule, Hawk's
           exact multi-draft rejection sampling with residual resampling (ops/reference/accept_reject.py);
@@ -29,7 +30,7 @@ import torch
 
 from ..drafts import Candidates, DraftContext, StepRecord, TreeRecord
 from ..ops.philox import STREAM_ACCEPT, STREAM_RESIDUAL
-from ..verify import VerifyResult
+from ..verify import VerifyResult, match_walk
 from .plan import StepPlan
 from .state import DecodeState
 
@@ -102,12 +103,15 @@ def verify(plan: StepPlan, state: DecodeState, nodes: TreeNodes, candidates: Can
            noise: torch.Tensor | None = None) -> VerifyResult:
     """noise: step_noise's; node n's target token takes its row at n's depth (the offset its logits are the law of,
     out.next_offsets)."""
-    target = out.target_logits if noise is None else own_sample(out.target_logits, noise[:, plan.tree.depth])
-    rule = "match" if state.sampling.greedy or noise is not None else "rejection"
-    uniforms = _verify_uniforms(state, *nodes.tokens.shape)
-    draft_table = candidates.table.to(target.dtype)  # the kernels take one dtype (float64 models)
-    verdict = VerifyResult(*plan.kernels.accept_reject(target, draft_table, nodes.tokens, plan.tree.parents,
-                                                       nodes.law, uniforms, rule))
+    if noise is not None or state.sampling.greedy:  # "match": each node's target token is drawn here (its own
+        #                                             Gumbel-max sample; greedy: its argmax), then a walk over tokens
+        depth_noise = None if noise is None else noise[:, plan.tree.depth]
+        verdict = match_walk(*own_tokens(out.target_logits, depth_noise), nodes.tokens, plan.tree)
+    else:  # the rejection rule
+        uniforms = _verify_uniforms(state, *nodes.tokens.shape)
+        target, draft_table = out.target_logits, candidates.table.to(out.target_logits.dtype)  # one dtype (float64)
+        verdict = VerifyResult(*plan.kernels.accept_reject(target, draft_table, nodes.tokens, plan.tree.parents,
+                                                           nodes.law, uniforms, "rejection"))
     state.bad_rows.logical_or_(verdict.bonus < 0)  # raised by DecodeSession.check() between steps
     return verdict
 
@@ -161,10 +165,12 @@ def prefill(plan: StepPlan, state: DecodeState, prompt_ids: torch.Tensor, prompt
     last_hidden = plan.backbone.prefill(state.cache, prompt_ids, prompt_valid)
     first = state.target(plan.backbone.image_logits(last_hidden)[:, None], state.committed[:, None])
     noise = _coupled_noise(state, state.committed[:, None])
-    first = first if noise is None else own_sample(first, noise)
-    no_node = torch.full((batch, 1), -1, device=first.device)
-    _, _, bonus = plan.kernels.accept_reject(first, first, no_node, plan.tree.parents[:1], no_node.clamp(min=0),
-                                             _verify_uniforms(state, batch, 1), "match")
+    if noise is not None or state.sampling.greedy:  # the root's own sample, or argmax (-1 where no law is defined)
+        bonus = match_walk(*own_tokens(first, noise), torch.zeros_like(state.committed)[:, None], None).bonus
+    else:  # the rejection rule's first token: a draw from the target with the step's uniforms
+        no_node = torch.full((batch, 1), -1, device=first.device)
+        _, _, bonus = plan.kernels.accept_reject(first, first, no_node, plan.tree.parents[:1], no_node.clamp(min=0),
+                                                 _verify_uniforms(state, batch, 1), "match")
     state.rng.advance()
     if bool((bonus < 0).any()):
         raise FloatingPointError("target logits: the first image position has NaN or no finite logits")
@@ -235,16 +241,13 @@ def _coupled_noise(state: DecodeState, offsets: torch.Tensor) -> torch.Tensor | 
     return state.noise.gumbel(offsets)
 
 
-def own_sample(target_logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """The coupled rule's target: per node, a one-hot law (0 at its token, -inf elsewhere) on the Gumbel-argmax of
-    its processed logits + noise, i.e. a sample of the target law (the Gumbel-max trick), which the "match" rule
-    then takes whatever its uniforms. A row that defines no law (NaN, +inf, no finite entry) is kept, so the
-    verifier still reports it."""
-    token = (target_logits + noise.to(target_logits.dtype)).argmax(-1, keepdim=True)
-    one_hot = torch.full_like(target_logits, float("-inf")).scatter_(-1, token, 0.0)
-    undefined = torch.isnan(target_logits).any(-1, keepdim=True) | torch.isposinf(target_logits).any(-1, keepdim=True)
-    undefined |= ~torch.isfinite(target_logits).any(-1, keepdim=True)
-    return torch.where(undefined, target_logits, one_hot)
+def own_tokens(target_logits: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "match" rule's target tokens: per node, the Gumbel-argmax of its processed logits + noise, i.e. a sample
+    of the target law (the Gumbel-max trick; noise None: greedy, whose processed law is one-hot at its argmax), and
+    whether that law is defined at all (no NaN, no +inf, a finite entry: amax propagates NaN, is +inf with a +inf
+    and -inf with no finite entry). [B, N] each."""
+    token = (target_logits if noise is None else target_logits + noise.to(target_logits.dtype)).argmax(-1)
+    return token, torch.isfinite(target_logits.amax(-1))
 
 
 def _verify_uniforms(state: DecodeState, batch: int, nodes: int) -> torch.Tensor:
