@@ -156,11 +156,9 @@ class TreeBuffers:
         self.rank_cell = self.depth * template.max_rank + self.rank_index
         # [N, max_depth + 1] the node whose prediction feeds each depth after node n was the last accepted
         self.continuation = torch.tensor(template.continuations(), dtype=torch.int64, device=device)
-        # the token walk of the coupled rule (verify.match_walk): [n, m] m is an earlier sibling of n; [k, n] n
-        # sits at depth k (k < N: a path of the tree is at most N nodes long)
+        # [n, m]: m is an earlier sibling of n (the "match" rule's token walk follows the first: verify.match_walk)
         nodes = torch.arange(template.num_nodes, device=device)
         self.earlier_sibling = (self.parents[:, None] == self.parents[None, :]) & (nodes[None, :] < nodes[:, None])
-        self.at_depth = self.depth[None, :] == nodes[:, None]
 
     @property
     def num_rank_cells(self) -> int:

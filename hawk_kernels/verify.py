@@ -40,10 +40,11 @@ def match_walk(target_tokens: torch.Tensor, defined: torch.Tensor, node_tokens: 
     followed &= ~(followed[:, None, :] & tree.earlier_sibling).any(-1)
     followed[:, 0] = True  # the root
     on_path = ~(tree.ancestor_mask & ~followed[:, None, :]).any(-1)  # [B, N]: every ancestor-or-self followed
-    accept_len = on_path.sum(-1) - 1
-    nodes = torch.arange(on_path.shape[1], device=on_path.device)
-    at_depth = tree.at_depth & on_path[:, None, :]  # [B, k, n]: the path's node at depth k
-    path = torch.where(at_depth.any(-1), (at_depth * nodes).sum(-1), -1)
-    last = path.gather(1, accept_len[:, None])
-    bonus = torch.where(defined.gather(1, last), target_tokens.gather(1, last), -1)[:, 0]
+    last = (on_path * tree.depth).argmax(-1)  # the path's deepest node (at most one followed child per node)
+    accept_len = tree.depth[last]
+    ancestors = tree.continuation[last]  # [B, max_depth + 1]: last's ancestor at each depth up to its own
+    depths = torch.arange(ancestors.shape[1], device=last.device)
+    path = torch.where(depths <= accept_len[:, None], ancestors, -1)
+    path = torch.nn.functional.pad(path, (0, node_tokens.shape[1] - path.shape[1]), value=-1)  # [B, N], as the kernels
+    bonus = torch.where(defined.gather(1, last[:, None]), target_tokens.gather(1, last[:, None]), -1)[:, 0]
     return VerifyResult(accept_len, path, bonus)
