@@ -30,6 +30,7 @@ import torch
 
 from ..drafts import Candidates, DraftContext, StepRecord, TreeRecord
 from ..ops.philox import STREAM_ACCEPT, STREAM_RESIDUAL
+from ..target import defines_a_law
 from ..verify import VerifyResult, match_walk
 from .plan import StepPlan
 from .state import DecodeState
@@ -244,10 +245,9 @@ def _coupled_noise(state: DecodeState, offsets: torch.Tensor) -> torch.Tensor | 
 def own_tokens(target_logits: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The "match" rule's target tokens: per node, the Gumbel-argmax of its processed logits + noise, i.e. a sample
     of the target law (the Gumbel-max trick; noise None: greedy, whose processed law is one-hot at its argmax), and
-    whether that law is defined at all (no NaN, no +inf, a finite entry: amax propagates NaN, is +inf with a +inf
-    and -inf with no finite entry). [B, N] each."""
+    whether that law is defined at all (target.defines_a_law). [B, N] each."""
     token = (target_logits if noise is None else target_logits + noise.to(target_logits.dtype)).argmax(-1)
-    return token, torch.isfinite(target_logits.amax(-1))
+    return token, defines_a_law(target_logits)
 
 
 def _verify_uniforms(state: DecodeState, batch: int, nodes: int) -> torch.Tensor:
