@@ -12,6 +12,7 @@ the run's noise band (where "auto" picks size 1 it runs AR steps, so its ratio i
     python benchmarks/tree_size.py --out DIR [--batches 1 4 16 64] [--repeats 3]
     python benchmarks/tree_size.py --out DIR --continuous 4   # continuous batching: 4 images per row
     python benchmarks/tree_size.py --smoke --out DIR          # hawk, batch 1, sizes 1 and 4, one repeat
+    python benchmarks/tree_size.py --out DIR --uncalibrated   # no calibrated rates: acceptance measured on the model
 
 --continuous K times what `hawk generate --batch-size B` and `generate(prompts, batch_size=B)` run: B x K prompts
 through one session of B rows, a finished row taking the next prompt (pipelines/continuous.py), and "auto" chooses
@@ -35,7 +36,7 @@ import hawk_kernels as hk  # noqa: E402
 from timing import report_header  # noqa: E402
 from hawk_kernels.cli.common import COMPILE_WORDS  # noqa: E402
 from hawk_kernels.target import SamplingConfig  # noqa: E402
-from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, choose_num_nodes  # noqa: E402
+from hawk_kernels.tree_size import CANDIDATE_SIZES, SizeChoice, StepCostTable, choose_num_nodes  # noqa: E402
 
 DRAFTING = ("medusa", "vertical", "hawk", "jacobi", "hawk+jacobi")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -91,16 +92,34 @@ def continuous_images(decoder, pipe, batch: int, per_row: int, seed: int = 0) ->
     rows = pipe.call_rows(prompts, None, grid, sampling)
     every = range(len(prompts))
     call = _Call(rows, [(seed + i) % 2**64 for i in every], sampling, batch,
-                 prompt_width(rows, every, sampling.uses_cfg), decoder, decoder.mode)
+                 prompt_width(rows, every, sampling.uses_cfg), decoder, decoder.mode,
+                 SizeChoice(decoder.tree.num_nodes, {}))  # a fixed size: no acceptance counts kept
     for _ in _run_session(pipe, call):
         pass
+
+
+def acceptance_of(pipe, mode: str, table) -> tuple:
+    """(the rates "auto" weighs `mode`'s sizes with, where they came from): the bundled heads' calibrated rates,
+    or, with --uncalibrated (the pipeline's rates dropped), the acceptance a first call measures on the model
+    (hawk_kernels/acceptance.py: a probe of the benchmark's first two images, counts kept beside `table`)."""
+    from hawk_kernels.acceptance import AcceptanceTable, acceptance_key, measured_rates
+    from hawk_kernels.pipelines.rows import probe_batch
+
+    if pipe.accept_rates.get(mode) is not None:
+        return pipe.accept_rates[mode], "calibrated with the heads"
+    sampling, grid = SamplingConfig(3.0), pipe.layout(None)  # what the timed decoders sample
+    prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(2)]
+    probe = probe_batch(pipe.call_rows(prompts, None, grid, sampling), range(2), [0, 1], True, pipe.device)
+    return measured_rates(pipe, acceptance_key(pipe, mode, grid, sampling), mode, grid, sampling, probe,
+                          AcceptanceTable(table.path.with_name("acceptance.json")))
 
 
 def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, compile="auto",
                warmup: int = 1, per_row: int = 0) -> list[dict]:
     """One row per mode at `batch`: auto's choice and estimates, its images/s against AR's, timed interleaved
     (per_row > 0: continuous sessions of per_row images per row)."""
-    choices = {mode: choose_num_nodes(make, mode, pipe.accept_rates.get(mode), batch, SamplingConfig(3.0), "demo",
+    rates = {mode: acceptance_of(pipe, mode, table) for mode in factories}
+    choices = {mode: choose_num_nodes(make, mode, rates[mode][0], batch, SamplingConfig(3.0), "demo",
                                       table, sizes, continuous=per_row > 0)
                for mode, make in factories.items()}
     ar_again = hk.HawkDecoder(pipe.model, None, pipe.grid, mode="ar", compile=compile)  # the noise band
@@ -115,7 +134,7 @@ def batch_rows(pipe, factories: dict, table, sizes, batch: int, repeats: int, co
         row = dict(batch=batch, mode=mode, continuous_images_per_row=per_row, auto_num_nodes=choice.num_nodes,
                    ar_images_per_s=ar,
                    ar_again_vs_ar=speed["ar again"] / ar, auto_images_per_s=speed[mode],
-                   auto_vs_ar=speed[mode] / ar, estimates=choice.estimates)
+                   auto_vs_ar=speed[mode] / ar, estimates=choice.estimates, rates_from=rates[mode][1])
         if batch == 1:
             row["fixed_images_per_s"] = {n: speed[(mode, n)] for n in sizes if n > 1}
             row["auto_vs_best_fixed"] = speed[mode] / max(row["fixed_images_per_s"].values())
@@ -135,6 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-rounds", type=int, default=1, help="untimed rounds first (every decoder once each)")
     p.add_argument("--continuous", type=int, default=0, metavar="K",
                    help="time continuous sessions of K images per row (0: one fixed batch per decoder)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="drop the bundled heads' calibrated rates: trees take the generic prior's shapes and "
+                        "'auto' weighs sizes with the acceptance measured on the model (a user without calibration)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu (1 thread) or cuda")
     p.add_argument("--compile", choices=tuple(COMPILE_WORDS), default="auto",
@@ -149,6 +171,8 @@ def main(argv=None) -> int:
     table = StepCostTable(out / "step_costs.json")
     pipe = hk.load_demo_pipeline(device=device)
     compile = pipe.compile = COMPILE_WORDS[args.compile]
+    if args.uncalibrated:
+        pipe.set_heads(pipe.heads, None)
     factories = {mode: decoder_factory(pipe, mode) for mode in args.modes}
     sizes = (1, 4) if args.smoke else CANDIDATE_SIZES
     rows = []
@@ -157,10 +181,11 @@ def main(argv=None) -> int:
                            args.continuous)
     info = dict(report_header(device, argv, "benchmarks/tree_size.py"), threads=1, warmup_rounds=args.warmup_rounds,
                 repeats=args.repeats, rows=rows, compile=args.compile, verify=pipe.verify,
-                continuous_images_per_row=args.continuous,
+                continuous_images_per_row=args.continuous, uncalibrated=args.uncalibrated,
                 what="images/s of num_nodes='auto' vs AR and fixed sizes, bundled model, CFG 3, best of repeats "
                      "(after warmup_rounds untimed rounds)")
     name = f"tree_size_continuous{args.continuous}.json" if args.continuous else "tree_size.json"
+    name = name.replace(".json", "_uncalibrated.json") if args.uncalibrated else name
     (out / name).write_text(json.dumps(info, indent=2))
     return 0
 

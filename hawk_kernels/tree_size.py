@@ -18,8 +18,6 @@ The chosen size is recorded in the output; passing it back as num_nodes reproduc
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import statistics
 import sys
@@ -31,14 +29,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .acceptance import ProbeBatch, acceptance_key, measured_rates
 from .checks import as_int
+from .disk_table import CACHE_ENV, DiskTable, cache_path  # noqa: F401 (CACHE_ENV: where the tables live)
 from .drafts import needs_heads
 from .engine.graphs import captures
 from .target import SamplingConfig, StepSampling
 from .tree import MAX_NUM_NODES, TreeTemplate, rate_function
 
 CANDIDATE_SIZES = (1, 4, 8, 16, 32, 64)
-CACHE_ENV = "HAWK_CACHE_DIR"  # where step_costs.json lives (default ~/.cache/hawk_kernels)
 
 
 def expected_tokens_per_pass(template: TreeTemplate, accept_rate=None) -> float:
@@ -90,8 +89,7 @@ def expected_batch_passes(template: TreeTemplate, accept_rate, body_tokens: int,
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "hawk_kernels")
-    return Path(root) / "step_costs.json"
+    return cache_path("step_costs.json")
 
 
 def device_key(device: torch.device) -> str:
@@ -101,65 +99,31 @@ def device_key(device: torch.device) -> str:
     return f"cpu:{os.cpu_count()} cores, {torch.get_num_threads()} threads|torch {torch.__version__}"
 
 
-class StepCostTable:
+class StepCostTable(DiskTable):
     """Seconds per decode step, measured on demand and kept in a JSON file {key: seconds}. A key is measured once
-    per machine: the measurement runs under a lock on the file, and a process that waited for the lock reads the
+    per machine: the measurement runs under the table's lock, and a process that waited for the lock reads the
     value the first one wrote, so concurrent processes (torchrun ranks, a resumed run) choose the same tree sizes."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else default_cache_path()
-        self.costs = self._read()
+        super().__init__(path if path is not None else default_cache_path())
+
+    @property
+    def costs(self) -> dict:
+        return self.entries
 
     def seconds(self, key: str, measure: Callable[[], float]) -> float:
-        if key not in self.costs:
-            with self._locked():
-                self.costs = {**self.costs, **self._read()}  # another process may have measured it meanwhile
-                if key not in self.costs:
-                    self.costs[key] = float(measure())
-                    self._save()
-        return self.costs[key]
+        def measure_if_missing(costs: dict) -> None:
+            if key not in costs:  # another process may have measured it meanwhile
+                costs[key] = float(measure())
+
+        if key not in self.entries:
+            self.change(measure_if_missing)
+        return self.entries[key]
 
     def lower(self, key: str, seconds: float) -> float:
         """Keep the lower of `key`'s cost and `seconds` (a second timing of the same step), on disk too."""
-        with self._locked():
-            self.costs = {**self.costs, **self._read()}
-            if seconds < self.costs.get(key, float("inf")):
-                self.costs[key] = float(seconds)
-                self._save()
-        return self.costs[key]
-
-    def _read(self) -> dict:
-        try:
-            return json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, ValueError):
-            return {}  # unreadable cache: measure again
-
-    @contextlib.contextmanager
-    def _locked(self):
-        """An exclusive lock on <table>.lock (none where the directory is read-only or fcntl is missing)."""
-        try:
-            import fcntl
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path.with_name(self.path.name + ".lock"), "a")
-        except (ImportError, OSError):
-            yield
-            return
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _save(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(self.path.name + f".{os.getpid()}.partial")
-            partial.write_text(json.dumps(self.costs, indent=1, sort_keys=True))
-            os.replace(partial, self.path)  # never a half-written table
-        except OSError:
-            pass  # a read-only home: the costs stay in memory for this process
+        self.change(lambda costs: costs.update({key: min(float(seconds), costs.get(key, float("inf")))}))
+        return self.entries[key]
 
 
 def measure_step_seconds(decoder, batch: int, sampling: SamplingConfig, warmup: int = 3, steps: int = 8,
@@ -198,6 +162,8 @@ def measure_step_seconds(decoder, batch: int, sampling: SamplingConfig, warmup: 
 class SizeChoice:
     num_nodes: int  # the chosen size (1: a plain AR step)
     estimates: dict  # size -> {"tokens_per_pass", "seconds_per_step", "relative_speed"} (AR = 1)
+    rates_from: str | None = None  # where the acceptance behind an "auto" choice came from (None: not "auto")
+    acceptance_key: str | None = None  # where the call's acceptance counts go (acceptance.py; None: not kept)
 
 
 def step_form(decoder) -> str:
@@ -319,22 +285,26 @@ def checked_num_nodes(num_nodes):
 
 
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,
-                       prompt_length: int = 4, continuous: bool = False) -> int:
+                       prompt_length: int = 4, continuous: bool = False, probe: ProbeBatch | None = None) -> SizeChoice:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
-    (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, its rates, a cost table keyed
-    by the model's shape, and the batch's prompt length; continuous: rows refilled as they finish)."""
+    (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, a cost table keyed by the
+    model's shape, and the batch's prompt length; continuous: rows refilled as they finish). "auto" weighs sizes
+    with the pipeline's calibrated rates for the mode, else with the acceptance measured on this model
+    (acceptance.py: a probe of `probe`'s rows the first time), else the generic prior; the choice says which."""
     num_nodes = checked_num_nodes(num_nodes)
     if mode == "ar":
-        return 1
-    if num_nodes is None:
-        return default
+        return SizeChoice(1, {})
+    key = acceptance_key(pipe, mode, grid, sampling)
     if num_nodes != "auto":
-        return num_nodes
+        return SizeChoice(default if num_nodes is None else num_nodes, {}, acceptance_key=key)
+    rates, rates_from = pipe.accept_rates.get(mode), "calibrated with the heads"
+    if key is not None:
+        rates, rates_from = measured_rates(pipe, key, mode, grid, sampling, probe)
     heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
-    choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, pipe.accept_rates.get(mode),
-                              batch, sampling, _shape_key(pipe, grid), prompt_length=prompt_length,
+    choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, rates, batch, sampling,
+                              _shape_key(pipe, grid), prompt_length=prompt_length,
                               drafts=f", heads {heads}" if heads else "", continuous=continuous)
-    return choice.num_nodes
+    return SizeChoice(choice.num_nodes, choice.estimates, rates_from, key)
 
 
 def _shape_key(pipe, grid) -> str:

@@ -43,7 +43,7 @@ def test_the_tree_size_is_chosen_once_and_recorded(pipe, tmp_path, monkeypatch):
     from hawk_kernels.training import distillation
 
     choices, used = iter([8, 4]), []
-    monkeypatch.setattr(tree_size, "pipeline_num_nodes", lambda *a, **k: next(choices))
+    monkeypatch.setattr(tree_size, "pipeline_num_nodes", lambda *a, **k: tree_size.SizeChoice(next(choices), {}))
     original = pipe._decoder_of_size  # the decoder each stream of shards runs (pipelines/continuous.py)
     monkeypatch.setattr(pipe, "_decoder_of_size", lambda mode, grid, n: used.append(n) or original(mode, grid, n))
     kw = dict(images_per_prompt=3, batch_size=2, seed=3, cfg_scale=1.0, progress=False)

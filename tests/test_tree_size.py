@@ -154,18 +154,21 @@ def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkey
     assert torch.get_num_threads() >= 1
 
 
-@pytest.mark.parametrize("continuous", [0, 2])
-def test_tree_size_benchmark_smoke(tmp_path, continuous):
-    """benchmarks/tree_size.py runs (its CPU smoke form, fixed batches and continuous sessions) and writes its
-    JSON."""
+@pytest.mark.parametrize("continuous, uncalibrated", [(0, False), (2, False), (0, True)])
+def test_tree_size_benchmark_smoke(tmp_path, continuous, uncalibrated):
+    """benchmarks/tree_size.py runs (its CPU smoke form, fixed batches and continuous sessions; with the bundled
+    rates, or without them, weighing sizes by the acceptance measured on the model) and writes its JSON."""
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "benchmarks/tree_size.py", "--smoke", "--out", str(tmp_path), "--continuous",
-                    str(continuous)], cwd=root, check=True, capture_output=True, timeout=300,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+                    str(continuous)] + ["--uncalibrated"] * uncalibrated, cwd=root, check=True,
+                   capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     name = f"tree_size_continuous{continuous}.json" if continuous else "tree_size.json"
+    name = name.replace(".json", "_uncalibrated.json") if uncalibrated else name
     rows = json.loads((tmp_path / name).read_text())["rows"]
     assert rows and rows[0]["auto_num_nodes"] in (1, 4) and rows[0]["auto_vs_ar"] > 0
     assert rows[0]["continuous_images_per_row"] == continuous
+    assert rows[0]["rates_from"] == ("measured on this model (2 images)" if uncalibrated else
+                                     "calibrated with the heads")
 
 
 def test_pipelines_choose_per_batch_and_record_the_size():

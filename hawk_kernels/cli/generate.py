@@ -145,6 +145,8 @@ def _summary(pipe, jobs, out_dir: Path, paths: list, seconds: float) -> None:
     passes = sum(r["passes"] for r in rows) / max(1, len(rows))
     tokens = sum(r["passes"] * r["tokens_per_pass"] for r in rows) / max(1, sum(r["passes"] for r in rows))
     nodes = "/".join(str(n) for n in sorted({r["num_nodes"] for r in rows}))
+    weighed = "; ".join(dict.fromkeys(r["tree_rates"] for r in rows if "tree_rates" in r))  # --nodes auto's
+    nodes += f" (auto, acceptance {weighed})" if weighed else ""
     steps = "; ".join(dict.fromkeys(r.get("steps", "?") for r in rows))
     compiling = pipe.compile_seconds  # this process's, num_nodes="auto"'s timing included
     print(f"{plural(len(rows), 'image')} of {len(jobs)} in {out_dir / 'manifest.jsonl'}; passes per image "

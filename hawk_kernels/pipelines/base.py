@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..acceptance import record
 from ..backbones import backbone_for
 from ..checks import as_bool, as_float, as_int, image_seeds
 from ..decoder import HawkDecoder, HawkOutput
@@ -23,7 +24,7 @@ from ..tree_size import checked_num_nodes, pipeline_num_nodes
 from ..heads import DraftHeads, heads_for
 from ..target import SamplingConfig
 from .images import check_images, fit_images, pixel_statistics, to_pil
-from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
+from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, probe_batch, prompt_width, stack_rows
 
 
 class ImagePipeline:
@@ -158,10 +159,12 @@ class ImagePipeline:
         rows = self.call_rows(prompts, input_ids, grid, sampling, negative_prompt)
         seeds = image_seeds("seed", seed, len(rows.conditional))
         members = list(range(len(rows.conditional)))  # one decoder batch: prompts of any lengths, left-padded
-        # the size chosen before the clock starts ("auto" may time steps once: tree_size.pipeline_num_nodes)
-        decoder = decoder or self._decoder_of_size(mode, grid, pipeline_num_nodes(
+        # the size chosen before the clock starts ("auto" may time steps and probe acceptance once: tree_size.py)
+        choice = None if decoder is not None else pipeline_num_nodes(
             self, mode, grid, num_nodes, len(members), sampling, DEFAULT_NUM_NODES,
-            prompt_width(rows, members, sampling.uses_cfg)))
+            prompt_width(rows, members, sampling.uses_cfg), probe=probe_batch(rows, members, seeds,
+                                                                              sampling.uses_cfg, self.device))
+        decoder = decoder or self._decoder_of_size(mode, grid, choice.num_nodes)
         start = time.perf_counter()
         ids, mask, negative, negative_mask = stack_rows(rows, members, sampling.uses_cfg, self.device)
         outputs = [decoder.generate(ids, negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
@@ -169,6 +172,9 @@ class ImagePipeline:
                                     negative_attention_mask=negative_mask)]
         out = self._collect(outputs, members, rows, time.perf_counter() - start)
         out.num_nodes, out.mode = [decoder.tree.num_nodes] * len(members), mode
+        if choice is not None:  # the pipeline's own decoder: its counts teach later "auto" calls (acceptance.py)
+            record(choice.acceptance_key, outputs, len(members))
+            out.tree_rates = choice.rates_from
         return out
 
     def tree_size(self, mode: str, size=None, num_nodes: int | None = None) -> int:

@@ -368,6 +368,7 @@ def _finished(pipe, batch: list[ImageJob], res, out_dir: Path, part: Path, mode,
                   passes=res.num_forward_passes[k],
                   tokens_per_pass=round(res.committed[k] / max(1, res.num_forward_passes[k]), 4),
                   seconds=round(seconds, 4), compile_seconds=round(compile_seconds, 4), steps=res.step_engine,
+                  **({} if res.tree_rates is None else dict(tree_rates=res.tree_rates)),  # "auto": its acceptance
                   png=job.png_name) for k, job in enumerate(batch)]
     bar.totals["tokens"] += sum(res.committed)
     bar.totals["passes"] += sum(res.num_forward_passes)

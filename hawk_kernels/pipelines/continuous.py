@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+from ..acceptance import record
 from ..checks import as_bool, as_int, image_seeds
 from ..drafts import default_mode
 from ..progress import progress_bar
 from ..tree_size import pipeline_num_nodes
-from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, prompt_width, stack_rows
+from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, probe_batch, prompt_width, stack_rows
 
 
 def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
@@ -39,6 +40,7 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
             res.pixels = pipe.decode_pixels(res.codes)
             res.images = None if res.pixels is None else pipe.to_images(res.pixels)
         res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(members), call.mode
+        res.tree_rates = call.size_choice.rates_from
         yield sorted(members), res
 
 
@@ -63,6 +65,7 @@ def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mod
     res = pipe._collect(outputs, order, call.rows, time.perf_counter() - start)
     res.total_forward_passes = passes
     res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(order), call.mode
+    res.tree_rates = call.size_choice.rates_from
     return res
 
 
@@ -77,6 +80,7 @@ class _Call:
     room: int  # prompt tokens per row the session's cache holds: the longest prompt fits every refill
     decoder: object  # HawkDecoder
     mode: str
+    size_choice: object  # tree_size.SizeChoice: where the acceptance it weighed came from, where counts go
 
 
 def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes, top_p,
@@ -90,9 +94,11 @@ def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperatu
     seeds = image_seeds("seed", seed, len(rows.conditional))
     width = batch_size if fill else min(batch_size, len(rows.conditional))
     room = prompt_width(rows, range(len(rows.conditional)), sampling.uses_cfg)
-    nodes = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
-                               continuous=True)
-    return _Call(rows, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, nodes), mode)
+    choice = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
+                                continuous=True, probe=probe_batch(rows, range(width), seeds, sampling.uses_cfg,
+                                                                   pipe.device))
+    return _Call(rows, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, choice.num_nodes), mode,
+                 choice)
 
 
 def _run_session(pipe, call: _Call):
@@ -124,8 +130,9 @@ def _run_session(pipe, call: _Call):
         if len(real) < len(done):
             session.take([row for row in done if holder[row] is None])  # fillers: freed, never reported
         if real:
-            now = time.perf_counter()
-            yield [holder[row] for row in real], session.take(real), now - clock, passes
+            now, out = time.perf_counter(), session.take(real)
+            record(call.size_choice.acceptance_key, [out], len(real))  # teaches later "auto" calls (acceptance.py)
+            yield [holder[row] for row in real], out, now - clock, passes
             clock = now
         new, waiting = waiting[: len(done)], waiting[len(done):]
         refill = done[: len(new)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..acceptance import PROBE_ROWS, ProbeBatch
 from ..decoder import HawkOutput
 
 DEFAULT_NUM_NODES = 32
@@ -45,6 +46,8 @@ class PipelineOutput:
     committed: list[int] | None = None  # per image: tokens its passes committed (num_tokens less the prefill's
     #                                     token and the forced end; over its passes: tokens_per_pass's count)
     mode: str | None = None  # the decoding mode (the call's, or drafts.default_mode when it named none)
+    tree_rates: str | None = None  # num_nodes="auto": the acceptance it weighed sizes with ("calibrated with the
+    #                                heads", "measured on this model (n images)" or the generic prior); else None
 
     @property
     def step_engine(self) -> str:
@@ -70,6 +73,12 @@ def prompt_width(rows: PromptRows, members: Sequence[int], uses_cfg: bool) -> in
     """Prompt tokens per row of a decoder batch as the decoder holds them (stack_rows' width, CFG rows included)."""
     lengths = [len(rows.conditional[i]) for i in members]
     return max(lengths + ([len(rows.unconditional[i]) for i in members] if uses_cfg else []))
+
+
+def probe_batch(rows: PromptRows, members: Sequence[int], seeds: list[int], uses_cfg: bool, device) -> ProbeBatch:
+    """The rows a first "auto" call probes acceptance with (acceptance.py): its first PROBE_ROWS images."""
+    first = list(members)[:PROBE_ROWS]
+    return ProbeBatch(*stack_rows(rows, first, uses_cfg, device), [seeds[i] for i in first])
 
 
 def stack_rows(rows: PromptRows, members: list[int], uses_cfg: bool, device):

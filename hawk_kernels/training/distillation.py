@@ -244,7 +244,7 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
         return recorded
     sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
     return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES,
-                              prompt_length=prompt_length, continuous=True)
+                              prompt_length=prompt_length, continuous=True).num_nodes
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:

@@ -15,11 +15,11 @@ import datetime
 
 import torch
 
+from ..acceptance import PRIOR_WEIGHT, smoothed_rates  # noqa: F401 (PRIOR_WEIGHT: re-exported)
 from ..decoder import HawkDecoder
 from ..drafts import MODE_SOURCES, needs_heads, sources_for
 from ..tree import TreeTemplate
 
-PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
 CHECK_SEED_OFFSET = 1_000_000  # the layout check's images, away from the calibration's
 JACOBI_CHAIN = 64  # the Jacobi chain of the exploratory tree (64-node trees reserve 48)
 DIGIT_PROMPTS = tuple(f"a handwritten digit {d}" for d in "zero one two three four five six seven eight nine".split())
@@ -86,17 +86,6 @@ def _decode(pipe, dec, mode: str, images: int, batch: int, cfg, seed: int, promp
         chunk = [prompts[i % len(prompts)] for i in range(start, min(images, start + batch))]
         given = dict(input_ids=chunk) if isinstance(chunk[0], list) else dict(prompts=chunk)
         yield pipe.generate_tokens(**given, mode=mode, size=size, seed=seed + start, cfg_scale=cfg, decoder=dec)
-
-
-def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
-    """[depth, rank] counts -> rates: PRIOR_WEIGHT pseudo-counts of the generic prior 0.6 * 0.5**rank, except in
-    cells the exploratory tree never tried, which inherit their rank's rate from the nearest shallower depth (a
-    generic prior there would outbid measured ranks: 0.3 for a rank 1 that is accepted 1 time in 10)."""
-    prior = 0.6 * 0.5 ** torch.arange(tried.shape[1], dtype=torch.float64)
-    rates = (accepted + PRIOR_WEIGHT * prior) / (tried + PRIOR_WEIGHT)
-    for depth in range(1, rates.shape[0]):
-        rates[depth] = torch.where(tried[depth] > 0, rates[depth], rates[depth - 1])
-    return rates
 
 
 def calibrate(pipe, modes, images: int = 40, batch: int = 20, nodes: int = 64, cfg: float | None = None,

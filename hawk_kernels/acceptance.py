@@ -1,0 +1,163 @@
+"""Acceptance measured on the user's own model: the rates num_nodes="auto" weighs tree sizes with where no
+calibrated rates came with the heads (every model without trained heads, whose default mode is jacobi; heads
+never calibrated with python/calibrate_tree.py).
+
+Why: the generic prior (0.6 * 0.5**rank at every depth) caps a chain at 2.5 tokens per pass, while a Jacobi chain
+on the bundled model commits about 6. From the prior, "auto" chose 8 nodes instead of 16 at batch 1 (about 20%
+slower) and plain AR steps instead of a tree at batch 16 (about 10%).
+
+How: the first "auto" call of a key (the model's weights, the heads' where the mode drafts with them, the mode,
+the verify rule, the sampling values, the image layout) decodes a probe: up to PROBE_ROWS of the call's own
+prompts, with their seeds and the call's sampling, through an eager PROBE_NODES-node tree of the mode, for at most
+PROBE_PASSES passes, counting per (depth, rank) the nodes tried (their parent was accepted) and accepted. Every
+later generation of that key, at any tree size, adds its counts, so the rates sharpen with use. The counts are
+smoothed into rates as calibration smooths them (training/tree_calibration.smoothed_rates) and kept in
+acceptance.json beside the step costs (disk_table.py). A probe of the first rows of an image is biased towards
+them; the counts of whole images then outweigh it.
+
+The counts decide a tree size only. Under the coupled rule (the default) an image does not depend on its tree;
+under the rejection rule the chosen size is recorded in the output, and passing it back reproduces the images.
+The decoders' tree shapes keep the pipeline's own rates (a shape that changed with use would change
+rejection-rule images for the same size).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+from .decoder import HawkDecoder, HawkOutput
+from .engine.session import collect_output
+from .disk_table import DiskTable, cache_path
+from .drafts import needs_heads
+from .fingerprint import model_fingerprint
+from .target import SamplingConfig
+
+PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
+PROBE_ROWS = 2  # images the probe decodes (acceptance is a property of a row, not of the batch)
+PROBE_NODES = 32  # the probe's tree: for a Jacobi mode a 24-deep chain, beyond which depths inherit its last rate
+PROBE_PASSES = 64  # at most this many probe passes (a 768 px image is ~2,400 tokens: its first rows)
+
+
+@dataclass
+class ProbeBatch:
+    """What a probe decodes: a call's first prompt rows as the decoder takes them (pipelines/rows.stack_rows)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    negative: torch.Tensor | None
+    negative_mask: torch.Tensor | None
+    seeds: list[int]
+
+
+class AcceptanceTable(DiskTable):
+    """{key: {"tried": [depth][rank], "accepted": [depth][rank], "images": n, "probe_images": k}} in
+    acceptance.json under the cache directory (HAWK_CACHE_DIR)."""
+
+    def __init__(self, path=None):
+        super().__init__(path if path is not None else cache_path("acceptance.json"))
+
+    def add(self, key: str, tried: torch.Tensor, accepted: torch.Tensor, images: int, probe: bool = False) -> None:
+        """Add counts ([depth, rank], depth 1 first) of `images` images to `key`'s."""
+        def add_counts(entries: dict) -> None:
+            old = entries.get(key) or dict(tried=[[0]], accepted=[[0]], images=0, probe_images=0)
+            entries[key] = dict(tried=_summed(old["tried"], tried), accepted=_summed(old["accepted"], accepted),
+                                images=old["images"] + images, probe_images=old["probe_images"] + images * probe)
+
+        self.change(add_counts)
+
+    def rates(self, key: str) -> tuple[list[list[float]] | None, int]:
+        """(smoothed rates[depth - 1][rank] of `key`, or None where nothing was counted; images counted)."""
+        entry = self.merged().get(key)
+        if not entry or not entry["images"] or not any(map(any, entry["tried"])):
+            return None, 0
+        tried, accepted = (torch.tensor(entry[name], dtype=torch.float64) for name in ("tried", "accepted"))
+        return smoothed_rates(tried, accepted).tolist(), entry["images"]
+
+
+def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | None:
+    """The key of the counts a call of `mode` measures and reads, or None where none are kept: "ar", or a mode the
+    pipeline has calibrated rates for (they shape its trees and decide its sizes)."""
+    if mode == "ar" or pipe.accept_rates.get(mode) is not None:
+        return None
+    weights = [_digest(pipe.model)] + ([_digest(pipe.heads)] if needs_heads(mode) else [])
+    values = f"cfg {sampling.cfg_scale}, temperature {sampling.temperature}, top-k {sampling.top_k}, " \
+             f"top-p {sampling.top_p}"
+    return f"{pipe.family}|{'+'.join(weights)}|{mode}|{pipe.verify} verify|{values}|{grid.height}x{grid.width}"
+
+
+def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig, probe: ProbeBatch | None,
+                   table: AcceptanceTable | None = None) -> tuple[list[list[float]] | None, str]:
+    """(rates for `key`, where they came from, for the output): the counts kept, after a probe of `probe`'s rows
+    where none are kept yet (probe None: none is run, and the generic prior stands in)."""
+    table = table or AcceptanceTable()
+    rates, images = table.rates(key)
+    if rates is None and probe is not None:
+        tried, accepted = probe_counts(pipe, mode, grid, sampling, probe)
+        table.add(key, tried, accepted, len(probe.seeds), probe=True)
+        rates, images = table.rates(key)
+    if rates is None:
+        return None, "not measured: the generic prior"
+    return rates, f"measured on this model ({images} image{'s' * (images != 1)})"
+
+
+def probe_counts(pipe, mode: str, grid, sampling: SamplingConfig, probe: ProbeBatch) -> tuple[torch.Tensor, ...]:
+    """(tried, accepted) [depth, rank] of an eager PROBE_NODES-node decoder of `mode` (the pipeline's layout, heads
+    and rule) over `probe`'s rows, for at most PROBE_PASSES passes."""
+    heads = pipe.heads if needs_heads(mode) else None
+    decoder = HawkDecoder(pipe.backbone(grid), heads, grid, mode=mode, num_nodes=PROBE_NODES, compile=False,
+                          cuda_graphs=False, verify=pipe.verify)
+    session = decoder.start(probe.ids, probe.negative, sampling.cfg_scale, sampling.temperature, sampling.top_k,
+                            sampling.top_p, seed=probe.seeds, attention_mask=probe.mask,
+                            negative_attention_mask=probe.negative_mask)
+    for _ in range(PROBE_PASSES):
+        if len(session.finished_rows()) == len(probe.seeds):
+            break
+        session.run(1)
+    return counts_of([collect_output(session.plan, session.state, cuda_graph=False)])  # finished or not
+
+
+def counts_of(outputs: list[HawkOutput]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed (tried, accepted) [depth, rank] counts of decoder outputs, depth 1 first (the root, depth 0,
+    is never drafted)."""
+    tried = accepted = torch.zeros(1, 1, dtype=torch.int64)
+    for out in outputs:
+        tried = torch.tensor(_summed(tried.tolist(), torch.tensor(out.rank_tried)[1:]))
+        accepted = torch.tensor(_summed(accepted.tolist(), torch.tensor(out.rank_accepted)[1:]))
+    return tried, accepted
+
+
+def record(key: str | None, outputs: list[HawkOutput], images: int, table: AcceptanceTable | None = None) -> None:
+    """Add the counts of a generation's outputs to `key`'s (nothing where key is None or no tree was drafted)."""
+    if key is None:
+        return
+    tried, accepted = counts_of(outputs)
+    if tried.any():
+        (table or AcceptanceTable()).add(key, tried, accepted, images)
+
+
+def smoothed_rates(tried: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
+    """[depth, rank] counts -> rates: PRIOR_WEIGHT pseudo-counts of the generic prior 0.6 * 0.5**rank, except in
+    cells the exploratory tree never tried, which inherit their rank's rate from the nearest shallower depth (a
+    generic prior there would outbid measured ranks: 0.3 for a rank 1 that is accepted 1 time in 10)."""
+    prior = 0.6 * 0.5 ** torch.arange(tried.shape[1], dtype=torch.float64)
+    rates = (accepted + PRIOR_WEIGHT * prior) / (tried + PRIOR_WEIGHT)
+    for depth in range(1, rates.shape[0]):
+        rates[depth] = torch.where(tried[depth] > 0, rates[depth], rates[depth - 1])
+    return rates
+
+
+def _summed(table: list[list[int]], more: torch.Tensor) -> list[list[int]]:
+    """table + more, [depth, rank] counts of any two shapes, zero-padded to the larger."""
+    old = torch.tensor(table, dtype=torch.int64)
+    more = torch.as_tensor(more, dtype=torch.int64).reshape(-1, more.shape[-1] if more.dim() else 1)
+    out = torch.zeros(max(old.shape[0], more.shape[0]), max(old.shape[1], more.shape[1]), dtype=torch.int64)
+    out[: old.shape[0], : old.shape[1]] += old
+    out[: more.shape[0], : more.shape[1]] += more
+    return out.tolist()
+
+
+def _digest(module) -> str:
+    """16 hex digits naming a module's weights (its fingerprint, hashed: the fingerprint is long)."""
+    return hashlib.sha256(model_fingerprint(module).encode()).hexdigest()[:16]

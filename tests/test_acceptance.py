@@ -1,0 +1,158 @@
+"""Acceptance measured on the user's own model (hawk_kernels/acceptance.py): where a mode has no calibrated rates,
+num_nodes="auto" weighs tree sizes with counts a probe of the call's own prompts measured, sharpened by every
+later generation, instead of the generic prior that capped a Jacobi chain at 2.5 tokens per pass."""
+import json
+
+import pytest
+import torch
+
+import hawk_kernels as hk
+from hawk_kernels import acceptance
+from hawk_kernels.acceptance import AcceptanceTable, acceptance_key
+from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, _shape_key, step_form, step_key
+
+# seconds per step of the bundled model on this CPU, batch 1 (benchmarks/results/tree_size_coupled_recalibrated_cpu
+# .json, jacobi): fixed here so that the choice below depends on the acceptance alone, not on timing noise
+STEP_MS = {1: 2.35, 4: 3.35, 8: 3.73, 16: 4.29, 32: 5.67, 64: 7.9}
+
+
+@pytest.fixture
+def pipe(monkeypatch, tmp_path):
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    pipe = hk.load_demo_pipeline(device="cpu")
+    pipe.accept_rates.pop("jacobi")  # a model without calibrated Jacobi rates: every real model without heads
+    return pipe
+
+
+def _counting_probe(monkeypatch) -> list:
+    calls = []
+    real = acceptance.probe_counts
+    monkeypatch.setattr(acceptance, "probe_counts", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    return calls
+
+
+def _fixed_step_costs(pipe, mode: str, batch: int = 1) -> None:
+    grid = pipe.layout(None)
+    sampling = pipe._prepare(mode, None, None, None, None, None)[1]
+    table = StepCostTable()
+    for size in CANDIDATE_SIZES:
+        decoder = pipe._decoder_of_size(mode, grid, size)
+        key = step_key(pipe.device, _shape_key(pipe, grid), mode, size, batch, sampling, step_form(decoder))
+        table.costs[key] = STEP_MS[size] * 1e-3
+    table.change(lambda entries: None)  # saved: pipeline_num_nodes reads its own table
+
+
+def test_measured_acceptance_chooses_the_tree_the_prior_missed(pipe, monkeypatch):
+    """From the generic prior every chain of >= 8 nodes looks like ~2.5 tokens per pass, so "auto" took a small
+    tree; from the probe's counts it takes the 16-32 node chain that the bundled model's Jacobi drafts fill."""
+    from hawk_kernels.tree_size import choose_num_nodes
+
+    _fixed_step_costs(pipe, "jacobi")
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    prior = choose_num_nodes(lambda n: pipe._decoder_of_size("jacobi", grid, n), "jacobi", None, 1, sampling,
+                             _shape_key(pipe, grid))
+    probes = _counting_probe(monkeypatch)
+    out = pipe.generate_tokens(prompts=["a handwritten digit seven"], mode="jacobi", seed=3)
+    assert len(probes) == 1 and len(probes[0].seeds) == 1  # one probe, of the call's own image
+    assert prior.num_nodes <= 8 and out.num_nodes[0] in (16, 32)
+    assert out.tree_rates == "measured on this model (1 image)"  # the probe's (the call's own count after it)
+    assert prior.estimates[16]["tokens_per_pass"] < 2.6 < out.tokens_per_pass
+
+
+def test_later_calls_read_the_counts_and_add_theirs(pipe, monkeypatch):
+    probes = _counting_probe(monkeypatch)
+    _fixed_step_costs(pipe, "jacobi", batch=2)
+    first = pipe.generate_tokens(prompts=["a handwritten digit one", "a handwritten digit two"], mode="jacobi",
+                                 seed=1)
+    again = pipe.generate_tokens(prompts=["a handwritten digit one", "a handwritten digit two"], mode="jacobi",
+                                 seed=5)
+    assert len(probes) == 1  # the second call reads what the first measured
+    assert first.tree_rates == "measured on this model (2 images)"  # the probe's
+    assert again.tree_rates == "measured on this model (4 images)"  # + the first call's own
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    entry = AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]
+    assert entry["images"] == 6 and entry["probe_images"] == 2
+    assert entry["tried"][0][0] >= sum(first.num_forward_passes) + sum(again.num_forward_passes)
+
+
+def test_the_probe_changes_no_image(pipe):
+    """The coupled rule: an image is its seed's AR image whatever tree decoded it, the probe before it included."""
+    prompts = ["a handwritten digit four", "a handwritten digit nine"]
+    auto = pipe.generate_tokens(prompts=prompts, mode="jacobi", seed=11, temperature=1.0)
+    ar = pipe.generate_tokens(prompts=prompts, mode="ar", seed=11, temperature=1.0)
+    assert auto.tree_rates.startswith("measured on this model") and ar.tree_rates is None
+    assert torch.equal(auto.image_tokens, ar.image_tokens)
+
+
+def test_continuous_sessions_record_every_image(pipe):
+    prompts = [f"a handwritten digit {w}" for w in ("one", "two", "three")]
+    out = pipe.generate_tokens(prompts=prompts, mode="jacobi", seed=2, num_nodes=4, batch_size=2)
+    assert out.tree_rates is None  # a given size: nothing was weighed
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    entry = AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]
+    assert entry["images"] == 3 and entry["probe_images"] == 0
+
+
+def test_calibrated_modes_keep_their_rates(pipe, monkeypatch):
+    probes = _counting_probe(monkeypatch)
+    _fixed_step_costs(pipe, "hawk")
+    out = pipe.generate_tokens(prompts=["a handwritten digit six"], mode="hawk", seed=0)
+    assert out.tree_rates == "calibrated with the heads" and not probes
+    grid, sampling = pipe.layout(None), pipe._prepare("hawk", None, None, None, None, None)[1]
+    assert acceptance_key(pipe, "hawk", grid, sampling) is None and acceptance_key(pipe, "ar", grid, sampling) is None
+    assert AcceptanceTable().merged() == {}
+
+
+def test_keys_name_what_acceptance_depends_on(pipe):
+    grid = pipe.layout(None)
+    greedy, sampled = (pipe._prepare("jacobi", None, None, t, None, None)[1] for t in (0.0, 1.0))
+    key = acceptance_key(pipe, "jacobi", grid, sampled)
+    assert key != acceptance_key(pipe, "jacobi", grid, greedy)
+    pipe.verify = "rejection"
+    assert key != acceptance_key(pipe, "jacobi", grid, sampled)
+    pipe.verify = "coupled"
+    assert key == acceptance_key(pipe, "jacobi", grid, sampled)
+    with torch.no_grad():
+        next(pipe.model.parameters()).add_(1.0)  # other weights: other counts
+    assert key != acceptance_key(pipe, "jacobi", grid, sampled)
+
+
+def test_table_sums_counts_of_any_shape_and_shares_them(tmp_path):
+    path = tmp_path / "acceptance.json"
+    first, second = AcceptanceTable(path), AcceptanceTable(path)  # two processes
+    assert first.rates("k") == (None, 0)
+    first.add("k", torch.tensor([[4, 2], [2, 0]]), torch.tensor([[3, 1], [1, 0]]), images=1, probe=True)
+    second.add("k", torch.tensor([[4], [3], [2]]), torch.tensor([[2], [2], [1]]), images=2)
+    entry = json.loads(path.read_text())["k"]
+    assert entry == dict(tried=[[8, 2], [5, 0], [2, 0]], accepted=[[5, 1], [3, 0], [1, 0]], images=3,
+                         probe_images=1)
+    rates, images = AcceptanceTable(path).rates("k")
+    assert images == 3 and len(rates) == 3 and rates[0][0] == pytest.approx((5 + 4 * 0.6) / (8 + 4))
+    assert rates[1][1] == rates[0][1]  # a cell never tried inherits the shallower depth's rate
+
+
+def test_the_probe_is_bounded(pipe, monkeypatch):
+    monkeypatch.setattr(acceptance, "PROBE_PASSES", 2)
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    from hawk_kernels.pipelines.rows import probe_batch
+
+    rows = pipe.call_rows([f"a handwritten digit {w}" for w in ("one", "two", "three")], None, grid, sampling)
+    probe = probe_batch(rows, range(3), [0, 1, 2], sampling.uses_cfg, pipe.device)
+    tried, accepted = acceptance.probe_counts(pipe, "jacobi", grid, sampling, probe)
+    assert len(probe.seeds) == acceptance.PROBE_ROWS == 2
+    assert 0 < tried[0, 0] <= 2 * 2 and (accepted <= tried).all()  # 2 passes of 2 rows: 1 depth-1 node each
+
+
+def test_many_image_runs_say_which_acceptance_chose_their_size(pipe, tmp_path, capsys):
+    """`hawk generate`: each manifest line of an "auto" run names the acceptance its size was weighed with, and
+    the closing summary says it beside the tree size."""
+    from hawk_kernels.cli.generate import _summary
+    from hawk_kernels.pipelines.batch_job import prompt_jobs, run_jobs
+
+    _fixed_step_costs(pipe, "jacobi")
+    jobs = prompt_jobs(["a handwritten digit two", "a handwritten digit five"], seed=4)
+    paths = run_jobs(pipe, jobs, tmp_path / "out", mode="jacobi", batch_size=1, progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [line["tree_rates"] for line in lines] == ["measured on this model (1 image)"] * 2
+    _summary(pipe, jobs, tmp_path / "out", paths, 1.0)
+    assert "(auto, acceptance measured on this model (1 image))" in capsys.readouterr().out
