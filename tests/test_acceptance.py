@@ -9,6 +9,7 @@ import torch
 import hawk_kernels as hk
 from hawk_kernels import acceptance
 from hawk_kernels.acceptance import AcceptanceTable, acceptance_key
+from hawk_kernels.target import SamplingConfig
 from hawk_kernels.tree_size import CANDIDATE_SIZES, StepCostTable, _shape_key, step_form, step_key
 
 # seconds per step of the bundled model on this CPU, batch 1 (benchmarks/results/tree_size_coupled_recalibrated_cpu
@@ -156,3 +157,19 @@ def test_many_image_runs_say_which_acceptance_chose_their_size(pipe, tmp_path, c
     assert [line["tree_rates"] for line in lines] == ["measured on this model (1 image)"] * 2
     _summary(pipe, jobs, tmp_path / "out", paths, 1.0)
     assert "(auto, acceptance measured on this model (1 image))" in capsys.readouterr().out
+
+
+def test_distillation_weighs_its_tree_size_by_measured_acceptance(pipe, tmp_path):
+    """`hawk distill` decodes in jacobi without heads by default, so its "auto" size is the case the prior got
+    wrong: it probes its first prompts, and its shards' images add their counts."""
+    from hawk_kernels.training import distill
+
+    _fixed_step_costs(pipe, "jacobi", batch=2)
+    manifest = distill(pipe, ["a handwritten digit eight", "a handwritten digit three"], tmp_path / "d",
+                       images_per_prompt=2, batch_size=2, seed=3, progress=False, max_shards=1)
+    grid = pipe.layout(None)
+    settings = manifest["settings"]
+    sampling = SamplingConfig(settings["cfg_scale"], settings["temperature"], settings["top_k"])
+    entry = AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]
+    assert entry["probe_images"] == 2 and entry["images"] > 2
+    assert settings["num_nodes"] in (16, 32)  # the prior would take a small tree (see the first test)

@@ -90,8 +90,10 @@ def distill(pipe, prompts: list, out_dir, images_per_prompt: int = 1, batch_size
     grid = pipe.layout(size)
     prompt_ids = _prompt_ids(pipe, [list(p) for p in prompts] if by_ids else prompts, grid)  # fail before any work
     rank, world_size = (rank_and_world() if rank is None else (rank, world_size or 1))
+    first = prompts[:2]  # what "auto" probes acceptance with where the mode has no calibrated rates (acceptance.py)
+    probe_prompts = dict(input_ids=[list(p) for p in first]) if by_ids else dict(prompts=first)
     settings = replace(settings, num_nodes=_tree_size(pipe, grid, settings, num_nodes, Path(out_dir), rank,
-                                                      max(map(len, prompt_ids), default=1)))
+                                                      max(map(len, prompt_ids), default=1), probe_prompts))
 
     def make(shards):
         """Every item of `shards` through one continuous-batching stream of batch_size rows (a finished row takes
@@ -217,14 +219,14 @@ def _write(pipe, grid, settings: DistillSettings, prompts: list[str], prompt_ids
 
 
 def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, rank: int,
-               prompt_length: int) -> int:
+               prompt_length: int, probe_prompts: dict | None = None) -> int:
     """The tree size of every shard. An int is taken as given. "auto": the size recorded in out_dir's manifest
     when it was made with these settings (a resumed run), else chosen for `batch_size` (tree_size.py) by rank 0,
     its steps timed after a prompt of `prompt_length` (the longest prompt row: a LlamaGen t2i GPT takes exactly
     its caption positions, no other length); ranks > 0 wait for rank 0's manifest and take its size, so every rank
     samples with the same tree."""
     from ..checks import as_int
-    from ..pipelines.rows import DEFAULT_NUM_NODES
+    from ..pipelines.rows import DEFAULT_NUM_NODES, probe_batch
     from ..target import SamplingConfig
     from ..tree_size import pipeline_num_nodes
 
@@ -243,8 +245,13 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
     if recorded is not None:
         return recorded
     sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
+    probe = None
+    if probe_prompts:  # the first prompts' first images (seeds as the shards give them)
+        rows = pipe.call_rows(probe_prompts.get("prompts"), probe_prompts.get("input_ids"), grid, sampling)
+        seeds = [(settings.seed + p * settings.images_per_prompt) % 2**64 for p in range(len(rows.conditional))]
+        probe = probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg, pipe.device)
     return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES,
-                              prompt_length=prompt_length, continuous=True).num_nodes
+                              prompt_length=prompt_length, continuous=True, probe=probe).num_nodes
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
