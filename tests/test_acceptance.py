@@ -173,3 +173,18 @@ def test_distillation_weighs_its_tree_size_by_measured_acceptance(pipe, tmp_path
     entry = AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]
     assert entry["probe_images"] == 2 and entry["images"] > 2
     assert settings["num_nodes"] in (16, 32)  # the prior would take a small tree (see the first test)
+
+
+@pytest.mark.cuda
+def test_the_probe_and_the_counts_on_cuda(monkeypatch, tmp_path):
+    """The probe's eager decoder, its counts (read back from device statistics) and the recording, on a GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    pipe = hk.load_demo_pipeline(device="cuda", compile=False)
+    pipe.accept_rates.pop("jacobi")
+    _fixed_step_costs(pipe, "jacobi")
+    out = pipe.generate_tokens(prompts=["a handwritten digit seven"], mode="jacobi", seed=3)
+    assert out.tree_rates == "measured on this model (1 image)" and out.num_nodes[0] in (16, 32)
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    assert AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]["images"] == 2
