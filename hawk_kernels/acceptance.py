@@ -67,13 +67,14 @@ class AcceptanceTable(DiskTable):
 
         self.change(add_counts)
 
-    def rates(self, key: str) -> tuple[list[list[float]] | None, int]:
-        """(smoothed rates[depth - 1][rank] of `key`, or None where nothing was counted; images counted)."""
+    def rates(self, key: str) -> tuple[list[list[float]] | None, int, int]:
+        """(smoothed rates[depth - 1][rank] of `key`, or None where nothing was counted; images counted, of which
+        probed)."""
         entry = self.merged().get(key)
         if not entry or not entry["images"] or not any(map(any, entry["tried"])):
-            return None, 0
+            return None, 0, 0
         tried, accepted = (torch.tensor(entry[name], dtype=torch.float64) for name in ("tried", "accepted"))
-        return smoothed_rates(tried, accepted).tolist(), entry["images"]
+        return smoothed_rates(tried, accepted).tolist(), entry["images"], entry["probe_images"]
 
 
 def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | None:
@@ -88,18 +89,19 @@ def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | Non
 
 
 def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig, probe: ProbeBatch | None,
-                   table: AcceptanceTable | None = None) -> tuple[list[list[float]] | None, str]:
-    """(rates for `key`, where they came from, for the output): the counts kept, after a probe of `probe`'s rows
-    where none are kept yet (probe None: none is run, and the generic prior stands in)."""
+                   table: AcceptanceTable | None = None) -> tuple[list[list[float]] | None, str, bool]:
+    """(rates for `key`, where they came from, for the output, whether they rest on a probe alone): the counts
+    kept, after a probe of `probe`'s rows where none are kept yet (probe None: none is run, and the generic prior
+    stands in)."""
     table = table or AcceptanceTable()
-    rates, images = table.rates(key)
+    rates, images, probed = table.rates(key)
     if rates is None and probe is not None:
         tried, accepted = probe_counts(pipe, mode, grid, sampling, probe)
         table.add(key, tried, accepted, len(probe.seeds), probe=True)
-        rates, images = table.rates(key)
+        rates, images, probed = table.rates(key)
     if rates is None:
-        return None, "not measured: the generic prior"
-    return rates, f"measured on this model ({images} image{'s' * (images != 1)})"
+        return None, "not measured: the generic prior", True
+    return rates, f"measured on this model ({images} image{'s' * (images != 1)})", images == probed
 
 
 def probe_counts(pipe, mode: str, grid, sampling: SamplingConfig, probe: ProbeBatch) -> tuple[torch.Tensor, ...]:

@@ -164,6 +164,7 @@ class SizeChoice:
     estimates: dict  # size -> {"tokens_per_pass", "seconds_per_step", "relative_speed"} (AR = 1)
     rates_from: str | None = None  # where the acceptance behind an "auto" choice came from (None: not "auto")
     acceptance_key: str | None = None  # where the call's acceptance counts go (acceptance.py; None: not kept)
+    probe_only: bool = False  # the acceptance behind it is a probe's (or the prior): no whole image counted yet
 
 
 def step_form(decoder) -> str:
@@ -297,14 +298,14 @@ def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: S
     key = acceptance_key(pipe, mode, grid, sampling)
     if num_nodes != "auto":
         return SizeChoice(default if num_nodes is None else num_nodes, {}, acceptance_key=key)
-    rates, rates_from = pipe.accept_rates.get(mode), "calibrated with the heads"
+    rates, rates_from, probe_only = pipe.accept_rates.get(mode), "calibrated with the heads", False
     if key is not None:
-        rates, rates_from = measured_rates(pipe, key, mode, grid, sampling, probe)
+        rates, rates_from, probe_only = measured_rates(pipe, key, mode, grid, sampling, probe)
     heads = pipe.heads.config.num_heads if pipe.heads is not None and needs_heads(mode) else 0
     choice = choose_num_nodes(lambda n: pipe._decoder_of_size(mode, grid, n), mode, rates, batch, sampling,
                               _shape_key(pipe, grid), prompt_length=prompt_length,
                               drafts=f", heads {heads}" if heads else "", continuous=continuous)
-    return SizeChoice(choice.num_nodes, choice.estimates, rates_from, key)
+    return SizeChoice(choice.num_nodes, choice.estimates, rates_from, key, probe_only)
 
 
 def _shape_key(pipe, grid) -> str:

@@ -2,6 +2,7 @@
 num_nodes="auto" weighs tree sizes with counts a probe of the call's own prompts measured, sharpened by every
 later generation, instead of the generic prior that capped a Jacobi chain at 2.5 tokens per pass."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -121,14 +122,14 @@ def test_keys_name_what_acceptance_depends_on(pipe):
 def test_table_sums_counts_of_any_shape_and_shares_them(tmp_path):
     path = tmp_path / "acceptance.json"
     first, second = AcceptanceTable(path), AcceptanceTable(path)  # two processes
-    assert first.rates("k") == (None, 0)
+    assert first.rates("k") == (None, 0, 0)
     first.add("k", torch.tensor([[4, 2], [2, 0]]), torch.tensor([[3, 1], [1, 0]]), images=1, probe=True)
     second.add("k", torch.tensor([[4], [3], [2]]), torch.tensor([[2], [2], [1]]), images=2)
     entry = json.loads(path.read_text())["k"]
     assert entry == dict(tried=[[8, 2], [5, 0], [2, 0]], accepted=[[5, 1], [3, 0], [1, 0]], images=3,
                          probe_images=1)
-    rates, images = AcceptanceTable(path).rates("k")
-    assert images == 3 and len(rates) == 3 and rates[0][0] == pytest.approx((5 + 4 * 0.6) / (8 + 4))
+    rates, images, probed = AcceptanceTable(path).rates("k")
+    assert (images, probed) == (3, 1) and len(rates) == 3 and rates[0][0] == pytest.approx((5 + 4 * 0.6) / (8 + 4))
     assert rates[1][1] == rates[0][1]  # a cell never tried inherits the shallower depth's rate
 
 
@@ -188,3 +189,34 @@ def test_the_probe_and_the_counts_on_cuda(monkeypatch, tmp_path):
     assert out.tree_rates == "measured on this model (1 image)" and out.num_nodes[0] in (16, 32)
     grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
     assert AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]["images"] == 2
+
+
+def test_a_long_session_re_chooses_after_its_first_whole_images(pipe, monkeypatch):
+    """A continuous call whose size was weighed by a probe alone decodes SETTLE_IMAGES_PER_ROW images per row,
+    then re-chooses with their whole-image counts for the rest; each image records the size that decoded it, and
+    under the coupled rule every image is still its seed's AR image."""
+    from hawk_kernels.pipelines import continuous
+
+    monkeypatch.setattr(continuous, "SETTLE_IMAGES_PER_ROW", 1)
+    monkeypatch.setattr(continuous, "SETTLE_MIN_IMAGES_PER_ROW", 2)
+    chosen = []
+    real = continuous.pipeline_num_nodes
+
+    def choose(*args, **kwargs):  # the real choice, then a different size (the re-choice), to see it taken
+        choice = real(*args, **kwargs)
+        choice = choice if not chosen else replace(choice, num_nodes=4 if chosen[0] != 4 else 8)
+        chosen.append(choice.num_nodes)
+        return choice
+
+    monkeypatch.setattr(continuous, "pipeline_num_nodes", choose)
+    _fixed_step_costs(pipe, "jacobi", batch=2)
+    prompts = [f"a handwritten digit {w}" for w in ("one", "two", "three", "four", "five")]
+    out = pipe.generate_tokens(prompts=prompts, mode="jacobi", seed=7, batch_size=2)
+    assert len(chosen) == 2 and out.num_nodes == [chosen[0]] * 2 + [chosen[1]] * 3
+    assert out.tree_rates == "measured on this model (2 images), then measured on this model (4 images)"
+    assert out.total_forward_passes >= max(out.num_forward_passes[:2]) + max(out.num_forward_passes[2:])
+    ar = pipe.generate_tokens(prompts=prompts, mode="ar", seed=7)
+    assert torch.equal(out.image_tokens, ar.image_tokens)
+    calls = len(chosen)
+    pipe.generate_tokens(prompts=prompts, mode="jacobi", seed=7, batch_size=2)
+    assert len(chosen) == calls + 1  # whole images are counted now: one session, no re-choice

@@ -10,7 +10,7 @@ the order in which rows free up. Prompts of any lengths share the session (each 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from ..acceptance import record
@@ -19,6 +19,11 @@ from ..drafts import default_mode
 from ..progress import progress_bar
 from ..tree_size import pipeline_num_nodes
 from .rows import DEFAULT_NUM_NODES, PipelineOutput, PromptRows, probe_batch, prompt_width, stack_rows
+
+# "auto" chose from a probe alone (no whole image counted): a call of at least SETTLE_MIN_IMAGES_PER_ROW images per
+# row decodes SETTLE_IMAGES_PER_ROW images per row first, then re-chooses from their counts (_sessions)
+SETTLE_IMAGES_PER_ROW = 2
+SETTLE_MIN_IMAGES_PER_ROW = 8
 
 
 def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = None, size=None, cfg_scale=None,
@@ -34,13 +39,13 @@ def stream_images(pipe, prompts=None, batch_size: int = 1, mode: str | None = No
         pipe.checked_decode_batch()
     call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                  top_p, fill, negative_prompt)
-    for members, out, seconds, _ in _run_session(pipe, call):
+    for members, out, seconds, _, part in _sessions(pipe, call):
         res = pipe._collect([out], members, call.rows, seconds)
         if pixels:
             res.pixels = pipe.decode_pixels(res.codes)
             res.images = None if res.pixels is None else pipe.to_images(res.pixels)
-        res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(members), call.mode
-        res.tree_rates = call.size_choice.rates_from
+        res.num_nodes, res.mode = [part.decoder.tree.num_nodes] * len(members), call.mode
+        res.tree_rates = part.size_choice.rates_from
         yield sorted(members), res
 
 
@@ -54,18 +59,20 @@ def generate_in_session(pipe, batch_size: int, prompts=None, input_ids=None, mod
     call = _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperature, top_k, seed, num_nodes,
                  top_p, False, negative_prompt)
     bar = progress_bar(len(call.rows.conditional), "images", unit="img") if progress else None
-    outputs, order, passes, start = [], [], 0, time.perf_counter()
-    for members, out, _, passes in _run_session(pipe, call):
+    outputs, order, passes, start, nodes, rates_from = [], [], 0, time.perf_counter(), {}, {}
+    for members, out, _, passes, part in _sessions(pipe, call):
         outputs.append(out)
         order.extend(members)
+        nodes.update(dict.fromkeys(members, part.decoder.tree.num_nodes))
+        rates_from[part.size_choice.rates_from] = None
         if bar is not None:
             bar.update(len(members))
     if bar is not None:
         bar.close()
     res = pipe._collect(outputs, order, call.rows, time.perf_counter() - start)
     res.total_forward_passes = passes
-    res.num_nodes, res.mode = [call.decoder.tree.num_nodes] * len(order), call.mode
-    res.tree_rates = call.size_choice.rates_from
+    res.num_nodes, res.mode = [nodes[i] for i in range(len(order))], call.mode
+    res.tree_rates = None if None in rates_from else ", then ".join(rates_from)
     return res
 
 
@@ -101,11 +108,39 @@ def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperatu
                  choice)
 
 
-def _run_session(pipe, call: _Call):
+def _sessions(pipe, call: _Call):
+    """-> (prompt indices, their HawkOutput, seconds since the previous images finished, the call's passes so far,
+    the _Call of the session that made them) as images finish: one session, or two where "auto" weighed the tree
+    size by a probe's counts alone (acceptance.py: the first rows of two images) and the call is long (at least
+    SETTLE_MIN_IMAGES_PER_ROW images per row). Then the first session decodes SETTLE_IMAGES_PER_ROW images per row
+    and the rest run at the size re-chosen with those whole images' counts: a 100k-image job does not run at a size
+    weighed by its first images' top rows. The first session's last images finish without refills (a fixed
+    batch's tail, once)."""
+    order = list(range(len(call.rows.conditional)))
+    split = call.width * SETTLE_IMAGES_PER_ROW
+    settle = call.size_choice.probe_only and len(order) >= call.width * SETTLE_MIN_IMAGES_PER_ROW
+    done_passes = 0
+    for part, queue in ((call, order[:split]), (None, order[split:])) if settle else ((call, order),):
+        part = part or _rechosen(pipe, call)
+        passes = 0
+        for members, out, seconds, passes in _run_session(pipe, part, queue):
+            yield members, out, seconds, done_passes + passes, part
+        done_passes += passes
+
+
+def _rechosen(pipe, call: _Call) -> _Call:
+    """`call` with its tree size chosen again from the acceptance counted since (num_nodes="auto", no probe)."""
+    grid = call.decoder.grid
+    choice = pipeline_num_nodes(pipe, call.mode, grid, "auto", call.width, call.sampling, DEFAULT_NUM_NODES,
+                                call.room, continuous=True)
+    return replace(call, decoder=pipe._decoder_of_size(call.mode, grid, choice.num_nodes), size_choice=choice)
+
+
+def _run_session(pipe, call: _Call, queue: list[int] | None = None):
     """-> (prompt indices, their HawkOutput, seconds since the previous images finished, the session's passes so
-    far) as images finish."""
+    far) as images finish. queue: the prompts it decodes, in turn (default: all of the call's)."""
     decoder, rows, seeds, sampling, width = call.decoder, call.rows, call.seeds, call.sampling, call.width
-    queue = list(range(len(rows.conditional)))
+    queue = list(range(len(rows.conditional))) if queue is None else list(queue)
     first = queue[:width] + [queue[min(width, len(queue)) - 1]] * max(0, width - len(queue))
     holder = {row: (i if row < len(queue) else None) for row, i in enumerate(first)}  # None: a filler row
     waiting = list(queue[width:])
