@@ -23,6 +23,7 @@ rejection-rule images for the same size).
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,10 @@ def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig, pr
     table = table or AcceptanceTable()
     rates, images, probed = table.rates(key)
     if rates is None and probe is not None:
+        if probe.ids.device.type == "cuda":  # seconds at the 7B shape (an eager tree step): said, as timing is
+            print(f"hawk_kernels: num_nodes='auto' is measuring {mode}'s acceptance on this model ({len(probe.seeds)} "
+                  f"image(s), at most {PROBE_PASSES} passes): once per model, mode and sampling, kept in {table.path}",
+                  file=sys.stderr, flush=True)
         tried, accepted = probe_counts(pipe, mode, grid, sampling, probe)
         table.add(key, tried, accepted, len(probe.seeds), probe=True)
         rates, images, probed = table.rates(key)
