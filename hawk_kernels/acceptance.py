@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -61,21 +62,37 @@ class AcceptanceTable(DiskTable):
 
     def add(self, key: str, tried: torch.Tensor, accepted: torch.Tensor, images: int, probe: bool = False) -> None:
         """Add counts ([depth, rank], depth 1 first) of `images` images to `key`'s."""
-        def add_counts(entries: dict) -> None:
-            old = entries.get(key) or dict(tried=[[0]], accepted=[[0]], images=0, probe_images=0)
-            entries[key] = dict(tried=_summed(old["tried"], tried), accepted=_summed(old["accepted"], accepted),
-                                images=old["images"] + images, probe_images=old["probe_images"] + images * probe)
+        self.change(lambda entries: entries.update({key: _added(entries.get(key), tried, accepted, images, probe)}))
 
-        self.change(add_counts)
+    def probe_once(self, key: str, probe: Callable[[], tuple[torch.Tensor, torch.Tensor, int]]) -> None:
+        """Where `key` has no counts, probe() -> (tried, accepted, images), added as probed. Under the table's lock:
+        concurrent processes (torchrun ranks) probe once, and the others read its counts (so their sizes agree)."""
+        def probe_if_missing(entries: dict) -> None:
+            if not _counted(entries.get(key)):
+                entries[key] = _added(entries.get(key), *probe(), probe=True)
+
+        if not _counted(self.merged().get(key)):
+            self.change(probe_if_missing)
 
     def rates(self, key: str) -> tuple[list[list[float]] | None, int, int]:
         """(smoothed rates[depth - 1][rank] of `key`, or None where nothing was counted; images counted, of which
         probed)."""
         entry = self.merged().get(key)
-        if not entry or not entry["images"] or not any(map(any, entry["tried"])):
+        if not _counted(entry):
             return None, 0, 0
         tried, accepted = (torch.tensor(entry[name], dtype=torch.float64) for name in ("tried", "accepted"))
         return smoothed_rates(tried, accepted).tolist(), entry["images"], entry["probe_images"]
+
+
+def _counted(entry: dict | None) -> bool:
+    return bool(entry and entry["images"] and any(map(any, entry["tried"])))
+
+
+def _added(entry: dict | None, tried, accepted, images: int, probe: bool = False) -> dict:
+    """An entry's counts plus counts of `images` more images (probed or generated)."""
+    old = entry or dict(tried=[[0]], accepted=[[0]], images=0, probe_images=0)
+    return dict(tried=_summed(old["tried"], tried), accepted=_summed(old["accepted"], accepted),
+                images=old["images"] + images, probe_images=old["probe_images"] + images * probe)
 
 
 def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | None:
@@ -97,12 +114,14 @@ def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig, pr
     table = table or AcceptanceTable()
     rates, images, probed = table.rates(key)
     if rates is None and probe is not None:
-        if probe.ids.device.type == "cuda":  # seconds at the 7B shape (an eager tree step): said, as timing is
-            print(f"hawk_kernels: num_nodes='auto' is measuring {mode}'s acceptance on this model ({len(probe.seeds)} "
-                  f"image(s), at most {PROBE_PASSES} passes): once per model, mode and sampling, kept in {table.path}",
-                  file=sys.stderr, flush=True)
-        tried, accepted = probe_counts(pipe, mode, grid, sampling, probe)
-        table.add(key, tried, accepted, len(probe.seeds), probe=True)
+        def measure() -> tuple[torch.Tensor, torch.Tensor, int]:
+            if probe.ids.device.type == "cuda":  # seconds at the 7B shape (an eager tree step): said, as timing is
+                print(f"hawk_kernels: num_nodes='auto' is measuring {mode}'s acceptance on this model "
+                      f"({len(probe.seeds)} image(s), at most {PROBE_PASSES} passes): once per model, mode and "
+                      f"sampling, kept in {table.path}", file=sys.stderr, flush=True)
+            return (*probe_counts(pipe, mode, grid, sampling, probe), len(probe.seeds))
+
+        table.probe_once(key, measure)
         rates, images, probed = table.rates(key)
     if rates is None:
         return None, "not measured: the generic prior", True

@@ -220,3 +220,24 @@ def test_a_long_session_re_chooses_after_its_first_whole_images(pipe, monkeypatc
     calls = len(chosen)
     pipe.generate_tokens(prompts=prompts, mode="jacobi", seed=7, batch_size=2)
     assert len(chosen) == calls + 1  # whole images are counted now: one session, no re-choice
+
+
+def test_concurrent_processes_probe_once(tmp_path):
+    """torchrun ranks share the table: the first probes under its lock, the others read its counts."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import time, torch
+        from hawk_kernels.acceptance import AcceptanceTable
+        def probe():
+            time.sleep(1.0)  # the others reach the lock meanwhile
+            open({str(tmp_path / "probes")!r}, "a").write("x")
+            return torch.tensor([[4]]), torch.tensor([[3]]), 2
+        AcceptanceTable({str(tmp_path / "acceptance.json")!r}).probe_once("k", probe)
+    """)
+    ranks = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
+    assert [rank.wait(timeout=120) for rank in ranks] == [0, 0, 0]
+    assert (tmp_path / "probes").read_text() == "x"
+    assert AcceptanceTable(tmp_path / "acceptance.json").rates("k")[1:] == (2, 2)
