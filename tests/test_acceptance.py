@@ -241,3 +241,13 @@ def test_concurrent_processes_probe_once(tmp_path):
     assert [rank.wait(timeout=120) for rank in ranks] == [0, 0, 0]
     assert (tmp_path / "probes").read_text() == "x"
     assert AcceptanceTable(tmp_path / "acceptance.json").rates("k")[1:] == (2, 2)
+
+
+def test_a_filled_session_of_one_image_probes_that_image(pipe):
+    """fill: one prompt in a session of 3 rows (repeats of it, dropped): the probe takes the one real image."""
+    from hawk_kernels.pipelines.continuous import stream_images
+
+    _fixed_step_costs(pipe, "jacobi", batch=3)
+    (members, res), = stream_images(pipe, ["a handwritten digit zero"], batch_size=3, mode="jacobi", seed=1,
+                                    fill=True, pixels=False)
+    assert members == [0] and res.tree_rates == "measured on this model (1 image)"

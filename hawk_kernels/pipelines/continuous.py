@@ -102,7 +102,7 @@ def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperatu
     width = batch_size if fill else min(batch_size, len(rows.conditional))
     room = prompt_width(rows, range(len(rows.conditional)), sampling.uses_cfg)
     choice = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
-                                continuous=True, probe=probe_batch(rows, range(width), seeds, sampling.uses_cfg,
+                                continuous=True, probe=probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg,
                                                                    pipe.device))
     return _Call(rows, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, choice.num_nodes), mode,
                  choice)
