@@ -155,9 +155,9 @@ def test_many_image_runs_say_which_acceptance_chose_their_size(pipe, tmp_path, c
     jobs = prompt_jobs(["a handwritten digit two", "a handwritten digit five"], seed=4)
     paths = run_jobs(pipe, jobs, tmp_path / "out", mode="jacobi", batch_size=1, progress=False)
     lines = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
-    assert [line["tree_rates"] for line in lines] == ["measured on this model (1 image)"] * 2
+    assert [line["tree_rates"] for line in lines] == ["measured on this model (2 images)"] * 2  # the probe's
     _summary(pipe, jobs, tmp_path / "out", paths, 1.0)
-    assert "(auto, acceptance measured on this model (1 image))" in capsys.readouterr().out
+    assert "(auto, acceptance measured on this model (2 images))" in capsys.readouterr().out
 
 
 def test_distillation_weighs_its_tree_size_by_measured_acceptance(pipe, tmp_path):
