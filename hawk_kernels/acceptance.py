@@ -84,13 +84,26 @@ class AcceptanceTable(DiskTable):
         return smoothed_rates(tried, accepted).tolist(), entry["images"], entry["probe_images"]
 
 
-def _counted(entry: dict | None) -> bool:
-    return bool(entry and entry["images"] and any(map(any, entry["tried"])))
+def _counted(entry) -> bool:
+    return _valid(entry) and bool(entry["images"] and any(map(any, entry["tried"])))
 
 
-def _added(entry: dict | None, tried, accepted, images: int, probe: bool = False) -> dict:
+def _valid(entry) -> bool:
+    """Whether `entry` is counts as this module writes them (a hand-edited or foreign entry reads as none, and the
+    next counts replace it, as an unreadable file is measured again)."""
+    def table(value) -> bool:
+        return (isinstance(value, list) and value and all(isinstance(row, list) and row for row in value)
+                and len({len(row) for row in value}) == 1
+                and all(isinstance(n, int) and n >= 0 for row in value for n in row))
+
+    return (isinstance(entry, dict) and table(entry.get("tried")) and table(entry.get("accepted"))
+            and all(isinstance(entry.get(name), int) and entry[name] >= 0 for name in ("images", "probe_images"))
+            and torch.tensor(entry["accepted"]).shape == torch.tensor(entry["tried"]).shape)
+
+
+def _added(entry, tried, accepted, images: int, probe: bool = False) -> dict:
     """An entry's counts plus counts of `images` more images (probed or generated)."""
-    old = entry or dict(tried=[[0]], accepted=[[0]], images=0, probe_images=0)
+    old = entry if _valid(entry) else dict(tried=[[0]], accepted=[[0]], images=0, probe_images=0)
     return dict(tried=_summed(old["tried"], tried), accepted=_summed(old["accepted"], accepted),
                 images=old["images"] + images, probe_images=old["probe_images"] + images * probe)
 

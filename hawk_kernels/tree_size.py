@@ -111,19 +111,32 @@ class StepCostTable(DiskTable):
     def costs(self) -> dict:
         return self.entries
 
+    def has(self, key: str) -> bool:
+        """Whether `key` holds a cost (a hand-edited value that is not a positive number reads as none: measured
+        again, as an unreadable file is)."""
+        return _a_cost(self.entries.get(key))
+
     def seconds(self, key: str, measure: Callable[[], float]) -> float:
         def measure_if_missing(costs: dict) -> None:
-            if key not in costs:  # another process may have measured it meanwhile
+            if not _a_cost(costs.get(key)):  # another process may have measured it meanwhile
                 costs[key] = float(measure())
 
-        if key not in self.entries:
+        if not self.has(key):
             self.change(measure_if_missing)
         return self.entries[key]
 
     def lower(self, key: str, seconds: float) -> float:
         """Keep the lower of `key`'s cost and `seconds` (a second timing of the same step), on disk too."""
-        self.change(lambda costs: costs.update({key: min(float(seconds), costs.get(key, float("inf")))}))
+        def keep_lower(costs: dict) -> None:
+            old = costs.get(key) if _a_cost(costs.get(key)) else float("inf")
+            costs[key] = min(float(seconds), old)
+
+        self.change(keep_lower)
         return self.entries[key]
+
+
+def _a_cost(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def measure_step_seconds(decoder, batch: int, sampling: SamplingConfig, warmup: int = 3, steps: int = 8,
@@ -235,7 +248,7 @@ def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rat
         tokens = body / passes
         form = step_form(decoder)
         key = step_key(decoder.backbone.device, model_key, mode, size, batch, sampling, form, drafts)
-        timed = key not in table.costs
+        timed = not table.has(key)
         if timed and cost_floor > 0 and tokens / (COST_NOISE * cost_floor) <= best_speed:
             estimates[size] = dict(tokens_per_pass=tokens, seconds_per_step=None,
                                    not_measured="cannot beat a smaller tree: it costs at least as much per step")

@@ -251,3 +251,17 @@ def test_a_filled_session_of_one_image_probes_that_image(pipe):
     (members, res), = stream_images(pipe, ["a handwritten digit zero"], batch_size=3, mode="jacobi", seed=1,
                                     fill=True, pixels=False)
     assert members == [0] and res.tree_rates == "measured on this model (1 image)"
+
+
+@pytest.mark.parametrize("entry", [{"images": 3}, {"tried": [[1, 2], [3]], "accepted": [[1, 2], [3]], "images": 1,
+                                                    "probe_images": 0}, [1, 2], "text",
+                                   {"tried": [[2]], "accepted": [[1], [1]], "images": 1, "probe_images": 1}])
+def test_a_malformed_entry_reads_as_none_and_is_replaced(pipe, entry):
+    """A hand-edited or foreign entry never fails a generation: it reads as no counts, and the probe replaces it."""
+    grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
+    key = acceptance_key(pipe, "jacobi", grid, sampling)
+    AcceptanceTable().change(lambda entries: entries.update({key: entry}))
+    _fixed_step_costs(pipe, "jacobi")
+    out = pipe.generate_tokens(prompts=["a handwritten digit one"], mode="jacobi", seed=0)
+    assert out.tree_rates == "measured on this model (1 image)"
+    assert AcceptanceTable().merged()[key]["images"] == 2

@@ -47,6 +47,12 @@ def test_step_costs_are_measured_once_and_kept_on_disk(tmp_path):
     assert StepCostTable(path).seconds("k", lambda: 9.0) == 0.25  # a new process reads it back
     path.write_text("{not json")
     assert StepCostTable(path).seconds("k", lambda: 0.5) == 0.5  # an unreadable table is measured again
+    for value in ("fast", None, -1.0, 0, True, [0.1]):  # a hand-edited value that is no cost: measured again
+        path.write_text(json.dumps({"k": value}))
+        assert StepCostTable(path).seconds("k", lambda: 0.75) == 0.75
+        assert StepCostTable(path).lower("k", 0.5) == 0.5
+    path.write_text('["a list"]')
+    assert StepCostTable(path).seconds("k", lambda: 0.5) == 0.5  # a table that is no JSON object: as unreadable
 
 
 def _decoder_for(n, compile=False):
