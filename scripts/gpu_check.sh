@@ -32,6 +32,8 @@
 #                  and peak memory per image, batch-16 memory runs                    [GPU; without one: --smoke]
 #   tree_size      python benchmarks/tree_size.py --device cuda: num_nodes="auto" vs AR and fixed sizes, bundled
 #                  model, batch 1 and 16, hawk and hawk+jacobi, graphed, not compiled     [GPU; without one: --smoke]
+#   tree_size_uncalibrated  the same for jacobi with the bundled rates dropped: "auto" weighs sizes by the
+#                  acceptance it measures on the model (hawk_kernels/acceptance.py)  [GPU; without one: --smoke]
 #   sanitizer_synccheck, sanitizer_initcheck                                                          [GPU only]
 #   heads_training python benchmarks/heads_training.py (7B shape; measured on 2026-12-04)  [GPU; without: --tiny]
 # Without a GPU it still runs to the end, says which steps need one and skips them, and exits 0 if every step
@@ -294,6 +296,13 @@ if [ "$GPU" -eq 1 ]; then
     --modes hawk hawk+jacobi --repeats 2 --compile off
 else
   step tree_size 60 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/tree_size.py --smoke --out "$WORK"
+fi
+if [ "$GPU" -eq 1 ]; then  # a model nobody calibrated: every real model's default (jacobi) without heads
+  step tree_size_uncalibrated 120 gpu "$PY" benchmarks/tree_size.py --device cuda --out "$WORK" --batches 1 16 \
+    --modes jacobi --repeats 2 --compile off --uncalibrated
+else
+  step tree_size_uncalibrated 60 cpu-smoke env OMP_NUM_THREADS=1 "$PY" benchmarks/tree_size.py --smoke --out "$WORK" \
+    --uncalibrated
 fi
 
 # --- 8b. compute-sanitizer: the other two tools

@@ -210,7 +210,8 @@ def tree_size_targets(work: str) -> list[dict]:
                 value, limit, what = r.get("auto_vs_best_fixed"), TREE_SIZE_VS_BEST, "of the best fixed size"
             else:
                 value, limit, what = r.get("auto_vs_ar"), TREE_SIZE_VS_AR, "of AR"
-            out.append(_row(20, f"num_nodes='auto', {r['mode']}, batch {r['batch']}: images/s as a fraction {what}",
+            mode = r["mode"] + (" (rates measured on the model, none calibrated)" if report.get("uncalibrated") else "")
+            out.append(_row(20, f"num_nodes='auto', {mode}, batch {r['batch']}: images/s as a fraction {what}",
                             f">= {limit}", None if value is None else round(value, 3), _judge(value, limit, False),
                             os.path.basename(path), detail=f"chose {r.get('auto_num_nodes')} nodes; AR vs AR again "
                                                            f"{r.get('ar_again_vs_ar', float('nan')):.3f}"))

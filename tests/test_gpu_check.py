@@ -16,8 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["build", "canary", "tests_cuda", "e2e_7b", "kernel_bench", "tests_cuda_compiled", "sanitizer_memcheck",
          "sanitizer_racecheck", "e2e_flex", "e2e_bundled", "step_ops", "real_shapes", "tree_size",
-         "sanitizer_synccheck", "sanitizer_initcheck", "heads_training"]
-CPU_FORMS = {"build", "e2e_7b", "kernel_bench", "step_ops", "real_shapes", "tree_size", "heads_training"}
+         "tree_size_uncalibrated", "sanitizer_synccheck", "sanitizer_initcheck", "heads_training"]
+CPU_FORMS = {"build", "e2e_7b", "kernel_bench", "step_ops", "real_shapes", "tree_size", "tree_size_uncalibrated",
+             "heads_training"}
 # the real interpreter for inline code (the GPU probe, the import check, the build key, the summary); a stand-in for
 # every step's command, which fails where FAIL_STEP names it; FAKE_GPU: the GPU probe says there is one
 FAKE_PYTHON = """#!/bin/bash
@@ -74,7 +75,7 @@ def test_every_step_in_order_a_failing_step_recorded_and_the_build_skipped_by_it
     assert by_name["build"]["status"] == "passed" and by_name["build"]["reason"] == ""
     assert by_name["tree_size"]["status"] == "failed" and by_name["tree_size"]["reason"] == "exit status 3"
     assert by_name["heads_training"]["status"] == "passed"  # after it
-    assert summary["status"] == "fail" and summary["failed_steps"] == ["tree_size"]
+    assert summary["status"] == "fail" and summary["failed_steps"] == ["tree_size", "tree_size_uncalibrated"]
 
     rc, summary, log = _run(tree, tmp_path / "third", DEADLINE_S="500")  # nothing changed: the build is skipped
     assert rc == 0, log
