@@ -11,9 +11,10 @@ the verify rule, the sampling values, the image layout) decodes a probe: up to P
 prompts, with their seeds and the call's sampling, through an eager PROBE_NODES-node tree of the mode, for at most
 PROBE_PASSES passes, counting per (depth, rank) the nodes tried (their parent was accepted) and accepted. Every
 later generation of that key, at any tree size, adds its counts, so the rates sharpen with use. The counts are
-smoothed into rates as calibration smooths them (training/tree_calibration.smoothed_rates) and kept in
-acceptance.json beside the step costs (disk_table.py). A probe of the first rows of an image is biased towards
-them; the counts of whole images then outweigh it.
+smoothed into rates as tree calibration smooths its own (smoothed_rates, here) and kept in acceptance.json beside
+the step costs (disk_table.py); the probe runs under the table's lock, so concurrent processes probe once. A probe
+of an image's first rows is biased towards them: a long continuous call re-chooses its size after its first whole
+images (pipelines/continuous.py), and the counts of whole images soon outweigh the probe's.
 
 The counts decide a tree size only. Under the coupled rule (the default) an image does not depend on its tree;
 under the rejection rule the chosen size is recorded in the output, and passing it back reproduces the images.
@@ -38,7 +39,7 @@ from .target import SamplingConfig
 
 PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
 PROBE_ROWS = 2  # images the probe decodes (acceptance is a property of a row, not of the batch)
-PROBE_NODES = 32  # the probe's tree: for a Jacobi mode a 24-deep chain, beyond which depths inherit its last rate
+PROBE_NODES = 32  # the probe's tree (jacobi: a 31-deep chain; deeper depths inherit the deepest measured rate)
 PROBE_PASSES = 64  # at most this many probe passes (a 768 px image is ~2,400 tokens: its first rows)
 
 
