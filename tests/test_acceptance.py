@@ -158,6 +158,10 @@ def test_many_image_runs_say_which_acceptance_chose_their_size(pipe, tmp_path, c
     assert [line["tree_rates"] for line in lines] == ["measured on this model (2 images)"] * 2  # the probe's
     _summary(pipe, jobs, tmp_path / "out", paths, 1.0)
     assert "(auto, acceptance measured on this model (2 images))" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / lines[0]["png"]) as image:  # counts grow run by run: not in the PNG's text,
+        assert "tree_rates" not in json.loads(image.text["hawk_kernels"])  # so the same image is the same file
 
 
 def test_distillation_weighs_its_tree_size_by_measured_acceptance(pipe, tmp_path):

@@ -17,9 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-# a manifest line's fields that vary between runs of the same image (timings, the step's engine): left out of the
-# PNG's text, so the same image is the same file, byte for byte, whatever machine made it
-RUN_FIELDS = ("seconds", "compile_seconds", "steps")
+# a manifest line's fields that vary between runs of the same image (timings, the step's engine, the acceptance an
+# "auto" size was weighed with): left out of the PNG's text, so the same image is the same file, byte for byte,
+# whatever machine made it
+RUN_FIELDS = ("seconds", "compile_seconds", "steps", "tree_rates")  # tree_rates: only with "auto"; its counts grow
 
 
 def png_text(line: dict) -> dict:
