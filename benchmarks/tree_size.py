@@ -109,7 +109,10 @@ def acceptance_of(pipe, mode: str, table) -> tuple:
         return pipe.accept_rates[mode], "calibrated with the heads"
     sampling, grid = SamplingConfig(3.0), pipe.layout(None)  # what the timed decoders sample
     prompts = [f"a handwritten digit {WORDS[i % 10]}" for i in range(2)]
-    probe = probe_batch(pipe.call_rows(prompts, None, grid, sampling), range(2), [0, 1], True, pipe.device)
+
+    def probe():
+        return probe_batch(pipe.call_rows(prompts, None, grid, sampling), range(2), [0, 1], True, pipe.device)
+
     return measured_rates(pipe, acceptance_key(pipe, mode, grid, sampling), mode, grid, sampling, probe,
                           AcceptanceTable(table.path.with_name("acceptance.json")))[:2]
 

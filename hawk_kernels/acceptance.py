@@ -23,7 +23,6 @@ rejection-rule images for the same size).
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -34,7 +33,7 @@ from .decoder import HawkDecoder, HawkOutput
 from .engine.session import collect_output
 from .disk_table import DiskTable, cache_path
 from .drafts import needs_heads
-from .fingerprint import model_fingerprint
+from .fingerprint import exact_digest
 from .target import SamplingConfig
 
 PRIOR_WEIGHT = 4.0  # pseudo-counts of the generic prior 0.6 * 0.5**rank in each (depth, rank) estimate
@@ -114,26 +113,28 @@ def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | Non
     pipeline has calibrated rates for (they shape its trees and decide its sizes)."""
     if mode == "ar" or pipe.accept_rates.get(mode) is not None:
         return None
-    weights = [_digest(pipe.model)] + ([_digest(pipe.heads)] if needs_heads(mode) else [])
+    weights = [exact_digest(pipe.model)] + ([exact_digest(pipe.heads)] if needs_heads(mode) else [])
     values = f"cfg {sampling.cfg_scale}, temperature {sampling.temperature}, top-k {sampling.top_k}, " \
              f"top-p {sampling.top_p}"
     return f"{pipe.family}|{'+'.join(weights)}|{mode}|{pipe.verify} verify|{values}|{grid.height}x{grid.width}"
 
 
-def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig, probe: ProbeBatch | None,
-                   table: AcceptanceTable | None = None) -> tuple[list[list[float]] | None, str, bool]:
+def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig,
+                   probe: Callable[[], ProbeBatch] | None, table: AcceptanceTable | None = None
+                   ) -> tuple[list[list[float]] | None, str, bool]:
     """(rates for `key`, where they came from, for the output, whether they rest on a probe alone): the counts
-    kept, after a probe of `probe`'s rows where none are kept yet (probe None: none is run, and the generic prior
-    stands in)."""
+    kept, after a probe of the rows probe() builds where none are kept yet (built only then: most calls read the
+    counts; probe None: none is run, and the generic prior stands in)."""
     table = table or AcceptanceTable()
     rates, images, probed = table.rates(key)
     if rates is None and probe is not None:
         def measure() -> tuple[torch.Tensor, torch.Tensor, int]:
-            if probe.ids.device.type == "cuda":  # seconds at the 7B shape (an eager tree step): said, as timing is
+            rows = probe()
+            if rows.ids.device.type == "cuda":  # seconds at the 7B shape (an eager tree step): said, as timing is
                 print(f"hawk_kernels: num_nodes='auto' is measuring {mode}'s acceptance on this model "
-                      f"({len(probe.seeds)} image(s), at most {PROBE_PASSES} passes): once per model, mode and "
+                      f"({len(rows.seeds)} image(s), at most {PROBE_PASSES} passes): once per model, mode and "
                       f"sampling, kept in {table.path}", file=sys.stderr, flush=True)
-            return (*probe_counts(pipe, mode, grid, sampling, probe), len(probe.seeds))
+            return (*probe_counts(pipe, mode, grid, sampling, rows), len(rows.seeds))
 
         table.probe_once(key, measure)
         rates, images, probed = table.rates(key)
@@ -161,11 +162,11 @@ def probe_counts(pipe, mode: str, grid, sampling: SamplingConfig, probe: ProbeBa
 def counts_of(outputs: list[HawkOutput]) -> tuple[torch.Tensor, torch.Tensor]:
     """The summed (tried, accepted) [depth, rank] counts of decoder outputs, depth 1 first (the root, depth 0,
     is never drafted)."""
-    tried = accepted = torch.zeros(1, 1, dtype=torch.int64)
+    tried = accepted = [[0]]
     for out in outputs:
-        tried = torch.tensor(_summed(tried.tolist(), torch.tensor(out.rank_tried)[1:]))
-        accepted = torch.tensor(_summed(accepted.tolist(), torch.tensor(out.rank_accepted)[1:]))
-    return tried, accepted
+        tried = _summed(tried, torch.tensor(out.rank_tried)[1:])
+        accepted = _summed(accepted, torch.tensor(out.rank_accepted)[1:])
+    return torch.tensor(tried), torch.tensor(accepted)
 
 
 def record(key: str | None, outputs: list[HawkOutput], images: int, table: AcceptanceTable | None = None) -> None:
@@ -197,7 +198,3 @@ def _summed(table: list[list[int]], more: torch.Tensor) -> list[list[int]]:
     out[: more.shape[0], : more.shape[1]] += more
     return out.tolist()
 
-
-def _digest(module) -> str:
-    """16 hex digits naming a module's weights (its fingerprint, hashed: the fingerprint is long)."""
-    return hashlib.sha256(model_fingerprint(module).encode()).hexdigest()[:16]

@@ -299,12 +299,13 @@ def checked_num_nodes(num_nodes):
 
 
 def pipeline_num_nodes(pipe, mode: str, grid, num_nodes, batch: int, sampling: SamplingConfig, default: int,
-                       prompt_length: int = 4, continuous: bool = False, probe: ProbeBatch | None = None) -> SizeChoice:
+                       prompt_length: int = 4, continuous: bool = False,
+                       probe: Callable[[], ProbeBatch] | None = None) -> SizeChoice:
     """An ImagePipeline's tree size for one decoder batch. num_nodes: an int >= 1 (1: a plain AR step), None
     (`default`) or "auto" (choose_num_nodes over the pipeline's decoders of `mode`, a cost table keyed by the
     model's shape, and the batch's prompt length; continuous: rows refilled as they finish). "auto" weighs sizes
     with the pipeline's calibrated rates for the mode, else with the acceptance measured on this model
-    (acceptance.py: a probe of `probe`'s rows the first time), else the generic prior; the choice says which."""
+    (acceptance.py: a probe of the rows probe() builds, the first time), else the generic prior; the choice says which."""
     num_nodes = checked_num_nodes(num_nodes)
     if mode == "ar":
         return SizeChoice(1, {})

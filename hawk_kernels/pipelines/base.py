@@ -162,8 +162,8 @@ class ImagePipeline:
         # the size chosen before the clock starts ("auto" may time steps and probe acceptance once: tree_size.py)
         choice = None if decoder is not None else pipeline_num_nodes(
             self, mode, grid, num_nodes, len(members), sampling, DEFAULT_NUM_NODES,
-            prompt_width(rows, members, sampling.uses_cfg), probe=probe_batch(rows, members, seeds,
-                                                                              sampling.uses_cfg, self.device))
+            prompt_width(rows, members, sampling.uses_cfg),
+            probe=lambda: probe_batch(rows, members, seeds, sampling.uses_cfg, self.device))  # built if it runs
         decoder = decoder or self._decoder_of_size(mode, grid, choice.num_nodes)
         start = time.perf_counter()
         ids, mask, negative, negative_mask = stack_rows(rows, members, sampling.uses_cfg, self.device)

@@ -101,9 +101,11 @@ def _open(pipe, prompts, input_ids, batch_size, mode, size, cfg_scale, temperatu
     seeds = image_seeds("seed", seed, len(rows.conditional))
     width = batch_size if fill else min(batch_size, len(rows.conditional))
     room = prompt_width(rows, range(len(rows.conditional)), sampling.uses_cfg)
+    def probe():  # the call's first prompts, built only where a probe runs (acceptance.py)
+        return probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg, pipe.device)
+
     choice = pipeline_num_nodes(pipe, mode, grid, num_nodes, width, sampling, DEFAULT_NUM_NODES, room,
-                                continuous=True, probe=probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg,
-                                                                   pipe.device))
+                                continuous=True, probe=probe)
     return _Call(rows, seeds, sampling, width, room, pipe._decoder_of_size(mode, grid, choice.num_nodes), mode,
                  choice)
 
@@ -119,9 +121,10 @@ def _sessions(pipe, call: _Call):
     order = list(range(len(call.rows.conditional)))
     split = call.width * SETTLE_IMAGES_PER_ROW
     settle = call.size_choice.probe_only and len(order) >= call.width * SETTLE_MIN_IMAGES_PER_ROW
-    done_passes = 0
-    for part, queue in ((call, order[:split]), (None, order[split:])) if settle else ((call, order),):
-        part = part or _rechosen(pipe, call)
+    done_passes, part = 0, call
+    for k, queue in enumerate([order[:split], order[split:]] if settle else [order]):
+        if k:  # the first images' whole-image counts are in the table now
+            part = _rechosen(pipe, call)
         passes = 0
         for members, out, seconds, passes in _run_session(pipe, part, queue):
             yield members, out, seconds, done_passes + passes, part

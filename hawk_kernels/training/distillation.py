@@ -245,13 +245,15 @@ def _tree_size(pipe, grid, settings: DistillSettings, num_nodes, out_dir: Path, 
     if recorded is not None:
         return recorded
     sampling = SamplingConfig(settings.cfg_scale, settings.temperature, settings.top_k)  # what the shards sample
-    probe = None
-    if probe_prompts:  # the first prompts' first images (seeds as the shards give them)
+
+    def probe():  # the first prompts' first images (seeds as the shards give them), built if a probe runs
         rows = pipe.call_rows(probe_prompts.get("prompts"), probe_prompts.get("input_ids"), grid, sampling)
         seeds = [(settings.seed + p * settings.images_per_prompt) % 2**64 for p in range(len(rows.conditional))]
-        probe = probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg, pipe.device)
+        return probe_batch(rows, range(len(seeds)), seeds, sampling.uses_cfg, pipe.device)
+
     return pipeline_num_nodes(pipe, settings.mode, grid, "auto", settings.batch_size, sampling, DEFAULT_NUM_NODES,
-                              prompt_length=prompt_length, continuous=True, probe=probe).num_nodes
+                              prompt_length=prompt_length, continuous=True,
+                              probe=probe if probe_prompts else None).num_nodes
 
 
 def _recorded_tree_size(out_dir: Path, settings: DistillSettings) -> int | None:
