@@ -2,6 +2,7 @@
 on-disk step-cost table, and the choice (AR when drafting does not pay)."""
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -154,10 +155,109 @@ def test_timing_compiled_steps_is_said_while_it_happens(tmp_path, capsys, monkey
     choose_num_nodes(compiled, "hawk", None, 1, CFG2, "tiny", table, (1, 4))
     said = capsys.readouterr().err
     assert said.count("num_nodes='auto' is timing hawk steps at batch 1 (compiled") == 1, said
-    assert "each size compiles first" in said and "4 nodes: 10.00 ms per step" in said
+    assert f"every size uncompiled, then at most {tree_size.MAX_COMPILED} compiled, each compiling first" in said
+    assert "4 nodes: 10.00 ms per step" in said
     choose_num_nodes(compiled, "hawk", None, 1, CFG2, "tiny", table, (1, 4))
     assert capsys.readouterr().err == ""  # read from the table: nothing to say
     assert torch.get_num_threads() >= 1
+
+
+SIZES = (1, 4, 8, 16, 32, 64)
+RATES = [[0.9, 0.5]] * 64  # long chains pay: tokens per pass grows with the tree up to 64 nodes
+
+
+@pytest.mark.parametrize("uncompiled, compiled", [
+    # compiling takes away overhead that does not grow with the tree (more of it for a tree than for AR)
+    (lambda n: 2.4 if n == 1 else 4.0 + 0.06 * n, lambda n: 1.0 if n == 1 else 1.4 + 0.06 * n),
+    # the same, with steps whose cost grows faster than the tree (the uncompiled form alone would favour 64)
+    (lambda n: 10.0 if n == 1 else 14.0 + 0.002 * n ** 2, lambda n: 1.0 if n == 1 else 1.3 + 0.002 * n ** 2),
+    # trees never pay: AR, after compiling AR and one tree
+    (lambda n: 1.0 if n == 1 else 5.0 * n, lambda n: 1.0 if n == 1 else 3.0 * n),
+    # flat costs (a GPU far from its compute bound): the biggest tree
+    (lambda n: 10.0 + 0.001 * n, lambda n: 4.0 + 0.001 * n),
+])
+def test_a_compiled_step_is_screened_uncompiled_and_few_sizes_compile(tmp_path, monkeypatch, uncompiled, compiled):
+    """Where the step compiles, "auto" times every size uncompiled (no compile) and compiles at most MAX_COMPILED
+    sizes (AR first), yet chooses the size a compiled sweep of every size would."""
+    decoders = {n: _decoder_for(n, compile=True) for n in SIZES}
+    size_of = {id(d): n for n, d in decoders.items()}
+    timed = []
+
+    def fake_measure(decoder, batch, sampling, prompt_length=4, compiled=True):
+        timed.append((size_of[id(decoder)], compiled))
+        return (compiled_cost if compiled else uncompiled)(size_of[id(decoder)])
+
+    compiled_cost = compiled
+    monkeypatch.setattr(tree_size, "measure_step_seconds", fake_measure)
+    choice = choose_num_nodes(decoders.__getitem__, "hawk", RATES, 1, CFG2, "tiny", StepCostTable(tmp_path / "t.json"),
+                              SIZES)
+    compiled_sizes = [n for n, form in timed if form]
+    assert sorted(n for n, form in timed if not form) == list(SIZES)  # the screen: every size, once
+    assert compiled_sizes[0] == 1 and len(set(compiled_sizes)) <= tree_size.MAX_COMPILED, timed
+    speeds = {n: choice.estimates[n]["tokens_per_pass"] / compiled(n) for n in SIZES}
+    best = max(speeds, key=speeds.get)
+    assert choice.num_nodes == (best if speeds[best] >= tree_size.TREE_MARGIN * speeds[1] else 1), choice.estimates
+    for n in SIZES:  # what was not compiled says so, with its prediction; nothing is chosen from a prediction
+        estimate = choice.estimates[n]
+        assert estimate["uncompiled_seconds_per_step"] == uncompiled(n)
+        assert (estimate["seconds_per_step"] is None) == (n not in compiled_sizes) == ("not_measured" in estimate)
+    timed.clear()  # a second call reads every cost it needs from the table: nothing timed, the same size
+    again = choose_num_nodes(decoders.__getitem__, "hawk", RATES, 1, CFG2, "tiny", StepCostTable(tmp_path / "t.json"),
+                             SIZES)
+    assert timed == [] and again.num_nodes == choice.num_nodes
+
+
+class _CurveTimer:
+    """_screened's timer over made-up step costs: uncompiled = the compiled step's work + an overhead constant
+    (AR's, or a larger one for every tree), each cost read MODEL_ERROR off that model and off the timing."""
+
+    def __init__(self, rng):
+        ar = rng.uniform(0.5, 2.0)
+        jump, slope, power = rng.uniform(0, 0.8) * ar, rng.uniform(5e-4, 0.1) * ar, rng.uniform(0.8, 1.3)
+        work = {n: ar if n == 1 else ar + jump + slope * n ** power for n in SIZES}
+        ar_overhead = rng.uniform(0, 3) * ar
+        tree_overhead = ar_overhead + rng.uniform(0, 1.5) * ar
+        off = lambda: rng.uniform(1 - MODEL_ERROR, 1 + MODEL_ERROR)  # noqa: E731
+        self.compiled = {n: work[n] * off() for n in SIZES}
+        self.uncompiled = {n: (work[n] + (ar_overhead if n == 1 else tree_overhead)) * off() for n in SIZES}
+
+    def seconds(self, candidate, compiled=True):
+        return (self.compiled if compiled else self.uncompiled)[candidate.size]
+
+
+MODEL_ERROR = 0.03
+
+
+def test_the_screen_finds_the_best_compiled_size_on_random_cost_curves():
+    """_screened on 2,000 random cost curves (the uncompiled cost = the compiled step's work + an overhead that
+    does not grow with the tree, larger for trees than for AR; every cost 3% off that model) and random acceptance
+    (tokens per pass saturating in the tree size): the size it chooses is the best of a compiled sweep of every
+    size in at least 97% of them and at least 0.9x its speed in all, with at most 3 compiles on average (the
+    numbers tree_size._screened's docstring gives)."""
+    rng = random.Random(0)
+    ratios, compiles = [], []
+    for _ in range(2000):
+        top, half = rng.uniform(1.5, 10), rng.uniform(2, 40)
+        candidates = [tree_size._Candidate(n, None, 1 + (top - 1) * (n - 1) / (n - 1 + half)) for n in SIZES]
+        timer = _CurveTimer(rng)
+        estimates = tree_size._screened(candidates, timer)
+        timed = {n: e for n, e in estimates.items() if e["seconds_per_step"] is not None}
+        assert all(timer.compiled[n] == e["seconds_per_step"] for n, e in timed.items())
+        speed = {c.size: c.tokens / timer.compiled[c.size] for c in candidates}
+        chosen = max(timed, key=lambda n: speed[n])
+        ratios.append(speed[chosen] / max(speed.values()))
+        compiles.append(len(timed))
+    assert min(ratios) >= 0.9 and sum(r == 1.0 for r in ratios) >= 0.97 * len(ratios), sorted(ratios)[:20]
+    assert max(compiles) <= tree_size.MAX_COMPILED and sum(compiles) / len(compiles) <= 3.0
+
+
+def test_a_compiled_decoder_screens_without_compiling():
+    """measure_step_seconds(compiled=False) steps a compiled decoder's state with the eager step: nothing compiles,
+    and the cost is keyed as an eager decoder's (the two share it)."""
+    decoder = _decoder_for(4, compile=True)
+    assert tree_size.measure_step_seconds(decoder, 1, CFG2, warmup=1, steps=2, compiled=False) > 0
+    assert decoder.compiled_step.compile_seconds == 0.0
+    assert step_form(decoder, compiled=False) == step_form(_decoder_for(4)) != step_form(decoder)
 
 
 @pytest.mark.parametrize("continuous, uncalibrated", [(0, False), (2, False), (0, True)])
