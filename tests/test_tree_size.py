@@ -260,6 +260,22 @@ def test_a_compiled_decoder_screens_without_compiling():
     assert step_form(decoder, compiled=False) == step_form(_decoder_for(4)) != step_form(decoder)
 
 
+@pytest.mark.cuda
+def test_the_screen_is_graphed_and_compiles_nothing_on_cuda(monkeypatch):
+    """On a GPU the screen of a compiled decoder replays the eager step from a CUDA graph (the form whose cost it
+    keys) and compiles nothing."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from hawk_kernels.engine import graphs
+    captured = []
+    capture = graphs.StepRunner._capture
+    monkeypatch.setattr(graphs.StepRunner, "_capture", lambda runner: captured.append(1) or capture(runner))
+    decoder = hk.load_demo_pipeline(device="cuda", compile=True).decoder("hawk+jacobi", num_nodes=16)
+    assert tree_size.measure_step_seconds(decoder, 2, SamplingConfig(3.0), compiled=False) > 0
+    assert captured == [1] and decoder.compiled_step.compile_seconds == 0.0
+    assert step_form(decoder, compiled=False).startswith("eager, graphs")
+
+
 @pytest.mark.parametrize("continuous, uncalibrated", [(0, False), (2, False), (0, True)])
 def test_tree_size_benchmark_smoke(tmp_path, continuous, uncalibrated):
     """benchmarks/tree_size.py runs (its CPU smoke form, fixed batches and continuous sessions; with the bundled
