@@ -101,7 +101,7 @@ COST_NOISE = 0.9  # a measured step cost may read up to ~10% high (timing noise)
 TREE_MARGIN = 1 / COST_NOISE
 
 
-MAX_COMPILED = 4  # where the step compiles, the most sizes "auto" compiles to time (AR and 3 trees: _screened)
+MAX_COMPILED = 4  # where the step compiles, the most sizes a choice compiles to time (AR and 3 trees: _screened)
 
 
 def choose_num_nodes(decoder_for: Callable[[int], object], mode: str, accept_rate, batch: int,
@@ -160,6 +160,7 @@ class _StepTimer:
     drafts: str
     said: bool = False  # a compiled step's timing says what is going on (each compile takes minutes at 7B)
     timed_trees: bool = False  # a tree size was timed (not read from the table) in the step's own form
+    compiled_timings: int = 0  # sizes timed (not read from the table) in a compiled step's own form
 
     def key(self, candidate: _Candidate, compiled: bool = True) -> str:
         decoder = candidate.decoder
@@ -188,6 +189,7 @@ class _StepTimer:
             print(f"hawk_kernels:   {candidate.size} node{'s' * (candidate.size > 1)}: {seconds * 1e3:.2f} ms per "
                   f"step", file=sys.stderr, flush=True)
         self.timed_trees = self.timed_trees or (timed and compiled and candidate.size > 1)
+        self.compiled_timings += announce
         return seconds
 
 
@@ -216,13 +218,15 @@ def _screened(candidates: list[_Candidate], timer: _StepTimer) -> dict:
     timing all six sizes would cost minutes before the first image). Every size is timed uncompiled (the screen:
     graph capture costs milliseconds); the smallest size (AR) is compiled and timed, then the tree predicted
     fastest (_predicted_cost), then, up to MAX_COMPILED sizes, the size predicted fastest while its prediction
-    comes within COST_NOISE of the best size timed. On 2,000 random cost curves whose costs are 3% off that model
+    comes within COST_NOISE of the best size timed. Sizes an earlier choice compiled are timed already (the
+    table): they count as timed here, free, and do not count towards MAX_COMPILED. On 2,000 random cost curves whose costs are 3% off that model
     (tests/test_tree_size.py) it chose the best size of a compiled sweep in 99.4% and at least 0.93x its speed in
     all, compiling 2.8 sizes on average where a sweep compiles up to 6 (10% off: the best in 80%, >= 0.75x).
     The choice is made from the compiled costs alone."""
     screen = {c.size: timer.seconds(c, compiled=False) for c in candidates}
-    compiled = {candidates[0].size: timer.seconds(candidates[0])}
-    while len(compiled) < MAX_COMPILED:
+    # AR, and every size a call before this one compiled (its cost is in the table: free)
+    compiled = {c.size: timer.seconds(c) for c in candidates if c is candidates[0] or timer.known(c)}
+    while timer.compiled_timings < MAX_COMPILED:
         best = max(c.tokens / compiled[c.size] for c in candidates if c.size in compiled)
         predicted = {c.size: _predicted_cost(c.size, screen, compiled) for c in candidates if c.size not in compiled}
         pick = max((c for c in candidates if c.size in predicted), key=lambda c: c.tokens / predicted[c.size],

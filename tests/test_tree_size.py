@@ -205,6 +205,13 @@ def test_a_compiled_step_is_screened_uncompiled_and_few_sizes_compile(tmp_path, 
     again = choose_num_nodes(decoders.__getitem__, "hawk", RATES, 1, CFG2, "tiny", StepCostTable(tmp_path / "t.json"),
                              SIZES)
     assert timed == [] and again.num_nodes == choice.num_nodes
+    table = StepCostTable(tmp_path / "t.json")  # every size compiled before (an earlier sweep): the best of them,
+    for n in SIZES:                             # free, whatever the predictions say
+        table.costs[_key(n, 1)] = uncompiled(n)
+        table.costs[step_key(torch.device("cpu"), "tiny", "hawk", n, 1, CFG2, step_form(decoders[n]))] = compiled(n)
+    known = choose_num_nodes(decoders.__getitem__, "hawk", RATES, 1, CFG2, "tiny", table, SIZES)
+    assert timed == [] and all(known.estimates[n]["seconds_per_step"] == compiled(n) for n in SIZES)
+    assert known.num_nodes == (best if speeds[best] >= tree_size.TREE_MARGIN * speeds[1] else 1)
 
 
 class _CurveTimer:
@@ -221,7 +228,13 @@ class _CurveTimer:
         self.compiled = {n: work[n] * off() for n in SIZES}
         self.uncompiled = {n: (work[n] + (ar_overhead if n == 1 else tree_overhead)) * off() for n in SIZES}
 
+    compiled_timings = 0
+
+    def known(self, candidate):
+        return False  # a first choice: nothing in the table
+
     def seconds(self, candidate, compiled=True):
+        self.compiled_timings += compiled
         return (self.compiled if compiled else self.uncompiled)[candidate.size]
 
 
