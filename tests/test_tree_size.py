@@ -273,6 +273,21 @@ def test_a_compiled_decoder_screens_without_compiling():
     assert step_form(decoder, compiled=False) == step_form(_decoder_for(4)) != step_form(decoder)
 
 
+@pytest.mark.slow
+def test_a_first_auto_call_of_a_compiled_pipeline_compiles_few_sizes(tmp_path, monkeypatch):
+    """The real path, outside CI (each compile takes 15-40 s here): the bundled pipeline with compile=True, a first
+    "auto" call on an empty cost table compiles at most MAX_COMPILED decoders, the size it chooses among them, and
+    its image is AR's of the seed (the coupled rule), eager and uncompiled."""
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    pipe = hk.load_demo_pipeline(device="cpu", compile=True)
+    out = pipe.generate(["a handwritten digit seven"], mode="hawk+jacobi", seed=3, num_nodes="auto")
+    compiled = {key[2] for key, decoder in pipe._decoders.items() if decoder.compiled_step.compile_seconds > 0}
+    assert 1 in compiled and out.num_nodes[0] in compiled and len(compiled) <= tree_size.MAX_COMPILED, compiled
+    eager = hk.load_demo_pipeline(device="cpu", compile=False)
+    reference = eager.generate(["a handwritten digit seven"], mode="ar", seed=3, num_nodes=1)
+    assert torch.equal(out.image_tokens, reference.image_tokens)
+
+
 @pytest.mark.cuda
 def test_the_screen_is_graphed_and_compiles_nothing_on_cuda(monkeypatch):
     """On a GPU the screen of a compiled decoder replays the eager step from a CUDA graph (the form whose cost it
