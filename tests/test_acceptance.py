@@ -182,15 +182,21 @@ def test_distillation_weighs_its_tree_size_by_measured_acceptance(pipe, tmp_path
 
 @pytest.mark.cuda
 def test_the_probe_and_the_counts_on_cuda(monkeypatch, tmp_path):
-    """The probe's eager decoder, its counts (read back from device statistics) and the recording, on a GPU."""
+    """The probe's uncompiled, CUDA-graphed decoder, its counts (read back from device statistics) and the recording,
+    on a GPU."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+    from hawk_kernels.engine import graphs
+    captured = []
+    capture = graphs.StepRunner._capture
+    monkeypatch.setattr(graphs.StepRunner, "_capture", lambda runner: captured.append(1) or capture(runner))
     monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
     pipe = hk.load_demo_pipeline(device="cuda", compile=False)
     pipe.accept_rates.pop("jacobi")
     _fixed_step_costs(pipe, "jacobi")
     out = pipe.generate_tokens(prompts=["a handwritten digit seven"], mode="jacobi", seed=3)
     assert out.tree_rates == "measured on this model (1 image)" and out.num_nodes[0] in (16, 32)
+    assert len(captured) == 2 and out.outputs[0].cuda_graph  # the probe's steps and the call's, each captured once
     grid, sampling = pipe.layout(None), pipe._prepare("jacobi", None, None, None, None, None)[1]
     assert AcceptanceTable().merged()[acceptance_key(pipe, "jacobi", grid, sampling)]["images"] == 2
 
