@@ -5,6 +5,11 @@
 #   DEADLINE_S=300 OUT=/tmp/gc bash scripts/gpu_check.sh
 #   GPU_STEPS="real_shapes heads_training" DEADLINE_S=200 bash scripts/gpu_check.sh   # a second call: only these
 #                                                       # steps (the build always runs; in place it is a no-op)
+#   PREBUILD=1 PYTHON=<venv>/bin/python bash scripts/gpu_check.sh   # on a CPU box, before the device call: _C with
+#       its CUDA kernels against that Python's torch (the GPU host's: VENV of scripts/gpu_stack_on_cpu.sh), and the
+#       stamp a GPU host would write; carry hawk_kernels/_C.cpython-312-x86_64-linux-gnu.so and build/gpu_check_stamp,
+#       and the GPU host's build step reads "up to date" (55 s of its minutes) if that library loads there and holds
+#       the CUDA kernels (else it builds, as without them)
 #
 # Steps, in priority order, under ONE overall deadline (DEADLINE_S, default 540 s = 9 min): each step runs under
 # `timeout` of the time left (and at most its own cap), and a step that no longer fits is recorded as skipped for
@@ -66,7 +71,12 @@ PY="${PYTHON:-python}"
 
 say() { echo "$*" | tee -a "$LOG"; }
 
-if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+if [ "${PREBUILD:-0}" = 1 ]; then  # on a CPU box: _C for the GPU host (below), then stop
+  GPU=1
+  say "gpu_check: PREBUILD=1: building _C with its CUDA kernels for a GPU host, against $PY's torch"
+  [ -n "${CUDA_HOME:-}" ] || [ ! -d /usr/local/cuda ] || export CUDA_HOME=/usr/local/cuda
+  [ -n "${MAX_JOBS:-}" ] || export MAX_JOBS="$(nproc)"
+elif "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
   GPU=1
   say "gpu_check: CUDA device found: the GPU forms of every step (deadline ${DEADLINE_S} s)"
 else
@@ -147,11 +157,19 @@ build_key() {
   { find csrc -type f | LC_ALL=C sort | xargs cat; cat setup.py; echo "gpu=$GPU"
     "$PY" -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1; } | sha256sum | cut -d' ' -f1
 }
+LIBRARY="hawk_kernels/_C$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2> /dev/null)"
 built_key() {  # the sources' key and the built library's own hash (another build of _C in between: not up to date)
-  echo "$1 $(cat hawk_kernels/_C*.so 2> /dev/null | sha256sum | cut -d' ' -f1)"
+  echo "$1 $(cat "$LIBRARY" 2> /dev/null | sha256sum | cut -d' ' -f1)"
+}
+carried_library_runs() {  # a _C built elsewhere (PREBUILD=1, carried): it loads here and holds the CUDA kernels
+  [ "$GPU" -eq 0 ] || [ "${PREBUILD:-0}" = 1 ] || "$PY" -c '
+import torch, hawk_kernels._C
+assert all(torch._C._dispatch_has_kernel_for_dispatch_key(f"hawk::{op}", "CUDA")
+           for op in ("accept_reject", "draft_heads", "tree_mask", "philox_uniforms"))' > "$WORK/carried.log" 2>&1
 }
 KEY="$(build_key)"
-if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$(built_key "$KEY")" ]; then
+if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$(built_key "$KEY")" ] && [ "${PREBUILD:-0}" != 1 ] \
+    && carried_library_runs; then
   say "--- build: up to date (sources, torch and CUDA choice unchanged since the build that wrote $BUILD_STAMP)"
   record build passed 0 0 "" any "up to date: $BUILD_STAMP matches" ""
 else
@@ -165,6 +183,12 @@ else
   else
     BUILD_OK=0
   fi
+fi
+if [ "${PREBUILD:-0}" = 1 ]; then
+  [ "$BUILD_OK" -eq 1 ] || { say "gpu_check: PREBUILD failed (the build's log above)"; exit 1; }
+  say "gpu_check: PREBUILD done: carry $LIBRARY and $BUILD_STAMP to the GPU host, whose build step"
+  say "           then reads 'up to date' if its torch is $("$PY" -c 'import torch; print(torch.__version__)')"
+  exit 0
 fi
 if [ "$BUILD_OK" -eq 1 ]; then
   "$PY" -c 'import hawk_kernels, hawk_kernels._C as c; print("gpu_check: imports", hawk_kernels.__file__, "and", c.__file__)' \

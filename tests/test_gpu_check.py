@@ -20,9 +20,11 @@ STEPS = ["build", "canary", "tests_cuda", "e2e_7b", "kernel_bench", "tests_cuda_
 CPU_FORMS = {"build", "e2e_7b", "kernel_bench", "step_ops", "real_shapes", "tree_size", "tree_size_uncalibrated",
              "heads_training"}
 # the real interpreter for inline code (the GPU probe, the import check, the build key, the summary); a stand-in for
-# every step's command, which fails where FAIL_STEP names it; FAKE_GPU: the GPU probe says there is one
+# every step's command, which fails where FAIL_STEP names it; FAKE_GPU: the GPU probe says there is one;
+# FAKE_CARRIED_OK: a carried _C passes its check (it loads and holds the CUDA kernels)
 FAKE_PYTHON = """#!/bin/bash
 if [ -n "${{FAKE_GPU:-}}" ] && [[ "$2" == "import sys, torch; sys.exit(0 if torch.cuda.is_available()"* ]]; then exit 0; fi
+if [ -n "${{FAKE_CARRIED_OK:-}}" ] && [[ "$2" == *"_dispatch_has_kernel_for_dispatch_key"* ]]; then exit 0; fi
 if [ "$1" = "-" ] || [ "$1" = "-c" ]; then exec "{python}" "$@"; fi
 if [ -n "${{FAIL_STEP:-}}" ] && [[ "$*" == *"$FAIL_STEP"* ]]; then echo "STAND-IN FAILS: $*"; exit 3; fi
 echo "STAND-IN: $*"
@@ -98,3 +100,25 @@ def test_the_gpu_flow_after_a_failing_canary(tree, tmp_path):
         assert by_name[name]["status"] == "passed" and by_name[name]["form"] == "gpu", by_name[name]
     assert "-k not cuda-cuda" in by_name["kernel_bench"]["command"], by_name["kernel_bench"]
     assert "--profile-steps 3" in by_name["e2e_7b"]["command"] and "HAWK_BUILD_CUDA=1" in by_name["build"]["command"]
+
+
+def test_a_library_prebuilt_on_a_cpu_box_skips_the_gpu_hosts_build_if_it_runs_there(tree, tmp_path):
+    """PREBUILD=1 builds _C for a GPU host (CUDA kernels, this Python's torch) and writes the stamp a GPU host computes,
+    then stops; on the GPU host, with the library and the stamp carried, the build step reads "up to date" (55 s of a
+    15-minute device budget), but only if the carried library loads there and holds the CUDA kernels: else it builds."""
+    env = dict(os.environ, PYTHON=str(tree / "fake_python"), OUT=str(tmp_path / "prebuild"), PREBUILD="1")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "HAWK_BUILD_CUDA=1" in log and "PREBUILD done: carry hawk_kernels/_C." in log, log
+    assert not (tmp_path / "prebuild" / "summary.json").exists()  # it stops after the build
+    stamp = (tree / "build" / "gpu_check_stamp").read_text()
+
+    rc, summary, log = _run(tree, tmp_path / "carried", FAKE_GPU="1", FAKE_CARRIED_OK="1", GPU_STEPS="canary")
+    assert summary["steps"][0]["reason"] == "up to date: build/gpu_check_stamp matches", log
+    # this CPU box's _C has no CUDA kernels: carried so, it fails its check and the GPU host builds
+    (tree / "build" / "gpu_check_stamp").write_text(stamp)
+    rc, summary, log = _run(tree, tmp_path / "broken", FAKE_GPU="1", GPU_STEPS="canary")
+    assert summary["steps"][0]["name"] == "build" and summary["steps"][0]["reason"] == "", log
+    assert "HAWK_BUILD_CUDA=1" in summary["steps"][0]["command"]
