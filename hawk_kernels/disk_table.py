@@ -53,7 +53,8 @@ class DiskTable:
 
     @contextlib.contextmanager
     def _locked(self):
-        """An exclusive lock on <table>.lock (none where the directory is read-only or fcntl is missing)."""
+        """An exclusive lock on <table>.lock (none where the directory is read-only, fcntl is missing or the file
+        system refuses locks, as some network homes do: ENOLCK; the rename still keeps the table whole)."""
         try:
             import fcntl
 
@@ -63,7 +64,11 @@ class DiskTable:
             yield
             return
         with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError:
+                yield
+                return
             try:
                 yield
             finally:

@@ -56,6 +56,21 @@ def test_step_costs_are_measured_once_and_kept_on_disk(tmp_path):
     assert StepCostTable(path).seconds("k", lambda: 0.5) == 0.5  # a table that is no JSON object: as unreadable
 
 
+def test_a_file_system_that_refuses_locks_still_keeps_the_table(tmp_path, monkeypatch):
+    """Some network homes refuse flock (ENOLCK): the table is measured, saved and read back without the lock, not
+    a crash of the user's generation."""
+    import errno
+    import fcntl
+
+    def refuse(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    path = tmp_path / "step_costs.json"
+    assert StepCostTable(path).seconds("k", lambda: 0.25) == 0.25
+    assert StepCostTable(path).seconds("k", lambda: 9.0) == 0.25 and json.loads(path.read_text()) == {"k": 0.25}
+
+
 def _decoder_for(n, compile=False):
     model, grid = tiny_backbone(), tiny_grid()
     if n == 1:
