@@ -10,13 +10,13 @@ How: the first "auto" call of a key (the model's weights, the heads' where the m
 the verify rule, the sampling values, the image layout) decodes a probe: up to PROBE_ROWS of the call's own
 prompts, with their seeds and the call's sampling, through an uncompiled PROBE_NODES-node tree of the mode (its
 steps CUDA-graphed on a GPU, with no compile: an H200 took 8.34 ms per graphed AR step at the 7B shape, 37.4 ms
-eager), for at most
-PROBE_PASSES passes, counting per (depth, rank) the nodes tried (their parent was accepted) and accepted. Every
-later generation of that key, at any tree size, adds its counts, so the rates sharpen with use. The counts are
-smoothed into rates as tree calibration smooths its own (smoothed_rates, here) and kept in acceptance.json beside
-the step costs (disk_table.py); the probe runs under the table's lock, so concurrent processes probe once. A probe
-of an image's first rows is biased towards them: a long continuous call re-chooses its size after its first whole
-images (pipelines/continuous.py), and the counts of whole images soon outweigh the probe's.
+eager), for at most PROBE_PASSES passes, counting per (depth, rank) the nodes tried (their parent was accepted) and
+accepted. Every later generation of that key, at any tree size, adds its counts, so the rates sharpen with use.
+The counts are smoothed into rates as tree calibration smooths its own (smoothed_rates, here) and kept in
+acceptance.json beside the step costs (disk_table.py); the probe runs under the table's lock, so concurrent
+processes probe once. A probe of an image's first rows is biased towards them: a long continuous call re-chooses
+its size after its first whole images (pipelines/continuous.py), and the counts of whole images soon outweigh the
+probe's.
 
 The counts decide a tree size only. Under the coupled rule (the default) an image does not depend on its tree;
 under the rejection rule the chosen size is recorded in the output, and passing it back reproduces the images.

@@ -161,15 +161,15 @@ LIBRARY="hawk_kernels/_C$("$PY" -c 'import sysconfig; print(sysconfig.get_config
 built_key() {  # the sources' key and the built library's own hash (another build of _C in between: not up to date)
   echo "$1 $(cat "$LIBRARY" 2> /dev/null | sha256sum | cut -d' ' -f1)"
 }
-carried_library_runs() {  # a _C built elsewhere (PREBUILD=1, carried): it loads here and holds the CUDA kernels
-  [ "$GPU" -eq 0 ] || [ "${PREBUILD:-0}" = 1 ] || "$PY" -c '
+library_runs_here() {  # on a GPU host, _C (built here, or carried from a PREBUILD) loads and holds the CUDA kernels
+  [ "$GPU" -eq 0 ] || "$PY" -c '
 import torch, hawk_kernels._C
 assert all(torch._C._dispatch_has_kernel_for_dispatch_key(f"hawk::{op}", "CUDA")
            for op in ("accept_reject", "draft_heads", "tree_mask", "philox_uniforms"))' > "$WORK/carried.log" 2>&1
 }
 KEY="$(build_key)"
 if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$(built_key "$KEY")" ] && [ "${PREBUILD:-0}" != 1 ] \
-    && carried_library_runs; then
+    && library_runs_here; then
   say "--- build: up to date (sources, torch and CUDA choice unchanged since the build that wrote $BUILD_STAMP)"
   record build passed 0 0 "" any "up to date: $BUILD_STAMP matches" ""
 else
