@@ -219,10 +219,10 @@ def _screened(candidates: list[_Candidate], timer: _StepTimer) -> dict:
     graph capture costs milliseconds); the smallest size (AR) is compiled and timed, then the tree predicted
     fastest (_predicted_cost), then, up to MAX_COMPILED sizes, the size predicted fastest while its prediction
     comes within COST_NOISE of the best size timed. Sizes an earlier choice compiled are timed already (the
-    table): they count as timed here, free, and do not count towards MAX_COMPILED. On 2,000 random cost curves whose costs are 3% off that model
-    (tests/test_tree_size.py) it chose the best size of a compiled sweep in 99.4% and at least 0.93x its speed in
-    all, compiling 2.8 sizes on average where a sweep compiles up to 6 (10% off: the best in 80%, >= 0.75x).
-    The choice is made from the compiled costs alone."""
+    table): they count as timed here, free, and do not count towards MAX_COMPILED. On 2,000 random cost curves
+    whose costs are 3% off that model (tests/test_tree_size.py) it chose the best size of a compiled sweep in 99.4%
+    and at least 0.93x its speed in all, compiling 2.8 sizes on average where a sweep compiles up to 6 (10% off:
+    the best in 80%, >= 0.75x). The choice is made from the compiled costs alone."""
     screen = {c.size: timer.seconds(c, compiled=False) for c in candidates}
     # AR, and every size a call before this one compiled (its cost is in the table: free)
     compiled = {c.size: timer.seconds(c) for c in candidates if c is candidates[0] or timer.known(c)}
