@@ -155,3 +155,29 @@ def test_demo_shows_each_modes_fastest_round(tmp_path, capsys, monkeypatch):
         (row,) = [line for line in printed.splitlines() if line.startswith(f"{mode} ")]
         assert float(row.split()[4]) == round(min(run[2] for run in mine), 2), (row, mine)
     assert "fastest of 3 runs" in printed
+
+
+def test_cache_shows_what_auto_keeps_and_clears_it(tmp_path, capsys, monkeypatch):
+    """`hawk cache` lists the step costs by machine and each measured acceptance with its images; --clear empties
+    one table or both, so the next "auto" call measures again (a timing made beside another job is not kept)."""
+    from hawk_kernels.acceptance import AcceptanceTable
+    from hawk_kernels.step_costs import StepCostTable
+
+    monkeypatch.setenv("HAWK_CACHE_DIR", str(tmp_path))
+    StepCostTable().seconds("cuda:NVIDIA H200|torch 2.11.0+cu130|model|batch 1|sampling|form|ar", lambda: 0.008)
+    StepCostTable().seconds("cuda:NVIDIA H200|torch 2.11.0+cu130|model|batch 1|sampling|form|hawk nodes 16",
+                            lambda: 0.011)
+    key = "chameleon|0123456789abcdef|jacobi|coupled verify|cfg 3.0, temperature 1.0, top-k 2000, top-p None|48x48"
+    AcceptanceTable().add(key, torch.tensor([[10, 2]]), torch.tensor([[6, 1]]), images=2, probe=True)
+    assert cli.main(["cache"]) == 0
+    shown = capsys.readouterr().out
+    assert f"{tmp_path / 'step_costs.json'}: 2 step costs" in shown
+    assert "cuda:NVIDIA H200 | torch 2.11.0+cu130: 2" in shown
+    assert ("chameleon 48x48, jacobi, coupled verify, cfg 3.0, temperature 1.0, top-k 2000, top-p None: 2 image(s) "
+            "counted (2 by the probe)") in shown
+    assert cli.main(["cache", "--clear", "acceptance"]) == 0
+    assert AcceptanceTable().merged() == {} and len(StepCostTable().merged()) == 2
+    assert cli.main(["cache", "--clear"]) == 0
+    assert StepCostTable().merged() == {} and "cleared" in capsys.readouterr().out
+    assert cli.main(["cache", "--clear", "everything"]) == 2  # a bad choice: one line, exit code 2
+    assert capsys.readouterr().err.startswith(ERROR_PREFIX)
