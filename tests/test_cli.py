@@ -181,3 +181,26 @@ def test_cache_shows_what_auto_keeps_and_clears_it(tmp_path, capsys, monkeypatch
     assert StepCostTable().merged() == {} and "cleared" in capsys.readouterr().out
     assert cli.main(["cache", "--clear", "everything"]) == 2  # a bad choice: one line, exit code 2
     assert capsys.readouterr().err.startswith(ERROR_PREFIX)
+
+
+def test_info_names_the_kernel_each_op_runs_and_why_a_faster_one_was_passed_over(capsys, monkeypatch):
+    """`hawk info` (for bug reports and slow runs): versions, the compiled library, and per op and device the
+    backend "auto" takes, with the reason a faster one was passed over."""
+    assert cli.main(["info"]) == 0
+    shown = capsys.readouterr().out
+    assert f"torch {torch.__version__}" in shown and "_C " in shown and "kernels for CPU" in shown
+    for op in ("accept_reject", "draft_heads", "philox_uniforms", "tree_mask"):
+        assert f"  {op:<16} cpu   cpu\n" in shown, shown
+    monkeypatch.setenv("HAWK_KERNELS_SKIP", "cpu")
+    assert cli.main(["info"]) == 0
+    assert "  tree_mask        cpu   reference (not cpu: skipped)" in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+def test_info_on_cuda_names_the_cuda_kernels():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import subprocess
+    shown = subprocess.run([sys.executable, "-m", "hawk_kernels", "info"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "kernels for CPU, CUDA" in shown and "  accept_reject    cuda  cuda" in shown, shown

@@ -1,7 +1,8 @@
 """Command line `hawk`, one module per command: `demo` (also `python -m hawk_kernels`), `generate`, `distill`,
 `train_heads`, `convert` (`convert-llamagen`: LlamaGen's released files -> a model directory), `cache` (what
-num_nodes="auto" keeps on this machine, and --clear); `common` holds what they share (the error type and prefix,
-the help formatter, argument types, output checks) and `models` the choice between --demo and --model DIR.
+num_nodes="auto" keeps on this machine, and --clear), `info` (versions, devices and the kernel each op runs);
+`common` holds what they share (the error type and prefix, the help formatter, argument types, output checks) and
+`models` the choice between --demo and --model DIR.
 
 Every input the command line alone can judge is checked before any model loads; an error is one line on
 stderr starting with "hawk: error: " and exit code 2. Nothing is written into the installed package, and an
@@ -14,10 +15,10 @@ import os
 import sys
 
 from .. import __version__
-from . import cache, convert, demo, distill, generate, train_heads
+from . import cache, convert, demo, distill, generate, info, train_heads
 from .common import ERROR_PREFIX, HelpFormatter, Parser, UsageError
 
-COMMANDS = (demo, generate, distill, train_heads, convert, cache)  # each adds its subparser, whose args call its run(args)
+COMMANDS = (demo, generate, distill, train_heads, convert, cache, info)  # each adds its subparser, whose args call its run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
