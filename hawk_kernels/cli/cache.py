@@ -9,6 +9,9 @@ is cleared.
     hawk cache                           # where the tables are, and what they hold
     hawk cache --clear                   # empty both: the next "auto" call measures again
     hawk cache --clear step-costs        # or only one of them (acceptance: the probes and the counts)
+
+Clear while no hawk process runs: a running process keeps the entries it has read and writes them back with its
+next measurement (disk_table.py merges, so that concurrent processes never lose each other's).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def add_parser(subparsers) -> None:
                     "and --clear to measure it again")
     c.add_argument("--clear", nargs="?", const="all", choices=("all", *TABLES), default=None,
                    help="empty both tables (all, the default), or one: the next 'auto' call measures what it needs "
-                        "again")
+                        "again (clear while no hawk process runs: a running one writes back what it has read)")
 
 
 def run(args) -> int:
