@@ -193,6 +193,7 @@ fi
 if [ "$BUILD_OK" -eq 1 ]; then
   "$PY" -c 'import hawk_kernels, hawk_kernels._C as c; print("gpu_check: imports", hawk_kernels.__file__, "and", c.__file__)' \
     2>&1 | tee -a "$LOG"
+  "$PY" -m hawk_kernels info >> "$WORK/env.txt" 2>&1  # the kernel each op runs per device, and why (hawk info)
 fi
 
 # --- 1b. canary: every hawk op once on CUDA, small inputs (scripts/sanitize_ops.py, the sanitizers' program). The
