@@ -121,6 +121,17 @@ def acceptance_key(pipe, mode: str, grid, sampling: SamplingConfig) -> str | Non
     return f"{pipe.family}|{'+'.join(weights)}|{mode}|{pipe.verify} verify|{values}|{grid.height}x{grid.width}"
 
 
+def described(key: str, entry) -> str:
+    """An acceptance_key and its counts, for a person: family, layout, mode, rule, sampling and images counted
+    (the weights' digests left out)."""
+    parts = key.split("|")
+    if len(parts) != 6 or not _valid(entry):
+        return f"{key}: not readable (measured again when used)"
+    family, _, mode, rule, sampling, layout = parts
+    return (f"{family} {layout}, {mode}, {rule}, {sampling}: {entry['images']} image(s) counted "
+            f"({entry['probe_images']} by the probe)")
+
+
 def measured_rates(pipe, key: str, mode: str, grid, sampling: SamplingConfig,
                    probe: Callable[[], ProbeBatch] | None, table: AcceptanceTable | None = None
                    ) -> tuple[list[list[float]] | None, str, bool]:

@@ -133,3 +133,8 @@ def step_key(device, model_key: str, mode: str, size: int, batch: int, sampling:
     the same for every mode: one AR cost per batch, the one baseline every mode's sizes are weighed against."""
     step = "ar" if size == 1 else f"{mode} nodes {size}{drafts}"
     return f"{device_key(device)}|{model_key}|batch {batch}|{sampling_key(sampling)}|{form}|{step}"
+
+
+def machine_of(key: str) -> str:
+    """The device and torch a step_key was timed on (its first two fields: device_key's)."""
+    return " | ".join(key.split("|")[:2])

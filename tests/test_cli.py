@@ -175,6 +175,9 @@ def test_cache_shows_what_auto_keeps_and_clears_it(tmp_path, capsys, monkeypatch
     assert "cuda:NVIDIA H200 | torch 2.11.0+cu130: 2" in shown
     assert ("chameleon 48x48, jacobi, coupled verify, cfg 3.0, temperature 1.0, top-k 2000, top-p None: 2 image(s) "
             "counted (2 by the probe)") in shown
+    AcceptanceTable().change(lambda entries: entries.update({"a|b|c|d|e|f": {"images": "two"}}))  # hand-edited
+    assert cli.main(["cache"]) == 0
+    assert "a|b|c|d|e|f: not readable (measured again when used)" in capsys.readouterr().out
     assert cli.main(["cache", "--clear", "acceptance"]) == 0
     assert AcceptanceTable().merged() == {} and len(StepCostTable().merged()) == 2
     assert cli.main(["cache", "--clear"]) == 0

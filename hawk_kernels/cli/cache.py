@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..acceptance import AcceptanceTable
-from ..step_costs import StepCostTable
+from ..acceptance import AcceptanceTable, described
+from ..step_costs import StepCostTable, machine_of
 from .common import add_command, plural
 
 TABLES = {"step-costs": StepCostTable, "acceptance": AcceptanceTable}
@@ -43,25 +43,9 @@ def run(args) -> int:
         return 0
     costs, counts = tables["step-costs"].merged(), tables["acceptance"].merged()
     print(f"{tables['step-costs'].path}: {plural(len(costs), 'step cost')}")
-    for machine, n in sorted(Counter(_machine(key) for key in costs).items()):
+    for machine, n in sorted(Counter(machine_of(key) for key in costs).items()):
         print(f"  {machine}: {n}")
     print(f"{tables['acceptance'].path}: {plural(len(counts), 'acceptance')} measured (model, mode, sampling, layout)")
     for key, entry in sorted(counts.items()):
-        print(f"  {_acceptance_line(key, entry)}")
+        print(f"  {described(key, entry)}")
     return 0
-
-
-def _machine(key: str) -> str:
-    """A step cost's device and torch (step_costs.step_key: the key's first two fields)."""
-    return " | ".join(key.split("|")[:2])
-
-
-def _acceptance_line(key: str, entry) -> str:
-    """family, mode, rule, sampling, layout and images counted of an acceptance key (acceptance.acceptance_key:
-    family|weights|mode|rule|sampling|HxW; the weights' digests shortened)."""
-    parts = key.split("|")
-    if len(parts) != 6 or not isinstance(entry, dict):
-        return f"{key}: not readable (measured again when used)"
-    family, _, mode, rule, sampling, layout = parts
-    images, probed = entry.get("images"), entry.get("probe_images")
-    return f"{family} {layout}, {mode}, {rule}, {sampling}: {images} image(s) counted ({probed} by the probe)"

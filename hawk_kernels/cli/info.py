@@ -14,7 +14,7 @@ import torch
 
 from .. import __version__
 from ..disk_table import CACHE_ENV, cache_path
-from ..ops import _backend
+from ..ops import _backend, _library as _library_of_ops
 from .common import add_command
 
 DTYPES = {"accept_reject": torch.float32, "draft_heads": torch.bfloat16}  # what a decoder passes them on a GPU
@@ -53,14 +53,11 @@ def _devices() -> list[str]:
 
 
 def _library() -> list[str]:
-    try:
-        library = importlib.import_module("hawk_kernels._C").__file__
-    except ImportError as exc:
-        return [f"_C        not importable ({exc}): the C++ and CUDA kernels are missing; reinstall "
-                "(pip install --no-build-isolation .)"]
-    kinds = [key for key in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(
-        "hawk::accept_reject", key)]
-    return [f"_C        {library} (kernels for {', '.join(kinds) or 'no device'})"]
+    if not _library_of_ops.compiled_available():
+        return [f"_C        not importable ({_library_of_ops.load_error()}): the C++ and CUDA kernels are missing; "
+                "reinstall (pip install --no-build-isolation .)"]
+    kinds = [key for key in ("CPU", "CUDA") if _library_of_ops.has_kernel("accept_reject", key)]
+    return [f"_C        {_library_of_ops._C.__file__} (kernels for {', '.join(kinds) or 'no device'})"]
 
 
 def _backends() -> list[str]:
