@@ -163,9 +163,9 @@ built_key() {  # the sources' key and the built library's own hash (another buil
 }
 library_runs_here() {  # on a GPU host, _C (built here, or carried from a PREBUILD) loads and holds the CUDA kernels
   [ "$GPU" -eq 0 ] || "$PY" -c '
-import torch, hawk_kernels._C
-assert all(torch._C._dispatch_has_kernel_for_dispatch_key(f"hawk::{op}", "CUDA")
-           for op in ("accept_reject", "draft_heads", "tree_mask", "philox_uniforms"))' > "$WORK/carried.log" 2>&1
+import hawk_kernels._C
+from hawk_kernels.ops import _backend, _library
+assert all(_library.has_kernel(op, "CUDA") for op in _backend.OPS)' > "$WORK/carried.log" 2>&1
 }
 KEY="$(build_key)"
 if [ -f "$BUILD_STAMP" ] && [ "$(cat "$BUILD_STAMP")" = "$(built_key "$KEY")" ] && [ "${PREBUILD:-0}" != 1 ] \

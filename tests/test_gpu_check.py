@@ -24,7 +24,7 @@ CPU_FORMS = {"build", "e2e_7b", "kernel_bench", "step_ops", "real_shapes", "tree
 # FAKE_CARRIED_OK: a carried _C passes its check (it loads and holds the CUDA kernels)
 FAKE_PYTHON = """#!/bin/bash
 if [ -n "${{FAKE_GPU:-}}" ] && [[ "$2" == "import sys, torch; sys.exit(0 if torch.cuda.is_available()"* ]]; then exit 0; fi
-if [ -n "${{FAKE_CARRIED_OK:-}}" ] && [[ "$2" == *"_dispatch_has_kernel_for_dispatch_key"* ]]; then exit 0; fi
+if [ -n "${{FAKE_CARRIED_OK:-}}" ] && [[ "$2" == *"_library.has_kernel(op"* ]]; then exit 0; fi
 if [ "$1" = "-" ] || [ "$1" = "-c" ]; then exec "{python}" "$@"; fi
 if [ -n "${{FAIL_STEP:-}}" ] && [[ "$*" == *"$FAIL_STEP"* ]]; then echo "STAND-IN FAILS: $*"; exit 3; fi
 echo "STAND-IN: $*"
