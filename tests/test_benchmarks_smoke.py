@@ -38,6 +38,7 @@ SMOKED = {
     "benchmarks/e2e.py": "test_e2e_smoke_runs_every_section",
     "benchmarks/step_time.py": "test_step_time_smoke",
     "benchmarks/step_ops.py": "test_step_ops_smoke",
+    "benchmarks/cuda_codegen.py": "test_cuda_codegen_smoke",
     "benchmarks/continuous.py": "test_continuous_smoke",
     "benchmarks/prompt_lengths.py": "test_prompt_lengths_smoke",
     "benchmarks/verify_rules.py": "test_verify_rules_smoke",
@@ -54,6 +55,8 @@ SMOKED = {
 }
 NOT_BENCHMARKS = {  # files that time or measure nothing themselves
     "benchmarks/conftest.py": "the pytest-benchmark fixtures (run by test_kernel_benchmarks_smoke)",
+    "benchmarks/fake_cuda.py": "the fake sm_90 device cuda_codegen.py compiles for (a CUDA build of torch: "
+                               "test_cuda_codegen_on_a_fake_gpu)",
     "benchmarks/timing.py": "the shared timer and copy-bandwidth helper (run by every smoke test here)",
     "python/digit_judge.py": "the MNIST judge evaluate_demo.py uses (run by test_evaluate_demo_smoke)",
     "python/analysis_spatial.py": "an analysis of attention and draft KL maps, not a timing",
@@ -112,6 +115,8 @@ JOBS = {
     "test_kernel_benchmarks_smoke": lambda tmp: (["-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
                                                   "--quick", f"--benchmark-json={tmp / 'bench.json'}"], []),
     "test_step_ops_smoke": lambda tmp: (["benchmarks/step_ops.py", "--smoke", "--out", str(tmp)], []),
+    "test_cuda_codegen_smoke": lambda tmp: (["benchmarks/cuda_codegen.py", "--smoke", "--out", str(tmp),
+                                             "--keep-code"], []),
     "test_continuous_smoke": lambda tmp: (["benchmarks/continuous.py", "--smoke", "--out", str(tmp / "c.json")], []),
     "test_prompt_lengths_smoke": lambda tmp: (["benchmarks/prompt_lengths.py", "--smoke", "--out", str(tmp)], []),
     "test_verify_rules_smoke": lambda tmp: (["benchmarks/verify_rules.py", "--smoke", "--out", str(tmp)], []),
@@ -323,6 +328,83 @@ def test_step_ops_smoke(smoke):
     [row] = report["rows"]
     assert row["mode"] == "ar" and 0 < row["compiled"] < row["eager"]
     assert row["ratio"] == pytest.approx(row["compiled"] / row["eager"])
+
+
+def test_cuda_codegen_smoke(smoke):
+    """benchmarks/cuda_codegen.py --smoke: the launches of inductor's code for a 2- and a 3-layer AR step (here its
+    CPU code), a layer's launches as their difference: a Llama layer's 7 projections and one attention call, and no
+    temporary the shape of a state buffer."""
+    tmp_path, _ = result(smoke, "test_cuda_codegen_smoke")
+    report = json.loads((tmp_path / "cuda_codegen.json").read_text())
+    assert_header(report, "python benchmarks/cuda_codegen.py --smoke")
+    [row] = report["modes"]
+    assert row["mode"] == "ar" and row["per_layer"]["gemm"] == 7 and row["per_layer"]["attention"] == 1
+    assert row["per_layer"]["kernels"] > 0 and row["state_buffer_copies"] == []
+    assert row["projected"]["total"] == row["per_step_outside_layers"]["total"] + 32 * row["per_layer"]["total"]
+    assert sorted(p.name for p in (tmp_path / "code").iterdir()) == ["ar_2_layers_cpu.py", "ar_3_layers_cpu.py"]
+
+
+CUDA_WRAPPER = """
+def call(args):
+    with torch.cuda._DeviceGuard(0):
+        buf0 = empty_strided_cuda((2, 4096), (4096, 1), torch.bfloat16)
+        triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1.run(buf0, arg16_1, buf2, 2, 4096, stream=stream0)
+        extern_kernels.mm(reinterpret_tensor(buf2, (2, 4096), (4096, 1), 0), arg17_1, out=buf3)
+        buf13 = torch.ops.aten._scaled_dot_product_efficient_attention.default(buf11, arg20_1, arg21_1, buf12, False)
+        assert_size_stride(buf14, (2, 32, 1, 128), (4096, 128, 4096, 1), 'torch.ops.aten._scaled_dot_product')
+        buf36 = torch.ops.hawk.philox_uniforms.default(buf35, arg3_1, [1, 8193], 1048576)
+        buf6 = torch.ops.aten.topk.default(buf5, 4)
+        buf9 = empty_strided_cuda((2, 32, 2432, 128), (9961472, 311296, 128, 1), torch.bfloat16)
+"""
+
+
+def test_cuda_codegen_counts_the_launches_of_cuda_code():
+    """The counting of cuda_codegen.py on lines as inductor writes them for CUDA (CI has no CUDA build of torch to
+    generate them): one Triton kernel, one GEMM, one attention call, one hawk:: op, one other op; assertions and
+    allocations are no launches."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cuda_codegen
+
+    counted = cuda_codegen.launches(CUDA_WRAPPER)
+    assert {k: counted[k] for k in ("kernels", "gemm", "attention", "hawk", "other", "total")} == dict(
+        kernels=1, gemm=1, attention=1, hawk=1, other=1, total=5)
+    assert counted["by_name"] == {"extern_kernels.mm": 1, "aten._scaled_dot_product_efficient_attention": 1,
+                                  "hawk.philox_uniforms": 1, "aten.topk": 1}
+    [largest, _] = cuda_codegen.largest_allocations(CUDA_WRAPPER, top=2)
+    assert largest == dict(shape="2, 32, 2432, 128", dtype="bfloat16", bytes=2 * 32 * 2432 * 128 * 2)
+    kv_layer = torch.empty(2, 32, 2432, 128, dtype=torch.bfloat16, device="meta")
+    assert cuda_codegen.whole_buffer_copies(CUDA_WRAPPER, [kv_layer]) == [((2, 32, 2432, 128), "bfloat16")]
+
+
+def test_cuda_codegen_says_why_it_cannot_fake_a_gpu(capsys, tmp_path):
+    """Without a CUDA build of torch the CUDA prediction stops at once (exit 2) and names what it needs."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cuda_codegen
+    import fake_cuda
+
+    if fake_cuda.supported() is None:
+        pytest.skip("this torch can fake a GPU (test_cuda_codegen_on_a_fake_gpu runs the prediction)")
+    assert cuda_codegen.main(["--out", str(tmp_path)]) == 2
+    assert "needs a CUDA build of torch" in capsys.readouterr().err
+
+
+def test_cuda_codegen_on_a_fake_gpu(tmp_path):
+    """With a CUDA build of torch and no GPU (scripts/gpu_stack_on_cpu.sh): inductor's sm_90 code for the tiny
+    model's ar and hawk+jacobi steps; torch's sdpa runs the memory-efficient kernel for the tree mask, a layer
+    launches its 7 cuBLAS GEMMs, and no temporary has a state buffer's shape."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fake_cuda
+
+    if fake_cuda.supported() is not None or torch.cuda.is_available():
+        pytest.skip("needs a CUDA build of torch on a machine without a GPU")
+    run(["benchmarks/cuda_codegen.py", "--shape", "tiny", "--modes", "ar", "hawk+jacobi", "--out", str(tmp_path)],
+        tmp_path, timeout=600)
+    report = json.loads((tmp_path / "cuda_codegen.json").read_text())
+    for row in report["modes"]:
+        assert row["per_layer"]["gemm"] == 7 and row["per_layer"]["attention"] == 1, row["mode"]
+        assert row["state_buffer_copies"] == [], row["mode"]
+        names = row["counted"][1]["launches"]["by_name"]
+        assert names["aten._scaled_dot_product_efficient_attention"] == 3 and names["extern_kernels.mm"] >= 21
 
 
 def test_prompt_lengths_smoke(smoke):

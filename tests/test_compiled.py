@@ -12,9 +12,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import hawk_kernels as hk
 from benchmarks import step_ops
+from benchmarks.cuda_codegen import state_buffers, whole_buffer_copies
 from hawk_kernels.drafts import needs_heads
 from hawk_kernels.engine import compiled as compiled_module
-from hawk_kernels.drafts.horizontal import HorizontalState
 from tests.test_decoder import _exact_image_law
 from tests.test_verify import _chi2_pvalue
 from tests.tiny_models import tiny_backbone, tiny_grid, tiny_heads
@@ -29,45 +29,13 @@ def _decoders(mode, compile=True, **kw):
     return make(compile), make(False)
 
 
-def _state_buffers(session) -> list[torch.Tensor]:
-    """The tensors a session's step updates in part: the KV cache layers, body, history, the Jacobi memory, the
-    speculation cache. (The horizontal drafts' logq is replaced whole every step: writing it is its copy, and a
-    temporary of its shape, e.g. the padded proposal, is no sign of one.)"""
-    found, seen, todo = [], set(), [session.state]
-    while todo:
-        obj = todo.pop()
-        if isinstance(obj, HorizontalState):
-            continue
-        if isinstance(obj, torch.Tensor):
-            found.append(obj)
-        elif id(obj) not in seen and (hasattr(obj, "__dict__") or isinstance(obj, (list, tuple, dict))):
-            seen.add(id(obj))
-            items = (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple))
-                     else vars(obj).values())
-            todo.extend(items)
-    return found
-
-
-def _whole_buffer_copies(code: str, buffers) -> list[tuple]:
-    """Temporaries the generated code allocates with the shape and dtype of one of `buffers`: how inductor
-    compiles a scatter_ into a graph input (copy the whole buffer out, scatter, copy it back: 4x the buffer's
-    bytes per step, 10 GB per step for a 7B model's KV cache) instead of an in-place index_put_. (A temporary of
-    another dtype, e.g. a bool mask over a buffer, is no copy of it.) Buffers under 1024 elements here are small
-    at every shape (the speculation cache's keys, 25 KB at batch 16: evict then insert round-trips them through
-    a temporary) and are not checked; the KV cache, the Jacobi memory and the drafts' log-probs are."""
-    kinds = {(tuple(b.shape), str(b.dtype).removeprefix("torch.")) for b in buffers if b.numel() >= 1024}
-    temps = {(tuple(int(v) for v in shape.split(",") if v.strip()), dtype)
-             for shape, dtype in re.findall(r"empty_strided_\w+\(\(([0-9, ]*)\), \([0-9, ]*\), torch\.(\w+)\)", code)}
-    return sorted(temps & kinds)
-
-
 def _state_copies(decoder, code: list[str], prompts, **kw) -> list[tuple]:
-    """_whole_buffer_copies of the code `decoder` compiled, against the state buffers of a session like it."""
-    return _whole_buffer_copies("\n".join(code), _state_buffers(decoder.start(prompts, **kw)))
+    """whole_buffer_copies of the code `decoder` compiled, against the state buffers of a session like it."""
+    return whole_buffer_copies("\n".join(code), state_buffers(decoder.start(prompts, **kw)))
 
 
 def test_the_copy_check_catches_a_scatter_into_an_input():
-    """Negative control of _whole_buffer_copies (it fails if inductor's output no longer matches its pattern): a
+    """Negative control of whole_buffer_copies (it fails if inductor's output no longer matches its pattern): a
     scatter_ into an input compiles to a whole-buffer copy, the index_put_ the engine uses does not."""
     buf, where, values = torch.zeros(4, 8, 32), torch.tensor([[1], [3], [5], [7]]), torch.ones(4, 1, 32)
 
@@ -80,7 +48,7 @@ def test_the_copy_check_catches_a_scatter_into_an_input():
     for fn, copies in ((by_scatter, [((4, 8, 32), "float32")]), (by_index_put, [])):
         torch._dynamo.reset()
         _, code = run_and_get_code(torch.compile(fn, fullgraph=True), buf, where, values)
-        assert _whole_buffer_copies("\n".join(code), [buf]) == copies, fn.__name__
+        assert whole_buffer_copies("\n".join(code), [buf]) == copies, fn.__name__
 
 
 def _compiled_equals_eager(mode, batch, temperatures):
