@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    options = dict(_option(text) for text in args.option)
+    options = dict(inductor_option(text) for text in args.option)
     if args.one:  # a child process: fake_cuda patches its whole process, so each graph gets one
         shape, layers, mode, device = args.one
         (out / "row.json").write_text(json.dumps(one(shape, int(layers), mode, args.nodes, device,
@@ -259,7 +259,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def _option(text: str) -> tuple[str, object]:
+def inductor_option(text: str) -> tuple[str, object]:
+    """NAME=VALUE (VALUE as JSON) -> (NAME, value), NAME an inductor config value of this torch."""
     name, sep, value = text.partition("=")
     if not sep or not hasattr(torch._inductor.config, name):
         raise SystemExit(f"--option: expected NAME=VALUE with NAME an inductor config value, got {text!r}")

@@ -39,6 +39,8 @@ import torch
 import hawk_kernels as hk
 from hawk_kernels.cli.common import COMPILE_WORDS
 from hawk_kernels.engine import step as step_module
+from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS
+from cuda_codegen import inductor_option
 from timing import copy_bandwidth, failure, median_seconds, report_header
 
 MODES = hk.MODES
@@ -397,6 +399,10 @@ def main():
                          "at the 7B shape")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="7B section: profile this many steps per row after timing them (kernels by time, per kind)")
+    ap.add_argument("--inductor-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="an inductor config value for the compiled steps, on top of the decoder's "
+                         "(engine/compiled.INDUCTOR_OPTIONS; VALUE as JSON), e.g. combo_kernels=true: an A/B of a "
+                         "fusion choice benchmarks/cuda_codegen.py predicts (recorded as inductor_options)")
     ap.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex_attention"),
                     help="attention implementations of the 7B section (default sdpa, and flex_attention on CUDA)")
     args = ap.parse_args()
@@ -412,6 +418,8 @@ def main():
         torch.set_num_threads(1)
     report = report_header(device)
     report["smoke"] = smoke
+    INDUCTOR_OPTIONS.update(inductor_option(text) for text in args.inductor_option)
+    report["inductor_options"] = dict(INDUCTOR_OPTIONS)
     report["bandwidth"] = copy_bandwidth(device)
     print("copy bandwidth", json.dumps(report["bandwidth"]), flush=True)
     report["bundled"] = [] if args.skip_bundled else bundled(device, images, args.nodes, graphs, args.bundled_modes)

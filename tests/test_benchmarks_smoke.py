@@ -102,7 +102,8 @@ def _heads_without_rates(tmp: Path) -> Path:
 # test -> how to start its script in a fresh folder tmp: (arguments, extra PYTHONPATH entries); longest first
 JOBS = {
     "test_e2e_smoke_runs_every_section": lambda tmp: (["benchmarks/e2e.py", "--smoke", "--out", str(tmp),
-                                                       "--profile-steps", "1"], []),
+                                                       "--profile-steps", "1", "--inductor-option",
+                                                       "max_fusion_buffer_group_pairwise_attempts=6"], []),
     "test_bench_families_smoke": lambda tmp: (["python/bench_families.py", "--repeats", "1", "--batches", "1",
                                                "--nodes", "8", "--out", str(tmp / "families.json")], []),
     "test_evaluate_demo_smoke": lambda tmp: (
@@ -198,6 +199,7 @@ def test_e2e_smoke_runs_every_section(smoke):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert {"smoke", "bandwidth", "bundled", "seven_b", "seconds"} <= set(report)
     assert_header(report, "python benchmarks/e2e.py --smoke")
+    assert report["inductor_options"] == {"max_fusion_buffer_group_pairwise_attempts": 6}  # --inductor-option
     assert report["smoke"] is True and report["seconds"] < 120
     sys.path.insert(0, str(ROOT / "scripts"))
     import targets  # what gpu_check ends with: on this CPU smoke output, nothing is judged against a GPU target
