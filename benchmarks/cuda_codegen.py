@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,8 @@ def launches(wrapper: str) -> dict:
     kernels = _KERNEL.findall(body)
     externs = _EXTERN.findall(body)
     ops = [f"{space}.{name}" for space, name in _OP.findall(body)]
-    kinds = Counter(kernels=len(kernels), gemm=len(externs))
+    flex = [k for k in kernels if "flex_attention" in k]  # FlexAttention's Triton template, split-KV reductions
+    kinds = Counter(kernels=len(kernels) - len(flex), gemm=len(externs), attention=len(flex))
     for op in ops:
         kinds["attention" if "attention" in op else "hawk" if op.startswith("hawk.") else "other"] += 1
     return dict(**{k: kinds[k] for k in ("kernels", "gemm", "attention", "hawk", "other")}, total=sum(kinds.values()),
@@ -104,9 +106,11 @@ def whole_buffer_copies(code: str, buffers) -> list[tuple]:
     return sorted(temps & kinds)
 
 
-def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: torch.dtype):
+def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: torch.dtype, attention: str = "sdpa"):
     """A started DecodeSession of e2e.py's Llama of `shape_name` with `layers` layers, on the CPU (eager, uncompiled:
-    its plan and state are what the compiled step is called with)."""
+    its plan and state are what the compiled step is called with). attention="flex_attention" is set after the
+    prefill: HawkDecoder refuses FlexAttention trees on the CPU, whose flex kernel fails to compile their masks;
+    here the step is only traced on the CPU (eagerly) and compiled for the fake GPU."""
     import e2e
 
     shape = e2e.SHAPES[shape_name]
@@ -118,7 +122,9 @@ def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: to
     prompt = torch.randint(*shape["prompt_tokens"], (1, 32))
     prompt[:, -1] = shape["image_start"]
     decoder = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=False, compile=False)
-    return decoder.start(prompt, cfg_scale=3.0, seed=0)
+    session = decoder.start(prompt, cfg_scale=3.0, seed=0)
+    model.set_attn_implementation(attention)
+    return session
 
 
 def traced_step(session):
@@ -187,9 +193,10 @@ def generated_wrapper(gm: torch.fx.GraphModule, inputs, extra_options: dict | No
 
 
 def one(shape: str, layers: int, mode: str, nodes: int, device: str, keep_code: Path | None = None,
-        extra_options: dict | None = None) -> dict:
+        extra_options: dict | None = None, attention: str = "sdpa") -> dict:
     """The launches of one (mode, layers) step on `device` ("cuda": fake sm_90; "cpu": the CPU's own code)."""
-    session = build_session(shape, layers, mode, nodes, torch.bfloat16 if device == "cuda" else torch.float32)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    session = build_session(shape, layers, mode, nodes, dtype, attention)
     gm, inputs = traced_step(session)
     if device == "cuda":
         gm, inputs = on_fake_cuda(gm, inputs)
@@ -222,11 +229,12 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int, default=32, help="tree size of the drafting modes")
     p.add_argument("--layers", type=int, default=32, help="layers the counts are projected to")
     p.add_argument("--shape", choices=("7b", "tiny"), default="7b", help="e2e.py's backbone shape (default 7b)")
+    p.add_argument("--attention", choices=("sdpa", "flex_attention"), default="sdpa",
+                   help="the backbone's attention (flex_attention: block masks bounded to the filled slots)")
     p.add_argument("--smoke", action="store_true", help="CPU code at e2e.py's tiny shape, ar only")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="an inductor config value on top of the decoder's (VALUE as JSON), e.g. combo_kernels=true")
     p.add_argument("--keep-code", action="store_true", help="write each generated wrapper under DIR/code/")
-    p.add_argument("--code-dir", help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=4, metavar=("SHAPE", "LAYERS", "MODE", "DEVICE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -234,24 +242,24 @@ def main(argv=None) -> int:
     options = dict(inductor_option(text) for text in args.option)
     if args.one:  # a child process: fake_cuda patches its whole process, so each graph gets one
         shape, layers, mode, device = args.one
-        (out / "row.json").write_text(json.dumps(one(shape, int(layers), mode, args.nodes, device,
-                                                          Path(args.code_dir) if args.code_dir else None, options)))
+        row = one(shape, int(layers), mode, args.nodes, device, out / "code" if args.keep_code else None, options,
+                  args.attention)
+        (out / "row.json").write_text(json.dumps(row))
         return 0
     device, shape = ("cpu", "tiny") if args.smoke else ("cuda", args.shape)
-    modes = ["ar"] if args.smoke else args.modes
     report = report_header("cpu", argv, "benchmarks/cuda_codegen.py")
     report.update(predicted_for="fake sm_90 (benchmarks/fake_cuda.py)" if device == "cuda" else "cpu", shape=shape,
-                  inductor_options={**INDUCTOR_OPTIONS, **options})
+                  attention=args.attention, inductor_options={**INDUCTOR_OPTIONS, **options})
     if device == "cuda":
         import fake_cuda
 
         if (why := fake_cuda.supported()) is not None:
             print(f"cuda_codegen: cannot predict CUDA kernels here: {why}", file=sys.stderr)
             return 2
-    code_dir = out / "code" if args.keep_code else None
-    report["modes"] = [per_layer(*(_child(shape, layers, mode, args.nodes, device, code_dir, args.option)
-                                   for layers in MEASURED_LAYERS),
-                                 args.layers) for mode in modes]
+    settings = ["--nodes", str(args.nodes), "--attention", args.attention, *(f"--option={o}" for o in args.option),
+                *(["--keep-code"] if args.keep_code else [])]
+    report["modes"] = [per_layer(*(_child(out, settings, shape, layers, mode, device) for layers in MEASURED_LAYERS),
+                                 args.layers) for mode in (["ar"] if args.smoke else args.modes)]
     for row in report["modes"]:
         print(json.dumps({k: row[k] for k in ("mode", "num_nodes", "per_layer", "per_step_outside_layers",
                                               "projected", "state_buffer_copies")}), flush=True)
@@ -270,13 +278,13 @@ def inductor_option(text: str) -> tuple[str, object]:
         raise SystemExit(f"--option {name}: VALUE must be JSON (true, 8, \"x\"), got {value!r}") from error
 
 
-def _child(shape: str, layers: int, mode: str, nodes: int, device: str, code_dir: Path | None,
-           options: list[str]) -> dict:
+def _child(out: Path, settings: list[str], shape: str, layers: int, mode: str, device: str) -> dict:
+    """one() in a process of its own (the code it keeps goes to out/code), with the parent's settings."""
     with tempfile.TemporaryDirectory() as tmp:
-        keep = ["--code-dir", str(code_dir)] if code_dir is not None else []
-        keep += [f"--option={text}" for text in options]
-        subprocess.run([sys.executable, __file__, "--out", tmp, "--nodes", str(nodes), *keep, "--one", shape,
-                        str(layers), mode, device], check=True)
+        subprocess.run([sys.executable, __file__, "--out", tmp, *settings, "--one", shape, str(layers), mode, device],
+                       check=True)
+        if (Path(tmp) / "code").is_dir():
+            shutil.copytree(Path(tmp) / "code", out / "code", dirs_exist_ok=True)
         return json.loads((Path(tmp) / "row.json").read_text())
 
 

@@ -392,21 +392,29 @@ def test_cuda_codegen_says_why_it_cannot_fake_a_gpu(capsys, tmp_path):
 
 def test_cuda_codegen_on_a_fake_gpu(tmp_path):
     """With a CUDA build of torch and no GPU (scripts/gpu_stack_on_cpu.sh): inductor's sm_90 code for the tiny
-    model's ar and hawk+jacobi steps; torch's sdpa runs the memory-efficient kernel for the tree mask, a layer
-    launches its 7 cuBLAS GEMMs, and no temporary has a state buffer's shape."""
+    model's ar and hawk+jacobi steps. With sdpa, torch runs the memory-efficient kernel for the tree mask, once per
+    layer; with FlexAttention, its Triton template (and the split-KV reductions); a layer launches its 7 cuBLAS
+    GEMMs either way, and no temporary has a state buffer's shape."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import fake_cuda
 
     if fake_cuda.supported() is not None or torch.cuda.is_available():
         pytest.skip("needs a CUDA build of torch on a machine without a GPU")
-    run(["benchmarks/cuda_codegen.py", "--shape", "tiny", "--modes", "ar", "hawk+jacobi", "--out", str(tmp_path)],
-        tmp_path, timeout=600)
-    report = json.loads((tmp_path / "cuda_codegen.json").read_text())
-    for row in report["modes"]:
-        assert row["per_layer"]["gemm"] == 7 and row["per_layer"]["attention"] == 1, row["mode"]
-        assert row["state_buffer_copies"] == [], row["mode"]
-        names = row["counted"][1]["launches"]["by_name"]
-        assert names["aten._scaled_dot_product_efficient_attention"] == 3 and names["extern_kernels.mm"] >= 21
+    for attention, modes in (("sdpa", ["ar", "hawk+jacobi"]), ("flex_attention", ["hawk+jacobi"])):
+        out = tmp_path / attention
+        run(["benchmarks/cuda_codegen.py", "--shape", "tiny", "--attention", attention, "--modes", *modes,
+             "--out", str(out)], tmp_path, timeout=600)
+        report = json.loads((out / "cuda_codegen.json").read_text())
+        assert [row["mode"] for row in report["modes"]] == modes and report["attention"] == attention
+        for row in report["modes"]:
+            assert row["per_layer"]["gemm"] == 7 and row["state_buffer_copies"] == [], (attention, row["mode"])
+            names = row["counted"][1]["launches"]["by_name"]
+            assert names["extern_kernels.mm"] >= 21, (attention, row["mode"])
+            if attention == "sdpa":
+                assert row["per_layer"]["attention"] == 1
+                assert names["aten._scaled_dot_product_efficient_attention"] == 3
+            else:
+                assert row["per_layer"]["attention"] >= 1 and not any("scaled_dot_product" in n for n in names)
 
 
 def test_prompt_lengths_smoke(smoke):
