@@ -40,6 +40,7 @@ from hawk_kernels.drafts.horizontal import HorizontalState  # noqa: E402
 from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS  # noqa: E402
 from timing import report_header  # noqa: E402
 
+STEP_OPS_BATCH = 2  # benchmarks/step_ops.py's default batch
 MEASURED_LAYERS = (2, 3)  # the models compiled: their difference is one layer between two others
 ITEM_BYTES = {"torch.bfloat16": 2, "torch.float16": 2, "torch.float32": 4, "torch.float64": 8, "torch.int64": 8,
               "torch.int32": 4, "torch.bool": 1, "torch.uint8": 1, "torch.int8": 1}
@@ -110,7 +111,10 @@ def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: to
     """A started DecodeSession of e2e.py's Llama of `shape_name` with `layers` layers, on the CPU (eager, uncompiled:
     its plan and state are what the compiled step is called with). attention="flex_attention" is set after the
     prefill: HawkDecoder refuses FlexAttention trees on the CPU, whose flex kernel fails to compile their masks;
-    here the step is only traced on the CPU (eagerly) and compiled for the fake GPU."""
+    here the step is only traced on the CPU (eagerly) and compiled for the fake GPU. shape_name "bundled": the
+    bundled model (float32, its own layers) as benchmarks/step_ops.py runs it, whose GPU run measures the count."""
+    if shape_name == "bundled":
+        return _bundled_session(mode, nodes)
     import e2e
 
     shape = e2e.SHAPES[shape_name]
@@ -125,6 +129,17 @@ def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: to
     session = decoder.start(prompt, cfg_scale=3.0, seed=0)
     model.set_attn_implementation(attention)
     return session
+
+
+def _bundled_session(mode: str, nodes: int):
+    """step_ops.py's session: the bundled model, 2 images, CFG 3, `nodes` nodes, seed 0."""
+    pipe = hk.load_demo_pipeline(device="cpu")
+    prompts = torch.tensor([pipe.vocab.encode_prompt("a handwritten digit seven")] * STEP_OPS_BATCH)
+    negative = torch.tensor([pipe.vocab.unconditional_prompt()])
+    heads = pipe.heads if hk.drafts.needs_heads(mode) else None
+    decoder = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=nodes, compile=False,
+                             cuda_graphs=False)
+    return decoder.start(prompts, negative_input_ids=negative, cfg_scale=3.0, seed=0)
 
 
 def traced_step(session):
@@ -195,7 +210,7 @@ def generated_wrapper(gm: torch.fx.GraphModule, inputs, extra_options: dict | No
 def one(shape: str, layers: int, mode: str, nodes: int, device: str, keep_code: Path | None = None,
         extra_options: dict | None = None, attention: str = "sdpa") -> dict:
     """The launches of one (mode, layers) step on `device` ("cuda": fake sm_90; "cpu": the CPU's own code)."""
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" and shape != "bundled" else torch.float32
     session = build_session(shape, layers, mode, nodes, dtype, attention)
     gm, inputs = traced_step(session)
     if device == "cuda":
@@ -228,7 +243,9 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["ar", "hawk", "hawk+jacobi"], choices=hk.MODES)
     p.add_argument("--nodes", type=int, default=32, help="tree size of the drafting modes")
     p.add_argument("--layers", type=int, default=32, help="layers the counts are projected to")
-    p.add_argument("--shape", choices=("7b", "tiny"), default="7b", help="e2e.py's backbone shape (default 7b)")
+    p.add_argument("--shape", choices=("7b", "tiny", "bundled"), default="7b",
+                   help="e2e.py's backbone shape (default 7b), or the bundled model as benchmarks/step_ops.py runs "
+                        "it (--nodes 16 there: the whole step is counted, its layers as they are)")
     p.add_argument("--attention", choices=("sdpa", "flex_attention"), default="sdpa",
                    help="the backbone's attention (flex_attention: block masks bounded to the filled slots)")
     p.add_argument("--smoke", action="store_true", help="CPU code at e2e.py's tiny shape, ar only")
@@ -258,11 +275,15 @@ def main(argv=None) -> int:
             return 2
     settings = ["--nodes", str(args.nodes), "--attention", args.attention, *(f"--option={o}" for o in args.option),
                 *(["--keep-code"] if args.keep_code else [])]
-    report["modes"] = [per_layer(*(_child(out, settings, shape, layers, mode, device) for layers in MEASURED_LAYERS),
-                                 args.layers) for mode in (["ar"] if args.smoke else args.modes)]
+    modes = ["ar"] if args.smoke else args.modes
+    if shape == "bundled":
+        report["modes"] = [_child(out, settings, shape, 0, mode, device) for mode in modes]
+    else:
+        report["modes"] = [per_layer(*(_child(out, settings, shape, n, mode, device) for n in MEASURED_LAYERS),
+                                     args.layers) for mode in modes]
     for row in report["modes"]:
-        print(json.dumps({k: row[k] for k in ("mode", "num_nodes", "per_layer", "per_step_outside_layers",
-                                              "projected", "state_buffer_copies")}), flush=True)
+        print(json.dumps({k: row[k] for k in ("mode", "num_nodes", "launches", "per_layer", "projected",
+                                              "state_buffer_copies") if k in row}), flush=True)
     (out / "cuda_codegen.json").write_text(json.dumps(report, indent=1))
     return 0
 

@@ -415,6 +415,12 @@ def test_cuda_codegen_on_a_fake_gpu(tmp_path):
                 assert names["aten._scaled_dot_product_efficient_attention"] == 3
             else:
                 assert row["per_layer"]["attention"] >= 1 and not any("scaled_dot_product" in n for n in names)
+    # the bundled model as benchmarks/step_ops.py runs it on a GPU (which measures the count): the whole step
+    run(["benchmarks/cuda_codegen.py", "--shape", "bundled", "--nodes", "16", "--modes", "ar", "hawk",
+         "--out", str(tmp_path / "bundled")], tmp_path, timeout=600)
+    layers = hk.load_demo_pipeline().model.config.num_hidden_layers
+    for row in json.loads((tmp_path / "bundled" / "cuda_codegen.json").read_text())["modes"]:
+        assert row["launches"]["attention"] == layers and row["state_buffer_copies"] == [], row["mode"]
 
 
 def test_prompt_lengths_smoke(smoke):
