@@ -37,7 +37,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
 from hawk_kernels.drafts.horizontal import HorizontalState  # noqa: E402
-from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS  # noqa: E402
+from torch.multiprocessing.reductions import StorageWeakRef  # noqa: E402
+from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS, inductor_options  # noqa: E402
+from hawk_kernels.engine.grouped_gemms import adjacent_projections, layout_of, weight_groups  # noqa: E402
 from timing import report_header  # noqa: E402
 
 STEP_OPS_BATCH = 2  # benchmarks/step_ops.py's default batch
@@ -126,6 +128,7 @@ def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: to
     prompt = torch.randint(*shape["prompt_tokens"], (1, 32))
     prompt[:, -1] = shape["image_start"]
     decoder = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=False, compile=False)
+    adjacent_projections(decoder.plan.backbone.language_model)  # as a decoder that compiles groups them
     session = decoder.start(prompt, cfg_scale=3.0, seed=0)
     model.set_attn_implementation(attention)
     return session
@@ -139,6 +142,7 @@ def _bundled_session(mode: str, nodes: int):
     heads = pipe.heads if hk.drafts.needs_heads(mode) else None
     decoder = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=nodes, compile=False,
                              cuda_graphs=False)
+    adjacent_projections(decoder.plan.backbone.language_model)  # as a decoder that compiles groups them
     return decoder.start(prompts, negative_input_ids=negative, cfg_scale=3.0, seed=0)
 
 
@@ -179,14 +183,32 @@ def on_fake_cuda(gm: torch.fx.GraphModule, inputs):
         node.args, node.kwargs = moved(node.args), moved(node.kwargs)
     fake_cuda.sdpa_as_on_sm90(gm)
     with FakeTensorMode():
-        inputs = [torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=cuda)
-                  if isinstance(x, torch.Tensor) else x for x in inputs]
-    return gm, inputs
+        return gm, _on_device(inputs, cuda)
 
 
-def generated_wrapper(gm: torch.fx.GraphModule, inputs, extra_options: dict | None = None) -> str:
+def _on_device(inputs, device):
+    """Fake tensors on `device` with the inputs' sizes, strides and dtypes, and their aliasing: inputs that share a
+    storage (the grouped projections' weights) share one there too, at the same offsets."""
+    bases = {}
+    moved = []
+    for x in inputs:
+        if not isinstance(x, torch.Tensor):
+            moved.append(x)
+            continue
+        key = StorageWeakRef(x.untyped_storage())
+        if key not in bases:
+            bases[key] = torch.empty(x.untyped_storage().nbytes() // x.element_size(), dtype=x.dtype, device=device)
+        base = bases[key]
+        moved.append(base.as_strided(x.shape, x.stride(), x.storage_offset()) if base.dtype == x.dtype
+                     else torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=device))
+    return moved
+
+
+def generated_wrapper(gm: torch.fx.GraphModule, inputs, extra_options: dict | None = None,
+                      layout: tuple[bool, ...] = ()) -> str:
     """The Python wrapper inductor generates for the graph (its call() launches the step's kernels), compiled with
-    the decoder's options and `extra_options` (inductor config names)."""
+    the decoder's options for the weights' `layout` (grouped_gemms.layout_of) and `extra_options` (inductor
+    config names)."""
     from torch._inductor.codecache import PyCodeCache
     from torch._inductor.compile_fx import compile_fx
     written = []
@@ -198,8 +220,7 @@ def generated_wrapper(gm: torch.fx.GraphModule, inputs, extra_options: dict | No
 
     PyCodeCache.write = classmethod(keep)
     try:
-        options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
-        options.update(extra_options or {})
+        options = {**inductor_options(layout), **(extra_options or {})}
         with torch.no_grad():
             compile_fx(gm, inputs, config_patches=options)
     finally:
@@ -215,7 +236,8 @@ def one(shape: str, layers: int, mode: str, nodes: int, device: str, keep_code: 
     gm, inputs = traced_step(session)
     if device == "cuda":
         gm, inputs = on_fake_cuda(gm, inputs)
-    wrapper = generated_wrapper(gm, inputs, extra_options)
+    layout = layout_of(weight_groups(session.plan.backbone.language_model))
+    wrapper = generated_wrapper(gm, inputs, extra_options, layout)
     if keep_code is not None:
         keep_code.mkdir(parents=True, exist_ok=True)
         (keep_code / f"{mode}_{layers}_layers_{device}.py").write_text(wrapper)

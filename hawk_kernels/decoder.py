@@ -15,6 +15,7 @@ from .checks import as_bool, as_int, check_auto_flag, check_compile, image_seeds
 from .drafts import MODES, chain_depth, check_mode, default_depth, needs_heads, sources_for
 from .engine import DecodeSession, HawkOutput, StepPlan, build_plan, new_state
 from .engine.compiled import CompiledStep, compiles
+from .engine.grouped_gemms import adjacent_projections, separate_projections
 from .engine.step import prefill
 from .grid import ImageGrid
 from .heads import DraftHeads
@@ -323,5 +324,12 @@ def _compiled_step(compile, backbone) -> CompiledStep | None:
     if not compiles(compile, backbone.device):
         return None
     regional = compile == "regional"
-    layers = getattr(getattr(backbone, "language_model", None), "layers", None) if regional else None
-    return CompiledStep(required=compile is True or regional, layers=layers)
+    language_model = getattr(backbone, "language_model", None)
+    # the projections' layout the step compiles best with (engine/grouped_gemms.py): one GEMM per group for the
+    # whole step; separate weights for a region (it refuses inputs that alias)
+    if regional:
+        separate_projections(language_model)
+    else:
+        adjacent_projections(language_model)
+    layers = getattr(language_model, "layers", None) if regional else None
+    return CompiledStep(required=compile is True or regional, layers=layers, language_model=language_model)

@@ -36,6 +36,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from . import step as step_module
+from .grouped_gemms import MergeAdjacentGemms, layout_of, weight_groups
 
 # raised under fullgraph once a function has compiled torch._dynamo.config.recompile_limit versions (() if a torch
 # version has no such class: `except ()` matches nothing)
@@ -48,6 +49,16 @@ INDUCTOR_OPTIONS = {"max_fusion_buffer_group_pairwise_attempts": 8}
 _REGION_OF_CLASS: dict[type, types.FunctionType] = {}  # layer class -> its marked forward (one region per class)
 _REGION_FAILED: dict[type, str] = {}  # layer class -> why its marked compile failed (not tried again: a failed
 #                                        attempt costs a trace of every layer, per decoder)
+
+
+def inductor_options(layout: tuple[bool, ...] = ()) -> dict:
+    """What the step's compile passes to inductor: INDUCTOR_OPTIONS (those this torch knows: torch.compile raises on
+    an unknown one, and the GPU host runs an older torch) and, where some projection group's weights lie in one
+    buffer (`layout`: grouped_gemms.layout_of), the pass that makes each such group one GEMM."""
+    options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
+    if any(layout) and hasattr(torch._inductor.config, "post_grad_custom_post_pass"):
+        options["post_grad_custom_post_pass"] = MergeAdjacentGemms(layout)
+    return options
 
 
 def compiles(compile, device) -> bool:
@@ -94,9 +105,13 @@ def unmark_layers(layers) -> None:
 
 
 class CompiledStep:
-    def __init__(self, required: bool, layers=None):
-        """layers: the backbone's decoder layers, compiled as one repeated region where they allow it."""
+    def __init__(self, required: bool, layers=None, language_model=None):
+        """layers: the backbone's decoder layers, compiled as one repeated region where they allow it.
+        language_model: the transformers stack, whose projection groups with weights in one buffer compile to one
+        GEMM each (grouped_gemms.py)."""
         self.required = required
+        self._weight_groups = weight_groups(language_model)
+        self.layout = layout_of(self._weight_groups)  # the layout the compiled code is for
         self.fallback_reason: str | None = None
         self.layers = layers
         self.regional = mark_repeated_layers(layers)
@@ -105,17 +120,14 @@ class CompiledStep:
         self.compile_seconds = 0.0  # wall time of the calls that compiled (a new graph): what users wait for once
         self._compiled = self._fresh()
 
-    @staticmethod
-    def _fresh():
+    def _fresh(self):
         step = step_module.step
         fresh = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
                                    step.__closure__)
-        # only the options this torch's inductor knows (torch.compile raises on an unknown one; the GPU host runs
-        # an older torch)
-        options = {k: v for k, v in INDUCTOR_OPTIONS.items() if hasattr(torch._inductor.config, k)}
         # dynamic=False: a new shape (batch size, cache bucket, top-k) compiles a static version of its own
         # rather than one symbolic-shape version that every later call would use, whatever its shape
-        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False, options=options)
+        return torch.compile(fresh, backend="inductor", fullgraph=True, dynamic=False,
+                             options=inductor_options(self.layout))
 
     @property
     def active(self) -> bool:
@@ -139,6 +151,9 @@ class CompiledStep:
                 self.compile_seconds += time.perf_counter() - began
 
     def _call(self, plan, state) -> None:
+        if layout_of(self._weight_groups) != self.layout:  # the weights moved since: code for this layout
+            self.layout = layout_of(self._weight_groups)
+            self._compiled = self._fresh()
         try:
             return self._compiled(plan, state)
         except _RECOMPILE_LIMIT_HIT:  # 8 configurations compiled: start a fresh copy

@@ -9,6 +9,7 @@ from . import step as step_module
 from ..checks import as_int
 from .compiled import CompiledStep
 from .graphs import StepRunner
+from .grouped_gemms import note_session
 from .plan import StepPlan
 from .state import DecodeState
 
@@ -59,6 +60,7 @@ class DecodeSession:
                  compiled: CompiledStep | None = None):
         """compiled: the decoder's compiled step (None: the eager step)."""
         self.plan, self.state, self.compiled = plan, state, compiled
+        note_session(getattr(plan.backbone, "language_model", None), self)  # weights stay put (grouped_gemms.py)
         self._compile_seconds_before = compiled.compile_seconds if compiled is not None else 0.0
         # the step module is looked up at every call, so tests can wrap `step` in a guard
         self.runner = StepRunner(lambda: (compiled or step_module.step)(plan, state), plan.backbone.device,
