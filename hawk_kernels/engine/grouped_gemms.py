@@ -70,25 +70,26 @@ def adjacent_projections(model: torch.nn.Module | None) -> int:
     """Moves each GROUPS group of bias-free Linears of one module into one buffer (see the module docstring), unless
     a session of `model` is alive (then the step keeps separate GEMMs: slower, never wrong). Returns the number of
     groups adjacent (0 for None: an adapter without a transformers stack)."""
-    count = 0
-    for weights in _groups(model):
-        if not _adjacent(weights) and _movable(model):
-            with torch.no_grad():
+    groups = weight_groups(model)
+    apart = [weights for weights in groups if not _adjacent(weights)]
+    if apart and _movable(model):
+        with torch.no_grad():
+            for weights in apart:
                 fused = torch.cat([w.detach() for w in weights])
                 start = 0
                 for w in weights:
                     w.data = fused[start:start + w.shape[0]]
                     start += w.shape[0]
-        count += _adjacent(weights)
-    return count
+    return sum(layout_of(groups))
 
 
 def separate_projections(model: torch.nn.Module | None) -> None:
     """Undoes adjacent_projections (each weight its own storage again), unless a session of `model` is alive: for
     compile="regional", whose region dynamo cannot trace with inputs that alias one another."""
-    for weights in _groups(model):
-        if _adjacent(weights) and _movable(model):
-            with torch.no_grad():
+    together = [weights for weights in weight_groups(model) if _adjacent(weights)]
+    if together and _movable(model):
+        with torch.no_grad():
+            for weights in together:
                 for w in weights:
                     w.data = w.detach().clone()
 
