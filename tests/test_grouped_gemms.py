@@ -77,3 +77,16 @@ def test_the_pass_is_named_by_its_layout():
     assert one.uuid() != other.uuid() and one.uuid() == grouped_gemms.MergeAdjacentGemms((True, False)).uuid()
     assert "post_grad_custom_post_pass" not in inductor_options((False, False))
     assert inductor_options((True, False))["post_grad_custom_post_pass"].layout == (True, False)
+
+
+def test_a_grouped_model_saves_and_loads_as_it_came(tmp_path):
+    """The grouped weights share one storage each group; transformers' save_pretrained writes them apart, and the
+    checkpoint loads to the same tensors."""
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_backbone()
+    want = {name: value.clone() for name, value in model.state_dict().items()}
+    assert grouped_gemms.adjacent_projections(model.model) == 4
+    model.save_pretrained(tmp_path)
+    got = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float64).state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[name], want[name]) for name in want)
