@@ -139,11 +139,13 @@ class MergeAdjacentGemms(CustomGraphPass):
         self.layout = tuple(layout)
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        groups = defaultdict(list)  # (the input's source node, its 2-D shape) -> [(mm node, weight node)]
+        # (the input's source node, its 2-D shape, the weight's storage) -> [(mm node, weight node)]
+        groups = defaultdict(list)
         for node in graph.nodes:
             weight = _weight_of(node)
             if weight is not None:
-                groups[_input_key(node.args[0])].append((node, weight))
+                storage = StorageWeakRef(weight.meta["val"].untyped_storage())
+                groups[(*_input_key(node.args[0]), storage)].append((node, weight))
         for mms in groups.values():
             mms.sort(key=lambda pair: pair[1].meta["val"].storage_offset())
             if len(mms) > 1 and _adjacent([w.meta["val"] for _, w in mms]):
