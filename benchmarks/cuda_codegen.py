@@ -3,7 +3,8 @@
 The step (engine/step.py, the backbone forward included) is traced by dynamo on the CPU as HawkDecoder(compile=True)
 traces it, on benchmarks/e2e.py's 7B-shaped Llama (bf16, CFG: 2 rows, prompt 32 tokens) with 2 and then 3 layers.
 Each graph is moved to a fake sm_90 device (benchmarks/fake_cuda.py: no driver, no GPU) and inductor writes the
-code it would run there, with the decoder's own options (engine/compiled.INDUCTOR_OPTIONS). The launches of that
+code it would run there, with the decoder's own options (engine/compiled.inductor_options: the fusion cap, and the
+one-GEMM-per-projection-group pass, the weights grouped first as a compiling decoder groups them). The launches of that
 code's `call()` are counted by kind: the Triton kernels inductor generated, GEMMs (cuBLAS, `extern_kernels`),
 attention, the hawk:: ops and other ATen fallbacks. Three layers minus two is a layer's launches (with one layer the
 first and last layers' fusions are one layer's, so two is the smallest model with a layer between them); the rest is the
@@ -31,13 +32,13 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import hawk_kernels as hk  # noqa: E402
 from hawk_kernels.drafts.horizontal import HorizontalState  # noqa: E402
-from torch.multiprocessing.reductions import StorageWeakRef  # noqa: E402
 from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS, inductor_options  # noqa: E402
 from hawk_kernels.engine.grouped_gemms import adjacent_projections, layout_of, weight_groups  # noqa: E402
 from timing import report_header  # noqa: E402
