@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -40,17 +41,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import hawk_kernels as hk  # noqa: E402
 from hawk_kernels.drafts.horizontal import HorizontalState  # noqa: E402
 from hawk_kernels.engine.compiled import INDUCTOR_OPTIONS, inductor_options  # noqa: E402
-from hawk_kernels.engine.grouped_gemms import adjacent_projections, layout_of, weight_groups  # noqa: E402
 from timing import report_header  # noqa: E402
 
 STEP_OPS_BATCH = 2  # benchmarks/step_ops.py's default batch
 MEASURED_LAYERS = (2, 3)  # the models compiled: their difference is one layer between two others
-ITEM_BYTES = {"torch.bfloat16": 2, "torch.float16": 2, "torch.float32": 4, "torch.float64": 8, "torch.int64": 8,
-              "torch.int32": 4, "torch.bool": 1, "torch.uint8": 1, "torch.int8": 1}
 _KERNEL = re.compile(r"^\s+((?:triton|cpp)_\w+)(?:\.run)?\(", re.M)
 _EXTERN = re.compile(r"^\s+(?:\w+ = )?extern_kernels\.(\w+)\(", re.M)
 _OP = re.compile(r"^\s+(?:\w+ = )?torch\.ops\.(\w+)\.(\w+)\.\w+\(", re.M)
-_ALLOC = re.compile(r"empty_strided_(?:cuda|cpu)\(\(([\d, ]*)\), \([\d, ]*\), (torch\.\w+)\)")
+_ALLOC = re.compile(r"empty_strided_\w+\(\(([\d, ]*)\), \([\d, ]*\), torch\.(\w+)\)")
 
 
 def launches(wrapper: str) -> dict:
@@ -68,13 +66,14 @@ def launches(wrapper: str) -> dict:
                 by_name=dict(Counter([f"extern_kernels.{e}" for e in externs] + ops)))
 
 
+def allocations(code: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every buffer generated code allocates: (its shape as written, the shape, the dtype's name)."""
+    return [(text, tuple(int(d) for d in text.split(",") if d.strip()), dtype) for text, dtype in _ALLOC.findall(code)]
+
+
 def largest_allocations(wrapper: str, top: int = 3) -> list[dict]:
-    sizes = []
-    for shape, dtype in _ALLOC.findall(wrapper):
-        numel = 1
-        for dim in filter(None, (d.strip() for d in shape.split(","))):
-            numel *= int(dim)
-        sizes.append(dict(shape=shape, dtype=dtype.replace("torch.", ""), bytes=numel * ITEM_BYTES.get(dtype, 4)))
+    sizes = [dict(shape=text, dtype=dtype, bytes=math.prod(shape) * getattr(torch, dtype, torch.float32).itemsize)
+             for text, shape, dtype in allocations(wrapper)]
     return sorted(sizes, key=lambda a: -a["bytes"])[:top]
 
 
@@ -105,17 +104,18 @@ def whole_buffer_copies(code: str, buffers) -> list[tuple]:
     at every shape (the speculation cache's keys, 25 KB at batch 16: evict then insert round-trips them through
     a temporary) and are not checked; the KV cache, the Jacobi memory and the drafts' log-probs are."""
     kinds = {(tuple(b.shape), str(b.dtype).removeprefix("torch.")) for b in buffers if b.numel() >= 1024}
-    temps = {(tuple(int(v) for v in shape.split(",") if v.strip()), dtype)
-             for shape, dtype in re.findall(r"empty_strided_\w+\(\(([0-9, ]*)\), \([0-9, ]*\), torch\.(\w+)\)", code)}
+    temps = {(shape, dtype) for _, shape, dtype in allocations(code)}
     return sorted(temps & kinds)
 
 
 def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: torch.dtype, attention: str = "sdpa"):
-    """A started DecodeSession of e2e.py's Llama of `shape_name` with `layers` layers, on the CPU (eager, uncompiled:
-    its plan and state are what the compiled step is called with). attention="flex_attention" is set after the
-    prefill: HawkDecoder refuses FlexAttention trees on the CPU, whose flex kernel fails to compile their masks;
-    here the step is only traced on the CPU (eagerly) and compiled for the fake GPU. shape_name "bundled": the
-    bundled model (float32, its own layers) as benchmarks/step_ops.py runs it, whose GPU run measures the count."""
+    """A started DecodeSession of e2e.py's Llama of `shape_name` with `layers` layers, on the CPU, of a compiling
+    decoder: it lays the weights out as for a compile, and its compiled step (never run here) names the layout the
+    code is made for; the session's plan and state are what the step is traced with. attention="flex_attention" is
+    set after the prefill: HawkDecoder refuses FlexAttention trees on the CPU, whose flex kernel fails to compile
+    their masks; here the step is only traced on the CPU (eagerly) and compiled for the fake GPU. shape_name
+    "bundled": the bundled model (float32, its own layers) as benchmarks/step_ops.py runs it, whose GPU run measures
+    the count."""
     if shape_name == "bundled":
         return _bundled_session(mode, nodes)
     import e2e
@@ -128,8 +128,7 @@ def build_session(shape_name: str, layers: int, mode: str, nodes: int, dtype: to
     torch.manual_seed(0)
     prompt = torch.randint(*shape["prompt_tokens"], (1, 32))
     prompt[:, -1] = shape["image_start"]
-    decoder = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=False, compile=False)
-    adjacent_projections(decoder.plan.backbone.language_model)  # as a decoder that compiles groups them
+    decoder = hk.HawkDecoder(model, heads, grid, mode=mode, num_nodes=max(nodes, 2), cuda_graphs=False, compile=True)
     session = decoder.start(prompt, cfg_scale=3.0, seed=0)
     model.set_attn_implementation(attention)
     return session
@@ -141,9 +140,8 @@ def _bundled_session(mode: str, nodes: int):
     prompts = torch.tensor([pipe.vocab.encode_prompt("a handwritten digit seven")] * STEP_OPS_BATCH)
     negative = torch.tensor([pipe.vocab.unconditional_prompt()])
     heads = pipe.heads if hk.drafts.needs_heads(mode) else None
-    decoder = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=nodes, compile=False,
+    decoder = hk.HawkDecoder(pipe.model, heads, pipe.grid, mode=mode, num_nodes=nodes, compile=True,
                              cuda_graphs=False)
-    adjacent_projections(decoder.plan.backbone.language_model)  # as a decoder that compiles groups them
     return decoder.start(prompts, negative_input_ids=negative, cfg_scale=3.0, seed=0)
 
 
@@ -237,8 +235,7 @@ def one(shape: str, layers: int, mode: str, nodes: int, device: str, keep_code: 
     gm, inputs = traced_step(session)
     if device == "cuda":
         gm, inputs = on_fake_cuda(gm, inputs)
-    layout = layout_of(weight_groups(session.plan.backbone.language_model))
-    wrapper = generated_wrapper(gm, inputs, extra_options, layout)
+    wrapper = generated_wrapper(gm, inputs, extra_options, session.compiled.layout)
     if keep_code is not None:
         keep_code.mkdir(parents=True, exist_ok=True)
         (keep_code / f"{mode}_{layers}_layers_{device}.py").write_text(wrapper)

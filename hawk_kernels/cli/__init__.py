@@ -18,7 +18,8 @@ from .. import __version__
 from . import cache, convert, demo, distill, generate, info, train_heads
 from .common import ERROR_PREFIX, HelpFormatter, Parser, UsageError
 
-COMMANDS = (demo, generate, distill, train_heads, convert, cache, info)  # each adds its subparser, whose args call its run(args)
+# each adds its subparser, whose args call its run(args)
+COMMANDS = (demo, generate, distill, train_heads, convert, cache, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

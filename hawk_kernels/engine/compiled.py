@@ -151,8 +151,9 @@ class CompiledStep:
                 self.compile_seconds += time.perf_counter() - began
 
     def _call(self, plan, state) -> None:
-        if layout_of(self._weight_groups) != self.layout:  # the weights moved since: code for this layout
-            self.layout = layout_of(self._weight_groups)
+        layout = layout_of(self._weight_groups)
+        if layout != self.layout:  # the weights moved since: code for this layout
+            self.layout = layout
             self._compiled = self._fresh()
         try:
             return self._compiled(plan, state)

@@ -95,7 +95,8 @@ def separate_projections(model: torch.nn.Module | None) -> None:
 
 
 def layout_of(groups: list) -> tuple[bool, ...]:
-    """Which of `groups` (weight_groups') are adjacent now: a few pointer comparisons, before each eager call."""
+    """Which of `groups` (weight_groups') are adjacent now (CompiledStep asks before each eager call: ~3 us per
+    group, a storage comparison per weight)."""
     return tuple(_adjacent(weights) for weights in groups)
 
 
